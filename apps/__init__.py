@@ -1,0 +1,1 @@
+"""Jan Server service apps: four FastAPI services, the shared kit, and the local gateway."""

@@ -1,0 +1,11 @@
+"""Authentication: JWT verification against a JWKS, API keys, and the request principal."""
+
+from apps.common.auth.principal import (
+    Authenticator,
+    OptionalPrincipalDep,
+    Principal,
+    PrincipalDep,
+    require_admin,
+)
+
+__all__ = ["Authenticator", "OptionalPrincipalDep", "Principal", "PrincipalDep", "require_admin"]

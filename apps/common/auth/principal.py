@@ -1,0 +1,143 @@
+"""Who is calling: the `Principal` dependency.
+
+Credentials are read from `Authorization: Bearer …` or `X-API-Key: …`. A value starting with `sk_` is an
+API key and goes to the app's API-key resolver (llm-api looks it up in its own table; the other apps
+ask llm-api, see `RemoteAPIKeyResolver`); anything else must be a JWT from the trusted issuer.
+
+Deployments trust exactly one issuer, so the token subject is the user id every stored object is keyed
+by; an API key resolves to the subject of the user who created it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Protocol
+
+from fastapi import Depends, Request
+
+from apps.common.auth.jwks import JWKSVerifier, TokenError
+from apps.common.errors import APIError
+
+API_KEY_PREFIX = "sk_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller."""
+
+    subject: str
+    issuer: str
+    auth_method: Literal["jwt", "api_key"]
+    credential: str = field(repr=False)
+    roles: frozenset[str] = frozenset()
+    email: str | None = None
+    name: str | None = None
+    api_key_id: str | None = None
+
+    @property
+    def user_id(self) -> str:
+        return self.subject
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+    @property
+    def is_guest(self) -> bool:
+        return "guest" in self.roles
+
+    def forward_headers(self) -> dict[str, str]:
+        """Headers that let a downstream service authenticate the same caller."""
+        return {"Authorization": f"Bearer {self.credential}"}
+
+
+class APIKeyResolver(Protocol):
+    async def resolve(self, api_key: str) -> Principal | None: ...
+
+
+def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
+    roles: set[str] = set()
+    realm_access = claims.get("realm_access")
+    if isinstance(realm_access, dict) and isinstance(realm_access.get("roles"), list):
+        roles.update(str(role) for role in realm_access["roles"])
+    if isinstance(claims.get("roles"), list):
+        roles.update(str(role) for role in claims["roles"])
+    name = claims.get("name") or claims.get("preferred_username")
+    return Principal(
+        subject=str(claims["sub"]),
+        issuer=str(claims["iss"]),
+        auth_method="jwt",
+        credential=token,
+        roles=frozenset(roles),
+        email=claims.get("email"),
+        name=str(name) if name else None,
+    )
+
+
+class Authenticator:
+    """Turns request credentials into a `Principal`, or a 401 in the OpenAI envelope."""
+
+    def __init__(self, verifier: JWKSVerifier, api_keys: APIKeyResolver | None = None) -> None:
+        self.verifier = verifier
+        self.api_keys = api_keys
+
+    async def authenticate(self, authorization: str | None, api_key_header: str | None) -> Principal:
+        credential = _bearer(authorization) or (api_key_header or "").strip()
+        if not credential:
+            raise unauthorized("Missing credentials: send 'Authorization: Bearer <token>' or 'X-API-Key'.")
+        if credential.startswith(API_KEY_PREFIX):
+            return await self._api_key(credential)
+        try:
+            claims = await self.verifier.verify(credential)
+        except TokenError as exc:
+            raise unauthorized(f"Invalid bearer token: {exc}.", code="invalid_token") from exc
+        return principal_from_claims(claims, credential)
+
+    async def _api_key(self, credential: str) -> Principal:
+        if self.api_keys is None:
+            raise unauthorized("API keys are not accepted here.", code="invalid_api_key")
+        principal = await self.api_keys.resolve(credential)
+        if principal is None:
+            raise unauthorized("Incorrect, expired or revoked API key.", code="invalid_api_key")
+        return principal
+
+
+def unauthorized(message: str, *, code: str = "unauthorized") -> APIError:
+    return APIError(401, message, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+async def get_principal(request: Request) -> Principal:
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = await authenticator.authenticate(
+        request.headers.get("authorization"), request.headers.get("x-api-key")
+    )
+    request.state.principal = principal
+    return principal
+
+
+async def get_optional_principal(request: Request) -> Principal | None:
+    if not request.headers.get("authorization") and not request.headers.get("x-api-key"):
+        return None
+    return await get_principal(request)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+OptionalPrincipalDep = Annotated[Principal | None, Depends(get_optional_principal)]
+
+
+async def require_admin(principal: PrincipalDep) -> Principal:
+    if not principal.is_admin:
+        raise APIError(403, "This endpoint requires the 'admin' role.", code="forbidden")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,108 @@
+"""The FastAPI application every app starts from.
+
+`service_app(settings, lifespan=…)` returns an app with the kit's middleware (request id and access
+log, body-size limit, CORS), the OpenAI error handlers, `/healthz` and `/readyz`, OpenTelemetry, and a
+lifespan that builds the shared pieces before the app's own lifespan runs:
+
+- `app.state.settings`, `app.state.readiness` (add checks to it), `app.state.telemetry`;
+- `app.state.http`: an outbound client for auth lookups;
+- `app.state.authenticator`: JWKS verification plus, unless the app installs its own resolver, API-key
+  checks through llm-api.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from apps.common.auth.jwks import JWKSVerifier
+from apps.common.auth.principal import Authenticator
+from apps.common.auth.remote_keys import RemoteAPIKeyResolver
+from apps.common.errors import install_error_handlers
+from apps.common.health import Readiness
+from apps.common.health import router as health_router
+from apps.common.http import make_client
+from apps.common.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from apps.common.settings import ServiceSettings
+from apps.common.telemetry import setup_telemetry
+
+AppLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    lifespan: AppLifespan | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        async with make_client(timeout=5.0) as http:
+            app.state.http = http
+            telemetry.instrument_httpx(http)
+            auth = settings.auth
+            verifier = JWKSVerifier(
+                jwks_url=auth.jwks_url,
+                issuer=auth.issuer,
+                audience=auth.audience,
+                client=http,
+                algorithms=auth.algorithms,
+                leeway_seconds=auth.clock_skew_seconds,
+                cache_seconds=auth.jwks_cache_seconds,
+            )
+            token = auth.internal_token.get_secret_value() if auth.internal_token else None
+            keys = RemoteAPIKeyResolver(
+                url=auth.api_key_validation_url,
+                client=http,
+                internal_token=token,
+                ttl_seconds=auth.api_key_cache_seconds,
+            )
+            app.state.authenticator = Authenticator(verifier, keys)
+            try:
+                if lifespan is None:
+                    yield
+                else:
+                    async with lifespan(app):
+                        yield
+            finally:
+                telemetry.shutdown()
+
+    app = FastAPI(title=title, version=settings.version, lifespan=run)
+    app.state.settings = settings
+    app.state.readiness = Readiness()
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "X-API-Key",
+            "Idempotency-Key",
+            "X-Request-Id",
+            "Mcp-Session-Id",
+            "Mcp-Protocol-Version",
+        ],
+        expose_headers=["X-Request-Id"],
+        allow_credentials=True,
+        max_age=3600,
+    )
+    app.add_middleware(RequestContextMiddleware, service_name=settings.service_name)
+    telemetry = setup_telemetry(
+        app,
+        service_name=settings.service_name,
+        version=settings.version,
+        environment=settings.environment,
+        otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+    )
+    app.state.telemetry = telemetry
+    return app

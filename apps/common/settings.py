@@ -1,0 +1,50 @@
+"""The settings base every app extends.
+
+Settings come from the environment (or from keyword arguments in tests and in the local all-in-one
+server). Secrets are `SecretStr` so they never show up in logs or reprs. Unknown keyword arguments are
+rejected so a typo in code fails loudly; nested groups use `__` in environment names
+(`AUTH__ISSUER`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AuthSettings(BaseModel):
+    """How bearer tokens are validated: one trusted issuer, its JWKS, and the expected audience."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str = "http://127.0.0.1:8000"
+    audience: str = "jan-api"
+    jwks_url: str = "http://127.0.0.1:8000/.well-known/jwks.json"
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    clock_skew_seconds: int = Field(60, ge=0, le=600)
+    jwks_cache_seconds: int = Field(300, ge=1)
+    # How other services check `sk_…` API keys: llm-api's internal validation endpoint.
+    api_key_validation_url: str = "http://127.0.0.1:8080/v1/auth/api-keys/validate"
+    api_key_cache_seconds: float = Field(30.0, ge=0)
+    internal_token: SecretStr | None = None
+
+
+class ServiceSettings(BaseSettings):
+    """Fields every app shares."""
+
+    model_config = SettingsConfigDict(extra="forbid", env_nested_delimiter="__", frozen=True)
+
+    service_name: str = "jan-service"
+    environment: str = "local"
+    version: str = "0.1.0"
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    database_url: SecretStr | None = None
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+    otel_exporter_otlp_endpoint: str | None = None
+    auth: AuthSettings = AuthSettings()
+    cors_origins: tuple[str, ...] = ("http://localhost", "http://localhost:3000", "http://127.0.0.1")
+    worker_id: int = Field(0, ge=0, le=1023)

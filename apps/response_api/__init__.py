@@ -1,0 +1,1 @@
+"""response-api: The OpenAI Responses API with MCP tool orchestration."""

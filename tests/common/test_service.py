@@ -1,0 +1,166 @@
+"""The kit's app shell: error envelope, request ids, body limit, health, auth dependency, telemetry."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import BaseModel
+
+from apps.common.auth import PrincipalDep
+from apps.common.errors import APIError
+from apps.common.logs import JsonFormatter
+from apps.common.service import service_app
+from apps.common.settings import ServiceSettings
+from tests.harness.issuer import TestIssuer
+from tests.harness.server import serve
+
+
+class Item(BaseModel):
+    name: str
+    count: int
+
+
+def build(issuer: TestIssuer) -> FastAPI:
+    app = service_app(
+        ServiceSettings(service_name="kit-test", auth=issuer.auth_settings()),
+        title="kit",
+        max_body_bytes=1024,
+    )
+
+    @app.post("/items")
+    async def create(item: Item) -> Item:
+        return item
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    @app.get("/teapot")
+    async def teapot() -> None:
+        raise APIError(418, "short and stout", code="teapot")
+
+    @app.get("/me")
+    async def me(principal: PrincipalDep) -> dict[str, str]:
+        return {"sub": principal.subject}
+
+    flaky = {"down": False}
+
+    async def check() -> None:
+        if flaky["down"]:
+            raise ConnectionError("database unreachable")
+
+    app.state.readiness.add("database", check)
+    app.state.flaky = flaky
+    return app
+
+
+@pytest.fixture(scope="module")
+def kit(issuer: TestIssuer) -> Iterator[tuple[str, FastAPI]]:
+    app = build(issuer)
+    with serve(app) as server:
+        yield server.url, app
+
+
+def test_validation_error_is_400_in_the_openai_envelope(kit: tuple[str, FastAPI]) -> None:
+    response = httpx.post(f"{kit[0]}/items", json={"name": "a", "count": "many"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "count" and error["type"] == "invalid_request_error"
+
+
+def test_malformed_json_is_400(kit: tuple[str, FastAPI]) -> None:
+    response = httpx.post(f"{kit[0]}/items", content=b"{nope", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+def test_unexpected_exception_is_a_500_envelope_without_internals(kit: tuple[str, FastAPI]) -> None:
+    response = httpx.get(f"{kit[0]}/boom")
+    assert response.status_code == 500
+    assert "secret" not in response.text
+    assert response.json()["error"]["type"] == "server_error"
+
+
+def test_api_error_keeps_its_status_and_code(kit: tuple[str, FastAPI]) -> None:
+    response = httpx.get(f"{kit[0]}/teapot")
+    assert response.status_code == 418 and response.json()["error"]["code"] == "teapot"
+
+
+def test_unknown_path_is_404_envelope(kit: tuple[str, FastAPI]) -> None:
+    response = httpx.get(f"{kit[0]}/nowhere")
+    assert response.status_code == 404 and "error" in response.json()
+
+
+def test_oversized_body_is_413(kit: tuple[str, FastAPI]) -> None:
+    response = httpx.post(f"{kit[0]}/items", json={"name": "x" * 2000, "count": 1})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_oversized_chunked_body_is_413(kit: tuple[str, FastAPI]) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(20):
+            yield b"x" * 100
+        yield b'", "count": 1}'
+
+    response = httpx.post(f"{kit[0]}/items", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_request_id_is_echoed_or_generated(kit: tuple[str, FastAPI]) -> None:
+    echoed = httpx.get(f"{kit[0]}/healthz", headers={"X-Request-Id": "abc-123"})
+    assert echoed.headers["x-request-id"] == "abc-123"
+    generated = httpx.get(f"{kit[0]}/healthz")
+    assert len(generated.headers["x-request-id"]) == 32
+
+
+def test_access_log_is_json_with_request_id(
+    kit: tuple[str, FastAPI], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="jan.access"):
+        httpx.get(f"{kit[0]}/healthz", headers={"X-Request-Id": "log-me"})
+    record = next(r for r in caplog.records if r.name == "jan.access")
+    line = json.loads(JsonFormatter().format(record))
+    assert line["status"] == 200 and line["path"] == "/healthz" and line["service"] == "kit-test"
+
+
+def test_readiness_reports_each_check(kit: tuple[str, FastAPI]) -> None:
+    url, app = kit
+    assert httpx.get(f"{url}/readyz").status_code == 200
+    app.state.flaky["down"] = True
+    try:
+        response = httpx.get(f"{url}/readyz")
+        assert response.status_code == 503
+        assert response.json()["checks"]["database"]["status"] == "error"
+        assert httpx.get(f"{url}/healthz").status_code == 200
+    finally:
+        app.state.flaky["down"] = False
+    assert httpx.get(f"{url}/readyz").status_code == 200
+
+
+def test_principal_dependency(kit: tuple[str, FastAPI], issuer: TestIssuer) -> None:
+    url = kit[0]
+    assert httpx.get(f"{url}/me").status_code == 401
+    assert httpx.get(f"{url}/me", headers={"Authorization": "Bearer junk"}).status_code == 401
+    ok = httpx.get(f"{url}/me", headers={"Authorization": f"Bearer {issuer.mint('carol')}"})
+    assert ok.status_code == 200 and ok.json() == {"sub": "carol"}
+    expired = httpx.get(f"{url}/me", headers={"Authorization": f"Bearer {issuer.mint_expired()}"})
+    assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
+
+
+def test_requests_are_traced(kit: tuple[str, FastAPI], issuer: TestIssuer) -> None:
+    url, app = kit
+    exporter = InMemorySpanExporter()
+    app.state.telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    httpx.post(f"{url}/items", json={"name": "a", "count": 1})
+    spans = exporter.get_finished_spans()
+    assert any(span.attributes and span.attributes.get("http.route") == "/items" for span in spans)
+    assert all(s.resource.attributes["service.name"] == "kit-test" for s in spans)

@@ -1,0 +1,67 @@
+"""Fixtures every test reuses: Postgres, S3, a JWKS issuer, a fake model upstream."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from apps.common.migrations import upgrade
+from apps.gateway.embedded import EmbeddedPostgres, embedded_postgres, embedded_s3
+from apps.gateway.routes import APPS
+from tests.harness.issuer import TestIssuer
+from tests.harness.server import serve
+from tests.harness.upstream import FakeUpstream
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[EmbeddedPostgres | None]:
+    """The embedded server, or None when TEST_DATABASE_URL points at an outside one."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="jan-pg-") as tmp:
+        os.chmod(tmp, 0o755)  # the server runs as an unprivileged user when tests run as root
+        with embedded_postgres(Path(tmp) / "data") as server:
+            yield server
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres: EmbeddedPostgres | None) -> str:
+    """A Postgres with every app's migrations applied (once per session)."""
+    url = os.environ.get("TEST_DATABASE_URL") or (postgres.url if postgres else "")
+    for spec in APPS.values():
+        upgrade(spec.package, url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    with embedded_s3() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[TestIssuer]:
+    test_issuer = TestIssuer()
+    with serve(test_issuer.app) as server:
+        test_issuer.url = server.url
+        yield test_issuer
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream()
+    with serve(fake.app) as server:
+        fake.url = server.url
+        yield fake
+
+
+@pytest.fixture
+def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
+    """The session's fake upstream, with its script and request log cleared."""
+    upstream_server.reset()
+    return upstream_server
