@@ -1,0 +1,130 @@
+"""The mcp-tools client: the official MCP SDK over streamable HTTP, with the caller's credentials.
+
+One MCP session per response (initialize once, then `tools/list` and every `tools/call` of all its
+rounds), so a round costs one HTTP exchange per tool call. The session must be opened and closed in
+the same task (the SDK runs anyio task groups), which is the response's own task.
+
+Each session gets an `httpx2.AsyncClient` carrying the caller's `Authorization`; all of them share one
+connection pool (`transport`), so a new session opens no new pool and no TLS context. The pool is
+closed when the app stops; the per-session clients hold nothing else and are not closed themselves.
+
+A tool call never raises: the outcome is either `output` text or an `error` in OpenAI's `mcp_call`
+error shapes (`mcp_tool_execution_error` when the tool reported an error, `mcp_protocol_error` for
+JSON-RPC failures and timeouts, `http_error` when mcp-tools could not be reached). Cancelling the
+call (the per-tool timeout, or cancelling the response) abandons the request, and the SDK tells the
+server with `notifications/cancelled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import orjson
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_CODE = -32001
+
+
+@dataclass(frozen=True, slots=True)
+class McpToolInfo:
+    name: str
+    description: str | None
+    input_schema: dict[str, Any]
+
+    def chat_tool(self) -> dict[str, Any]:
+        function: dict[str, Any] = {"name": self.name, "parameters": self.input_schema}
+        if self.description:
+            function["description"] = self.description
+        return {"type": "function", "function": function}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    output: str | None
+    error: dict[str, Any] | None
+    structured: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def error_message(self) -> str | None:
+        if self.error is None:
+            return None
+        if "message" in self.error:
+            return str(self.error["message"])
+        return " ".join(str(p.get("text", "")) for p in self.error.get("content") or [])
+
+
+class McpConnector:
+    """Opens MCP sessions against `{MCP_TOOLS_URL}/v1/mcp`."""
+
+    def __init__(self, base_url: str, transport: httpx2.AsyncBaseTransport, *, read_timeout: float) -> None:
+        self.url = f"{base_url.rstrip('/')}/v1/mcp"
+        self._transport = transport
+        self._timeout = httpx2.Timeout(30.0, read=read_timeout)
+
+    @asynccontextmanager
+    async def session(self, headers: dict[str, str]) -> AsyncIterator[McpSession]:
+        client = httpx2.AsyncClient(
+            transport=self._transport, headers=headers, timeout=self._timeout, trust_env=False
+        )
+        async with (
+            streamable_http_client(self.url, http_client=client) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            yield McpSession(session)
+
+
+class McpSession:
+    def __init__(self, session: ClientSession) -> None:
+        self._session = session
+
+    async def list_tools(self) -> list[McpToolInfo]:
+        tools: list[McpToolInfo] = []
+        cursor: str | None = None
+        while True:
+            params = {"cursor": cursor} if cursor else None
+            result = await self._session.list_tools(params=params)  # type: ignore[arg-type]
+            tools.extend(McpToolInfo(t.name, t.description, t.input_schema) for t in result.tools)
+            cursor = result.next_cursor
+            if not cursor:
+                return tools
+
+    async def call(self, name: str, arguments: dict[str, Any], *, timeout: float) -> ToolOutcome:
+        try:
+            async with asyncio.timeout(timeout):
+                result = await self._session.call_tool(name, arguments)
+        except TimeoutError:
+            message = f"Tool '{name}' did not finish within {timeout:g} s."
+            return ToolOutcome(None, {"type": "mcp_protocol_error", "code": TIMEOUT_CODE, "message": message})
+        except MCPError as exc:
+            return ToolOutcome(None, {"type": "mcp_protocol_error", "code": exc.code, "message": exc.message})
+        except Exception as exc:
+            log.warning("tool call failed", extra={"tool": name, "error": repr(exc)})
+            return ToolOutcome(None, {"type": "http_error", "code": 502, "message": f"Tool '{name}' failed."})
+        content = [block.model_dump(mode="json", exclude_none=True) for block in result.content]
+        if result.is_error:
+            return ToolOutcome(None, {"type": "mcp_tool_execution_error", "content": content})
+        return ToolOutcome(_text(content, result.structured_content), None, result.structured_content)
+
+
+def _text(content: list[dict[str, Any]], structured: Any) -> str:
+    texts = [block["text"] for block in content if block.get("type") == "text"]
+    if texts:
+        return "\n".join(texts)
+    if structured is not None:
+        return orjson.dumps(structured).decode()
+    return orjson.dumps(content).decode() if content else ""

@@ -1,0 +1,103 @@
+"""Fixtures for response-api: its peers on loopback, the app itself, and official clients.
+
+`peers` is the one place that decides what stands behind `LLM_API_URL` and `MCP_TOOLS_URL`. Today
+the model is the harness's OpenAI-compatible `FakeUpstream` (llm-api's wire contract, scripted with
+`upstream.enqueue(Reply(...))`) and the tools are an MCP server built with the official SDK
+(`FakeMcpTools`). Swapping in the real llm-api and mcp-tools apps changes this fixture only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from openai import AsyncOpenAI
+from pydantic import SecretStr
+
+from apps.response_api.main import create_app
+from apps.response_api.settings import ResponseApiSettings
+from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_tools_fake import FakeMcpTools
+from tests.harness.server import serve
+from tests.harness.upstream import FakeUpstream
+
+TOOL_TIMEOUT = 2.0
+MAX_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class Peers:
+    llm_api_url: str
+    mcp_tools_url: str
+
+
+@pytest.fixture(scope="session")
+def mcp_tools_server() -> Iterator[FakeMcpTools]:
+    fake = FakeMcpTools()
+    with serve(fake.app) as server:
+        fake.url = server.url
+        yield fake
+
+
+@pytest.fixture
+def mcp_tools(mcp_tools_server: FakeMcpTools) -> FakeMcpTools:
+    mcp_tools_server.reset()
+    return mcp_tools_server
+
+
+@pytest.fixture(scope="session")
+def peers(upstream_server: FakeUpstream, mcp_tools_server: FakeMcpTools) -> Peers:
+    """llm-api and mcp-tools as response-api reaches them."""
+    return Peers(llm_api_url=upstream_server.url, mcp_tools_url=mcp_tools_server.url)
+
+
+ServerFactory = Callable[..., AbstractContextManager[str]]
+
+
+@pytest.fixture(scope="session")
+def response_api_server(database_url: str, issuer: TestIssuer, peers: Peers) -> ServerFactory:
+    """Start response-api on loopback with test settings (plus overrides); yields its URL."""
+
+    @contextmanager
+    def start(**overrides: Any) -> Iterator[str]:
+        values: dict[str, Any] = {
+            "database_url": SecretStr(database_url),
+            "auth": issuer.auth_settings(),
+            "llm_api_url": peers.llm_api_url,
+            "mcp_tools_url": peers.mcp_tools_url,
+            "max_tool_execution_depth": MAX_DEPTH,
+            "tool_execution_timeout": TOOL_TIMEOUT,
+            "log_format": "console",
+        }
+        values.update(overrides)
+        with serve(create_app(ResponseApiSettings(**values))) as server:
+            yield server.url
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def response_api_url(response_api_server: ServerFactory) -> Iterator[str]:
+    with response_api_server() as url:
+        yield url
+
+
+@pytest.fixture
+def token(issuer: TestIssuer) -> str:
+    return issuer.mint("alice")
+
+
+@pytest.fixture
+async def client(response_api_url: str, token: str) -> AsyncIterator[AsyncOpenAI]:
+    async with AsyncOpenAI(base_url=f"{response_api_url}/v1", api_key=token, max_retries=0) as openai:
+        yield openai
+
+
+@pytest.fixture
+async def other_client(response_api_url: str, issuer: TestIssuer) -> AsyncIterator[AsyncOpenAI]:
+    key = issuer.mint("mallory")
+    async with AsyncOpenAI(base_url=f"{response_api_url}/v1", api_key=key, max_retries=0) as openai:
+        yield openai
