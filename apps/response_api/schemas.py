@@ -96,7 +96,8 @@ class CreateResponseRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=256)
-    input: str | list[dict[str, Any]] = Field(default_factory=list)
+    # Checked by `normalize_input`, so that every malformed shape gets one clear message.
+    input: Any = None
     instructions: str | None = None
     tools: list[Tool] | None = None
     tool_choice: str | dict[str, Any] | None = None

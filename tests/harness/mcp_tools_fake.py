@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 
 class FakeMcpTools:
@@ -62,7 +63,7 @@ class FakeMcpTools:
         @server.tool(description="Always fails.")
         def fail(reason: str) -> str:
             self.calls.append(("fail", {"reason": reason}))
-            raise ValueError(f"fail tool refused: {reason}")
+            raise ToolError(f"fail tool refused: {reason}")
 
         mcp_app = server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True)
 

@@ -25,18 +25,20 @@ from apps.common.ids import random_id
 MESSAGE_ROLES = frozenset({"user", "assistant", "system", "developer"})
 
 
-def normalize_input(raw: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+def normalize_input(raw: Any) -> list[dict[str, Any]]:
     """The request's input as typed items with ids; a clear 400 for anything we cannot use."""
-    if isinstance(raw, str):
+    if isinstance(raw, str) and raw:
         return [_message("user", [{"type": "input_text", "text": raw}])]
-    if not raw:
+    if not isinstance(raw, list) or not raw:
         raise bad_request("'input' must be a non-empty string or list of items.", param="input")
     return [_normalize_item(item, index) for index, item in enumerate(raw)]
 
 
-def _normalize_item(item: dict[str, Any], index: int) -> dict[str, Any]:
-    kind = item.get("type", "message")
+def _normalize_item(item: Any, index: int) -> dict[str, Any]:
     param = f"input[{index}]"
+    if not isinstance(item, dict):
+        raise bad_request(f"'{param}' must be an object.", param=param)
+    kind = item.get("type", "message")
     if kind == "message":
         role = item.get("role")
         if role not in MESSAGE_ROLES:

@@ -80,12 +80,33 @@ class McpConnector:
         client = httpx2.AsyncClient(
             transport=self._transport, headers=headers, timeout=self._timeout, trust_env=False
         )
-        async with (
-            streamable_http_client(self.url, http_client=client) as (read, write),
-            ClientSession(read, write) as session,
-        ):
-            await session.initialize()
-            yield McpSession(session)
+        try:
+            async with (
+                streamable_http_client(self.url, http_client=client) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await session.initialize()
+                yield McpSession(session)
+        except BaseExceptionGroup as group:
+            raise _sole(group) from None
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception that matters in a group the SDK's task groups wrapped around it.
+
+    Whatever the response does inside the session (a model error, a cancellation, the deadline)
+    leaves through the SDK's task groups; callers should see it as it was raised.
+    """
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        else:
+            leaves.append(current)
+    chosen = [e for e in leaves if not isinstance(e, asyncio.CancelledError)]
+    return (chosen or leaves)[0]
 
 
 class McpSession:

@@ -1,0 +1,87 @@
+"""Bad input and other users' ids: clear 4xx answers in OpenAI's error envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai import AsyncOpenAI
+
+from tests.harness.upstream import FakeUpstream, Reply
+from tests.response_api.scripts import answer
+
+BAD_REQUESTS: list[tuple[dict[str, Any], str | None]] = [
+    ({"input": "hi"}, "model"),
+    ({"model": "fake-model", "input": 42}, "input"),
+    ({"model": "fake-model", "input": []}, "input"),
+    ({"model": "fake-model", "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
+    ({"model": "fake-model", "input": [{"type": "weird"}]}, "input[0].type"),
+    ({"model": "fake-model", "input": "hi", "temperature": 7}, "temperature"),
+    ({"model": "fake-model", "input": "hi", "tool_choice": "sometimes"}, "tool_choice"),
+    ({"model": "fake-model", "input": "hi", "tools": [{"type": "mcp", "server_url": "http://evil"}]}, None),
+    ({"model": "fake-model", "input": "hi", "tools": [{"type": "computer"}]}, None),
+    ({"model": "fake-model", "input": "hi", "background": True, "store": False}, "background"),
+    (
+        {"model": "fake-model", "input": "hi", "previous_response_id": "resp_x", "conversation": "conv_y"},
+        "conversation",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "param"), BAD_REQUESTS)
+async def test_bad_input_is_a_400(
+    response_api_url: str, token: str, body: dict[str, Any], param: str | None
+) -> None:
+    async with httpx.AsyncClient(base_url=response_api_url) as http:
+        reply = await http.post("/v1/responses", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"]
+    if param is not None:
+        assert error["param"] == param
+
+
+async def test_missing_credentials_is_a_401(response_api_url: str) -> None:
+    async with httpx.AsyncClient(base_url=response_api_url) as http:
+        reply = await http.post("/v1/responses", json={"model": "fake-model", "input": "hi"})
+    assert reply.status_code == 401
+
+
+async def test_model_refusal_keeps_its_status(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
+    upstream.enqueue(
+        Reply(
+            status=404, error_body={"error": {"message": "model 'nope' not found", "code": "model_not_found"}}
+        )
+    )
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.responses.create(model="nope", input="hi")
+    assert "model 'nope' not found" in str(caught.value)
+
+
+async def test_another_users_response_is_not_found(
+    client: AsyncOpenAI, other_client: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    upstream.enqueue(answer("private"))
+    mine = await client.responses.create(model="fake-model", input="secret")
+    assert mine.conversation is not None
+    for attempt in (
+        other_client.responses.retrieve(mine.id),
+        other_client.responses.cancel(mine.id),
+        other_client.responses.delete(mine.id),
+        other_client.responses.input_items.list(mine.id),
+        other_client.responses.create(model="fake-model", input="x", previous_response_id=mine.id),
+        other_client.responses.create(model="fake-model", input="x", conversation=mine.conversation.id),
+    ):
+        with pytest.raises(openai.NotFoundError):
+            await attempt
+    still = await client.responses.retrieve(mine.id)
+    assert still.output_text == "private"
+
+
+async def test_unknown_ids_are_not_found(client: AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve("resp_missing")
+    with pytest.raises(openai.BadRequestError):
+        await client.responses.input_items.list("resp_missing", limit=1000)

@@ -1,0 +1,155 @@
+"""Background mode, cancel, continuity (`previous_response_id`, `conversation`) and the stored resources."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import openai
+import pytest
+from openai import AsyncOpenAI
+from openai.types.responses import Response
+
+from tests.harness.mcp_tools_fake import FakeMcpTools
+from tests.harness.upstream import FakeUpstream, Reply
+from tests.response_api.conftest import ServerFactory
+from tests.response_api.scripts import answer, call, tool_round
+from tests.response_api.test_loop import executions
+
+POLLS = 400
+
+
+async def poll_until_done(client: AsyncOpenAI, response_id: str) -> Response:
+    for _ in range(POLLS):
+        response = await client.responses.retrieve(response_id)
+        if response.status not in ("queued", "in_progress"):
+            return response
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{response_id} never finished")
+
+
+async def test_background_response_polled_to_completion(
+    client: AsyncOpenAI, upstream: FakeUpstream, database_url: str
+) -> None:
+    upstream.enqueue(
+        tool_round(call("add", {"a": 1, "b": 1}, "b1")), Reply(content="Two.", first_byte_delay=0.3)
+    )
+    created = await client.responses.create(model="fake-model", input="1 + 1?", background=True)
+    assert created.status == "queued" and created.background is True
+    done = await poll_until_done(client, created.id)
+    assert done.status == "completed" and done.output_text == "Two."
+    assert [row["tool_name"] for row in await executions(database_url, created.id)] == ["add"]
+
+
+async def test_background_survives_the_client_leaving(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
+    upstream.enqueue(Reply(content=["slowly", " but", " surely"], chunk_interval=0.1))
+    stream = await client.responses.create(model="fake-model", input="go", background=True, stream=True)
+    first = await stream.__anext__()
+    assert first.type == "response.created"
+    await stream.close()
+    done = await poll_until_done(client, first.response.id)
+    assert done.status == "completed" and done.output_text == "slowly but surely"
+
+
+async def test_cancel_stops_the_loop_and_the_tool_in_flight(
+    response_api_server: ServerFactory, token: str, upstream: FakeUpstream, mcp_tools: FakeMcpTools
+) -> None:
+    upstream.enqueue(tool_round(call("slow", {"seconds": 120}, "long")), answer("never sent"))
+    with response_api_server(tool_execution_timeout=300) as url:
+        async with AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0) as client:
+            created = await client.responses.create(model="fake-model", input="wait", background=True)
+            assert await asyncio.to_thread(mcp_tools.slow_started.wait, 30)
+            cancelled = await client.responses.cancel(created.id)
+            assert cancelled.status == "cancelled"
+            assert await asyncio.to_thread(mcp_tools.slow_cancelled.wait, 30)
+            stored = await client.responses.retrieve(created.id)
+    assert stored.status == "cancelled"
+    assert [(item.type, getattr(item, "status", None)) for item in stored.output] == [
+        ("mcp_call", "incomplete")
+    ]
+    assert len(upstream.requests) == 1
+
+
+async def test_cancelling_a_finished_response_returns_it(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
+    upstream.enqueue(answer("done"))
+    response = await client.responses.create(model="fake-model", input="hi")
+    again = await client.responses.cancel(response.id)
+    assert again.status == "completed" and again.output_text == "done"
+
+
+async def test_previous_response_id_continues_the_chain(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
+    upstream.enqueue(answer("Hello Ada."))
+    first = await client.responses.create(
+        model="fake-model", input="My name is Ada.", instructions="Be kind."
+    )
+    upstream.enqueue(tool_round(call("echo", {"text": "Ada"}, "e1")), answer("Your name is Ada."))
+    second = await client.responses.create(
+        model="fake-model", input="What is my name?", previous_response_id=first.id
+    )
+    upstream.enqueue(answer("Bye Ada."))
+    third = await client.responses.create(model="fake-model", input="Bye", previous_response_id=second.id)
+    assert third.previous_response_id == second.id
+    messages = upstream.requests[-1]["messages"]
+    assert [m["role"] for m in messages] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
+    assert messages[0]["content"] == "My name is Ada." and messages[1]["content"] == "Hello Ada."
+    assert messages[4] == {"role": "tool", "tool_call_id": "e1", "content": "Ada"}
+    assert messages[5]["content"] == "Your name is Ada."
+    # Instructions belong to the response that set them, as at OpenAI.
+    assert all(m["role"] != "system" for m in messages)
+    assert first.conversation is not None and third.conversation is not None
+    assert third.conversation.id == first.conversation.id
+
+
+async def test_conversation_collects_its_responses(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
+    upstream.enqueue(answer("Noted: blue."))
+    first = await client.responses.create(model="fake-model", input="My colour is blue.")
+    assert first.conversation is not None
+    upstream.enqueue(answer("Blue."))
+    await client.responses.create(model="fake-model", input="Colour?", conversation=first.conversation.id)
+    upstream.enqueue(answer("Still blue."))
+    await client.responses.create(
+        model="fake-model", input="Again?", conversation={"id": first.conversation.id}
+    )
+    contents = [m["content"] for m in upstream.requests[-1]["messages"]]
+    assert contents == ["My colour is blue.", "Noted: blue.", "Colour?", "Blue.", "Again?"]
+
+
+async def test_input_items_get_and_delete(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
+    upstream.enqueue(answer("ok"))
+    inputs: Any = [
+        {"role": "developer", "content": "Answer tersely."},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "One"}]},
+        {"role": "user", "content": "Two"},
+    ]
+    response = await client.responses.create(model="fake-model", input=inputs, metadata={"trace": "t1"})
+    assert response.metadata == {"trace": "t1"}
+    assert upstream.requests[0]["messages"][0] == {"role": "system", "content": "Answer tersely."}
+    page = await client.responses.input_items.list(response.id, order="asc")
+    texts = [item.content[0].text for item in page.data if item.type == "message"]  # type: ignore[union-attr]
+    assert texts == ["Answer tersely.", "One", "Two"]
+    newest = await client.responses.input_items.list(response.id, limit=1)
+    assert newest.data[0].id == page.data[-1].id and newest.has_more
+    fetched = await client.responses.retrieve(response.id)
+    assert fetched.output_text == "ok" and fetched.id == response.id
+    await client.responses.delete(response.id)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(response.id)
+
+
+async def test_unstored_responses_are_not_retrievable(
+    client: AsyncOpenAI, upstream: FakeUpstream, database_url: str
+) -> None:
+    upstream.enqueue(tool_round(call("add", {"a": 5, "b": 5}, "n1")), answer("10"))
+    response = await client.responses.create(model="fake-model", input="5+5", store=False)
+    assert response.output_text == "10"
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(response.id)
+    assert [row["call_id"] for row in await executions(database_url, response.id)] == ["n1"]
