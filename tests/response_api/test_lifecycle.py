@@ -10,6 +10,8 @@ import pytest
 from openai import AsyncOpenAI
 from openai.types.responses import Response
 
+from apps.gateway.local_apps import LocalEnvironment
+from apps.gateway.local_apps import response_api as local_response_api
 from tests.harness.mcp_tools_fake import FakeMcpTools
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.response_api.conftest import ServerFactory
@@ -153,3 +155,43 @@ async def test_unstored_responses_are_not_retrievable(
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve(response.id)
     assert [row["call_id"] for row in await executions(database_url, response.id)] == ["n1"]
+
+
+async def test_leaving_a_foreground_stream_cancels_it(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
+    upstream.enqueue(Reply(content=["first", " second"], stall_after_chunks=2))
+    stream = await client.responses.create(model="fake-model", input="go", stream=True)
+    response_id = ""
+    async for event in stream:
+        if event.type == "response.created":
+            response_id = event.response.id
+        if event.type == "response.output_text.delta":
+            break
+    await stream.close()
+    done = await poll_until_done(client, response_id)
+    assert done.status == "cancelled"
+    assert [(item.type, getattr(item, "status", None)) for item in done.output] == [("message", "incomplete")]
+
+
+async def test_overall_deadline_fails_the_response(
+    response_api_server: ServerFactory, token: str, upstream: FakeUpstream
+) -> None:
+    upstream.enqueue(Reply(content=["never", " finishes"], stall_after_chunks=2))
+    with response_api_server(response_deadline=1.0) as url:
+        async with AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0) as client:
+            response = await client.responses.create(model="fake-model", input="stall")
+    assert response.status == "failed"
+    assert response.error is not None and response.error.code == "timeout"  # type: ignore[comparison-overlap]
+
+
+def test_local_mode_reaches_peers_through_the_gateway(tmp_path: Any) -> None:
+    env = LocalEnvironment(
+        base_url="http://127.0.0.1:8000",
+        data_dir=tmp_path,
+        database_url="postgresql://localhost/jan",
+        s3_endpoint_url="http://127.0.0.1:9000",
+        model_url=None,
+        model_api_key=None,
+        internal_token="t",
+    )
+    settings = local_response_api(env).state.settings
+    assert (settings.llm_api_url, settings.mcp_tools_url) == (env.base_url, env.base_url)
