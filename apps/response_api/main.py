@@ -59,6 +59,7 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
                     deadline=settings.response_deadline,
                     offer_mcp_by_default=settings.offer_mcp_tools_by_default,
                     server_label=settings.mcp_server_label,
+                    tools_cache_seconds=settings.mcp_tools_cache_seconds,
                 ),
             )
             try:

@@ -30,6 +30,8 @@ class ResponseApiSettings(ServiceSettings):
     # When a request names no tools, offer every tool mcp-tools lists.
     offer_mcp_tools_by_default: bool = True
     mcp_server_label: str = "jan"
+    # How long one `tools/list` answer is reused (the catalog is the same for every caller).
+    mcp_tools_cache_seconds: float = Field(60.0, ge=0)
 
     @field_validator("max_tool_execution_depth", mode="after")
     @classmethod

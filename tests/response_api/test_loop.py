@@ -40,11 +40,10 @@ async def test_plain_answer(
     assert sent["messages"][-1] == {"role": "user", "content": "Say hello"}
     assert {tool["function"]["name"] for tool in sent["tools"]} == {"add", "echo", "slow", "fail"}
     assert upstream.headers[0]["authorization"] == f"Bearer {token}"
-    assert mcp_tools.authorizations and all(a == f"Bearer {token}" for a in mcp_tools.authorizations)
 
 
 async def test_one_tool_round(
-    client: AsyncOpenAI, upstream: FakeUpstream, mcp_tools: FakeMcpTools, database_url: str
+    client: AsyncOpenAI, upstream: FakeUpstream, mcp_tools: FakeMcpTools, database_url: str, token: str
 ) -> None:
     upstream.enqueue(tool_round(call("add", {"a": 2, "b": 3}, "call_a")), answer("The sum is 5."))
     response = await client.responses.create(model="fake-model", input="What is 2 + 3?")
@@ -63,6 +62,8 @@ async def test_one_tool_round(
     second = upstream.requests[1]["messages"]
     assert second[-2]["tool_calls"][0]["id"] == "call_a"
     assert second[-1] == {"role": "tool", "tool_call_id": "call_a", "content": "5"}
+    assert mcp_tools.calls == [("add", {"a": 2, "b": 3})]
+    assert mcp_tools.authorizations and all(a == f"Bearer {token}" for a in mcp_tools.authorizations)
     rows = await executions(database_url, response.id)
     assert [(r["tool_name"], r["status"], r["arguments"], r["call_id"]) for r in rows] == [
         ("add", "completed", {"a": 2, "b": 3}, "call_a")

@@ -29,7 +29,7 @@ from typing import Any
 from apps.response_api.schemas import CreateResponseRequest, FunctionTool, McpTool
 from apps.response_api.services.items import mcp_result_text, parse_arguments
 from apps.response_api.services.llm import LlmClient, RoundEnd, TextDelta, ToolCallDelta
-from apps.response_api.services.mcp import McpSession, McpToolInfo, ToolOutcome
+from apps.response_api.services.mcp import McpSession, McpToolInfo, ToolAccess, ToolOutcome
 from apps.response_api.services.state import ResponseState
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class ToolLoop:
         request: CreateResponseRequest,
         messages: list[dict[str, Any]],
         tools: ToolSet,
-        session: McpSession | None,
+        access: ToolAccess | None,
     ) -> None:
         depth = 0
         while True:
@@ -162,6 +162,9 @@ class ToolLoop:
                     state.call_skipped(call.index)
                 state.finish("incomplete", reason=DEPTH_REASON)
                 return
+            session = (
+                await access.session() if access and any(c.name in tools.mcp for c in server_calls) else None
+            )
             await self._run_tools(state, server_calls, tools, session, request.parallel_tool_calls)
             messages.extend(
                 {"role": "tool", "tool_call_id": c.call_id, "content": mcp_result_text(state.output[c.index])}

@@ -1,8 +1,12 @@
 """The mcp-tools client: the official MCP SDK over streamable HTTP, with the caller's credentials.
 
-One MCP session per response (initialize once, then `tools/list` and every `tools/call` of all its
-rounds), so a round costs one HTTP exchange per tool call. The session must be opened and closed in
-the same task (the SDK runs anyio task groups), which is the response's own task.
+At most one MCP session per response, opened at its first tool call and used by every call of all
+its rounds, so a round costs one HTTP exchange per tool call and a plain answer costs none. The
+session is opened and closed in the response's own task (the SDK runs anyio task groups, which must
+be left by the task that entered them).
+
+The tool catalog (`tools/list`) is the same for every caller, so it is kept for
+`MCP_TOOLS_CACHE_SECONDS` (`ToolCatalog`); a response lists tools itself only when the copy is stale.
 
 Each session gets an `httpx2.AsyncClient` carrying the caller's `Authorization`; all of them share one
 connection pool (`transport`), so a new session opens no new pool and no TLS context. The pool is
@@ -19,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,3 +154,45 @@ def _text(content: list[dict[str, Any]], structured: Any) -> str:
     if structured is not None:
         return orjson.dumps(structured).decode()
     return orjson.dumps(content).decode() if content else ""
+
+
+class ToolCatalog:
+    """The last tool listing, shared by all responses until it is `ttl` seconds old."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._tools: list[McpToolInfo] = []
+        self._expires = 0.0
+
+    def get(self) -> list[McpToolInfo] | None:
+        return self._tools if time.monotonic() < self._expires else None
+
+    def put(self, tools: list[McpToolInfo]) -> None:
+        self._tools, self._expires = tools, time.monotonic() + self._ttl
+
+
+class ToolAccess:
+    """One response's way to mcp-tools: the catalog, and a session opened when first needed."""
+
+    def __init__(
+        self, connector: McpConnector, catalog: ToolCatalog, headers: dict[str, str], stack: AsyncExitStack
+    ) -> None:
+        self._connector = connector
+        self._catalog = catalog
+        self._headers = headers
+        self._stack = stack
+        self._session: McpSession | None = None
+
+    async def list_tools(self) -> list[McpToolInfo]:
+        cached = self._catalog.get()
+        if cached is not None:
+            return cached
+        tools = await (await self.session()).list_tools()
+        self._catalog.put(tools)
+        return tools
+
+    async def session(self) -> McpSession:
+        """The open session; call it from the response's own task only."""
+        if self._session is None:
+            self._session = await self._stack.enter_async_context(self._connector.session(self._headers))
+        return self._session

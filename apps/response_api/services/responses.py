@@ -9,6 +9,9 @@ Decisions:
 - `previous_response_id` replays that response's chain; `conversation` replays the conversation.
   Naming both is a 400, as at OpenAI. Each stored response belongs to a conversation (a new one
   unless continued) and reports it in `conversation.id`.
+- A foreground response is written once, when it ends; a background one also when it starts, so
+  it can be polled. (A foreground response that is still running is therefore visible, and
+  cancellable, only on the replica that runs it.)
 - `store: false` responses are neither stored nor retrievable (so they cannot run in background), but
   their tool executions are recorded like any other.
 - A foreground, non-streamed request whose first model call is refused by llm-api with a 4xx (an
@@ -21,7 +24,7 @@ import asyncio
 import logging
 import time
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from apps.common.auth.principal import Principal
@@ -31,7 +34,7 @@ from apps.response_api.schemas import CreateResponseRequest, McpTool
 from apps.response_api.services.items import normalize_input, to_messages
 from apps.response_api.services.llm import LlmApiError, LlmClient
 from apps.response_api.services.loop import ExecutionRecorder, Limits, ToolLoop, ToolSet
-from apps.response_api.services.mcp import McpConnector, McpSession, McpToolInfo
+from apps.response_api.services.mcp import McpConnector, McpToolInfo, ToolAccess, ToolCatalog
 from apps.response_api.services.runs import Run, RunRegistry
 from apps.response_api.services.state import EventQueue, ResponseState
 from apps.response_api.services.store import ResponseStore
@@ -45,6 +48,7 @@ class ServiceConfig:
     deadline: float
     offer_mcp_by_default: bool
     server_label: str
+    tools_cache_seconds: float
 
 
 @dataclass(eq=False)
@@ -52,6 +56,8 @@ class ResponseRun(Run):
     request: CreateResponseRequest | None = None
     principal: Principal | None = None
     messages: list[dict[str, Any]] | None = None
+    input_items: list[dict[str, Any]] = field(default_factory=list)
+    new_conversation: bool = False
     events: EventQueue | None = None
     refused: LlmApiError | None = None
 
@@ -71,6 +77,7 @@ class ResponseService:
         self._llm = llm
         self._mcp = mcp
         self._config = config
+        self._catalog = ToolCatalog(config.tools_cache_seconds)
 
     async def create(self, request: CreateResponseRequest, principal: Principal) -> ResponseRun:
         if request.previous_response_id and request.conversation_id:
@@ -89,8 +96,11 @@ class ResponseService:
         elif conversation_id:
             history = await self._store.conversation_history(principal.user_id, conversation_id)
         body = self._initial_body(request)
+        new_conversation = conversation_id is None
         if request.store:
-            await self._store.create(body, input_items, principal.user_id, conversation_id)
+            body["conversation"] = {"id": conversation_id or random_id("conv")}
+        if request.background:
+            await self._store.insert(body, input_items, principal.user_id, new_conversation=new_conversation)
         run = ResponseRun(
             ResponseState(body),
             principal.user_id,
@@ -98,6 +108,8 @@ class ResponseService:
             request=request,
             principal=principal,
             messages=to_messages([*history, *input_items], request.instructions),
+            input_items=input_items,
+            new_conversation=new_conversation,
         )
         if request.stream:
             run.events = run.state.listen()
@@ -149,9 +161,9 @@ class ResponseService:
         try:
             async with asyncio.timeout(self._config.deadline), AsyncExitStack() as stack:
                 state.start()
-                session, listed = await self._open_tools(stack, request, headers)
+                access, listed = await self._open_tools(stack, request, headers)
                 tools = ToolSet.build(request, listed, self._config.server_label)
-                await loop.run(state, request, run.messages, tools, session)
+                await loop.run(state, request, run.messages, tools, access)
         except asyncio.CancelledError:
             state.cancel()
             if not run.cancel_requested:  # the server is stopping
@@ -179,20 +191,25 @@ class ResponseService:
     async def _finish(self, run: ResponseRun, recorder: ExecutionRecorder) -> None:
         try:
             await recorder.flush()
-            if run.state.body["store"]:
-                await self._store.save(run.state.body)
+            body = run.state.body
+            if run.background:
+                await self._store.save(body)
+            elif body["store"]:
+                await self._store.insert(
+                    body, run.input_items, run.user_id, new_conversation=run.new_conversation
+                )
         finally:
             run.state.close_stream()
 
     async def _open_tools(
         self, stack: AsyncExitStack, request: CreateResponseRequest, headers: dict[str, str]
-    ) -> tuple[McpSession | None, list[McpToolInfo]]:
+    ) -> tuple[ToolAccess | None, list[McpToolInfo]]:
         explicit = any(isinstance(tool, McpTool) for tool in request.tools or ())
         if not explicit and (request.tools or not self._config.offer_mcp_by_default):
             return None, []
+        access = ToolAccess(self._mcp, self._catalog, headers, stack)
         try:
-            session = await stack.enter_async_context(self._mcp.session(headers))
-            return session, await session.list_tools()
+            return access, await access.list_tools()
         except Exception as exc:
             if explicit:
                 raise LlmApiError(502, "The MCP tools could not be listed.", "tools_unavailable") from exc

@@ -1,9 +1,9 @@
 """Persistence of responses, their input items, conversations and tool executions.
 
 Every read is scoped to the caller: a response or conversation of another user is reported exactly
-like one that does not exist. Writes per response: one transaction when it starts (response row,
-input items, new conversation) and one when it ends (status and body); tool executions are inserted
-in one batch per tool round.
+like one that does not exist. Writes per response: one transaction when it ends (response row, input
+items, new conversation); a background response is inserted when it starts, so it can be polled,
+and updated when it ends. Tool executions are inserted in one batch per tool round.
 
 History replay: `previous_response_id` walks the chain of earlier responses (a recursive query) and
 replays each one's input items then output items, oldest first; `conversation` replays every
@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apps.common.db import transaction
 from apps.common.errors import not_found
-from apps.common.ids import random_id
 from apps.response_api.db import Conversation, ResponseInputItem, ResponseRow, ToolExecution
 
 MAX_CHAIN = 1000
@@ -84,20 +83,20 @@ class ResponseStore:
             ).all()
         return [item for row in rows for item in (*row.input, *(row.output or ()))]
 
-    async def create(
+    async def insert(
         self,
         body: dict[str, Any],
         input_items: list[dict[str, Any]],
         user_id: str,
-        conversation_id: str | None,
-    ) -> str:
-        """Store a starting response; returns its conversation id (a new one unless given)."""
+        *,
+        new_conversation: bool,
+    ) -> None:
+        """Store a response (with its conversation, when it starts one) in one transaction."""
+        conversation_id = (body.get("conversation") or {}).get("id")
         async with transaction(self._sessions) as session:
-            if conversation_id is None:
-                conversation_id = random_id("conv")
+            if new_conversation:
                 session.add(Conversation(id=conversation_id, user_id=user_id))
                 await session.flush()
-            body["conversation"] = {"id": conversation_id}
             session.add(
                 ResponseRow(
                     id=body["id"],
@@ -117,7 +116,6 @@ class ResponseStore:
                     for i, item in enumerate(input_items)
                 ],
             )
-        return conversation_id
 
     async def save(self, body: dict[str, Any]) -> None:
         async with transaction(self._sessions) as session:
