@@ -9,10 +9,11 @@ Two arms run the same scripted work, interleaved, against the same loopback fake
   every tool execution in Postgres.
 
 A script with R tool rounds is R model replies that each call the cheap `add` tool, then one answer.
-The overhead of a request is ours minus baseline for the same script; per round it is reported two
-ways: that overhead divided by R, and the marginal cost of a round (the overhead's growth from 0 to
-the largest R, divided by R), which excludes the fixed cost paid once per response (auth, MCP
-session set-up and tool listing, the response's two database writes).
+The overhead of a request is ours minus baseline for the same script. Per round it is reported two
+ways: that overhead divided by R, and the marginal cost of a round: the overhead's growth from one
+round to the largest R, divided by the extra rounds. The marginal figure leaves out what a response
+pays once: auth, the database write, and, at its first tool call, opening the MCP session (the
+baseline keeps one open throughout).
 
 Run: `.venv/bin/python -m bench.responses_loop [--samples N]`.
 """
@@ -46,7 +47,7 @@ from tests.harness.mcp_tools_fake import FakeMcpTools
 from tests.harness.server import serve
 from tests.harness.upstream import FakeUpstream, Reply
 
-ROUNDS = (0, 1, 4)
+ROUNDS = (0, 1, 5)
 WARMUP = 5
 
 
@@ -181,10 +182,11 @@ def report(table: list[tuple[int, float, float, float, float, float]], samples: 
     for rounds, base, ours, ovh50, ovh99, per_round in table:
         cells = (f"{rounds}", *(f"{v:.2f}" for v in (base, ours, ovh50, ovh99, per_round, ours / base)))
         print(" ".join(f"{cell:>13}" for cell in cells))
-    fixed, largest = table[0], table[-1]
-    marginal = (largest[3] - fixed[3]) / largest[0]
+    fixed, first, largest = table[0], table[1], table[-1]
+    marginal = (largest[3] - first[3]) / (largest[0] - first[0])
     print(f"fixed overhead per response (0 rounds), p50: {fixed[3]:.2f} ms")
-    print(f"marginal overhead per tool round, p50: {marginal:.2f} ms (target < 5 ms)")
+    print(f"first tool round incl. opening the MCP session, p50: {first[3] - fixed[3]:.2f} ms")
+    print(f"marginal overhead per further tool round, p50: {marginal:.2f} ms (target < 5 ms)")
 
 
 def main() -> None:
