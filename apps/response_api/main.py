@@ -1,7 +1,8 @@
 """The response-api application factory.
 
 The lifespan builds the database engine, the llm-api client (its read timeout is the longest silence
-allowed while a model streams), the MCP connection pool and the registry of running responses. On
+allowed while a model streams), the MCP connection pool, the registry of running responses and
+the listener for cancels sent by other replicas. On
 shutdown, responses still running are stopped and recorded as failed before the pools close.
 """
 
@@ -17,6 +18,7 @@ from apps.common.db import create_engine, database_check, session_factory
 from apps.common.http import make_client
 from apps.common.service import service_app
 from apps.response_api.routes.responses import router as responses_router
+from apps.response_api.services.cancel_bus import CancelListener
 from apps.response_api.services.llm import LlmClient
 from apps.response_api.services.loop import Limits
 from apps.response_api.services.mcp import McpConnector
@@ -42,6 +44,8 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
         app.state.telemetry.instrument_engine(engine)
         app.state.readiness.add("database", database_check(engine))
         registry = RunRegistry()
+        listener = CancelListener(settings.database_url.get_secret_value(), registry.cancel_soon)
+        await listener.start()
         mcp_pool = httpx2.AsyncHTTPTransport(
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50)
         )
@@ -65,6 +69,7 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
             try:
                 yield
             finally:
+                await listener.stop()
                 await registry.shutdown()
                 await mcp_pool.aclose()
                 await engine.dispose()

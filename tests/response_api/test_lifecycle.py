@@ -72,6 +72,35 @@ async def test_cancel_stops_the_loop_and_the_tool_in_flight(
     assert len(upstream.requests) == 1
 
 
+async def test_cancel_reaches_the_replica_that_runs_the_response(
+    response_api_server: ServerFactory, token: str, upstream: FakeUpstream, mcp_tools: FakeMcpTools
+) -> None:
+    upstream.enqueue(tool_round(call("slow", {"seconds": 120}, "far")), answer("never sent"))
+    with response_api_server(tool_execution_timeout=300) as runner, response_api_server() as other:
+        async with (
+            AsyncOpenAI(base_url=f"{runner}/v1", api_key=token, max_retries=0) as on_runner,
+            AsyncOpenAI(base_url=f"{other}/v1", api_key=token, max_retries=0) as on_other,
+        ):
+            created = await on_runner.responses.create(model="fake-model", input="wait", background=True)
+            assert await asyncio.to_thread(mcp_tools.slow_started.wait, 30)
+            cancelled = await on_other.responses.cancel(created.id)
+            assert cancelled.status == "cancelled"
+            assert await asyncio.to_thread(mcp_tools.slow_cancelled.wait, 30)
+            final = await poll_until_output(on_other, created.id)
+    assert final.status == "cancelled"
+    assert len(upstream.requests) == 1
+
+
+async def poll_until_output(client: AsyncOpenAI, response_id: str) -> Response:
+    """The response once its runner has recorded what it produced."""
+    for _ in range(POLLS):
+        response = await client.responses.retrieve(response_id)
+        if response.output:
+            return response
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{response_id} never recorded its output")
+
+
 async def test_cancelling_a_finished_response_returns_it(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
     upstream.enqueue(answer("done"))
     response = await client.responses.create(model="fake-model", input="hi")

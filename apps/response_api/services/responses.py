@@ -233,9 +233,7 @@ class ResponseService:
 
     def abandon(self, run: ResponseRun) -> None:
         """The streaming client left a foreground response: stop it (without waiting)."""
-        if run.task is not None and not run.task.done():
-            run.cancel_requested = True
-            run.task.cancel()
+        self._registry.cancel_soon(run.state.id)
 
     async def delete(self, principal: Principal, response_id: str) -> None:
         run = self._registry.get(principal.user_id, response_id)

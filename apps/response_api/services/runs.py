@@ -5,8 +5,9 @@ listens to its events, a background request returns at once and the task goes on
 has left. Cancelling a response cancels its task; the cancellation reaches whatever it is awaiting
 (the model stream, the MCP calls in flight), the task records `cancelled` and ends.
 
-This process only sees its own tasks. `cancel` on a response held by another replica (or left
-running by a process that died) marks it cancelled in the database instead (see the store).
+This process only sees its own tasks. A cancel for a response held by another replica marks it
+cancelled in the database and notifies every replica (`cancel_bus`), whose listener calls
+`cancel_soon` here.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ class RunRegistry:
     def get(self, user_id: str, response_id: str) -> Run | None:
         run = self._runs.get(response_id)
         return run if run is not None and run.user_id == user_id else None
+
+    def cancel_soon(self, response_id: str) -> None:
+        """Cancel a run held here, if any, without waiting (a cancel that came from another replica)."""
+        run = self._runs.get(response_id)
+        if run is not None and run.task is not None and not run.task.done():
+            run.cancel_requested = True
+            run.task.cancel()
 
     async def cancel(self, run: Run) -> None:
         """Stop the run and wait until it has recorded its final state."""

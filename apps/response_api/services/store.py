@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apps.common.db import transaction
 from apps.common.errors import not_found
 from apps.response_api.db import Conversation, ResponseInputItem, ResponseRow, ToolExecution
+from apps.response_api.services.cancel_bus import CHANNEL
 
 MAX_CHAIN = 1000
 RUNNING = ("queued", "in_progress")
@@ -135,11 +136,17 @@ class ResponseStore:
         return dict(body)
 
     async def mark_cancelled(self, user_id: str, response_id: str) -> dict[str, Any]:
-        """Cancel a running response this process does not hold (another replica's, or an orphan)."""
+        """Cancel a running response this process does not hold: mark it, and tell every replica."""
         body = await self.get(user_id, response_id)
         if body["status"] in RUNNING:
             body["status"] = "cancelled"
-            await self.save(body)
+            async with transaction(self._sessions) as session:
+                await session.execute(
+                    update(ResponseRow)
+                    .where(ResponseRow.id == response_id, ResponseRow.status.in_(RUNNING))
+                    .values(status="cancelled", body=body, updated_at=text("now()"))
+                )
+                await session.execute(select(func.pg_notify(CHANNEL, response_id)))
         return body
 
     async def input_items(self, user_id: str, response_id: str) -> list[dict[str, Any]]:
