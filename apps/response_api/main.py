@@ -45,7 +45,7 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
         app.state.readiness.add("database", database_check(engine))
         registry = RunRegistry()
         listener = CancelListener(settings.database_url.get_secret_value(), registry.cancel_soon)
-        await listener.start()
+        await listener.begin()
         mcp_pool = httpx2.AsyncHTTPTransport(
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50)
         )

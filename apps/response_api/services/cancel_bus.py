@@ -36,6 +36,14 @@ class CancelListener:
         self._reconnect: asyncio.Task[None] | None = None
         self._closed = False
 
+    async def begin(self) -> None:
+        """Start listening; if the database is not up yet, keep trying in the background."""
+        try:
+            await self.start()
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("cancel listener could not connect; retrying", extra={"error": repr(exc)})
+            self._reconnect = asyncio.get_running_loop().create_task(self._reconnect_loop())
+
     async def start(self) -> None:
         self._connection = await asyncpg.connect(self._dsn)
         self._connection.add_termination_listener(self._lost)
