@@ -1,9 +1,10 @@
 """Fixtures for response-api: its peers on loopback, the app itself, and official clients.
 
-`peers` is the one place that decides what stands behind `LLM_API_URL` and `MCP_TOOLS_URL`. Today
-the model is the harness's OpenAI-compatible `FakeUpstream` (llm-api's wire contract, scripted with
-`upstream.enqueue(Reply(...))`) and the tools are an MCP server built with the official SDK
-(`FakeMcpTools`). Swapping in the real llm-api and mcp-tools apps changes this fixture only.
+`peers` (with `MODEL`, the model name the tests ask for) is the one place that decides what stands
+behind `LLM_API_URL` and `MCP_TOOLS_URL`. Today the model is the harness's OpenAI-compatible
+`FakeUpstream` (llm-api's wire contract, scripted with `upstream.enqueue(Reply(...))`) and the tools
+are an MCP server built with the official SDK (`FakeMcpTools`). Swapping in the real llm-api and
+mcp-tools apps changes this module only.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ from tests.harness.upstream import FakeUpstream
 
 TOOL_TIMEOUT = 2.0
 MAX_DEPTH = 3
+MODEL = "fake-model"
 
 
 @dataclass(frozen=True)
 class Peers:
     llm_api_url: str
     mcp_tools_url: str
+    # The Authorization headers llm-api received, oldest first.
+    llm_api_authorizations: Callable[[], list[str]]
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +55,13 @@ def mcp_tools(mcp_tools_server: FakeMcpTools) -> FakeMcpTools:
 @pytest.fixture(scope="session")
 def peers(upstream_server: FakeUpstream, mcp_tools_server: FakeMcpTools) -> Peers:
     """llm-api and mcp-tools as response-api reaches them."""
-    return Peers(llm_api_url=upstream_server.url, mcp_tools_url=mcp_tools_server.url)
+    return Peers(
+        llm_api_url=upstream_server.url,
+        mcp_tools_url=mcp_tools_server.url,
+        llm_api_authorizations=lambda: [
+            headers.get("authorization", "") for headers in upstream_server.headers
+        ],
+    )
 
 
 ServerFactory = Callable[..., AbstractContextManager[str]]

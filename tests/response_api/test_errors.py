@@ -10,21 +10,22 @@ import pytest
 from openai import AsyncOpenAI
 
 from tests.harness.upstream import FakeUpstream, Reply
+from tests.response_api.conftest import MODEL
 from tests.response_api.scripts import answer
 
 BAD_REQUESTS: list[tuple[dict[str, Any], str | None]] = [
     ({"input": "hi"}, "model"),
-    ({"model": "fake-model", "input": 42}, "input"),
-    ({"model": "fake-model", "input": []}, "input"),
-    ({"model": "fake-model", "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
-    ({"model": "fake-model", "input": [{"type": "weird"}]}, "input[0].type"),
-    ({"model": "fake-model", "input": "hi", "temperature": 7}, "temperature"),
-    ({"model": "fake-model", "input": "hi", "tool_choice": "sometimes"}, "tool_choice"),
-    ({"model": "fake-model", "input": "hi", "tools": [{"type": "mcp", "server_url": "http://evil"}]}, None),
-    ({"model": "fake-model", "input": "hi", "tools": [{"type": "computer"}]}, None),
-    ({"model": "fake-model", "input": "hi", "background": True, "store": False}, "background"),
+    ({"model": MODEL, "input": 42}, "input"),
+    ({"model": MODEL, "input": []}, "input"),
+    ({"model": MODEL, "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
+    ({"model": MODEL, "input": [{"type": "weird"}]}, "input[0].type"),
+    ({"model": MODEL, "input": "hi", "temperature": 7}, "temperature"),
+    ({"model": MODEL, "input": "hi", "tool_choice": "sometimes"}, "tool_choice"),
+    ({"model": MODEL, "input": "hi", "tools": [{"type": "mcp", "server_url": "http://evil"}]}, None),
+    ({"model": MODEL, "input": "hi", "tools": [{"type": "computer"}]}, None),
+    ({"model": MODEL, "input": "hi", "background": True, "store": False}, "background"),
     (
-        {"model": "fake-model", "input": "hi", "previous_response_id": "resp_x", "conversation": "conv_y"},
+        {"model": MODEL, "input": "hi", "previous_response_id": "resp_x", "conversation": "conv_y"},
         "conversation",
     ),
 ]
@@ -45,7 +46,7 @@ async def test_bad_input_is_a_400(
 
 async def test_missing_credentials_is_a_401(response_api_url: str) -> None:
     async with httpx.AsyncClient(base_url=response_api_url) as http:
-        reply = await http.post("/v1/responses", json={"model": "fake-model", "input": "hi"})
+        reply = await http.post("/v1/responses", json={"model": MODEL, "input": "hi"})
     assert reply.status_code == 401
 
 
@@ -64,15 +65,15 @@ async def test_another_users_response_is_not_found(
     client: AsyncOpenAI, other_client: AsyncOpenAI, upstream: FakeUpstream
 ) -> None:
     upstream.enqueue(answer("private"))
-    mine = await client.responses.create(model="fake-model", input="secret")
+    mine = await client.responses.create(model=MODEL, input="secret")
     assert mine.conversation is not None
     for attempt in (
         other_client.responses.retrieve(mine.id),
         other_client.responses.cancel(mine.id),
         other_client.responses.delete(mine.id),
         other_client.responses.input_items.list(mine.id),
-        other_client.responses.create(model="fake-model", input="x", previous_response_id=mine.id),
-        other_client.responses.create(model="fake-model", input="x", conversation=mine.conversation.id),
+        other_client.responses.create(model=MODEL, input="x", previous_response_id=mine.id),
+        other_client.responses.create(model=MODEL, input="x", conversation=mine.conversation.id),
     ):
         with pytest.raises(openai.NotFoundError):
             await attempt

@@ -14,7 +14,7 @@ from apps.gateway.local_apps import LocalEnvironment
 from apps.gateway.local_apps import response_api as local_response_api
 from tests.harness.mcp_tools_fake import FakeMcpTools
 from tests.harness.upstream import FakeUpstream, Reply
-from tests.response_api.conftest import ServerFactory
+from tests.response_api.conftest import MODEL, ServerFactory
 from tests.response_api.scripts import answer, call, tool_round
 from tests.response_api.test_loop import executions
 
@@ -36,7 +36,7 @@ async def test_background_response_polled_to_completion(
     upstream.enqueue(
         tool_round(call("add", {"a": 1, "b": 1}, "b1")), Reply(content="Two.", first_byte_delay=0.3)
     )
-    created = await client.responses.create(model="fake-model", input="1 + 1?", background=True)
+    created = await client.responses.create(model=MODEL, input="1 + 1?", background=True)
     assert created.status == "queued" and created.background is True
     done = await poll_until_done(client, created.id)
     assert done.status == "completed" and done.output_text == "Two."
@@ -45,7 +45,7 @@ async def test_background_response_polled_to_completion(
 
 async def test_background_survives_the_client_leaving(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
     upstream.enqueue(Reply(content=["slowly", " but", " surely"], chunk_interval=0.1))
-    stream = await client.responses.create(model="fake-model", input="go", background=True, stream=True)
+    stream = await client.responses.create(model=MODEL, input="go", background=True, stream=True)
     first = await stream.__anext__()
     assert first.type == "response.created"
     await stream.close()
@@ -59,7 +59,7 @@ async def test_cancel_stops_the_loop_and_the_tool_in_flight(
     upstream.enqueue(tool_round(call("slow", {"seconds": 120}, "long")), answer("never sent"))
     with response_api_server(tool_execution_timeout=300) as url:
         async with AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0) as client:
-            created = await client.responses.create(model="fake-model", input="wait", background=True)
+            created = await client.responses.create(model=MODEL, input="wait", background=True)
             assert await asyncio.to_thread(mcp_tools.slow_started.wait, 30)
             cancelled = await client.responses.cancel(created.id)
             assert cancelled.status == "cancelled"
@@ -81,7 +81,7 @@ async def test_cancel_reaches_the_replica_that_runs_the_response(
             AsyncOpenAI(base_url=f"{runner}/v1", api_key=token, max_retries=0) as on_runner,
             AsyncOpenAI(base_url=f"{other}/v1", api_key=token, max_retries=0) as on_other,
         ):
-            created = await on_runner.responses.create(model="fake-model", input="wait", background=True)
+            created = await on_runner.responses.create(model=MODEL, input="wait", background=True)
             assert await asyncio.to_thread(mcp_tools.slow_started.wait, 30)
             cancelled = await on_other.responses.cancel(created.id)
             assert cancelled.status == "cancelled"
@@ -103,22 +103,20 @@ async def poll_until_output(client: AsyncOpenAI, response_id: str) -> Response:
 
 async def test_cancelling_a_finished_response_returns_it(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
     upstream.enqueue(answer("done"))
-    response = await client.responses.create(model="fake-model", input="hi")
+    response = await client.responses.create(model=MODEL, input="hi")
     again = await client.responses.cancel(response.id)
     assert again.status == "completed" and again.output_text == "done"
 
 
 async def test_previous_response_id_continues_the_chain(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
     upstream.enqueue(answer("Hello Ada."))
-    first = await client.responses.create(
-        model="fake-model", input="My name is Ada.", instructions="Be kind."
-    )
+    first = await client.responses.create(model=MODEL, input="My name is Ada.", instructions="Be kind.")
     upstream.enqueue(tool_round(call("echo", {"text": "Ada"}, "e1")), answer("Your name is Ada."))
     second = await client.responses.create(
-        model="fake-model", input="What is my name?", previous_response_id=first.id
+        model=MODEL, input="What is my name?", previous_response_id=first.id
     )
     upstream.enqueue(answer("Bye Ada."))
-    third = await client.responses.create(model="fake-model", input="Bye", previous_response_id=second.id)
+    third = await client.responses.create(model=MODEL, input="Bye", previous_response_id=second.id)
     assert third.previous_response_id == second.id
     messages = upstream.requests[-1]["messages"]
     assert [m["role"] for m in messages] == [
@@ -141,14 +139,12 @@ async def test_previous_response_id_continues_the_chain(client: AsyncOpenAI, ups
 
 async def test_conversation_collects_its_responses(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
     upstream.enqueue(answer("Noted: blue."))
-    first = await client.responses.create(model="fake-model", input="My colour is blue.")
+    first = await client.responses.create(model=MODEL, input="My colour is blue.")
     assert first.conversation is not None
     upstream.enqueue(answer("Blue."))
-    await client.responses.create(model="fake-model", input="Colour?", conversation=first.conversation.id)
+    await client.responses.create(model=MODEL, input="Colour?", conversation=first.conversation.id)
     upstream.enqueue(answer("Still blue."))
-    await client.responses.create(
-        model="fake-model", input="Again?", conversation={"id": first.conversation.id}
-    )
+    await client.responses.create(model=MODEL, input="Again?", conversation={"id": first.conversation.id})
     contents = [m["content"] for m in upstream.requests[-1]["messages"]]
     assert contents == ["My colour is blue.", "Noted: blue.", "Colour?", "Blue.", "Again?"]
 
@@ -160,7 +156,7 @@ async def test_input_items_get_and_delete(client: AsyncOpenAI, upstream: FakeUps
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "One"}]},
         {"role": "user", "content": "Two"},
     ]
-    response = await client.responses.create(model="fake-model", input=inputs, metadata={"trace": "t1"})
+    response = await client.responses.create(model=MODEL, input=inputs, metadata={"trace": "t1"})
     assert response.metadata == {"trace": "t1"}
     assert upstream.requests[0]["messages"][0] == {"role": "system", "content": "Answer tersely."}
     page = await client.responses.input_items.list(response.id, order="asc")
@@ -179,7 +175,7 @@ async def test_unstored_responses_are_not_retrievable(
     client: AsyncOpenAI, upstream: FakeUpstream, database_url: str
 ) -> None:
     upstream.enqueue(tool_round(call("add", {"a": 5, "b": 5}, "n1")), answer("10"))
-    response = await client.responses.create(model="fake-model", input="5+5", store=False)
+    response = await client.responses.create(model=MODEL, input="5+5", store=False)
     assert response.output_text == "10"
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve(response.id)
@@ -188,7 +184,7 @@ async def test_unstored_responses_are_not_retrievable(
 
 async def test_leaving_a_foreground_stream_cancels_it(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
     upstream.enqueue(Reply(content=["first", " second"], stall_after_chunks=2))
-    stream = await client.responses.create(model="fake-model", input="go", stream=True)
+    stream = await client.responses.create(model=MODEL, input="go", stream=True)
     response_id = ""
     async for event in stream:
         if event.type == "response.created":
@@ -207,7 +203,7 @@ async def test_overall_deadline_fails_the_response(
     upstream.enqueue(Reply(content=["never", " finishes"], stall_after_chunks=2))
     with response_api_server(response_deadline=1.0) as url:
         async with AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0) as client:
-            response = await client.responses.create(model="fake-model", input="stall")
+            response = await client.responses.create(model=MODEL, input="stall")
     assert response.status == "failed"
     assert response.error is not None and response.error.code == "timeout"  # type: ignore[comparison-overlap]
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from apps.common.db import create_engine
 from tests.harness.mcp_tools_fake import FakeMcpTools
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import MAX_DEPTH, TOOL_TIMEOUT
+from tests.response_api.conftest import MAX_DEPTH, MODEL, TOOL_TIMEOUT, Peers
 from tests.response_api.scripts import answer, call, tool_round
 
 
@@ -26,11 +26,9 @@ async def executions(database_url: str, response_id: str) -> list[dict[str, Any]
     return [dict(row) for row in rows]
 
 
-async def test_plain_answer(
-    client: AsyncOpenAI, upstream: FakeUpstream, mcp_tools: FakeMcpTools, token: str
-) -> None:
+async def test_plain_answer(client: AsyncOpenAI, upstream: FakeUpstream, peers: Peers, token: str) -> None:
     upstream.enqueue(answer("Hello there, friend."))
-    response = await client.responses.create(model="fake-model", input="Say hello", instructions="Be brief.")
+    response = await client.responses.create(model=MODEL, input="Say hello", instructions="Be brief.")
     assert response.status == "completed"
     assert response.output_text == "Hello there, friend."
     assert response.id.startswith("resp_")
@@ -39,14 +37,14 @@ async def test_plain_answer(
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
     assert sent["messages"][-1] == {"role": "user", "content": "Say hello"}
     assert {tool["function"]["name"] for tool in sent["tools"]} == {"add", "echo", "slow", "fail"}
-    assert upstream.headers[0]["authorization"] == f"Bearer {token}"
+    assert peers.llm_api_authorizations() == [f"Bearer {token}"]
 
 
 async def test_one_tool_round(
     client: AsyncOpenAI, upstream: FakeUpstream, mcp_tools: FakeMcpTools, database_url: str, token: str
 ) -> None:
     upstream.enqueue(tool_round(call("add", {"a": 2, "b": 3}, "call_a")), answer("The sum is 5."))
-    response = await client.responses.create(model="fake-model", input="What is 2 + 3?")
+    response = await client.responses.create(model=MODEL, input="What is 2 + 3?")
     assert response.status == "completed"
     kinds = [item.type for item in response.output]
     assert kinds == ["mcp_call", "message"]
@@ -78,7 +76,7 @@ async def test_several_rounds_with_parallel_calls(
         tool_round(call("add", {"a": 3, "b": 4}, "c3")),
         answer("Done: 3, hi, 7."),
     )
-    response = await client.responses.create(model="fake-model", input="Work it out.")
+    response = await client.responses.create(model=MODEL, input="Work it out.")
     assert response.status == "completed"
     assert [item.type for item in response.output] == ["mcp_call", "mcp_call", "mcp_call", "message"]
     assert [getattr(item, "output", None) for item in response.output[:3]] == ["3", "hi", "7"]
@@ -98,14 +96,14 @@ async def test_several_rounds_with_parallel_calls(
 async def test_sequential_calls_when_parallel_is_off(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
     upstream.enqueue(tool_round(call("add", {"a": 1, "b": 1}, "s1"), call("add", {"a": 2, "b": 2}, "s2")))
     upstream.enqueue(answer("2 and 4"))
-    response = await client.responses.create(model="fake-model", input="Add", parallel_tool_calls=False)
+    response = await client.responses.create(model=MODEL, input="Add", parallel_tool_calls=False)
     assert upstream.requests[0]["parallel_tool_calls"] is False
     assert response.output_text == "2 and 4"
 
 
 async def test_tool_error_is_fed_back(client: AsyncOpenAI, upstream: FakeUpstream, database_url: str) -> None:
     upstream.enqueue(tool_round(call("fail", {"reason": "no"}, "f1")), answer("The tool failed, sorry."))
-    response = await client.responses.create(model="fake-model", input="Try the failing tool")
+    response = await client.responses.create(model=MODEL, input="Try the failing tool")
     assert response.status == "completed"
     failed = response.output[0]
     assert failed.type == "mcp_call" and failed.status == "failed" and failed.output is None
@@ -121,7 +119,7 @@ async def test_unknown_tool_and_bad_arguments_are_fed_back(
 ) -> None:
     broken = {"id": "b1", "type": "function", "function": {"name": "add", "arguments": "[1, 2]"}}
     upstream.enqueue(tool_round(call("teleport", {}, "u1"), broken), answer("ok"))
-    response = await client.responses.create(model="fake-model", input="Go")
+    response = await client.responses.create(model=MODEL, input="Go")
     assert response.status == "completed"
     errors = [getattr(item.error, "message", None) for item in response.output[:2] if item.type == "mcp_call"]
     assert errors == ["Tool 'teleport' is not available.", "The arguments for 'add' are not a JSON object."]
@@ -131,7 +129,7 @@ async def test_tool_timeout_is_fed_back(
     client: AsyncOpenAI, upstream: FakeUpstream, mcp_tools: FakeMcpTools, database_url: str
 ) -> None:
     upstream.enqueue(tool_round(call("slow", {"seconds": 60}, "t1")), answer("It took too long."))
-    response = await client.responses.create(model="fake-model", input="Be slow")
+    response = await client.responses.create(model=MODEL, input="Be slow")
     assert response.status == "completed"
     timed_out = response.output[0]
     assert timed_out.type == "mcp_call" and timed_out.status == "failed"
@@ -146,7 +144,7 @@ async def test_depth_exhaustion_ends_incomplete(
     client: AsyncOpenAI, upstream: FakeUpstream, database_url: str
 ) -> None:
     upstream.enqueue(*(tool_round(call("add", {"a": n, "b": 1}, f"d{n}")) for n in range(MAX_DEPTH + 1)))
-    response = await client.responses.create(model="fake-model", input="Loop forever")
+    response = await client.responses.create(model=MODEL, input="Loop forever")
     assert response.status == "incomplete"
     assert response.incomplete_details is not None
     assert response.incomplete_details.reason == "max_tool_execution_depth"  # type: ignore[comparison-overlap]
@@ -163,14 +161,14 @@ async def test_function_tools_are_returned_to_the_client(client: AsyncOpenAI, up
         "parameters": {"type": "object", "properties": {}},
     }
     upstream.enqueue(tool_round(call("get_weather", {"city": "Hanoi"}, "w1")))
-    first = await client.responses.create(model="fake-model", input="Weather?", tools=[weather])
+    first = await client.responses.create(model=MODEL, input="Weather?", tools=[weather])
     assert first.status == "completed"
     fn = first.output[0]
     assert fn.type == "function_call" and fn.call_id == "w1" and fn.arguments == '{"city":"Hanoi"}'
     assert [tool["function"]["name"] for tool in upstream.requests[0]["tools"]] == ["get_weather"]
     upstream.enqueue(answer("It is sunny in Hanoi."))
     second = await client.responses.create(
-        model="fake-model",
+        model=MODEL,
         previous_response_id=first.id,
         input=[{"type": "function_call_output", "call_id": "w1", "output": "sunny"}],
         tools=[weather],
@@ -187,7 +185,7 @@ async def test_named_mcp_tools_only(client: AsyncOpenAI, upstream: FakeUpstream)
     tools: Any = [
         {"type": "mcp", "server_label": "jan", "allowed_tools": ["add"], "require_approval": "never"}
     ]
-    await client.responses.create(model="fake-model", input="hi", tools=tools, tool_choice="required")
+    await client.responses.create(model=MODEL, input="hi", tools=tools, tool_choice="required")
     sent = upstream.requests[0]
     assert [tool["function"]["name"] for tool in sent["tools"]] == ["add"]
     assert sent["tool_choice"] == "required"

@@ -8,6 +8,7 @@ from openai import AsyncOpenAI
 from openai.types.responses import Response
 
 from tests.harness.upstream import FakeUpstream, Reply
+from tests.response_api.conftest import MODEL
 from tests.response_api.scripts import answer, call, tool_round
 
 
@@ -39,10 +40,10 @@ async def test_stream_helper_events_match_the_plain_result(
     client: AsyncOpenAI, upstream: FakeUpstream
 ) -> None:
     upstream.enqueue(*script())
-    plain = await client.responses.create(model="fake-model", input="What is 20 + 22?")
+    plain = await client.responses.create(model=MODEL, input="What is 20 + 22?")
 
     upstream.enqueue(*script())
-    async with client.responses.stream(model="fake-model", input="What is 20 + 22?") as stream:
+    async with client.responses.stream(model=MODEL, input="What is 20 + 22?") as stream:
         events = [event async for event in stream]
         final = await stream.get_final_response()
 
@@ -78,7 +79,7 @@ async def test_stream_helper_events_match_the_plain_result(
 
 async def test_raw_stream_relays_each_model_delta(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
     upstream.enqueue(Reply(content=["Hel", "lo", " wor", "ld"]))
-    stream = await client.responses.create(model="fake-model", input="hi", stream=True)
+    stream = await client.responses.create(model=MODEL, input="hi", stream=True)
     events = [event async for event in stream]
     assert [e.delta for e in events if e.type == "response.output_text.delta"] == ["Hel", "lo", " wor", "ld"]
     added = [e for e in events if e.type == "response.output_item.added"]
@@ -92,7 +93,7 @@ async def test_raw_stream_relays_each_model_delta(client: AsyncOpenAI, upstream:
 async def test_streamed_function_call_arguments(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
     lookup: Any = {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}
     upstream.enqueue(tool_round(call("lookup", {"q": "jan server"}, "fn1")))
-    async with client.responses.stream(model="fake-model", input="find", tools=[lookup]) as stream:
+    async with client.responses.stream(model=MODEL, input="find", tools=[lookup]) as stream:
         events = [event async for event in stream]
         final = await stream.get_final_response()
     deltas = [e for e in events if e.type == "response.function_call_arguments.delta"]
@@ -105,7 +106,7 @@ async def test_streamed_function_call_arguments(client: AsyncOpenAI, upstream: F
 
 async def test_stream_reports_a_model_failure(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
     upstream.enqueue(Reply(status=500))
-    stream = await client.responses.create(model="fake-model", input="hi", stream=True)
+    stream = await client.responses.create(model=MODEL, input="hi", stream=True)
     events = [event async for event in stream]
     assert [e.type for e in events] == [
         "response.created",

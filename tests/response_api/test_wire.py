@@ -7,6 +7,7 @@ from typing import Any
 from openai import AsyncOpenAI
 
 from tests.harness.upstream import FakeUpstream, Reply
+from tests.response_api.conftest import MODEL
 from tests.response_api.scripts import answer, call, tool_round
 
 
@@ -15,7 +16,7 @@ async def test_unknown_fields_pass_through_and_platform_ones_do_not(
 ) -> None:
     upstream.enqueue(answer("ok"))
     await client.responses.create(
-        model="fake-model",
+        model=MODEL,
         input="hi",
         temperature=0.2,
         top_p=0.9,
@@ -41,7 +42,7 @@ async def test_text_format_becomes_response_format(client: AsyncOpenAI, upstream
     upstream.enqueue(answer('{"n": 1}'))
     schema: dict[str, Any] = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     response = await client.responses.create(
-        model="fake-model",
+        model=MODEL,
         input="number",
         text={"format": {"type": "json_schema", "name": "num", "schema": schema, "strict": True}},
     )
@@ -54,7 +55,7 @@ async def test_text_format_becomes_response_format(client: AsyncOpenAI, upstream
 
 async def test_length_limit_ends_incomplete(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
     upstream.enqueue(Reply(content="cut sho", finish_reason="length"))
-    response = await client.responses.create(model="fake-model", input="long story", max_output_tokens=3)
+    response = await client.responses.create(model=MODEL, input="long story", max_output_tokens=3)
     assert response.status == "incomplete"
     assert (
         response.incomplete_details is not None and response.incomplete_details.reason == "max_output_tokens"
@@ -68,7 +69,7 @@ async def test_images_become_image_parts(client: AsyncOpenAI, upstream: FakeUpst
         {"type": "input_text", "text": "What is this?"},
         {"type": "input_image", "image_url": "https://example.test/cat.png"},
     ]
-    await client.responses.create(model="fake-model", input=[{"role": "user", "content": content}])
+    await client.responses.create(model=MODEL, input=[{"role": "user", "content": content}])
     assert upstream.requests[0]["messages"][0]["content"] == [
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": "https://example.test/cat.png"}},
@@ -80,7 +81,7 @@ async def test_named_tool_choice_applies_to_the_first_round_only(
 ) -> None:
     upstream.enqueue(tool_round(call("echo", {"text": "x"}, "n1")), answer("done"))
     await client.responses.create(
-        model="fake-model", input="echo x", tool_choice={"type": "mcp", "server_label": "jan", "name": "echo"}
+        model=MODEL, input="echo x", tool_choice={"type": "mcp", "server_label": "jan", "name": "echo"}
     )
     assert upstream.requests[0]["tool_choice"] == {"type": "function", "function": {"name": "echo"}}
     assert "tool_choice" not in upstream.requests[1]
