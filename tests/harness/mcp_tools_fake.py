@@ -2,9 +2,13 @@
 
 It serves `/v1/mcp` (streamable HTTP, stateless, like mcp-tools) with a cheap tool (`add`), an
 `echo`, a slow tool (`slow`, which records when it starts and when it is cancelled) and a failing
-tool (`fail`). It requires an `Authorization` header and keeps every one it saw, so tests can check
-that response-api forwards the caller's credentials. The server runs in its own thread, so its
-signals to tests are thread-safe (`threading.Event`).
+tool (`fail`). It answers with SSE streams (the SDK's default): observed with SDK 2.3 in stateless
+mode, a tool call the client abandons (timeout, cancel) is then cancelled at the server too, while
+with plain JSON answers (`json_response=True`) the tool runs on until it ends by itself.
+
+It requires an `Authorization` header and keeps every one it saw, so tests can check that
+response-api forwards the caller's credentials. The server runs in its own thread, so its signals to
+tests are thread-safe (`threading.Event`).
 """
 
 from __future__ import annotations

@@ -220,3 +220,21 @@ def test_local_mode_reaches_peers_through_the_gateway(tmp_path: Any) -> None:
     )
     settings = local_response_api(env).state.settings
     assert (settings.llm_api_url, settings.mcp_tools_url) == (env.base_url, env.base_url)
+
+
+async def test_stopping_the_server_fails_running_responses(
+    response_api_server: ServerFactory,
+    client: AsyncOpenAI,
+    token: str,
+    upstream: FakeUpstream,
+    mcp_tools: FakeMcpTools,
+) -> None:
+    upstream.enqueue(tool_round(call("slow", {"seconds": 120}, "bye")), answer("never sent"))
+    with response_api_server(tool_execution_timeout=300) as url:
+        async with AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0) as short_lived:
+            created = await short_lived.responses.create(model=MODEL, input="wait", background=True)
+            assert await asyncio.to_thread(mcp_tools.slow_started.wait, 30)
+    stored = await client.responses.retrieve(created.id)
+    assert stored.status == "failed"
+    assert stored.error is not None and stored.error.code == "server_error"
+    assert await asyncio.to_thread(mcp_tools.slow_cancelled.wait, 30)
