@@ -41,7 +41,7 @@ class FakeMcpTools:
         self.slow_cancelled.clear()
 
     def _build(self) -> FastAPI:
-        server = MCPServer("fake-tools")
+        server = MCPServer("fake-tools", log_level="WARNING")
 
         @server.tool(description="Add two integers.")
         def add(a: int, b: int) -> int:

@@ -54,7 +54,11 @@ async def test_background_survives_the_client_leaving(client: AsyncOpenAI, upstr
 
 
 async def test_cancel_stops_the_loop_and_the_tool_in_flight(
-    response_api_server: ServerFactory, token: str, upstream: FakeUpstream, mcp_tools: FakeMcpTools
+    response_api_server: ServerFactory,
+    token: str,
+    upstream: FakeUpstream,
+    mcp_tools: FakeMcpTools,
+    database_url: str,
 ) -> None:
     upstream.enqueue(tool_round(call("slow", {"seconds": 120}, "long")), answer("never sent"))
     with response_api_server(tool_execution_timeout=300) as url:
@@ -70,6 +74,10 @@ async def test_cancel_stops_the_loop_and_the_tool_in_flight(
         ("mcp_call", "incomplete")
     ]
     assert len(upstream.requests) == 1
+    rows = await executions(database_url, created.id)
+    assert [(r["tool_name"], r["status"], r["arguments"]) for r in rows] == [
+        ("slow", "cancelled", {"seconds": 120})
+    ]
 
 
 async def test_cancel_reaches_the_replica_that_runs_the_response(

@@ -68,9 +68,10 @@ class LlmClient:
                 raise await _error(response)
             finish: str | None = None
             usage: dict[str, Any] | None = None
+            # Read to the end of the body even after `[DONE]`, so the connection goes back to the pool.
             async for event in aiter_events(response):
                 if event.data == "[DONE]":
-                    break
+                    continue
                 chunk = orjson.loads(event.data)
                 if chunk.get("error"):
                     raise LlmApiError(502, str(chunk["error"].get("message", "model error")))

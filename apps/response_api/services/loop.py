@@ -12,8 +12,9 @@ Decisions:
   for are listed with status `incomplete`.
 - A forced `tool_choice` (`required` or a named tool) applies to the first round only; later rounds
   use `auto`, or the model could never stop calling tools.
-- Tool executions are written in one batch per round, in the background while the next model
-  round runs (`ExecutionRecorder`), so recording costs the round no database round trip.
+- Tool executions are collected in memory (`Executions`) and written with the response's final
+  state, in the same transaction, whatever way the response ends (completed, failed, cancelled,
+  server stopping). A tool round therefore costs no database round trip.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +35,6 @@ from apps.response_api.services.state import ResponseState
 log = logging.getLogger(__name__)
 
 DEPTH_REASON = "max_tool_execution_depth"
-RecordFn = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,28 +98,19 @@ class _Round:
     finish_reason: str | None = None
 
 
-class ExecutionRecorder:
-    """Writes each round's tool executions in order, without making the loop wait for it."""
+@dataclass
+class Executions:
+    """The tool executions of one response, in the order they started."""
 
-    def __init__(self, write: RecordFn) -> None:
-        self._write = write
-        self._pending: asyncio.Task[None] | None = None
-        self.order = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    started: int = 0
 
-    def record(self, rows: list[dict[str, Any]]) -> None:
-        self._pending = asyncio.create_task(self._after(self._pending, rows))
+    def next_order(self) -> int:
+        self.started += 1
+        return self.started - 1
 
-    async def _after(self, previous: asyncio.Task[None] | None, rows: list[dict[str, Any]]) -> None:
-        if previous is not None:
-            await previous
-        try:
-            await self._write(rows)
-        except Exception:
-            log.exception("could not record tool executions", extra={"count": len(rows)})
-
-    async def flush(self) -> None:
-        if self._pending is not None:
-            await asyncio.shield(self._pending)
+    def sorted_rows(self) -> list[dict[str, Any]]:
+        return sorted(self.rows, key=lambda row: row["execution_order"])
 
 
 class ToolLoop:
@@ -130,13 +120,13 @@ class ToolLoop:
         llm: LlmClient,
         headers: dict[str, str],
         limits: Limits,
-        recorder: ExecutionRecorder,
+        executions: Executions,
         user_id: str,
     ) -> None:
         self._llm = llm
         self._headers = headers
         self._limits = limits
-        self._recorder = recorder
+        self._executions = executions
         self._user_id = user_id
 
     async def run(
@@ -216,13 +206,11 @@ class ToolLoop:
         session: McpSession | None,
         parallel: bool,
     ) -> None:
-        rows: list[dict[str, Any]] = []
         if parallel:
-            await asyncio.gather(*(self._run_tool(state, call, tools, session, rows) for call in calls))
+            await asyncio.gather(*(self._run_tool(state, call, tools, session) for call in calls))
         else:
             for call in calls:
-                await self._run_tool(state, call, tools, session, rows)
-        self._recorder.record(sorted(rows, key=lambda row: row["execution_order"]))
+                await self._run_tool(state, call, tools, session)
 
     async def _run_tool(
         self,
@@ -230,38 +218,54 @@ class ToolLoop:
         call: _Call,
         tools: ToolSet,
         session: McpSession | None,
-        rows: list[dict[str, Any]],
     ) -> None:
-        order = self._recorder.order
-        self._recorder.order += 1
-        state.call_started(call.index)
-        started, clock = datetime.now(UTC), time.perf_counter()
-        arguments: dict[str, Any] = {}
+        row = self._start_row(state, call)
+        clock = time.perf_counter()
         try:
-            arguments = parse_arguments(state.output[call.index]["arguments"])
-        except ValueError:
-            outcome = _failure(f"The arguments for '{call.name}' are not a JSON object.")
+            raw_arguments = state.output[call.index]["arguments"]
+            outcome = await self._execute(call, raw_arguments, tools, session, row)
+        except asyncio.CancelledError:
+            row.update(status="cancelled", error_message="The response was cancelled during the call.")
+            raise
         else:
-            if call.name not in tools.mcp or session is None:
-                outcome = _failure(f"Tool '{call.name}' is not available.")
-            else:
-                outcome = await session.call(call.name, arguments, timeout=self._limits.tool_timeout)
-        state.call_finished(call.index, outcome)
-        rows.append(
-            {
-                "response_id": state.id,
-                "user_id": self._user_id,
-                "call_id": call.call_id,
-                "tool_name": call.name,
-                "arguments": arguments,
-                "result": outcome.structured if outcome.structured is not None else outcome.output,
-                "error_message": outcome.error_message,
-                "status": "completed" if outcome.ok else "failed",
-                "execution_order": order,
-                "started_at": started,
-                "duration_ms": (time.perf_counter() - clock) * 1000,
-            }
-        )
+            state.call_finished(call.index, outcome)
+            row.update(
+                result=outcome.structured if outcome.structured is not None else outcome.output,
+                error_message=outcome.error_message,
+                status="completed" if outcome.ok else "failed",
+            )
+        finally:
+            row["duration_ms"] = (time.perf_counter() - clock) * 1000
+
+    def _start_row(self, state: ResponseState, call: _Call) -> dict[str, Any]:
+        state.call_started(call.index)
+        row: dict[str, Any] = {
+            "response_id": state.id,
+            "user_id": self._user_id,
+            "call_id": call.call_id,
+            "tool_name": call.name,
+            "arguments": {},
+            "result": None,
+            "error_message": None,
+            "status": "running",
+            "execution_order": self._executions.next_order(),
+            "started_at": datetime.now(UTC),
+            "duration_ms": 0.0,
+        }
+        self._executions.rows.append(row)
+        return row
+
+    async def _execute(
+        self, call: _Call, raw_arguments: str, tools: ToolSet, session: McpSession | None, row: dict[str, Any]
+    ) -> ToolOutcome:
+        try:
+            row["arguments"] = parse_arguments(raw_arguments)
+        except ValueError:
+            row["arguments"] = {"unparsed": raw_arguments}
+            return _failure(f"The arguments for '{call.name}' are not a JSON object.")
+        if call.name not in tools.mcp or session is None:
+            return _failure(f"Tool '{call.name}' is not available.")
+        return await session.call(call.name, row["arguments"], timeout=self._limits.tool_timeout)
 
 
 def _failure(message: str) -> ToolOutcome:

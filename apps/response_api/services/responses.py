@@ -33,7 +33,7 @@ from apps.common.ids import random_id
 from apps.response_api.schemas import CreateResponseRequest, McpTool
 from apps.response_api.services.items import normalize_input, to_messages
 from apps.response_api.services.llm import LlmApiError, LlmClient
-from apps.response_api.services.loop import ExecutionRecorder, Limits, ToolLoop, ToolSet
+from apps.response_api.services.loop import Executions, Limits, ToolLoop, ToolSet
 from apps.response_api.services.mcp import McpConnector, McpToolInfo, ToolAccess, ToolCatalog
 from apps.response_api.services.runs import Run, RunRegistry
 from apps.response_api.services.state import EventQueue, ResponseState
@@ -154,9 +154,13 @@ class ResponseService:
         assert isinstance(run, ResponseRun) and run.request and run.principal and run.messages is not None
         state, request = run.state, run.request
         headers = run.principal.forward_headers()
-        recorder = ExecutionRecorder(self._store.record_executions)
+        executions = Executions()
         loop = ToolLoop(
-            llm=self._llm, headers=headers, limits=self._config.limits, recorder=recorder, user_id=run.user_id
+            llm=self._llm,
+            headers=headers,
+            limits=self._config.limits,
+            executions=executions,
+            user_id=run.user_id,
         )
         try:
             async with asyncio.timeout(self._config.deadline), AsyncExitStack() as stack:
@@ -186,18 +190,24 @@ class ResponseService:
             log.exception("response failed", extra={"response_id": state.id})
             state.finish("failed", error=_error("server_error", "The response failed on the server."))
         finally:
-            await self._finish(run, recorder)
+            await self._finish(run, executions.sorted_rows())
 
-    async def _finish(self, run: ResponseRun, recorder: ExecutionRecorder) -> None:
+    async def _finish(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
+        """Write the final state and the tool executions in one transaction, then end the stream."""
         try:
-            await recorder.flush()
             body = run.state.body
             if run.background:
-                await self._store.save(body)
+                await self._store.save(body, executions)
             elif body["store"]:
                 await self._store.insert(
-                    body, run.input_items, run.user_id, new_conversation=run.new_conversation
+                    body,
+                    run.input_items,
+                    run.user_id,
+                    new_conversation=run.new_conversation,
+                    executions=executions,
                 )
+            else:
+                await self._store.record_executions(executions)
         finally:
             run.state.close_stream()
 

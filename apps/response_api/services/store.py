@@ -3,7 +3,7 @@
 Every read is scoped to the caller: a response or conversation of another user is reported exactly
 like one that does not exist. Writes per response: one transaction when it ends (response row, input
 items, new conversation); a background response is inserted when it starts, so it can be polled,
-and updated when it ends. Tool executions are inserted in one batch per tool round.
+and updated when it ends. Tool executions are inserted in that final transaction.
 
 History replay: `previous_response_id` walks the chain of earlier responses (a recursive query) and
 replays each one's input items then output items, oldest first; `conversation` replays every
@@ -91,6 +91,7 @@ class ResponseStore:
         user_id: str,
         *,
         new_conversation: bool,
+        executions: list[dict[str, Any]] | None = None,
     ) -> None:
         """Store a response (with its conversation, when it starts one) in one transaction."""
         conversation_id = (body.get("conversation") or {}).get("id")
@@ -117,14 +118,18 @@ class ResponseStore:
                     for i, item in enumerate(input_items)
                 ],
             )
+            if executions:
+                await session.execute(insert(ToolExecution), executions)
 
-    async def save(self, body: dict[str, Any]) -> None:
+    async def save(self, body: dict[str, Any], executions: list[dict[str, Any]] | None = None) -> None:
         async with transaction(self._sessions) as session:
             await session.execute(
                 update(ResponseRow)
                 .where(ResponseRow.id == body["id"])
                 .values(status=body["status"], body=body, updated_at=text("now()"))
             )
+            if executions:
+                await session.execute(insert(ToolExecution), executions)
 
     async def get(self, user_id: str, response_id: str) -> dict[str, Any]:
         async with self._sessions() as session:
