@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import httpx2
 from fastapi import FastAPI
 
-from apps.common.db import create_engine, database_check, session_factory
+from apps.common.db import create_engine, database_check
 from apps.common.http import make_client
 from apps.common.service import service_app
 from apps.response_api.routes.responses import router as responses_router
@@ -52,7 +52,7 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
         async with make_client(timeout=settings.llm_read_timeout) as llm_http:
             app.state.telemetry.instrument_httpx(llm_http)
             app.state.responses = ResponseService(
-                store=ResponseStore(session_factory(engine)),
+                store=ResponseStore(engine),
                 registry=registry,
                 llm=LlmClient(llm_http, settings.llm_api_url),
                 mcp=McpConnector(

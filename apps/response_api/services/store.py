@@ -1,9 +1,11 @@
 """Persistence of responses, their input items, conversations and tool executions.
 
 Every read is scoped to the caller: a response or conversation of another user is reported exactly
-like one that does not exist. Writes per response: one transaction when it ends (response row, input
-items, new conversation); a background response is inserted when it starts, so it can be polled,
-and updated when it ends. Tool executions are inserted in that final transaction.
+like one that does not exist.
+
+Writes: a response is written once, when it ends, in one statement (response row, input items,
+tool executions, new conversation). A background response is also inserted when it starts, so it
+can be polled; its end is then an update plus the tool executions, in one transaction.
 
 History replay: `previous_response_id` walks the chain of earlier responses (a recursive query) and
 replays each one's input items then output items, oldest first; `conversation` replays every
@@ -14,10 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, func, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from apps.common.db import transaction
+from apps.common.db import session_factory, transaction
 from apps.common.errors import not_found
 from apps.response_api.db import Conversation, ResponseInputItem, ResponseRow, ToolExecution
 from apps.response_api.services.cancel_bus import CHANNEL
@@ -42,6 +45,30 @@ _CHAIN = text(
     """
 )
 
+# A finished response in one round trip: data-modifying CTEs run as one statement, and foreign keys
+# are checked at its end, so the conversation, the response and its children can go in together.
+_INSERT = text(
+    """
+    WITH conversation AS (
+        INSERT INTO conversations (id, user_id)
+        SELECT :conversation_id, :user_id WHERE CAST(:new_conversation AS boolean)
+    ), response AS (
+        INSERT INTO responses (id, user_id, status, model, previous_response_id, conversation_id, body)
+        VALUES (:id, :user_id, :status, :model, :previous_response_id, :conversation_id, CAST(:body AS jsonb))
+    ), items AS (
+        INSERT INTO response_input_items (response_id, position, item)
+        SELECT :id, ordinality - 1, value FROM jsonb_array_elements(CAST(:items AS jsonb)) WITH ORDINALITY
+    )
+    INSERT INTO tool_executions (response_id, user_id, call_id, tool_name, arguments, result, error_message,
+                                 status, execution_order, started_at, duration_ms)
+    SELECT response_id, user_id, call_id, tool_name, arguments, result, error_message,
+           status, execution_order, started_at, duration_ms
+    FROM jsonb_to_recordset(CAST(:executions AS jsonb)) AS x(
+        response_id text, user_id text, call_id text, tool_name text, arguments jsonb, result jsonb,
+        error_message text, status text, execution_order int, started_at timestamptz, duration_ms float8)
+    """
+)
+
 _CONVERSATION = text(
     """
     SELECT r.id, r.body -> 'output' AS output,
@@ -56,8 +83,10 @@ _CONVERSATION = text(
 
 
 class ResponseStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, engine: AsyncEngine) -> None:
+        # A single statement is atomic by itself: no BEGIN/COMMIT round trips around it.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._sessions = session_factory(engine)
 
     async def previous_history(
         self, user_id: str, response_id: str
@@ -93,33 +122,21 @@ class ResponseStore:
         new_conversation: bool,
         executions: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Store a response (with its conversation, when it starts one) in one transaction."""
-        conversation_id = (body.get("conversation") or {}).get("id")
-        async with transaction(self._sessions) as session:
-            if new_conversation:
-                session.add(Conversation(id=conversation_id, user_id=user_id))
-                await session.flush()
-            session.add(
-                ResponseRow(
-                    id=body["id"],
-                    user_id=user_id,
-                    status=body["status"],
-                    model=body["model"],
-                    previous_response_id=body.get("previous_response_id"),
-                    conversation_id=conversation_id,
-                    body=body,
-                )
-            )
-            await session.flush()
-            await session.execute(
-                insert(ResponseInputItem),
-                [
-                    {"response_id": body["id"], "position": i, "item": item}
-                    for i, item in enumerate(input_items)
-                ],
-            )
-            if executions:
-                await session.execute(insert(ToolExecution), executions)
+        """Store a response with its input items, tool executions and new conversation: one statement."""
+        params = {
+            "id": body["id"],
+            "user_id": user_id,
+            "status": body["status"],
+            "model": body["model"],
+            "previous_response_id": body.get("previous_response_id"),
+            "conversation_id": (body.get("conversation") or {}).get("id"),
+            "new_conversation": new_conversation,
+            "body": _json(body),
+            "items": _json(input_items),
+            "executions": _json(executions or []),
+        }
+        async with self._autocommit.connect() as connection:
+            await connection.execute(_INSERT, params)
 
     async def save(self, body: dict[str, Any], executions: list[dict[str, Any]] | None = None) -> None:
         async with transaction(self._sessions) as session:
@@ -128,8 +145,7 @@ class ResponseStore:
                 .where(ResponseRow.id == body["id"])
                 .values(status=body["status"], body=body, updated_at=text("now()"))
             )
-            if executions:
-                await session.execute(insert(ToolExecution), executions)
+            await self._record(session, executions)
 
     async def get(self, user_id: str, response_id: str) -> dict[str, Any]:
         async with self._sessions() as session:
@@ -182,4 +198,13 @@ class ResponseStore:
     async def record_executions(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             async with transaction(self._sessions) as session:
-                await session.execute(insert(ToolExecution), rows)
+                await self._record(session, rows)
+
+    @staticmethod
+    async def _record(session: AsyncSession, rows: list[dict[str, Any]] | None) -> None:
+        if rows:
+            await session.execute(insert(ToolExecution), rows)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
