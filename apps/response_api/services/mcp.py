@@ -1,5 +1,9 @@
 """The mcp-tools client: the official MCP SDK over streamable HTTP, with the caller's credentials.
 
+Sessions use MCP's stateless protocol (2026-07-28) when mcp-tools speaks it: `server/discover` is
+asked once per process and every later session adopts that answer, so opening a session costs no
+request. Servers that predate it get the classic `initialize` handshake per session.
+
 At most one MCP session per response, opened at its first tool call and used by every call of all
 its rounds, so a round costs one HTTP exchange per tool call and a plain answer costs none. The
 session is opened and closed in the response's own task (the SDK runs anyio task groups, which must
@@ -34,6 +38,7 @@ import orjson
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp_types import DiscoverResult
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,7 @@ class McpConnector:
         self.url = f"{base_url.rstrip('/')}/v1/mcp"
         self._transport = transport
         self._timeout = httpx2.Timeout(30.0, read=read_timeout)
+        self._discovered: DiscoverResult | None = None
 
     @asynccontextmanager
     async def session(self, headers: dict[str, str]) -> AsyncIterator[McpSession]:
@@ -90,10 +96,20 @@ class McpConnector:
                 streamable_http_client(self.url, http_client=client) as (read, write),
                 ClientSession(read, write) as session,
             ):
-                await session.initialize()
+                await self._handshake(session)
                 yield McpSession(session)
         except BaseExceptionGroup as group:
             raise _sole(group) from None
+
+    async def _handshake(self, session: ClientSession) -> None:
+        """Adopt the server's cached `server/discover` answer; else discover, or fall back to initialize."""
+        if self._discovered is not None:
+            session.adopt(self._discovered)
+            return
+        try:
+            self._discovered = await session.discover()
+        except MCPError:
+            await session.initialize()  # a server that predates the stateless protocol
 
 
 def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
