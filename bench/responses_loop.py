@@ -3,7 +3,8 @@
 Two arms run the same scripted work, interleaved, against the same loopback fakes:
 
 - baseline: a client does the work itself: it streams each model round straight from the fake model
-  (OpenAI chat completions) and calls each tool over an MCP session it keeps open;
+  (OpenAI chat completions) and calls each tool over one MCP session it keeps open for the whole run
+  (same SDK, same stateless protocol as response-api);
 - ours: the client sends one `POST /v1/responses` and response-api does the same rounds (through its
   llm-api client and its own MCP session), authenticates the caller, and records the response and
   every tool execution in Postgres.
@@ -12,8 +13,7 @@ A script with R tool rounds is R model replies that each call the cheap `add` to
 The overhead of a request is ours minus baseline for the same script. Per round it is reported two
 ways: that overhead divided by R, and the marginal cost of a round: the overhead's growth from one
 round to the largest R, divided by the extra rounds. The marginal figure leaves out what a response
-pays once: auth, the database write, and, at its first tool call, opening the MCP session (the
-baseline keeps one open throughout).
+pays once: auth, the database write, and, at its first tool call, opening its MCP session.
 
 Run: `.venv/bin/python -m bench.responses_loop [--samples N]`.
 """
@@ -163,7 +163,7 @@ async def bench(
         streamable_http_client(f"{mcp_url}/v1/mcp", http_client=mcp_http) as (read, write),
         ClientSession(read, write) as session,
     ):
-        await session.initialize()
+        await session.discover()  # the same protocol response-api speaks
         results = await measure(upstream, Baseline(http, model_url, session), ours, samples)
     report(results, samples)
 
