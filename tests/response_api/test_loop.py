@@ -8,9 +8,10 @@ from openai import AsyncOpenAI
 from sqlalchemy import text
 
 from apps.common.db import create_engine
+from apps.gateway.embedded import free_port
 from tests.harness.mcp_tools_fake import FakeMcpTools
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import MAX_DEPTH, MODEL, TOOL_TIMEOUT, Peers
+from tests.response_api.conftest import MAX_DEPTH, MODEL, TOOL_TIMEOUT, Peers, ServerFactory
 from tests.response_api.scripts import answer, call, tool_round
 
 
@@ -189,3 +190,20 @@ async def test_named_mcp_tools_only(client: AsyncOpenAI, upstream: FakeUpstream)
     sent = upstream.requests[0]
     assert [tool["function"]["name"] for tool in sent["tools"]] == ["add"]
     assert sent["tool_choice"] == "required"
+
+
+async def test_unreachable_mcp_tools(
+    response_api_server: ServerFactory, token: str, upstream: FakeUpstream
+) -> None:
+    """Tools nobody asked for are skipped; tools a request names make it fail clearly."""
+    with response_api_server(mcp_tools_url=f"http://127.0.0.1:{free_port()}") as url:
+        async with AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0) as client:
+            upstream.enqueue(answer("No tools today."))
+            plain = await client.responses.create(model=MODEL, input="hi")
+            named: Any = [{"type": "mcp", "server_label": "jan", "require_approval": "never"}]
+            failed = await client.responses.create(model=MODEL, input="hi", tools=named)
+    assert plain.status == "completed" and plain.output_text == "No tools today."
+    assert "tools" not in upstream.requests[0]
+    assert failed.status == "failed" and failed.error is not None
+    assert failed.error.code == "tools_unavailable"  # type: ignore[comparison-overlap]
+    assert len(upstream.requests) == 1
