@@ -12,7 +12,7 @@ Decisions:
   for are listed with status `incomplete`.
 - A forced `tool_choice` (`required` or a named tool) applies to the first round only; later rounds
   use `auto`, or the model could never stop calling tools.
-- Tool executions are collected in memory (`Executions`) and written with the response's final
+- Tool executions are collected in memory and written with the response's final
   state, in the same transaction, whatever way the response ends (completed, failed, cancelled,
   server stopping). A tool round therefore costs no database round trip.
 """
@@ -20,7 +20,6 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,8 +30,6 @@ from apps.response_api.services.items import mcp_result_text, parse_arguments
 from apps.response_api.services.llm import LlmClient, RoundEnd, TextDelta, ToolCallDelta
 from apps.response_api.services.mcp import McpSession, McpToolInfo, ToolAccess, ToolOutcome
 from apps.response_api.services.state import ResponseState
-
-log = logging.getLogger(__name__)
 
 DEPTH_REASON = "max_tool_execution_depth"
 
@@ -98,19 +95,8 @@ class _Round:
     finish_reason: str | None = None
 
 
-@dataclass
-class Executions:
-    """The tool executions of one response, in the order they started."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    started: int = 0
-
-    def next_order(self) -> int:
-        self.started += 1
-        return self.started - 1
-
-    def sorted_rows(self) -> list[dict[str, Any]]:
-        return sorted(self.rows, key=lambda row: row["execution_order"])
+# The tool executions of one response (rows of `tool_executions`), in the order they started.
+Executions = list[dict[str, Any]]
 
 
 class ToolLoop:
@@ -248,11 +234,11 @@ class ToolLoop:
             "result": None,
             "error_message": None,
             "status": "running",
-            "execution_order": self._executions.next_order(),
+            "execution_order": len(self._executions),
             "started_at": datetime.now(UTC),
             "duration_ms": 0.0,
         }
-        self._executions.rows.append(row)
+        self._executions.append(row)
         return row
 
     async def _execute(

@@ -154,7 +154,7 @@ class ResponseService:
         assert isinstance(run, ResponseRun) and run.request and run.principal and run.messages is not None
         state, request = run.state, run.request
         headers = run.principal.forward_headers()
-        executions = Executions()
+        executions: Executions = []
         loop = ToolLoop(
             llm=self._llm,
             headers=headers,
@@ -190,7 +190,7 @@ class ResponseService:
             log.exception("response failed", extra={"response_id": state.id})
             state.finish("failed", error=_error("server_error", "The response failed on the server."))
         finally:
-            await self._finish(run, executions.sorted_rows())
+            await self._finish(run, executions)
 
     async def _finish(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
         """Write the final state and the tool executions in one transaction, then end the stream."""
