@@ -49,6 +49,8 @@ def test_guest_login_provisions_a_keycloak_guest(llm: str, keycloak: FakeKeycloa
 
     me = httpx.get(f"{llm}/v1/auth/me", headers=bearer(login["access_token"]))
     assert me.status_code == 200 and me.json()["id"] == user["id"]
+    refused = httpx.post(f"{llm}/v1/auth/api-keys", json={"name": "k"}, headers=bearer(login["access_token"]))
+    assert_error(refused, 403, "guest_not_allowed")
 
 
 def test_service_account_token_is_reused(llm: str, keycloak: FakeKeycloak) -> None:

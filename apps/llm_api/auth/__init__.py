@@ -7,7 +7,8 @@ Decisions (details in each module's docstring):
 - API keys are `sk_live_…`, shown once, stored as SHA-256, always expiring, limited per user, resolved
   from the database on every llm-api request (revocation is immediate) with `last_used_at` written at
   most once a minute per key (`services/api_keys.py`). Keys act with the `user` role, never `admin`.
-  Guests cannot create keys; keys cannot manage keys (`routes/api_keys.py`).
+  Guests cannot create keys, except in local mode where guest login is the only way in; keys cannot
+  manage keys (`routes/api_keys.py`).
 - Other services validate keys at `POST /internal/api-keys/validate`, guarded by the internal token
   (`routes/internal.py`).
 - Guest sessions come from Keycloak (admin API + token exchange) when configured, else from the local

@@ -32,6 +32,8 @@ def start_auth(app: FastAPI, settings: LlmApiSettings) -> None:
     app.state.api_keys = keys
     app.state.authenticator = UserRecordingAuthenticator(kit.verifier, keys, users)
     app.state.session_issuer = _session_issuer(app, settings)
+    # Local mode: guest login is the only way in, so guests may hold keys (routes/api_keys.py).
+    app.state.guests_may_create_keys = isinstance(app.state.session_issuer, LocalSessions)
 
 
 def _session_issuer(app: FastAPI, settings: LlmApiSettings) -> SessionIssuer | None:

@@ -3,13 +3,15 @@
 Managing keys needs a signed-in session (a JWT): a key cannot mint or revoke keys, so a leaked key
 cannot outlive its own revocation through keys it created. Guest accounts cannot create keys: they
 are throwaway identities, and a long-lived credential would outlive the guest session it came from.
+The exception is local mode (llm-api is its own issuer, no Keycloak): there guest login is the only
+way in, so the guest is the machine's user, and refusing would leave API keys unusable.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from apps.common.auth.principal import Principal, PrincipalDep
 from apps.common.errors import APIError
@@ -23,10 +25,15 @@ router = APIRouter(prefix="/v1/auth/api-keys", tags=["auth"])
 
 @router.post("", status_code=201)
 async def create_api_key(
-    body: APIKeyCreate, principal: PrincipalDep, user: CurrentUserDep, store: APIKeysDep, response: Response
+    body: APIKeyCreate,
+    principal: PrincipalDep,
+    user: CurrentUserDep,
+    store: APIKeysDep,
+    request: Request,
+    response: Response,
 ) -> APIKeyCreated:
     _require_session(principal)
-    if principal.is_guest or user.is_guest:
+    if (principal.is_guest or user.is_guest) and not request.app.state.guests_may_create_keys:
         raise APIError(403, "Guest accounts cannot create API keys; sign in first.", code="guest_not_allowed")
     key, secret = await store.create(user, body.name, body.expires_in_days)
     response.headers["Cache-Control"] = "no-store"
