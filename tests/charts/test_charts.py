@@ -1,0 +1,119 @@
+"""Every chart lints clean, renders with its defaults and each realistic values file, and every object
+passes strict Kubernetes schema validation; nothing floats (no `latest`, no untagged image)."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import jsonschema  # type: ignore[import-untyped]
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.charts.rendering import CASES, CHART_NAMES, CHARTS, K8S_VERSIONS, ROOT, ChartCase, render_case
+
+# Kinds whose schema lives in a CRD rather than in Kubernetes itself, checked against our own schema.
+_CRD_SCHEMAS = {
+    "monitoring.coreos.com/v1/ServiceMonitor": Path(__file__).parent / "servicemonitor.schema.json"
+}
+_FLOATING_TAGS = {"latest", "stable", "main", "master", "edge", "dev", ""}
+
+
+def _images(obj: Any) -> list[str]:
+    found = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key == "image" and isinstance(value, str):
+                found.append(value)
+            else:
+                found.extend(_images(value))
+    elif isinstance(obj, list):
+        for item in obj:
+            found.extend(_images(item))
+    return found
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda case: case.id)
+def rendered(request: pytest.FixtureRequest) -> tuple[ChartCase, list[dict[str, Any]]]:
+    case: ChartCase = request.param
+    return case, render_case(case)
+
+
+@pytest.mark.parametrize("chart", CHART_NAMES)
+def test_chart_lints_clean(chart):
+    result = helm.lint(str(CHARTS / chart))
+    errors = [m for m in result.get("messages", []) if m.get("severity", 0) >= 2]
+    assert not errors, errors
+    assert not result.get("errors"), result
+
+
+def test_every_chart_has_realistic_values():
+    for chart in CHART_NAMES:
+        assert list((CHARTS / chart / "ci").glob("*-values.yaml")), chart
+    apps = {case.release for case in CASES if case.chart == "jan-app" and case.values_file}
+    assert apps == {"llm-api", "response-api", "media-api", "mcp-tools"}
+
+
+def test_every_object_passes_strict_schema_validation(rendered):
+    case, objects = rendered
+    assert objects, case.id
+    for obj in objects:
+        api_kind = f"{obj['apiVersion']}/{obj['kind']}"
+        if api_kind in _CRD_SCHEMAS:
+            schema = json.loads(_CRD_SCHEMAS[api_kind].read_text())
+            jsonschema.validate(obj, schema)
+            continue
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_every_object_is_namespaced_to_the_release(rendered):
+    case, objects = rendered
+    for obj in objects:
+        assert obj["metadata"]["namespace"] == case.namespace, obj["metadata"]["name"]
+
+
+def test_no_floating_image_tags(rendered):
+    case, objects = rendered
+    images = _images(objects)
+    assert images, case.id
+    for image in images:
+        if "@sha256:" in image:
+            continue
+        name, _, tag = image.rpartition(":")
+        assert name and "/" not in tag, f"{image} has no tag"
+        assert tag not in _FLOATING_TAGS, image
+        # A bare major or major.minor (`8`, `8-alpine`, `8.1`) moves under our feet; pin the patch.
+        assert not re.fullmatch(r"v?\d+(\.\d+)?(-[a-z0-9]+)?", tag), f"{image} floats"
+
+
+def test_chart_versions_are_the_repository_version():
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for chart in CHART_NAMES:
+        meta = yaml.safe_load((CHARTS / chart / "Chart.yaml").read_text())
+        assert meta["version"] == version, chart
+    app_chart = yaml.safe_load((CHARTS / "jan-app" / "Chart.yaml").read_text())
+    assert app_chart["appVersion"] == version
+    assert yaml.safe_load((CHARTS / "jan-app" / "values.yaml").read_text())["image"]["tag"] == version
+
+
+def test_schemas_are_strict():
+    """Every object in every values schema names its keys: a typo in a values file fails the render."""
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node:
+                assert node.get("additionalProperties") is False or path.endswith("settings"), path
+            for key, value in node.items():
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, path)
+
+    for chart in CHART_NAMES:
+        walk(json.loads((CHARTS / chart / "values.schema.json").read_text()), chart)
