@@ -48,7 +48,8 @@ $(VENV_CHECKOV)/bin/checkov:
 checkov: install $(VENV_CHECKOV)/bin/checkov
 	$(BIN)/python -m tests.charts.checkov_gate --checkov $(VENV_CHECKOV)/bin/checkov
 
-test: lint typecheck unit checkov
+# pytest last, so its summary closes the output.
+test: lint typecheck checkov unit
 
 render: install
 	$(BIN)/jan-server render --stack dev --out render/dev

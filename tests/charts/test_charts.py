@@ -117,3 +117,41 @@ def test_schemas_are_strict():
 
     for chart in CHART_NAMES:
         walk(json.loads((CHARTS / chart / "values.schema.json").read_text()), chart)
+
+
+_RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+
+def test_every_pod_meets_pod_security_restricted(rendered):
+    """The namespaces run with Pod Security Admission `restricted`; a pod that breaks it never starts."""
+    case, objects = rendered
+    for obj in objects:
+        if obj["kind"] not in ("Deployment", "Job"):
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        where = f"{case.id} {obj['kind']}/{obj['metadata']['name']}"
+        assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC", "hostUsers")), where
+        for volume in pod.get("volumes", []):
+            assert set(volume) - {"name"} <= _RESTRICTED_VOLUMES, where
+        pod_context = pod.get("securityContext", {})
+        assert pod_context.get("runAsUser", 1) != 0, where
+        for container in pod["containers"] + pod.get("initContainers", []):
+            context = container.get("securityContext", {})
+            assert context.get("privileged") is not True, where
+            assert context.get("allowPrivilegeEscalation") is False, where
+            assert "ALL" in context.get("capabilities", {}).get("drop", []), where
+            assert set(context.get("capabilities", {}).get("add", [])) <= {"NET_BIND_SERVICE"}, where
+            assert context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is True, where
+            assert context.get("runAsUser", 1) != 0, where
+            seccomp = context.get("seccompProfile", pod_context.get("seccompProfile", {}))
+            assert seccomp.get("type") in ("RuntimeDefault", "Localhost"), where
+            assert not any(port.get("hostPort") for port in container.get("ports", [])), where
