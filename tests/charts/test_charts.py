@@ -3,6 +3,7 @@ passes strict Kubernetes schema validation; nothing floats (no `latest`, no unta
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import tomllib
@@ -10,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
-import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate
 import pytest
 import yaml
@@ -21,6 +21,8 @@ from tests.charts.rendering import CASES, CHART_NAMES, CHARTS, K8S_VERSIONS, ROO
 _CRD_SCHEMAS = {
     "monitoring.coreos.com/v1/ServiceMonitor": Path(__file__).parent / "servicemonitor.schema.json"
 }
+# jsonschema comes with kubernetes-validate and has no type stubs; loaded as a plain module.
+jsonschema = importlib.import_module("jsonschema")
 _FLOATING_TAGS = {"latest", "stable", "main", "master", "edge", "dev", ""}
 
 

