@@ -151,6 +151,9 @@ def test_migration_job_is_a_pre_install_and_pre_upgrade_hook_with_its_own_networ
     service_selector = one(objects, "Service")["spec"]["selector"]
     assert not service_selector.items() <= job["spec"]["template"]["metadata"]["labels"].items()
     assert not by_kind(_render({"migrations": {"enabled": False}}), "Job")
+    # Without network policies the hook adds none either (it would cut the Job off the database).
+    unpoliced = _render({"networkPolicy": {"enabled": False}})
+    assert one(unpoliced, "Job") and not by_kind(unpoliced, "NetworkPolicy")
 
 
 def test_network_policy_denies_by_default_and_allows_what_values_name():
