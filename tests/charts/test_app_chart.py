@@ -240,6 +240,9 @@ def test_release_names_without_the_app_are_prefixed():
         {"env": {"bad-name": "x"}},
         {"resources": {"requests": {"cpu": "a lot", "memory": "128Mi"}}},
         {"replicas": 3},
+        {"networkPolicy": {"enabled": True, "ingressFrom": [], "egress": [{"too": [{"podSelector": {}}]}]}},
+        {"networkPolicy": {"enabled": True, "ingressFrom": [{"podSelectr": {}}], "egress": []}},
+        {"tolerations": [{"key": "gpu", "effect": "NoScheduel"}]},
     ],
     ids=lambda v: str(v)[:60],
 )
