@@ -1,0 +1,355 @@
+"""Observability specs: the OpenTelemetry Collector config, Grafana provisioning, dashboards and alerts.
+
+Data flow: every app (and Kong's `opentelemetry` plugin) sends OTLP/HTTP to the collector
+(`OTEL_EXPORTER_OTLP_ENDPOINT=http://<collector>:4318`, see `app_otel_env`); the collector sends traces
+to Jaeger v2 over OTLP/gRPC and metrics to Prometheus. vLLM, the DCGM exporter, Kong's `prometheus`
+plugin and CloudNativePG expose Prometheus endpoints that kube-prometheus-stack scrapes directly
+(ServiceMonitors/PodMonitors); they do not go through the collector. Decisions:
+
+- Metrics reach Prometheus by **OTLP push** (`otlphttp` exporter → Prometheus 3's native receiver at
+  `/api/v1/otlp`, switched on in kube-prometheus-stack with `prometheusSpec.enableOTLPReceiver`), not
+  through the collector's `prometheus` exporter. A scraped exporter would need `honorLabels` and breaks
+  when several collector replicas expose the same series (each holds part of the cumulative state); with
+  push, any replica can forward any app's data, the collector keeps no metric state, and no extra
+  scrape interval is added. `prometheusremotewrite` would work as well but needs the remote-write
+  receiver and a second naming translation; OTLP is the native path in Prometheus 3.
+- Prometheus names OTLP metrics with unit and type suffixes (`http.server.duration` in ms →
+  `http_server_duration_milliseconds_bucket`), dots become underscores in labels (`http_status_code`),
+  and `job` is `<service.namespace>/<service.name>` (`jan/llm-api`): the dashboards and rules below
+  use exactly those names (`METRICS_BY_SOURCE` lists them and a test holds every query to the list).
+- The apps' metrics are the OpenTelemetry FastAPI/httpx instrumentations' (old HTTP semantic
+  conventions, the instrumentations' default): `http.server.duration` (ms, by `http.target` = route
+  template, `http.method`, `http.status_code`), `http.server.active_requests`,
+  `http.server.response.size`, `http.client.duration`. The apps export no per-model metric, so the
+  per-model panels (time to first token, tokens/s, errors) read vLLM's own metrics, whose Services are
+  one per model (`job` = the vLLM Service name, `model_name` label).
+- `memory_limiter` comes first in every pipeline, then `batch` (the collector's documented order); the
+  removed `logging` exporter is not used (nor `debug`, which would only add noise in a cluster).
+- Alerts are a `PrometheusRule`; every rule has `for`, a `severity` label and a `summary` annotation.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DASHBOARD_DIR = Path(__file__).parent / "dashboards"
+PROMETHEUS_UID = "prometheus"
+JAEGER_UID = "jaeger"
+OTLP_GRPC_PORT = 4317
+OTLP_HTTP_PORT = 4318
+
+# Every metric a dashboard or alert may query, by the source that exports it.
+METRICS_BY_SOURCE: dict[str, frozenset[str]] = {
+    # OTel FastAPI/httpx instrumentation of the four apps, through the collector (OTLP → Prometheus).
+    "apps": frozenset(
+        {
+            "http_server_duration_milliseconds_bucket",
+            "http_server_duration_milliseconds_count",
+            "http_server_duration_milliseconds_sum",
+            "http_server_active_requests",
+            "http_server_response_size_bytes_sum",
+            "http_client_duration_milliseconds_bucket",
+            "http_client_duration_milliseconds_count",
+        }
+    ),
+    # vLLM's OpenAI server, /metrics (V1 engine names).
+    "vllm": frozenset(
+        {
+            "vllm:num_requests_running",
+            "vllm:num_requests_waiting",
+            "vllm:kv_cache_usage_perc",
+            "vllm:time_to_first_token_seconds_bucket",
+            "vllm:e2e_request_latency_seconds_bucket",
+            "vllm:inter_token_latency_seconds_bucket",
+            "vllm:prompt_tokens_total",
+            "vllm:generation_tokens_total",
+            "vllm:request_success_total",
+            "http_requests_total",  # vLLM's HTTP layer (prometheus-fastapi-instrumentator), status "5xx"
+        }
+    ),
+    # NVIDIA DCGM exporter.
+    "dcgm": frozenset(
+        {
+            "DCGM_FI_DEV_GPU_UTIL",
+            "DCGM_FI_DEV_FB_USED",
+            "DCGM_FI_DEV_FB_FREE",
+            "DCGM_FI_DEV_GPU_TEMP",
+            "DCGM_FI_DEV_POWER_USAGE",
+        }
+    ),
+    # Kong's bundled `prometheus` plugin (Kong 3.x).
+    "kong": frozenset(
+        {
+            "kong_http_requests_total",
+            "kong_request_latency_ms_bucket",
+            "kong_upstream_latency_ms_bucket",
+            "kong_kong_latency_ms_bucket",
+            "kong_bandwidth_bytes",
+            "kong_nginx_connections_total",
+            "kong_upstream_target_health",
+        }
+    ),
+    # CloudNativePG's instance exporter.
+    "cnpg": frozenset(
+        {
+            "cnpg_collector_up",
+            "cnpg_backends_total",
+            "cnpg_pg_settings_setting",
+            "cnpg_pg_database_size_bytes",
+            "cnpg_pg_replication_lag",
+            "cnpg_pg_stat_database_xact_commit",
+            "cnpg_pg_stat_database_xact_rollback",
+        }
+    ),
+}
+KNOWN_METRICS: frozenset[str] = frozenset().union(*METRICS_BY_SOURCE.values())
+
+
+class ObservabilityInputs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str = "observability"
+    collector_service: str = "otel-collector"
+    # Jaeger v2's OTLP/gRPC receiver (host:port) and UI/query base URL.
+    jaeger_otlp_endpoint: str = "jaeger.observability.svc.cluster.local:4317"
+    jaeger_query_url: str = "http://jaeger.observability.svc.cluster.local:16686"
+    # Prometheus' base URL (kube-prometheus-stack's `<release>-prometheus` Service).
+    prometheus_url: str = "http://kube-prometheus-stack-prometheus.observability.svc.cluster.local:9090"
+    memory_limit_percentage: int = Field(80, ge=10, le=95)
+    memory_spike_percentage: int = Field(20, ge=5, le=50)
+    batch_timeout: str = "5s"
+
+
+class AlertThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    error_ratio: float = Field(0.05, gt=0, lt=1)
+    p95_latency_ms: float = Field(2000, gt=0)  # non-streaming routes
+    p95_ttft_seconds: float = Field(5, gt=0)
+    queue_depth: int = Field(10, ge=1)
+    gpu_memory_ratio: float = Field(0.97, gt=0, le=1)  # vLLM preallocates ~90% on purpose
+    db_connection_ratio: float = Field(0.8, gt=0, le=1)
+
+
+def collector_endpoint(inputs: ObservabilityInputs) -> str:
+    return f"http://{inputs.collector_service}.{inputs.namespace}.svc.cluster.local:{OTLP_HTTP_PORT}"
+
+
+def app_otel_env(inputs: ObservabilityInputs) -> dict[str, str]:
+    """What every app gets: its SDK exports OTLP/HTTP to `<endpoint>/v1/{traces,metrics}`."""
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": collector_endpoint(inputs)}
+
+
+def kong_traces_endpoint(inputs: ObservabilityInputs) -> str:
+    return f"{collector_endpoint(inputs)}/v1/traces"
+
+
+def collector_config(inputs: ObservabilityInputs) -> dict[str, Any]:
+    """The collector's `config:` (opentelemetry-collector-contrib)."""
+    processors = ["memory_limiter", "batch"]
+    return {
+        "extensions": {"health_check": {"endpoint": "0.0.0.0:13133"}},
+        "receivers": {
+            "otlp": {
+                "protocols": {
+                    "grpc": {"endpoint": f"0.0.0.0:{OTLP_GRPC_PORT}"},
+                    "http": {"endpoint": f"0.0.0.0:{OTLP_HTTP_PORT}"},
+                }
+            }
+        },
+        "processors": {
+            "memory_limiter": {
+                "check_interval": "1s",
+                "limit_percentage": inputs.memory_limit_percentage,
+                "spike_limit_percentage": inputs.memory_spike_percentage,
+            },
+            "batch": {"timeout": inputs.batch_timeout, "send_batch_size": 1024},
+        },
+        "exporters": {
+            "otlp/jaeger": {"endpoint": inputs.jaeger_otlp_endpoint, "tls": {"insecure": True}},
+            # otlphttp appends /v1/metrics: Prometheus serves OTLP at /api/v1/otlp/v1/metrics.
+            "otlphttp/prometheus": {
+                "endpoint": f"{inputs.prometheus_url}/api/v1/otlp",
+                "tls": {"insecure": True},
+            },
+        },
+        "service": {
+            "extensions": ["health_check"],
+            "pipelines": {
+                "traces": {"receivers": ["otlp"], "processors": processors, "exporters": ["otlp/jaeger"]},
+                "metrics": {
+                    "receivers": ["otlp"],
+                    "processors": processors,
+                    "exporters": ["otlphttp/prometheus"],
+                },
+            },
+        },
+    }
+
+
+def prometheus_values() -> dict[str, Any]:
+    """The kube-prometheus-stack values the collector, the monitors and the rules rely on."""
+    return {
+        "prometheus": {
+            "prometheusSpec": {
+                "enableOTLPReceiver": True,
+                # The apps' resource attributes as labels next to `job`/`instance`.
+                "otlp": {"promoteResourceAttributes": ["service.version", "deployment.environment"]},
+                # Two collector replicas may deliver the same series slightly out of order.
+                "tsdb": {"outOfOrderTimeWindow": "5m"},
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "podMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,
+            }
+        },
+        "grafana": {
+            "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1"}},
+        },
+    }
+
+
+def grafana_datasources(inputs: ObservabilityInputs) -> dict[str, Any]:
+    """Grafana's datasource provisioning file: Prometheus (default) and Jaeger, with fixed uids."""
+    return {
+        "apiVersion": 1,
+        "datasources": [
+            {
+                "name": "Prometheus",
+                "uid": PROMETHEUS_UID,
+                "type": "prometheus",
+                "access": "proxy",
+                "url": inputs.prometheus_url,
+                "isDefault": True,
+                "jsonData": {"timeInterval": "30s"},
+            },
+            {
+                "name": "Jaeger",
+                "uid": JAEGER_UID,
+                "type": "jaeger",
+                "access": "proxy",
+                "url": inputs.jaeger_query_url,
+                "isDefault": False,
+            },
+        ],
+    }
+
+
+@cache
+def _dashboard_text(name: str) -> str:
+    return (DASHBOARD_DIR / f"{name}.json").read_text(encoding="utf-8")
+
+
+def dashboard_names() -> list[str]:
+    return sorted(path.stem for path in DASHBOARD_DIR.glob("*.json"))
+
+
+def dashboard(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(_dashboard_text(name))
+    return loaded
+
+
+def dashboard_configmaps(namespace: str) -> list[dict[str, Any]]:
+    """One ConfigMap per dashboard, labelled for Grafana's dashboard sidecar."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": f"grafana-dashboard-{name}",
+                "namespace": namespace,
+                "labels": {"grafana_dashboard": "1", "app.kubernetes.io/part-of": "jan"},
+                "annotations": {"grafana_folder": "Jan"},
+            },
+            "data": {f"{name}.json": _dashboard_text(name)},
+        }
+        for name in dashboard_names()
+    ]
+
+
+def _rule(name: str, expr: str, wait: str, severity: str, summary: str) -> dict[str, Any]:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": wait,
+        "labels": {"severity": severity},
+        "annotations": {"summary": summary},
+    }
+
+
+def alert_rules(namespace: str, thresholds: AlertThresholds | None = None) -> dict[str, Any]:
+    """The platform's alerts as a PrometheusRule manifest."""
+    t = thresholds or AlertThresholds()
+    app_requests = 'http_server_duration_milliseconds_count{job=~"jan/.+"'
+    streaming = '"/v1/chat/completions|/v1/responses.*"'
+    rules = [
+        _rule(
+            "JanGateway5xxRate",
+            'sum(rate(kong_http_requests_total{code=~"5.."}[5m])) / sum(rate(kong_http_requests_total[5m]))'
+            f" > {t.error_ratio}",
+            "10m",
+            "critical",
+            "More than {{ $value | humanizePercentage }} of requests through Kong fail with 5xx.",
+        ),
+        _rule(
+            "JanApp5xxRate",
+            f'sum by (job) (rate({app_requests},http_status_code=~"5.."}}[5m]))'
+            f" / sum by (job) (rate({app_requests}}}[5m])) > {t.error_ratio}",
+            "10m",
+            "critical",
+            "{{ $labels.job }} answers {{ $value | humanizePercentage }} of requests with 5xx.",
+        ),
+        _rule(
+            "JanAppP95Latency",
+            "histogram_quantile(0.95, sum by (le, job) (rate(http_server_duration_milliseconds_bucket"
+            f'{{job=~"jan/.+",http_target!~{streaming}}}[5m]))) > {t.p95_latency_ms:g}',
+            "15m",
+            "warning",
+            "p95 latency of {{ $labels.job }} (non-streaming routes) is {{ $value }} ms.",
+        ),
+        _rule(
+            "VLLMTimeToFirstTokenP95",
+            "histogram_quantile(0.95, sum by (le, model_name)"
+            f" (rate(vllm:time_to_first_token_seconds_bucket[5m]))) > {t.p95_ttft_seconds:g}",
+            "10m",
+            "warning",
+            "p95 time to first token of {{ $labels.model_name }} is {{ $value }} s.",
+        ),
+        _rule(
+            "VLLMQueueDepth",
+            f"max by (model_name) (vllm:num_requests_waiting) > {t.queue_depth}",
+            "5m",
+            "warning",
+            "{{ $value }} requests are waiting for {{ $labels.model_name }}: add replicas or GPUs.",
+        ),
+        _rule(
+            "GPUMemoryNearlyFull",
+            "max by (Hostname, gpu) (DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE))"
+            f" > {t.gpu_memory_ratio}",
+            "15m",
+            "warning",
+            "GPU {{ $labels.gpu }} on {{ $labels.Hostname }}: {{ $value | humanizePercentage }} memory used.",
+        ),
+        _rule(
+            "PostgresConnectionsNearLimit",
+            "sum by (namespace, pod) (cnpg_backends_total) / max by (namespace, pod)"
+            f' (cnpg_pg_settings_setting{{name="max_connections"}}) > {t.db_connection_ratio}',
+            "10m",
+            "warning",
+            "Postgres {{ $labels.pod }} uses {{ $value | humanizePercentage }} of max_connections.",
+        ),
+    ]
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": "jan-platform",
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "jan"},
+        },
+        "spec": {"groups": [{"name": "jan-platform", "interval": "30s", "rules": rules}]},
+    }
