@@ -17,6 +17,13 @@ Decisions:
 - Both clients carry an audience mapper, so every access token (also one issued by an exchange) has the
   API audience in `aud`; realm roles reach tokens through Keycloak's default `roles` scope
   (`realm_access.roles`, which `apps.common.auth.principal` reads).
+- Guest sessions use `requested_subject` (direct impersonation, Keycloak's legacy token exchange,
+  `KC_FEATURES=token-exchange,admin-fine-grained-authz:v1`). Keycloak allows it only when the
+  realm-management client's fine-grained permission `admin-impersonating.permission.users` (scope
+  `impersonate` on the `Users` resource) grants it to the calling client; `_realm_management_client`
+  writes that permission with a client policy naming the backend client, in the shape Keycloak's own
+  realm export uses. `guest_impersonation=False` leaves it out (a stack without guest login, or
+  Keycloak without the v1 features).
 - Token lifetimes come from `TokenLifetimes` (realm-wide access token lifespan and SSO session idle/max,
   which bound refresh tokens).
 - `--import-realm` skips a realm that already exists: changes after the first start need the admin API
@@ -26,6 +33,7 @@ Decisions:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -59,6 +67,7 @@ class RealmInputs(BaseModel):
     web_origins: tuple[str, ...] = ()
     lifetimes: TokenLifetimes = TokenLifetimes()
     registration_allowed: bool = True
+    guest_impersonation: bool = True
     display_name: str = "Jan"
 
     @field_validator("redirect_uris", "web_origins")
@@ -103,7 +112,11 @@ def realm_json(inputs: RealmInputs) -> dict[str, Any]:
             "composite": True,
             "composites": {"realm": [DEFAULT_REALM_ROLE, "offline_access"]},
         },
-        "clients": [_public_client(inputs), _backend_client(inputs)],
+        "clients": [
+            _public_client(inputs),
+            _backend_client(inputs),
+            *([_realm_management_client(identity)] if inputs.guest_impersonation else []),
+        ],
         "users": [_backend_service_account(identity)],
     }
 
@@ -171,6 +184,66 @@ def _backend_service_account(identity: IdentityInputs) -> dict[str, Any]:
         "serviceAccountClientId": identity.backend_client_id,
         "clientRoles": {"realm-management": list(BACKEND_SERVICE_ACCOUNT_ROLES)},
     }
+
+
+USERS_SCOPES = ("manage", "view", "map-roles", "manage-group-membership", "impersonate", "user-impersonated")
+IMPERSONATION_PERMISSION = "admin-impersonating.permission.users"
+
+
+def _realm_management_client(identity: IdentityInputs) -> dict[str, Any]:
+    """Keycloak's admin client with one fine-grained permission: the backend may impersonate users."""
+    policy = f"client-{identity.backend_client_id}"
+    return {
+        "clientId": "realm-management",
+        "bearerOnly": True,
+        "authorizationServicesEnabled": True,
+        "authorizationSettings": {
+            "allowRemoteResourceManagement": False,
+            "policyEnforcementMode": "ENFORCING",
+            "decisionStrategy": "UNANIMOUS",
+            "scopes": [{"name": scope} for scope in USERS_SCOPES],
+            "resources": [
+                {"name": "Users", "type": "Users", "scopes": [{"name": scope} for scope in USERS_SCOPES]}
+            ],
+            "policies": [
+                {
+                    "name": policy,
+                    "type": "client",
+                    "logic": "POSITIVE",
+                    "decisionStrategy": "UNANIMOUS",
+                    "config": {"clients": json.dumps([identity.backend_client_id])},
+                },
+                {
+                    "name": IMPERSONATION_PERMISSION,
+                    "type": "scope",
+                    "logic": "POSITIVE",
+                    "decisionStrategy": "UNANIMOUS",
+                    "config": {
+                        "resources": json.dumps(["Users"]),
+                        "scopes": json.dumps(["impersonate"]),
+                        "applyPolicies": json.dumps([policy]),
+                    },
+                },
+            ],
+        },
+    }
+
+
+def impersonating_clients(realm: dict[str, Any]) -> set[str]:
+    """Client ids the realm lets impersonate users through `IMPERSONATION_PERMISSION`."""
+    try:
+        settings = client(realm, "realm-management")["authorizationSettings"]
+    except KeyError:
+        return set()
+    policies = {policy["name"]: policy for policy in settings["policies"]}
+    permission = policies.get(IMPERSONATION_PERMISSION)
+    if permission is None or json.loads(permission["config"]["scopes"]) != ["impersonate"]:
+        return set()
+    clients: set[str] = set()
+    for name in json.loads(permission["config"]["applyPolicies"]):
+        if policies[name]["type"] == "client":
+            clients |= set(json.loads(policies[name]["config"]["clients"]))
+    return clients
 
 
 def client(realm: dict[str, Any], client_id: str) -> dict[str, Any]:

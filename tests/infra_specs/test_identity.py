@@ -23,6 +23,7 @@ from infra.specs.keycloak_realm import (
     RealmInputs,
     TokenLifetimes,
     client,
+    impersonating_clients,
     realm_json,
     token_audiences,
 )
@@ -62,6 +63,8 @@ def test_apps_accept_exactly_what_the_realm_issues(monkeypatch: pytest.MonkeyPat
     assert backend["publicClient"] is False and backend["serviceAccountsEnabled"] is True
     assert keycloak.guest_role in {role["name"] for role in realm["roles"]["realm"]}
     assert keycloak.audience is None
+    # llm-api's guest login exchanges with requested_subject: only the backend client may impersonate.
+    assert impersonating_clients(realm) == {keycloak.backend_client_id}
 
 
 def test_every_app_parses_the_auth_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,3 +129,9 @@ def test_bad_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="session_idle"):
         lifetimes = TokenLifetimes(session_idle_seconds=7200, session_max_seconds=3600)
         realm_json(RealmInputs(identity=IDENTITY, backend_client_secret=SecretStr("x"), lifetimes=lifetimes))
+
+
+def test_impersonation_can_be_left_out() -> None:
+    realm = realm_json(REALM_INPUTS.model_copy(update={"guest_impersonation": False}))
+    assert impersonating_clients(realm) == set()
+    assert [c["clientId"] for c in realm["clients"]] == ["jan-client", "backend"]
