@@ -31,6 +31,7 @@ plugin and CloudNativePG expose Prometheus endpoints that kube-prometheus-stack 
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,34 @@ METRICS_BY_SOURCE: dict[str, frozenset[str]] = {
     ),
 }
 KNOWN_METRICS: frozenset[str] = frozenset().union(*METRICS_BY_SOURCE.values())
+_PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression selects (strings, label matchers, ranges, groupings and
+    function names removed), so queries can be held to `KNOWN_METRICS`."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(?:by|without|on|ignoring)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        if text[match.end() :].lstrip().startswith("(") or match.group() in _PROMQL_WORDS:
+            continue
+        names.add(match.group())
+    return names
 
 
 class ObservabilityInputs(BaseModel):

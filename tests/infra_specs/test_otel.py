@@ -26,25 +26,10 @@ from infra.specs.otel import (
     grafana_datasources,
     kong_traces_endpoint,
     prometheus_values,
+    promql_metric_names,
 )
 
 INPUTS = ObservabilityInputs()
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool"}
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects (functions, labels, keywords and durations removed)."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    text = re.sub(r"\{[^}]*\}", " ", text)
-    text = re.sub(r"\[[^\]]*\]", " ", text)
-    text = re.sub(r"\b(?:by|without|on|ignoring)\s*\([^)]*\)", " ", text)
-    names = set()
-    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
-        following = text[match.end() :].lstrip()
-        if following.startswith("(") or match.group() in PROMQL_WORDS:
-            continue
-        names.add(match.group())
-    return names
 
 
 def _targets(board: dict[str, Any]) -> list[dict[str, Any]]:
@@ -55,8 +40,8 @@ def test_metric_name_extraction() -> None:
     expr = (
         'histogram_quantile(0.95, sum by (le, job) (rate(x_bucket{a="b{c}",d=~"5.."}[5m]))) / on(job) y > 3'
     )
-    assert metric_names(expr) == {"x_bucket", "y"}
-    assert metric_names("max by (m) (vllm:num_requests_waiting) > 10") == {"vllm:num_requests_waiting"}
+    assert promql_metric_names(expr) == {"x_bucket", "y"}
+    assert promql_metric_names("max by (m) (vllm:num_requests_waiting) > 10") == {"vllm:num_requests_waiting"}
 
 
 def test_collector_pipelines() -> None:
@@ -114,7 +99,7 @@ def test_dashboards_are_valid_and_query_known_metrics() -> None:
         ids = [panel["id"] for panel in board["panels"]]
         assert len(ids) == len(set(ids)) and board["panels"]
         for target in _targets(board):
-            names = metric_names(target["expr"])
+            names = promql_metric_names(target["expr"])
             assert names, target["expr"]
             assert names <= KNOWN_METRICS, (path.name, names - KNOWN_METRICS)
             used |= names
@@ -149,7 +134,7 @@ def test_alert_rules() -> None:
         assert re.fullmatch(r"\d+[smh]", rule["for"]), rule["alert"]
         assert rule["labels"]["severity"] in {"warning", "critical"}
         assert rule["annotations"]["summary"]
-        assert metric_names(rule["expr"]) <= KNOWN_METRICS, rule["alert"]
+        assert promql_metric_names(rule["expr"]) <= KNOWN_METRICS, rule["alert"]
     exprs = {rule["alert"]: rule["expr"] for rule in rules}
     assert "kong_http_requests_total" in exprs["JanGateway5xxRate"]
     assert "histogram_quantile(0.95" in exprs["JanAppP95Latency"]
