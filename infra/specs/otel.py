@@ -38,6 +38,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from infra.specs.versions import IMAGES
+
 DASHBOARD_DIR = Path(__file__).parent / "dashboards"
 PROMETHEUS_UID = "prometheus"
 JAEGER_UID = "jaeger"
@@ -218,6 +220,32 @@ def collector_config(inputs: ObservabilityInputs) -> dict[str, Any]:
                 },
             },
         },
+    }
+
+
+# Components the opentelemetry-collector chart puts in its default config; Helm merges values into
+# it, so each is removed with a null (and its Service port switched off).
+_CHART_DEFAULT_RECEIVERS = ("jaeger", "zipkin", "prometheus")
+_CHART_DEFAULT_PORTS = ("jaeger-compact", "jaeger-thrift", "jaeger-grpc", "zipkin")
+
+
+def collector_chart_values(inputs: ObservabilityInputs, *, replicas: int = 2) -> dict[str, Any]:
+    """Values for the `opentelemetry-collector` chart (which has no default mode or image)."""
+    config: dict[str, Any] = collector_config(inputs)
+    config["receivers"] |= dict.fromkeys(_CHART_DEFAULT_RECEIVERS)
+    config["exporters"] |= {"debug": None}
+    config["service"]["pipelines"] |= {"logs": None}
+    image = IMAGES["otel-collector"]
+    return {
+        "mode": "deployment",
+        "replicaCount": replicas,
+        "image": {"repository": image.repository, "tag": image.tag},
+        "command": {"name": "otelcol-contrib"},
+        "fullnameOverride": inputs.collector_service,
+        # memory_limiter's percentages are of this limit.
+        "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+        "ports": {name: {"enabled": False} for name in _CHART_DEFAULT_PORTS},
+        "config": config,
     }
 
 

@@ -19,6 +19,7 @@ from infra.specs.otel import (
     ObservabilityInputs,
     alert_rules,
     app_otel_env,
+    collector_chart_values,
     collector_config,
     dashboard,
     dashboard_configmaps,
@@ -28,6 +29,7 @@ from infra.specs.otel import (
     prometheus_values,
     promql_metric_names,
 )
+from infra.specs.versions import IMAGES
 
 INPUTS = ObservabilityInputs()
 
@@ -60,6 +62,20 @@ def test_collector_pipelines() -> None:
     assert config["exporters"]["otlp/jaeger"]["endpoint"] == INPUTS.jaeger_otlp_endpoint
     assert config["exporters"]["otlphttp/prometheus"]["endpoint"].endswith(":9090/api/v1/otlp")
     assert yaml.safe_load(yaml.safe_dump(config)) == config
+
+
+def test_collector_chart_values_pin_the_image_and_drop_chart_defaults() -> None:
+    values = collector_chart_values(INPUTS)
+    assert values["mode"] == "deployment"
+    assert f"{values['image']['repository']}:{values['image']['tag']}" == IMAGES["otel-collector"].ref
+    config = values["config"]
+    assert config["exporters"]["debug"] is None and config["service"]["pipelines"]["logs"] is None
+    assert all(config["receivers"][name] is None for name in ("jaeger", "zipkin", "prometheus"))
+    assert (
+        config["service"]["pipelines"]["traces"] == collector_config(INPUTS)["service"]["pipelines"]["traces"]
+    )
+    assert values["fullnameOverride"] == INPUTS.collector_service
+    assert collector_config(INPUTS)["exporters"].keys() == {"otlp/jaeger", "otlphttp/prometheus"}
 
 
 def test_apps_and_kong_send_to_the_collector() -> None:
