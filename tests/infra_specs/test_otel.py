@@ -9,15 +9,14 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
+from infra.specs.alerts import AlertThresholds, alert_rules
 from infra.specs.otel import (
     DASHBOARD_DIR,
     JAEGER_UID,
     KNOWN_METRICS,
     METRICS_BY_SOURCE,
     PROMETHEUS_UID,
-    AlertThresholds,
     ObservabilityInputs,
-    alert_rules,
     app_otel_env,
     collector_chart_values,
     collector_config,
