@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import kubernetes_validate
@@ -172,3 +173,11 @@ def test_providers_file_points_at_the_services() -> None:
         providers_file([entries[0], entries[0]])
     with pytest.raises(ValueError, match="at least one"):
         providers_file([])
+
+
+def test_dashboards_find_every_model_server() -> None:
+    # The chat dashboard's per-model errors select `job=~"vllm-.+"`; the job is the Service name.
+    for model in ("janhq/Jan-v1-4B", "Qwen/Qwen2.5-3B-Instruct-AWQ", "meta-llama/Llama-3.1-70B-Instruct"):
+        name = ModelServing(model=model).service_name
+        assert re.fullmatch(r"vllm-.+", name) and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name)
+        assert len(name) <= 63
