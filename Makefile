@@ -3,14 +3,17 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# checkov pins many dependencies of its own, so it lives in a venv of its own.
+VENV_CHECKOV ?= .venv-checkov
+CHECKOV_VERSION := 3.3.30
 STAMP := $(VENV)/.installed
-EXTRAS := local,model,embeddings,dev
+EXTRAS := local,model,embeddings,platform,dev
 # Build llama.cpp for any x86-64 (the default would tune it to this machine's CPU only).
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: dev test lint typecheck unit install render clean
+.PHONY: dev test lint typecheck unit checkov install render clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,10 +40,19 @@ typecheck: install
 unit: install
 	$(BIN)/pytest
 
-test: lint typecheck unit
+$(VENV_CHECKOV)/bin/checkov:
+	$(PYTHON) -m venv $(VENV_CHECKOV)
+	$(VENV_CHECKOV)/bin/pip install -q checkov==$(CHECKOV_VERSION)
+
+# Our charts rendered with every values file, scanned offline; failures must be listed exceptions.
+checkov: install $(VENV_CHECKOV)/bin/checkov
+	$(BIN)/python -m tests.charts.checkov_gate --checkov $(VENV_CHECKOV)/bin/checkov
+
+# pytest last, so its summary closes the output.
+test: lint typecheck checkov unit
 
 render: install
 	$(BIN)/jan-server render --stack dev --out render/dev
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache render
+	rm -rf $(VENV) $(VENV_CHECKOV) .mypy_cache .ruff_cache .pytest_cache render

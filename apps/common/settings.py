@@ -26,7 +26,7 @@ class AuthSettings(BaseModel):
     clock_skew_seconds: int = Field(60, ge=0, le=600)
     jwks_cache_seconds: int = Field(300, ge=1)
     # How other services check `sk_…` API keys: llm-api's internal validation endpoint.
-    api_key_validation_url: str = "http://127.0.0.1:8080/v1/auth/api-keys/validate"
+    api_key_validation_url: str = "http://127.0.0.1:8080/internal/api-keys/validate"
     api_key_cache_seconds: float = Field(30.0, ge=0)
     internal_token: SecretStr | None = None
 

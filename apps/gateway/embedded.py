@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,11 +49,13 @@ class EmbeddedPostgres:
 @contextmanager
 def embedded_postgres(data_dir: Path, *, keep_running: bool = False) -> Iterator[EmbeddedPostgres]:
     """Start (or reuse) a pgserver cluster in `data_dir`, with the pgvector extension created."""
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.parent))
-    from pgserver.postgres_server import get_server  # noqa: PLC0415
-
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir, cleanup_mode=None if keep_running else "stop")
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir it never needs (it uses a socket in data_dir).
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        from pgserver.postgres_server import get_server  # noqa: PLC0415
+
+        server = get_server(data_dir, cleanup_mode=None if keep_running else "stop")
     server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
     url = server.get_uri()
     log.info("embedded postgres ready", extra={"data_dir": str(data_dir)})

@@ -11,6 +11,7 @@ from apps.common.auth.issuer import LocalIssuer
 from apps.common.auth.jwks_route import router as jwks_router
 from apps.common.db import create_engine, database_check, session_factory
 from apps.common.service import service_app
+from apps.llm_api.auth.setup import include_auth_routes, start_auth
 from apps.llm_api.settings import LlmApiSettings
 
 
@@ -30,12 +31,14 @@ def create_app(settings: LlmApiSettings | None = None) -> FastAPI:
         app.state.telemetry.instrument_engine(engine)
         app.state.sessions = session_factory(engine)
         app.state.readiness.add("database", database_check(engine))
+        start_auth(app, settings)
         try:
             yield
         finally:
             await engine.dispose()
 
     app = service_app(settings, title="llm-api", lifespan=lifespan)
+    include_auth_routes(app)
     if settings.local_issuer_key_file is not None:
         app.state.local_issuer = LocalIssuer.from_key_file(
             settings.local_issuer_key_file, settings.auth.issuer, settings.auth.audience

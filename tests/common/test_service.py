@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
@@ -161,6 +163,18 @@ def test_requests_are_traced(kit: tuple[str, FastAPI], issuer: TestIssuer) -> No
     exporter = InMemorySpanExporter()
     app.state.telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     httpx.post(f"{url}/items", json={"name": "a", "count": 1})
+
+    def item_spans() -> list[ReadableSpan]:
+        return [
+            s
+            for s in exporter.get_finished_spans()
+            if s.attributes and s.attributes.get("http.route") == "/items"
+        ]
+
+    # The server span ends just after the response reaches the client, on the server's thread.
+    deadline = time.monotonic() + 5
+    while not item_spans() and time.monotonic() < deadline:
+        time.sleep(0.01)
     spans = exporter.get_finished_spans()
-    assert any(span.attributes and span.attributes.get("http.route") == "/items" for span in spans)
+    assert item_spans()
     assert all(s.resource.attributes["service.name"] == "kit-test" for s in spans)

@@ -82,12 +82,16 @@ def test_unrouted_paths_are_404_envelopes(
         assert response.status_code == 404 and response.json()["error"]["type"] == "not_found_error"
 
 
-def test_jan_server_dev_serves_the_whole_platform(tmp_path: Path) -> None:
+def test_jan_server_dev_serves_the_whole_platform() -> None:
     """`make dev` runs this command; it must come up, report all four apps, and stop on Ctrl-C."""
+    with tempfile.TemporaryDirectory(prefix="jan-dev-") as tmp:
+        os.chmod(tmp, 0o755)  # the embedded server runs as an unprivileged user when tests run as root
+        _run_dev(Path(tmp) / "data")
+
+
+def _run_dev(data_dir: Path) -> None:
     port = free_port()
-    data_dir = tmp_path / "data"
     data_dir.mkdir()
-    os.chmod(tmp_path, 0o755)
     env = {**os.environ, "JAN_PORT": str(port), "JAN_DATA_DIR": str(data_dir), "JAN_LOCAL_MODEL": "0"}
     env.pop("DATABASE_URL", None)
     env.pop("LLM_UPSTREAM_URL", None)

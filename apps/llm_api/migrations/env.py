@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import apps.llm_api.auth.models  # noqa: F401 - registers the auth tables on Base.metadata
 from apps.common.migrations import run_env
 from apps.llm_api.db import Base
 

@@ -1,0 +1,50 @@
+"""`POST /internal/api-keys/validate`: how the other services check an `sk_…` key.
+
+The caller must send `X-Internal-Token` equal to the configured internal token; when none is
+configured the endpoint refuses everyone. A wrong or missing token is 403, not 401: the kit's
+`RemoteAPIKeyResolver` reads 401 as "this key is invalid" and caches it, whereas a misconfigured
+service should see "validation unavailable" (503) and not silently reject every key.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+
+from apps.common.auth.principal import unauthorized
+from apps.common.auth.remote_keys import INTERNAL_TOKEN_HEADER
+from apps.common.errors import APIError
+from apps.llm_api.auth.deps import APIKeysDep
+from apps.llm_api.auth.schemas import ValidatedKey, ValidateKeyRequest
+
+
+async def require_internal_token(
+    request: Request, token: Annotated[str | None, Header(alias=INTERNAL_TOKEN_HEADER)] = None
+) -> None:
+    expected = request.app.state.settings.auth.internal_token
+    if expected is None:
+        raise APIError(403, "Internal endpoints are disabled: no internal token is configured.")
+    if token is None or not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+        raise APIError(403, f"Missing or wrong {INTERNAL_TOKEN_HEADER}.", code="forbidden")
+
+
+router = APIRouter(
+    prefix="/internal", include_in_schema=False, dependencies=[Depends(require_internal_token)]
+)
+
+
+@router.post("/api-keys/validate")
+async def validate_api_key(body: ValidateKeyRequest, store: APIKeysDep) -> ValidatedKey:
+    principal = await store.resolve(body.api_key)
+    if principal is None or principal.api_key_id is None:
+        raise unauthorized("Incorrect, expired or revoked API key.", code="invalid_api_key")
+    return ValidatedKey(
+        subject=principal.subject,
+        issuer=principal.issuer,
+        roles=sorted(principal.roles),
+        email=principal.email,
+        name=principal.name,
+        key_id=principal.api_key_id,
+    )

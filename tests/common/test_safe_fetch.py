@@ -1,0 +1,151 @@
+"""The SSRF guard shared by media-api's remote uploads and mcp-tools' scrape."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+
+from apps.common.errors import APIError
+from apps.common.safe_fetch import FetchPolicy, SafeFetcher, is_public_address
+from tests.harness.server import serve
+
+
+def build_site() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/ok")
+    async def ok() -> Response:
+        return Response(b"hello", media_type="text/plain")
+
+    @app.get("/to-loopback")
+    async def to_loopback(port: int) -> RedirectResponse:
+        return RedirectResponse(f"http://127.0.0.1:{port}/ok")
+
+    @app.get("/to-metadata")
+    async def to_metadata() -> RedirectResponse:
+        return RedirectResponse("http://169.254.169.254/latest/meta-data/")
+
+    @app.get("/loop")
+    async def loop() -> RedirectResponse:
+        return RedirectResponse("/loop")
+
+    @app.get("/big")
+    async def big() -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(100):
+                yield b"x" * 1024
+
+        return StreamingResponse(body())
+
+    @app.get("/slow")
+    async def slow() -> Response:
+        await asyncio.sleep(5)
+        return Response(b"late")
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[int]:
+    with serve(build_site()) as server:
+        yield server.port
+
+
+async def fake_dns(host: str, port: int) -> list[str]:
+    table = {
+        "evil.test": ["127.0.0.1"],
+        "public.test": ["127.0.0.1"],
+        "mixed.test": ["93.184.216.34", "10.0.0.1"],
+    }
+    if host not in table:
+        raise OSError("no such host")
+    return table[host]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/",
+        "http://localhost/",
+        "http://10.1.2.3/",
+        "http://172.16.0.1/",
+        "http://172.31.255.254/",
+        "http://192.168.1.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:7f00:1]/",
+        "http://[fd00:ec2::254]/",
+        "http://0.0.0.0/",
+        "http://127.1/",
+        "http://2130706433/",
+        "http://0x7f.0.0.1/",
+        "http://100.100.100.200/",
+        "http://evil.test/",
+        "http://mixed.test/",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1/",
+        "http://user:pass@93.184.216.34/",
+    ],
+)
+async def test_private_and_odd_targets_are_refused(url: str) -> None:
+    fetcher = SafeFetcher(FetchPolicy(), resolver=fake_dns)
+    with pytest.raises(APIError) as caught:
+        await fetcher.get(url)
+    assert caught.value.status_code == 400
+
+
+async def test_redirect_to_loopback_is_refused(site: int) -> None:
+    fetcher = SafeFetcher(FetchPolicy(allow=("public.test",)), resolver=fake_dns)
+    with pytest.raises(APIError, match="non-public"):
+        await fetcher.get(f"http://public.test:{site}/to-loopback?port={site}")
+
+
+async def test_redirect_to_metadata_is_refused(site: int) -> None:
+    fetcher = SafeFetcher(FetchPolicy(allow=("public.test",)), resolver=fake_dns)
+    with pytest.raises(APIError, match="non-public"):
+        await fetcher.get(f"http://public.test:{site}/to-metadata")
+
+
+async def test_allow_list_lets_a_loopback_test_server_through(site: int) -> None:
+    fetcher = SafeFetcher(FetchPolicy(allow=("127.0.0.0/8",)))
+    fetched = await fetcher.get(f"http://127.0.0.1:{site}/ok")
+    assert fetched.content == b"hello" and fetched.content_type == "text/plain"
+
+
+async def test_pinned_connection_keeps_the_host_header(site: int) -> None:
+    fetcher = SafeFetcher(FetchPolicy(allow=("public.test",)), resolver=fake_dns)
+    fetched = await fetcher.get(f"http://public.test:{site}/ok")
+    assert fetched.content == b"hello" and fetched.url == f"http://public.test:{site}/ok"
+
+
+async def test_redirect_limit(site: int) -> None:
+    fetcher = SafeFetcher(FetchPolicy(allow=("127.0.0.0/8",), max_redirects=3))
+    with pytest.raises(APIError, match="redirects too many"):
+        await fetcher.get(f"http://127.0.0.1:{site}/loop")
+
+
+async def test_body_over_the_limit_is_cut(site: int) -> None:
+    fetcher = SafeFetcher(FetchPolicy(allow=("127.0.0.0/8",), max_bytes=10_000))
+    with pytest.raises(APIError) as caught:
+        await fetcher.get(f"http://127.0.0.1:{site}/big")
+    assert caught.value.status_code == 413
+
+
+async def test_slow_server_times_out(site: int) -> None:
+    fetcher = SafeFetcher(FetchPolicy(allow=("127.0.0.0/8",), timeout_seconds=0.5))
+    with pytest.raises(APIError) as caught:
+        await fetcher.get(f"http://127.0.0.1:{site}/slow")
+    assert caught.value.status_code == 504
+
+
+def test_public_address_classification() -> None:
+    assert is_public_address(ipaddress.ip_address("93.184.216.34"))
+    assert is_public_address(ipaddress.ip_address("2606:4700::1111"))
+    for private in ("2002:7f00:1::", "64:ff9b::7f00:1", "::127.0.0.1", "ff02::1", "224.0.0.1", "fe80::1"):
+        assert not is_public_address(ipaddress.ip_address(private)), private

@@ -1,0 +1,112 @@
+"""Guest login and refresh against a fake Keycloak speaking the admin REST and OIDC token protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from apps.gateway.embedded import free_port
+from tests.harness.keycloak import FakeKeycloak
+from tests.harness.server import serve
+from tests.llm_api.auth_support import assert_error, bearer, serve_llm_api
+
+
+@pytest.fixture(scope="module")
+def keycloak_server() -> Iterator[FakeKeycloak]:
+    fake = FakeKeycloak()
+    with serve(fake.app) as server:
+        fake.url = server.url
+        yield fake
+
+
+@pytest.fixture
+def keycloak(keycloak_server: FakeKeycloak) -> FakeKeycloak:
+    keycloak_server.reset()
+    return keycloak_server
+
+
+@pytest.fixture(scope="module")
+def llm(database_url: str, keycloak_server: FakeKeycloak) -> Iterator[str]:
+    with serve_llm_api(
+        database_url, auth=keycloak_server.auth_settings(), keycloak=keycloak_server.keycloak_settings()
+    ) as url:
+        yield url
+
+
+def test_guest_login_provisions_a_keycloak_guest(llm: str, keycloak: FakeKeycloak) -> None:
+    response = httpx.post(f"{llm}/v1/auth/guest-login")
+    assert response.status_code == 201, response.text
+    login = response.json()
+    user = login["user"]
+    assert login["token_type"] == "Bearer" and login["expires_in"] == keycloak.access_ttl
+    assert user["is_guest"] is True and "guest" in user["roles"] and user["issuer"] == keycloak.issuer
+
+    created = keycloak.users[user["subject"]]
+    assert created["username"].startswith("guest-") and created["attributes"] == {"guest": ["true"]}
+    assert keycloak.role_mappings[user["subject"]] == {"guest"}
+
+    me = httpx.get(f"{llm}/v1/auth/me", headers=bearer(login["access_token"]))
+    assert me.status_code == 200 and me.json()["id"] == user["id"]
+    refused = httpx.post(f"{llm}/v1/auth/api-keys", json={"name": "k"}, headers=bearer(login["access_token"]))
+    assert_error(refused, 403, "guest_not_allowed")
+
+
+def test_service_account_token_is_reused(llm: str, keycloak: FakeKeycloak) -> None:
+    for _ in range(2):
+        assert httpx.post(f"{llm}/v1/auth/guest-login").status_code == 201
+    token_calls = [path for _, path in keycloak.calls if path.endswith("/token")]
+    # One token exchange per login, and at most one service-account login for both.
+    assert 2 <= len(token_calls) <= 3
+
+
+def test_refresh_goes_through_keycloak(llm: str, keycloak: FakeKeycloak) -> None:
+    login = httpx.post(f"{llm}/v1/auth/guest-login").json()
+    refreshed = httpx.post(f"{llm}/v1/auth/refresh", json={"refresh_token": login["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.text
+    tokens = refreshed.json()
+    me = httpx.get(f"{llm}/v1/auth/me", headers=bearer(tokens["access_token"])).json()
+    assert me["subject"] == login["user"]["subject"]
+
+    refused = httpx.post(f"{llm}/v1/auth/refresh", json={"refresh_token": "forged"})
+    assert_error(refused, 401, "invalid_refresh_token")
+
+
+def test_admin_api_failure_is_a_502(llm: str, keycloak: FakeKeycloak) -> None:
+    keycloak.admin_status = 500
+    error = assert_error(httpx.post(f"{llm}/v1/auth/guest-login"), 502, "guest_provisioning_failed")
+    assert error["type"] == "upstream_error"
+
+
+def test_token_endpoint_down_is_a_503(llm: str, keycloak: FakeKeycloak) -> None:
+    login = httpx.post(f"{llm}/v1/auth/guest-login").json()
+    keycloak.token_status = 503
+    assert_error(httpx.post(f"{llm}/v1/auth/guest-login"), 503, "identity_provider_unavailable")
+    refresh = httpx.post(f"{llm}/v1/auth/refresh", json={"refresh_token": login["refresh_token"]})
+    assert_error(refresh, 503, "identity_provider_unavailable")
+
+
+def test_unreachable_keycloak_is_a_503(database_url: str, keycloak: FakeKeycloak) -> None:
+    closed = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    settings = keycloak.keycloak_settings(base_url=closed, timeout_seconds=2.0)
+    with serve_llm_api(database_url, auth=keycloak.auth_settings(), keycloak=settings) as url:
+        assert_error(httpx.post(f"{url}/v1/auth/guest-login"), 503, "identity_provider_unavailable")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"backend_client_secret": "wrong"}, {"guest_role": "no-such-role"}],
+)
+def test_misconfigured_keycloak_is_a_502(
+    database_url: str, keycloak: FakeKeycloak, overrides: dict[str, str]
+) -> None:
+    settings = keycloak.keycloak_settings(**overrides)
+    with serve_llm_api(database_url, auth=keycloak.auth_settings(), keycloak=settings) as url:
+        assert_error(httpx.post(f"{url}/v1/auth/guest-login"), 502, "guest_provisioning_failed")
+
+
+def test_tokens_for_another_audience_are_caught_at_login(database_url: str, keycloak: FakeKeycloak) -> None:
+    auth = keycloak.auth_settings(audience="some-other-api")
+    with serve_llm_api(database_url, auth=auth, keycloak=keycloak.keycloak_settings()) as url:
+        assert_error(httpx.post(f"{url}/v1/auth/guest-login"), 502, "identity_misconfigured")
