@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import openai
 from openai import AsyncOpenAI
 from openai.types.responses import Response
 
@@ -117,3 +119,26 @@ async def test_stream_reports_a_model_failure(client: AsyncOpenAI, upstream: Fak
     failed = events[-1]
     assert failed.type == "response.failed"
     assert failed.response.error is not None and failed.response.error.message == "upstream failure"
+
+
+async def test_leaving_right_after_completion_keeps_the_response(
+    client: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    upstream.enqueue(answer("kept"))
+    stream = await client.responses.create(model=MODEL, input="hi", stream=True)
+    async for event in stream:
+        if event.type == "response.completed":
+            response_id = event.response.id
+            break
+    await stream.close()
+    for _ in range(400):  # input items are read from the database only
+        try:
+            page = await client.responses.input_items.list(response_id)
+        except openai.NotFoundError:
+            await asyncio.sleep(0.05)
+            continue
+        break
+    else:
+        raise AssertionError("the completed response was never stored")
+    assert [item.type for item in page.data] == ["message"]
+    assert (await client.responses.retrieve(response_id)).status == "completed"

@@ -169,11 +169,12 @@ class ResponseService:
                 tools = ToolSet.build(request, listed, self._config.server_label)
                 await loop.run(state, request, run.messages, tools, access)
         except asyncio.CancelledError:
-            state.cancel()
+            if not state.finished:  # a cancel that lands while the MCP session closes changes nothing
+                state.cancel()
+                if not run.cancel_requested:
+                    message = "The server stopped during the response."
+                    state.finish("failed", error=_error("server_error", message))
             if not run.cancel_requested:  # the server is stopping
-                state.finish(
-                    "failed", error=_error("server_error", "The server stopped during the response.")
-                )
                 raise
             current = asyncio.current_task()
             if current is not None:
@@ -190,6 +191,7 @@ class ResponseService:
             log.exception("response failed", extra={"response_id": state.id})
             state.finish("failed", error=_error("server_error", "The response failed on the server."))
         finally:
+            run.finishing = True  # from here on, cancels wait instead of interrupting the write
             await self._finish(run, executions)
 
     async def _finish(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:

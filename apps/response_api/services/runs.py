@@ -28,6 +28,7 @@ class Run:
     user_id: str
     background: bool
     cancel_requested: bool = False
+    finishing: bool = False
     task: asyncio.Task[None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -55,16 +56,21 @@ class RunRegistry:
     def cancel_soon(self, response_id: str) -> None:
         """Cancel a run held here, if any, without waiting (a cancel that came from another replica)."""
         run = self._runs.get(response_id)
-        if run is not None and run.task is not None and not run.task.done():
-            run.cancel_requested = True
-            run.task.cancel()
+        if run is not None:
+            self._interrupt(run)
 
     async def cancel(self, run: Run) -> None:
         """Stop the run and wait until it has recorded its final state."""
-        if run.task is not None and not run.task.done():
+        self._interrupt(run)
+        await run.done.wait()
+
+    @staticmethod
+    def _interrupt(run: Run) -> None:
+        # A run that is writing its final state is let finish: the response is over, and
+        # interrupting the write would lose it.
+        if run.task is not None and not run.task.done() and not run.finishing:
             run.cancel_requested = True
             run.task.cancel()
-        await run.done.wait()
 
     async def shutdown(self) -> None:
         runs = list(self._runs.values())
