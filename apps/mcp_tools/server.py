@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -69,7 +70,13 @@ def _services(ctx: ServerRequestContext[Any, Any]) -> ToolServices | None:
 
 
 def build_mcp_server(version: str) -> MCPServer[Any]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     server: MCPServer[Any] = MCPServer(SERVER_NAME, version=version, instructions=INSTRUCTIONS)
+    # MCPServer calls `logging.basicConfig` with a Rich console handler; the kit owns logging.
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
     web.register(server)
     files.register(server)
     python.register(server)
