@@ -158,24 +158,26 @@ async def test_media_ids_are_fetched_as_the_caller(
     mcp_server: McpServer, issuer: TestIssuer, media_server: FakeMedia
 ) -> None:
     collection = f"c-{uuid.uuid4().hex[:8]}"
-    media_server.files["jan_1001"] = (
-        "dana",
-        "text/markdown",
-        b"# Ferries\nThe ferry to the island leaves hourly.",
-    )
+    media_server.files["jan_1001p"] = ("dana", "text/markdown", b"# Ferries\nThe ferry leaves hourly.")
     media_server.files["jan_1002"] = ("dana", "application/pdf", simple_pdf("Invoice total due: 42 euros"))
     media_server.files["jan_1003"] = ("erin", "text/plain", b"Erin's private diary.")
+    # Stored without a useful type: recognised by its content.
+    media_server.files["jan_1004"] = ("dana", "binary/octet-stream", b"Harbour opening hours: 8 to 18.")
     dana = issuer.mint("dana")
-    for media_id, source_text in (("jan_1001", "ferry"), ("jan_1002", "Invoice")):
+    for media_id in ("jan_1001p", "jan_1002", "jan_1004"):
         result = payload(
             await call(mcp_server, dana, "file_search_index", document_id=media_id, collection=collection)
         )
-        assert result["source"] == "media", source_text
+        assert result["source"] == "media" and result["chunk_count"] == 1
     pdf = payload(
         await call(mcp_server, dana, "file_search_query", query="invoice total due", collection=collection)
     )
     assert pdf["results"][0]["document_id"] == "jan_1002"
     assert "42 euros" in pdf["results"][0]["text"]
+    hours = payload(
+        await call(mcp_server, dana, "file_search_query", query="harbour hours", collection=collection)
+    )
+    assert hours["results"][0]["document_id"] == "jan_1004"
     refused = error_text(
         await call(mcp_server, dana, "file_search_index", document_id="jan_1003", collection=collection)
     )

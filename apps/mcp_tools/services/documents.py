@@ -48,7 +48,20 @@ def _html_text(content: bytes) -> str:
     return trafilatura.extract(decode_text(content), favor_recall=True) or ""
 
 
+def _sniff(content: bytes) -> str:
+    """A type for bytes stored without a useful one: PDF by its magic, else text if it decodes."""
+    if content.startswith(b"%PDF-"):
+        return PDF_TYPE
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return "application/octet-stream"
+    return "text/plain"
+
+
 def _extract(content: bytes, content_type: str) -> str:
+    if content_type in ("", "application/octet-stream", "binary/octet-stream"):
+        content_type = _sniff(content)
     if content_type == PDF_TYPE:
         return _pdf_text(content)
     if content_type in HTML_TYPES:

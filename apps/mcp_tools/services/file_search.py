@@ -89,7 +89,11 @@ class MediaClient:
     async def read(self, media_id: str, principal: Principal) -> tuple[bytes, str]:
         url = f"{self._base}/v1/media/{media_id}/content"
         try:
-            async with self._client.stream("GET", url, headers=principal.forward_headers()) as response:
+            # media-api usually answers with a redirect to a presigned S3 URL; httpx drops the
+            # caller's Authorization header when the redirect leaves media-api's origin.
+            async with self._client.stream(
+                "GET", url, headers=principal.forward_headers(), follow_redirects=True
+            ) as response:
                 if response.status_code in (403, 404):
                     raise ToolFailure(f"Media '{media_id}' was not found (or is not yours).")
                 if response.status_code >= 400:
