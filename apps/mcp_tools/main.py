@@ -61,7 +61,8 @@ def create_app(settings: McpToolsSettings | None = None) -> FastAPI:
     app = service_app(
         settings, title="mcp-tools", lifespan=lifespan, max_body_bytes=settings.mcp_max_body_bytes
     )
-    app.router.routes.append(Route(MCP_PATH, endpoint=endpoint, methods=["GET", "POST", "DELETE"]))
+    # POST only: a stateless server has no session to DELETE and no server-initiated stream to GET.
+    app.router.routes.append(Route(MCP_PATH, endpoint=endpoint, methods=["POST"]))
     return app
 
 

@@ -174,6 +174,7 @@ async def test_a_body_over_the_limit_is_413(settings_factory: Any, issuer: TestI
 @pytest.mark.parametrize(
     ("body", "code"),
     [
+        (b"", -32700),
         (b"{not json", -32700),
         (b'{"jsonrpc": "2.0", "id": 1}', -32602),
         (b'{"id": 1, "method": "tools/list"}', -32602),
@@ -191,6 +192,15 @@ async def test_malformed_json_rpc_is_a_400_with_a_json_rpc_error(
         )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
+
+
+async def test_get_and_delete_are_refused_cleanly(mcp_server: McpServer, issuer: TestIssuer) -> None:
+    headers = {"authorization": f"Bearer {issuer.mint('alice')}", "accept": "text/event-stream"}
+    async with httpx.AsyncClient() as client:
+        get = await client.get(mcp_server.endpoint, headers=headers)
+        delete = await client.delete(mcp_server.endpoint, headers=headers)
+    assert get.status_code == delete.status_code == 405
+    assert get.json()["error"]["type"] == "invalid_request_error"
 
 
 async def test_unknown_method_is_method_not_found(mcp_server: McpServer, issuer: TestIssuer) -> None:
