@@ -12,7 +12,8 @@
 - A client that sends no `Accept` header (curl, simple scripts) is treated as accepting both JSON
   and SSE, as the transport requires one of them.
 - Tools from providers (external MCP servers) are added by a server middleware: it appends them to
-  `tools/list` and forwards their `tools/call`s; the SDK's own tools are untouched.
+  `tools/list` and forwards their `tools/call`s; the SDK's own tools are untouched. The same
+  middleware answers a call to a tool that does not exist with the list of tools that do.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import CallToolResult, TextContent
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -43,22 +45,40 @@ INSTRUCTIONS = (
 _DEFAULT_ACCEPT = (b"accept", b"application/json, text/event-stream")
 
 
-class ProviderToolsMiddleware:
-    """Adds the bridged providers' tools to `tools/list` and answers their `tools/call`s."""
+class ToolCallMiddleware:
+    """Adds the bridged providers' tools to `tools/list` and answers their `tools/call`s; a call to a
+    tool that exists nowhere gets a tool error listing the tools there are."""
+
+    def __init__(self, server: MCPServer[Any]) -> None:
+        self.server = server
+        self._own: frozenset[str] | None = None  # the server's tools, fixed once it serves
+
+    async def _own_tools(self) -> frozenset[str]:
+        if self._own is None:
+            self._own = frozenset(tool.name for tool in await self.server.list_tools())
+        return self._own
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         services = _services(ctx)
-        if services is None or not services.bridge.tools:
-            return await call_next(ctx)
+        bridged = services.bridge.tools if services else {}
         if ctx.method == "tools/call":
-            name = (ctx.params or {}).get("name")
-            if isinstance(name, str) and name in services.bridge.tools:
-                arguments = (ctx.params or {}).get("arguments") or {}
-                return await services.bridge.call(name, dict(arguments))
+            params = ctx.params or {}
+            name = params.get("name")
+            if isinstance(name, str) and name in bridged:
+                assert services is not None
+                return await services.bridge.call(name, dict(params.get("arguments") or {}))
+            if isinstance(name, str) and name not in await self._own_tools():
+                return await self._unknown(name, bridged)
         result = await call_next(ctx)
-        if ctx.method == "tools/list" and isinstance(result, dict):
+        if ctx.method == "tools/list" and isinstance(result, dict) and services is not None:
             result["tools"] = [*result.get("tools", []), *services.bridge.listed()]
         return result
+
+    async def _unknown(self, name: str, bridged: dict[str, Any]) -> dict[str, Any]:
+        names = sorted([*await self._own_tools(), *bridged])
+        message = f"Unknown tool '{name}'. Call one of: {', '.join(names)}."
+        result = CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+        return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 def _services(ctx: ServerRequestContext[Any, Any]) -> ToolServices | None:
@@ -80,7 +100,7 @@ def build_mcp_server(version: str) -> MCPServer[Any]:
     web.register(server)
     files.register(server)
     python.register(server)
-    server.middleware.append(ProviderToolsMiddleware())
+    server.middleware.append(ToolCallMiddleware(server))
     return server
 
 

@@ -3,6 +3,8 @@
 - Serper: `POST /search` with `X-API-KEY`, body `{q, num, gl, hl, page, …}`, answer
   `{searchParameters, organic: [{title, link, snippet, position}], credits}`; a wrong key gets
   Serper's 403 `{"message": "Unauthorized.", "statusCode": 403}`.
+- Serper's scraper: `POST /scrape` with `X-API-KEY`, body `{url, includeMarkdown}`, answer `{text,
+  markdown?, metadata, credits}` for the corpus pages, Serper's 400 for any other URL.
 - SearXNG: `GET /search?q=…&format=json`, answer `{query, number_of_results, results: [{url, title,
   content, engine, engines, score, category}], answers, suggestions, infoboxes,
   unresponsive_engines}`; without `format=json` SearXNG answers 403, and so does this fake.
@@ -75,6 +77,7 @@ class FakeSearch:
         self.app = FastAPI()
         self.app.add_api_route("/search", self._serper, methods=["POST"])
         self.app.add_api_route("/search", self._searxng, methods=["GET"])
+        self.app.add_api_route("/scrape", self._serper_scrape, methods=["POST"])
 
     def fail(self, engine: str, *faults: Fault) -> None:
         self._faults[engine].extend(faults)
@@ -114,6 +117,26 @@ class FakeSearch:
         parameters = {"q": body["q"], "type": "search", "engine": "google", "num": body.get("num", 10)}
         parameters.update({key: body[key] for key in ("gl", "hl", "location", "tbs", "page") if key in body})
         return JSONResponse({"searchParameters": parameters, "organic": organic, "credits": 1})
+
+    async def _serper_scrape(self, request: Request) -> Response:
+        """Serper's scraper (`POST https://scrape.serper.dev`), knowing the corpus pages only."""
+        body = orjson.loads(await request.body())
+        self.requests.append(("serper-scrape", body, dict(request.headers)))
+        if request.headers.get("x-api-key") != SERPER_KEY:
+            return JSONResponse({"message": "Unauthorized.", "statusCode": 403}, status_code=403)
+        if (fault := await self._fault("serper")) is not None:
+            return fault
+        for title, link, text in CORPUS:
+            if link == body.get("url"):
+                answer: dict[str, Any] = {
+                    "text": text,
+                    "metadata": {"title": title, "og:url": link},
+                    "credits": 1,
+                }
+                if body.get("includeMarkdown"):
+                    answer["markdown"] = f"# {title}\n\n{text}"
+                return JSONResponse(answer)
+        return JSONResponse({"message": "Failed to scrape the page.", "statusCode": 400}, status_code=400)
 
     async def _searxng(self, request: Request) -> Response:
         params = dict(request.query_params)

@@ -125,7 +125,8 @@ async def test_api_keys_work_in_either_header(mcp_server: McpServer) -> None:
 async def test_unknown_tool_is_a_tool_error(mcp_server: McpServer, issuer: TestIssuer) -> None:
     async with mcp_session(mcp_server.url, issuer.mint("alice")) as session:
         result = await session.call_tool("make_coffee", {})
-    assert "Unknown tool: make_coffee" in error_text(result)
+    message = error_text(result)
+    assert message.startswith("Unknown tool 'make_coffee'. Call one of: file_search_index, file_search_query")
 
 
 @pytest.mark.parametrize(

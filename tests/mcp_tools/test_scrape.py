@@ -10,8 +10,10 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from apps.common.safe_fetch import FetchPolicy, SafeFetcher
+from apps.mcp_tools.main import create_app
 from apps.mcp_tools.tools.context import ToolServices
 from tests.harness.issuer import TestIssuer
+from tests.harness.search import FakeSearch
 from tests.harness.server import serve
 from tests.harness.ssrf import UNSAFE_URLS, fake_dns
 from tests.mcp_tools.conftest import McpServer, error_text, mcp_session, payload
@@ -161,3 +163,32 @@ async def test_loopback_is_refused_without_the_allow_list(
     guarded: McpServer, issuer: TestIssuer, site: str
 ) -> None:
     assert "non-public address" in error_text(await scrape(guarded, issuer, url=f"{site}/tides"))
+
+
+@pytest.fixture(scope="module")
+def with_serper_scraper(settings_factory: Any, search_server: FakeSearch) -> Iterator[McpServer]:
+    app = create_app(settings_factory(serper_scrape_url=f"{search_server.url}/scrape"))
+    with serve(app) as server:
+        yield McpServer(server.url, app)
+
+
+async def test_serper_scraper_answers_when_configured(
+    with_serper_scraper: McpServer, issuer: TestIssuer, search: FakeSearch
+) -> None:
+    result = payload(
+        await scrape(with_serper_scraper, issuer, url="https://www.python.org/", includeMarkdown=True)
+    )
+    assert result["backend"] == "serper"
+    assert result["text"] == "The official home of the Python Programming Language."
+    assert result["markdown"].startswith("# Welcome to Python.org")
+    assert result["metadata"]["title"] == "Welcome to Python.org"
+    [(engine, body, _)] = search.requests
+    assert engine == "serper-scrape" and body == {"url": "https://www.python.org/", "includeMarkdown": True}
+
+
+async def test_serper_scraper_failure_falls_back_to_a_direct_fetch(
+    with_serper_scraper: McpServer, issuer: TestIssuer, search: FakeSearch, site: str
+) -> None:
+    result = payload(await scrape(with_serper_scraper, issuer, url=f"{site}/tides"))
+    assert result["backend"] == "direct" and "lunar day" in result["text"]
+    assert [engine for engine, *_ in search.requests] == ["serper-scrape"]
