@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -43,6 +44,7 @@ INSTRUCTIONS = (
     "(file_search_index, file_search_query) and running code in a sandbox (python_exec)."
 )
 _DEFAULT_ACCEPT = (b"accept", b"application/json, text/event-stream")
+_DOC_LINK = re.compile(r"\n *For further information visit https://errors\.pydantic\.dev/\S*")
 
 
 class ToolCallMiddleware:
@@ -72,6 +74,8 @@ class ToolCallMiddleware:
         result = await call_next(ctx)
         if ctx.method == "tools/list" and isinstance(result, dict) and services is not None:
             result["tools"] = [*result.get("tools", []), *services.bridge.listed()]
+        if ctx.method == "tools/call" and isinstance(result, dict) and result.get("isError"):
+            _drop_doc_links(result)
         return result
 
     async def _unknown(self, name: str, bridged: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +83,13 @@ class ToolCallMiddleware:
         message = f"Unknown tool '{name}'. Call one of: {', '.join(names)}."
         result = CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
         return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def _drop_doc_links(result: dict[str, Any]) -> None:
+    """Argument errors are pydantic's messages; their documentation links only cost a model tokens."""
+    for block in result.get("content", []):
+        if block.get("type") == "text":
+            block["text"] = _DOC_LINK.sub("", block["text"])
 
 
 def _services(ctx: ServerRequestContext[Any, Any]) -> ToolServices | None:

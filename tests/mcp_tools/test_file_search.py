@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from apps.gateway.embedded import free_port
 from apps.mcp_tools.main import create_app
 from apps.mcp_tools.services.file_search import chunk_text
 from tests.harness.issuer import TestIssuer
@@ -257,3 +259,13 @@ def test_chunks_overlap_and_respect_the_size() -> None:
     assert chunks[0].split()[-1] in chunks[1]
     assert chunks[-1].endswith("word999")
     assert chunk_text("   ") == []
+
+
+async def test_a_database_outage_is_a_tool_error(settings_factory: Any, issuer: TestIssuer) -> None:
+    dead = SecretStr(f"postgresql://jan@127.0.0.1:{free_port()}/jan")
+    app = create_app(settings_factory(database_url=dead))
+    with serve(app) as server:
+        message = error_text(
+            await call(McpServer(server.url, app), issuer.mint("x"), "file_search_query", query="anything")
+        )
+    assert "document store is unavailable" in message

@@ -12,12 +12,15 @@ simply finds nothing), and the same `document_id` in two users' collections are 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import httpx
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apps.common.auth.principal import Principal
@@ -145,7 +148,7 @@ class FileSearch:
                 f"The document is too long ({len(chunks)} chunks, limit {MAX_CHUNKS}); split it."
             )
         vectors = await embedder.embed(chunks)
-        async with transaction(self.sessions) as session:
+        async with _store_errors(), transaction(self.sessions) as session:
             document = await self._replace(
                 session, request, principal, source, embedder.model, text, len(chunks)
             )
@@ -234,7 +237,7 @@ class FileSearch:
         )
         if request.document_ids:
             statement = statement.where(Document.document_id.in_(request.document_ids))
-        async with self.sessions() as session:
+        async with _store_errors(), self.sessions() as session:
             rows = (await session.execute(statement)).all()
         results = [
             {
@@ -255,6 +258,15 @@ class FileSearch:
             "count": len(results),
             "results": results,
         }
+
+
+@asynccontextmanager
+async def _store_errors() -> AsyncIterator[None]:
+    """A database outage is the store being unavailable, said so, not a generic tool crash."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        raise ToolFailure("The document store is unavailable right now; try again later.") from exc
 
 
 def _preview(text: str) -> str:
