@@ -20,6 +20,7 @@ be reached or times out becomes a tool error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -91,13 +92,11 @@ class ProviderBridge:
         self.tools: dict[str, BridgedTool] = {}
 
     async def discover(self) -> None:
-        for provider in self.providers:
-            try:
-                listed = await self._list(provider)
-            except Exception:  # a provider that is down must not stop start-up
-                log.warning(
-                    "MCP provider unavailable; its tools are skipped", extra={"provider": provider.name}
-                )
+        """Asks every provider for its tools at once, so start-up waits for the slowest one only."""
+        answers = await asyncio.gather(*(self._list(p) for p in self.providers), return_exceptions=True)
+        for provider, listed in zip(self.providers, answers, strict=True):
+            if isinstance(listed, BaseException):  # a provider that is down must not stop start-up
+                log.warning("MCP provider unavailable, tools skipped", extra={"provider": provider.name})
                 continue
             for tool in listed:
                 name = f"{provider.name}_{tool.name}"
