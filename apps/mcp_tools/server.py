@@ -125,6 +125,8 @@ def transport_security(settings: McpToolsSettings) -> TransportSecuritySettings:
 
 def mcp_endpoint(server: MCPServer[Any], settings: McpToolsSettings) -> AuthenticatedEndpoint:
     """The ASGI app for `/v1/mcp`; `server.session_manager.run()` must wrap the app's lifetime."""
+    # Called for the session manager it sets up; the Starlette app it returns is not needed, the
+    # route (behind our auth) is mounted by create_app.
     server.streamable_http_app(
         stateless_http=True,
         json_response=True,

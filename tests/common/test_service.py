@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -20,6 +21,13 @@ from apps.common.service import service_app
 from apps.common.settings import ServiceSettings
 from tests.harness.issuer import TestIssuer
 from tests.harness.server import serve
+
+
+def eventually(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
 
 
 class Item(BaseModel):
@@ -127,6 +135,8 @@ def test_access_log_is_json_with_request_id(
 ) -> None:
     with caplog.at_level(logging.INFO, logger="jan.access"):
         httpx.get(f"{kit[0]}/healthz", headers={"X-Request-Id": "log-me"})
+        # The access line is written after the response is sent, on the server's thread.
+        eventually(lambda: any(r.name == "jan.access" for r in caplog.records))
     record = next(r for r in caplog.records if r.name == "jan.access")
     line = json.loads(JsonFormatter().format(record))
     assert line["status"] == 200 and line["path"] == "/healthz" and line["service"] == "kit-test"
@@ -161,6 +171,12 @@ def test_requests_are_traced(kit: tuple[str, FastAPI], issuer: TestIssuer) -> No
     exporter = InMemorySpanExporter()
     app.state.telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     httpx.post(f"{url}/items", json={"name": "a", "count": 1})
+    # The server span ends after the response is sent, on the server's thread.
+    eventually(
+        lambda: any(
+            span.attributes and span.attributes.get("http.route") == "/items"
+            for span in exporter.get_finished_spans()
+        )
+    )
     spans = exporter.get_finished_spans()
-    assert any(span.attributes and span.attributes.get("http.route") == "/items" for span in spans)
     assert all(s.resource.attributes["service.name"] == "kit-test" for s in spans)
