@@ -70,4 +70,12 @@ def media_api(env: LocalEnvironment) -> FastAPI:
 
 
 def mcp_tools(env: LocalEnvironment) -> FastAPI:
-    return create_mcp_tools(McpToolsSettings(database_url=SecretStr(env.database_url), auth=env.auth()))
+    """Search, sandbox and embedding backends come from the environment (`SERPER_API_KEY`,
+    `SEARXNG_URL`, `SANDBOX_FUSION_URL`, `EMBEDDINGS_URL`, …); without `EMBEDDINGS_URL` file search
+    runs the bundled MiniLM model when the `embeddings` extra is installed. media-api is reached
+    through this gateway."""
+    return create_mcp_tools(
+        McpToolsSettings(
+            database_url=SecretStr(env.database_url), auth=env.auth(), media_api_url=env.base_url
+        )
+    )

@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from apps.common.errors import APIError
 from apps.common.safe_fetch import FetchPolicy, SafeFetcher, is_public_address
 from tests.harness.server import serve
+from tests.harness.ssrf import UNSAFE_URLS, fake_dns
 
 
 def build_site() -> FastAPI:
@@ -56,43 +57,7 @@ def site() -> Iterator[int]:
         yield server.port
 
 
-async def fake_dns(host: str, port: int) -> list[str]:
-    table = {
-        "evil.test": ["127.0.0.1"],
-        "public.test": ["127.0.0.1"],
-        "mixed.test": ["93.184.216.34", "10.0.0.1"],
-    }
-    if host not in table:
-        raise OSError("no such host")
-    return table[host]
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://127.0.0.1/",
-        "http://localhost/",
-        "http://10.1.2.3/",
-        "http://172.16.0.1/",
-        "http://172.31.255.254/",
-        "http://192.168.1.1/",
-        "http://169.254.169.254/latest/meta-data/",
-        "http://[::1]/",
-        "http://[::ffff:127.0.0.1]/",
-        "http://[::ffff:7f00:1]/",
-        "http://[fd00:ec2::254]/",
-        "http://0.0.0.0/",
-        "http://127.1/",
-        "http://2130706433/",
-        "http://0x7f.0.0.1/",
-        "http://100.100.100.200/",
-        "http://evil.test/",
-        "http://mixed.test/",
-        "file:///etc/passwd",
-        "gopher://127.0.0.1/",
-        "http://user:pass@93.184.216.34/",
-    ],
-)
+@pytest.mark.parametrize("url", UNSAFE_URLS)
 async def test_private_and_odd_targets_are_refused(url: str) -> None:
     fetcher = SafeFetcher(FetchPolicy(), resolver=fake_dns)
     with pytest.raises(APIError) as caught:
