@@ -18,7 +18,7 @@ import httpx
 
 from apps.common.errors import APIError
 from apps.common.safe_fetch import SafeFetcher
-from apps.media_api.services.sniff import ContentInspector, Inspected, TooLarge, normalize_mime
+from apps.media_api.services.sniff import UNKNOWN, ContentInspector, Inspected, TooLarge, normalize_mime
 
 _FILE_CHUNK = 1024 * 1024
 
@@ -32,6 +32,12 @@ class Payload:
 
 class AsyncReadable(Protocol):
     async def read(self, size: int = -1) -> bytes: ...
+
+
+def declared_type(value: str | None) -> str | None:
+    """The type a client named, or None when it named none (empty or the generic octet-stream)."""
+    declared = normalize_mime(value or "")
+    return None if declared in ("", UNKNOWN) else declared
 
 
 def too_large(limit: int) -> APIError:
@@ -64,8 +70,7 @@ def read_data_url(value: str, limit: int) -> Payload:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise APIError(400, "The data URL is not valid base64.", param=param, code="invalid_base64") from exc
-    declared = normalize_mime(header.split(";", 1)[0]) or None
-    return Payload(data, _inspect(data, limit), declared)
+    return Payload(data, _inspect(data, limit), declared_type(header.split(";", 1)[0]))
 
 
 async def read_remote(fetcher: SafeFetcher, url: str, limit: int) -> Payload:
@@ -98,6 +103,4 @@ async def read_file(file: AsyncReadable, content_type: str | None, limit: int) -
             chunks.append(chunk)
     except TooLarge as exc:
         raise too_large(limit) from exc
-    declared = normalize_mime(content_type or "")
-    undeclared = declared in ("", "application/octet-stream")
-    return Payload(b"".join(chunks), inspector.finish(), None if undeclared else declared)
+    return Payload(b"".join(chunks), inspector.finish(), declared_type(content_type))

@@ -18,7 +18,8 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import BigInteger, any_, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -111,6 +112,9 @@ class MediaService:
                 session.add(media)
         except IntegrityError:
             return await self._lost_race(user_id, media)
+        except BaseException:
+            await self.store.delete(media.storage_key)  # no row will ever point at it
+            raise
         return Stored(media, False)
 
     async def _lost_race(self, user_id: str, media: MediaObject) -> Stored:
@@ -159,6 +163,8 @@ class MediaService:
             await self.store.delete(media.storage_key)
             raise
         existing = await self._ready_by_hash(user_id, inspected.sha256)
+        if existing is not None and existing.id == media.id:  # a concurrent complete of this upload won
+            return Stored(existing, False)
         if existing is not None:
             await self._drop(media)
             return Stored(existing, True)
@@ -234,8 +240,10 @@ class MediaService:
 
     async def ready_keys(self, user_id: str, media_ids: set[int]) -> dict[int, str]:
         """Storage keys of the caller's ready objects among `media_ids`, in one query."""
+        # One array parameter instead of an expanded IN list: one cached statement for any count.
+        ids = bindparam("ids", sorted(media_ids), type_=ARRAY(BigInteger))
         query = select(MediaObject.id, MediaObject.storage_key).where(
-            MediaObject.id.in_(media_ids), MediaObject.user_id == user_id, MediaObject.status == READY
+            MediaObject.id == any_(ids), MediaObject.user_id == user_id, MediaObject.status == READY
         )
         async with self.sessions() as session:
             rows = await session.execute(query)
