@@ -117,6 +117,7 @@ async def test_complete_deduplicates(alice: httpx.AsyncClient, web: httpx.AsyncC
 async def test_unconfirmed_reservations_expire(alt: httpx.AsyncClient, web: httpx.AsyncClient) -> None:
     png = unique_png()
     upload = await prepare(alt, png)
+    assert "X-Amz-Expires=1&" in str(upload["upload_url"])  # the configured TTL
     assert (await put(web, upload, png)).status_code == 200
     for _ in range(100):
         if (await alt.get(f"/v1/media/{upload['id']}")).status_code == 404:

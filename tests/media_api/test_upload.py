@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from urllib.parse import urlsplit
 
 import httpx
+from pydantic import SecretStr
 
+from apps.media_api.services.storage import ObjectStore
+from apps.media_api.settings import MediaApiSettings
 from tests.media_api.conftest import JPEG, PDF, data_url, unique_png
 
 
@@ -142,3 +146,41 @@ async def test_readiness_reports_s3_and_postgres(media_url: str) -> None:
         ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"database": {"status": "ok"}, "s3": {"status": "ok"}}
+
+
+async def test_openapi_documents_both_upload_bodies(media_url: str) -> None:
+    async with httpx.AsyncClient(base_url=media_url) as client:
+        spec = (await client.get("/openapi.json")).json()
+    body = spec["paths"]["/v1/media"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "multipart/form-data"}
+    assert "$defs" not in str(body) and "data_url" in str(body["application/json"])
+    assert "/v1/media/resolve" in spec["paths"] and "/v1/media/{media_id}/complete" in spec["paths"]
+
+
+async def test_storage_keys_never_carry_client_input(alice: httpx.AsyncClient) -> None:
+    files = {"file": ("../../etc/passwd%00.png", unique_png(), "image/png")}
+    created = await alice.post("/v1/media", files=files, data={"filename": "../../x/<script>.png"})
+    body = created.json()
+    path = urlsplit(body["url"]).path
+    assert path == f"/media-tests/media/{body['id'][4:]}.png"
+    assert body["filename"] == "../../x/<script>.png"  # kept as metadata only
+
+
+def test_presigned_urls_use_the_public_endpoint() -> None:
+    settings = MediaApiSettings(
+        media_s3_endpoint="http://s3.internal:9000",
+        media_s3_public_endpoint="https://media.example.com",
+        media_s3_bucket="jan-media",
+        media_s3_use_path_style=True,
+        media_s3_access_key=SecretStr("k"),
+        media_s3_secret_key=SecretStr("s"),
+        media_s3_presign_ttl=120,
+    )
+    store = ObjectStore(settings)
+    try:
+        url = store.presign_get("media/1.png")
+        upload = store.presign_put("media/2.png", "image/png", 10, None)
+    finally:
+        store.close()
+    assert url.startswith("https://media.example.com/jan-media/media/1.png?") and "X-Amz-Expires=120" in url
+    assert upload.url.startswith("https://media.example.com/jan-media/media/2.png?")

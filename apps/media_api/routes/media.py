@@ -7,7 +7,7 @@ with a `file` part, so it reads the request itself and picks the parser by conte
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -33,11 +33,31 @@ from apps.media_api.services.media import MediaService, Stored
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with its `$defs` references inlined, as a hand-written OpenAPI body needs it."""
+    definitions = schema.pop("$defs", {})
+
+    def expand(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return expand(definitions[ref.removeprefix("#/$defs/")])
+            # A discriminator maps to `$defs` names, which mean nothing once inlined.
+            return {key: expand(value) for key, value in node.items() if key != "discriminator"}
+        if isinstance(node, list):
+            return [expand(item) for item in node]
+        return node
+
+    expanded: dict[str, Any] = expand(schema)
+    return expanded
+
+
 _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": CreateMediaRequest.model_json_schema()},
+            "application/json": {"schema": inline_refs(CreateMediaRequest.model_json_schema())},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
