@@ -8,9 +8,13 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr
 
+from apps.gateway.embedded import free_port
+from apps.media_api.main import create_app
 from apps.media_api.services.storage import ObjectStore
 from apps.media_api.settings import MediaApiSettings
-from tests.media_api.conftest import JPEG, PDF, data_url, unique_png
+from tests.harness.issuer import TestIssuer
+from tests.harness.server import serve
+from tests.media_api.conftest import JPEG, PDF, data_url, settings_for, unique_png
 
 
 async def test_data_url_upload_round_trip(alice: httpx.AsyncClient, web: httpx.AsyncClient) -> None:
@@ -184,3 +188,14 @@ def test_presigned_urls_use_the_public_endpoint() -> None:
         store.close()
     assert url.startswith("https://media.example.com/jan-media/media/1.png?") and "X-Amz-Expires=120" in url
     assert upload.url.startswith("https://media.example.com/jan-media/media/2.png?")
+
+
+def test_readiness_fails_when_s3_is_unreachable(database_url: str, issuer: TestIssuer) -> None:
+    settings = settings_for(
+        database_url, f"http://127.0.0.1:{free_port()}", issuer, media_s3_create_bucket=False
+    )
+    with serve(create_app(settings)) as server:
+        ready = httpx.get(f"{server.url}/readyz", timeout=10)
+    assert ready.status_code == 503
+    checks = ready.json()["checks"]
+    assert checks["database"]["status"] == "ok" and checks["s3"]["status"] == "error"
