@@ -43,3 +43,33 @@ async def test_ids_are_unique_and_time_ordered(alice: httpx.AsyncClient) -> None
     listed = (await alice.get("/v1/media", params={"limit": 100})).json()["data"]
     listed_ids = [m["id"] for m in listed]
     assert sorted(first + second, key=lambda i: -int(i[4:])) == listed_ids
+
+
+async def test_concurrent_uploads_of_the_same_bytes_end_in_one_object(
+    alice: httpx.AsyncClient, web: httpx.AsyncClient
+) -> None:
+    png = unique_png()
+    request = {"source": {"type": "data_url", "data_url": data_url(png)}}
+    results = [
+        r.json() for r in await asyncio.gather(*(alice.post("/v1/media", json=request) for _ in range(8)))
+    ]
+    assert len({r["id"] for r in results}) == 1
+    assert [r["deduplicated"] for r in results].count(False) == 1
+
+    other = unique_png()
+    uploads = []
+    for _ in range(4):
+        prepared = await alice.post(
+            "/v1/media/prepare-upload", json={"mime_type": "image/png", "bytes": len(other)}
+        )
+        upload = prepared.json()
+        await web.put(upload["upload_url"], content=other, headers=upload["headers"])
+        uploads.append(upload["id"])
+    completed = await asyncio.gather(*(alice.post(f"/v1/media/{i}/complete") for i in uploads))
+    assert all(c.status_code == 200 for c in completed), [c.text for c in completed]
+    bodies = [c.json() for c in completed]
+    assert len({b["id"] for b in bodies}) == 1 and [b["deduplicated"] for b in bodies].count(False) == 1
+    listed = [m["id"] for m in (await alice.get("/v1/media", params={"limit": 100})).json()["data"]]
+    winner = bodies[0]["id"]
+    losers = set(uploads) - {winner}
+    assert listed.count(winner) == 1 and not losers & set(listed)

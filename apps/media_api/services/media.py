@@ -111,16 +111,15 @@ class MediaService:
             async with transaction(self.sessions) as session:
                 session.add(media)
         except IntegrityError:
-            return await self._lost_race(user_id, media)
+            return await self._lost_race(user_id, media.storage_key, inspected.sha256)
         except BaseException:
             await self.store.delete(media.storage_key)  # no row will ever point at it
             raise
         return Stored(media, False)
 
-    async def _lost_race(self, user_id: str, media: MediaObject) -> Stored:
-        await self.store.delete(media.storage_key)
-        assert media.sha256 is not None
-        winner = await self._ready_by_hash(user_id, media.sha256)
+    async def _lost_race(self, user_id: str, key: str, sha256: str) -> Stored:
+        await self.store.delete(key)
+        winner = await self._ready_by_hash(user_id, sha256)
         if winner is None:  # the winner was deleted meanwhile; not worth another round
             raise APIError(409, "The same media was changed concurrently; retry.", code="conflict")
         return Stored(winner, True)
@@ -177,7 +176,7 @@ class MediaService:
                 )
         except IntegrityError:
             await self._drop(media)
-            return await self._lost_race(user_id, media)
+            return await self._lost_race(user_id, media.storage_key, inspected.sha256)
         return Stored(await self.get(user_id, ident), False)
 
     async def _inspect_upload(self, media: MediaObject) -> Inspected:
