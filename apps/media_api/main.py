@@ -2,8 +2,10 @@
 
 The lifespan builds the database engine, the object store (boto3 on its own thread pool), the SSRF-safe
 fetcher for remote uploads, the snowflake generator (worker id from settings, so replicas never
-collide) and the services; it registers readiness checks for Postgres and S3, creates the bucket when
-configured to (local mode), and runs the periodic purge of expired upload reservations.
+collide) and the services; it registers readiness checks for Postgres and S3, runs the periodic purge
+of expired upload reservations and, when configured to (local mode), creates the bucket with a CORS
+rule for the configured origins so that browsers can PUT to presigned URLs. In a cluster the platform
+program owns the bucket and its CORS rule.
 
 The raw request body limit sits above the media limit because a data URL carries base64 (4/3 of the
 bytes) inside JSON; the media limit itself is enforced on the decoded bytes.
@@ -69,7 +71,7 @@ def create_app(settings: MediaApiSettings | None = None, *, dns: DnsResolver = s
         store = ObjectStore(settings)
         try:
             if settings.media_s3_create_bucket:
-                await store.ensure_bucket()
+                await store.ensure_bucket(settings.cors_origins)
             service = MediaService(
                 session_factory(engine),
                 store,

@@ -128,3 +128,17 @@ async def test_unconfirmed_reservations_expire(alt: httpx.AsyncClient, web: http
     # The uploaded bytes went with it (the store answers 404 for a missing key).
     key_url = str(upload["upload_url"]).split("?")[0]
     assert (await web.get(key_url)).status_code == 404
+
+
+async def test_browsers_at_allowed_origins_may_put(alice: httpx.AsyncClient, web: httpx.AsyncClient) -> None:
+    upload = await prepare(alice, unique_png())
+    preflight = {"Access-Control-Request-Method": "PUT", "Access-Control-Request-Headers": "content-type"}
+    allowed = await web.options(
+        str(upload["upload_url"]), headers={"Origin": "http://localhost:3000", **preflight}
+    )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+    refused = await web.options(
+        str(upload["upload_url"]), headers={"Origin": "https://evil.example", **preflight}
+    )
+    assert refused.status_code == 403

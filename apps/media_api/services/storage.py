@@ -28,7 +28,7 @@ from apps.media_api.settings import MediaApiSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+    from mypy_boto3_s3.type_defs import CORSRuleTypeDef, ObjectIdentifierTypeDef
 
 T = TypeVar("T")
 
@@ -88,13 +88,22 @@ class ObjectStore:
     async def check(self) -> None:
         await self._run(self._s3.head_bucket, Bucket=self.bucket)
 
-    async def ensure_bucket(self) -> None:
+    async def ensure_bucket(self, cors_origins: tuple[str, ...]) -> None:
+        """Create the bucket if missing and let browsers at `cors_origins` PUT and GET directly."""
         try:
             await self.check()
         except ClientError as exc:
             if not is_missing(exc):
                 raise
             await self._create_bucket()
+        rule: CORSRuleTypeDef = {
+            "AllowedOrigins": list(cors_origins),
+            "AllowedMethods": ["PUT", "GET", "HEAD"],
+            "AllowedHeaders": ["content-type", "x-amz-checksum-sha256"],
+            "ExposeHeaders": ["ETag"],
+            "MaxAgeSeconds": 3600,
+        }
+        await self._run(self._s3.put_bucket_cors, Bucket=self.bucket, CORSConfiguration={"CORSRules": [rule]})
 
     async def _create_bucket(self) -> None:
         region = self._s3.meta.region_name
