@@ -29,7 +29,7 @@ from apps.media_api.schemas import (
     PrepareUploadRequest,
 )
 from apps.media_api.services.ingest import Payload, read_data_url, read_file, read_remote
-from apps.media_api.services.media import MediaService, Stored
+from apps.media_api.services.media import MediaService, Stored, public_id
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 
@@ -133,7 +133,7 @@ async def prepare_upload(
         principal.user_id, body.mime_type, body.bytes, body.sha256, body.filename
     )
     return PreparedUpload(
-        id=f"jan_{reserved.id}",
+        id=public_id(reserved.id),
         upload_url=upload.url,
         headers=upload.headers,
         expires_at=int(time.time()) + media.store.ttl,
