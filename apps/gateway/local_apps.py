@@ -33,6 +33,11 @@ class LocalEnvironment:
     model_api_key: str | None
     internal_token: str
 
+    @property
+    def media_resolve_url(self) -> str:
+        """Where llm-api resolves `jan_…` media placeholders: media-api behind the local gateway."""
+        return f"{self.base_url}/v1/media/resolve"
+
     def auth(self) -> AuthSettings:
         return AuthSettings(
             issuer=self.base_url,
