@@ -119,3 +119,11 @@ async def test_many_ids_are_looked_up_once() -> None:
     assert missing.value.status_code == 404
     assert "jan_500" in missing.value.message and "jan_600" in missing.value.message
     await asyncio.sleep(0)
+
+
+async def test_anything_that_looks_like_a_placeholder_is_resolved_or_refused(
+    alice: httpx.AsyncClient,
+) -> None:
+    for ident in ("jan_01hqr8v9k2x3f4g5h6j7k8m9n0", "jan_123abc", "jan_99999999999999999999999"):
+        response = await alice.post("/v1/media/resolve", json={"payload": chat_payload(ident)})
+        assert response.status_code == 404 and ident in response.json()["error"]["message"]

@@ -19,15 +19,17 @@ import re
 import orjson
 
 from apps.common.errors import APIError
-from apps.media_api.services.media import MediaService, public_id
+from apps.common.ids import parse_jan_id
+from apps.media_api.services.media import MediaService
 from apps.media_api.services.storage import ObjectStore
 
-PLACEHOLDER = re.compile(rb"data:[A-Za-z0-9.+-]+/[A-Za-z0-9.+-]+;jan_([0-9]{1,19})(?![A-Za-z0-9_])")
-_MAX_ID = (1 << 63) - 1
+# Any `jan_<alphanumerics>` counts (the reference system's ULID ids too), so that nothing that looks
+# like a placeholder passes through unresolved: what is not one of our snowflakes is simply unknown.
+PLACEHOLDER = re.compile(rb"data:[A-Za-z0-9.+-]+/[A-Za-z0-9.+-]+;(jan_[A-Za-z0-9]+)")
 
 
-def placeholder_ids(body: bytes) -> set[int]:
-    return {int(match.group(1)) for match in PLACEHOLDER.finditer(body)}
+def placeholder_ids(body: bytes) -> set[str]:
+    return {match.group(1).decode() for match in PLACEHOLDER.finditer(body)}
 
 
 def check_envelope(body: bytes) -> None:
@@ -51,14 +53,16 @@ class Resolver:
 
     async def resolve(self, user_id: str, body: bytes) -> bytes:
         check_envelope(body)
-        ids = placeholder_ids(body)
-        if not ids:
+        idents = placeholder_ids(body)
+        if not idents:
             return body
-        keys = await self.media.ready_keys(user_id, {i for i in ids if i <= _MAX_ID})
-        missing = sorted(ids - keys.keys())
+        numbers = {ident: parse_jan_id(ident) for ident in idents}
+        keys = await self.media.ready_keys(user_id, {n for n in numbers.values() if n is not None})
+        found = {ident: keys[n] for ident, n in numbers.items() if n is not None and n in keys}
+        missing = sorted(idents - found.keys())
         if missing:
-            names = ", ".join(f"'{public_id(i)}'" for i in missing)
+            names = ", ".join(f"'{ident}'" for ident in missing)
             noun = "Media" if len(missing) == 1 else "Media ids"
             raise APIError(404, f"{noun} {names} not found.", param="payload", code="media_not_found")
-        urls = {media_id: self.store.presign_get(key).encode() for media_id, key in keys.items()}
-        return PLACEHOLDER.sub(lambda match: urls[int(match.group(1))], body)
+        urls = {ident: self.store.presign_get(key).encode() for ident, key in found.items()}
+        return PLACEHOLDER.sub(lambda match: urls[match.group(1).decode()], body)
