@@ -127,3 +127,14 @@ async def test_anything_that_looks_like_a_placeholder_is_resolved_or_refused(
     for ident in ("jan_01hqr8v9k2x3f4g5h6j7k8m9n0", "jan_123abc", "jan_99999999999999999999999"):
         response = await alice.post("/v1/media/resolve", json={"payload": chat_payload(ident)})
         assert response.status_code == 404 and ident in response.json()["error"]["message"]
+
+
+async def test_placeholders_with_an_escaped_slash(alice: httpx.AsyncClient, web: httpx.AsyncClient) -> None:
+    png = unique_png()
+    media_id = await upload(alice, png)
+    body = b'{"payload": {"url": "data:image\\/png;' + media_id.encode() + b'"}}'
+    response = await alice.post(
+        "/v1/media/resolve", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    assert (await web.get(response.json()["payload"]["url"])).content == png

@@ -25,7 +25,8 @@ from apps.media_api.services.storage import ObjectStore
 
 # Any `jan_<alphanumerics>` counts (the reference system's ULID ids too), so that nothing that looks
 # like a placeholder passes through unresolved: what is not one of our snowflakes is simply unknown.
-PLACEHOLDER = re.compile(rb"data:[A-Za-z0-9.+-]+/[A-Za-z0-9.+-]+;(jan_[A-Za-z0-9]+)")
+# `\/` too: JSON encoders may escape the slash, and this runs on the encoded text.
+PLACEHOLDER = re.compile(rb"data:[A-Za-z0-9.+-]+\\?/[A-Za-z0-9.+-]+;(jan_[A-Za-z0-9]+)")
 
 
 def placeholder_ids(body: bytes) -> set[str]:
