@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from apps.common.db import create_engine, database_check, session_factory
+from apps.common.db import create_engine, database_check
 from apps.common.ids import SnowflakeGenerator
 from apps.common.safe_fetch import FetchPolicy, SafeFetcher, system_resolver
 from apps.common.safe_fetch import Resolver as DnsResolver
@@ -73,7 +73,7 @@ def create_app(settings: MediaApiSettings | None = None, *, dns: DnsResolver = s
             if settings.media_s3_create_bucket:
                 await store.ensure_bucket(settings.cors_origins)
             service = MediaService(
-                session_factory(engine),
+                engine,
                 store,
                 SnowflakeGenerator(settings.worker_id),
                 max_bytes=settings.media_max_bytes,
