@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from apps.common.errors import APIError
 from apps.common.safe_fetch import FetchPolicy, SafeFetcher, is_public_address
+from apps.gateway.embedded import free_port
 from tests.harness.server import serve
 from tests.harness.ssrf import UNSAFE_URLS, fake_dns
 
@@ -114,3 +115,10 @@ def test_public_address_classification() -> None:
     assert is_public_address(ipaddress.ip_address("2606:4700::1111"))
     for private in ("2002:7f00:1::", "64:ff9b::7f00:1", "::127.0.0.1", "ff02::1", "224.0.0.1", "fe80::1"):
         assert not is_public_address(ipaddress.ip_address(private)), private
+
+
+async def test_connection_failure_is_a_502() -> None:
+    fetcher = SafeFetcher(FetchPolicy(allow=("127.0.0.0/8",)))
+    with pytest.raises(APIError) as caught:
+        await fetcher.get(f"http://127.0.0.1:{free_port()}/")
+    assert caught.value.status_code == 502 and caught.value.code == "fetch_failed"

@@ -89,10 +89,6 @@ class Scraper:
             )
         except APIError as exc:
             raise ToolFailure(f"Could not fetch {url}: {exc.message}") from exc
-        except httpx.HTTPError as exc:
-            raise ToolFailure(
-                f"Could not fetch {url}: the connection failed ({type(exc).__name__})."
-            ) from exc
         if fetched.status_code >= 400:
             raise ToolFailure(f"Could not fetch {url}: the site answered HTTP {fetched.status_code}.")
         return fetched
