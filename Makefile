@@ -13,7 +13,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: dev test lint typecheck unit checkov install render clean
+.PHONY: dev test lint typecheck unit checkov install render docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python -m infra.docs --check
 
 typecheck: install
 	$(BIN)/mypy
@@ -52,7 +53,11 @@ checkov: install $(VENV_CHECKOV)/bin/checkov
 test: lint typecheck checkov unit
 
 render: install
-	$(BIN)/jan-server render --stack dev --out render/dev
+	for stack in dev staging prod; do $(BIN)/jan-server render --stack $$stack --out render/$$stack || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(VENV_CHECKOV) .mypy_cache .ruff_cache .pytest_cache render
+
+# The README's config reference and Pulumi.yaml's declarations are generated from infra/config.py.
+docs: install
+	$(BIN)/python -m infra.docs

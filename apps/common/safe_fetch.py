@@ -127,6 +127,13 @@ class SafeFetcher:
             ) from exc
 
     async def _follow(self, url: str, accept: str) -> Fetched:
+        try:
+            return await self._follow_redirects(url, accept)
+        except httpx.HTTPError as exc:
+            message = f"The connection to the remote server failed ({type(exc).__name__})."
+            raise APIError(502, message, code="fetch_failed") from exc
+
+    async def _follow_redirects(self, url: str, accept: str) -> Fetched:
         redirects: list[str] = []
         transport = httpx.AsyncHTTPTransport(retries=0)
         async with httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False) as client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,11 @@ class LocalEnvironment:
     model_url: str | None
     model_api_key: str | None
     internal_token: str
+
+    @property
+    def media_resolve_url(self) -> str:
+        """Where llm-api resolves `jan_…` media placeholders: media-api behind the local gateway."""
+        return f"{self.base_url}/v1/media/resolve"
 
     def auth(self) -> AuthSettings:
         return AuthSettings(
@@ -74,8 +80,29 @@ def response_api(env: LocalEnvironment) -> FastAPI:
 
 
 def media_api(env: LocalEnvironment) -> FastAPI:
-    return create_media_api(MediaApiSettings(database_url=SecretStr(env.database_url), auth=env.auth()))
+    # moto accepts any key pair; another local store brings its own keys in MEDIA_S3_ACCESS_KEY/SECRET_KEY.
+    keys: dict[str, SecretStr] = {}
+    if not os.environ.get("MEDIA_S3_ACCESS_KEY"):
+        keys = {"media_s3_access_key": SecretStr("local"), "media_s3_secret_key": SecretStr("local")}
+    return create_media_api(
+        MediaApiSettings(
+            database_url=SecretStr(env.database_url),
+            auth=env.auth(),
+            media_s3_endpoint=env.s3_endpoint_url,
+            media_s3_use_path_style=True,
+            media_s3_create_bucket=True,
+            **keys,  # type: ignore[arg-type]
+        )
+    )
 
 
 def mcp_tools(env: LocalEnvironment) -> FastAPI:
-    return create_mcp_tools(McpToolsSettings(database_url=SecretStr(env.database_url), auth=env.auth()))
+    """Search, sandbox and embedding backends come from the environment (`SERPER_API_KEY`,
+    `SEARXNG_URL`, `SANDBOX_FUSION_URL`, `EMBEDDINGS_URL`, …); without `EMBEDDINGS_URL` file search
+    runs the bundled MiniLM model when the `embeddings` extra is installed. media-api is reached
+    through this gateway."""
+    return create_mcp_tools(
+        McpToolsSettings(
+            database_url=SecretStr(env.database_url), auth=env.auth(), media_api_url=env.base_url
+        )
+    )

@@ -1,11 +1,59 @@
-"""Tables of mcp-tools, all in the `mcp_tools` schema."""
+"""Tables of mcp-tools, all in the `mcp_tools` schema: the file-search vector store.
+
+A `documents` row is one indexed document of one user in one collection (re-indexing the same
+`document_id` replaces it); its text lives in `chunks`, each with a pgvector embedding. The
+`embedding` column has no fixed dimension so any embedding model fits; every chunk records the
+`model` that embedded it and queries only compare vectors of the current model.
+
+Search is an exact cosine scan over the caller's own chunks (filtered by the btree index on user,
+collection and model). An approximate index (HNSW) would filter *after* picking neighbours and can
+drop a user's rows when other users dominate the graph; per-user collections stay small enough
+that the exact scan is fast (see bench/mcp_tools.py for 10k chunks).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from apps.common.db import new_metadata
 
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
+
+
+class Document(Base):
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("user_id", "collection", "document_id", name="uq_documents_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    collection: Mapped[str] = mapped_column(String(128))
+    document_id: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(255))
+    tags: Mapped[list[str]] = mapped_column(ARRAY(String(128)), default=list)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
+    token_count: Mapped[int] = mapped_column(Integer)
+    chunk_count: Mapped[int] = mapped_column(Integer)
+    indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Chunk(Base):
+    __tablename__ = "chunks"
+    __table_args__ = (Index("ix_chunks_scope", "user_id", "collection", "model"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    document_pk: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    collection: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(255))
+    chunk_index: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[list[float]] = mapped_column(Vector())

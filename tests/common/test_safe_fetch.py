@@ -12,7 +12,9 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from apps.common.errors import APIError
 from apps.common.safe_fetch import FetchPolicy, SafeFetcher, is_public_address
+from apps.gateway.embedded import free_port
 from tests.harness.server import serve
+from tests.harness.ssrf import UNSAFE_URLS, fake_dns
 
 
 def build_site() -> FastAPI:
@@ -56,43 +58,7 @@ def site() -> Iterator[int]:
         yield server.port
 
 
-async def fake_dns(host: str, port: int) -> list[str]:
-    table = {
-        "evil.test": ["127.0.0.1"],
-        "public.test": ["127.0.0.1"],
-        "mixed.test": ["93.184.216.34", "10.0.0.1"],
-    }
-    if host not in table:
-        raise OSError("no such host")
-    return table[host]
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://127.0.0.1/",
-        "http://localhost/",
-        "http://10.1.2.3/",
-        "http://172.16.0.1/",
-        "http://172.31.255.254/",
-        "http://192.168.1.1/",
-        "http://169.254.169.254/latest/meta-data/",
-        "http://[::1]/",
-        "http://[::ffff:127.0.0.1]/",
-        "http://[::ffff:7f00:1]/",
-        "http://[fd00:ec2::254]/",
-        "http://0.0.0.0/",
-        "http://127.1/",
-        "http://2130706433/",
-        "http://0x7f.0.0.1/",
-        "http://100.100.100.200/",
-        "http://evil.test/",
-        "http://mixed.test/",
-        "file:///etc/passwd",
-        "gopher://127.0.0.1/",
-        "http://user:pass@93.184.216.34/",
-    ],
-)
+@pytest.mark.parametrize("url", UNSAFE_URLS)
 async def test_private_and_odd_targets_are_refused(url: str) -> None:
     fetcher = SafeFetcher(FetchPolicy(), resolver=fake_dns)
     with pytest.raises(APIError) as caught:
@@ -149,3 +115,10 @@ def test_public_address_classification() -> None:
     assert is_public_address(ipaddress.ip_address("2606:4700::1111"))
     for private in ("2002:7f00:1::", "64:ff9b::7f00:1", "::127.0.0.1", "ff02::1", "224.0.0.1", "fe80::1"):
         assert not is_public_address(ipaddress.ip_address(private)), private
+
+
+async def test_connection_failure_is_a_502() -> None:
+    fetcher = SafeFetcher(FetchPolicy(allow=("127.0.0.0/8",)))
+    with pytest.raises(APIError) as caught:
+        await fetcher.get(f"http://127.0.0.1:{free_port()}/")
+    assert caught.value.status_code == 502 and caught.value.code == "fetch_failed"

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
@@ -22,6 +21,13 @@ from apps.common.service import service_app
 from apps.common.settings import ServiceSettings
 from tests.harness.issuer import TestIssuer
 from tests.harness.server import serve
+
+
+def eventually(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
 
 
 class Item(BaseModel):
@@ -129,6 +135,8 @@ def test_access_log_is_json_with_request_id(
 ) -> None:
     with caplog.at_level(logging.INFO, logger="jan.access"):
         httpx.get(f"{kit[0]}/healthz", headers={"X-Request-Id": "log-me"})
+        # The access line is written after the response is sent, on the server's thread.
+        eventually(lambda: any(r.name == "jan.access" for r in caplog.records))
     record = next(r for r in caplog.records if r.name == "jan.access")
     line = json.loads(JsonFormatter().format(record))
     assert line["status"] == 200 and line["path"] == "/healthz" and line["service"] == "kit-test"
@@ -163,18 +171,12 @@ def test_requests_are_traced(kit: tuple[str, FastAPI], issuer: TestIssuer) -> No
     exporter = InMemorySpanExporter()
     app.state.telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     httpx.post(f"{url}/items", json={"name": "a", "count": 1})
-
-    def item_spans() -> list[ReadableSpan]:
-        return [
-            s
-            for s in exporter.get_finished_spans()
-            if s.attributes and s.attributes.get("http.route") == "/items"
-        ]
-
-    # The server span ends just after the response reaches the client, on the server's thread.
-    deadline = time.monotonic() + 5
-    while not item_spans() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # The server span ends after the response is sent, on the server's thread.
+    eventually(
+        lambda: any(
+            span.attributes and span.attributes.get("http.route") == "/items"
+            for span in exporter.get_finished_spans()
+        )
+    )
     spans = exporter.get_finished_spans()
-    assert item_spans()
     assert all(s.resource.attributes["service.name"] == "kit-test" for s in spans)

@@ -1,0 +1,283 @@
+"""The media service: store, reserve, complete, look up, delete and purge media objects.
+
+- Ownership: every query filters on the caller's user id, so another user's id is simply not found.
+- Dedup is per user and by SHA-256 of the real bytes: a second upload of the same bytes answers the
+  first object (`deduplicated=True`) without writing to S3 again. The partial unique index settles
+  races; the loser deletes what it wrote and answers the winner.
+- Storage keys are `media/<snowflake>.<ext>`, with the extension taken from the sniffed type, so no
+  client input ever reaches a key.
+- Direct uploads: `reserve` inserts a pending row and signs a PUT; `complete` reads the stored object
+  back and checks its type, size and hash itself (the store's signature checks are not relied on: moto,
+  for one, does not enforce them). Anything that fails the checks is deleted. Dedup on complete answers
+  the older object and drops the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import BigInteger, any_, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from apps.common.db import session_factory, transaction
+from apps.common.errors import APIError
+from apps.common.ids import SnowflakeGenerator, parse_jan_id
+from apps.media_api.db import PENDING, READY, MediaObject
+from apps.media_api.services.ingest import Payload, too_large
+from apps.media_api.services.sniff import ALLOWED_TYPES, Inspected, TooLarge, normalize_mime
+from apps.media_api.services.storage import ObjectStore, PresignedUpload
+
+log = logging.getLogger(__name__)
+
+PURGE_BATCH = 200
+
+# One array parameter instead of an expanded IN list: one cached statement for any number of ids.
+_READY_KEYS = select(MediaObject.id, MediaObject.storage_key).where(
+    MediaObject.id == any_(bindparam("ids", type_=ARRAY(BigInteger))),
+    MediaObject.user_id == bindparam("user_id"),
+    MediaObject.status == READY,
+)
+
+
+@dataclass(frozen=True)
+class Stored:
+    media: MediaObject
+    deduplicated: bool
+
+
+def public_id(media_id: int) -> str:
+    return f"jan_{media_id}"
+
+
+def not_found(ident: str) -> APIError:
+    return APIError(404, f"Media '{ident}' not found.", code="media_not_found")
+
+
+def storage_key(media_id: int, mime_type: str) -> str:
+    return f"media/{media_id}.{ALLOWED_TYPES[mime_type]}"
+
+
+def check_allowed(mime_type: str, *, param: str | None = None) -> str:
+    mime_type = normalize_mime(mime_type)
+    if mime_type not in ALLOWED_TYPES:
+        allowed = ", ".join(ALLOWED_TYPES)
+        message = f"Media of type '{mime_type}' is not accepted; accepted types: {allowed}."
+        raise APIError(415, message, param=param, code="unsupported_media_type")
+    return mime_type
+
+
+def check_content(inspected: Inspected, declared: str | None) -> None:
+    if inspected.size == 0:
+        raise APIError(400, "The media is empty.", code="empty_media")
+    if not inspected.allowed:
+        check_allowed(inspected.mime_type)
+    if declared is not None and declared != inspected.mime_type:
+        message = f"The content was declared as '{declared}' but its bytes are '{inspected.mime_type}'."
+        raise APIError(400, message, code="content_type_mismatch")
+
+
+class MediaService:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        store: ObjectStore,
+        ids: SnowflakeGenerator,
+        *,
+        max_bytes: int,
+        reservation_grace: timedelta,
+    ) -> None:
+        self.engine = engine
+        self.sessions = session_factory(engine)
+        self.store = store
+        self.ids = ids
+        self.max_bytes = max_bytes
+        self.reservation_grace = reservation_grace
+
+    async def store_payload(self, user_id: str, payload: Payload, filename: str | None) -> Stored:
+        inspected = payload.inspected
+        check_content(inspected, payload.declared_type)
+        existing = await self._ready_by_hash(user_id, inspected.sha256)
+        if existing is not None:
+            return Stored(existing, True)
+        media_id = self.ids.next_int()
+        media = MediaObject(
+            id=media_id,
+            user_id=user_id,
+            status=READY,
+            storage_key=storage_key(media_id, inspected.mime_type),
+            mime_type=inspected.mime_type,
+            bytes=inspected.size,
+            sha256=inspected.sha256,
+            filename=filename,
+        )
+        await self.store.put(media.storage_key, payload.data, media.mime_type)
+        try:
+            async with transaction(self.sessions) as session:
+                session.add(media)
+        except IntegrityError:
+            return await self._lost_race(user_id, media.storage_key, inspected.sha256)
+        except BaseException:
+            await self.store.delete(media.storage_key)  # no row will ever point at it
+            raise
+        return Stored(media, False)
+
+    async def _lost_race(self, user_id: str, key: str, sha256: str) -> Stored:
+        await self.store.delete(key)
+        winner = await self._ready_by_hash(user_id, sha256)
+        if winner is None:  # the winner was deleted meanwhile; not worth another round
+            raise APIError(409, "The same media was changed concurrently; retry.", code="conflict")
+        return Stored(winner, True)
+
+    async def reserve(
+        self, user_id: str, mime_type: str, size: int, sha256: str | None, filename: str | None
+    ) -> tuple[MediaObject, PresignedUpload]:
+        mime_type = check_allowed(mime_type, param="mime_type")
+        if size > self.max_bytes:
+            raise too_large(self.max_bytes)
+        media_id = self.ids.next_int()
+        key = storage_key(media_id, mime_type)
+        upload = self.store.presign_put(key, mime_type, size, sha256)
+        expires_at = datetime.now(UTC) + timedelta(seconds=self.store.ttl) + self.reservation_grace
+        media = MediaObject(
+            id=media_id,
+            user_id=user_id,
+            status=PENDING,
+            storage_key=key,
+            mime_type=mime_type,
+            bytes=size,
+            sha256=sha256,
+            filename=filename,
+            expires_at=expires_at,
+        )
+        async with transaction(self.sessions) as session:
+            session.add(media)
+        return media, upload
+
+    async def complete(self, user_id: str, ident: str) -> Stored:
+        media = await self.get(user_id, ident)
+        if media.status == READY:
+            return Stored(media, False)
+        if media.expires_at is not None and media.expires_at < datetime.now(UTC):
+            raise APIError(410, f"The upload reservation '{ident}' has expired.", code="reservation_expired")
+        inspected = await self._inspect_upload(media)
+        try:
+            self._check_upload(media, inspected)
+        except APIError:
+            await self.store.delete(media.storage_key)
+            raise
+        existing = await self._ready_by_hash(user_id, inspected.sha256)
+        if existing is not None and existing.id == media.id:  # a concurrent complete of this upload won
+            return Stored(existing, False)
+        if existing is not None:
+            await self._drop(media)
+            return Stored(existing, True)
+        try:
+            async with transaction(self.sessions) as session:
+                await session.execute(
+                    update(MediaObject)
+                    .where(MediaObject.id == media.id, MediaObject.status == PENDING)
+                    .values(status=READY, bytes=inspected.size, sha256=inspected.sha256, expires_at=None)
+                )
+        except IntegrityError:
+            await self._drop(media)
+            return await self._lost_race(user_id, media.storage_key, inspected.sha256)
+        return Stored(await self.get(user_id, ident), False)
+
+    async def _inspect_upload(self, media: MediaObject) -> Inspected:
+        try:
+            inspected = await self.store.inspect(media.storage_key, self.max_bytes)
+        except TooLarge as exc:
+            await self.store.delete(media.storage_key)
+            raise too_large(self.max_bytes) from exc
+        if inspected is None:
+            message = "Nothing was uploaded yet: PUT the bytes to the upload URL, then complete."
+            raise APIError(409, message, code="upload_missing")
+        return inspected
+
+    @staticmethod
+    def _check_upload(media: MediaObject, inspected: Inspected) -> None:
+        check_content(inspected, media.mime_type)
+        if inspected.size != media.bytes:
+            message = f"The upload has {inspected.size} bytes, {media.bytes} were declared."
+            raise APIError(400, message, code="size_mismatch")
+        if media.sha256 is not None and media.sha256 != inspected.sha256:
+            raise APIError(400, "The upload's SHA-256 differs from the declared one.", code="hash_mismatch")
+
+    async def _drop(self, media: MediaObject) -> None:
+        async with transaction(self.sessions) as session:
+            await session.execute(delete(MediaObject).where(MediaObject.id == media.id))
+        await self.store.delete(media.storage_key)
+
+    async def get(self, user_id: str, ident: str) -> MediaObject:
+        media_id = parse_jan_id(ident)
+        if media_id is None:
+            raise not_found(ident)
+        async with self.sessions() as session:
+            media = await session.scalar(
+                select(MediaObject).where(MediaObject.id == media_id, MediaObject.user_id == user_id)
+            )
+        if media is None:
+            raise not_found(ident)
+        return media
+
+    async def get_ready(self, user_id: str, ident: str) -> MediaObject:
+        media = await self.get(user_id, ident)
+        if media.status != READY:
+            raise APIError(409, f"Media '{ident}' has not been uploaded yet.", code="media_not_ready")
+        return media
+
+    async def delete(self, user_id: str, ident: str) -> None:
+        media = await self.get(user_id, ident)
+        await self._drop(media)
+
+    async def list(self, user_id: str, *, limit: int, after: str | None) -> tuple[list[MediaObject], bool]:
+        query = select(MediaObject).where(MediaObject.user_id == user_id, MediaObject.status == READY)
+        if after is not None:
+            cursor = parse_jan_id(after)
+            if cursor is None:
+                raise APIError(400, f"'{after}' is not a media id.", param="after", code="invalid_value")
+            query = query.where(MediaObject.id < cursor)
+        async with self.sessions() as session:
+            rows = list(await session.scalars(query.order_by(MediaObject.id.desc()).limit(limit + 1)))
+        return rows[:limit], len(rows) > limit
+
+    async def ready_keys(self, user_id: str, media_ids: set[int]) -> dict[int, str]:
+        """Storage keys of the caller's ready objects among `media_ids`, in one query."""
+        # Core on a plain connection: this runs before every inference with media, and the ORM
+        # session's bookkeeping costs more than the query itself.
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(_READY_KEYS, {"ids": sorted(media_ids), "user_id": user_id})
+        return dict(rows.tuples().all())
+
+    async def _ready_by_hash(self, user_id: str, sha256: str) -> MediaObject | None:
+        async with self.sessions() as session:
+            media: MediaObject | None = await session.scalar(
+                select(MediaObject).where(
+                    MediaObject.user_id == user_id, MediaObject.sha256 == sha256, MediaObject.status == READY
+                )
+            )
+        return media
+
+    async def purge_expired_reservations(self) -> int:
+        """Delete pending rows past their deadline and whatever was uploaded for them."""
+        purged = 0
+        while True:
+            expired = (
+                select(MediaObject.id)
+                .where(MediaObject.status == PENDING, MediaObject.expires_at < func.now())
+                .limit(PURGE_BATCH)
+                .with_for_update(skip_locked=True)
+            )
+            async with transaction(self.sessions) as session:
+                result = await session.execute(
+                    delete(MediaObject).where(MediaObject.id.in_(expired)).returning(MediaObject.storage_key)
+                )
+                keys = list(result.scalars())
+            await self.store.delete(*keys)
+            purged += len(keys)
+            if len(keys) < PURGE_BATCH:
+                return purged

@@ -1,0 +1,1 @@
+"""One `ComponentResource` per platform piece; each module's builder can be called alone in tests."""

@@ -1,0 +1,355 @@
+"""The stack config model: every `jan-server:*` key of a stack file, typed and validated once.
+
+Decisions:
+- Stack files hold structured values (`cluster:`, `gpuPools:` …) under the project namespace; Pulumi's
+  project file can type only scalars and arrays of scalars, so `Pulumi.yaml` declares every key with
+  its description (and a type where Pulumi has one) and this model does the real validation. Both the
+  `Pulumi.yaml` declarations and the README's config reference are generated from this model
+  (`infra/docs.py`), and a test fails when they drift.
+- Unknown keys are errors at every level (`extra="forbid"`), so a typo fails the preview instead of
+  silently falling back to a default.
+- Errors name the key the way `pulumi config set --path` spells it (`gpuPools[0].maxSize`), including
+  the cross-field rules, which raise `RuleError(key, …)`.
+- What differs per environment without being a choice (multi-AZ RDS, NAT per AZ, flow logs, deletion
+  protection, bucket versioning) follows `environment` in the components instead of being a knob.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+PROJECT = "jan-server"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SUPPORTED_KUBERNETES = ("1.31", "1.32", "1.33", "1.34", "1.35")
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    STAGING = "staging"
+    PROD = "prod"
+
+
+class ClusterMode(StrEnum):
+    EKS = "eks"
+    EXISTING = "existing"
+
+
+class DatabaseMode(StrEnum):
+    RDS = "rds"
+    IN_CLUSTER = "in-cluster"
+
+
+class ObjectStoreMode(StrEnum):
+    S3 = "s3"
+    IN_CLUSTER = "in-cluster"
+
+
+class RuleError(ValueError):
+    """A cross-field rule failed; `key` is relative to the model that raised it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class ConfigError(ValueError):
+    """The stack config is invalid; the message has one `key: problem` line per error."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class Scaling(_Model):
+    """Node counts of a managed node group; the autoscaler owns the desired size after creation."""
+
+    min_size: int = Field(description="Fewest nodes.", ge=0, le=100)
+    desired_size: int = Field(description="Nodes at creation (later changes are ignored).", ge=0, le=100)
+    max_size: int = Field(description="Most nodes.", ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise RuleError("desiredSize", "must satisfy minSize <= desiredSize <= maxSize")
+        return self
+
+
+class SystemNodes(_Model):
+    """The node group for everything but model servers."""
+
+    instance_types: list[str] = Field(["m7i.xlarge"], min_length=1, description="EC2 instance types.")
+    scaling: Scaling = Field(Scaling(min_size=2, desired_size=2, max_size=5), description="Node counts.")
+    disk_gib: int = Field(50, ge=20, le=2000, description="Root volume size in GiB.")
+
+
+class ClusterConfig(_Model):
+    """Where the platform runs: a new EKS cluster, or an existing cluster from the kubeconfig."""
+
+    mode: ClusterMode = Field(
+        description="`eks` creates VPC, EKS and node groups; `existing` uses a cluster."
+    )
+    kubernetes_version: str = Field(
+        description="Kubernetes minor version (`1.34`): the EKS version, and the schema version the "
+        "offline render validates manifests against."
+    )
+    context: str | None = Field(None, description="`existing` only: the kubeconfig context to deploy to.")
+    kubeconfig: str | None = Field(
+        None, description="`existing` only: path to the kubeconfig (default: `~/.kube/config`)."
+    )
+    admin_arns: list[str] = Field(
+        [], description="`eks` only: IAM principal ARNs given cluster-admin access entries."
+    )
+    public_access_cidrs: list[IPv4Network] = Field(
+        [IPv4Network("0.0.0.0/0")], min_length=1, description="`eks` only: CIDRs allowed to reach the API."
+    )
+    system_nodes: SystemNodes = Field(SystemNodes(), description="`eks` only: the system node group.")
+
+    @field_validator("kubernetes_version")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value not in SUPPORTED_KUBERNETES:
+            raise ValueError(f"must be one of {', '.join(SUPPORTED_KUBERNETES)}")
+        return value
+
+    @field_validator("admin_arns")
+    @classmethod
+    def _arns(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not re.fullmatch(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:[\w+=,.@/-]+", arn):
+                raise ValueError(f"{arn!r} is not an IAM principal ARN")
+        return value
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> Self:
+        set_fields = self.model_fields_set
+        if self.mode is ClusterMode.EXISTING:
+            if not self.context:
+                raise RuleError("context", 'is required when cluster.mode is "existing"')
+            for field in ("admin_arns", "public_access_cidrs", "system_nodes"):
+                if field in set_fields:
+                    raise RuleError(to_camel(field), 'applies only when cluster.mode is "eks"')
+        else:
+            for field in ("context", "kubeconfig"):
+                if field in set_fields:
+                    raise RuleError(field, 'applies only when cluster.mode is "existing"')
+        return self
+
+
+class GpuPool(_Model):
+    """One managed node group of NVIDIA GPU nodes, tainted `nvidia.com/gpu=true:NoSchedule`."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,19}$", description="Pool name (node label `jan.ai/pool`).")
+    instance_types: list[str] = Field(min_length=1, description="EC2 GPU instance types (`g6.2xlarge`).")
+    ami: Literal["al2023", "bottlerocket"] = Field(
+        "al2023",
+        description="`al2023` (AL2023_x86_64_NVIDIA) or `bottlerocket` (BOTTLEROCKET_x86_64_NVIDIA).",
+    )
+    capacity: Literal["on-demand", "spot"] = Field("on-demand", description="`on-demand` or `spot`.")
+    scaling: Scaling = Field(description="Node counts.")
+    disk_gib: int = Field(200, ge=100, le=4000, description="Disk size in GiB (images and model weights).")
+    labels: dict[str, str] = Field({}, description="Extra node labels.")
+
+
+class NetworkConfig(_Model):
+    """The VPC of an `eks` cluster."""
+
+    cidr: IPv4Network = Field(IPv4Network("10.0.0.0/16"), description="VPC CIDR (/16 to /20).")
+    availability_zones: int = Field(3, ge=2, le=3, description="How many AZs the subnets span (2 or 3).")
+
+    @field_validator("cidr")
+    @classmethod
+    def _size(cls, value: IPv4Network) -> IPv4Network:
+        if not 16 <= value.prefixlen <= 20:
+            raise ValueError("prefix length must be between /16 and /20")
+        return value
+
+
+class DatabaseConfig(_Model):
+    """Postgres for the four apps: RDS, or the in-cluster server behind the same interface."""
+
+    mode: DatabaseMode = Field(description="`rds` (needs cluster.mode eks) or `in-cluster`.")
+    engine_version: str = Field(
+        "17", pattern=r"^\d{2}(\.\d+)?$", description="Postgres major (or major.minor)."
+    )
+    instance_class: str = Field("db.t4g.medium", pattern=r"^db\.", description="`rds` only: instance class.")
+    storage_gib: int = Field(50, ge=1, le=65536, description="Allocated storage in GiB (rds: at least 20).")
+    max_storage_gib: int = Field(200, ge=20, le=65536, description="`rds` only: storage autoscaling ceiling.")
+    backup_retention_days: int = Field(7, ge=1, le=35, description="`rds` only: days of backups and PITR.")
+
+    @model_validator(mode="after")
+    def _storage(self) -> Self:
+        if self.mode is DatabaseMode.RDS and self.storage_gib < 20:
+            raise RuleError("storageGib", "rds needs at least 20")
+        if self.max_storage_gib < self.storage_gib:
+            raise RuleError("maxStorageGib", "must be at least storageGib")
+        return self
+
+
+class ObjectStoreConfig(_Model):
+    """The media bucket: S3 with Pod Identity, or the in-cluster S3-compatible store."""
+
+    mode: ObjectStoreMode = Field(description="`s3` (needs cluster.mode eks) or `in-cluster`.")
+    abandoned_upload_days: int = Field(
+        7, ge=1, le=365, description="Days after which unfinished multipart uploads are aborted."
+    )
+
+
+class InferenceConfig(_Model):
+    """Where model servers run (the models themselves are configured by the inference component)."""
+
+    accelerator: Literal["cpu", "gpu"] = Field(description="`cpu`, or `gpu` (needs gpuPools).")
+
+
+class StackConfig(_Model):
+    """Everything a stack file says about the platform."""
+
+    environment: Environment = Field(
+        description="`dev`, `staging` or `prod`; tags, names and safety settings."
+    )
+    owner: str = Field(min_length=1, description="Team or person responsible; the `owner` tag on everything.")
+    domain: str = Field(
+        pattern=r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$",
+        description="Public DNS domain; the gateway answers on `api.<domain>` (CORS origin of uploads).",
+    )
+    region: str | None = Field(
+        None,
+        pattern=r"^[a-z]{2}(-[a-z]+)+-\d$",
+        description="AWS region of every AWS resource; required when cluster.mode is eks.",
+    )
+    cluster: ClusterConfig = Field(description="The Kubernetes cluster.")
+    network: NetworkConfig = Field(NetworkConfig(), description="`eks` only: the VPC.")
+    gpu_pools: list[GpuPool] = Field([], description="`eks` only: GPU managed node groups.")
+    database: DatabaseConfig = Field(description="Postgres for the apps.")
+    object_store: ObjectStoreConfig = Field(description="The media bucket.")
+    inference: InferenceConfig = Field(description="Model serving.")
+
+    @field_validator("region", mode="before")
+    @classmethod
+    def _unset_region(cls, value: object) -> object:
+        return None if value == "" else value  # Pulumi.yaml's default for "no region"
+
+    @property
+    def on_aws(self) -> bool:
+        return self.cluster.mode is ClusterMode.EKS
+
+    @property
+    def gateway_origin(self) -> str:
+        return f"https://api.{self.domain}"
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        if not self.on_aws:
+            aws_only = {
+                "network": self.network != NetworkConfig(),
+                "gpuPools": self.gpu_pools,
+                "region": self.region,
+            }
+            for key, value in aws_only.items():
+                if value:
+                    raise RuleError(key, 'needs cluster.mode "eks" (GPU pools, VPC and region are AWS-only)')
+            if self.database.mode is DatabaseMode.RDS:
+                raise RuleError("database.mode", 'rds needs cluster.mode "eks"')
+            if self.object_store.mode is ObjectStoreMode.S3:
+                raise RuleError("objectStore.mode", 's3 needs cluster.mode "eks"')
+        elif self.region is None:
+            raise RuleError("region", 'is required when cluster.mode is "eks"')
+        names = [pool.name for pool in self.gpu_pools]
+        for index, name in enumerate(names):
+            if names.index(name) != index:
+                raise RuleError(f"gpuPools[{index}].name", f"duplicate pool name {name!r}")
+        if self.inference.accelerator == "gpu" and not self.gpu_pools:
+            raise RuleError("inference.accelerator", "gpu needs at least one entry in gpuPools")
+        if self.environment is Environment.PROD and self.database.backup_retention_days < 7:
+            raise RuleError("database.backupRetentionDays", "must be at least 7 in prod")
+        return self
+
+
+def parse(values: Mapping[str, Any]) -> StackConfig:
+    """Validate `jan-server:*` config values (plain or JSON-encoded, as Pulumi passes them)."""
+    prefix = f"{PROJECT}:"
+    raw: dict[str, Any] = {}
+    for key, value in values.items():
+        if key.startswith(prefix):
+            raw[key.removeprefix(prefix)] = _decode(value)
+    try:
+        return StackConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def load_stack_file(path: Path) -> StackConfig:
+    """Parse a stack file (`Pulumi.<stack>.yaml`) the way `pulumi up` sees it."""
+    return parse(stack_values(path))
+
+
+def stack_values(path: Path) -> dict[str, Any]:
+    """A stack file's config over the defaults `Pulumi.yaml` declares, as the Pulumi CLI merges them."""
+    document = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(document, dict) or not isinstance(document.get("config") or {}, dict):
+        raise ConfigError(f"{path}: expected a mapping with a `config:` mapping")
+    return {**project_defaults(), **(document.get("config") or {})}
+
+
+def project_defaults() -> dict[str, Any]:
+    declared = (yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text()) or {}).get("config") or {}
+    return {
+        f"{PROJECT}:{key}": entry["default"]
+        for key, entry in declared.items()
+        if isinstance(entry, dict) and "default" in entry
+    }
+
+
+def load_from_pulumi() -> StackConfig:
+    """Parse the running stack's config (inside `pulumi up` / `preview`, or under the render's mocks)."""
+    from pulumi.runtime.config import CONFIG, get_config_env  # noqa: PLC0415 - keeps pulumi out of doc/test imports
+
+    return parse({**get_config_env(), **CONFIG.get()})
+
+
+def stack_file(stack: str) -> Path:
+    """`dev` lives at the root (`pulumi up -s dev`), the others under stacks/ (`--config-file`)."""
+    if stack == "dev":
+        return REPO_ROOT / "Pulumi.dev.yaml"
+    return REPO_ROOT / "stacks" / f"Pulumi.{stack}.yaml"
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        path = _key(error["loc"])
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, RuleError):
+            path = f"{path}.{cause.key}" if path else cause.key
+            message = str(cause)
+        elif error["type"] == "extra_forbidden":
+            message = "unknown key"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{PROJECT}:{path or '<root>'}: {message}")
+    return "invalid stack config:\n  " + "\n  ".join(lines)
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key

@@ -1,0 +1,212 @@
+"""Run the platform program offline under Pulumi's mock engine and record every resource it registers.
+
+Decisions:
+- No Pulumi CLI, no provider plugins, no credentials: `pulumi.runtime.set_mocks` replaces the engine.
+  The program runs exactly as under `pulumi up` (config is fed through Pulumi's config API and parsed by
+  the same `load_from_pulumi()`), only the answers come from here.
+- Resource outputs are deterministic stand-ins (`<name>-id`, fake ARNs, endpoints), so two renders of
+  the same stack are byte-identical.
+- `kubernetes:helm:template` invokes (what `helm.v3.Chart` asks the provider) are answered by rendering
+  the chart with helm-python-sdk, so chart objects become real child resources. Any other invoke the
+  program starts using must get an answer here: unknown invokes fail the render loudly.
+- Each run happens in its own thread with its own event loop: Pulumi keeps its global state in context
+  variables (a new thread starts with an empty context) and drives the program with the thread's
+  current event loop, so runs in one process (tests, several stacks, an asyncio host) cannot leak into
+  each other.
+- Secrets (values Pulumi marks secret) are replaced by `[secret]` as they are recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks, rpc
+
+from infra.config import PROJECT, REPO_ROOT
+from infra.manifests import render_chart
+
+SECRET = "[secret]"  # noqa: S105 - the placeholder for redacted values
+ACCOUNT = "123456789012"
+_AZ_INVOKE = "aws:index/getAvailabilityZones:getAvailabilityZones"
+_HELM_INVOKE = "kubernetes:helm:template"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One registered resource, as the render reports it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    provider: str | None
+    custom: bool
+    inputs: dict[str, Any]
+    options: dict[str, Any]
+    """The resource options a review cares about: `protect`, `ignoreChanges` (only when set)."""
+
+
+class _Answers(mocks.Mocks):
+    def __init__(self, region: str) -> None:
+        self.region = region
+
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        if args.token == _AZ_INVOKE:
+            return {"names": [f"{self.region}{zone}" for zone in "abc"], "zoneIds": []}, []
+        if args.token == _HELM_INVOKE:
+            options = json.loads(args.args["jsonOpts"])
+            objects = render_chart(
+                options["path"],
+                options.get("values") or {},
+                options["release_name"],
+                options.get("namespace"),
+            )
+            return {"result": objects}, []
+        raise NotImplementedError(f"the offline render has no answer for the invoke {args.token}")
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        return f"{args.name}-id", {
+            **args.inputs,
+            **_fake_outputs(args.typ, args.name, args.inputs, self.region),
+        }
+
+
+class _RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, answers: _Answers) -> None:
+        super().__init__(answers)
+        self.records: list[Record] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = _plain(rpc.deserialize_properties(request.object))
+            self.records.append(
+                Record(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=_short(request.parent)
+                    if "::pulumi:pulumi:Stack::" not in request.parent
+                    else None,
+                    provider=_short(request.provider.rsplit("::", 1)[0]) if request.provider else None,
+                    custom=bool(request.custom),
+                    inputs=inputs,
+                    options=_options(request),
+                )
+            )
+        return response
+
+
+def run(program: Callable[[], object], *, stack: str, config: Mapping[str, Any], region: str) -> list[Record]:
+    """Run `program` against the mock engine with `config` and return what it registered."""
+    outcome: list[list[Record]] = []
+    failure: list[BaseException] = []
+
+    def in_own_thread() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            outcome.append(_run(program, stack, config, region))
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+        finally:
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    worker = threading.Thread(target=in_own_thread, name="pulumi-mock-engine")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def _run(program: Callable[[], object], stack: str, config: Mapping[str, Any], region: str) -> list[Record]:
+    monitor = _RecordingMonitor(_Answers(region))
+    pulumi.runtime.set_all_config({key: _config_string(value) for key, value in config.items()})
+    mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    # `pulumi.runtime.test` runs a function under the mocks and waits for every registration to finish.
+    pulumi.runtime.test(lambda: _discard(program()))()  # type: ignore[no-untyped-call]
+    return sorted(monitor.records, key=lambda record: record.urn)
+
+
+def _options(request: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if request.protect:
+        options["protect"] = True
+    if request.ignoreChanges:
+        options["ignoreChanges"] = sorted(request.ignoreChanges)
+    return options
+
+
+def _discard(_: object) -> None:
+    return None
+
+
+def _config_string(value: Any) -> str:
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        return SECRET  # encrypted stack values cannot be read offline
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _short(urn: str) -> str:
+    """`urn:pulumi:stack::project::a$b::name` -> `b::name`."""
+    qualified_type, name = urn.split("::")[2:4]
+    return f"{qualified_type.split('$')[-1]}::{name}"
+
+
+def _plain(value: Any) -> Any:
+    """Inputs as JSON-ready data: secrets hidden, resources by URN, repository paths relative."""
+    if rpc.is_rpc_secret(value):
+        return _mask(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items() if not key.startswith("__")}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, pulumi.Resource):
+        return "<resource>"
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the wire protocol has only doubles
+    if isinstance(value, str) and value.startswith(f"{REPO_ROOT}/"):
+        return value.removeprefix(f"{REPO_ROOT}/")
+    return value
+
+
+def _mask(value: Any) -> Any:
+    """Hide every leaf of a secret but keep its shape (a secret map stays a map of the same keys)."""
+    if isinstance(value, dict):
+        return {key: _mask(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask(item) for item in value]
+    return SECRET
+
+
+def _fake_outputs(typ: str, name: str, inputs: Mapping[str, Any], region: str) -> dict[str, Any]:
+    service = typ.split(":")[1].split("/")[0]
+    outputs: dict[str, Any] = {"arn": f"arn:aws:{service}:{region}:{ACCOUNT}:{name}"}
+    if typ == "aws:eks/cluster:Cluster":
+        outputs |= {
+            "endpoint": f"https://{name}.eks.{region}.amazonaws.com",
+            "certificateAuthority": {"data": base64.b64encode(b"mock-ca").decode()},
+            "vpcConfig": {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": f"sg-{name}"},
+        }
+    elif typ == "aws:rds/instance:Instance":
+        outputs |= {"address": f"{name}.{region}.rds.amazonaws.com", "port": 5432}
+    elif typ == "aws:s3/bucket:Bucket":
+        outputs["bucket"] = inputs.get("bucket", name)
+    elif typ == "aws:eks/nodeGroup:NodeGroup":
+        outputs["nodeGroupName"] = inputs.get("nodeGroupName", name)
+        outputs["resources"] = [{"autoscalingGroups": [{"name": f"eks-{name}-asg"}]}]
+    elif typ == "random:index/randomPassword:RandomPassword":
+        outputs["result"] = hashlib.sha256(name.encode()).hexdigest()[:32]
+    if "name" not in inputs and not typ.startswith("kubernetes:"):
+        outputs["name"] = name
+    return outputs

@@ -1,0 +1,142 @@
+"""The platform program: stack config in, components wired together, a few stack outputs out.
+
+`pulumi up` runs it through `infra/__main__.py`; `jan-server render` runs the same `main()` under the
+mock engine. Part one builds the foundation (network, cluster, GPU pools, database, object store); the
+in-cluster Postgres and S3-compatible store of the dev stack, and everything that runs on the cluster,
+are added by further components behind the same interfaces (`DatabaseEndpoint`, the k8s provider,
+`infra.helm`).
+
+Adding a component: a module in `infra/components/` with a frozen keyword-only `<Name>Args` dataclass
+and one `ComponentResource` (type `jan:platform:<Name>`, children parented, the `k8s.Provider` from
+`Platform.cluster` passed in); pin its charts and images in `infra/versions.py` (upstream charts are
+installed from their repositories, ours come from `charts/`) and deploy them with `infra.helm`; build it
+here from `Platform`; if it calls a new invoke, answer it in `infra/mock_engine.py`. Its tests read
+the render (`tests/infra/conftest.py`), which also validates every object it adds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from apps.gateway.routes import APPS, AppName
+from infra.components.cluster import Cluster, ClusterArgs
+from infra.components.database import RdsDatabase, RdsDatabaseArgs
+from infra.components.gpu_pools import GpuNodePools, GpuNodePoolsArgs
+from infra.components.network import Network, NetworkArgs
+from infra.components.object_store import ObjectStore, ObjectStoreArgs
+from infra.config import DatabaseMode, Environment, ObjectStoreMode, StackConfig, load_from_pulumi
+from infra.database import DatabaseEndpoint
+from infra.naming import Naming
+
+# One role and database per app, named after the app's schema.
+APP_DATABASES: dict[str, str] = {spec.name.value: spec.schema for spec in APPS.values() if spec.schema}
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """What later components build on."""
+
+    config: StackConfig
+    naming: Naming
+    cluster: Cluster
+    database: DatabaseEndpoint | None
+    object_store: ObjectStore | None
+
+
+def main() -> Platform:
+    platform = build(load_from_pulumi())
+    pulumi.export("appsNamespace", platform.cluster.apps_namespace)
+    if platform.cluster.eks is not None:
+        pulumi.export("clusterName", platform.cluster.eks.name)
+    if platform.database is not None:
+        pulumi.export("databaseHost", platform.database.host)
+        pulumi.export("databaseSecrets", dict(platform.database.dsn_secrets))
+    if platform.object_store is not None:
+        pulumi.export("mediaBucket", platform.object_store.bucket_name)
+    return platform
+
+
+def build(config: StackConfig) -> Platform:
+    naming = Naming(config.environment, config.owner)
+    production = config.environment is Environment.PROD
+    if not config.on_aws:
+        cluster = Cluster(naming("cluster"), ClusterArgs(naming=naming, spec=config.cluster))
+        return Platform(config=config, naming=naming, cluster=cluster, database=None, object_store=None)
+
+    aws_provider = aws.Provider(
+        naming("aws"),
+        region=config.region,
+        default_tags=aws.ProviderDefaultTagsArgs(tags=naming.default_tags),
+    )
+    on_aws = pulumi.ResourceOptions(providers=[aws_provider])
+    cluster_name = naming("eks")
+    network = Network(
+        naming("network"),
+        NetworkArgs(
+            naming=naming,
+            cidr=config.network.cidr,
+            availability_zones=config.network.availability_zones,
+            cluster_name=cluster_name,
+            nat_per_az=production,
+            flow_logs=production,
+        ),
+        on_aws,
+    )
+    cluster = Cluster(
+        naming("cluster"),
+        ClusterArgs(
+            naming=naming,
+            spec=config.cluster,
+            region=config.region,
+            private_subnet_ids=network.private_subnet_ids,
+            public_subnet_ids=network.public_subnet_ids,
+            control_plane_logs=production,
+        ),
+        on_aws,
+    )
+    eks = cluster.eks
+    assert eks is not None  # cluster.mode is eks on AWS (a config rule)
+    if config.gpu_pools:
+        GpuNodePools(
+            naming("gpu"),
+            GpuNodePoolsArgs(naming=naming, cluster=eks, pools=config.gpu_pools, provider=cluster.provider),
+            on_aws,
+        )
+    database = None
+    if config.database.mode is DatabaseMode.RDS:
+        database = RdsDatabase(
+            naming("database"),
+            RdsDatabaseArgs(
+                naming=naming,
+                spec=config.database,
+                production=production,
+                vpc_id=network.vpc_id,
+                subnet_ids=network.private_subnet_ids,
+                client_security_group_id=eks.security_group_id,
+                provider=cluster.provider,
+                namespace=cluster.apps_namespace,
+                databases=APP_DATABASES,
+            ),
+            on_aws,
+        ).endpoint
+    object_store = None
+    if config.object_store.mode is ObjectStoreMode.S3:
+        object_store = ObjectStore(
+            naming("objects"),
+            ObjectStoreArgs(
+                naming=naming,
+                production=production,
+                abandoned_upload_days=config.object_store.abandoned_upload_days,
+                cors_origin=config.gateway_origin,
+                cluster_name=eks.name,
+                namespace=cluster.apps_namespace,
+                service_account=AppName.MEDIA_API.value,
+            ),
+            on_aws,
+        )
+    return Platform(
+        config=config, naming=naming, cluster=cluster, database=database, object_store=object_store
+    )

@@ -1,0 +1,110 @@
+"""`python_exec` against a loopback SandboxFusion fake that really runs the code."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from apps.mcp_tools.main import create_app
+from tests.harness.issuer import TestIssuer
+from tests.harness.sandbox import FakeSandbox, SandboxFault
+from tests.harness.server import serve
+from tests.mcp_tools.conftest import McpServer, error_text, mcp_session, payload
+
+
+async def run(server_url: str, issuer: TestIssuer, **arguments: Any) -> Any:
+    async with mcp_session(server_url, issuer.mint("coder")) as session:
+        return await session.call_tool("python_exec", arguments)
+
+
+async def test_output_exit_code_and_timing(
+    mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    result = payload(
+        await run(mcp_server.url, issuer, code="import sys\nprint(6 * 7)\nprint('warn', file=sys.stderr)")
+    )
+    assert result["status"] == "finished" and result["exit_code"] == 0 and result["timed_out"] is False
+    assert result["stdout"] == "42\n" and result["stderr"] == "warn\n"
+    assert result["duration_ms"] >= 0
+    [sent] = sandbox.requests
+    assert sent["language"] == "python" and sent["run_timeout"] == 3.0
+
+
+async def test_a_non_zero_exit_is_a_result_the_model_can_fix(
+    mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    result = payload(await run(mcp_server.url, issuer, code="raise ValueError('bad input')"))
+    assert result["status"] == "failed" and result["exit_code"] == 1
+    assert "ValueError: bad input" in result["stderr"]
+
+
+async def test_the_sandbox_time_limit_stops_the_program(
+    mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    result = payload(await run(mcp_server.url, issuer, code="import time\ntime.sleep(30)", timeout=0.5))
+    assert result["status"] == "timeout" and result["timed_out"] is True
+    assert "0.5s time limit" in result["message"]
+    assert sandbox.requests[0]["run_timeout"] == 0.5
+
+
+async def test_the_server_caps_the_requested_timeout(
+    mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    payload(await run(mcp_server.url, issuer, code="print(1)", timeout=500))
+    assert sandbox.requests[0]["run_timeout"] == 3.0
+
+
+async def test_files_and_stdin_reach_the_program(
+    mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    code = "import sys\nprint(open('data/in.csv').read().strip(), sys.stdin.read())"
+    result = payload(
+        await run(mcp_server.url, issuer, code=code, files={"data/in.csv": "a,b\n"}, stdin="hello")
+    )
+    assert result["stdout"] == "a,b hello\n"
+    assert base64.b64decode(sandbox.requests[0]["files"]["data/in.csv"]) == b"a,b\n"
+
+
+async def test_other_languages_are_passed_on(
+    mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    result = payload(await run(mcp_server.url, issuer, code="echo $((2 + 3))", language="bash"))
+    assert result["stdout"] == "5\n"
+
+
+async def test_a_hanging_sandbox_is_cut_off_by_the_server(
+    mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    sandbox.fail(SandboxFault(stall=True))
+    message = error_text(await run(mcp_server.url, issuer, code="print(1)", timeout=1))
+    assert "did not answer within 6s" in message
+
+
+async def test_sandbox_failures_are_tool_errors(
+    mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    sandbox.fail(SandboxFault(status=503), SandboxFault(sandbox_error=True))
+    assert "HTTP 503" in error_text(await run(mcp_server.url, issuer, code="print(1)"))
+    assert "executor pod unavailable" in error_text(await run(mcp_server.url, issuer, code="print(1)"))
+    unsupported = error_text(await run(mcp_server.url, issuer, code="x", language="cobol"))
+    assert "refused the request (HTTP 422)" in unsupported
+
+
+async def test_unsafe_file_names_are_refused(
+    mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    for name in ("/etc/passwd", "../escape.txt", ""):
+        assert "Invalid file name" in error_text(
+            await run(mcp_server.url, issuer, code="print(1)", files={name: "x"})
+        )
+    assert sandbox.requests == []
+
+
+async def test_without_a_sandbox_the_tool_says_so(
+    settings_factory: Any, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    app = create_app(settings_factory(sandbox_fusion_url=None))
+    with serve(app) as server:
+        message = error_text(await run(server.url, issuer, code="print(1)"))
+    assert "no sandbox is configured" in message and "SANDBOX_FUSION_URL" in message
+    assert sandbox.requests == []
