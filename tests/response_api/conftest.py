@@ -3,8 +3,11 @@
 `peers` (with `MODEL`, the model name the tests ask for) is the one place that decides what stands
 behind `LLM_API_URL` and `MCP_TOOLS_URL`. Today the model is the harness's OpenAI-compatible
 `FakeUpstream` (llm-api's wire contract, scripted with `upstream.enqueue(Reply(...))`) and the tools
-are an MCP server built with the official SDK (`FakeMcpTools`). Swapping in the real llm-api and
-mcp-tools apps changes this module only.
+are an MCP server built with the official SDK (`FakeMcpTools`: cheap, slow and failing tools, for
+the loop's fault cases). Swapping in the real llm-api changes this module only.
+
+`real_mcp_tools` is the real mcp-tools app (python exec backed by the harness's `FakeSandbox`), for
+the tests that run the loop through it (`test_real_tools.py`).
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ import pytest
 from openai import AsyncOpenAI
 from pydantic import SecretStr
 
+from apps.mcp_tools.main import create_app as create_mcp_tools
+from apps.mcp_tools.settings import McpToolsSettings
 from apps.response_api.main import create_app
 from apps.response_api.settings import ResponseApiSettings
 from tests.harness.issuer import TestIssuer
 from tests.harness.mcp_tools_fake import FakeMcpTools
+from tests.harness.sandbox import FakeSandbox
 from tests.harness.server import serve
 from tests.harness.upstream import FakeUpstream
 
@@ -62,6 +68,39 @@ def peers(upstream_server: FakeUpstream, mcp_tools_server: FakeMcpTools) -> Peer
             headers.get("authorization", "") for headers in upstream_server.headers
         ],
     )
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[FakeSandbox]:
+    fake = FakeSandbox()
+    with serve(fake.app) as server:
+        fake.url = server.url
+        yield fake
+
+
+@pytest.fixture
+def sandbox(sandbox_server: FakeSandbox) -> FakeSandbox:
+    sandbox_server.reset()
+    return sandbox_server
+
+
+@pytest.fixture(scope="session")
+def real_mcp_tools(
+    database_url: str, issuer: TestIssuer, upstream_server: FakeUpstream, sandbox_server: FakeSandbox
+) -> Iterator[str]:
+    """The real mcp-tools app on loopback; its URL."""
+    settings = McpToolsSettings(
+        database_url=SecretStr(database_url),
+        auth=issuer.auth_settings(),
+        sandbox_fusion_url=sandbox_server.url,
+        sandbox_timeout_seconds=30.0,
+        embeddings_url=upstream_server.base_url,
+        embeddings_model="fake-embedding",
+        mcp_providers_file=None,
+        log_format="console",
+    )
+    with serve(create_mcp_tools(settings)) as server:
+        yield server.url
 
 
 ServerFactory = Callable[..., AbstractContextManager[str]]
