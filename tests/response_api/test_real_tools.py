@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -87,3 +88,23 @@ async def test_sandbox_failure_and_hang_are_fed_back(
     assert [m["content"].startswith("Tool error:") for m in messages if m["role"] == "tool"] == [True, True]
     rows = await executions(database_url, response.id)
     assert [r["status"] for r in rows] == ["failed", "failed"]
+
+
+async def test_cancel_during_a_long_sandbox_run(
+    client: AsyncOpenAI, upstream: FakeUpstream, sandbox: FakeSandbox, database_url: str
+) -> None:
+    sandbox.fail(SandboxFault(stall=True))
+    upstream.enqueue(tool_round(run("print('slow')", "c1")), answer("never sent"))
+    created = await client.responses.create(model=MODEL, input="wait", background=True)
+    for _ in range(400):
+        if sandbox.requests:
+            break
+        await asyncio.sleep(0.05)
+    cancelled = await client.responses.cancel(created.id)
+    assert cancelled.status == "cancelled"
+    assert [(item.type, getattr(item, "status", None)) for item in cancelled.output] == [
+        ("mcp_call", "incomplete")
+    ]
+    assert len(upstream.requests) == 1
+    rows = await executions(database_url, created.id)
+    assert [(r["tool_name"], r["status"]) for r in rows] == [("python_exec", "cancelled")]
