@@ -52,11 +52,17 @@ def build_apps(env: LocalEnvironment) -> dict[AppName, FastAPI]:
 
 
 def llm_api(env: LocalEnvironment) -> FastAPI:
+    # The local model (or the upstream named by LLM_UPSTREAM_URL) is the environment provider "local";
+    # a PROVIDERS_FILE in the environment adds providers ahead of it.
     return create_llm_api(
         LlmApiSettings(
             database_url=SecretStr(env.database_url),
             auth=env.auth(),
             local_issuer_key_file=env.data_dir / "issuer-key.pem",
+            default_provider_url=env.model_url,
+            default_provider_api_key=SecretStr(env.model_api_key) if env.model_api_key else None,
+            default_provider_name="local",
+            media_resolve_url=f"{env.base_url}/v1/media/resolve",
         )
     )
 

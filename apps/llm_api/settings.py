@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field, SecretStr
+
 from apps.common.settings import ServiceSettings
 
 
@@ -12,3 +14,22 @@ class LlmApiSettings(ServiceSettings):
     db_schema: str = "llm_api"
     # When set, llm-api is the token issuer (local mode): it signs with this key and serves the JWKS.
     local_issuer_key_file: Path | None = None
+
+    # Chat completions: providers, upstream calls, persistence, media (see apps/llm_api/providers).
+    providers_file: Path | None = None
+    # One OpenAI-compatible upstream from the environment, used alongside (or instead of) the file.
+    default_provider_url: str | None = None
+    default_provider_api_key: SecretStr | None = None
+    default_provider_kind: str = "vllm"
+    default_provider_name: str = "local"
+    # Key material for provider API keys stored in the database (AES-256-GCM).
+    model_provider_secret: SecretStr = SecretStr("jan-model-provider-secret-change-me")
+    model_sync_interval_seconds: float = Field(600.0, ge=0)  # 0 turns the periodic sync off
+    upstream_connect_timeout: float = Field(5.0, gt=0)
+    # The longest silence allowed between two bytes from the upstream (a model may think for minutes).
+    upstream_read_timeout: float = Field(300.0, gt=0)
+    upstream_max_connections: int = Field(512, ge=1)
+    history_max_items: int = Field(50, ge=0)
+    persistence_queue_size: int = Field(1000, ge=1)
+    media_resolve_url: str | None = None
+    media_resolve_timeout: float = Field(5.0, gt=0)
