@@ -1,8 +1,9 @@
 """The benchmark's upstream: a minimal OpenAI-compatible server with fixed, known timing.
 
 Plain requests are answered at once with a fixed completion. Streams send `max_tokens` content chunks
-(default 8), the first at once and the rest `BENCH_CHUNK_INTERVAL_MS` apart, then a usage chunk when
-asked for and `data: [DONE]`. Raw ASGI, so its own cost is small and identical for every arm.
+(default 8), the first at once and the rest 5 ms apart (model `fake-model`, 200 tokens/s) or 20 ms
+apart (`fake-model-50tps`, 50 tokens/s, a typical GPU decode speed per stream), then a usage chunk
+when asked for and `data: [DONE]`. Raw ASGI, so its own cost is small and identical for every arm.
 
 Run: `python -m bench.fake_upstream <port>`.
 """
@@ -10,7 +11,6 @@ Run: `python -m bench.fake_upstream <port>`.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from typing import Any
@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 import uvicorn
 
-INTERVAL = float(os.environ.get("BENCH_CHUNK_INTERVAL_MS", "5")) / 1000
+INTERVALS = {"fake-model": 0.005, "fake-model-50tps": 0.020}
 MODELS = orjson.dumps(
     {
         "object": "list",
-        "data": [{"id": "fake-model", "object": "model", "created": 1700000000, "owned_by": "bench"}],
+        "data": [{"id": m, "object": "model", "created": 1700000000, "owned_by": "bench"} for m in INTERVALS],
     }
 )
 
@@ -63,9 +63,10 @@ async def _stream(send: Any, request: dict[str, Any]) -> None:
         "model": request["model"],
     }
     chunks = int(request.get("max_tokens") or 8)
+    interval = INTERVALS.get(request["model"], 0.005)
     for number in range(chunks):
         if number:
-            await asyncio.sleep(INTERVAL)
+            await asyncio.sleep(interval)
         delta = {"role": "assistant", "content": "tok "} if number == 0 else {"content": "tok "}
         choice = {"index": 0, "delta": delta, "finish_reason": "stop" if number == chunks - 1 else None}
         await send(

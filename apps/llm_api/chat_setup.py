@@ -68,6 +68,9 @@ async def chat_services(
         connect_timeout=settings.upstream_connect_timeout,
         max_connections=settings.upstream_max_connections,
         max_keepalive=settings.upstream_max_connections,
+        # Below the usual server keep-alive (uvicorn, hence vLLM: 5 s), so we never reuse a connection
+        # the upstream is closing.
+        keepalive_expiry=settings.upstream_keepalive_seconds,
     )
     async with client:
         app.state.telemetry.instrument_httpx(client)

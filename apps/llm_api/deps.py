@@ -1,4 +1,8 @@
-"""Request dependencies of llm-api: the services built in the lifespan, read from `app.state`."""
+"""Request dependencies of llm-api: the services built in the lifespan, read from `app.state`.
+
+They are `async def` on purpose: FastAPI runs plain `def` dependencies in a worker thread, a thread
+hop per request on the hot path.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +16,22 @@ from apps.llm_api.services.conversations import ConversationStore
 from apps.llm_api.services.providers import ProviderAdmin
 
 
-def _chat(request: Request) -> ChatService:
+async def _chat(request: Request) -> ChatService:
     service: ChatService = request.app.state.chat
     return service
 
 
-def _conversations(request: Request) -> ConversationStore:
+async def _conversations(request: Request) -> ConversationStore:
     store: ConversationStore = request.app.state.conversations
     return store
 
 
-def _registry(request: Request) -> ProviderRegistry:
+async def _registry(request: Request) -> ProviderRegistry:
     registry: ProviderRegistry = request.app.state.registry
     return registry
 
 
-def _provider_admin(request: Request) -> ProviderAdmin:
+async def _provider_admin(request: Request) -> ProviderAdmin:
     admin: ProviderAdmin = request.app.state.provider_admin
     return admin
 

@@ -29,6 +29,7 @@ class LlmApiSettings(ServiceSettings):
     # The longest silence allowed between two bytes from the upstream (a model may think for minutes).
     upstream_read_timeout: float = Field(300.0, gt=0)
     upstream_max_connections: int = Field(512, ge=1)
+    upstream_keepalive_seconds: float = Field(4.0, ge=0)
     history_max_items: int = Field(50, ge=0)
     persistence_queue_size: int = Field(1000, ge=1)
     media_resolve_url: str | None = None

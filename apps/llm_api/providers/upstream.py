@@ -1,10 +1,10 @@
 """Calls to a provider's `/chat/completions`, with the one retry that is always safe.
 
-A request is retried once when it certainly did not reach the model: the connection could not be
-opened, the pooled connection was found closed before a response started, or the upstream answered
-502/503/504 (a proxy in front of the model refusing it). Nothing has been sent to our client at
-that point, so a retry is invisible. Timeouts while waiting for the model are not retried, since the
-model may be generating.
+A request is retried once when it failed before any response byte arrived: the connection could not
+be opened, or broke (typically a pooled connection the upstream was closing) before a response
+started, or the upstream answered 502/503/504 (a proxy in front of the model refusing it). Nothing
+has been sent to our client at that point, so a retry is invisible. Timeouts while waiting for the
+model are not retried, since the model may be generating.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from apps.llm_api.providers.registry import ModelRoute
 log = logging.getLogger(__name__)
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
-_RETRY_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.PoolTimeout)
+_RETRY_ERRORS = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.PoolTimeout,
+)
 
 
 async def open_chat(client: httpx.AsyncClient, route: ModelRoute, body: bytes) -> httpx.Response:
