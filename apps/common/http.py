@@ -14,7 +14,6 @@ def make_client(
     base_url: str = "",
     max_connections: int = 200,
     max_keepalive: int = 50,
-    keepalive_expiry: float = 5.0,
     headers: dict[str, str] | None = None,
     follow_redirects: bool = False,
 ) -> httpx.AsyncClient:
@@ -22,11 +21,7 @@ def make_client(
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_keepalive,
-            keepalive_expiry=keepalive_expiry,
-        ),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive),
         headers=headers,
         follow_redirects=follow_redirects,
     )

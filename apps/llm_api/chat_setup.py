@@ -18,6 +18,7 @@ from apps.common.http import make_client
 from apps.llm_api.providers.config import ProviderConfig, load_providers_file
 from apps.llm_api.providers.crypto import KeyBox
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
+from apps.llm_api.providers.upstream import make_session
 from apps.llm_api.routes import admin_providers, chat, conversations, models
 from apps.llm_api.services.chat import ChatService
 from apps.llm_api.services.conversations import ConversationStore
@@ -63,16 +64,17 @@ def include_chat_routes(app: FastAPI) -> None:
 async def chat_services(
     app: FastAPI, settings: LlmApiSettings, configured: list[Provider]
 ) -> AsyncIterator[None]:
-    client = make_client(
-        timeout=settings.upstream_read_timeout,
-        connect_timeout=settings.upstream_connect_timeout,
+    # Model sync and media resolution: the kit's httpx client. Chat completions: aiohttp (upstream.py).
+    client = make_client(timeout=30.0, connect_timeout=settings.upstream_connect_timeout)
+    session = make_session(
         max_connections=settings.upstream_max_connections,
-        max_keepalive=settings.upstream_max_connections,
-        # Below the usual server keep-alive (uvicorn, hence vLLM: 5 s), so we never reuse a connection
-        # the upstream is closing.
-        keepalive_expiry=settings.upstream_keepalive_seconds,
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_read_timeout,
+        # Below the usual server keep-alive (uvicorn, hence vLLM: 5 s), so a pooled connection is never
+        # one the upstream is closing.
+        keepalive=settings.upstream_keepalive_seconds,
     )
-    async with client:
+    async with client, session:
         app.state.telemetry.instrument_httpx(client)
         registry = ProviderRegistry(client, configured)
         store = ConversationStore(app.state.sessions)
@@ -88,7 +90,7 @@ async def chat_services(
         app.state.turn_writer = writer
         app.state.chat = ChatService(
             registry=registry,
-            client=client,
+            session=session,
             store=store,
             writer=writer,
             media=MediaResolver(client, settings.media_resolve_url, settings.media_resolve_timeout),

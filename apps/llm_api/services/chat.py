@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 from starlette.responses import Response
 
@@ -64,7 +64,7 @@ class Prepared:
 @dataclass
 class ChatService:
     registry: ProviderRegistry
-    client: httpx.AsyncClient
+    session: aiohttp.ClientSession
     store: ConversationStore
     writer: TurnWriter
     media: MediaResolver
@@ -129,19 +129,13 @@ class ChatService:
         return conversation, items_to_messages([item_body(row) for row in items])
 
     async def _plain(self, prepared: Prepared) -> Response:
-        response = await open_chat(self.client, prepared.route, prepared.upstream_body)
+        response = await open_chat(self.session, prepared.route, prepared.upstream_body)
         try:
-            content = await response.aread()
-        except httpx.TimeoutException as exc:
-            raise APIError(504, "The model did not answer in time.", code="upstream_timeout") from exc
-        except httpx.HTTPError as exc:
-            raise APIError(
-                502, "The connection to the model was lost.", code="upstream_disconnected"
-            ) from exc
+            content = await response.read()
         finally:
-            await response.aclose()
-        if response.status_code != 200:
-            raise upstream_failure(prepared.route, response.status_code, content)
+            response.close()
+        if response.status != 200:
+            raise upstream_failure(prepared.route, response.status, content)
         if prepared.conversation is None:
             return Response(content, media_type="application/json")
         try:
@@ -154,15 +148,15 @@ class ChatService:
         return Response(orjson.dumps(completion), media_type="application/json")
 
     async def _stream(self, prepared: Prepared) -> Response:
-        response = await open_chat(self.client, prepared.route, prepared.upstream_body)
-        if response.status_code != 200:
+        response = await open_chat(self.session, prepared.route, prepared.upstream_body)
+        if response.status != 200:
             try:
-                content = await response.aread()
-            except httpx.HTTPError:
+                content = await response.read()
+            except APIError:
                 content = b""
             finally:
-                await response.aclose()
-            raise upstream_failure(prepared.route, response.status_code, content)
+                response.close()
+            raise upstream_failure(prepared.route, response.status, content)
 
         def on_done(chunks: list[bytes] | None, incomplete: str | None) -> None:
             if prepared.recording and chunks is not None:

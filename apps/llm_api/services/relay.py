@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import anyio
-import httpx
 import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from apps.common.errors import envelope
+from apps.llm_api.providers.upstream import StreamBroken, UpstreamResponse
 
 DONE_LINE = b"\ndata: [DONE]"
 SSE_HEADERS = [
@@ -82,7 +82,12 @@ def error_event(message: str, code: str) -> bytes:
 
 class StreamRelayResponse(Response):
     def __init__(
-        self, upstream: httpx.Response, *, conversation_event: bytes | None, keep_bytes: bool, on_done: OnDone
+        self,
+        upstream: UpstreamResponse,
+        *,
+        conversation_event: bytes | None,
+        keep_bytes: bool,
+        on_done: OnDone,
     ) -> None:
         super().__init__(status_code=200)
         self.upstream = upstream
@@ -103,26 +108,21 @@ class StreamRelayResponse(Response):
                 outcome = "client_disconnected"
             finally:
                 group.cancel_scope.cancel()
-                with anyio.CancelScope(shield=True):
-                    await self.upstream.aclose()
+                self.upstream.close()
                 self.on_done(self.chunks, outcome)
 
     async def _relay(self, send: Send) -> str | None:
         tail = b""
         try:
-            async for chunk in self.upstream.aiter_raw():
+            async for chunk in self.upstream.chunks():
                 if self.chunks is not None:
                     self.chunks.append(chunk)
                 tail = (tail + chunk)[-32:] if len(chunk) < 32 else chunk[-32:]
                 out = self.splicer.feed(chunk) if self.splicer else chunk
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-        except httpx.TimeoutException:
-            return await self._fail(send, "The model stopped sending tokens (timed out).", "upstream_timeout")
-        except httpx.HTTPError:
-            return await self._fail(
-                send, "The connection to the model was lost mid-stream.", "upstream_disconnected"
-            )
+        except StreamBroken as broken:
+            return await self._fail(send, broken.message, broken.code)
         if not tail.rstrip().endswith(b"data: [DONE]"):
             return await self._fail(
                 send, "The model ended the stream before it was complete.", "upstream_incomplete"
