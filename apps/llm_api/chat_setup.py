@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from apps.common.http import make_client
-from apps.llm_api.providers.config import ProviderConfig, load_providers_file
+from apps.llm_api.providers.config import ProviderConfig, ProvidersFileError, load_providers_file
 from apps.llm_api.providers.crypto import KeyBox
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
 from apps.llm_api.providers.upstream import make_session
@@ -32,27 +32,22 @@ log = logging.getLogger(__name__)
 
 def configured_providers(settings: LlmApiSettings) -> list[Provider]:
     """Providers of the file (in file order), then the one from the environment."""
-    configs: list[ProviderConfig] = []
+    providers: list[Provider] = []
     if settings.providers_file is not None:
-        configs.extend(load_providers_file(settings.providers_file).providers)
+        for config in load_providers_file(settings.providers_file).providers:
+            providers.append(Provider.from_config(config, source="file", rank=len(providers)))
     if settings.default_provider_url:
         key = settings.default_provider_api_key
-        configs.append(
-            ProviderConfig(
-                name=settings.default_provider_name,
-                kind=settings.default_provider_kind,
-                base_url=settings.default_provider_url,
-                api_key=key.get_secret_value() if key else None,
-            )
+        config = ProviderConfig(
+            name=settings.default_provider_name,
+            kind=settings.default_provider_kind,
+            base_url=settings.default_provider_url,
+            api_key=key.get_secret_value() if key else None,
         )
-    names = [c.name for c in configs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"provider names must be unique, got {names}")
-    sources = ["file"] * (len(configs) - (1 if settings.default_provider_url else 0))
-    return [
-        Provider.from_config(config, source="file" if i < len(sources) else "environment", rank=i)
-        for i, config in enumerate(configs)
-    ]
+        if any(p.name == config.name for p in providers):
+            raise ProvidersFileError(f"provider '{config.name}' is in the providers file and the environment")
+        providers.append(Provider.from_config(config, source="environment", rank=len(providers)))
+    return providers
 
 
 def include_chat_routes(app: FastAPI) -> None:

@@ -88,3 +88,30 @@ def test_unreachable_media_is_502(database_url: str, issuer: Any, upstream: Fake
         api.client().chat.completions.create(model=FAKE_MODEL, messages=[image_message(PLACEHOLDER)])
     assert caught.value.status_code == 502 and caught.value.code == "media_unavailable"
     assert upstream.requests == []
+
+
+def test_history_keeps_placeholders_and_resolves_them_again(
+    llm_api: LlmApi, upstream: FakeUpstream, fake_media: FakeMedia
+) -> None:
+    from tests.llm_api.conftest import eventually
+
+    fake_media.add("jan_01hqr8v9k2x3f4g5h6j7k8m9n0", PRESIGNED)
+    token = llm_api.token()
+    client = llm_api.client(token)
+    first = client.chat.completions.create(
+        model=FAKE_MODEL, messages=[image_message(PLACEHOLDER)], extra_body={"conversation": {}}
+    )
+    conversation_id = (first.model_extra or {})["conversation"]["id"]
+    with llm_api.http(token) as http:
+        items = eventually(lambda: http.get(f"/v1/conversations/{conversation_id}/items").json()["data"])
+    stored_image = items[-1]["content"][1]
+    assert stored_image == {"type": "input_image", "image_url": PLACEHOLDER, "detail": "auto"}
+
+    client.chat.completions.create(
+        model=FAKE_MODEL,
+        messages=[{"role": "user", "content": "and now?"}],
+        extra_body={"conversation": conversation_id},
+    )
+    history_image = upstream.requests[-1]["messages"][0]["content"][1]
+    assert history_image == {"type": "image_url", "image_url": {"url": PRESIGNED, "detail": "auto"}}
+    assert len(fake_media.authorizations) == 2

@@ -68,12 +68,7 @@ class ProviderConfig(BaseModel):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        kind = value.strip().lower().replace("-", "_")
-        if kind == "custom":
-            return "openai_compatible"
-        if kind not in KINDS:
-            raise ValueError(f"unknown provider kind '{value}' (known: {', '.join(sorted(KINDS))})")
-        return kind
+        return known_kind(value)
 
     @field_validator("base_url")
     @classmethod
@@ -99,6 +94,16 @@ class ProvidersFile(BaseModel):
                 raise ValueError(f"provider name '{provider.name}' is used twice")
             seen.add(provider.name)
         return value
+
+
+def known_kind(value: str) -> str:
+    """The canonical kind name (`OpenAI` → `openai`, `custom` → `openai_compatible`), or a ValueError."""
+    kind = value.strip().lower().replace("-", "_")
+    if kind == "custom":
+        return "openai_compatible"
+    if kind not in KINDS:
+        raise ValueError(f"unknown provider kind '{value}' (known: {', '.join(sorted(KINDS))})")
+    return kind
 
 
 def provider_vendor(kind: str, name: str, vendor: str | None) -> str:

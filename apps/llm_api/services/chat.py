@@ -89,7 +89,9 @@ class ChatService:
         messages: list[dict[str, Any]] = body["messages"]
         conversation, history = await self._conversation(request, principal)
         upstream_messages = _with_history(messages, history)
-        if has_placeholder(raw):
+        # Stored items keep their placeholders, so history may need resolving even when the new
+        # message has none (resolve() returns at once when there is nothing to do).
+        if has_placeholder(raw) or history:
             upstream_messages = await self.media.resolve(upstream_messages, principal.forward_headers())
         upstream: dict[str, Any] = {k: v for k, v in body.items() if k not in _JAN_FIELDS}
         upstream["model"] = route.upstream_id

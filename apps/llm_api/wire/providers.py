@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from apps.llm_api.providers.config import ProviderConfig
+from apps.llm_api.providers.config import known_kind
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
 
 
@@ -23,7 +23,7 @@ class ProviderCreate(BaseModel):
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        return ProviderConfig._known_kind(value)
+        return known_kind(value)
 
     @field_validator("base_url")
     @classmethod
