@@ -93,19 +93,13 @@ class ChatService:
         # message has none (resolve() returns at once when there is nothing to do).
         if has_placeholder(raw) or history:
             upstream_messages = await self.media.resolve(upstream_messages, principal.forward_headers())
-        upstream: dict[str, Any] = {k: v for k, v in body.items() if k not in _JAN_FIELDS}
-        upstream["model"] = route.upstream_id
-        upstream["messages"] = upstream_messages
-        stream = bool(request.stream)
-        if stream:
-            upstream["stream_options"] = {**(request.stream_options or {}), "include_usage": True}
         title = None
         if conversation is not None and not conversation.title:
             title = title_from(messages)
         return Prepared(
             route=route,
-            upstream_body=orjson.dumps(upstream),
-            stream=stream,
+            upstream_body=_upstream_body(body, request, route, upstream_messages),
+            stream=bool(request.stream),
             public_model=request.model,
             conversation=conversation,
             title=title,
@@ -188,6 +182,18 @@ class ChatService:
             stream_bytes=stream_bytes,
             incomplete_reason=incomplete,
         )
+
+
+def _upstream_body(
+    body: dict[str, Any], request: ChatRequest, route: ModelRoute, messages: list[dict[str, Any]]
+) -> bytes:
+    """The caller's request as the provider gets it: its own model id, our messages, usage on."""
+    upstream = {k: v for k, v in body.items() if k not in _JAN_FIELDS}
+    upstream["model"] = route.upstream_id
+    upstream["messages"] = messages
+    if request.stream:
+        upstream["stream_options"] = {**(request.stream_options or {}), "include_usage": True}
+    return orjson.dumps(upstream)
 
 
 def _with_history(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
