@@ -19,6 +19,14 @@ TOOL_CALL: dict[str, Any] = {
 }
 
 
+def stored_items(api: LlmApi, token: str, conversation_id: str, count: int) -> list[dict[str, Any]]:
+    """The conversation's items, oldest first, once `count` of them are stored."""
+    items: list[dict[str, Any]] = eventually(
+        lambda: (found := items_of(api, token, conversation_id)) and len(found) == count and found
+    )
+    return items
+
+
 def items_of(api: LlmApi, token: str, conversation_id: str) -> list[dict[str, Any]]:
     with api.http(token) as http:
         response = http.get(f"/v1/conversations/{conversation_id}/items", params={"order": "asc"})
@@ -112,12 +120,7 @@ def test_conversation_continuity_and_stored_usage(llm_api: LlmApi, upstream: Fak
     )
     conversation = (first.model_extra or {})["conversation"]
     assert conversation["id"].startswith("conv_") and conversation["title"] == "My name is Ada."
-    items = eventually(
-        lambda: (
-            len(items_of(llm_api, token, conversation["id"])) == 2
-            and items_of(llm_api, token, conversation["id"])
-        )
-    )
+    items = stored_items(llm_api, token, conversation["id"], 2)
     user, assistant = items
     assert user["role"] == "user" and user["content"] == [{"type": "input_text", "text": "My name is Ada."}]
     assert assistant["role"] == "assistant" and assistant["status"] == "completed"
@@ -146,12 +149,7 @@ def test_conversation_continuity_and_stored_usage(llm_api: LlmApi, upstream: Fak
     ]
     conversation_chunks = [c for c in chunks if (c.model_extra or {}).get("conversation")]
     assert len(conversation_chunks) == 1 and chunks[-1] is conversation_chunks[0]
-    items = eventually(
-        lambda: (
-            len(items_of(llm_api, token, conversation["id"])) == 4
-            and items_of(llm_api, token, conversation["id"])
-        )
-    )
+    items = stored_items(llm_api, token, conversation["id"], 4)
     assert items[3]["content"][0]["text"] == "Your name is Ada."
     assert items[3]["usage"] == {"prompt_tokens": 30, "completion_tokens": 4, "total_tokens": 34}
 
@@ -189,8 +187,8 @@ def test_history_is_bounded(database_url: str, issuer: Any, upstream: FakeUpstre
             model=FAKE_MODEL, messages=[{"role": "user", "content": "one"}], extra_body={"conversation": {}}
         )
         conversation_id = (first.model_extra or {})["conversation"]["id"]
-        for text in ("two", "three"):
-            eventually(lambda: len(items_of(api, token, conversation_id)) % 2 == 0)
+        for stored, text in ((2, "two"), (4, "three")):
+            stored_items(api, token, conversation_id, stored)
             client.chat.completions.create(
                 model=FAKE_MODEL,
                 messages=[{"role": "user", "content": text}],
@@ -214,7 +212,7 @@ def test_store_false_keeps_nothing(llm_api: LlmApi) -> None:
         messages=[{"role": "user", "content": "kept"}],
         extra_body={"conversation": conversation_id},
     )
-    items = eventually(lambda: items_of(llm_api, token, conversation_id))
+    items = stored_items(llm_api, token, conversation_id, 2)
     assert [i["content"][0]["text"] for i in items] == ["kept", "echo: kept"]
 
 
@@ -238,11 +236,7 @@ def test_client_disconnect_cancels_upstream_and_stores_incomplete(
     stream.close()
     conversations = eventually(lambda: llm_api.http(token).get("/v1/conversations").json()["data"])
     conversation_id = conversations[0]["id"]
-    items = eventually(
-        lambda: (
-            len(items_of(llm_api, token, conversation_id)) == 2 and items_of(llm_api, token, conversation_id)
-        )
-    )
+    items = stored_items(llm_api, token, conversation_id, 2)
     assert items[0]["status"] == "completed" and items[0]["content"][0]["text"] == "tell me"
     assert items[1]["status"] == "incomplete"
     assert items[1]["incomplete_details"] == {"reason": "client_disconnected"}
@@ -265,11 +259,7 @@ def test_upstream_drop_mid_stream_is_an_error_event(llm_api: LlmApi, upstream: F
     assert received == "one two "
     assert "lost mid-stream" in caught.value.message
     conversation_id = llm_api.http(token).get("/v1/conversations").json()["data"][0]["id"]
-    items = eventually(
-        lambda: (
-            len(items_of(llm_api, token, conversation_id)) == 2 and items_of(llm_api, token, conversation_id)
-        )
-    )
+    items = stored_items(llm_api, token, conversation_id, 2)
     assert items[1]["status"] == "incomplete" and items[1]["incomplete_details"] == {
         "reason": "upstream_error"
     }
