@@ -305,3 +305,21 @@ def _normalised(raw: bytes) -> list[Any]:
         elif line:
             events.append({k: v for k, v in orjson.loads(line[6:]).items() if k not in ("id", "created")})
     return events
+
+
+def test_a_client_leaving_right_after_done_has_a_complete_turn(
+    llm_api: LlmApi, upstream: FakeUpstream
+) -> None:
+    """Some servers close their end a while after `[DONE]`; the client may be gone by then."""
+    token = llm_api.token()
+    upstream.enqueue(Reply(content=["all ", "of ", "it"], linger_after_done=30))
+    stream = llm_api.client(token).chat.completions.create(
+        model=FAKE_MODEL,
+        messages=[{"role": "user", "content": "go"}],
+        stream=True,
+        extra_body={"conversation": {}},
+    )
+    chunks = list(stream)  # the openai client stops at [DONE] and closes the response
+    conversation_id = (chunks[-1].model_extra or {})["conversation"]["id"]
+    items = stored_items(llm_api, token, conversation_id, 2)
+    assert items[1]["status"] == "completed" and items[1]["content"][0]["text"] == "all of it"

@@ -94,6 +94,9 @@ class StreamRelayResponse(Response):
         self.splicer = DoneSplicer(conversation_event) if conversation_event else None
         self.chunks: list[bytes] | None = [] if keep_bytes else None
         self.on_done = on_done
+        # Set once `data: [DONE]` went out: from then on the client has the whole completion, even
+        # if it hangs up before the upstream closes its end.
+        self.done_sent = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
         outcome: str | None = "client_disconnected"
@@ -109,7 +112,7 @@ class StreamRelayResponse(Response):
             finally:
                 group.cancel_scope.cancel()
                 self.upstream.close()
-                self.on_done(self.chunks, outcome)
+                self.on_done(self.chunks, None if self.done_sent else outcome)
 
     async def _relay(self, send: Send) -> str | None:
         tail = b""
@@ -121,9 +124,12 @@ class StreamRelayResponse(Response):
                 out = self.splicer.feed(chunk) if self.splicer else chunk
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
+                    self.done_sent = self.done_sent or tail.rstrip().endswith(b"data: [DONE]")
         except StreamBroken as broken:
+            if self.done_sent:
+                return None
             return await self._fail(send, broken.message, broken.code)
-        if not tail.rstrip().endswith(b"data: [DONE]"):
+        if not self.done_sent:
             return await self._fail(
                 send, "The model ended the stream before it was complete.", "upstream_incomplete"
             )
