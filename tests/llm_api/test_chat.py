@@ -323,3 +323,39 @@ def test_a_client_leaving_right_after_done_has_a_complete_turn(
     conversation_id = (chunks[-1].model_extra or {})["conversation"]["id"]
     items = stored_items(llm_api, token, conversation_id, 2)
     assert items[1]["status"] == "completed" and items[1]["content"][0]["text"] == "all of it"
+
+
+def test_tool_calls_are_stored_and_replayed_as_history(llm_api: LlmApi, upstream: FakeUpstream) -> None:
+    token = llm_api.token()
+    client = llm_api.client(token)
+    upstream.enqueue(Reply(content="", tool_calls=[TOOL_CALL]))
+    chunks = list(
+        client.chat.completions.create(
+            model=FAKE_MODEL,
+            messages=[{"role": "user", "content": "weather in Hanoi?"}],
+            stream=True,
+            extra_body={"conversation": {}},
+        )
+    )
+    conversation_id = (chunks[-1].model_extra or {})["conversation"]["id"]
+    _, assistant, call = stored_items(llm_api, token, conversation_id, 3)
+    assert assistant["role"] == "assistant" and assistant["finish_reason"] == "tool_calls"
+    assert call == {
+        **call,
+        "type": "function_call",
+        "call_id": "call_abc123",
+        "name": "get_weather",
+        "arguments": TOOL_CALL["function"]["arguments"],
+    }
+    client.chat.completions.create(
+        model=FAKE_MODEL,
+        messages=[{"role": "tool", "tool_call_id": "call_abc123", "content": "31 C, humid"}],
+        extra_body={"conversation": conversation_id},
+    )
+    assert upstream.requests[-1]["messages"] == [
+        {"role": "user", "content": "weather in Hanoi?"},
+        {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+        {"role": "tool", "tool_call_id": "call_abc123", "content": "31 C, humid"},
+    ]
+    items = stored_items(llm_api, token, conversation_id, 5)
+    assert items[3]["type"] == "function_call_output" and items[3]["output"] == "31 C, humid"
