@@ -359,3 +359,12 @@ def test_tool_calls_are_stored_and_replayed_as_history(llm_api: LlmApi, upstream
     ]
     items = stored_items(llm_api, token, conversation_id, 5)
     assert items[3]["type"] == "function_call_output" and items[3]["output"] == "31 C, humid"
+
+
+def test_request_id_and_trace_context_reach_the_upstream(llm_api: LlmApi, upstream: FakeUpstream) -> None:
+    with llm_api.http() as http:
+        body = {"model": FAKE_MODEL, "messages": [{"role": "user", "content": "x"}]}
+        response = http.post("/v1/chat/completions", json=body, headers={"X-Request-Id": "req-123"})
+    assert response.status_code == 200 and response.headers["x-request-id"] == "req-123"
+    assert upstream.headers[-1]["x-request-id"] == "req-123"
+    assert upstream.headers[-1]["traceparent"].startswith("00-")

@@ -4,7 +4,7 @@ Why aiohttp here when the rest of the platform uses httpx: this is the token pat
 dev machine (uvloop, loopback), httpx costs ~0.67 ms of CPU per request and ~0.22 ms per streamed
 chunk read, aiohttp ~0.14 ms and ~0.10 ms (its HTTP parser is C). LiteLLM made the same switch for
 the same reason. Trace context is propagated by hand (`traceparent`), since no instrumentation wraps
-this client.
+this client, and our request id goes along as `X-Request-Id`.
 
 A request is retried once when it failed before any response byte arrived: the connection could not
 be opened, or broke (typically a pooled connection the upstream was closing) before a response
@@ -23,6 +23,7 @@ import orjson
 from opentelemetry.propagate import inject
 
 from apps.common.errors import APIError
+from apps.common.logs import request_id_var
 from apps.llm_api.providers.registry import ModelRoute
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,9 @@ async def open_chat(session: aiohttp.ClientSession, route: ModelRoute, body: byt
     """Send the request; the caller reads the body and closes the response."""
     headers = {"content-type": "application/json", "accept-encoding": "identity", **route.provider.headers}
     inject(headers)
+    request_id = request_id_var.get()
+    if request_id:  # lets a provider's logs be matched with ours
+        headers["x-request-id"] = request_id
     for attempt in (1, 2):
         try:
             response = await session.post(route.provider.chat_url, data=body, headers=headers)
