@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,11 +59,18 @@ def build_apps(env: LocalEnvironment) -> dict[AppName, FastAPI]:
 
 
 def llm_api(env: LocalEnvironment) -> FastAPI:
+    # The local model (or the upstream named by LLM_UPSTREAM_URL) is the environment provider "local";
+    # a PROVIDERS_FILE in the environment adds providers ahead of it.
     return create_llm_api(
         LlmApiSettings(
             database_url=SecretStr(env.database_url),
             auth=env.auth(),
             local_issuer_key_file=env.data_dir / "issuer-key.pem",
+            default_provider_url=env.model_url,
+            default_provider_api_key=SecretStr(env.model_api_key) if env.model_api_key else None,
+            default_provider_name="local",
+            media_resolve_url=env.media_resolve_url,
+            model_provider_secret=SecretStr(_local_secret(env.data_dir / "provider-secret")),
         )
     )
 
@@ -106,3 +114,13 @@ def mcp_tools(env: LocalEnvironment) -> FastAPI:
             database_url=SecretStr(env.database_url), auth=env.auth(), media_api_url=env.base_url
         )
     )
+
+
+def _local_secret(path: Path) -> str:
+    """A random secret kept under the data folder (owner-only), so local restarts can read old data."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()

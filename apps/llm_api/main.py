@@ -12,11 +12,13 @@ from apps.common.auth.jwks_route import router as jwks_router
 from apps.common.db import create_engine, database_check, session_factory
 from apps.common.service import service_app
 from apps.llm_api.auth.setup import include_auth_routes, start_auth
+from apps.llm_api.chat_setup import chat_services, configured_providers, include_chat_routes
 from apps.llm_api.settings import LlmApiSettings
 
 
 def create_app(settings: LlmApiSettings | None = None) -> FastAPI:
     settings = settings or LlmApiSettings()
+    providers = configured_providers(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -33,12 +35,14 @@ def create_app(settings: LlmApiSettings | None = None) -> FastAPI:
         app.state.readiness.add("database", database_check(engine))
         start_auth(app, settings)
         try:
-            yield
+            async with chat_services(app, settings, providers):
+                yield
         finally:
             await engine.dispose()
 
     app = service_app(settings, title="llm-api", lifespan=lifespan)
     include_auth_routes(app)
+    include_chat_routes(app)
     if settings.local_issuer_key_file is not None:
         app.state.local_issuer = LocalIssuer.from_key_file(
             settings.local_issuer_key_file, settings.auth.issuer, settings.auth.audience

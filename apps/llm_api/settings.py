@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field, SecretStr
+
 from apps.common.settings import ServiceSettings
 from apps.llm_api.auth.settings import APIKeySettings, KeycloakSettings, LocalTokenSettings
 
@@ -17,3 +19,24 @@ class LlmApiSettings(ServiceSettings):
     api_keys: APIKeySettings = APIKeySettings()
     local_tokens: LocalTokenSettings = LocalTokenSettings()
     keycloak: KeycloakSettings | None = None
+
+    # Chat completions: providers, upstream calls, persistence, media (see apps/llm_api/providers).
+    providers_file: Path | None = None
+    # One OpenAI-compatible upstream from the environment, used alongside (or instead of) the file.
+    default_provider_url: str | None = None
+    default_provider_api_key: SecretStr | None = None
+    default_provider_kind: str = "vllm"
+    default_provider_name: str = "local"
+    # Key material for provider API keys stored in the database (AES-256-GCM). No default: without
+    # it, providers registered through the admin API cannot carry an API key.
+    model_provider_secret: SecretStr | None = None
+    model_sync_interval_seconds: float = Field(600.0, ge=0)  # 0 turns the periodic sync off
+    upstream_connect_timeout: float = Field(5.0, gt=0)
+    # The longest silence allowed between two bytes from the upstream (a model may think for minutes).
+    upstream_read_timeout: float = Field(300.0, gt=0)
+    upstream_max_connections: int = Field(512, ge=1)
+    upstream_keepalive_seconds: float = Field(4.0, ge=0)
+    history_max_items: int = Field(50, ge=0)
+    persistence_queue_size: int = Field(1000, ge=1)
+    media_resolve_url: str | None = None
+    media_resolve_timeout: float = Field(5.0, gt=0)

@@ -187,3 +187,26 @@ async def test_outage_before_first_fetch_refuses(fresh_issuer: TestIssuer, clien
     fresh_issuer.down = True
     with pytest.raises(TokenError, match="unknown"):
         await make_verifier(fresh_issuer, client).verify(fresh_issuer.mint())
+
+
+async def test_verified_tokens_are_remembered_until_they_expire(
+    fresh_issuer: TestIssuer, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = make_verifier(fresh_issuer, client)
+    token = fresh_issuer.mint("cached", ttl_seconds=60)
+    await verifier.verify(token)
+    calls = 0
+    original = verifier._verify_signature_and_claims
+
+    async def counting(value: str) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return await original(value)
+
+    monkeypatch.setattr(verifier, "_verify_signature_and_claims", counting)
+    assert (await verifier.verify(token))["sub"] == "cached"
+    assert calls == 0
+    # Past the token's exp by the verifier's clock, the cache no longer vouches and the full check runs.
+    monkeypatch.setattr(time, "time", lambda: 10.0**10)
+    await verifier.verify(token)
+    assert calls == 1

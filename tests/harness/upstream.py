@@ -37,6 +37,7 @@ class Reply:
     drop_after_chunks: int | None = None
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
+    linger_after_done: float = 0.0  # keep the connection open this long after `data: [DONE]`
 
 
 class DroppedConnection(Exception):
@@ -162,6 +163,8 @@ class FakeUpstream:
         if include_usage:
             yield b"data: " + orjson.dumps({**base, "choices": [], "usage": _usage(reply, body)}) + b"\n\n"
         yield b"data: [DONE]\n\n"
+        if reply.linger_after_done:
+            await asyncio.sleep(reply.linger_after_done)
 
 
 def _pieces(content: str | list[str]) -> list[str]:

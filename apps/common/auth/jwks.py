@@ -7,7 +7,10 @@ Rules, in the order a token meets them:
   `MIN_REFETCH_SECONDS`), which is how key rotation is picked up;
 - the cache is refreshed in the background after `cache_seconds`, but a failed refresh keeps the old
   keys: an identity-provider outage must not log everyone out;
-- issuer and audience must match; `exp` is required; `exp`/`nbf`/`iat` get `leeway` seconds of clock skew.
+- issuer and audience must match; `exp` is required; `exp`/`nbf`/`iat` get `leeway` seconds of clock skew;
+- a token that passed is remembered (bounded) until its `exp`, so repeat requests skip the signature
+  check; a token is immutable, so the only thing that could change meanwhile is the key set, and
+  tokens are short-lived by design.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 log = logging.getLogger(__name__)
 
 MIN_REFETCH_SECONDS = 10.0
+
+# Verified tokens are remembered until they expire: the RSA/EC check is the largest per-request cost.
+_VERIFIED_CACHE_SIZE = 10_000
 
 _KEY_TYPE_FOR_ALG = {"RS256": "RSA", "RS384": "RSA", "RS512": "RSA", "ES256": "EC", "ES384": "EC"}
 
@@ -70,8 +76,20 @@ class JWKSVerifier:
         self._fetched_at = 0.0
         self._last_attempt = 0.0
         self._lock = asyncio.Lock()
+        self._verified: dict[str, tuple[float, dict[str, Any]]] = {}
 
     async def verify(self, token: str) -> dict[str, Any]:
+        cached = self._verified.get(token)
+        if cached is not None and time.time() < cached[0]:
+            return cached[1]
+        claims = await self._verify_signature_and_claims(token)
+        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        # Trusted until exp (without the skew allowance): the signature cannot change meanwhile.
+        self._verified[token] = (float(claims["exp"]), claims)
+        return claims
+
+    async def _verify_signature_and_claims(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -1,0 +1,118 @@
+"""Builds the chat side of llm-api: providers, upstream client, conversations, the turn writer.
+
+`configured_providers()` runs when the app is created, so a broken providers file stops start-up with
+its message before anything listens. `chat_services()` runs inside the app's lifespan, after the
+database engine exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from apps.common.http import make_client
+from apps.llm_api.providers.config import ProviderConfig, ProvidersFileError, load_providers_file
+from apps.llm_api.providers.crypto import KeyBox
+from apps.llm_api.providers.registry import Provider, ProviderRegistry
+from apps.llm_api.providers.upstream import make_session
+from apps.llm_api.routes import admin_providers, chat, conversations, models
+from apps.llm_api.services.chat import ChatService
+from apps.llm_api.services.conversations import ConversationStore
+from apps.llm_api.services.media import MediaResolver
+from apps.llm_api.services.persistence import TurnWriter
+from apps.llm_api.services.providers import ProviderAdmin
+from apps.llm_api.settings import LlmApiSettings
+
+log = logging.getLogger(__name__)
+
+
+def configured_providers(settings: LlmApiSettings) -> list[Provider]:
+    """Providers of the file (in file order), then the one from the environment."""
+    providers: list[Provider] = []
+    if settings.providers_file is not None:
+        for config in load_providers_file(settings.providers_file).providers:
+            providers.append(Provider.from_config(config, source="file", rank=len(providers)))
+    if settings.default_provider_url:
+        key = settings.default_provider_api_key
+        config = ProviderConfig(
+            name=settings.default_provider_name,
+            kind=settings.default_provider_kind,
+            base_url=settings.default_provider_url,
+            api_key=key.get_secret_value() if key else None,
+        )
+        if any(p.name == config.name for p in providers):
+            raise ProvidersFileError(f"provider '{config.name}' is in the providers file and the environment")
+        providers.append(Provider.from_config(config, source="environment", rank=len(providers)))
+    return providers
+
+
+def include_chat_routes(app: FastAPI) -> None:
+    for module in (chat, models, conversations, admin_providers):
+        app.include_router(module.router)
+
+
+@contextlib.asynccontextmanager
+async def chat_services(
+    app: FastAPI, settings: LlmApiSettings, configured: list[Provider]
+) -> AsyncIterator[None]:
+    # Model sync and media resolution: the kit's httpx client. Chat completions: aiohttp (upstream.py).
+    client = make_client(timeout=30.0, connect_timeout=settings.upstream_connect_timeout)
+    session = make_session(
+        max_connections=settings.upstream_max_connections,
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_read_timeout,
+        # Below the usual server keep-alive (uvicorn, hence vLLM: 5 s), so a pooled connection is never
+        # one the upstream is closing.
+        keepalive=settings.upstream_keepalive_seconds,
+    )
+    async with client, session:
+        app.state.telemetry.instrument_httpx(client)
+        registry = ProviderRegistry(client, configured)
+        store = ConversationStore(app.state.sessions)
+        admin = ProviderAdmin(app.state.sessions, KeyBox(_secret(settings.model_provider_secret)), registry)
+        await admin.reload()
+        writer = TurnWriter(store, settings.persistence_queue_size)
+        writer.start()
+        app.state.registry = registry
+        app.state.conversations = store
+        app.state.provider_admin = admin
+        app.state.turn_writer = writer
+        app.state.chat = ChatService(
+            registry=registry,
+            session=session,
+            store=store,
+            writer=writer,
+            media=MediaResolver(client, settings.media_resolve_url, settings.media_resolve_timeout),
+            history_max_items=settings.history_max_items,
+        )
+        sync = _periodic_sync(admin, settings.model_sync_interval_seconds)
+        try:
+            yield
+        finally:
+            if sync is not None:
+                sync.cancel()
+            await writer.stop()
+
+
+def _periodic_sync(admin: ProviderAdmin, interval: float) -> asyncio.Task[None] | None:
+    if interval <= 0:
+        return None
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await admin.reload()
+            except Exception:  # the next round tries again; serving goes on with the last good list
+                log.exception("provider sync failed")
+
+    return asyncio.create_task(loop(), name="provider-sync")
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

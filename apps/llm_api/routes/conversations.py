@@ -1,0 +1,132 @@
+"""Conversations and their items, in OpenAI's Conversations API shapes; every call is owner-scoped."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from apps.common.auth.principal import Principal, PrincipalDep
+from apps.common.errors import APIError
+from apps.llm_api.chat_tables import ConversationRow
+from apps.llm_api.deps import ConversationsDep
+from apps.llm_api.services.conversations import ConversationStore
+from apps.llm_api.wire.conversations import (
+    ConversationCreate,
+    ConversationUpdate,
+    ItemsCreate,
+    conversation_json,
+    item_json,
+    list_json,
+    new_item,
+)
+
+router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+OrderQuery = Annotated[Literal["asc", "desc"], Query()]
+
+
+def _missing(conversation_id: str) -> APIError:
+    return APIError(404, f"Conversation '{conversation_id}' not found.", code="not_found")
+
+
+async def _owned(store: ConversationStore, principal: Principal, conversation_id: str) -> ConversationRow:
+    conversation = await store.get(principal.user_id, conversation_id)
+    if conversation is None:
+        raise _missing(conversation_id)
+    return conversation
+
+
+@router.post("")
+async def create_conversation(
+    body: ConversationCreate, principal: PrincipalDep, store: ConversationsDep
+) -> dict[str, Any]:
+    row = await store.create(
+        principal.user_id, title=body.title, metadata=body.metadata, items=[new_item(i) for i in body.items]
+    )
+    return conversation_json(row)
+
+
+@router.get("")
+async def list_conversations(
+    principal: PrincipalDep,
+    store: ConversationsDep,
+    limit: Limit = 20,
+    order: OrderQuery = "desc",
+    after: str | None = None,
+) -> dict[str, Any]:
+    page = await store.list_conversations(principal.user_id, limit=limit, after=after, order=order)
+    return list_json([conversation_json(row) for row in page.rows], page.has_more)
+
+
+@router.get("/{conversation_id}")
+async def get_conversation(
+    conversation_id: str, principal: PrincipalDep, store: ConversationsDep
+) -> dict[str, Any]:
+    return conversation_json(await _owned(store, principal, conversation_id))
+
+
+@router.post("/{conversation_id}")
+async def update_conversation(
+    conversation_id: str, body: ConversationUpdate, principal: PrincipalDep, store: ConversationsDep
+) -> dict[str, Any]:
+    row = await store.update(principal.user_id, conversation_id, title=body.title, metadata=body.metadata)
+    if row is None:
+        raise _missing(conversation_id)
+    return conversation_json(row)
+
+
+@router.delete("/{conversation_id}")
+async def delete_conversation(
+    conversation_id: str, principal: PrincipalDep, store: ConversationsDep
+) -> dict[str, Any]:
+    if not await store.delete(principal.user_id, conversation_id):
+        raise _missing(conversation_id)
+    return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
+
+
+@router.get("/{conversation_id}/items")
+async def list_items(
+    conversation_id: str,
+    principal: PrincipalDep,
+    store: ConversationsDep,
+    limit: Limit = 20,
+    order: OrderQuery = "desc",
+    after: str | None = None,
+) -> dict[str, Any]:
+    conversation = await _owned(store, principal, conversation_id)
+    page = await store.list_items(conversation, limit=limit, after=after, order=order)
+    if page is None:
+        raise APIError(400, f"No item '{after}' in this conversation.", param="after", code="invalid_cursor")
+    return list_json([item_json(row) for row in page.rows], page.has_more)
+
+
+@router.post("/{conversation_id}/items")
+async def create_items(
+    conversation_id: str, body: ItemsCreate, principal: PrincipalDep, store: ConversationsDep
+) -> dict[str, Any]:
+    conversation = await _owned(store, principal, conversation_id)
+    rows = await store.append_items(conversation, [new_item(i) for i in body.items])
+    return list_json([item_json(row) for row in rows], False)
+
+
+@router.get("/{conversation_id}/items/{item_id}")
+async def get_item(
+    conversation_id: str, item_id: str, principal: PrincipalDep, store: ConversationsDep
+) -> dict[str, Any]:
+    conversation = await _owned(store, principal, conversation_id)
+    row = await store.get_item(conversation, item_id)
+    if row is None:
+        raise APIError(404, f"Item '{item_id}' not found.", code="not_found")
+    return item_json(row)
+
+
+@router.delete("/{conversation_id}/items/{item_id}")
+async def delete_item(
+    conversation_id: str, item_id: str, principal: PrincipalDep, store: ConversationsDep
+) -> dict[str, Any]:
+    conversation = await _owned(store, principal, conversation_id)
+    if not await store.delete_item(conversation, item_id):
+        raise APIError(404, f"Item '{item_id}' not found.", code="not_found")
+    return conversation_json(conversation)

@@ -1,0 +1,36 @@
+"""`GET /v1/models` and `GET /v1/models/{id}` (ids contain `/`, e.g. `openai/gpt-4o`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from apps.common.auth.principal import PrincipalDep
+from apps.common.errors import APIError
+from apps.llm_api.deps import RegistryDep
+from apps.llm_api.providers.registry import ModelRoute
+
+router = APIRouter(tags=["models"])
+
+
+def model_json(route: ModelRoute) -> dict[str, Any]:
+    return {
+        "id": route.public_id,
+        "object": "model",
+        "created": route.created,
+        "owned_by": route.provider.vendor,
+    }
+
+
+@router.get("/v1/models")
+async def list_models(_: PrincipalDep, registry: RegistryDep) -> dict[str, Any]:
+    return {"object": "list", "data": [model_json(route) for route in registry.models()]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(model_id: str, _: PrincipalDep, registry: RegistryDep) -> dict[str, Any]:
+    route = registry.select(model_id)
+    if route is None:
+        raise APIError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
+    return model_json(route)

@@ -1,0 +1,217 @@
+"""Chat completions: from the caller's request to the upstream and back, and into the conversation.
+
+Per request: parse and check the body (one parse), pick the provider (in memory), load the
+conversation and its recent items when one is named (one read), resolve media placeholders when the
+raw body contains one, forward, relay. Nothing is written before or during the answer; the turn is
+handed to the `TurnWriter` when the answer is complete.
+
+Decisions:
+- History: with a conversation, its last `history_max_items` completed items are put after the
+  request's leading system/developer messages and before the rest. Clients send only the new turn.
+- Stored: every non-system message of the request (the new input) and the assistant reply, with its
+  finish reason and the upstream's own usage. System messages are per-request instructions.
+- Stored items keep `jan_*` placeholders, not the presigned URLs (those expire).
+- A plain response without a conversation is relayed byte for byte; with one it gains a
+  `conversation` field. The response `model` is whatever the upstream says.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from starlette.responses import Response
+
+from apps.common.auth.principal import Principal
+from apps.common.errors import APIError
+from apps.llm_api.chat_tables import ConversationRow
+from apps.llm_api.providers.registry import ModelRoute, ProviderRegistry
+from apps.llm_api.providers.upstream import open_chat, upstream_failure
+from apps.llm_api.services.conversations import ConversationStore, item_body
+from apps.llm_api.services.items import items_to_messages, title_from
+from apps.llm_api.services.media import MediaResolver, has_placeholder
+from apps.llm_api.services.persistence import Turn, TurnWriter
+from apps.llm_api.services.relay import StreamRelayResponse
+from apps.llm_api.wire.chat import ChatRequest, ConversationRef, parse_chat_request
+
+_JAN_FIELDS = ("conversation", "store")
+_INSTRUCTION_ROLES = frozenset({"system", "developer"})
+
+
+@dataclass
+class Prepared:
+    route: ModelRoute
+    upstream_body: bytes
+    stream: bool
+    public_model: str
+    conversation: ConversationRow | None
+    title: str | None
+    inputs: list[dict[str, Any]]
+    store: bool
+
+    @property
+    def recording(self) -> bool:
+        return self.conversation is not None and self.store
+
+    def conversation_ref(self) -> dict[str, Any]:
+        assert self.conversation is not None
+        return {"id": self.conversation.public_id, "title": self.conversation.title or self.title}
+
+
+@dataclass
+class ChatService:
+    registry: ProviderRegistry
+    session: aiohttp.ClientSession
+    store: ConversationStore
+    writer: TurnWriter
+    media: MediaResolver
+    history_max_items: int
+
+    async def respond(self, raw: bytes, principal: Principal) -> Response:
+        prepared = await self.prepare(raw, principal)
+        if prepared.stream:
+            return await self._stream(prepared)
+        return await self._plain(prepared)
+
+    async def prepare(self, raw: bytes, principal: Principal) -> Prepared:
+        body, request = parse_chat_request(raw)
+        route = self.registry.select(request.model)
+        if route is None:
+            raise APIError(
+                404,
+                f"The model '{request.model}' does not exist or is not available. See GET /v1/models.",
+                param="model",
+                code="model_not_found",
+            )
+        messages: list[dict[str, Any]] = body["messages"]
+        conversation, history = await self._conversation(request, principal)
+        upstream_messages = _with_history(messages, history)
+        # Stored items keep their placeholders, so history may need resolving even when the new
+        # message has none (resolve() returns at once when there is nothing to do).
+        if has_placeholder(raw) or history:
+            upstream_messages = await self.media.resolve(upstream_messages, principal.forward_headers())
+        title = None
+        if conversation is not None and not conversation.title:
+            title = title_from(messages)
+        return Prepared(
+            route=route,
+            upstream_body=_upstream_body(body, request, route, upstream_messages),
+            stream=bool(request.stream),
+            public_model=request.model,
+            conversation=conversation,
+            title=title,
+            inputs=[m for m in messages if m.get("role") not in _INSTRUCTION_ROLES],
+            store=request.store is not False,
+        )
+
+    async def _conversation(
+        self, request: ChatRequest, principal: Principal
+    ) -> tuple[ConversationRow | None, list[dict[str, Any]]]:
+        ref = request.conversation
+        if ref is None:
+            return None, []
+        if isinstance(ref, str):
+            ref = ConversationRef(id=ref)
+        if ref.id is None:
+            created = await self.store.create(principal.user_id, title=ref.title, metadata=ref.metadata)
+            return created, []
+        conversation = await self.store.get(principal.user_id, ref.id)
+        if conversation is None:
+            raise APIError(404, f"Conversation '{ref.id}' not found.", param="conversation", code="not_found")
+        items = await self.store.recent_items(conversation.id, self.history_max_items)
+        return conversation, items_to_messages([item_body(row) for row in items])
+
+    async def _plain(self, prepared: Prepared) -> Response:
+        response = await open_chat(self.session, prepared.route, prepared.upstream_body)
+        try:
+            content = await response.read()
+        finally:
+            response.close()
+        if response.status != 200:
+            raise upstream_failure(prepared.route, response.status, content)
+        if prepared.conversation is None:
+            return Response(content, media_type="application/json")
+        try:
+            completion = orjson.loads(content)
+        except orjson.JSONDecodeError as exc:
+            raise APIError(502, "The model answered with invalid JSON.", code="upstream_invalid") from exc
+        completion["conversation"] = prepared.conversation_ref()
+        if prepared.recording:
+            self.writer.submit(self._turn(prepared, completion=completion))
+        return Response(orjson.dumps(completion), media_type="application/json")
+
+    async def _stream(self, prepared: Prepared) -> Response:
+        response = await open_chat(self.session, prepared.route, prepared.upstream_body)
+        if response.status != 200:
+            try:
+                content = await response.read()
+            except APIError:
+                content = b""
+            finally:
+                response.close()
+            raise upstream_failure(prepared.route, response.status, content)
+
+        def on_done(chunks: list[bytes] | None, incomplete: str | None) -> None:
+            if prepared.recording and chunks is not None:
+                self.writer.submit(self._turn(prepared, stream_bytes=chunks, incomplete=incomplete))
+
+        event = None
+        if prepared.conversation is not None:
+            event = _conversation_event(prepared)
+        return StreamRelayResponse(
+            response, conversation_event=event, keep_bytes=prepared.recording, on_done=on_done
+        )
+
+    @staticmethod
+    def _turn(
+        prepared: Prepared,
+        *,
+        completion: dict[str, Any] | None = None,
+        stream_bytes: list[bytes] | None = None,
+        incomplete: str | None = None,
+    ) -> Turn:
+        assert prepared.conversation is not None
+        return Turn(
+            conversation_id=prepared.conversation.id,
+            inputs=prepared.inputs,
+            title=prepared.title,
+            completion=completion,
+            stream_bytes=stream_bytes,
+            incomplete_reason=incomplete,
+        )
+
+
+def _upstream_body(
+    body: dict[str, Any], request: ChatRequest, route: ModelRoute, messages: list[dict[str, Any]]
+) -> bytes:
+    """The caller's request as the provider gets it: its own model id, our messages, usage on."""
+    upstream = {k: v for k, v in body.items() if k not in _JAN_FIELDS}
+    upstream["model"] = route.upstream_id
+    upstream["messages"] = messages
+    if request.stream:
+        upstream["stream_options"] = {**(request.stream_options or {}), "include_usage": True}
+    return orjson.dumps(upstream)
+
+
+def _with_history(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not history:
+        return messages
+    lead = 0
+    while lead < len(messages) and messages[lead].get("role") in _INSTRUCTION_ROLES:
+        lead += 1
+    return [*messages[:lead], *history, *messages[lead:]]
+
+
+def _conversation_event(prepared: Prepared) -> bytes:
+    chunk = {
+        "id": "",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": prepared.public_model,
+        "choices": [],
+        "conversation": prepared.conversation_ref(),
+    }
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"

@@ -1,0 +1,228 @@
+"""Conversations and their items in Postgres, always scoped to one user.
+
+Every lookup takes the caller's user id, so another user's conversation is indistinguishable from a
+missing one (the routes answer 404 for both). Items are numbered per conversation (`sequence`); a
+writer takes a row lock on the conversation before numbering, so concurrent turns never collide.
+Cursors are public ids: `after=<id>` continues after that object in the requested order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from apps.common.ids import random_id
+from apps.llm_api.chat_tables import ConversationRow, ItemRow
+from apps.llm_api.services.items import ItemBody
+
+Order = Literal["asc", "desc"]
+T = TypeVar("T")
+
+
+@dataclass
+class Page(Generic[T]):
+    rows: list[T]
+    has_more: bool
+
+
+@dataclass
+class NewItem:
+    body: ItemBody
+    status: str = "completed"
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    incomplete_details: dict[str, Any] | None = None
+    public_id: str = field(default_factory=lambda: random_id("msg"))
+
+
+class ConversationStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def create(
+        self,
+        user_id: str,
+        *,
+        title: str | None = None,
+        metadata: dict[str, str] | None = None,
+        items: list[NewItem] | None = None,
+    ) -> ConversationRow:
+        async with self._sessions() as session, session.begin():
+            row = ConversationRow(
+                public_id=random_id("conv"), user_id=user_id, title=title, metadata_=metadata or {}
+            )
+            session.add(row)
+            await session.flush()
+            if items:
+                await self._insert_items(session, row, items)
+        return row
+
+    async def get(self, user_id: str, public_id: str) -> ConversationRow | None:
+        async with self._sessions() as session:
+            return await self._owned(session, user_id, public_id)
+
+    async def list_conversations(
+        self, user_id: str, *, limit: int, after: str | None, order: Order
+    ) -> Page[ConversationRow]:
+        async with self._sessions() as session:
+            query = select(ConversationRow).where(ConversationRow.user_id == user_id)
+            if after is not None:
+                anchor = await self._owned(session, user_id, after)
+                if anchor is None:
+                    return Page([], False)
+                query = query.where(
+                    ConversationRow.id < anchor.id if order == "desc" else ConversationRow.id > anchor.id
+                )
+            query = query.order_by(
+                ConversationRow.id.desc() if order == "desc" else ConversationRow.id
+            ).limit(limit + 1)
+            rows = list((await session.scalars(query)).all())
+        return Page(rows[:limit], len(rows) > limit)
+
+    async def update(
+        self, user_id: str, public_id: str, *, title: str | None, metadata: dict[str, str] | None
+    ) -> ConversationRow | None:
+        async with self._sessions() as session, session.begin():
+            row = await self._owned(session, user_id, public_id)
+            if row is None:
+                return None
+            if title is not None:
+                row.title = title
+            if metadata is not None:
+                row.metadata_ = metadata
+            row.updated_at = datetime.now(UTC)
+        return row
+
+    async def delete(self, user_id: str, public_id: str) -> bool:
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                delete(ConversationRow).where(
+                    ConversationRow.user_id == user_id, ConversationRow.public_id == public_id
+                )
+            )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def list_items(
+        self, conversation: ConversationRow, *, limit: int, after: str | None, order: Order
+    ) -> Page[ItemRow] | None:
+        async with self._sessions() as session:
+            query = select(ItemRow).where(ItemRow.conversation_id == conversation.id)
+            if after is not None:
+                anchor = await self._item(session, conversation, after)
+                if anchor is None:
+                    return None
+                seq = ItemRow.sequence
+                query = query.where(seq < anchor.sequence if order == "desc" else seq > anchor.sequence)
+            query = query.order_by(ItemRow.sequence.desc() if order == "desc" else ItemRow.sequence).limit(
+                limit + 1
+            )
+            rows = list((await session.scalars(query)).all())
+        return Page(rows[:limit], len(rows) > limit)
+
+    async def recent_items(self, conversation_id: int, limit: int) -> list[ItemRow]:
+        """The last `limit` completed items, oldest first (the history a new turn continues)."""
+        if limit <= 0:
+            return []
+        async with self._sessions() as session:
+            query = (
+                select(ItemRow)
+                .where(ItemRow.conversation_id == conversation_id, ItemRow.status == "completed")
+                .order_by(ItemRow.sequence.desc())
+                .limit(limit)
+            )
+            rows = list((await session.scalars(query)).all())
+        rows.reverse()
+        return rows
+
+    async def append_items(self, conversation: ConversationRow, items: list[NewItem]) -> list[ItemRow]:
+        async with self._sessions() as session, session.begin():
+            locked = await session.get(ConversationRow, conversation.id, with_for_update=True)
+            if locked is None:
+                return []
+            return await self._insert_items(session, locked, items)
+
+    async def record_turn(self, conversation_id: int, items: list[NewItem], *, title: str | None) -> None:
+        """Append one completion's items; sets the title if the conversation has none yet."""
+        async with self._sessions() as session, session.begin():
+            row = await session.get(ConversationRow, conversation_id, with_for_update=True)
+            if row is None:  # deleted while the completion ran
+                return
+            if title and not row.title:
+                row.title = title
+            await self._insert_items(session, row, items)
+
+    async def get_item(self, conversation: ConversationRow, item_id: str) -> ItemRow | None:
+        async with self._sessions() as session:
+            return await self._item(session, conversation, item_id)
+
+    async def delete_item(self, conversation: ConversationRow, item_id: str) -> bool:
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                delete(ItemRow).where(
+                    ItemRow.conversation_id == conversation.id, ItemRow.public_id == item_id
+                )
+            )
+            if result.rowcount:  # type: ignore[attr-defined]
+                await session.execute(
+                    update(ConversationRow)
+                    .where(ConversationRow.id == conversation.id)
+                    .values(updated_at=func.now())
+                )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def _owned(session: AsyncSession, user_id: str, public_id: str) -> ConversationRow | None:
+        query = select(ConversationRow).where(
+            ConversationRow.public_id == public_id, ConversationRow.user_id == user_id
+        )
+        return (await session.scalars(query)).first()
+
+    @staticmethod
+    async def _item(session: AsyncSession, conversation: ConversationRow, item_id: str) -> ItemRow | None:
+        query = select(ItemRow).where(
+            ItemRow.conversation_id == conversation.id, ItemRow.public_id == item_id
+        )
+        return (await session.scalars(query)).first()
+
+    @staticmethod
+    async def _insert_items(
+        session: AsyncSession, conversation: ConversationRow, items: list[NewItem]
+    ) -> list[ItemRow]:
+        last = await session.scalar(
+            select(func.coalesce(func.max(ItemRow.sequence), 0)).where(
+                ItemRow.conversation_id == conversation.id
+            )
+        )
+        rows: list[ItemRow] = []
+        for offset, item in enumerate(items, start=1):
+            body = {k: v for k, v in item.body.items() if k not in ("type", "role")}
+            rows.append(
+                ItemRow(
+                    public_id=item.public_id,
+                    conversation_id=conversation.id,
+                    sequence=int(last or 0) + offset,
+                    type=item.body["type"],
+                    role=item.body.get("role"),
+                    status=item.status,
+                    body=body,
+                    finish_reason=item.finish_reason,
+                    usage=item.usage,
+                    incomplete_details=item.incomplete_details,
+                )
+            )
+        session.add_all(rows)
+        conversation.updated_at = datetime.now(UTC)
+        await session.flush()
+        return rows
+
+
+def item_body(row: ItemRow) -> ItemBody:
+    """The stored item as the type/role/fields dict the conversions work with."""
+    body: ItemBody = {"type": row.type, **row.body}
+    if row.role is not None:
+        body["role"] = row.role
+    return body

@@ -1,0 +1,151 @@
+"""The streaming relay: upstream SSE bytes go to the client as they arrive, untouched.
+
+No chunk is decoded or re-encoded. The relay only watches the byte stream for the final
+`data: [DONE]` line, to put Jan's `conversation` event right before it and to know the stream ended
+properly. When the upstream fails mid-stream the client gets one SSE event with an OpenAI error
+envelope and the response ends cleanly; when the client goes away the upstream request is closed at
+once (a watcher on `receive()` cancels the relay, so a silent upstream cannot keep it alive).
+
+When the turn is to be stored, the relay keeps the raw bytes and hands them to `on_done` together
+with how the stream ended; decoding happens there, after the last byte was sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from apps.common.errors import envelope
+from apps.llm_api.providers.upstream import StreamBroken, UpstreamResponse
+
+DONE_LINE = b"\ndata: [DONE]"
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+# (raw chunks or None, None when the stream completed, else why it is incomplete)
+OnDone = Callable[[list[bytes] | None, str | None], None]
+
+
+class DoneSplicer:
+    """Finds the `data: [DONE]` line across chunk boundaries and puts an event in front of it.
+
+    Bytes are held back only while they could be the start of that line (`d`, `da`, … `data: [DONE`),
+    i.e. never a complete line the client could already use.
+    """
+
+    def __init__(self, event: bytes) -> None:
+        self.event = event
+        self.done = False
+        self._previous = b"\n"
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.done:
+            return chunk
+        data = self._pending + chunk
+        window = self._previous + data
+        found = window.find(DONE_LINE)
+        if found >= 0:
+            self.done = True
+            self._pending = b""
+            return data[:found] + self.event + data[found:]
+        keep = _partial_suffix(window)
+        self._pending = data[len(data) - keep :] if keep else b""
+        out = data[: len(data) - keep]
+        if out:
+            self._previous = out[-1:]
+        return out
+
+    def flush(self) -> bytes:
+        pending, self._pending = self._pending, b""
+        return pending
+
+
+def _partial_suffix(window: bytes) -> int:
+    """How many trailing bytes are a proper prefix (of length ≥ 2) of `\\ndata: [DONE]`, minus the LF."""
+    for length in range(len(DONE_LINE) - 1, 1, -1):
+        if window.endswith(DONE_LINE[:length]):
+            return length - 1
+    return 0
+
+
+def error_event(message: str, code: str) -> bytes:
+    return b"data: " + orjson.dumps(envelope(message, type="upstream_error", code=code)) + b"\n\n"
+
+
+class StreamRelayResponse(Response):
+    def __init__(
+        self,
+        upstream: UpstreamResponse,
+        *,
+        conversation_event: bytes | None,
+        keep_bytes: bool,
+        on_done: OnDone,
+    ) -> None:
+        super().__init__(status_code=200)
+        self.upstream = upstream
+        self.splicer = DoneSplicer(conversation_event) if conversation_event else None
+        self.chunks: list[bytes] | None = [] if keep_bytes else None
+        self.on_done = on_done
+        # Set once `data: [DONE]` went out: from then on the client has the whole completion, even
+        # if it hangs up before the upstream closes its end.
+        self.done_sent = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
+        outcome: str | None = "client_disconnected"
+        async with anyio.create_task_group() as group:
+            group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
+            try:
+                headers = [*SSE_HEADERS, *((k, v) for k, v in self.raw_headers if k != b"content-length")]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                outcome = await self._relay(send)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except OSError:
+                outcome = "client_disconnected"
+            finally:
+                group.cancel_scope.cancel()
+                self.upstream.close()
+                self.on_done(self.chunks, None if self.done_sent else outcome)
+
+    async def _relay(self, send: Send) -> str | None:
+        tail = b""
+        try:
+            async for chunk in self.upstream.chunks():
+                if self.chunks is not None:
+                    self.chunks.append(chunk)
+                tail = (tail + chunk)[-32:] if len(chunk) < 32 else chunk[-32:]
+                out = self.splicer.feed(chunk) if self.splicer else chunk
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                    self.done_sent = self.done_sent or tail.rstrip().endswith(b"data: [DONE]")
+        except StreamBroken as broken:
+            if self.done_sent:
+                return None
+            return await self._fail(send, broken.message, broken.code)
+        if not self.done_sent:
+            return await self._fail(
+                send, "The model ended the stream before it was complete.", "upstream_incomplete"
+            )
+        return None
+
+    async def _fail(self, send: Send, message: str, code: str) -> str:
+        pending = self.splicer.flush() if self.splicer else b""
+        await send(
+            {"type": "http.response.body", "body": pending + error_event(message, code), "more_body": True}
+        )
+        return "upstream_error"
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return

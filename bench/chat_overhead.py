@@ -1,0 +1,316 @@
+"""What llm-api adds to a chat completion, against the same fake upstream, beside LiteLLM's proxy.
+
+Three arms, all on loopback, in one run: (a) direct to the fake upstream, (b) through llm-api (one
+uvicorn process, JWT auth, no conversation), (c) through the LiteLLM proxy (one process, no DB,
+installed by this script into `.bench/litellm` with `pip install 'litellm[proxy]==1.108.7'`, started
+with `LITELLM_LOCAL_MODEL_COST_MAP=True` so it stays offline). Arms are interleaved in rounds.
+
+Measured: plain request latency p50/p99 (sequential), time to first streamed chunk p50/p99
+(sequential), and content chunks per second with 32 concurrent streams; "added" is an arm's figure
+minus the direct arm's. Also the resident memory (VmRSS, and VmHWM = peak) of the llm-api process.
+
+Stream throughput is measured at two upstream paces: 50 tokens/s per stream (20 ms between chunks,
+a typical GPU decode speed; this is the figure the target applies to: does the proxy keep up with
+32 real streams?) and 200 tokens/s (5 ms; a stress figure where, on a small machine, the client, the
+upstream and the proxy compete for the same cores). At that pace the benchmark's own client is the
+bottleneck, and a proxy that forwards several chunks in one write (whatever arrived together) can
+even beat the direct arm; read it as "does not fall over", not as a ratio to optimise.
+
+Run: `.venv/bin/python -m bench.chat_overhead` (about two minutes, plus the first LiteLLM install).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from apps.common.auth.issuer import LocalIssuer
+from apps.common.migrations import upgrade
+from apps.gateway.embedded import embedded_postgres, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+LITELLM_VENV = ROOT / ".bench" / "litellm"
+LITELLM_SPEC = "litellm[proxy]==1.108.7"
+AUDIENCE = "jan-bench"
+ROUNDS = 10
+PLAIN_PER_ROUND = 40
+TTFT_PER_ROUND = 15
+STREAM_CHUNKS_TTFT = 4
+CONCURRENT_STREAMS = 32
+STREAM_CHUNKS_LOAD = 100
+LOAD_WAVES = 3
+PACES = {"50 tok/s": "fake-model-50tps", "200 tok/s": "fake-model"}  # upstream model per pace
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+
+
+@dataclass
+class Arm:
+    name: str
+    url: str
+    prefix: str  # how this arm names the upstream's models
+    headers: dict[str, str]
+    plain: list[float] = field(default_factory=list)
+    ttft: list[float] = field(default_factory=list)
+    rates: dict[str, list[float]] = field(default_factory=lambda: {pace: [] for pace in PACES})
+    client: httpx.AsyncClient | None = None
+
+
+def _wait(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+@contextmanager
+def _process(command: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def ensure_litellm() -> Path:
+    binary = LITELLM_VENV / "bin" / "litellm"
+    if not binary.exists():
+        print(f"installing {LITELLM_SPEC} into {LITELLM_VENV} (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", LITELLM_SPEC], check=True)
+    return binary
+
+
+def start_upstream(stack: ExitStack) -> str:
+    port = free_port()
+    process = stack.enter_context(_process([sys.executable, "-m", "bench.fake_upstream", str(port)]))
+    _wait(f"http://127.0.0.1:{port}/v1/models", process, 30)
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def start_llm_api(stack: ExitStack, tmp: Path, upstream: str) -> tuple[Arm, int]:
+    database = stack.enter_context(embedded_postgres(tmp / "pg"))
+    upgrade("apps.llm_api", database.url)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    key_file = tmp / "issuer-key.pem"
+    issuer = LocalIssuer.from_key_file(key_file, base, AUDIENCE)
+    env = {
+        "DATABASE_URL": database.url,
+        "LOCAL_ISSUER_KEY_FILE": str(key_file),
+        "AUTH__ISSUER": base,
+        "AUTH__AUDIENCE": AUDIENCE,
+        "AUTH__JWKS_URL": f"{base}/.well-known/jwks.json",
+        "DEFAULT_PROVIDER_URL": upstream,
+        "DEFAULT_PROVIDER_NAME": "bench",
+        "MODEL_SYNC_INTERVAL_SECONDS": "0",
+    }
+    command = [
+        *(sys.executable, "-m", "uvicorn", "apps.llm_api.main:create_app", "--factory"),
+        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"),
+    ]
+    process = stack.enter_context(_process(command, env))
+    _wait(f"{base}/readyz", process, 60)
+    headers = {"Authorization": f"Bearer {issuer.mint('bench-user', ttl_seconds=3600 * 4)}"}
+    return Arm("llm-api", base + "/v1", "bench/", headers), process.pid
+
+
+def start_litellm(stack: ExitStack, tmp: Path, upstream: str) -> Arm:
+    binary = ensure_litellm()
+    config = tmp / "litellm.yaml"
+    models = "".join(
+        f"  - model_name: litellm-{model}\n"
+        f"    litellm_params: {{model: openai/{model}, api_base: '{upstream}', api_key: sk-upstream}}\n"
+        for model in PACES.values()
+    )
+    config.write_text(
+        "model_list:\n" + models + "litellm_settings: {telemetry: false, drop_params: true}\n"
+        "general_settings: {master_key: sk-master}\n"
+    )
+    port = free_port()
+    command = [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    process = stack.enter_context(
+        _process(command, {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"})
+    )
+    _wait(f"http://127.0.0.1:{port}/health/liveliness", process, 120)
+    return Arm("litellm", f"http://127.0.0.1:{port}/v1", "litellm-", {"Authorization": "Bearer sk-master"})
+
+
+async def plain_once(arm: Arm) -> float:
+    assert arm.client is not None
+    started = time.perf_counter()
+    response = await arm.client.post(
+        "/chat/completions", json={"model": arm.prefix + "fake-model", "messages": MESSAGES}
+    )
+    elapsed = time.perf_counter() - started
+    if response.status_code != 200 or b"Hello from the bench." not in response.content:
+        raise RuntimeError(f"{arm.name}: {response.status_code} {response.text[:200]}")
+    return elapsed
+
+
+async def stream_once(arm: Arm, chunks: int, model: str = "fake-model") -> tuple[float, int]:
+    """(seconds to the first chunk, content chunks received)."""
+    assert arm.client is not None
+    body = {"model": arm.prefix + model, "messages": MESSAGES, "stream": True, "max_tokens": chunks}
+    started = time.perf_counter()
+    first = 0.0
+    count = 0
+    async with arm.client.stream("POST", "/chat/completions", json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"{arm.name}: {response.status_code} {(await response.aread())[:200]!r}")
+        async for line in response.aiter_lines():
+            if line.startswith("data: ") and '"tok ' in line:
+                if not count:
+                    first = time.perf_counter() - started
+                count += 1
+    if count != chunks:
+        raise RuntimeError(f"{arm.name}: {count} of {chunks} chunks")
+    return first, count
+
+
+async def load_wave(arm: Arm, model: str) -> float:
+    started = time.perf_counter()
+    waves = (stream_once(arm, STREAM_CHUNKS_LOAD, model) for _ in range(CONCURRENT_STREAMS))
+    results = await asyncio.gather(*waves)
+    return sum(count for _, count in results) / (time.perf_counter() - started)
+
+
+async def measure(arms: list[Arm], llm_api_pid: int) -> list[int]:
+    rss_samples: list[int] = []
+    for arm in arms:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        arm.client = httpx.AsyncClient(base_url=arm.url, headers=arm.headers, timeout=60, limits=limits)
+    try:
+        for arm in arms:  # warm-up: connections, caches, lazy imports
+            for _ in range(20):
+                await plain_once(arm)
+                await stream_once(arm, STREAM_CHUNKS_TTFT)
+            await load_wave(arm, "fake-model")
+        for round_number in range(ROUNDS):
+            order = arms[round_number % len(arms) :] + arms[: round_number % len(arms)]
+            for arm in order:
+                arm.plain.extend([await plain_once(arm) for _ in range(PLAIN_PER_ROUND)])
+                arm.ttft.extend(
+                    [(await stream_once(arm, STREAM_CHUNKS_TTFT))[0] for _ in range(TTFT_PER_ROUND)]
+                )
+            rss_samples.append(_rss_kib(llm_api_pid, "VmRSS"))
+        for wave in range(LOAD_WAVES):
+            order = arms[wave % len(arms) :] + arms[: wave % len(arms)]
+            for arm in order:
+                for pace, model in PACES.items():
+                    arm.rates[pace].append(await load_wave(arm, model))
+                    rss_samples.append(_rss_kib(llm_api_pid, "VmRSS"))
+    finally:
+        for arm in arms:
+            assert arm.client is not None
+            await arm.client.aclose()
+    return rss_samples
+
+
+def _rss_kib(pid: int, field_name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+COLUMNS = ("arm", "p50 ms", "p99 ms", "+p50", "+p99", "ttft50", "ttft99", "+ttft50")
+
+
+def report(arms: list[Arm], rss_kib: int, peak_kib: int) -> None:
+    direct = arms[0]
+    base = (pct(direct.plain, 0.5), pct(direct.plain, 0.99), pct(direct.ttft, 0.5))
+    print(f"\nmachine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}")
+    print(f"plain: {ROUNDS}x{PLAIN_PER_ROUND} sequential requests per arm")
+    print(f"ttft: {ROUNDS}x{TTFT_PER_ROUND} sequential streams of {STREAM_CHUNKS_TTFT} chunks per arm")
+    print(
+        f"load: {LOAD_WAVES} waves per arm and pace of {CONCURRENT_STREAMS} concurrent streams x "
+        f"{STREAM_CHUNKS_LOAD} chunks; arms interleaved in rounds"
+    )
+    print("\n" + "".join(f"{c:>9}" for c in COLUMNS) + "".join(f"{p:>20}" for p in PACES))
+    added: dict[str, tuple[float, float, float]] = {}
+    throughput: dict[str, dict[str, float]] = {}
+    for arm in arms:
+        p50, p99, t50 = pct(arm.plain, 0.5), pct(arm.plain, 0.99), pct(arm.ttft, 0.5)
+        added[arm.name] = (p50 - base[0], p99 - base[1], t50 - base[2])
+        row = [p50, p99, p50 - base[0], p99 - base[1], t50, pct(arm.ttft, 0.99), t50 - base[2]]
+        rates = {pace: statistics.median(arm.rates[pace]) for pace in PACES}
+        throughput[arm.name] = {pace: rates[pace] / statistics.median(direct.rates[pace]) for pace in PACES}
+        cells = "".join(f"{rates[p]:>9.0f} c/s ({throughput[arm.name][p]:.2f})" for p in PACES)
+        print(f"{arm.name:>9}" + "".join(f"{v:9.2f}" for v in row) + cells)
+    ours, peer = added["llm-api"], added["litellm"]
+    p50_ratio = ours[0] / peer[0] if peer[0] > 0 else float("nan")
+    p99_ratio = ours[1] / peer[1] if peer[1] > 0 else float("nan")
+    target_pace, stress_pace = PACES
+    ours_rate, peer_rate = throughput["llm-api"], throughput["litellm"]
+    peak_mb = peak_kib / 1024
+    print("\nratios and targets (c/s = content chunks per second, in brackets: / direct):")
+    print(f"  added p50, llm-api / litellm       = {p50_ratio:.3f} (target <= 0.25) {_ok(p50_ratio <= 0.25)}")
+    print(f"  added p99, llm-api / litellm       = {p99_ratio:.3f}")
+    print(
+        f"  added ttft p50, llm-api / litellm  = {ours[2]:.2f} ms / {peer[2]:.2f} ms "
+        f"(target <= 3 ms) {_ok(ours[2] <= 3)}"
+    )
+    print(
+        f"  32 streams at {target_pace}, / direct = {ours_rate[target_pace]:.3f} (target >= 0.90) "
+        f"{_ok(ours_rate[target_pace] >= 0.9)}; litellm {peer_rate[target_pace]:.3f}"
+    )
+    print(
+        f"  32 streams at {stress_pace}, / direct = {ours_rate[stress_pace]:.3f}; "
+        f"litellm {peer_rate[stress_pace]:.3f}"
+    )
+    print(
+        f"  llm-api RSS after load, peak       = {rss_kib / 1024:.0f} MB, {peak_mb:.0f} MB "
+        f"(target < 200 MB) {_ok(peak_mb < 200)}"
+    )
+
+
+def _ok(passed: bool) -> str:
+    return "ok" if passed else "MISSED"
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="jan-bench-") as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
+        upstream = start_upstream(stack)
+        llm_api, pid = start_llm_api(stack, tmp, upstream)
+        litellm = start_litellm(stack, tmp, upstream)
+        direct = Arm("direct", upstream, "", {})
+        arms = [direct, llm_api, litellm]
+        print("measuring ...", flush=True)
+        samples = asyncio.run(measure(arms, pid))
+        report(arms, samples[-1], _rss_kib(pid, "VmHWM"))
+
+
+if __name__ == "__main__":
+    main()
