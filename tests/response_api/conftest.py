@@ -1,13 +1,13 @@
 """Fixtures for response-api: its peers on loopback, the app itself, and official clients.
 
 `peers` (with `MODEL`, the model name the tests ask for) is the one place that decides what stands
-behind `LLM_API_URL` and `MCP_TOOLS_URL`. Today the model is the harness's OpenAI-compatible
-`FakeUpstream` (llm-api's wire contract, scripted with `upstream.enqueue(Reply(...))`) and the tools
-are an MCP server built with the official SDK (`FakeMcpTools`: cheap, slow and failing tools, for
-the loop's fault cases). Swapping in the real llm-api changes this module only.
+behind `LLM_API_URL` and `MCP_TOOLS_URL`:
 
-`real_mcp_tools` is the real mcp-tools app (python exec backed by the harness's `FakeSandbox`), for
-the tests that run the loop through it (`test_real_tools.py`).
+- llm-api is the real app, with the harness's OpenAI-compatible `FakeUpstream` as its only provider
+  (`fake`), so tests script the model with `upstream.enqueue(Reply(...))`;
+- mcp-tools is an MCP server built with the official SDK (`FakeMcpTools`: cheap, slow and failing
+  tools), for the loop's fault cases. The real mcp-tools app (python exec backed by the harness's
+  `FakeSandbox`) is `real_mcp_tools`, used by `test_real_tools.py`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import pytest
 from openai import AsyncOpenAI
 from pydantic import SecretStr
 
+from apps.llm_api.main import create_app as create_llm_api
+from apps.llm_api.settings import LlmApiSettings
 from apps.mcp_tools.main import create_app as create_mcp_tools
 from apps.mcp_tools.settings import McpToolsSettings
 from apps.response_api.main import create_app
@@ -33,7 +35,7 @@ from tests.harness.upstream import FakeUpstream
 
 TOOL_TIMEOUT = 2.0
 MAX_DEPTH = 3
-MODEL = "fake-model"
+MODEL = "fake/fake-model"
 
 
 @dataclass(frozen=True)
@@ -58,15 +60,42 @@ def mcp_tools(mcp_tools_server: FakeMcpTools) -> FakeMcpTools:
     return mcp_tools_server
 
 
+class AuthorizationRecorder:
+    """Wraps an ASGI app and keeps the `Authorization` header of every HTTP request it serves."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.seen.extend(v.decode() for k, v in scope["headers"] if k == b"authorization")
+        await self.app(scope, receive, send)
+
+
 @pytest.fixture(scope="session")
-def peers(upstream_server: FakeUpstream, mcp_tools_server: FakeMcpTools) -> Peers:
+def llm_api_server(
+    database_url: str, issuer: TestIssuer, upstream_server: FakeUpstream
+) -> Iterator[tuple[str, AuthorizationRecorder]]:
+    settings = LlmApiSettings(
+        database_url=SecretStr(database_url),
+        auth=issuer.auth_settings(),
+        default_provider_url=upstream_server.base_url,
+        default_provider_name="fake",
+        model_sync_interval_seconds=0,
+        log_format="console",
+    )
+    recorder = AuthorizationRecorder(create_llm_api(settings))
+    with serve(recorder) as server:
+        yield server.url, recorder
+
+
+@pytest.fixture(scope="session")
+def peers(llm_api_server: tuple[str, AuthorizationRecorder], mcp_tools_server: FakeMcpTools) -> Peers:
     """llm-api and mcp-tools as response-api reaches them."""
+    url, recorder = llm_api_server
     return Peers(
-        llm_api_url=upstream_server.url,
-        mcp_tools_url=mcp_tools_server.url,
-        llm_api_authorizations=lambda: [
-            headers.get("authorization", "") for headers in upstream_server.headers
-        ],
+        llm_api_url=url, mcp_tools_url=mcp_tools_server.url, llm_api_authorizations=lambda: recorder.seen
     )
 
 

@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from tests.harness.upstream import FakeUpstream, Reply
+from tests.harness.upstream import FakeUpstream
 from tests.response_api.conftest import MODEL
 from tests.response_api.scripts import answer
 
@@ -51,14 +51,11 @@ async def test_missing_credentials_is_a_401(response_api_url: str) -> None:
 
 
 async def test_model_refusal_keeps_its_status(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
-    upstream.enqueue(
-        Reply(
-            status=404, error_body={"error": {"message": "model 'nope' not found", "code": "model_not_found"}}
-        )
-    )
+    """llm-api refuses an unknown model with a 404; the caller gets that 404 and its message."""
     with pytest.raises(openai.NotFoundError) as caught:
-        await client.responses.create(model="nope", input="hi")
-    assert "model 'nope' not found" in str(caught.value)
+        await client.responses.create(model="fake/nope", input="hi")
+    assert "fake/nope" in str(caught.value)
+    assert upstream.requests == []
 
 
 async def test_another_users_response_is_not_found(
