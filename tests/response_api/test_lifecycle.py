@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -10,9 +11,12 @@ import pytest
 from openai import AsyncOpenAI
 from openai.types.responses import Response
 
-from apps.gateway.local_apps import LocalEnvironment
-from apps.gateway.local_apps import response_api as local_response_api
+from apps.common.auth.issuer import LocalIssuer
+from apps.gateway.asgi import LocalGateway
+from apps.gateway.embedded import free_port
+from apps.gateway.local_apps import LOCAL_AUDIENCE, LocalEnvironment, build_apps
 from tests.harness.mcp_tools_fake import FakeMcpTools
+from tests.harness.server import serve
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.response_api.conftest import MODEL, ServerFactory
 from tests.response_api.scripts import answer, call, tool_round
@@ -216,18 +220,34 @@ async def test_overall_deadline_fails_the_response(
     assert response.error is not None and response.error.code == "timeout"  # type: ignore[comparison-overlap]
 
 
-def test_local_mode_reaches_peers_through_the_gateway(tmp_path: Any) -> None:
+async def test_local_mode_serves_responses_through_the_gateway(
+    database_url: str, s3_endpoint: str, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """`make dev`: response-api reaches llm-api and mcp-tools through the local gateway."""
+    port = free_port()
     env = LocalEnvironment(
-        base_url="http://127.0.0.1:8000",
+        base_url=f"http://127.0.0.1:{port}",
         data_dir=tmp_path,
-        database_url="postgresql://localhost/jan",
-        s3_endpoint_url="http://127.0.0.1:9000",
-        model_url=None,
+        database_url=database_url,
+        s3_endpoint_url=s3_endpoint,
+        model_url=upstream.base_url,
         model_api_key=None,
         internal_token="t",
     )
-    settings = local_response_api(env).state.settings
-    assert (settings.llm_api_url, settings.mcp_tools_url) == (env.base_url, env.base_url)
+    upstream.enqueue(
+        tool_round(call("scrape", {"url": "http://127.0.0.1:1/"}, "g1")), answer("Nothing there.")
+    )
+    with serve(LocalGateway(build_apps(env)), port=port) as server:
+        issuer = LocalIssuer.from_key_file(tmp_path / "issuer-key.pem", env.base_url, LOCAL_AUDIENCE)
+        async with AsyncOpenAI(
+            base_url=f"{server.url}/v1", api_key=issuer.mint("local-user"), max_retries=0
+        ) as client:
+            response = await client.responses.create(model="local/fake-model", input="Read that page")
+    assert response.status == "completed" and response.output_text == "Nothing there."
+    scrape = response.output[0]
+    assert scrape.type == "mcp_call" and scrape.name == "scrape" and scrape.status == "failed"
+    assert "python_exec" in {tool["function"]["name"] for tool in upstream.requests[0]["tools"]}
+    assert upstream.requests[1]["messages"][-1]["role"] == "tool"
 
 
 async def test_stopping_the_server_fails_running_responses(
