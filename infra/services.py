@@ -5,7 +5,9 @@ Order is by dependency: namespaces and policies first; kube-prometheus-stack bef
 ships a ServiceMonitor (Kong, Keycloak, vLLM, DCGM need its CRDs); everything else in parallel. The
 values every app needs from these services (issuer, audience, JWKS URL, the collector endpoint,
 llm-api's Keycloak settings and providers file) are collected in `Services.app_env` so the app
-releases take them from here and cannot disagree with what was deployed.
+releases take them from here and cannot disagree with what was deployed; they are also ConfigMaps in
+the apps namespace (`platform-env` for every app, `llm-api-keycloak` for llm-api) that a release can
+load with `envFrom`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from apps.gateway.routes import AppName
 from infra.components.cluster import APPS_NAMESPACE
@@ -31,6 +34,9 @@ from infra.specs.otel import ObservabilityInputs, app_otel_env, kong_traces_endp
 if TYPE_CHECKING:
     from infra.program import Platform
 
+# ConfigMaps in the apps namespace the app releases load with `envFrom`.
+PLATFORM_ENV = "platform-env"
+LLM_API_KEYCLOAK_ENV = "llm-api-keycloak"
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
 
 
@@ -128,6 +134,17 @@ def build_services(platform: Platform) -> Services:
             depends_on=namespaces,
         ),
     )
+    app_env = {**identity.app_env, **app_otel_env(otel)}
+    on_cluster = pulumi.ResourceOptions(provider=provider, depends_on=namespaces)
+    for config_map, data in ((PLATFORM_ENV, app_env), (LLM_API_KEYCLOAK_ENV, identity.llm_api_env)):
+        k8s.core.v1.ConfigMap(
+            naming(config_map),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=config_map, namespace=APPS_NAMESPACE, labels={"app.kubernetes.io/part-of": "jan"}
+            ),
+            data=data,
+            opts=on_cluster,
+        )
     return Services(
         security=security,
         observability=observability,
@@ -135,6 +152,6 @@ def build_services(platform: Platform) -> Services:
         identity=identity,
         inference=inference,
         search=search,
-        app_env={**identity.app_env, **app_otel_env(otel)},
+        app_env=app_env,
         llm_api_env=identity.llm_api_env,
     )
