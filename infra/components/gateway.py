@@ -5,7 +5,8 @@ same table `make dev`'s local gateway serves) and mounted from a ConfigMap; a ch
 template rolls Kong when the routes change (DB-less Kong reads its config only at start). Decisions:
 - No ingress controller and no admin API: the routes live in Git, and nothing may reconfigure Kong at
   run time.
-- On AWS the proxy is an internet-facing NLB (in-tree `nlb` type, IP targets) with TLS terminated by
+- On AWS the proxy is an internet-facing NLB (the in-tree `nlb` type: the cluster runs no AWS Load
+  Balancer Controller; `externalTrafficPolicy: Local` keeps client addresses) with TLS terminated by
   ACM on 443 and forwarded to Kong's plain HTTP port; the certificate is `gateway.certificateArn` or
   one the program requests for `api.<domain>` and `auth.<domain>` (DNS validation: the records to
   create are a stack output). Elsewhere (dev) the proxy is a ClusterIP Service reached with
@@ -90,12 +91,13 @@ def kong_values(args: GatewayArgs, config_checksum: str) -> dict[str, Any]:
             "type": "LoadBalancer",
             "annotations": {
                 f"{_LB}-type": "nlb",
-                f"{_LB}-nlb-target-type": "ip",
                 f"{_LB}-scheme": "internet-facing",
                 f"{_LB}-ssl-cert": args.certificate_arn,
                 f"{_LB}-ssl-ports": "443",
                 f"{_LB}-backend-protocol": "tcp",
             },
+            # Instance targets keep the client's address only with Local (rate limits are per IP).
+            "externalTrafficPolicy": "Local",
             "http": {"enabled": False},
             # TLS ends at the NLB: its 443 listener forwards to Kong's plain HTTP port.
             "tls": {"enabled": True, "servicePort": 443, "overrideServiceTargetPort": PROXY_HTTP_PORT},

@@ -209,7 +209,6 @@ def _public_service(
             labels={"app.kubernetes.io/part-of": "jan"},
             annotations={
                 f"{_LB}-type": "nlb",
-                f"{_LB}-nlb-target-type": "ip",
                 f"{_LB}-scheme": "internet-facing",
                 f"{_LB}-ssl-cert": certificate_arn,
                 f"{_LB}-ssl-ports": "443",
@@ -218,6 +217,7 @@ def _public_service(
         ),
         spec=k8s.core.v1.ServiceSpecArgs(
             type="LoadBalancer",
+            external_traffic_policy="Local",
             selector=_SELECTOR,
             ports=[k8s.core.v1.ServicePortArgs(name="https", port=443, target_port="http", protocol="TCP")],
         ),

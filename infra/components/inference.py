@@ -69,6 +69,7 @@ class Inference(pulumi.ComponentResource):
     """Model servers, their API key, optional KEDA scaling, and llm-api's providers file."""
 
     providers: list[ProviderEntry]
+    api_key_secret: str
 
     def __init__(self, name: str, args: InferenceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:Inference", name, None, opts)
@@ -80,30 +81,16 @@ class Inference(pulumi.ComponentResource):
             if args.settings.hf_token_secret
             else None,
         )
-        key = random.RandomPassword(
-            f"{name}-api-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
-        )
-        servers = [] if args.settings.external_upstream else [args.namespace]
-        for namespace in [*servers, args.apps_namespace]:
-            k8s.core.v1.Secret(
-                f"{name}-api-key-{namespace}",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=API_KEY_SECRET, namespace=namespace, labels={"app.kubernetes.io/part-of": "jan"}
-                ),
-                string_data=pulumi.Output.secret({API_KEY_KEY: key.result}),
-                opts=on_cluster,
-            )
+        upstream = args.settings.external_upstream
+        # llm-api reads MODEL_SERVER_API_KEY from `api-key` of this Secret in the apps namespace.
+        self.api_key_secret = upstream.api_key_secret if upstream else API_KEY_SECRET
+        if upstream is None:
+            self._api_key(name, [args.namespace, args.apps_namespace], on_cluster)
         if args.settings.accelerator == "gpu":
             self.providers = self._vllm(name, args, inputs, on_cluster)
-        elif args.settings.external_upstream is not None:
-            upstream = args.settings.external_upstream
+        elif upstream is not None:
             self.providers = [
-                ProviderEntry(
-                    name="External upstream",
-                    vendor="openai",
-                    base_url=upstream.base_url,
-                    api_key_env="EXTERNAL_UPSTREAM_API_KEY",
-                )
+                ProviderEntry(name="External upstream", vendor="openai", base_url=upstream.base_url)
             ]
         else:
             cpu = CpuModelInputs(namespace=args.namespace, api_key=inputs.api_key)
@@ -121,6 +108,20 @@ class Inference(pulumi.ComponentResource):
             opts=on_cluster,
         )
         self.register_outputs({"providers": [entry.base_url for entry in self.providers]})
+
+    def _api_key(self, name: str, namespaces: list[str], opts: pulumi.ResourceOptions) -> None:
+        key = random.RandomPassword(
+            f"{name}-api-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        for namespace in namespaces:
+            k8s.core.v1.Secret(
+                f"{name}-api-key-{namespace}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=API_KEY_SECRET, namespace=namespace, labels={"app.kubernetes.io/part-of": "jan"}
+                ),
+                string_data=pulumi.Output.secret({API_KEY_KEY: key.result}),
+                opts=opts,
+            )
 
     def _vllm(
         self, name: str, args: InferenceArgs, inputs: InferenceInputs, on_cluster: pulumi.ResourceOptions

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from apps.gateway.routes import AppName
+from infra.config import stack_file
 from infra.specs.otel import dashboard_names
 from infra.versions import CHARTS
-from tests.infra.conftest import STACKS, Rendered
+from tests.infra.conftest import STACKS, Rendered, render_stack
 from tests.infra.services_helpers import RELEASE, manifest, manifests, release, values
 
 OWNED_NAMESPACES = ("jan", "gateway", "identity", "inference", "search", "sandbox")
@@ -240,3 +242,20 @@ def test_nothing_in_the_render_floats(stack: str, rendered: dict[str, Rendered])
         repository, _, tag = image.rpartition(":")
         assert repository and "@" not in tag, image
         assert _EXACT_TAG.fullmatch(tag), f"{image} is not pinned to an exact tag"
+
+
+def test_a_cpu_stack_may_use_an_external_upstream_instead(tmp_path: Path) -> None:
+    document = yaml.safe_load(stack_file("dev").read_text())
+    upstream = {"baseUrl": "https://api.example.com/v1", "apiKeySecret": "upstream-key"}
+    document["config"]["jan-server:inference"]["externalUpstream"] = upstream
+    path = tmp_path / "Pulumi.dev-upstream.yaml"
+    path.write_text(yaml.safe_dump(document))
+    rendered = render_stack(str(path), tmp_path / "out")
+    assert rendered.exit_code == 0
+    providers = manifest(rendered, "jan", "ConfigMap", "llm-api-providers")["data"]["providers.yml"]
+    (entry,) = yaml.safe_load(providers)["providers"]["default"]
+    assert entry["url"] == "https://api.example.com/v1" and entry["api_key"] == "${MODEL_SERVER_API_KEY}"
+    inference = rendered.out / "manifests" / "inference"
+    assert not list(inference.glob("deployment-*.yaml")) and not list(inference.glob("secret-*.yaml"))
+    egress = manifest(rendered, "jan", "NetworkPolicy", "allow-llm-api-to-upstreams-egress")
+    assert egress["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 443}]
