@@ -26,7 +26,6 @@ from infra.components.gpu_pools import GPU_PRESENT_LABEL, GPU_TAINT_KEY
 from infra.components.objects import k8s_object, object_name
 from infra.specs.alerts import alert_rules
 from infra.specs.otel import (
-    JAEGER_UID,
     ObservabilityInputs,
     collector_chart_values,
     dashboard_configmaps,
@@ -153,10 +152,6 @@ def grafana_values(inputs: ObservabilityInputs) -> dict[str, Any]:
                 "folderAnnotation": "grafana_folder",
                 "provider": {"foldersFromFilesStructure": True},
             }
-        },
-        "grafana.ini": {
-            "explore": {"enabled": True},
-            "tracing.opentelemetry": {"custom_attributes": f"datasource:{JAEGER_UID}"},
         },
         "persistence": {"enabled": False},
     }

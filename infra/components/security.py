@@ -7,7 +7,9 @@ the cluster component's (created first, PSA `restricted`). Other components depl
 `Security.namespaces[...]` and depend on it, so a release never races its namespace. Decisions:
 - Observability enforces PSA `privileged`: kube-prometheus-stack's node exporter and the DCGM exporter
   read host paths; it is not default-denied (see the specs module).
-- One flow the specs do not know: the database bootstrap Job in the apps namespace reaches Postgres.
+- Two flows the specs do not know: the database bootstrap Job in the apps namespace reaches Postgres,
+  and on S3 stacks media-api reaches the EKS Pod Identity agent (link-local, which the specs' internet
+  allows exclude on purpose) for its credentials.
 - What is in-cluster and what is external (RDS, S3, an upstream API) comes from the stack config, so
   prod's policies name the VPC CIDR for Postgres and public addresses for S3.
 """
@@ -20,6 +22,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from apps.gateway.routes import AppName
 from infra.components.objects import k8s_object, object_name
 from infra.config import DatabaseMode, ObjectStoreMode, StackConfig
 from infra.specs.network_policies import (
@@ -35,6 +38,7 @@ from infra.specs.network_policies import (
 from infra.specs.vllm import LLAMA_CPP_PORT, VLLM_PORT
 
 OBSERVABILITY_NAMESPACE = "observability"
+POD_IDENTITY_AGENT = "169.254.170.23/32"  # EKS Pod Identity agent, on every node
 BOOTSTRAP_COMPONENT = "database"  # the bootstrap Job's `app.kubernetes.io/component` (infra.naming)
 PUBLIC_HTTPS = External(cidrs=("0.0.0.0/0",), ports=(443,))
 
@@ -94,9 +98,24 @@ class Security(pulumi.ComponentResource):
         in_namespaces = pulumi.ResourceOptions.merge(
             on_cluster, pulumi.ResourceOptions(depends_on=list(self.namespaces.values()))
         )
-        for policy in [*network_policies(self.inputs), *bootstrap_policies(self.inputs)]:
+        policies = [*network_policies(self.inputs), *bootstrap_policies(self.inputs)]
+        if args.config.object_store.mode is ObjectStoreMode.S3:
+            policies.append(pod_identity_policy(self.inputs))
+        for policy in policies:
             k8s_object(f"{name}-{object_name(policy)}", policy, in_namespaces)
         self.register_outputs({"namespaces": sorted(self.namespaces)})
+
+
+def pod_identity_policy(inputs: NetworkInputs) -> dict[str, Any]:
+    """media-api gets its S3 credentials from the EKS Pod Identity agent on its node (link-local)."""
+    media = inputs.app(AppName.MEDIA_API)
+    rule = {"to": [{"ipBlock": {"cidr": POD_IDENTITY_AGENT}}], "ports": [{"protocol": "TCP", "port": 80}]}
+    return _policy(
+        "allow-media-api-to-pod-identity-egress",
+        media.namespace,
+        dict(media.labels),
+        {"policyTypes": ["Egress"], "egress": [rule]},
+    )
 
 
 def bootstrap_policies(inputs: NetworkInputs) -> list[dict[str, Any]]:

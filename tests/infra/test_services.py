@@ -201,6 +201,12 @@ def test_allows_follow_the_data_flows(rendered: dict[str, Rendered]) -> None:
     }
     bootstrap = manifest(prod, "jan", "NetworkPolicy", "allow-db-bootstrap-to-postgres-egress")
     assert bootstrap["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/component": "database"}
+    # On S3 stacks media-api fetches its credentials from the node's Pod Identity agent.
+    agent = manifest(prod, "jan", "NetworkPolicy", "allow-media-api-to-pod-identity-egress")
+    assert agent["spec"]["egress"][0]["to"] == [{"ipBlock": {"cidr": "169.254.170.23/32"}}]
+    assert not (
+        dev.out / "manifests" / "jan" / "networkpolicy-allow-media-api-to-pod-identity-egress.yaml"
+    ).exists()
     # The sandbox namespace gets no DNS: code it runs resolves nothing.
     assert not (prod.out / "manifests" / "sandbox" / "networkpolicy-allow-dns.yaml").exists()
     for namespace in ("jan", "gateway", "search"):
