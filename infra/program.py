@@ -1,10 +1,10 @@
 """The platform program: stack config in, components wired together, a few stack outputs out.
 
 `pulumi up` runs it through `infra/__main__.py`; `jan-server render` runs the same `main()` under the
-mock engine. Part one builds the foundation (network, cluster, GPU pools, database, object store); the
-in-cluster Postgres and S3-compatible store of the dev stack, and everything that runs on the cluster,
-are added by further components behind the same interfaces (`DatabaseEndpoint`, the k8s provider,
-`infra.helm`).
+mock engine. `build()` makes the foundation (network, cluster, GPU pools, database, object store);
+`infra.services.build_services()` then puts the services on the cluster (security, observability,
+Kong, Keycloak, model servers, search and sandbox) behind the same interfaces (`DatabaseEndpoint`,
+the k8s provider, `infra.helm`).
 
 Adding a component: a module in `infra/components/` with a frozen keyword-only `<Name>Args` dataclass
 and one `ComponentResource` (type `jan:platform:<Name>`, children parented, the `k8s.Provider` from
