@@ -265,3 +265,20 @@ def test_a_cpu_stack_may_use_an_external_upstream_instead(tmp_path: Path) -> Non
     assert not list(inference.glob("deployment-*.yaml")) and not list(inference.glob("secret-*.yaml"))
     egress = manifest(rendered, "jan", "NetworkPolicy", "allow-llm-api-to-upstreams-egress")
     assert egress["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 443}]
+
+
+def test_a_gated_model_gets_the_hf_token_and_one_replica_keeps_its_weights_on_a_volume(
+    tmp_path: Path,
+) -> None:
+    document = yaml.safe_load(stack_file("staging").read_text())
+    document["config"]["jan-server:inference"]["hfTokenSecret"] = "hf-token"
+    path = tmp_path / "Pulumi.staging-gated.yaml"
+    path.write_text(yaml.safe_dump(document))
+    rendered = render_stack(str(path), tmp_path / "out")
+    assert rendered.exit_code == 0
+    (container,) = _pod(manifest(rendered, "inference", "Deployment", "vllm-qwen3-8b"))["containers"]
+    env = {entry["name"]: entry for entry in container["env"]}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
+    claim = manifest(rendered, "inference", "PersistentVolumeClaim", "vllm-qwen3-8b-weights")
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert not (rendered.out / "manifests" / "inference" / "scaledobject-vllm-qwen3-8b.yaml").exists()
