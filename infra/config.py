@@ -28,6 +28,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from infra.service_config import (
+    AutoscalingConfig,
+    ExternalUpstream,
+    GatewayConfig,
+    IdentityConfig,
+    ModelConfig,
+    RuleError,
+)
+
 PROJECT = "jan-server"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUPPORTED_KUBERNETES = ("1.31", "1.32", "1.33", "1.34", "1.35")
@@ -52,14 +61,6 @@ class DatabaseMode(StrEnum):
 class ObjectStoreMode(StrEnum):
     S3 = "s3"
     IN_CLUSTER = "in-cluster"
-
-
-class RuleError(ValueError):
-    """A cross-field rule failed; `key` is relative to the model that raised it."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
 
 
 class ConfigError(ValueError):
@@ -205,9 +206,34 @@ class ObjectStoreConfig(_Model):
 
 
 class InferenceConfig(_Model):
-    """Where model servers run (the models themselves are configured by the inference component)."""
+    """Model serving: vLLM per model on GPU pools, or (cpu) the llama.cpp dev server or an external API."""
 
     accelerator: Literal["cpu", "gpu"] = Field(description="`cpu`, or `gpu` (needs gpuPools).")
+    models: list[ModelConfig] = Field([], description="`gpu` only: the models vLLM serves.")
+    autoscaling: AutoscalingConfig = Field(AutoscalingConfig(), description="`gpu` only: KEDA scaling.")
+    hf_token_secret: str | None = Field(
+        None, description="Secret in the inference namespace with a Hugging Face token under `token`."
+    )
+    external_upstream: ExternalUpstream | None = Field(
+        None, description="`cpu` only: use this API instead of the in-cluster CPU model server."
+    )
+
+    @model_validator(mode="after")
+    def _per_accelerator(self) -> Self:
+        if self.accelerator == "gpu":
+            if not self.models:
+                raise RuleError("models", "gpu needs at least one model")
+            if self.external_upstream is not None:
+                raise RuleError("externalUpstream", "applies only when accelerator is cpu")
+        else:
+            for key, set_ in (("models", self.models), ("autoscaling", self.autoscaling.enabled)):
+                if set_:
+                    raise RuleError(key, "applies only when accelerator is gpu")
+        names = [model.model for model in self.models]
+        for index, name in enumerate(names):
+            if names.index(name) != index:
+                raise RuleError(f"models[{index}].model", f"duplicate model {name!r}")
+        return self
 
 
 class StackConfig(_Model):
@@ -232,6 +258,8 @@ class StackConfig(_Model):
     database: DatabaseConfig = Field(description="Postgres for the apps.")
     object_store: ObjectStoreConfig = Field(description="The media bucket.")
     inference: InferenceConfig = Field(description="Model serving.")
+    gateway: GatewayConfig = Field(GatewayConfig(), description="Kong, the public entry.")
+    identity: IdentityConfig = Field(IdentityConfig(), description="Keycloak and its realm.")
 
     @field_validator("region", mode="before")
     @classmethod
@@ -245,6 +273,10 @@ class StackConfig(_Model):
     @property
     def gateway_origin(self) -> str:
         return f"https://api.{self.domain}"
+
+    @property
+    def identity_url(self) -> str:
+        return self.identity.public_url or f"https://auth.{self.domain}"
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
@@ -269,6 +301,11 @@ class StackConfig(_Model):
                 raise RuleError(f"gpuPools[{index}].name", f"duplicate pool name {name!r}")
         if self.inference.accelerator == "gpu" and not self.gpu_pools:
             raise RuleError("inference.accelerator", "gpu needs at least one entry in gpuPools")
+        for index, model in enumerate(self.inference.models):
+            if model.pool not in names:
+                raise RuleError(f"inference.models[{index}].pool", f"no gpuPools entry named {model.pool!r}")
+        if self.gateway.certificate_arn and not self.on_aws:
+            raise RuleError("gateway.certificateArn", 'needs cluster.mode "eks"')
         if self.environment is Environment.PROD and self.database.backup_retention_days < 7:
             raise RuleError("database.backupRetentionDays", "must be at least 7 in prod")
         return self

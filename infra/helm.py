@@ -26,7 +26,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra.config import REPO_ROOT
-from infra.versions import UpstreamChart
+from infra.versions import ChartPin
 
 OUR_CHARTS_DIR = REPO_ROOT / "charts"
 
@@ -98,7 +98,7 @@ def release(
 
 def upstream_release(
     release_name: str,
-    pin: UpstreamChart,
+    pin: ChartPin,
     *,
     namespace: pulumi.Input[str],
     values: Mapping[str, Any],
@@ -109,7 +109,7 @@ def upstream_release(
         release_name,
         k8s.helm.v3.ReleaseArgs(
             name=release_name,
-            chart=pin.name,
+            chart=pin.chart,
             version=pin.version,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=pin.repository),
             namespace=namespace,

@@ -5,15 +5,19 @@ Decisions:
   expand `helm.v3.Release` resources, whose objects Pulumi itself never sees.
 - Like Pulumi's own `helm template`, namespaced objects without a namespace get the release's.
 - Validation uses the Kubernetes JSON schemas for the stack's cluster version in strict mode (unknown
-  fields are errors). Custom resources are validated against the CRD in the same render; a kind with no
+  fields are errors). Custom resources are validated against the CRD in the same render, or, when the
+  CRD comes with an upstream release the render cannot expand (ServiceMonitor, PrometheusRule,
+  ScaledObject), against our strict schema of the part we use in `infra/crd_schemas/`; a kind with no
   schema at all is an error, so nothing ships unchecked.
 - Secret payloads never reach the files: Secret `data`/`stringData` values are replaced.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +131,18 @@ def _problem(
     return None
 
 
-def _crd_schemas(bodies: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+@cache
+def _our_crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     schemas = {}
+    for path in sorted((Path(__file__).parent / "crd_schemas").glob("*.schema.json")):
+        schema = json.loads(path.read_text())
+        kind = (schema["properties"]["apiVersion"]["const"], schema["properties"]["kind"]["const"])
+        schemas[kind] = schema
+    return schemas
+
+
+def _crd_schemas(bodies: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    schemas = dict(_our_crd_schemas())
     for body in bodies:
         if body.get("kind") != "CustomResourceDefinition":
             continue

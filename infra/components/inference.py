@@ -1,0 +1,192 @@
+"""Inference: vLLM per configured model on its GPU pool, or the dev CPU server, and llm-api's providers.
+
+Manifests come from `infra.specs.vllm` (one Deployment, Service and weights volume per model) and
+`infra.specs.autoscaling` (a KEDA ScaledObject per model when `inference.autoscaling.enabled`).
+Decisions:
+- Scheduling follows the pool a model names: its node labels (`jan.ai/pool`) as node selector, and the
+  pools' taint as toleration (`infra.components.gpu_pools`), so a model cannot land on another pool.
+- One API key (pulumi-random) guards every model server; it is stored in the inference namespace for
+  the servers and in the apps namespace for llm-api (`MODEL_SERVER_API_KEY`, which llm-api's
+  providers file expands).
+- llm-api's providers file is a ConfigMap in the apps namespace (`llm-api-providers`), pointing at the
+  vLLM Services, the llama.cpp server, or `inference.externalUpstream` (whose key Secret the stack
+  provides).
+- Weights: a ReadWriteOnce volume per model when it runs one replica; a model that may run several
+  (replicas > 1 or autoscaling) caches them in an `emptyDir` on the GPU node's disk instead (no RWX
+  storage such as EFS is provisioned).
+- Under KEDA, Pulumi leaves `spec.replicas` alone (`ignore_changes`), or each update would undo it;
+  KEDA is installed by this component (pinned chart) only when a stack enables it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from infra import helm
+from infra.components.gpu_pools import GPU_TAINT_KEY, node_labels
+from infra.components.objects import k8s_object, object_name
+from infra.config import GpuPool, InferenceConfig
+from infra.specs.autoscaling import QueueScaling, vllm_scaled_object
+from infra.specs.vllm import (
+    CpuModelInputs,
+    InferenceInputs,
+    ModelServing,
+    ProviderEntry,
+    SecretRef,
+    llama_cpp_manifests,
+    llama_cpp_provider,
+    model_server_monitor,
+    providers_file,
+    vllm_manifests,
+    vllm_provider,
+)
+from infra.specs.vllm import GpuPool as PoolScheduling
+from infra.versions import CHARTS
+
+API_KEY_SECRET = "model-server-api-key"  # noqa: S105 - a Secret's name
+API_KEY_KEY = "api-key"
+PROVIDERS_CONFIG_MAP = "llm-api-providers"
+PROVIDERS_KEY = "providers.yml"
+KEDA_NAMESPACE = "keda"
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceArgs:
+    settings: InferenceConfig
+    pools: list[GpuPool]
+    namespace: str
+    apps_namespace: str
+    prometheus_url: str
+    provider: k8s.Provider
+    depends_on: list[pulumi.Resource]
+
+
+class Inference(pulumi.ComponentResource):
+    """Model servers, their API key, optional KEDA scaling, and llm-api's providers file."""
+
+    providers: list[ProviderEntry]
+    api_key_secret: str
+
+    def __init__(self, name: str, args: InferenceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("jan:platform:Inference", name, None, opts)
+        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on)
+        inputs = InferenceInputs(
+            namespace=args.namespace,
+            api_key=SecretRef(name=API_KEY_SECRET, key=API_KEY_KEY),
+            hf_token=SecretRef(name=args.settings.hf_token_secret, key="token")
+            if args.settings.hf_token_secret
+            else None,
+        )
+        upstream = args.settings.external_upstream
+        # llm-api reads MODEL_SERVER_API_KEY from `api-key` of this Secret in the apps namespace.
+        self.api_key_secret = upstream.api_key_secret if upstream else API_KEY_SECRET
+        if upstream is None:
+            self._api_key(name, [args.namespace, args.apps_namespace], on_cluster)
+        if args.settings.accelerator == "gpu":
+            self.providers = self._vllm(name, args, inputs, on_cluster)
+        elif upstream is not None:
+            self.providers = [
+                ProviderEntry(name="External upstream", vendor="openai", base_url=upstream.base_url)
+            ]
+        else:
+            cpu = CpuModelInputs(namespace=args.namespace, api_key=inputs.api_key)
+            for manifest in llama_cpp_manifests(cpu):
+                k8s_object(f"{name}-{object_name(manifest)}", manifest, on_cluster)
+            self.providers = [llama_cpp_provider(cpu)]
+        k8s.core.v1.ConfigMap(
+            f"{name}-providers",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=PROVIDERS_CONFIG_MAP,
+                namespace=args.apps_namespace,
+                labels={"app.kubernetes.io/part-of": "jan"},
+            ),
+            data={PROVIDERS_KEY: providers_file(self.providers)},
+            opts=on_cluster,
+        )
+        self.register_outputs({"providers": [entry.base_url for entry in self.providers]})
+
+    def _api_key(self, name: str, namespaces: list[str], opts: pulumi.ResourceOptions) -> None:
+        key = random.RandomPassword(
+            f"{name}-api-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        for namespace in namespaces:
+            k8s.core.v1.Secret(
+                f"{name}-api-key-{namespace}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=API_KEY_SECRET, namespace=namespace, labels={"app.kubernetes.io/part-of": "jan"}
+                ),
+                string_data=pulumi.Output.secret({API_KEY_KEY: key.result}),
+                opts=opts,
+            )
+
+    def _vllm(
+        self, name: str, args: InferenceArgs, inputs: InferenceInputs, on_cluster: pulumi.ResourceOptions
+    ) -> list[ProviderEntry]:
+        pools = {pool.name: pool for pool in args.pools}
+        scaling = args.settings.autoscaling
+        keda: list[pulumi.Resource] = []
+        if scaling.enabled:
+            on_keda = pulumi.ResourceOptions(parent=self, provider=args.provider)
+            namespace = k8s.core.v1.Namespace(
+                f"{name}-keda",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=KEDA_NAMESPACE, labels={"pod-security.kubernetes.io/enforce": "restricted"}
+                ),
+                opts=on_keda,
+            )
+            keda.append(
+                helm.upstream_release(
+                    "keda",
+                    CHARTS["keda"],
+                    namespace=KEDA_NAMESPACE,
+                    values={"crds": {"install": True}},
+                    opts=pulumi.ResourceOptions.merge(
+                        on_keda, pulumi.ResourceOptions(depends_on=[namespace])
+                    ),
+                )
+            )
+        providers = []
+        for entry in args.settings.models:
+            model = ModelServing(
+                model=entry.model,
+                gpus=entry.gpus,
+                max_context=entry.max_context,
+                replicas=entry.replicas,
+                extra_args=tuple(entry.extra_args),
+                weights_gib=entry.weights_gib,
+            )
+            pool = PoolScheduling(node_selector=node_labels(pools[entry.pool]), taint_key=GPU_TAINT_KEY)
+            replicas_owned = pulumi.ResourceOptions(
+                ignore_changes=["spec.replicas"] if scaling.enabled else None
+            )
+            # A ReadWriteOnce volume serves one replica; a model that can run several caches on node disk.
+            several = entry.replicas > 1 or (scaling.enabled and scaling.max_replicas > 1)
+            storage = inputs.model_copy(update={"weights_storage": "ephemeral" if several else "pvc"})
+            for manifest in vllm_manifests(model, pool, storage):
+                opts = replicas_owned if manifest["kind"] == "Deployment" else None
+                k8s_object(
+                    f"{name}-{object_name(manifest)}",
+                    manifest,
+                    pulumi.ResourceOptions.merge(on_cluster, opts),
+                )
+            if scaling.enabled:
+                queue = QueueScaling(
+                    prometheus_url=args.prometheus_url,
+                    min_replicas=scaling.min_replicas,
+                    max_replicas=scaling.max_replicas,
+                    waiting_per_replica=scaling.waiting_per_replica,
+                )
+                scaled = vllm_scaled_object(model, inputs, queue)
+                k8s_object(
+                    f"{name}-{object_name(scaled)}",
+                    scaled,
+                    pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=keda)),
+                )
+            providers.append(vllm_provider(model, inputs))
+        monitor = model_server_monitor(args.namespace)
+        k8s_object(f"{name}-{object_name(monitor)}", monitor, on_cluster)
+        return providers

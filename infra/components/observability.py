@@ -1,0 +1,167 @@
+"""Observability: OpenTelemetry Collector, kube-prometheus-stack, Jaeger v2, Grafana, DCGM exporter.
+
+Every value comes from `infra.specs.otel` / `infra.specs.alerts` (see their decisions): apps and Kong
+push OTLP to the collector, which sends traces to Jaeger and metrics to Prometheus' OTLP receiver;
+Prometheus scrapes vLLM, Kong, Keycloak, CloudNativePG and DCGM through ServiceMonitors. Decisions:
+- Grafana is its own release from the `grafana-community` repository (kube-prometheus-stack's bundled
+  Grafana is switched off), with the datasources provisioned under fixed uids and the dashboards as
+  labelled ConfigMaps its sidecar loads, so dashboards are reviewed files, not clicks.
+- The alert rules are a `PrometheusRule` object of the program (not chart values), so they show up in
+  previews and are validated in the offline render.
+- The DCGM exporter runs only on stacks with GPU pools, on GPU nodes only (their taint tolerated).
+- Grafana's admin password is generated (Secret `grafana-admin`; the stack outputs say how to read it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from infra import helm
+from infra.components.gpu_pools import GPU_PRESENT_LABEL, GPU_TAINT_KEY
+from infra.components.objects import k8s_object, object_name
+from infra.specs.alerts import alert_rules
+from infra.specs.otel import (
+    ObservabilityInputs,
+    collector_chart_values,
+    dashboard_configmaps,
+    grafana_datasources,
+    prometheus_values,
+)
+from infra.versions import CHARTS, IMAGES
+
+GRAFANA_ADMIN_SECRET = "grafana-admin"  # noqa: S105 - a Secret's name
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObservabilityArgs:
+    inputs: ObservabilityInputs
+    gpus: bool
+    collector_replicas: int
+    provider: k8s.Provider
+    depends_on: list[pulumi.Resource]
+
+
+class Observability(pulumi.ComponentResource):
+    """The telemetry pipeline and its dashboards and alerts; `monitoring` is what ServiceMonitors need."""
+
+    monitoring: pulumi.Resource
+
+    def __init__(
+        self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("jan:platform:Observability", name, None, opts)
+        namespace = args.inputs.namespace
+        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on)
+        prometheus = helm.upstream_release(
+            "kube-prometheus-stack",
+            CHARTS["kube-prometheus-stack"],
+            namespace=namespace,
+            values=stack_values(),
+            opts=on_cluster,
+        )
+        self.monitoring = prometheus
+        after_crds = pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[prometheus]))
+        helm.upstream_release(
+            "otel-collector",
+            CHARTS["opentelemetry-collector"],
+            namespace=namespace,
+            values=collector_chart_values(args.inputs, replicas=args.collector_replicas),
+            opts=on_cluster,
+        )
+        helm.upstream_release(
+            "jaeger", CHARTS["jaeger"], namespace=namespace, values=jaeger_values(), opts=on_cluster
+        )
+        password = random.RandomPassword(
+            f"{name}-grafana-admin", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        admin = k8s.core.v1.Secret(
+            f"{name}-grafana-admin",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=GRAFANA_ADMIN_SECRET, namespace=namespace, labels={"app.kubernetes.io/part-of": "jan"}
+            ),
+            string_data=pulumi.Output.secret({"admin-user": "admin", "admin-password": password.result}),
+            opts=on_cluster,
+        )
+        dashboards = [
+            k8s_object(f"{name}-{object_name(body)}", body, on_cluster)
+            for body in dashboard_configmaps(namespace)
+        ]
+        helm.upstream_release(
+            "grafana",
+            CHARTS["grafana"],
+            namespace=namespace,
+            values=grafana_values(args.inputs),
+            opts=pulumi.ResourceOptions.merge(
+                on_cluster, pulumi.ResourceOptions(depends_on=[admin, *dashboards])
+            ),
+        )
+        rules = alert_rules(namespace)
+        k8s_object(f"{name}-{object_name(rules)}", rules, after_crds)
+        if args.gpus:
+            helm.upstream_release(
+                "dcgm-exporter",
+                CHARTS["dcgm-exporter"],
+                namespace=namespace,
+                values=dcgm_values(),
+                opts=after_crds,
+            )
+        self.register_outputs({})
+
+
+def stack_values() -> dict[str, Any]:
+    values = prometheus_values()
+    values["grafana"] = {"enabled": False}  # Grafana is its own release (see above)
+    return values
+
+
+def jaeger_values() -> dict[str, Any]:
+    """Jaeger v2 all-in-one with in-memory storage: traces are for debugging, kept for hours."""
+    image = IMAGES["jaeger"]
+    return {
+        "fullnameOverride": "jaeger",
+        "provisionDataStore": {"cassandra": False, "elasticsearch": False},
+        "storage": {"type": "memory"},
+        "allInOne": {
+            "enabled": True,
+            "image": {"repository": image.repository, "tag": image.tag},
+            "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+        },
+    }
+
+
+def grafana_values(inputs: ObservabilityInputs) -> dict[str, Any]:
+    image = IMAGES["grafana"]
+    return {
+        "image": {"repository": image.repository, "tag": image.tag},
+        "admin": {
+            "existingSecret": GRAFANA_ADMIN_SECRET,
+            "userKey": "admin-user",
+            "passwordKey": "admin-password",
+        },
+        "datasources": {"datasources.yaml": grafana_datasources(inputs)},
+        "sidecar": {
+            "dashboards": {
+                "enabled": True,
+                "label": "grafana_dashboard",
+                "labelValue": "1",
+                "folderAnnotation": "grafana_folder",
+                "provider": {"foldersFromFilesStructure": True},
+            }
+        },
+        "persistence": {"enabled": False},
+    }
+
+
+def dcgm_values() -> dict[str, Any]:
+    image = IMAGES["dcgm-exporter"]
+    return {
+        "image": {"repository": image.repository, "tag": image.tag},
+        "nodeSelector": {GPU_PRESENT_LABEL: "true"},
+        "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+        "serviceMonitor": {"enabled": True, "interval": "15s"},
+    }

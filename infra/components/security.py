@@ -1,0 +1,173 @@
+"""Network and pod security: the platform's namespaces (PSA labels) and its NetworkPolicies.
+
+Both come from `infra.specs.network_policies` (default-deny per namespace, one allow per data flow).
+This component owns every namespace of the services (gateway, identity, inference, search, sandbox,
+observability, and `data` when Postgres or the object store runs in-cluster); the apps namespace is
+the cluster component's (created first, PSA `restricted`). Other components deploy into
+`Security.namespaces[...]` and depend on it, so a release never races its namespace. Decisions:
+- Observability enforces PSA `privileged`: kube-prometheus-stack's node exporter and the DCGM exporter
+  read host paths; it is not default-denied (see the specs module).
+- Two flows the specs do not know: the database bootstrap Job in the apps namespace reaches Postgres,
+  and on S3 stacks media-api reaches the EKS Pod Identity agent (link-local, which the specs' internet
+  allows exclude on purpose) for its credentials.
+- What is in-cluster and what is external (RDS, S3, an upstream API) comes from the stack config, so
+  prod's policies name the VPC CIDR for Postgres and public addresses for S3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from apps.gateway.routes import AppName
+from infra.components.objects import k8s_object, object_name
+from infra.config import DatabaseMode, ObjectStoreMode, StackConfig
+from infra.specs.network_policies import (
+    NAME_LABEL,
+    NAMESPACE_LABEL,
+    PSA_VERSION,
+    External,
+    NetworkInputs,
+    Workload,
+    namespace_manifests,
+    network_policies,
+)
+from infra.specs.vllm import LLAMA_CPP_PORT, VLLM_PORT
+
+OBSERVABILITY_NAMESPACE = "observability"
+POD_IDENTITY_AGENT = "169.254.170.23/32"  # EKS Pod Identity agent, on every node
+BOOTSTRAP_COMPONENT = "database"  # the bootstrap Job's `app.kubernetes.io/component` (infra.naming)
+PUBLIC_HTTPS = External(cidrs=("0.0.0.0/0",), ports=(443,))
+
+
+def network_inputs(config: StackConfig, apps_namespace: str) -> NetworkInputs:
+    """Where every workload runs for this stack, as the policies see it."""
+    defaults = NetworkInputs(apps_namespace=apps_namespace)
+    postgres: Workload | External = defaults.postgres
+    if config.database.mode is DatabaseMode.RDS:
+        postgres = External(cidrs=(str(config.network.cidr),), ports=(5432,))
+    object_store: Workload | External = defaults.object_store
+    if config.object_store.mode is ObjectStoreMode.S3:
+        object_store = PUBLIC_HTTPS
+    port = VLLM_PORT if config.inference.accelerator == "gpu" else LLAMA_CPP_PORT
+    return NetworkInputs(
+        apps_namespace=apps_namespace,
+        postgres=postgres,
+        object_store=object_store,
+        model_servers=defaults.model_servers.model_copy(update={"ports": (port,)}),
+        sandbox=Workload(namespace="sandbox", labels={NAME_LABEL: "sandboxfusion"}, ports=(8080,)),
+        llm_upstreams=PUBLIC_HTTPS if config.inference.external_upstream else None,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecurityArgs:
+    config: StackConfig
+    apps_namespace: str
+    provider: k8s.Provider
+
+
+class Security(pulumi.ComponentResource):
+    """Namespaces with Pod Security Admission labels, and every NetworkPolicy."""
+
+    inputs: NetworkInputs
+    namespaces: dict[str, k8s.core.v1.Namespace]
+
+    def __init__(self, name: str, args: SecurityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("jan:platform:Security", name, None, opts)
+        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        self.inputs = network_inputs(args.config, args.apps_namespace)
+        self.namespaces = {}
+        manifests: list[dict[str, Any]] = [
+            manifest
+            for manifest in namespace_manifests(self.inputs)
+            if manifest["metadata"]["name"] != args.apps_namespace
+        ]
+        stores = (self.inputs.postgres, self.inputs.object_store)
+        data = {store.namespace for store in stores if isinstance(store, Workload)}
+        manifests += [_namespace(namespace, "baseline", "restricted") for namespace in sorted(data)]
+        manifests.append(_namespace(OBSERVABILITY_NAMESPACE, "privileged", "baseline"))
+        for manifest in manifests:
+            namespace = manifest["metadata"]["name"]
+            created = k8s_object(f"{name}-ns-{namespace}", manifest, on_cluster)
+            assert isinstance(created, k8s.core.v1.Namespace)
+            self.namespaces[namespace] = created
+        in_namespaces = pulumi.ResourceOptions.merge(
+            on_cluster, pulumi.ResourceOptions(depends_on=list(self.namespaces.values()))
+        )
+        policies = [*network_policies(self.inputs), *bootstrap_policies(self.inputs)]
+        if args.config.object_store.mode is ObjectStoreMode.S3:
+            policies.append(pod_identity_policy(self.inputs))
+        for policy in policies:
+            k8s_object(f"{name}-{object_name(policy)}", policy, in_namespaces)
+        self.register_outputs({"namespaces": sorted(self.namespaces)})
+
+
+def pod_identity_policy(inputs: NetworkInputs) -> dict[str, Any]:
+    """media-api gets its S3 credentials from the EKS Pod Identity agent on its node (link-local)."""
+    media = inputs.app(AppName.MEDIA_API)
+    rule = {"to": [{"ipBlock": {"cidr": POD_IDENTITY_AGENT}}], "ports": [{"protocol": "TCP", "port": 80}]}
+    return _policy(
+        "allow-media-api-to-pod-identity-egress",
+        media.namespace,
+        dict(media.labels),
+        {"policyTypes": ["Egress"], "egress": [rule]},
+    )
+
+
+def bootstrap_policies(inputs: NetworkInputs) -> list[dict[str, Any]]:
+    """The database bootstrap Job (`infra.database`) in the apps namespace reaches Postgres."""
+    job = {"app.kubernetes.io/component": BOOTSTRAP_COMPONENT}
+    postgres = inputs.postgres
+    ports = [{"protocol": "TCP", "port": port} for port in postgres.ports]
+    to: list[dict[str, Any]]
+    if isinstance(postgres, Workload):
+        to = [
+            {
+                "namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: postgres.namespace}},
+                "podSelector": {"matchLabels": dict(postgres.labels)},
+            }
+        ]
+    else:
+        to = [{"ipBlock": {"cidr": cidr}} for cidr in postgres.cidrs]
+    policies = [
+        _policy(
+            "allow-db-bootstrap-to-postgres-egress",
+            inputs.apps_namespace,
+            job,
+            {"policyTypes": ["Egress"], "egress": [{"to": to, "ports": ports}]},
+        )
+    ]
+    if isinstance(postgres, Workload):
+        source = {
+            "namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: inputs.apps_namespace}},
+            "podSelector": {"matchLabels": job},
+        }
+        spec = {"policyTypes": ["Ingress"], "ingress": [{"from": [source], "ports": ports}]}
+        policies.append(
+            _policy("allow-db-bootstrap-to-postgres-ingress", postgres.namespace, dict(postgres.labels), spec)
+        )
+    return policies
+
+
+def _policy(name: str, namespace: str, pods: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "jan"}},
+        "spec": {"podSelector": {"matchLabels": pods}, **spec},
+    }
+
+
+def _namespace(name: str, enforce: str, warn: str) -> dict[str, Any]:
+    levels = {"enforce": enforce, "warn": warn, "audit": warn}
+    labels = {f"pod-security.kubernetes.io/{mode}": level for mode, level in levels.items()}
+    labels |= {f"pod-security.kubernetes.io/{mode}-version": PSA_VERSION for mode in levels}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {**labels, "app.kubernetes.io/part-of": "jan"}},
+    }
