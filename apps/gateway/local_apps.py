@@ -76,7 +76,15 @@ def llm_api(env: LocalEnvironment) -> FastAPI:
 
 
 def response_api(env: LocalEnvironment) -> FastAPI:
-    return create_response_api(ResponseApiSettings(database_url=SecretStr(env.database_url), auth=env.auth()))
+    # Its peers are reached through the local gateway, as Kong's in-cluster routes would be.
+    return create_response_api(
+        ResponseApiSettings(
+            database_url=SecretStr(env.database_url),
+            auth=env.auth(),
+            llm_api_url=env.base_url,
+            mcp_tools_url=env.base_url,
+        )
+    )
 
 
 def media_api(env: LocalEnvironment) -> FastAPI:

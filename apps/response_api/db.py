@@ -1,11 +1,78 @@
-"""Tables of response-api, all in the `response_api` schema."""
+"""Tables of response-api, all in the `response_api` schema.
+
+- `conversations`: a thread of responses (`conv_…`), owned by one user.
+- `responses`: one row per stored response; `body` is the public response object as last written
+  (status, output items, usage, error), the columns beside it are what queries filter on.
+- `response_input_items`: the input items of a response, in order (the `input_items` endpoint and
+  the history that `previous_response_id` and `conversation` replay).
+- `tool_executions`: every MCP tool call the loop ran: call id, tool, arguments, result or error,
+  status, timing and order. Kept by response id without a foreign key, so calls made for
+  `store: false` responses are still recorded.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from apps.common.db import new_metadata
 
 
 class Base(DeclarativeBase):
     metadata = new_metadata()
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ResponseRow(Base):
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(256))
+    previous_response_id: Mapped[str | None] = mapped_column(String(64))
+    conversation_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ResponseInputItem(Base):
+    __tablename__ = "response_input_items"
+
+    response_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class ToolExecution(Base):
+    __tablename__ = "tool_executions"
+    __table_args__ = (Index("ix_tool_executions_response_order", "response_id", "execution_order"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    response_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(128))
+    call_id: Mapped[str] = mapped_column(String(128))
+    tool_name: Mapped[str] = mapped_column(String(256))
+    arguments: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    result: Mapped[Any | None] = mapped_column(JSONB)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32))
+    execution_order: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[float] = mapped_column()

@@ -1,14 +1,30 @@
-"""The response-api application factory."""
+"""The response-api application factory.
+
+The lifespan builds the database engine, the llm-api client (its read timeout is the longest silence
+allowed while a model streams), the MCP connection pool, the registry of running responses and
+the listener for cancels sent by other replicas. On
+shutdown, responses still running are stopped and recorded as failed before the pools close.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx2
 from fastapi import FastAPI
 
-from apps.common.db import create_engine, database_check, session_factory
+from apps.common.db import create_engine, database_check
+from apps.common.http import make_client
 from apps.common.service import service_app
+from apps.response_api.routes.responses import router as responses_router
+from apps.response_api.services.cancel_bus import CancelListener
+from apps.response_api.services.llm import LlmClient
+from apps.response_api.services.loop import Limits
+from apps.response_api.services.mcp import McpConnector
+from apps.response_api.services.responses import ResponseService, ServiceConfig
+from apps.response_api.services.runs import RunRegistry
+from apps.response_api.services.store import ResponseStore
 from apps.response_api.settings import ResponseApiSettings
 
 
@@ -26,11 +42,38 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
             max_overflow=settings.db_max_overflow,
         )
         app.state.telemetry.instrument_engine(engine)
-        app.state.sessions = session_factory(engine)
         app.state.readiness.add("database", database_check(engine))
-        try:
-            yield
-        finally:
-            await engine.dispose()
+        registry = RunRegistry()
+        listener = CancelListener(settings.database_url.get_secret_value(), registry.cancel_soon)
+        await listener.begin()
+        mcp_pool = httpx2.AsyncHTTPTransport(
+            limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50)
+        )
+        async with make_client(timeout=settings.llm_read_timeout) as llm_http:
+            app.state.telemetry.instrument_httpx(llm_http)
+            app.state.responses = ResponseService(
+                store=ResponseStore(engine),
+                registry=registry,
+                llm=LlmClient(llm_http, settings.llm_api_url),
+                mcp=McpConnector(
+                    settings.mcp_tools_url, mcp_pool, read_timeout=settings.tool_execution_timeout + 5
+                ),
+                config=ServiceConfig(
+                    limits=Limits(settings.max_tool_execution_depth, settings.tool_execution_timeout),
+                    deadline=settings.response_deadline,
+                    offer_mcp_by_default=settings.offer_mcp_tools_by_default,
+                    server_label=settings.mcp_server_label,
+                    tools_cache_seconds=settings.mcp_tools_cache_seconds,
+                ),
+            )
+            try:
+                yield
+            finally:
+                await listener.stop()
+                await registry.shutdown()
+                await mcp_pool.aclose()
+                await engine.dispose()
 
-    return service_app(settings, title="response-api", lifespan=lifespan)
+    app = service_app(settings, title="response-api", lifespan=lifespan)
+    app.include_router(responses_router)
+    return app

@@ -1,10 +1,44 @@
-"""Settings of response-api."""
+"""Settings of response-api.
+
+`LLM_API_URL` and `MCP_TOOLS_URL` are the two peers (`{LLM_API_URL}/v1/chat/completions`,
+`{MCP_TOOLS_URL}/v1/mcp`). Limits keep a response bounded: at most `MAX_TOOL_EXECUTION_DEPTH` tool
+rounds, each tool call at most `TOOL_EXECUTION_TIMEOUT` seconds, the whole response at most
+`RESPONSE_DEADLINE` seconds. Non-positive depth or timeout fall back to the defaults, as in the
+reference system.
+"""
 
 from __future__ import annotations
 
+from pydantic import Field, field_validator
+
 from apps.common.settings import ServiceSettings
+
+DEFAULT_DEPTH = 8
+DEFAULT_TOOL_TIMEOUT = 45.0
 
 
 class ResponseApiSettings(ServiceSettings):
     service_name: str = "response-api"
     db_schema: str = "response_api"
+    llm_api_url: str = "http://127.0.0.1:8080"
+    mcp_tools_url: str = "http://127.0.0.1:8091"
+    max_tool_execution_depth: int = DEFAULT_DEPTH
+    tool_execution_timeout: float = DEFAULT_TOOL_TIMEOUT
+    response_deadline: float = Field(600.0, gt=0)
+    # Longest silence accepted from llm-api while it streams (a model may think before its first token).
+    llm_read_timeout: float = Field(300.0, gt=0)
+    # When a request names no tools, offer every tool mcp-tools lists.
+    offer_mcp_tools_by_default: bool = True
+    mcp_server_label: str = "jan"
+    # How long one `tools/list` answer is reused (the catalog is the same for every caller).
+    mcp_tools_cache_seconds: float = Field(60.0, ge=0)
+
+    @field_validator("max_tool_execution_depth", mode="after")
+    @classmethod
+    def _depth(cls, value: int) -> int:
+        return value if value > 0 else DEFAULT_DEPTH
+
+    @field_validator("tool_execution_timeout", mode="after")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        return value if value > 0 else DEFAULT_TOOL_TIMEOUT

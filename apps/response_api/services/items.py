@@ -1,0 +1,179 @@
+"""Items: OpenAI's Responses input/output items, and their translation to chat-completions messages.
+
+Input is normalised once (`normalize_input`): each item gets an id and a `type`, so stored input and
+history replay read the same shape. A conversation's history is a flat list of items (inputs and
+outputs of earlier responses); `to_messages` turns any such list into chat messages:
+
+- `message` items become role/content messages (`input_text` → text part, `input_image` → image part);
+- call items join the assistant message before them (its text, or earlier calls) until a result has
+  been given; an `mcp_call` carries its own result, a `function_call` gets its result from a later
+  `function_call_output` item. A call after answered calls starts a new assistant message, so the
+  tool messages always follow the assistant message that asked for them, as chat servers require.
+  (Items do not record which model round they came from; splitting a parallel round into
+  call/result pairs is still a valid history.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from apps.common.errors import bad_request
+from apps.common.ids import random_id
+
+MESSAGE_ROLES = frozenset({"user", "assistant", "system", "developer"})
+
+
+def normalize_input(raw: Any) -> list[dict[str, Any]]:
+    """The request's input as typed items with ids; a clear 400 for anything we cannot use."""
+    if isinstance(raw, str) and raw:
+        return [_message("user", [{"type": "input_text", "text": raw}])]
+    if not isinstance(raw, list) or not raw:
+        raise bad_request("'input' must be a non-empty string or list of items.", param="input")
+    return [_normalize_item(item, index) for index, item in enumerate(raw)]
+
+
+def _normalize_item(item: Any, index: int) -> dict[str, Any]:
+    param = f"input[{index}]"
+    if not isinstance(item, dict):
+        raise bad_request(f"'{param}' must be an object.", param=param)
+    kind = item.get("type", "message")
+    if kind == "message":
+        role = item.get("role")
+        if role not in MESSAGE_ROLES:
+            raise bad_request(
+                f"'{param}.role' must be one of {sorted(MESSAGE_ROLES)}.", param=f"{param}.role"
+            )
+        return _message(role, _content_parts(item.get("content"), role, param))
+    if kind == "function_call_output":
+        call_id, output = item.get("call_id"), item.get("output")
+        if not isinstance(call_id, str) or not isinstance(output, str | list):
+            raise bad_request(f"'{param}' needs a string 'call_id' and an 'output'.", param=param)
+        text = output if isinstance(output, str) else _parts_text(output)
+        return {"id": item.get("id") or random_id("fco"), "type": kind, "call_id": call_id, "output": text}
+    if kind in ("function_call", "mcp_call"):
+        if not isinstance(item.get("name"), str) or not isinstance(item.get("arguments", ""), str):
+            raise bad_request(f"'{param}' needs a string 'name' and 'arguments'.", param=param)
+        call = {**item, "id": item.get("id") or random_id("fc")}
+        call.setdefault("call_id", call["id"])
+        return call
+    raise bad_request(f"'{param}.type' {kind!r} is not supported.", param=f"{param}.type")
+
+
+def _message(role: str, content: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": random_id("msg"),
+        "type": "message",
+        "role": role,
+        "status": "completed",
+        "content": content,
+    }
+
+
+def _content_parts(content: Any, role: str, param: str) -> list[dict[str, Any]]:
+    text_type = "output_text" if role == "assistant" else "input_text"
+    if isinstance(content, str):
+        return [{"type": text_type, "text": content}]
+    if not isinstance(content, list) or not content:
+        raise bad_request(f"'{param}.content' must be a string or a list of parts.", param=f"{param}.content")
+    parts = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text", "text") and isinstance(part.get("text"), str):
+            parts.append({**part, "type": text_type})
+        elif kind == "input_image" and isinstance(part.get("image_url"), str):
+            parts.append(part)
+        else:
+            raise bad_request(
+                f"'{param}.content' has an unsupported part {kind!r}.", param=f"{param}.content"
+            )
+    return parts
+
+
+def _parts_text(parts: list[Any]) -> str:
+    return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+
+
+def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
+    """Chat-completions messages for a history of items, `instructions` first as the system message."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": instructions}] if instructions else []
+    assistant: dict[str, Any] | None = None
+    results: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        nonlocal assistant
+        if assistant is not None:
+            messages.append(assistant)
+            assistant = None
+        messages.extend(results)
+        results.clear()
+
+    for item in items:
+        kind = item["type"]
+        if kind in ("function_call", "mcp_call"):
+            if assistant is None or results:  # a call after answered calls starts a new turn
+                flush()
+                assistant = {"role": "assistant", "content": None}
+            assistant.setdefault("tool_calls", []).append(_tool_call(item))
+            if kind == "mcp_call":
+                results.append(_tool_message(item["call_id"], mcp_result_text(item)))
+        elif kind == "function_call_output":
+            results.append(_tool_message(item["call_id"], item["output"]))
+        else:
+            flush()
+            message = _chat_message(item)
+            if message["role"] == "assistant":
+                assistant = message
+            else:
+                messages.append(message)
+    flush()
+    return messages
+
+
+def _tool_call(item: dict[str, Any]) -> dict[str, Any]:
+    function = {"name": item["name"], "arguments": item.get("arguments") or "{}"}
+    return {"id": item["call_id"], "type": "function", "function": function}
+
+
+def _tool_message(call_id: str, text: str) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": call_id, "content": text}
+
+
+def _chat_message(item: dict[str, Any]) -> dict[str, Any]:
+    role = "system" if item["role"] == "developer" else item["role"]
+    parts = item["content"]
+    if all(part["type"] != "input_image" for part in parts):
+        return {"role": role, "content": _parts_text(parts)}
+    content = [
+        {"type": "image_url", "image_url": {"url": part["image_url"]}}
+        if part["type"] == "input_image"
+        else {"type": "text", "text": part["text"]}
+        for part in parts
+    ]
+    return {"role": role, "content": content}
+
+
+def mcp_result_text(item: dict[str, Any]) -> str:
+    """What the model reads back from an MCP call: its output, or its error."""
+    if item.get("output") is not None:
+        return str(item["output"])
+    error = item.get("error") or {}
+    if error.get("type") == "mcp_tool_execution_error":
+        return f"Tool error: {_parts_text(error.get('content') or [])}"
+    return f"Tool error: {error.get('message', 'the tool call failed')}"
+
+
+def output_message(text: str, *, item_id: str, status: str = "completed") -> dict[str, Any]:
+    content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+    return {"id": item_id, "type": "message", "role": "assistant", "status": status, "content": content}
+
+
+def parse_arguments(arguments: str) -> dict[str, Any]:
+    """Tool arguments as an object; models sometimes send a JSON string holding the JSON."""
+    value: Any = orjson.loads(arguments or "{}")
+    if isinstance(value, str):
+        value = orjson.loads(value)
+    if not isinstance(value, dict):
+        raise ValueError("tool arguments must be a JSON object")
+    return value

@@ -1,0 +1,115 @@
+"""The llm-api client: OpenAI chat completions over HTTP, always streamed.
+
+Every model round streams (`stream: true`, usage included), whether or not the caller streams: text
+deltas can then be relayed as they arrive, and a non-streamed response simply ignores them. The
+caller's own credentials go with each request, so llm-api applies the caller's limits and models.
+Chunks are decoded incrementally and only the fields the loop needs are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from apps.common.sse import aiter_events
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    index: int
+    call_id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(slots=True)
+class RoundEnd:
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+
+
+ModelEvent = TextDelta | ToolCallDelta | RoundEnd
+
+
+class LlmApiError(Exception):
+    """llm-api refused or failed the request; `status` is its HTTP status (502 when unreachable)."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+class LlmClient:
+    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+        self._http = http
+        self._url = f"{base_url.rstrip('/')}/v1/chat/completions"
+
+    async def stream(self, body: dict[str, Any], headers: dict[str, str]) -> AsyncIterator[ModelEvent]:
+        """One model round as events; ends with exactly one `RoundEnd`."""
+        payload = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        request = self._http.build_request("POST", self._url, content=orjson.dumps(payload), headers=headers)
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise LlmApiError(502, f"llm-api is unreachable: {exc.__class__.__name__}") from exc
+        try:
+            if response.status_code != 200:
+                raise await _error(response)
+            finish: str | None = None
+            usage: dict[str, Any] | None = None
+            # Read to the end of the body even after `[DONE]`, so the connection goes back to the pool.
+            async for event in aiter_events(response):
+                if event.data == "[DONE]":
+                    continue
+                chunk = orjson.loads(event.data)
+                if chunk.get("error"):
+                    raise LlmApiError(502, str(chunk["error"].get("message", "model error")))
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or ():
+                    finish = choice.get("finish_reason") or finish
+                    for model_event in _deltas(choice.get("delta") or {}):
+                        yield model_event
+            yield RoundEnd(finish, usage)
+        except httpx.HTTPError as exc:
+            raise LlmApiError(502, f"llm-api stream broke off: {exc.__class__.__name__}") from exc
+        finally:
+            await response.aclose()
+
+
+def _deltas(delta: dict[str, Any]) -> list[ModelEvent]:
+    events: list[ModelEvent] = []
+    if delta.get("content"):
+        events.append(TextDelta(delta["content"]))
+    for call in delta.get("tool_calls") or ():
+        function = call.get("function") or {}
+        events.append(
+            ToolCallDelta(
+                index=int(call.get("index", 0)),
+                call_id=call.get("id"),
+                name=function.get("name"),
+                arguments=function.get("arguments") or "",
+            )
+        )
+    return events
+
+
+async def _error(response: httpx.Response) -> LlmApiError:
+    body = await response.aread()
+    try:
+        error = orjson.loads(body).get("error") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        error = {}
+    message = error.get("message") if isinstance(error, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return LlmApiError(response.status_code, message or f"llm-api answered {response.status_code}", code)

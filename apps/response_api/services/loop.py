@@ -1,0 +1,314 @@
+"""The tool loop: model round, tool calls, results back to the model, until it answers.
+
+Decisions:
+- A round is one streamed llm-api call. If the model asks for tools, MCP tools run here (all at once
+  when `parallel_tool_calls` allows, each bounded by `TOOL_EXECUTION_TIMEOUT`), their results or
+  errors go back to the model as tool messages, and the next round starts. Tool errors never end
+  the response: the model reads them and decides.
+- A call of a client-side `function` tool ends the response (`completed`, with the `function_call`
+  item); the client runs it and continues with `function_call_output` and `previous_response_id`.
+- At most `MAX_TOOL_EXECUTION_DEPTH` rounds of tools run. If the model still asks for tools after
+  that, the response ends `incomplete` with reason `max_tool_execution_depth`; the calls it asked
+  for are listed with status `incomplete`.
+- A forced `tool_choice` (`required` or a named tool) applies to the first round only; later rounds
+  use `auto`, or the model could never stop calling tools.
+- Tool executions are collected in memory and written with the response's final
+  state, in the same transaction, whatever way the response ends (completed, failed, cancelled,
+  server stopping). A tool round therefore costs no database round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from apps.response_api.schemas import CreateResponseRequest, FunctionTool, McpTool
+from apps.response_api.services.items import mcp_result_text, parse_arguments
+from apps.response_api.services.llm import LlmClient, RoundEnd, TextDelta, ToolCallDelta
+from apps.response_api.services.mcp import McpSession, McpToolInfo, ToolAccess, ToolOutcome
+from apps.response_api.services.state import ResponseState
+
+DEPTH_REASON = "max_tool_execution_depth"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_depth: int
+    tool_timeout: float
+
+
+@dataclass
+class ToolSet:
+    """The tools offered to the model this response, by name."""
+
+    chat_tools: list[dict[str, Any]] = field(default_factory=list)
+    functions: set[str] = field(default_factory=set)
+    mcp: set[str] = field(default_factory=set)
+    server_label: str = "jan"
+
+    @classmethod
+    def build(cls, request: CreateResponseRequest, listed: list[McpToolInfo], default_label: str) -> ToolSet:
+        tools = cls(server_label=default_label)
+        for tool in request.tools or ():
+            if isinstance(tool, FunctionTool):
+                function = {
+                    "name": tool.name,
+                    "parameters": tool.parameters or {"type": "object", "properties": {}},
+                }
+                if tool.description:
+                    function["description"] = tool.description
+                tools.chat_tools.append({"type": "function", "function": function})
+                tools.functions.add(tool.name)
+        allowed = _allowed_mcp_names(request)
+        for info in listed:
+            if info.name not in tools.functions and (allowed is None or info.name in allowed):
+                tools.chat_tools.append(info.chat_tool())
+                tools.mcp.add(info.name)
+        mcp_tools = [tool for tool in request.tools or () if isinstance(tool, McpTool)]
+        if mcp_tools:
+            tools.server_label = mcp_tools[0].server_label
+        return tools
+
+
+def _allowed_mcp_names(request: CreateResponseRequest) -> set[str] | None:
+    specs = [tool for tool in request.tools or () if isinstance(tool, McpTool)]
+    names = [spec.allowed_names() for spec in specs]
+    if not specs or any(n is None for n in names):
+        return None
+    return set().union(*(n for n in names if n is not None))
+
+
+@dataclass
+class _Call:
+    index: int
+    call_id: str
+    name: str
+
+
+@dataclass
+class _Round:
+    text: str = ""
+    calls: list[_Call] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+# The tool executions of one response (rows of `tool_executions`), in the order they started.
+Executions = list[dict[str, Any]]
+
+
+class ToolLoop:
+    def __init__(
+        self,
+        *,
+        llm: LlmClient,
+        headers: dict[str, str],
+        limits: Limits,
+        executions: Executions,
+        user_id: str,
+    ) -> None:
+        self._llm = llm
+        self._headers = headers
+        self._limits = limits
+        self._executions = executions
+        self._user_id = user_id
+
+    async def run(
+        self,
+        state: ResponseState,
+        request: CreateResponseRequest,
+        messages: list[dict[str, Any]],
+        tools: ToolSet,
+        access: ToolAccess | None,
+    ) -> None:
+        depth = 0
+        while True:
+            body = chat_body(request, messages, tools, first_round=depth == 0)
+            model_round = await self._model_round(state, body, tools)
+            messages.append(_assistant_message(model_round, state))
+            if not model_round.calls:
+                reason = "max_output_tokens" if model_round.finish_reason == "length" else None
+                state.finish("incomplete" if reason else "completed", reason=reason)
+                return
+            server_calls = [call for call in model_round.calls if call.name not in tools.functions]
+            if server_calls and depth >= self._limits.max_depth:
+                for call in server_calls:
+                    state.call_skipped(call.index)
+                state.finish("incomplete", reason=DEPTH_REASON)
+                return
+            session = (
+                await access.session() if access and any(c.name in tools.mcp for c in server_calls) else None
+            )
+            await self._run_tools(state, server_calls, tools, session, request.parallel_tool_calls)
+            messages.extend(
+                {"role": "tool", "tool_call_id": c.call_id, "content": mcp_result_text(state.output[c.index])}
+                for c in server_calls
+            )
+            if len(server_calls) < len(model_round.calls):
+                state.finish("completed")  # the client runs its function calls
+                return
+            depth += 1
+
+    async def _model_round(self, state: ResponseState, body: dict[str, Any], tools: ToolSet) -> _Round:
+        model_round = _Round()
+        message: int | None = None
+        calls: dict[int, _Call] = {}
+        async for event in self._llm.stream(body, self._headers):
+            if isinstance(event, TextDelta):
+                if message is None:
+                    message = state.open_message()
+                state.text_delta(message, event.text)
+            elif isinstance(event, ToolCallDelta):
+                call = calls.get(event.index)
+                if call is None:
+                    call = self._open_call(state, event, tools)
+                    calls[event.index] = call
+                if event.arguments:
+                    state.arguments_delta(call.index, event.arguments)
+            elif isinstance(event, RoundEnd):
+                model_round.finish_reason = event.finish_reason
+                state.add_usage(event.usage)
+        if message is not None:
+            model_round.text = state.close_message(message)
+        for call in calls.values():
+            state.close_arguments(call.index)
+        model_round.calls = list(calls.values())
+        return model_round
+
+    @staticmethod
+    def _open_call(state: ResponseState, event: ToolCallDelta, tools: ToolSet) -> _Call:
+        name = event.name or ""
+        call_id = event.call_id or f"call_{event.index}_{len(state.output)}"
+        kind = "function_call" if name in tools.functions else "mcp_call"
+        return _Call(state.open_call(kind, call_id, name, tools.server_label), call_id, name)
+
+    async def _run_tools(
+        self,
+        state: ResponseState,
+        calls: list[_Call],
+        tools: ToolSet,
+        session: McpSession | None,
+        parallel: bool,
+    ) -> None:
+        if parallel:
+            await asyncio.gather(*(self._run_tool(state, call, tools, session) for call in calls))
+        else:
+            for call in calls:
+                await self._run_tool(state, call, tools, session)
+
+    async def _run_tool(
+        self,
+        state: ResponseState,
+        call: _Call,
+        tools: ToolSet,
+        session: McpSession | None,
+    ) -> None:
+        row = self._start_row(state, call)
+        clock = time.perf_counter()
+        try:
+            raw_arguments = state.output[call.index]["arguments"]
+            outcome = await self._execute(call, raw_arguments, tools, session, row)
+        except asyncio.CancelledError:
+            row.update(status="cancelled", error_message="The response was cancelled during the call.")
+            raise
+        else:
+            state.call_finished(call.index, outcome)
+            row.update(
+                result=outcome.structured if outcome.structured is not None else outcome.output,
+                error_message=outcome.error_message,
+                status="completed" if outcome.ok else "failed",
+            )
+        finally:
+            row["duration_ms"] = (time.perf_counter() - clock) * 1000
+
+    def _start_row(self, state: ResponseState, call: _Call) -> dict[str, Any]:
+        state.call_started(call.index)
+        row: dict[str, Any] = {
+            "response_id": state.id,
+            "user_id": self._user_id,
+            "call_id": call.call_id,
+            "tool_name": call.name,
+            "arguments": {},
+            "result": None,
+            "error_message": None,
+            "status": "running",
+            "execution_order": len(self._executions),
+            "started_at": datetime.now(UTC),
+            "duration_ms": 0.0,
+        }
+        self._executions.append(row)
+        return row
+
+    async def _execute(
+        self, call: _Call, raw_arguments: str, tools: ToolSet, session: McpSession | None, row: dict[str, Any]
+    ) -> ToolOutcome:
+        try:
+            row["arguments"] = parse_arguments(raw_arguments)
+        except ValueError:
+            row["arguments"] = {"unparsed": raw_arguments}
+            return _failure(f"The arguments for '{call.name}' are not a JSON object.")
+        if call.name not in tools.mcp or session is None:
+            return _failure(f"Tool '{call.name}' is not available.")
+        return await session.call(call.name, row["arguments"], timeout=self._limits.tool_timeout)
+
+
+def _failure(message: str) -> ToolOutcome:
+    return ToolOutcome(None, {"type": "mcp_protocol_error", "code": -32602, "message": message})
+
+
+def _assistant_message(model_round: _Round, state: ResponseState) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": model_round.text or None}
+    if model_round.calls:
+        message["tool_calls"] = [
+            {
+                "id": call.call_id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": state.output[call.index]["arguments"] or "{}"},
+            }
+            for call in model_round.calls
+        ]
+    return message
+
+
+def chat_body(
+    request: CreateResponseRequest, messages: list[dict[str, Any]], tools: ToolSet, *, first_round: bool
+) -> dict[str, Any]:
+    """The chat-completions request for one round."""
+    body: dict[str, Any] = {**request.passthrough(), "model": request.model, "messages": messages}
+    for name, value in (
+        ("temperature", request.temperature),
+        ("top_p", request.top_p),
+        ("max_tokens", request.max_output_tokens),
+        ("user", request.user),
+        ("response_format", _response_format(request.text)),
+    ):
+        if value is not None:
+            body[name] = value
+    if tools.chat_tools:
+        body["tools"] = tools.chat_tools
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+        choice = _tool_choice(request.tool_choice) if first_round else None
+        if choice is not None:
+            body["tool_choice"] = choice
+    return body
+
+
+def _tool_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+    if choice is None or isinstance(choice, str):
+        return choice
+    name = choice.get("name")
+    if isinstance(name, str):
+        return {"type": "function", "function": {"name": name}}
+    return "required"
+
+
+def _response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
+    fmt = (text or {}).get("format")
+    if not isinstance(fmt, dict) or fmt.get("type") in (None, "text"):
+        return None
+    if fmt["type"] == "json_schema":
+        schema = {key: fmt[key] for key in ("name", "schema", "strict", "description") if key in fmt}
+        return {"type": "json_schema", "json_schema": schema}
+    return {"type": fmt["type"]}

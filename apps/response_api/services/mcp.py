@@ -1,0 +1,214 @@
+"""The mcp-tools client: the official MCP SDK over streamable HTTP, with the caller's credentials.
+
+Sessions use MCP's stateless protocol (2026-07-28) when mcp-tools speaks it: `server/discover` is
+asked once per process and every later session adopts that answer, so opening a session costs no
+request. Servers that predate it get the classic `initialize` handshake per session.
+
+At most one MCP session per response, opened at its first tool call and used by every call of all
+its rounds, so a round costs one HTTP exchange per tool call and a plain answer costs none. The
+session is opened and closed in the response's own task (the SDK runs anyio task groups, which must
+be left by the task that entered them).
+
+The tool catalog (`tools/list`) is the same for every caller, so it is kept for
+`MCP_TOOLS_CACHE_SECONDS` (`ToolCatalog`); a response lists tools itself only when the copy is stale.
+
+Each session gets an `httpx2.AsyncClient` carrying the caller's `Authorization`; all of them share one
+connection pool (`transport`), so a new session opens no new pool and no TLS context. The pool is
+closed when the app stops; the per-session clients hold nothing else and are not closed themselves.
+
+A tool call never raises: the outcome is either `output` text or an `error` in OpenAI's `mcp_call`
+error shapes (`mcp_tool_execution_error` when the tool reported an error, `mcp_protocol_error` for
+JSON-RPC failures and timeouts, `http_error` when mcp-tools could not be reached). Cancelling the
+call (the per-tool timeout, or cancelling the response) abandons the request, and the SDK tells the
+server with `notifications/cancelled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import orjson
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types import DiscoverResult
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_CODE = -32001
+
+
+@dataclass(frozen=True, slots=True)
+class McpToolInfo:
+    name: str
+    description: str | None
+    input_schema: dict[str, Any]
+
+    def chat_tool(self) -> dict[str, Any]:
+        function: dict[str, Any] = {"name": self.name, "parameters": self.input_schema}
+        if self.description:
+            function["description"] = self.description
+        return {"type": "function", "function": function}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    output: str | None
+    error: dict[str, Any] | None
+    structured: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def error_message(self) -> str | None:
+        if self.error is None:
+            return None
+        if "message" in self.error:
+            return str(self.error["message"])
+        return " ".join(str(p.get("text", "")) for p in self.error.get("content") or [])
+
+
+class McpConnector:
+    """Opens MCP sessions against `{MCP_TOOLS_URL}/v1/mcp`."""
+
+    def __init__(self, base_url: str, transport: httpx2.AsyncBaseTransport, *, read_timeout: float) -> None:
+        self.url = f"{base_url.rstrip('/')}/v1/mcp"
+        self._transport = transport
+        self._timeout = httpx2.Timeout(30.0, read=read_timeout)
+        self._discovered: DiscoverResult | None = None
+
+    @asynccontextmanager
+    async def session(self, headers: dict[str, str]) -> AsyncIterator[McpSession]:
+        client = httpx2.AsyncClient(
+            transport=self._transport, headers=headers, timeout=self._timeout, trust_env=False
+        )
+        try:
+            async with (
+                streamable_http_client(self.url, http_client=client) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                await self._handshake(session)
+                yield McpSession(session)
+        except BaseExceptionGroup as group:
+            raise _sole(group) from None
+
+    async def _handshake(self, session: ClientSession) -> None:
+        """Adopt the server's cached `server/discover` answer; else discover, or fall back to initialize."""
+        if self._discovered is not None:
+            session.adopt(self._discovered)
+            return
+        try:
+            self._discovered = await session.discover()
+        except MCPError:
+            await session.initialize()  # a server that predates the stateless protocol
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception that matters in a group the SDK's task groups wrapped around it.
+
+    Whatever the response does inside the session (a model error, a cancellation, the deadline)
+    leaves through the SDK's task groups; callers should see it as it was raised.
+    """
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        else:
+            leaves.append(current)
+    chosen = [e for e in leaves if not isinstance(e, asyncio.CancelledError)]
+    return (chosen or leaves)[0]
+
+
+class McpSession:
+    def __init__(self, session: ClientSession) -> None:
+        self._session = session
+
+    async def list_tools(self) -> list[McpToolInfo]:
+        tools: list[McpToolInfo] = []
+        cursor: str | None = None
+        while True:
+            params = {"cursor": cursor} if cursor else None
+            result = await self._session.list_tools(params=params)  # type: ignore[arg-type]
+            tools.extend(McpToolInfo(t.name, t.description, t.input_schema) for t in result.tools)
+            cursor = result.next_cursor
+            if not cursor:
+                return tools
+
+    async def call(self, name: str, arguments: dict[str, Any], *, timeout: float) -> ToolOutcome:
+        try:
+            async with asyncio.timeout(timeout):
+                result = await self._session.call_tool(name, arguments)
+        except TimeoutError:
+            message = f"Tool '{name}' did not finish within {timeout:g} s."
+            return ToolOutcome(None, {"type": "mcp_protocol_error", "code": TIMEOUT_CODE, "message": message})
+        except MCPError as exc:
+            return ToolOutcome(None, {"type": "mcp_protocol_error", "code": exc.code, "message": exc.message})
+        except Exception as exc:
+            log.warning("tool call failed", extra={"tool": name, "error": repr(exc)})
+            return ToolOutcome(None, {"type": "http_error", "code": 502, "message": f"Tool '{name}' failed."})
+        content = [block.model_dump(mode="json", exclude_none=True) for block in result.content]
+        if result.is_error:
+            return ToolOutcome(None, {"type": "mcp_tool_execution_error", "content": content})
+        return ToolOutcome(_text(content, result.structured_content), None, result.structured_content)
+
+
+def _text(content: list[dict[str, Any]], structured: Any) -> str:
+    texts = [block["text"] for block in content if block.get("type") == "text"]
+    if texts:
+        return "\n".join(texts)
+    if structured is not None:
+        return orjson.dumps(structured).decode()
+    return orjson.dumps(content).decode() if content else ""
+
+
+class ToolCatalog:
+    """The last tool listing, shared by all responses until it is `ttl` seconds old."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._tools: list[McpToolInfo] = []
+        self._expires = 0.0
+
+    def get(self) -> list[McpToolInfo] | None:
+        return self._tools if time.monotonic() < self._expires else None
+
+    def put(self, tools: list[McpToolInfo]) -> None:
+        self._tools, self._expires = tools, time.monotonic() + self._ttl
+
+
+class ToolAccess:
+    """One response's way to mcp-tools: the catalog, and a session opened when first needed."""
+
+    def __init__(
+        self, connector: McpConnector, catalog: ToolCatalog, headers: dict[str, str], stack: AsyncExitStack
+    ) -> None:
+        self._connector = connector
+        self._catalog = catalog
+        self._headers = headers
+        self._stack = stack
+        self._session: McpSession | None = None
+
+    async def list_tools(self) -> list[McpToolInfo]:
+        cached = self._catalog.get()
+        if cached is not None:
+            return cached
+        tools = await (await self.session()).list_tools()
+        self._catalog.put(tools)
+        return tools
+
+    async def session(self) -> McpSession:
+        """The open session; call it from the response's own task only."""
+        if self._session is None:
+            self._session = await self._stack.enter_async_context(self._connector.session(self._headers))
+        return self._session

@@ -1,0 +1,271 @@
+"""The Responses service: create, run, read, cancel and delete responses.
+
+Decisions:
+- Every response runs in its own task (`RunRegistry`), bounded by the overall `RESPONSE_DEADLINE`;
+  running out of time ends it `failed` with code `timeout`, never with a 500.
+- MCP tools are listed once per response from mcp-tools (`tools/list`), when the request names an
+  `mcp` tool, or names no tools at all and `OFFER_MCP_TOOLS_BY_DEFAULT` is on. If mcp-tools cannot be
+  reached for tools nobody asked for, the response goes on without them.
+- `previous_response_id` replays that response's chain; `conversation` replays the conversation.
+  Naming both is a 400, as at OpenAI. Each stored response belongs to a conversation (a new one
+  unless continued) and reports it in `conversation.id`.
+- A foreground response is written once, when it ends; a background one also when it starts, so
+  it can be polled. (A foreground response that is still running is therefore visible, and
+  cancellable, only on the replica that runs it.)
+- `store: false` responses are neither stored nor retrievable (so they cannot run in background), but
+  their tool executions are recorded like any other.
+- A foreground, non-streamed request whose first model call is refused by llm-api with a 4xx (an
+  unknown model, say) gets that status and message; the failed response is still stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from apps.common.auth.principal import Principal
+from apps.common.errors import APIError, bad_request
+from apps.common.ids import random_id
+from apps.response_api.schemas import CreateResponseRequest, McpTool
+from apps.response_api.services.items import normalize_input, to_messages
+from apps.response_api.services.llm import LlmApiError, LlmClient
+from apps.response_api.services.loop import Executions, Limits, ToolLoop, ToolSet
+from apps.response_api.services.mcp import McpConnector, McpToolInfo, ToolAccess, ToolCatalog
+from apps.response_api.services.runs import Run, RunRegistry
+from apps.response_api.services.state import EventQueue, ResponseState
+from apps.response_api.services.store import ResponseStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    limits: Limits
+    deadline: float
+    offer_mcp_by_default: bool
+    server_label: str
+    tools_cache_seconds: float
+
+
+@dataclass(eq=False)
+class ResponseRun(Run):
+    request: CreateResponseRequest | None = None
+    principal: Principal | None = None
+    messages: list[dict[str, Any]] | None = None
+    input_items: list[dict[str, Any]] = field(default_factory=list)
+    new_conversation: bool = False
+    events: EventQueue | None = None
+    refused: LlmApiError | None = None
+
+
+class ResponseService:
+    def __init__(
+        self,
+        *,
+        store: ResponseStore,
+        registry: RunRegistry,
+        llm: LlmClient,
+        mcp: McpConnector,
+        config: ServiceConfig,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._llm = llm
+        self._mcp = mcp
+        self._config = config
+        self._catalog = ToolCatalog(config.tools_cache_seconds)
+
+    async def create(self, request: CreateResponseRequest, principal: Principal) -> ResponseRun:
+        if request.previous_response_id and request.conversation_id:
+            raise bad_request(
+                "Use either 'previous_response_id' or 'conversation', not both.", param="conversation"
+            )
+        if request.background and not request.store:
+            raise bad_request("Background responses must be stored; drop 'store: false'.", param="background")
+        input_items = normalize_input(request.input)
+        history: list[dict[str, Any]] = []
+        conversation_id = request.conversation_id
+        if request.previous_response_id:
+            history, conversation_id = await self._store.previous_history(
+                principal.user_id, request.previous_response_id
+            )
+        elif conversation_id:
+            history = await self._store.conversation_history(principal.user_id, conversation_id)
+        body = self._initial_body(request)
+        new_conversation = conversation_id is None
+        if request.store:
+            body["conversation"] = {"id": conversation_id or random_id("conv")}
+        if request.background:
+            await self._store.insert(body, input_items, principal.user_id, new_conversation=new_conversation)
+        run = ResponseRun(
+            ResponseState(body),
+            principal.user_id,
+            request.background,
+            request=request,
+            principal=principal,
+            messages=to_messages([*history, *input_items], request.instructions),
+            input_items=input_items,
+            new_conversation=new_conversation,
+        )
+        if request.stream:
+            run.events = run.state.listen()
+        self._registry.start(run, self._execute)
+        return run
+
+    def _initial_body(self, request: CreateResponseRequest) -> dict[str, Any]:
+        if request.tools:
+            tools = [tool.model_dump(exclude_none=True) for tool in request.tools]
+        elif self._config.offer_mcp_by_default:
+            tools = [{"type": "mcp", "server_label": self._config.server_label, "require_approval": "never"}]
+        else:
+            tools = []
+        return {
+            "id": random_id("resp"),
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "queued" if request.background else "in_progress",
+            "background": request.background,
+            "model": request.model,
+            "instructions": request.instructions,
+            "output": [],
+            "error": None,
+            "incomplete_details": None,
+            "metadata": request.metadata or {},
+            "parallel_tool_calls": request.parallel_tool_calls,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "max_output_tokens": request.max_output_tokens,
+            "previous_response_id": request.previous_response_id,
+            "conversation": None,
+            "tool_choice": request.tool_choice or "auto",
+            "tools": tools,
+            "text": request.text or {"format": {"type": "text"}},
+            "store": request.store,
+            "user": request.user,
+            "usage": None,
+            "completed_at": None,
+        }
+
+    async def _execute(self, run: Run) -> None:
+        assert isinstance(run, ResponseRun) and run.request and run.principal and run.messages is not None
+        state, request = run.state, run.request
+        headers = run.principal.forward_headers()
+        executions: Executions = []
+        loop = ToolLoop(
+            llm=self._llm,
+            headers=headers,
+            limits=self._config.limits,
+            executions=executions,
+            user_id=run.user_id,
+        )
+        try:
+            async with asyncio.timeout(self._config.deadline), AsyncExitStack() as stack:
+                state.start()
+                access, listed = await self._open_tools(stack, request, headers)
+                tools = ToolSet.build(request, listed, self._config.server_label)
+                await loop.run(state, request, run.messages, tools, access)
+        except asyncio.CancelledError:
+            if not state.finished:  # a cancel that lands while the MCP session closes changes nothing
+                state.cancel()
+                if not run.cancel_requested:
+                    message = "The server stopped during the response."
+                    state.finish("failed", error=_error("server_error", message))
+            if not run.cancel_requested:  # the server is stopping
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+        except TimeoutError:
+            state.finish(
+                "failed", error=_error("timeout", "The response did not finish within its deadline.")
+            )
+        except LlmApiError as exc:
+            if 400 <= exc.status < 500 and not state.output:
+                run.refused = exc
+            state.finish("failed", error=_error(exc.code or "model_error", exc.message))
+        except Exception:
+            log.exception("response failed", extra={"response_id": state.id})
+            state.finish("failed", error=_error("server_error", "The response failed on the server."))
+        finally:
+            run.finishing = True  # from here on, cancels wait instead of interrupting the write
+            await self._finish(run, executions)
+
+    async def _finish(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
+        """Write the final state and the tool executions in one transaction, then end the stream."""
+        try:
+            body = run.state.body
+            if run.background:
+                await self._store.save(body, executions)
+            elif body["store"]:
+                await self._store.insert(
+                    body,
+                    run.input_items,
+                    run.user_id,
+                    new_conversation=run.new_conversation,
+                    executions=executions,
+                )
+            else:
+                await self._store.record_executions(executions)
+        finally:
+            run.state.close_stream()
+
+    async def _open_tools(
+        self, stack: AsyncExitStack, request: CreateResponseRequest, headers: dict[str, str]
+    ) -> tuple[ToolAccess | None, list[McpToolInfo]]:
+        explicit = any(isinstance(tool, McpTool) for tool in request.tools or ())
+        if not explicit and (request.tools or not self._config.offer_mcp_by_default):
+            return None, []
+        access = ToolAccess(self._mcp, self._catalog, headers, stack)
+        try:
+            return access, await access.list_tools()
+        except Exception as exc:
+            if explicit:
+                raise LlmApiError(502, "The MCP tools could not be listed.", "tools_unavailable") from exc
+            log.warning("MCP tools unavailable; answering without them", extra={"error": repr(exc)})
+            return None, []
+
+    # reads and control
+
+    async def get(self, principal: Principal, response_id: str) -> dict[str, Any]:
+        run = self._registry.get(principal.user_id, response_id)
+        if run is not None and run.state.body["store"]:
+            return run.state.body
+        return await self._store.get(principal.user_id, response_id)
+
+    async def cancel(self, principal: Principal, response_id: str) -> dict[str, Any]:
+        run = self._registry.get(principal.user_id, response_id)
+        if run is None:
+            return await self._store.mark_cancelled(principal.user_id, response_id)
+        await self._registry.cancel(run)
+        return run.state.body
+
+    def abandon(self, run: ResponseRun) -> None:
+        """The streaming client left a foreground response: stop it (without waiting)."""
+        self._registry.cancel_soon(run.state.id)
+
+    async def delete(self, principal: Principal, response_id: str) -> None:
+        run = self._registry.get(principal.user_id, response_id)
+        if run is not None:
+            await self._registry.cancel(run)
+        await self._store.delete(principal.user_id, response_id)
+
+    async def input_items(
+        self, principal: Principal, response_id: str, *, after: str | None, limit: int, order: str
+    ) -> tuple[list[dict[str, Any]], bool]:
+        items = await self._store.input_items(principal.user_id, response_id)
+        if order == "desc":
+            items.reverse()
+        if after is not None:
+            ids = [item.get("id") for item in items]
+            if after not in ids:
+                raise APIError(400, f"No input item '{after}' in response '{response_id}'.", param="after")
+            items = items[ids.index(after) + 1 :]
+        return items[:limit], len(items) > limit
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message}

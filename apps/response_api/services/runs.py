@@ -1,0 +1,82 @@
+"""Running responses: each one is an asyncio task that this process holds by id.
+
+The task, not the HTTP request, owns a response: a plain request waits for it, a streaming request
+listens to its events, a background request returns at once and the task goes on after the client
+has left. Cancelling a response cancels its task; the cancellation reaches whatever it is awaiting
+(the model stream, the MCP calls in flight), the task records `cancelled` and ends.
+
+This process only sees its own tasks. A cancel for a response held by another replica marks it
+cancelled in the database and notifies every replica (`cancel_bus`), whose listener calls
+`cancel_soon` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from apps.response_api.services.state import ResponseState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Run:
+    state: ResponseState
+    user_id: str
+    background: bool
+    cancel_requested: bool = False
+    finishing: bool = False
+    task: asyncio.Task[None] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class RunRegistry:
+    def __init__(self) -> None:
+        self._runs: dict[str, Run] = {}
+
+    def start(self, run: Run, execute: Callable[[Run], Awaitable[None]]) -> None:
+        self._runs[run.state.id] = run
+
+        async def main() -> None:
+            try:
+                await execute(run)
+            finally:
+                self._runs.pop(run.state.id, None)
+                run.done.set()
+
+        run.task = asyncio.create_task(main(), name=f"response {run.state.id}")
+
+    def get(self, user_id: str, response_id: str) -> Run | None:
+        run = self._runs.get(response_id)
+        return run if run is not None and run.user_id == user_id else None
+
+    def cancel_soon(self, response_id: str) -> None:
+        """Cancel a run held here, if any, without waiting (a cancel that came from another replica)."""
+        run = self._runs.get(response_id)
+        if run is not None:
+            self._interrupt(run)
+
+    async def cancel(self, run: Run) -> None:
+        """Stop the run and wait until it has recorded its final state."""
+        self._interrupt(run)
+        await run.done.wait()
+
+    @staticmethod
+    def _interrupt(run: Run) -> None:
+        # A run that is writing its final state is let finish: the response is over, and
+        # interrupting the write would lose it.
+        if run.task is not None and not run.task.done() and not run.finishing:
+            run.cancel_requested = True
+            run.task.cancel()
+
+    async def shutdown(self) -> None:
+        runs = list(self._runs.values())
+        for run in runs:
+            if run.task is not None:
+                run.task.cancel()
+        if runs:
+            await asyncio.wait([r.task for r in runs if r.task is not None], timeout=10)
+            log.info("stopped running responses", extra={"count": len(runs)})

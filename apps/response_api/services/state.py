@@ -1,0 +1,205 @@
+"""The response object as it is built, and the stream of OpenAI events that mirrors each change.
+
+`ResponseState` owns the public response body. Every change to it goes through one method here,
+which also emits the matching event (`response.output_item.added`, `response.output_text.delta`, …)
+with the next `sequence_number`, so a streamed response and a stored one cannot disagree.
+
+Events are encoded as they happen and queued for the one listener (the streaming request). With no
+listener (plain or background requests) `emit` returns at once: nothing is encoded and nothing is
+written per token; text is kept as a list of pieces and joined once when its item closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from apps.common.ids import random_id
+from apps.common.sse import encode_json
+from apps.response_api.services.items import output_message
+from apps.response_api.services.mcp import ToolOutcome
+
+TERMINAL = frozenset({"completed", "failed", "incomplete", "cancelled"})
+EventQueue = asyncio.Queue[bytes | None]
+
+
+class ResponseState:
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.output: list[dict[str, Any]] = body["output"]
+        self.sequence = 0
+        self._queue: EventQueue | None = None
+        self._pieces: dict[int, list[str]] = {}
+        self._usage = [0, 0]
+
+    @property
+    def id(self) -> str:
+        return str(self.body["id"])
+
+    @property
+    def status(self) -> str:
+        return str(self.body["status"])
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    # listeners
+
+    def listen(self) -> EventQueue:
+        self._queue = asyncio.Queue()
+        return self._queue
+
+    def stop_listening(self) -> None:
+        self._queue = None
+
+    def emit(self, event_type: str, payload: dict[str, Any]) -> None:
+        if self._queue is None:
+            return
+        payload["type"] = event_type
+        payload["sequence_number"] = self.sequence
+        self.sequence += 1
+        self._queue.put_nowait(encode_json(payload, event=event_type))
+
+    def close_stream(self) -> None:
+        if self._queue is not None:
+            self._queue.put_nowait(None)
+
+    # lifecycle
+
+    def start(self) -> None:
+        self.body["status"] = "in_progress"
+        self.emit("response.created", {"response": self.body})
+        self.emit("response.in_progress", {"response": self.body})
+
+    def add_usage(self, usage: dict[str, Any] | None) -> None:
+        if usage:
+            self._usage[0] += int(usage.get("prompt_tokens") or 0)
+            self._usage[1] += int(usage.get("completion_tokens") or 0)
+            self.body["usage"] = usage_body(*self._usage)
+
+    def finish(self, status: str, *, error: dict[str, Any] | None = None, reason: str | None = None) -> None:
+        self.body["status"] = status
+        if error is not None:
+            self.body["error"] = error
+            self.emit("error", {"code": error["code"], "message": error["message"], "param": None})
+        if reason is not None:
+            self.body["incomplete_details"] = {"reason": reason}
+        if status == "completed":
+            self.body["completed_at"] = int(time.time())
+        event = {"completed": "response.completed", "failed": "response.failed"}.get(status)
+        self.emit(event or "response.incomplete", {"response": self.body})
+
+    def cancel(self) -> None:
+        """Cancelled responses keep what was produced; open items end `incomplete`."""
+        for index in list(self._pieces):
+            self.close_message(index, status="incomplete")
+        for item in self.output:
+            if item.get("status") in ("in_progress", "calling"):
+                item["status"] = "incomplete"
+        self.body["status"] = "cancelled"
+
+    # output items
+
+    def open_message(self) -> int:
+        index = len(self.output)
+        item = output_message("", item_id=random_id("msg"), status="in_progress")
+        self.output.append(item)
+        self._pieces[index] = []
+        self.emit("response.output_item.added", {"output_index": index, "item": {**item, "content": []}})
+        self.emit(
+            "response.content_part.added",
+            {"item_id": item["id"], "output_index": index, "content_index": 0, "part": _part("")},
+        )
+        return index
+
+    def text_delta(self, index: int, text: str) -> None:
+        self._pieces[index].append(text)
+        if self._queue is not None:
+            item_id = self.output[index]["id"]
+            self.emit(
+                "response.output_text.delta",
+                {
+                    "item_id": item_id,
+                    "output_index": index,
+                    "content_index": 0,
+                    "delta": text,
+                    "logprobs": [],
+                },
+            )
+
+    def close_message(self, index: int, *, status: str = "completed") -> str:
+        text = "".join(self._pieces.pop(index))
+        item = self.output[index]
+        item["content"][0]["text"] = text
+        item["status"] = status
+        where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+        self.emit("response.output_text.done", {**where, "text": text, "logprobs": []})
+        self.emit("response.content_part.done", {**where, "part": _part(text)})
+        self.emit("response.output_item.done", {"output_index": index, "item": item})
+        return text
+
+    def open_call(self, kind: str, call_id: str, name: str, server_label: str) -> int:
+        index = len(self.output)
+        item: dict[str, Any]
+        if kind == "function_call":
+            item = {"id": random_id("fc"), "type": kind, "call_id": call_id, "name": name, "arguments": ""}
+        else:
+            item = {"id": random_id("mcp"), "type": kind, "call_id": call_id, "name": name, "arguments": ""}
+            item.update(server_label=server_label, output=None, error=None)
+        item["status"] = "in_progress"
+        self.output.append(item)
+        self.emit("response.output_item.added", {"output_index": index, "item": item})
+        return index
+
+    def arguments_delta(self, index: int, delta: str) -> None:
+        item = self.output[index]
+        item["arguments"] += delta
+        event = "response.function_call_arguments.delta"
+        if item["type"] == "mcp_call":
+            event = "response.mcp_call_arguments.delta"
+        self.emit(event, {"item_id": item["id"], "output_index": index, "delta": delta})
+
+    def close_arguments(self, index: int) -> None:
+        item = self.output[index]
+        where = {"item_id": item["id"], "output_index": index, "arguments": item["arguments"]}
+        if item["type"] == "function_call":
+            item["status"] = "completed"
+            self.emit("response.function_call_arguments.done", {**where, "name": item["name"]})
+            self.emit("response.output_item.done", {"output_index": index, "item": item})
+        else:
+            self.emit("response.mcp_call_arguments.done", where)
+
+    def call_started(self, index: int) -> None:
+        item = self.output[index]
+        item["status"] = "calling"
+        self.emit("response.mcp_call.in_progress", {"item_id": item["id"], "output_index": index})
+
+    def call_finished(self, index: int, outcome: ToolOutcome) -> None:
+        item = self.output[index]
+        item.update(
+            output=outcome.output, error=outcome.error, status="completed" if outcome.ok else "failed"
+        )
+        event = "response.mcp_call.completed" if outcome.ok else "response.mcp_call.failed"
+        self.emit(event, {"item_id": item["id"], "output_index": index})
+        self.emit("response.output_item.done", {"output_index": index, "item": item})
+
+    def call_skipped(self, index: int) -> None:
+        item = self.output[index]
+        item["status"] = "incomplete"
+        self.emit("response.output_item.done", {"output_index": index, "item": item})
+
+
+def _part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def usage_body(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input_tokens + output_tokens,
+    }

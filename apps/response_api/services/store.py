@@ -1,0 +1,210 @@
+"""Persistence of responses, their input items, conversations and tool executions.
+
+Every read is scoped to the caller: a response or conversation of another user is reported exactly
+like one that does not exist.
+
+Writes: a response is written once, when it ends, in one statement (response row, input items,
+tool executions, new conversation). A background response is also inserted when it starts, so it
+can be polled; its end is then an update plus the tool executions, in one transaction.
+
+History replay: `previous_response_id` walks the chain of earlier responses (a recursive query) and
+replays each one's input items then output items, oldest first; `conversation` replays every
+finished response of that conversation in creation order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from apps.common.db import session_factory, transaction
+from apps.common.errors import not_found
+from apps.response_api.db import Conversation, ResponseInputItem, ResponseRow, ToolExecution
+from apps.response_api.services.cancel_bus import CHANNEL
+
+MAX_CHAIN = 1000
+RUNNING = ("queued", "in_progress")
+
+_CHAIN = text(
+    """
+    WITH RECURSIVE chain(id, previous_response_id, depth) AS (
+        SELECT id, previous_response_id, 0 FROM responses WHERE id = :id AND user_id = :user_id
+        UNION ALL
+        SELECT r.id, r.previous_response_id, c.depth + 1
+        FROM responses r JOIN chain c ON r.id = c.previous_response_id
+        WHERE r.user_id = :user_id AND c.depth < :max_chain
+    )
+    SELECT r.id, r.conversation_id, r.body -> 'output' AS output,
+           (SELECT coalesce(jsonb_agg(i.item ORDER BY i.position), '[]'::jsonb)
+            FROM response_input_items i WHERE i.response_id = r.id) AS input
+    FROM chain c JOIN responses r ON r.id = c.id
+    ORDER BY c.depth DESC
+    """
+)
+
+# A finished response in one round trip: data-modifying CTEs run as one statement, and foreign keys
+# are checked at its end, so the conversation, the response and its children can go in together.
+_INSERT = text(
+    """
+    WITH conversation AS (
+        INSERT INTO conversations (id, user_id)
+        SELECT :conversation_id, :user_id WHERE CAST(:new_conversation AS boolean)
+    ), response AS (
+        INSERT INTO responses (id, user_id, status, model, previous_response_id, conversation_id, body)
+        VALUES (:id, :user_id, :status, :model, :previous_response_id, :conversation_id, CAST(:body AS jsonb))
+    ), items AS (
+        INSERT INTO response_input_items (response_id, position, item)
+        SELECT :id, ordinality - 1, value FROM jsonb_array_elements(CAST(:items AS jsonb)) WITH ORDINALITY
+    )
+    INSERT INTO tool_executions (response_id, user_id, call_id, tool_name, arguments, result, error_message,
+                                 status, execution_order, started_at, duration_ms)
+    SELECT response_id, user_id, call_id, tool_name, arguments, result, error_message,
+           status, execution_order, started_at, duration_ms
+    FROM jsonb_to_recordset(CAST(:executions AS jsonb)) AS x(
+        response_id text, user_id text, call_id text, tool_name text, arguments jsonb, result jsonb,
+        error_message text, status text, execution_order int, started_at timestamptz, duration_ms float8)
+    """
+)
+
+_CONVERSATION = text(
+    """
+    SELECT r.id, r.body -> 'output' AS output,
+           (SELECT coalesce(jsonb_agg(i.item ORDER BY i.position), '[]'::jsonb)
+            FROM response_input_items i WHERE i.response_id = r.id) AS input
+    FROM responses r
+    WHERE r.conversation_id = :conversation_id AND r.user_id = :user_id
+      AND r.status NOT IN ('queued', 'in_progress')
+    ORDER BY r.created_at, r.id
+    """
+)
+
+
+class ResponseStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        # A single statement is atomic by itself: no BEGIN/COMMIT round trips around it.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._sessions = session_factory(engine)
+
+    async def previous_history(
+        self, user_id: str, response_id: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Items of the chain ending at `response_id`, and that response's conversation."""
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(_CHAIN, {"id": response_id, "user_id": user_id, "max_chain": MAX_CHAIN})
+            ).all()
+        if not rows:
+            raise not_found("Previous response", response_id)
+        items = [item for row in rows for item in (*row.input, *(row.output or ()))]
+        return items, rows[-1].conversation_id
+
+    async def conversation_history(self, user_id: str, conversation_id: str) -> list[dict[str, Any]]:
+        async with self._sessions() as session:
+            owner = await session.scalar(
+                select(Conversation.user_id).where(Conversation.id == conversation_id)
+            )
+            if owner != user_id:
+                raise not_found("Conversation", conversation_id)
+            rows = (
+                await session.execute(_CONVERSATION, {"conversation_id": conversation_id, "user_id": user_id})
+            ).all()
+        return [item for row in rows for item in (*row.input, *(row.output or ()))]
+
+    async def insert(
+        self,
+        body: dict[str, Any],
+        input_items: list[dict[str, Any]],
+        user_id: str,
+        *,
+        new_conversation: bool,
+        executions: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Store a response with its input items, tool executions and new conversation: one statement."""
+        params = {
+            "id": body["id"],
+            "user_id": user_id,
+            "status": body["status"],
+            "model": body["model"],
+            "previous_response_id": body.get("previous_response_id"),
+            "conversation_id": (body.get("conversation") or {}).get("id"),
+            "new_conversation": new_conversation,
+            "body": _json(body),
+            "items": _json(input_items),
+            "executions": _json(executions or []),
+        }
+        async with self._autocommit.connect() as connection:
+            await connection.execute(_INSERT, params)
+
+    async def save(self, body: dict[str, Any], executions: list[dict[str, Any]] | None = None) -> None:
+        async with transaction(self._sessions) as session:
+            await session.execute(
+                update(ResponseRow)
+                .where(ResponseRow.id == body["id"])
+                .values(status=body["status"], body=body, updated_at=text("now()"))
+            )
+            await self._record(session, executions)
+
+    async def get(self, user_id: str, response_id: str) -> dict[str, Any]:
+        async with self._sessions() as session:
+            body = await session.scalar(
+                select(ResponseRow.body).where(ResponseRow.id == response_id, ResponseRow.user_id == user_id)
+            )
+        if body is None:
+            raise not_found("Response", response_id)
+        return dict(body)
+
+    async def mark_cancelled(self, user_id: str, response_id: str) -> dict[str, Any]:
+        """Cancel a running response this process does not hold: mark it, and tell every replica."""
+        body = await self.get(user_id, response_id)
+        if body["status"] in RUNNING:
+            body["status"] = "cancelled"
+            async with transaction(self._sessions) as session:
+                await session.execute(
+                    update(ResponseRow)
+                    .where(ResponseRow.id == response_id, ResponseRow.status.in_(RUNNING))
+                    .values(status="cancelled", body=body, updated_at=text("now()"))
+                )
+                await session.execute(select(func.pg_notify(CHANNEL, response_id)))
+        return body
+
+    async def input_items(self, user_id: str, response_id: str) -> list[dict[str, Any]]:
+        await self.get(user_id, response_id)
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ResponseInputItem.item)
+                .where(ResponseInputItem.response_id == response_id)
+                .order_by(ResponseInputItem.position)
+            )
+            return list(rows)
+
+    async def delete(self, user_id: str, response_id: str) -> None:
+        async with transaction(self._sessions) as session:
+            deleted = await session.scalar(
+                delete(ResponseRow)
+                .where(ResponseRow.id == response_id, ResponseRow.user_id == user_id)
+                .returning(ResponseRow.id)
+            )
+            if deleted is None:
+                raise not_found("Response", response_id)
+            await session.execute(
+                delete(ToolExecution).where(
+                    ToolExecution.response_id == response_id, ToolExecution.user_id == user_id
+                )
+            )
+
+    async def record_executions(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            async with transaction(self._sessions) as session:
+                await self._record(session, rows)
+
+    @staticmethod
+    async def _record(session: AsyncSession, rows: list[dict[str, Any]] | None) -> None:
+        if rows:
+            await session.execute(insert(ToolExecution), rows)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()

@@ -1,0 +1,227 @@
+"""Benchmark: response-api's overhead per tool round.
+
+Two arms run the same scripted work, interleaved, against the same loopback fakes:
+
+- baseline: a client does the work itself: it streams each model round straight from the fake model
+  (OpenAI chat completions) and calls each tool over one MCP session it keeps open for the whole run
+  (same SDK, same stateless protocol as response-api);
+- ours: the client sends one `POST /v1/responses` and response-api does the same rounds (through its
+  llm-api client and its own MCP session), authenticates the caller, and records the response and
+  every tool execution in Postgres.
+
+A script with R tool rounds is R model replies that each call the cheap `add` tool, then one answer.
+The overhead of a request is ours minus baseline for the same script. Per round it is reported two
+ways: that overhead divided by R, and the marginal cost of a round: the overhead's growth from one
+round to the largest R, divided by the extra rounds. The marginal figure leaves out what a response
+pays once: auth, the database write, and, at its first tool call, opening its MCP session.
+
+Run: `.venv/bin/python -m bench.responses_loop [--samples N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import orjson
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from pydantic import SecretStr
+
+from apps.common.migrations import upgrade
+from apps.gateway.embedded import embedded_postgres
+from apps.response_api.main import create_app
+from apps.response_api.settings import ResponseApiSettings
+from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_tools_fake import FakeMcpTools
+from tests.harness.server import serve
+from tests.harness.upstream import FakeUpstream, Reply
+
+ROUNDS = (0, 1, 5)
+WARMUP = 5
+
+
+def script(rounds: int) -> list[Reply]:
+    calls = [
+        Reply(
+            content="",
+            tool_calls=[
+                {
+                    "id": f"c{n}",
+                    "type": "function",
+                    "function": {"name": "add", "arguments": f'{{"a":{n},"b":1}}'},
+                }
+            ],
+        )
+        for n in range(rounds)
+    ]
+    return [*calls, Reply(content="The final answer is here.")]
+
+
+class Baseline:
+    """The client doing the rounds itself: model streams and tool calls, nothing else."""
+
+    def __init__(self, http: httpx.AsyncClient, model_url: str, session: ClientSession) -> None:
+        self.http = http
+        self.url = f"{model_url}/v1/chat/completions"
+        self.session = session
+
+    async def run(self) -> None:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "bench"}]
+        while True:
+            calls = await self._round(messages)
+            if not calls:
+                return
+            messages.append({"role": "assistant", "content": None, "tool_calls": calls})
+            for call in calls:
+                result = await self.session.call_tool(
+                    call["function"]["name"], orjson.loads(call["function"]["arguments"])
+                )
+                messages.append(
+                    {"role": "tool", "tool_call_id": call["id"], "content": str(result.content[0])}
+                )
+
+    async def _round(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        body = {"model": "fake-model", "messages": messages, "stream": True}
+        calls: dict[int, dict[str, Any]] = {}
+        async with self.http.stream("POST", self.url, content=orjson.dumps(body)) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                for choice in orjson.loads(line[6:])["choices"]:
+                    for delta in choice["delta"].get("tool_calls") or ():
+                        call = calls.setdefault(delta["index"], {"function": {"name": "", "arguments": ""}})
+                        call["id"] = delta.get("id") or call.get("id")
+                        call["type"] = "function"
+                        call["function"]["name"] += delta.get("function", {}).get("name") or ""
+                        call["function"]["arguments"] += delta.get("function", {}).get("arguments") or ""
+        return list(calls.values())
+
+
+async def timed(action: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    await action()
+    return (time.perf_counter() - start) * 1000
+
+
+def p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def measure(
+    upstream: FakeUpstream, baseline: Baseline, ours: httpx.AsyncClient, samples: int
+) -> dict[tuple[str, int], list[float]]:
+    """Times per (arm, rounds); arms and scripts are interleaved so drift hits them all alike."""
+
+    async def run_ours(rounds: int) -> None:
+        reply = await ours.post(
+            "/v1/responses", content=orjson.dumps({"model": "fake-model", "input": "bench"})
+        )
+        body = reply.json()
+        if reply.status_code != 200 or body["status"] != "completed" or len(body["output"]) != rounds + 1:
+            raise RuntimeError(f"unexpected response: {reply.status_code} {body}")
+
+    results: dict[tuple[str, int], list[float]] = {
+        (arm, r): [] for arm in ("baseline", "ours") for r in ROUNDS
+    }
+    for sample in range(WARMUP + samples):
+        for rounds in ROUNDS:
+            arms: list[tuple[str, Callable[[], Any]]] = [
+                ("baseline", baseline.run),
+                ("ours", functools.partial(run_ours, rounds)),
+            ]
+            if sample % 2:
+                arms.reverse()
+            for name, action in arms:
+                upstream.enqueue(*script(rounds))
+                elapsed = await timed(action)
+                if sample >= WARMUP:
+                    results[name, rounds].append(elapsed)
+    return results
+
+
+async def bench(
+    model_url: str, mcp_url: str, api_url: str, token: str, upstream: FakeUpstream, samples: int
+) -> None:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    async with (
+        httpx.AsyncClient(timeout=60) as http,
+        httpx.AsyncClient(base_url=api_url, headers=headers, timeout=60) as ours,
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as mcp_http,
+        streamable_http_client(f"{mcp_url}/v1/mcp", http_client=mcp_http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.discover()  # the same protocol response-api speaks
+        results = await measure(upstream, Baseline(http, model_url, session), ours, samples)
+    report(results, samples)
+
+
+def report(results: dict[tuple[str, int], list[float]], samples: int) -> None:
+    overhead = {
+        r: [o - b for o, b in zip(results["ours", r], results["baseline", r], strict=True)] for r in ROUNDS
+    }
+    print(f"responses_loop: {samples} samples per arm and script, {WARMUP} warm-up, concurrency 1")
+    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; times in ms")
+    columns = ("rounds", "base p50", "ours p50", "ovh p50", "ovh p99", "ovh/round p50", "ours/base")
+    print(" ".join(f"{name:>13}" for name in columns))
+    for r in ROUNDS:
+        base, ours = p(results["baseline", r], 0.5), p(results["ours", r], 0.5)
+        per_round = statistics.median(o / r for o in overhead[r]) if r else float("nan")
+        values = (base, ours, p(overhead[r], 0.5), p(overhead[r], 0.99), per_round, ours / base)
+        print(" ".join(f"{cell:>13}" for cell in (f"{r}", *(f"{v:.2f}" for v in values))))
+    first, last = ROUNDS[1], ROUNDS[-1]
+    marginal = [
+        (late - early) / (last - first) for late, early in zip(overhead[last], overhead[first], strict=True)
+    ]
+    fixed = p(overhead[0], 0.5)
+    print(f"fixed overhead per response (0 rounds), p50: {fixed:.2f} ms")
+    print(f"first tool round incl. opening the MCP session, p50: {p(overhead[first], 0.5) - fixed:.2f} ms")
+    print(
+        f"marginal overhead per further tool round: p50 {p(marginal, 0.5):.2f} ms, "
+        f"p90 {p(marginal, 0.9):.2f} ms (target p50 < 5 ms)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=100)
+    args = parser.parse_args()
+    issuer, upstream, tools = TestIssuer(), FakeUpstream(), FakeMcpTools()
+    with tempfile.TemporaryDirectory(prefix="jan-bench-") as tmp:
+        os.chmod(tmp, 0o755)
+        with (
+            embedded_postgres(Path(tmp) / "pg") as postgres,
+            serve(issuer.app) as issuer_server,
+            serve(upstream.app) as model,
+            serve(tools.app) as tools_server,
+        ):
+            issuer.url = issuer_server.url
+            upstream.url = model.url
+            upgrade("apps.response_api", postgres.url)
+            settings = ResponseApiSettings(
+                database_url=SecretStr(postgres.url),
+                auth=issuer.auth_settings(),
+                llm_api_url=model.url,
+                mcp_tools_url=tools_server.url,
+                log_level="WARNING",
+            )
+            with serve(create_app(settings)) as api:
+                asyncio.run(
+                    bench(model.url, tools_server.url, api.url, issuer.mint("bench"), upstream, args.samples)
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The loop through the real mcp-tools app: `python_exec` against the harness's sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from openai import AsyncOpenAI
+
+from tests.harness.sandbox import FakeSandbox, SandboxFault
+from tests.harness.upstream import FakeUpstream
+from tests.response_api.conftest import MODEL, ServerFactory
+from tests.response_api.scripts import answer, call, tool_round
+from tests.response_api.test_loop import executions
+
+
+@pytest.fixture
+async def client(
+    response_api_server: ServerFactory, real_mcp_tools: str, token: str
+) -> AsyncIterator[AsyncOpenAI]:
+    with response_api_server(mcp_tools_url=real_mcp_tools, tool_execution_timeout=5.0) as url:
+        async with AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0) as openai:
+            yield openai
+
+
+def run(code: str, call_id: str) -> dict[str, Any]:
+    return call("python_exec", {"code": code}, call_id)
+
+
+def stdout(item: Any) -> str:
+    assert item.type == "mcp_call" and item.error is None, item
+    result: str = orjson.loads(item.output)["stdout"]
+    return result
+
+
+async def test_tool_rounds_through_mcp_tools(
+    client: AsyncOpenAI, upstream: FakeUpstream, sandbox: FakeSandbox, database_url: str
+) -> None:
+    upstream.enqueue(
+        tool_round(run("print(6 * 7)", "p1"), run("print('hi')", "p2")),
+        tool_round(run("print(sum(range(5)))", "p3")),
+        answer("42, hi and 10."),
+    )
+    response = await client.responses.create(model=MODEL, input="Compute")
+    assert response.status == "completed" and response.output_text == "42, hi and 10."
+    assert [stdout(item) for item in response.output[:3]] == ["42\n", "hi\n", "10\n"]
+    offered = {tool["function"]["name"] for tool in upstream.requests[0]["tools"]}
+    assert {"python_exec", "scrape"} <= offered
+    assert len(sandbox.requests) == 3
+    rows = await executions(database_url, response.id)
+    assert [(r["call_id"], r["tool_name"], r["status"]) for r in rows] == [
+        ("p1", "python_exec", "completed"),
+        ("p2", "python_exec", "completed"),
+        ("p3", "python_exec", "completed"),
+    ]
+
+
+async def test_streamed_through_mcp_tools(client: AsyncOpenAI, upstream: FakeUpstream) -> None:
+    upstream.enqueue(tool_round(run("print(2 ** 10)", "s1")), answer("1024"))
+    async with client.responses.stream(model=MODEL, input="2^10?") as stream:
+        events = [event async for event in stream]
+        final = await stream.get_final_response()
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    assert "response.mcp_call.completed" in [event.type for event in events]
+    assert stdout(final.output[0]) == "1024\n" and final.output_text == "1024"
+
+
+async def test_sandbox_failure_and_hang_are_fed_back(
+    client: AsyncOpenAI, upstream: FakeUpstream, sandbox: FakeSandbox, database_url: str
+) -> None:
+    sandbox.fail(SandboxFault(status=503), SandboxFault(stall=True))
+    upstream.enqueue(
+        tool_round(run("print(1)", "f1")),
+        tool_round(run("print(2)", "f2")),
+        answer("The sandbox is unwell."),
+    )
+    response = await client.responses.create(model=MODEL, input="Try", parallel_tool_calls=False)
+    assert response.status == "completed" and response.output_text == "The sandbox is unwell."
+    failed, hung = response.output[0], response.output[1]
+    assert failed.type == "mcp_call" and failed.status == "failed"
+    assert failed.error is not None and failed.error.type == "mcp_tool_execution_error"
+    assert hung.type == "mcp_call" and hung.status == "failed"
+    assert "did not finish within 5 s" in getattr(hung.error, "message", "")
+    messages = upstream.requests[2]["messages"]
+    assert [m["content"].startswith("Tool error:") for m in messages if m["role"] == "tool"] == [True, True]
+    rows = await executions(database_url, response.id)
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+
+
+async def test_cancel_during_a_long_sandbox_run(
+    client: AsyncOpenAI, upstream: FakeUpstream, sandbox: FakeSandbox, database_url: str
+) -> None:
+    sandbox.fail(SandboxFault(stall=True))
+    upstream.enqueue(tool_round(run("print('slow')", "c1")), answer("never sent"))
+    created = await client.responses.create(model=MODEL, input="wait", background=True)
+    for _ in range(400):
+        if sandbox.requests:
+            break
+        await asyncio.sleep(0.05)
+    cancelled = await client.responses.cancel(created.id)
+    assert cancelled.status == "cancelled"
+    assert [(item.type, getattr(item, "status", None)) for item in cancelled.output] == [
+        ("mcp_call", "incomplete")
+    ]
+    assert len(upstream.requests) == 1
+    rows = await executions(database_url, created.id)
+    assert [(r["tool_name"], r["status"]) for r in rows] == [("python_exec", "cancelled")]
