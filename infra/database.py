@@ -1,6 +1,6 @@
 """The database interface every Postgres backend satisfies, and the bootstrap Job they share.
 
-A backend (RDS now, the in-cluster CloudNativePG server later) provides a server and an admin login;
+A backend (RDS, or the in-cluster CloudNativePG server of the dev stack) provides a server and an admin login;
 `bootstrap()` then gives each app its own role and database, and a Secret `<app>-database` in the apps
 namespace holding `DATABASE_URL` (the variable the apps read). Apps and releases only ever see a
 `DatabaseEndpoint`, so they do not know which backend they run on.
@@ -73,6 +73,8 @@ class BootstrapArgs:
     namespace: pulumi.Input[str]
     databases: Mapping[str, str]
     """app name (`media-api`) -> role and database name (`media_api`)"""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """What must exist before the Job runs (the in-cluster server's release)."""
 
 
 def bootstrap(
@@ -130,7 +132,9 @@ def bootstrap(
             f"jan-db-bootstrap-{job_hash(sorted(args.databases.values()))}", args.namespace, labels
         ),
         spec=_job_spec(sorted(args.databases.values()), labels),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[admin, roles])),
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(depends_on=[admin, roles, *args.depends_on])
+        ),
     )
     return DatabaseEndpoint(host=args.host, port=args.port, dsn_secrets=dsn_secrets, ready=job)
 

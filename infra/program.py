@@ -3,8 +3,9 @@
 `pulumi up` runs it through `infra/__main__.py`; `jan-server render` runs the same `main()` under the
 mock engine. Part one builds the foundation (network, cluster, GPU pools, database, object store); the
 in-cluster Postgres and S3-compatible store of the dev stack, and everything that runs on the cluster,
-are added by further components behind the same interfaces (`DatabaseEndpoint`, the k8s provider,
-`infra.helm`).
+are added by further components behind the same interfaces (`DatabaseEndpoint`, `ObjectStoreEndpoint`,
+the k8s provider, `infra.helm`). The dev stack runs CloudNativePG and SeaweedFS instead of RDS and S3
+(`infra/components/in_cluster_data.py`); the four apps are Helm releases wired in `infra/release.py`.
 
 Adding a component: a module in `infra/components/` with a frozen keyword-only `<Name>Args` dataclass
 and one `ComponentResource` (type `jan:platform:<Name>`, children parented, the `k8s.Provider` from
@@ -16,20 +17,32 @@ the render (`tests/infra/conftest.py`), which also validates every object it add
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from apps.gateway.routes import APPS, AppName
+from infra import release as release_layer
 from infra.components.cluster import Cluster, ClusterArgs
 from infra.components.database import RdsDatabase, RdsDatabaseArgs
 from infra.components.gpu_pools import GpuNodePools, GpuNodePoolsArgs
+from infra.components.in_cluster_data import (
+    DATA_NAMESPACE,
+    CloudNativePg,
+    CloudNativePgArgs,
+    SeaweedFs,
+    SeaweedFsArgs,
+    data_namespace,
+)
 from infra.components.network import Network, NetworkArgs
 from infra.components.object_store import ObjectStore, ObjectStoreArgs
 from infra.config import DatabaseMode, Environment, ObjectStoreMode, StackConfig, load_from_pulumi
 from infra.database import DatabaseEndpoint
 from infra.naming import Naming
+from infra.object_storage import ObjectStoreEndpoint
+from infra.release import Release
 
 # One role and database per app, named after the app's schema.
 APP_DATABASES: dict[str, str] = {spec.name.value: spec.schema for spec in APPS.values() if spec.schema}
@@ -43,7 +56,8 @@ class Platform:
     naming: Naming
     cluster: Cluster
     database: DatabaseEndpoint | None
-    object_store: ObjectStore | None
+    object_store: ObjectStoreEndpoint | None
+    release: Release | None = None
 
 
 def main() -> Platform:
@@ -55,7 +69,9 @@ def main() -> Platform:
         pulumi.export("databaseHost", platform.database.host)
         pulumi.export("databaseSecrets", dict(platform.database.dsn_secrets))
     if platform.object_store is not None:
-        pulumi.export("mediaBucket", platform.object_store.bucket_name)
+        pulumi.export("mediaBucket", platform.object_store.bucket)
+    if platform.release is not None:
+        release_layer.export(platform.config, platform.release)
     return platform
 
 
@@ -64,7 +80,7 @@ def build(config: StackConfig) -> Platform:
     production = config.environment is Environment.PROD
     if not config.on_aws:
         cluster = Cluster(naming("cluster"), ClusterArgs(naming=naming, spec=config.cluster))
-        return Platform(config=config, naming=naming, cluster=cluster, database=None, object_store=None)
+        return _with_release(_in_cluster_data(config, naming, cluster))
 
     aws_provider = aws.Provider(
         naming("aws"),
@@ -134,9 +150,68 @@ def build(config: StackConfig) -> Platform:
                 cluster_name=eks.name,
                 namespace=cluster.apps_namespace,
                 service_account=AppName.MEDIA_API.value,
+                region=config.region or "",
             ),
             on_aws,
-        )
+        ).endpoint
+    platform = Platform(
+        config=config, naming=naming, cluster=cluster, database=database, object_store=object_store
+    )
+    return _with_release(_in_cluster_data(platform.config, naming, cluster, platform), on_aws)
+
+
+def _in_cluster_data(
+    config: StackConfig, naming: Naming, cluster: Cluster, platform: Platform | None = None
+) -> Platform:
+    """CloudNativePG and SeaweedFS for whatever the stack keeps in the cluster."""
+    database = platform.database if platform else None
+    object_store = platform.object_store if platform else None
+    in_cluster_db = config.database.mode is DatabaseMode.IN_CLUSTER
+    in_cluster_s3 = config.object_store.mode is ObjectStoreMode.IN_CLUSTER
+    if in_cluster_db or in_cluster_s3:
+        on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
+        data = data_namespace(naming("data"), naming, DATA_NAMESPACE, on_cluster)
+        namespace = data.metadata.apply(lambda meta: str(meta.name))
+        if in_cluster_db:
+            database = CloudNativePg(
+                naming("postgres"),
+                CloudNativePgArgs(
+                    naming=naming,
+                    spec=config.database,
+                    production=config.environment is Environment.PROD,
+                    provider=cluster.provider,
+                    namespace=namespace,
+                    apps_namespace=cluster.apps_namespace,
+                    databases=APP_DATABASES,
+                ),
+            ).endpoint
+        if in_cluster_s3:
+            object_store = SeaweedFs(
+                naming("objects"),
+                SeaweedFsArgs(
+                    naming=naming,
+                    provider=cluster.provider,
+                    namespace=namespace,
+                    apps_namespace=cluster.apps_namespace,
+                    bucket=naming("media"),
+                    service_account=AppName.MEDIA_API.value,
+                ),
+            ).endpoint
     return Platform(
         config=config, naming=naming, cluster=cluster, database=database, object_store=object_store
     )
+
+
+def _with_release(platform: Platform, aws_opts: pulumi.ResourceOptions | None = None) -> Platform:
+    """The four apps, once the stack has a database and an object store."""
+    if platform.database is None or platform.object_store is None:
+        return platform
+    release = release_layer.deploy(
+        platform.config,
+        platform.naming,
+        platform.cluster.provider,
+        platform.database,
+        platform.object_store,
+        aws_opts,
+    )
+    return dataclasses.replace(platform, release=release)
