@@ -30,7 +30,8 @@ from infra.object_storage import ObjectStoreEndpoint
 from infra.specs import identity, otel, vllm
 from infra.specs.network_policies import NAME_LABEL, NetworkInputs, Workload
 
-ECR_REPOSITORY = "jan-server"
+# The ECR repository is `jan-<environment>-server`; the workflow pushes the version tag to each.
+ECR_REPOSITORY = "server"
 # Where the other components put their admin credentials (Secret, namespace, key).
 KEYCLOAK_ADMIN = ("keycloak-admin", "identity", "password")
 GRAFANA_ADMIN = ("grafana", "observability", "admin-password")
@@ -50,7 +51,7 @@ def image_repository(
         return pulumi.Output.from_input(config.release.image_repository)
     repository = aws.ecr.Repository(
         naming("images"),
-        name=ECR_REPOSITORY if config.environment is Environment.PROD else naming(ECR_REPOSITORY),
+        name=naming(ECR_REPOSITORY),
         image_tag_mutability="IMMUTABLE",
         image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
         encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")],
