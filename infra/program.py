@@ -210,6 +210,7 @@ def _with_release(platform: Platform, aws_opts: pulumi.ResourceOptions | None = 
         platform.config,
         platform.naming,
         platform.cluster.provider,
+        platform.cluster.apps_namespace,
         platform.database,
         platform.object_store,
         aws_opts,

@@ -85,6 +85,7 @@ def deploy(
     config: StackConfig,
     naming: Naming,
     provider: k8s.Provider,
+    namespace: pulumi.Output[str],
     database: DatabaseEndpoint,
     object_store: ObjectStoreEndpoint,
     aws_opts: pulumi.ResourceOptions | None = None,
@@ -99,7 +100,7 @@ def deploy(
         AppsArgs(
             naming=naming,
             provider=provider,
-            namespace=APPS_NAMESPACE,
+            namespace=namespace,
             environment=config.environment.value,
             image_repository=repository,
             image_tag=config.release.image_tag,

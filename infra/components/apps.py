@@ -51,7 +51,8 @@ MODEL_SERVER_KEY_ENV = "MODEL_SERVER_API_KEY"  # what `infra.specs.vllm.provider
 class AppsArgs:
     naming: Naming
     provider: k8s.Provider
-    namespace: str
+    # The apps namespace as the Cluster component created it (so everything here waits for it).
+    namespace: pulumi.Output[str]
     environment: str
     image_repository: pulumi.Input[str]
     image_tag: str
@@ -118,9 +119,9 @@ class JanApps(pulumi.ComponentResource):
         )
 
 
-def app_url(app: AppName, namespace: str) -> str:
-    """The in-cluster base URL of an app: the same Service Kong routes to."""
-    return kong.app_url(app, kong.KongInputs(namespace=namespace))
+def app_url(app: AppName, namespace: pulumi.Output[str], path: str = "") -> pulumi.Output[str]:
+    """The in-cluster URL of an app: the same Service Kong routes to."""
+    return namespace.apply(lambda name: kong.app_url(app, kong.KongInputs(namespace=name)) + path)
 
 
 def release_values(app: AppName, args: AppsArgs) -> dict[str, Any]:
@@ -143,12 +144,11 @@ def release_values(app: AppName, args: AppsArgs) -> dict[str, Any]:
 
 
 def _common_env(app: AppName, args: AppsArgs) -> dict[str, Any]:
-    llm_api = app_url(AppName.LLM_API, args.namespace)
     return {
         "ENVIRONMENT": args.environment,
         "LOG_FORMAT": "json",
         **identity.app_auth_env(args.identity),
-        "AUTH__API_KEY_VALIDATION_URL": f"{llm_api}{API_KEY_VALIDATION_PATH}",
+        "AUTH__API_KEY_VALIDATION_URL": app_url(AppName.LLM_API, args.namespace, API_KEY_VALIDATION_PATH),
         **otel.app_otel_env(args.observability),
         "OTEL_SERVICE_NAME": app.value,
     }
@@ -173,16 +173,16 @@ def _wiring(app: AppName, args: AppsArgs) -> _Wiring:
     if app is AppName.RESPONSE_API:
         urls = {
             "LLM_API_URL": app_url(AppName.LLM_API, args.namespace),
-            "MCP_TOOLS_URL": f"{app_url(AppName.MCP_TOOLS, args.namespace)}/v1/mcp",
+            "MCP_TOOLS_URL": app_url(AppName.MCP_TOOLS, args.namespace, "/v1/mcp"),
         }
         return env | urls, {}, [], {}
     if app is AppName.MCP_TOOLS:
-        urls = {
+        tools: dict[str, pulumi.Input[str]] = {
             "SEARXNG_URL": args.searxng_url,
             "SANDBOX_FUSION_URL": args.sandbox_fusion_url,
             "MEDIA_API_URL": app_url(AppName.MEDIA_API, args.namespace),
         }
-        return env | urls, {}, [], {}
+        return env | tools, {}, [], {}
     store = args.object_store
     env_from = [store.credentials_secret] if store.credentials_secret else []
     service_account = {"serviceAccount": {"create": True, "name": store.service_account}}

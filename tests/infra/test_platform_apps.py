@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from apps.gateway.routes import AppName
+from infra import mock_engine, render
 from infra import release as release_layer
-from infra import render
 from infra.components import in_cluster_data
 from infra.components.apps import FILES_DIR, PROVIDERS_FILE, PROVIDERS_FILE_ENV
 from infra.config import REPO_ROOT, ConfigError, StackConfig, load_stack_file, parse, stack_file, stack_values
@@ -362,3 +362,26 @@ def test_outputs_say_where_credentials_are_never_what_they_are(stack: str) -> No
     for command in commands.values():
         assert command.startswith("kubectl -n ") and " get secret " in command
     assert "jan-db-admin" in commands["database"]
+
+
+def test_generated_secrets_of_the_data_and_app_layers_never_reach_the_render(
+    rendered: dict[str, Rendered],
+) -> None:
+    dev = rendered["dev"]
+    names = [
+        "jan-dev-apps-internal-token",
+        "jan-dev-keycloak-backend",
+        "jan-dev-model-server-key",
+        "jan-dev-postgres-superuser",
+        "jan-dev-objects-access-key",
+        "jan-dev-objects-secret-key",
+    ]
+    generated = {
+        name: mock_engine._fake_outputs("random:index/randomPassword:RandomPassword", name, {}, "")["result"]
+        for name in names
+    }
+    assert {item["name"] for item in dev.of_type("random:index/randomPassword:RandomPassword")} >= set(names)
+    texts = [(dev.out / "resources.json").read_text()]
+    texts += [path.read_text() for path in (dev.out / "manifests").rglob("*.yaml")]
+    for name, value in generated.items():
+        assert not [text for text in texts if value in text], name
