@@ -7,8 +7,10 @@
 - Public URLs follow the domain: the gateway answers on `api.<domain>`, Keycloak on `auth.<domain>`.
   Grafana is not public: its URL is a port-forward, like the gateway's in the dev stack.
 - Admin credentials are never outputs: the outputs say which Secret holds them and the command that
-  reads it. The generated secrets the program shares between components (Keycloak's backend client
-  secret, the model servers' API key) are outputs only as Pulumi secrets.
+  reads it (names as the identity and observability components create them). No output carries a
+  secret value.
+- Keycloak's backend client secret and the model servers' API key are owned by the identity and
+  inference components; the apps only reference their Secrets (`SecretRef`).
 """
 
 from __future__ import annotations
@@ -29,14 +31,16 @@ from infra.naming import Naming
 from infra.object_storage import ObjectStoreEndpoint
 from infra.specs import identity, otel, vllm
 from infra.specs.network_policies import NAME_LABEL, NetworkInputs, Workload
+from infra.specs.vllm import SecretRef
 
 # The ECR repository is `jan-<environment>-server`; the workflow pushes the version tag to each.
 ECR_REPOSITORY = "server"
 # Where the other components put their admin credentials (Secret, namespace, key).
 KEYCLOAK_ADMIN = ("keycloak-admin", "identity", "password")
-GRAFANA_ADMIN = ("grafana", "observability", "admin-password")
+GRAFANA_ADMIN = ("grafana-admin", "observability", "admin-password")
 KONG_PROXY = ("gateway", "kong-kong-proxy", 80)
 GRAFANA_SERVICE = ("observability", "grafana", 80)
+GRAFANA_LOCAL_PORT = 3001
 
 
 def identity_inputs(config: StackConfig) -> identity.IdentityInputs:
@@ -77,8 +81,6 @@ def model_providers(config: StackConfig) -> list[vllm.ProviderEntry]:
 class Release:
     apps: JanApps
     image_repository: pulumi.Output[str]
-    keycloak_backend_secret: pulumi.Output[str]
-    model_server_api_key: pulumi.Output[str]
 
 
 def deploy(
@@ -91,8 +93,7 @@ def deploy(
     aws_opts: pulumi.ResourceOptions | None = None,
 ) -> Release:
     repository = image_repository(config, naming, aws_opts)
-    keycloak_secret = random.RandomPassword(naming("keycloak-backend"), length=40, special=False)
-    model_key = random.RandomPassword(naming("model-server-key"), length=40, special=False)
+    shared = stand_in_secrets(naming, provider, namespace)
     network = NetworkInputs()
     providers = model_providers(config)
     apps = JanApps(
@@ -109,27 +110,54 @@ def deploy(
             identity=identity_inputs(config),
             observability=otel.ObservabilityInputs(),
             providers_file=vllm.providers_file(providers) if providers else None,
-            model_server_api_key=model_key.result,
-            keycloak_backend_secret=keycloak_secret.result,
+            keycloak_backend_secret=KEYCLOAK_BACKEND,
+            model_server_api_key=MODEL_SERVER_KEY,
             searxng_url=service_url(network.searxng),
             sandbox_fusion_url=service_url(network.sandbox),
             replicas=1 if config.environment is Environment.DEV else 2,
+            depends_on=list(shared.values()),
         ),
     )
-    return Release(apps, repository, keycloak_secret.result, model_key.result)
+    return Release(apps, repository)
+
+
+KEYCLOAK_BACKEND = SecretRef(name="keycloak-backend-client", key="client-secret")
+MODEL_SERVER_KEY = SecretRef(name="model-server-api-key", key="api-key")
+
+
+def stand_in_secrets(
+    naming: Naming, provider: k8s.Provider, namespace: pulumi.Output[str]
+) -> dict[SecretRef, k8s.core.v1.Secret]:
+    """TODO(merge with platform-services): the Identity and Inference components create these two
+    Secrets in the apps namespace under the same names; once they are in the program, pass theirs and
+    delete this function (the render refuses two objects with one name, so a leftover is caught).
+    """
+    secrets = {}
+    for ref, label in ((KEYCLOAK_BACKEND, "keycloak-backend"), (MODEL_SERVER_KEY, "model-server-key")):
+        value = random.RandomPassword(naming(label), length=40, special=False)
+        secrets[ref] = k8s.core.v1.Secret(
+            naming(label),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=ref.name, namespace=namespace, labels=naming.labels("apps")
+            ),
+            string_data={ref.key: value.result},
+            opts=pulumi.ResourceOptions(provider=provider),
+        )
+    return secrets
 
 
 def urls(config: StackConfig) -> dict[str, str]:
     kong_namespace, kong_service, kong_port = KONG_PROXY
     grafana_namespace, grafana_service, grafana_port = GRAFANA_SERVICE
+    grafana_ports = f"{GRAFANA_LOCAL_PORT}:{grafana_port}"
     gateway = config.gateway_origin if config.on_aws else "http://localhost:8000"
     return {
         "gatewayUrl": gateway,
         "gatewayPortForward": f"kubectl -n {kong_namespace} port-forward svc/{kong_service} 8000:{kong_port}",
         "keycloakUrl": identity_inputs(config).public_url,
-        "grafanaUrl": "http://localhost:3000",
+        "grafanaUrl": f"http://localhost:{GRAFANA_LOCAL_PORT}",
         "grafanaPortForward": (
-            f"kubectl -n {grafana_namespace} port-forward svc/{grafana_service} 3000:{grafana_port}"
+            f"kubectl -n {grafana_namespace} port-forward svc/{grafana_service} {grafana_ports}"
         ),
     }
 
@@ -153,5 +181,3 @@ def export(config: StackConfig, release: Release) -> None:
     pulumi.export("adminCredentials", admin_credentials())
     pulumi.export("appsImage", pulumi.Output.concat(release.image_repository, ":", config.release.image_tag))
     pulumi.export("appReleases", sorted(app.value for app in AppName))
-    pulumi.export("keycloakBackendClientSecret", pulumi.Output.secret(release.keycloak_backend_secret))
-    pulumi.export("modelServerApiKey", pulumi.Output.secret(release.model_server_api_key))

@@ -20,7 +20,7 @@ from `infra.specs.vllm`, and the other apps' URLs from the same naming Kong rout
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,11 +34,10 @@ from infra.helm import ChartSource
 from infra.naming import Naming
 from infra.object_storage import ObjectStoreEndpoint
 from infra.specs import identity, kong, otel
+from infra.specs.vllm import SecretRef
 
 CHART = "jan-app"
 INTERNAL_TOKEN_SECRET = "jan-internal-token"  # noqa: S105 - a Secret's name
-KEYCLOAK_SECRET = "llm-api-keycloak"  # noqa: S105 - a Secret's name
-MODEL_SERVER_SECRET = "llm-api-model-server"  # noqa: S105 - a Secret's name
 PROVIDERS_FILE = "providers.yml"
 API_KEY_VALIDATION_PATH = "/internal/api-keys/validate"  # llm-api's internal route
 FILES_DIR = "/etc/jan-server"
@@ -62,8 +61,9 @@ class AppsArgs:
     observability: otel.ObservabilityInputs
     # llm-api's providers file (`infra.specs.vllm.providers_file`); None until a stack has model servers.
     providers_file: str | None
-    model_server_api_key: pulumi.Input[str]
-    keycloak_backend_secret: pulumi.Input[str]
+    # Secrets in the apps namespace that the identity and inference components own.
+    keycloak_backend_secret: SecretRef
+    model_server_api_key: SecretRef
     searxng_url: str
     sandbox_fusion_url: str
     replicas: int = 2
@@ -71,7 +71,7 @@ class AppsArgs:
 
 
 class JanApps(pulumi.ComponentResource):
-    """The four app releases and the Secrets only they read."""
+    """The four app releases and the internal token they share."""
 
     releases: dict[AppName, k8s.helm.v3.Release]
 
@@ -81,16 +81,15 @@ class JanApps(pulumi.ComponentResource):
         token = random.RandomPassword(
             f"{name}-internal-token", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
         )
-        secrets = [
-            self._secret(f"{name}-internal-token", INTERNAL_TOKEN_SECRET, {"token": token.result}, args),
-            self._secret(
-                f"{name}-keycloak", KEYCLOAK_SECRET, {"client-secret": args.keycloak_backend_secret}, args
+        shared = k8s.core.v1.Secret(
+            f"{name}-internal-token",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=INTERNAL_TOKEN_SECRET, namespace=args.namespace, labels=args.naming.labels("apps")
             ),
-            self._secret(
-                f"{name}-model-server", MODEL_SERVER_SECRET, {"api-key": args.model_server_api_key}, args
-            ),
-        ]
-        ready = [args.database.ready, *secrets, *args.depends_on]
+            string_data={"token": token.result},
+            opts=on_cluster,
+        )
+        ready = [args.database.ready, shared, *args.depends_on]
         if args.object_store.ready is not None:
             ready.append(args.object_store.ready)
         source = ChartSource.ours(CHART)
@@ -105,18 +104,6 @@ class JanApps(pulumi.ComponentResource):
             for app in AppName
         }
         self.register_outputs({"releases": [app.value for app in self.releases]})
-
-    def _secret(
-        self, resource: str, secret_name: str, data: Mapping[str, pulumi.Input[str]], args: AppsArgs
-    ) -> k8s.core.v1.Secret:
-        return k8s.core.v1.Secret(
-            resource,
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=secret_name, namespace=args.namespace, labels=args.naming.labels("apps")
-            ),
-            string_data=dict(data),
-            opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
-        )
 
 
 def app_url(app: AppName, namespace: pulumi.Output[str], path: str = "") -> pulumi.Output[str]:
@@ -154,6 +141,10 @@ def _common_env(app: AppName, args: AppsArgs) -> dict[str, Any]:
     }
 
 
+def _ref(secret: SecretRef) -> dict[str, str]:
+    return {"secretName": secret.name, "key": secret.key}
+
+
 _Wiring = tuple[dict[str, Any], dict[str, Any], list[str], dict[str, Any]]
 
 
@@ -162,8 +153,8 @@ def _wiring(app: AppName, args: AppsArgs) -> _Wiring:
     env = _common_env(app, args)
     if app is AppName.LLM_API:
         secrets = {
-            identity.BACKEND_SECRET_ENV: {"secretName": KEYCLOAK_SECRET, "key": "client-secret"},
-            MODEL_SERVER_KEY_ENV: {"secretName": MODEL_SERVER_SECRET, "key": "api-key"},
+            identity.BACKEND_SECRET_ENV: _ref(args.keycloak_backend_secret),
+            MODEL_SERVER_KEY_ENV: _ref(args.model_server_api_key),
         }
         env |= identity.llm_api_keycloak_env(args.identity)
         if args.providers_file is None:

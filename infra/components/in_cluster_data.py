@@ -52,6 +52,9 @@ IN_CLUSTER_REGION = "us-east-1"  # SeaweedFS accepts any region; boto3 signs wit
 
 
 def upstream(pin: ChartPin) -> UpstreamChart:
+    """A spec pin as what `helm.upstream_release` takes (one class once the pin modules merge)."""
+    if isinstance(pin, UpstreamChart):
+        return pin
     return UpstreamChart(name=pin.chart, version=pin.version, repository=pin.repository)
 
 

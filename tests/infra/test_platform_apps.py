@@ -230,12 +230,12 @@ def test_llm_api_reads_the_providers_file_and_its_keycloak_secret(rendered: dict
     assert provider["url"] == "http://llama-cpp.inference.svc.cluster.local:8080/v1"
     assert _app_env(dev, "llm-api")[PROVIDERS_FILE_ENV] == f"{FILES_DIR}/{PROVIDERS_FILE}"
     refs = dict(_secret_refs(_app_container(dev, "llm-api")))
-    assert refs["llm-api-keycloak"] == "client-secret"
-    assert refs["llm-api-model-server"] == "api-key"
+    assert refs["keycloak-backend-client"] == "client-secret"
+    assert refs["model-server-api-key"] == "api-key"
     container = _app_container(dev, "llm-api")
     env = {entry["name"]: entry for entry in container["env"]}
-    assert env[identity.BACKEND_SECRET_ENV]["valueFrom"]["secretKeyRef"]["name"] == "llm-api-keycloak"
-    assert env["MODEL_SERVER_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "llm-api-model-server"
+    assert env[identity.BACKEND_SECRET_ENV]["valueFrom"]["secretKeyRef"]["name"] == "keycloak-backend-client"
+    assert env["MODEL_SERVER_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "model-server-api-key"
 
 
 @pytest.mark.parametrize("stack", STACKS)
