@@ -226,8 +226,8 @@ def test_llm_api_reads_the_providers_file_and_its_keycloak_secret(rendered: dict
     dev = rendered["dev"]
     files = _objects(dev, "ConfigMap")[("jan", "llm-api-files")]["data"][PROVIDERS_FILE]
     assert files == vllm.providers_file([vllm.llama_cpp_provider(vllm.CpuModelInputs())])
-    (provider,) = yaml.safe_load(files)["providers"]["default"]
-    assert provider["url"] == "http://llama-cpp.inference.svc.cluster.local:8080/v1"
+    (provider,) = yaml.safe_load(files)["providers"]
+    assert provider["base_url"] == "http://llama-cpp.inference.svc.cluster.local:8080/v1"
     assert _app_env(dev, "llm-api")[PROVIDERS_FILE_ENV] == f"{FILES_DIR}/{PROVIDERS_FILE}"
     refs = dict(_secret_refs(_app_container(dev, "llm-api")))
     assert refs["keycloak-backend-client"] == "client-secret"
