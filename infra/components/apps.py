@@ -11,7 +11,8 @@ from `infra.specs.vllm`, and the other apps' URLs from the same naming Kong rout
 - Secrets never enter a release's values: the apps read them through `secretEnv` / `envFromSecrets`
   from Secrets this component (or the data components) creates from Pulumi secrets.
 - `AUTH__INTERNAL_TOKEN` (the header the apps send llm-api's internal API-key endpoint) is one
-  generated value shared by all four apps.
+  generated value shared by all four apps; llm-api's `MODEL_PROVIDER_SECRET` (the key material for
+  stored provider keys) is generated too. Both are pulumi-random values, never in the values.
 - The chart's own NetworkPolicy is off: the platform's policies (`infra.specs.network_policies`) own
   every flow, so there is one place that says who may talk to whom.
 - Releases wait for the database bootstrap Job and the object store: the migration hook Job needs the
@@ -38,8 +39,11 @@ from infra.specs.vllm import SecretRef
 
 CHART = "jan-app"
 INTERNAL_TOKEN_SECRET = "jan-internal-token"  # noqa: S105 - a Secret's name
+# The key material llm-api encrypts stored provider API keys with (MODEL_PROVIDER_SECRET).
+PROVIDER_KEYS_SECRET = "llm-api-provider-keys"  # noqa: S105 - a Secret's name
 PROVIDERS_FILE = "providers.yml"
 API_KEY_VALIDATION_PATH = "/internal/api-keys/validate"  # llm-api's internal route
+MEDIA_RESOLVE_PATH = "/v1/media/resolve"  # media-api's placeholder resolution
 FILES_DIR = "/etc/jan-server"
 # TODO(llm-api providers): the env name llm-api reads its providers file from, once its settings land.
 PROVIDERS_FILE_ENV = "PROVIDERS_FILE"
@@ -78,18 +82,11 @@ class JanApps(pulumi.ComponentResource):
     def __init__(self, name: str, args: AppsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:JanApps", name, None, opts)
         on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        token = random.RandomPassword(
-            f"{name}-internal-token", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
-        )
-        shared = k8s.core.v1.Secret(
-            f"{name}-internal-token",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=INTERNAL_TOKEN_SECRET, namespace=args.namespace, labels=args.naming.labels("apps")
-            ),
-            string_data={"token": token.result},
-            opts=on_cluster,
-        )
-        ready = [args.database.ready, shared, *args.depends_on]
+        secrets = [
+            self._generated(f"{name}-{secret}", secret, key, args)
+            for secret, key in ((INTERNAL_TOKEN_SECRET, "token"), (PROVIDER_KEYS_SECRET, "secret"))
+        ]
+        ready = [args.database.ready, *secrets, *args.depends_on]
         if args.object_store.ready is not None:
             ready.append(args.object_store.ready)
         source = ChartSource.ours(CHART)
@@ -104,6 +101,20 @@ class JanApps(pulumi.ComponentResource):
             for app in AppName
         }
         self.register_outputs({"releases": [app.value for app in self.releases]})
+
+    def _generated(self, name: str, secret_name: str, key: str, args: AppsArgs) -> k8s.core.v1.Secret:
+        """A Secret holding one generated value (pulumi-random, so it stays a Pulumi secret)."""
+        value = random.RandomPassword(
+            name, length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        return k8s.core.v1.Secret(
+            name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=secret_name, namespace=args.namespace, labels=args.naming.labels("apps")
+            ),
+            string_data={key: value.result},
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
+        )
 
 
 def app_url(app: AppName, namespace: pulumi.Output[str], path: str = "") -> pulumi.Output[str]:
@@ -155,8 +166,10 @@ def _wiring(app: AppName, args: AppsArgs) -> _Wiring:
         secrets = {
             identity.BACKEND_SECRET_ENV: _ref(args.keycloak_backend_secret),
             MODEL_SERVER_KEY_ENV: _ref(args.model_server_api_key),
+            "MODEL_PROVIDER_SECRET": {"secretName": PROVIDER_KEYS_SECRET, "key": "secret"},
         }
         env |= identity.llm_api_keycloak_env(args.identity)
+        env["MEDIA_RESOLVE_URL"] = app_url(AppName.MEDIA_API, args.namespace, MEDIA_RESOLVE_PATH)
         if args.providers_file is None:
             return env, secrets, [], {}
         files = {"files": {PROVIDERS_FILE: args.providers_file}, "filesMountPath": FILES_DIR}
@@ -164,7 +177,8 @@ def _wiring(app: AppName, args: AppsArgs) -> _Wiring:
     if app is AppName.RESPONSE_API:
         urls = {
             "LLM_API_URL": app_url(AppName.LLM_API, args.namespace),
-            "MCP_TOOLS_URL": app_url(AppName.MCP_TOOLS, args.namespace, "/v1/mcp"),
+            # response-api appends /v1/mcp and /v1/chat/completions itself.
+            "MCP_TOOLS_URL": app_url(AppName.MCP_TOOLS, args.namespace),
         }
         return env | urls, {}, [], {}
     if app is AppName.MCP_TOOLS:

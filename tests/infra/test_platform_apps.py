@@ -232,6 +232,9 @@ def test_llm_api_reads_the_providers_file_and_its_keycloak_secret(rendered: dict
     refs = dict(_secret_refs(_app_container(dev, "llm-api")))
     assert refs["keycloak-backend-client"] == "client-secret"
     assert refs["model-server-api-key"] == "api-key"
+    assert refs["llm-api-provider-keys"] == "secret"
+    media_api = kong.app_url(AppName.MEDIA_API, kong.KongInputs(namespace="jan"))
+    assert _app_env(dev, "llm-api")["MEDIA_RESOLVE_URL"] == f"{media_api}/v1/media/resolve"
     container = _app_container(dev, "llm-api")
     env = {entry["name"]: entry for entry in container["env"]}
     assert env[identity.BACKEND_SECRET_ENV]["valueFrom"]["secretKeyRef"]["name"] == "keycloak-backend-client"
@@ -244,7 +247,7 @@ def test_apps_find_each_other_where_kong_routes(stack: str, rendered: dict[str, 
     inputs = kong.KongInputs(namespace="jan")
     response = _app_env(out, "response-api")
     assert response["LLM_API_URL"] == kong.app_url(AppName.LLM_API, inputs)
-    assert response["MCP_TOOLS_URL"] == f"{kong.app_url(AppName.MCP_TOOLS, inputs)}/v1/mcp"
+    assert response["MCP_TOOLS_URL"] == kong.app_url(AppName.MCP_TOOLS, inputs)  # the app adds /v1/mcp
     tools = _app_env(out, "mcp-tools")
     assert tools["SEARXNG_URL"] == "http://searxng.search.svc.cluster.local:8080"
     assert tools["SANDBOX_FUSION_URL"] == "http://sandbox-fusion.sandbox.svc.cluster.local:8080"
@@ -369,7 +372,8 @@ def test_generated_secrets_of_the_data_and_app_layers_never_reach_the_render(
 ) -> None:
     dev = rendered["dev"]
     names = [
-        "jan-dev-apps-internal-token",
+        "jan-dev-apps-jan-internal-token",
+        "jan-dev-apps-llm-api-provider-keys",
         "jan-dev-keycloak-backend",
         "jan-dev-model-server-key",
         "jan-dev-postgres-superuser",
