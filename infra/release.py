@@ -115,6 +115,7 @@ def deploy(
             searxng_url=service_url(network.searxng),
             sandbox_fusion_url=service_url(network.sandbox),
             replicas=1 if config.environment is Environment.DEV else 2,
+            max_replicas=None if config.environment is Environment.DEV else 10,
             depends_on=list(shared.values()),
         ),
     )

@@ -71,6 +71,8 @@ class AppsArgs:
     searxng_url: str
     sandbox_fusion_url: str
     replicas: int = 2
+    # The most replicas the HPA may scale each app to; None: a fixed `replicas`.
+    max_replicas: int | None = None
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
@@ -138,6 +140,12 @@ def release_values(app: AppName, args: AppsArgs) -> dict[str, Any]:
         "networkPolicy": {"enabled": False},
         "podDisruptionBudget": {"enabled": args.replicas > 1},
     }
+    if args.max_replicas is not None:
+        values["autoscaling"] = {
+            "enabled": True,
+            "minReplicas": args.replicas,
+            "maxReplicas": args.max_replicas,
+        }
     return values | extra
 
 

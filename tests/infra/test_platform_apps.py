@@ -389,3 +389,22 @@ def test_generated_secrets_of_the_data_and_app_layers_never_reach_the_render(
     texts += [path.read_text() for path in (dev.out / "manifests").rglob("*.yaml")]
     for name, value in generated.items():
         assert not [text for text in texts if value in text], name
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_aws_stacks_autoscale_every_app_and_dev_runs_one_replica(
+    stack: str, rendered: dict[str, Rendered]
+) -> None:
+    out = rendered[stack]
+    autoscalers = _objects(out, "HorizontalPodAutoscaler")
+    budgets = _objects(out, "PodDisruptionBudget")
+    for app in APP_NAMES:
+        deployment = _objects(out, "Deployment")[("jan", app)]
+        if stack == "dev":
+            assert deployment["spec"]["replicas"] == 1
+            assert ("jan", app) not in autoscalers and ("jan", app) not in budgets
+        else:
+            spec = autoscalers[("jan", app)]["spec"]
+            assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 10)
+            assert "replicas" not in deployment["spec"]
+            assert ("jan", app) in budgets
