@@ -8,7 +8,8 @@ it runs on. Decisions:
 - An S3-compatible store in the cluster has no identity service, so its keys live in a Secret in the
   apps namespace (`MEDIA_S3_ACCESS_KEY` / `MEDIA_S3_SECRET_KEY`), loaded whole by media-api.
 - Browsers cannot reach an in-cluster store, so media-api streams downloads itself there
-  (`MEDIA_PROXY_DOWNLOAD`); direct uploads need `MEDIA_S3_PUBLIC_ENDPOINT` (a port-forward in dev).
+  (`MEDIA_PROXY_DOWNLOAD`), and presigned upload URLs name `public_endpoint` (`MEDIA_S3_PUBLIC_ENDPOINT`),
+  which in the dev stack is the store's port-forward on localhost.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class ObjectStoreEndpoint:
     credentials_secret: str | None
     # The service account the backend trusts (Pod Identity) or expects (in-cluster: informational).
     service_account: str
+    # Where clients reach the store when that differs from `endpoint` (presigned URLs).
+    public_endpoint: str | None = None
     ready: pulumi.Resource | None = None
 
     def media_env(self) -> dict[str, pulumi.Input[str]]:
@@ -43,4 +46,6 @@ class ObjectStoreEndpoint:
                 "MEDIA_S3_USE_PATH_STYLE": "true",
                 "MEDIA_PROXY_DOWNLOAD": "true",
             }
+        if self.public_endpoint is not None:
+            env["MEDIA_S3_PUBLIC_ENDPOINT"] = self.public_endpoint
         return env

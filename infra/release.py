@@ -23,9 +23,10 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from apps.gateway.routes import AppName
+from infra.components import in_cluster_data
 from infra.components.apps import AppsArgs, JanApps
 from infra.components.cluster import APPS_NAMESPACE
-from infra.config import Environment, StackConfig
+from infra.config import Environment, ObjectStoreMode, StackConfig
 from infra.database import ADMIN_SECRET, DatabaseEndpoint
 from infra.naming import Naming
 from infra.object_storage import ObjectStoreEndpoint
@@ -148,11 +149,12 @@ def stand_in_secrets(
 
 
 def urls(config: StackConfig) -> dict[str, str]:
+    """Where people reach the platform (dev: through port-forwards)."""
     kong_namespace, kong_service, kong_port = KONG_PROXY
     grafana_namespace, grafana_service, grafana_port = GRAFANA_SERVICE
     grafana_ports = f"{GRAFANA_LOCAL_PORT}:{grafana_port}"
     gateway = config.gateway_origin if config.on_aws else "http://localhost:8000"
-    return {
+    found = {
         "gatewayUrl": gateway,
         "gatewayPortForward": f"kubectl -n {kong_namespace} port-forward svc/{kong_service} 8000:{kong_port}",
         "keycloakUrl": identity_inputs(config).public_url,
@@ -161,6 +163,9 @@ def urls(config: StackConfig) -> dict[str, str]:
             f"kubectl -n {grafana_namespace} port-forward svc/{grafana_service} {grafana_ports}"
         ),
     }
+    if config.object_store.mode is ObjectStoreMode.IN_CLUSTER:
+        found["objectStorePortForward"] = in_cluster_data.port_forward()
+    return found
 
 
 def admin_credentials() -> dict[str, str]:

@@ -242,9 +242,15 @@ class SeaweedFs(pulumi.ComponentResource):
             endpoint=f"http://{SEAWEEDFS_RELEASE}-all-in-one.{DATA_NAMESPACE}.svc.cluster.local:{S3_PORT}",
             credentials_secret=MEDIA_S3_SECRET,
             service_account=args.service_account,
+            public_endpoint=f"http://localhost:{S3_PORT}",  # `port_forward()`
             ready=release,
         )
         self.register_outputs({"bucket": self.endpoint.bucket})
+
+
+def port_forward() -> str:
+    """How a developer's browser reaches the dev store (presigned uploads name localhost)."""
+    return f"kubectl -n {DATA_NAMESPACE} port-forward svc/{SEAWEEDFS_RELEASE}-all-in-one {S3_PORT}:{S3_PORT}"
 
 
 def s3_identities(identity: str, bucket: str, access_key: str, secret_key: str) -> str:

@@ -219,6 +219,9 @@ def test_media_api_uses_pod_identity_on_aws_and_keys_in_cluster(rendered: dict[s
     assert dev_env["MEDIA_S3_ENDPOINT"] == "http://seaweedfs-all-in-one.data.svc.cluster.local:8333"
     assert dev_env["MEDIA_S3_BUCKET"] == "jan-dev-media"
     assert dev_env["MEDIA_S3_USE_PATH_STYLE"] == "true"
+    assert dev_env["MEDIA_S3_PUBLIC_ENDPOINT"] == "http://localhost:8333"
+    assert "8333:8333" in release_layer.urls(_config("dev"))["objectStorePortForward"]
+    assert "MEDIA_S3_PUBLIC_ENDPOINT" not in prod_env
     assert ("media-api-s3", None) in set(_secret_refs(_app_container(dev, "media-api")))
 
 
