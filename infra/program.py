@@ -80,7 +80,8 @@ def build(config: StackConfig) -> Platform:
     production = config.environment is Environment.PROD
     if not config.on_aws:
         cluster = Cluster(naming("cluster"), ClusterArgs(naming=naming, spec=config.cluster))
-        return _with_release(_in_cluster_data(config, naming, cluster))
+        foundation = Platform(config=config, naming=naming, cluster=cluster, database=None, object_store=None)
+        return _with_release(_in_cluster_data(foundation))
 
     aws_provider = aws.Provider(
         naming("aws"),
@@ -157,49 +158,46 @@ def build(config: StackConfig) -> Platform:
     platform = Platform(
         config=config, naming=naming, cluster=cluster, database=database, object_store=object_store
     )
-    return _with_release(_in_cluster_data(platform.config, naming, cluster, platform), on_aws)
+    return _with_release(_in_cluster_data(platform), on_aws)
 
 
-def _in_cluster_data(
-    config: StackConfig, naming: Naming, cluster: Cluster, platform: Platform | None = None
-) -> Platform:
+def _in_cluster_data(platform: Platform) -> Platform:
     """CloudNativePG and SeaweedFS for whatever the stack keeps in the cluster."""
-    database = platform.database if platform else None
-    object_store = platform.object_store if platform else None
+    config, naming, cluster = platform.config, platform.naming, platform.cluster
     in_cluster_db = config.database.mode is DatabaseMode.IN_CLUSTER
     in_cluster_s3 = config.object_store.mode is ObjectStoreMode.IN_CLUSTER
-    if in_cluster_db or in_cluster_s3:
-        on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
-        data = data_namespace(naming("data"), naming, DATA_NAMESPACE, on_cluster)
-        namespace = data.metadata.apply(lambda meta: str(meta.name))
-        if in_cluster_db:
-            database = CloudNativePg(
-                naming("postgres"),
-                CloudNativePgArgs(
-                    naming=naming,
-                    spec=config.database,
-                    production=config.environment is Environment.PROD,
-                    provider=cluster.provider,
-                    namespace=namespace,
-                    apps_namespace=cluster.apps_namespace,
-                    databases=APP_DATABASES,
-                ),
-            ).endpoint
-        if in_cluster_s3:
-            object_store = SeaweedFs(
-                naming("objects"),
-                SeaweedFsArgs(
-                    naming=naming,
-                    provider=cluster.provider,
-                    namespace=namespace,
-                    apps_namespace=cluster.apps_namespace,
-                    bucket=naming("media"),
-                    service_account=AppName.MEDIA_API.value,
-                ),
-            ).endpoint
-    return Platform(
-        config=config, naming=naming, cluster=cluster, database=database, object_store=object_store
-    )
+    if not (in_cluster_db or in_cluster_s3):
+        return platform
+    database, object_store = platform.database, platform.object_store
+    on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
+    data = data_namespace(naming("data"), naming, DATA_NAMESPACE, on_cluster)
+    namespace = data.metadata.apply(lambda meta: str(meta.name))
+    if in_cluster_db:
+        database = CloudNativePg(
+            naming("postgres"),
+            CloudNativePgArgs(
+                naming=naming,
+                spec=config.database,
+                production=config.environment is Environment.PROD,
+                provider=cluster.provider,
+                namespace=namespace,
+                apps_namespace=cluster.apps_namespace,
+                databases=APP_DATABASES,
+            ),
+        ).endpoint
+    if in_cluster_s3:
+        object_store = SeaweedFs(
+            naming("objects"),
+            SeaweedFsArgs(
+                naming=naming,
+                provider=cluster.provider,
+                namespace=namespace,
+                apps_namespace=cluster.apps_namespace,
+                bucket=naming("media"),
+                service_account=AppName.MEDIA_API.value,
+            ),
+        ).endpoint
+    return dataclasses.replace(platform, database=database, object_store=object_store)
 
 
 def _with_release(platform: Platform, aws_opts: pulumi.ResourceOptions | None = None) -> Platform:
