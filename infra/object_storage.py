@@ -36,6 +36,8 @@ class ObjectStoreEndpoint:
     service_account: str
     # Where clients reach the store when that differs from `endpoint` (presigned URLs).
     public_endpoint: str | None = None
+    # media-api creates the bucket (and its CORS rule) at start: a store without a bucket API of ours.
+    create_bucket: bool = False
     ready: pulumi.Resource | None = None
 
     def media_env(self) -> dict[str, pulumi.Input[str]]:
@@ -46,6 +48,8 @@ class ObjectStoreEndpoint:
                 "MEDIA_S3_USE_PATH_STYLE": "true",
                 "MEDIA_PROXY_DOWNLOAD": "true",
             }
+        if self.create_bucket:
+            env["MEDIA_S3_CREATE_BUCKET"] = "true"
         if self.public_endpoint is not None:
             env["MEDIA_S3_PUBLIC_ENDPOINT"] = self.public_endpoint
         return env

@@ -15,8 +15,9 @@ Decisions:
   (`infra.database.bootstrap`), against the cluster's `-rw` Service with TLS (CNPG serves TLS by
   default). The Job retries (restartPolicy OnFailure) until the server accepts connections.
 - SeaweedFS runs all-in-one (master, volume, filer and S3 gateway in one pod, on a PVC): a dev stack
-  needs an S3 API, not a distributed store. S3 auth is on; one identity, media-api's, may read and
-  write the media bucket only; the chart's hook creates the bucket. The keys are generated and reach
+  needs an S3 API, not a distributed store. S3 auth is on; one identity, media-api's, may use the
+  media bucket only; media-api creates the bucket at start (`MEDIA_S3_CREATE_BUCKET`, idempotent), so
+  the store needs no bucket hook. The keys are generated and reach
   media-api as a Secret in the apps namespace.
 """
 
@@ -243,6 +244,7 @@ class SeaweedFs(pulumi.ComponentResource):
             credentials_secret=MEDIA_S3_SECRET,
             service_account=args.service_account,
             public_endpoint=f"http://localhost:{S3_PORT}",  # `port_forward()`
+            create_bucket=True,
             ready=release,
         )
         self.register_outputs({"bucket": self.endpoint.bucket})
@@ -255,7 +257,8 @@ def port_forward() -> str:
 
 def s3_identities(identity: str, bucket: str, access_key: str, secret_key: str) -> str:
     """SeaweedFS's S3 identities file: one identity limited to one bucket."""
-    actions = [f"{action}:{bucket}" for action in ("Read", "Write", "List", "Tagging")]
+    # Admin on its own bucket only: media-api creates the bucket and sets its CORS rule at start.
+    actions = [f"{action}:{bucket}" for action in ("Admin", "Read", "Write", "List", "Tagging")]
     document = {
         "identities": [
             {
@@ -269,16 +272,24 @@ def s3_identities(identity: str, bucket: str, access_key: str, secret_key: str) 
 
 
 def seaweedfs_values(bucket: str, storage_gib: int) -> dict[str, object]:
-    s3 = {"enabled": True, "port": S3_PORT, "enableAuth": True, "existingConfigSecret": S3_CONFIG_SECRET}
+    """All-in-one only: the standalone components (and the standalone S3 gateway, which would look for
+    a separate filer) are off; the all-in-one pod serves S3 with auth from the generated identities."""
     return {
         "image": {"tag": IMAGES["seaweedfs"].tag},
         "master": {"enabled": False},
         "volume": {"enabled": False},
         "filer": {"enabled": False},
-        "s3": s3,
+        "s3": {"enabled": False},
         "allInOne": {
             "enabled": True,
-            "s3": {**s3, "createBuckets": [{"name": bucket, "anonymousRead": False}]},
+            "s3": {
+                "enabled": True,
+                "port": S3_PORT,
+                "enableAuth": True,
+                "existingConfigSecret": S3_CONFIG_SECRET,
+                # media-api also creates it at start (MEDIA_S3_CREATE_BUCKET), so either suffices.
+                "createBuckets": [{"name": bucket, "anonymousRead": False}],
+            },
             "data": {"type": "persistentVolumeClaim", "size": f"{storage_gib}Gi"},
         },
     }

@@ -97,6 +97,7 @@ def test_seaweedfs_has_the_media_bucket_and_auth_from_a_generated_secret(
     values = _releases(dev)["seaweedfs"]["values"]
     s3 = values["allInOne"]["s3"]
     assert values["allInOne"]["enabled"] is True
+    assert values["s3"] == {"enabled": False}  # no standalone gateway (it would need a separate filer)
     assert s3["enableAuth"] is True
     assert s3["createBuckets"] == [{"name": "jan-dev-media", "anonymousRead": False}]
     assert values["image"]["tag"] == IMAGES["seaweedfs"].tag
@@ -220,6 +221,8 @@ def test_media_api_uses_pod_identity_on_aws_and_keys_in_cluster(rendered: dict[s
     assert dev_env["MEDIA_S3_BUCKET"] == "jan-dev-media"
     assert dev_env["MEDIA_S3_USE_PATH_STYLE"] == "true"
     assert dev_env["MEDIA_S3_PUBLIC_ENDPOINT"] == "http://localhost:8333"
+    assert dev_env["MEDIA_S3_CREATE_BUCKET"] == "true"
+    assert "MEDIA_S3_CREATE_BUCKET" not in prod_env
     assert "8333:8333" in release_layer.urls(_config("dev"))["objectStorePortForward"]
     assert "MEDIA_S3_PUBLIC_ENDPOINT" not in prod_env
     assert ("media-api-s3", None) in set(_secret_refs(_app_container(dev, "media-api")))
