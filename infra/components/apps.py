@@ -45,8 +45,7 @@ PROVIDERS_FILE = "providers.yml"
 API_KEY_VALIDATION_PATH = "/internal/api-keys/validate"  # llm-api's internal route
 MEDIA_RESOLVE_PATH = "/v1/media/resolve"  # media-api's placeholder resolution
 FILES_DIR = "/etc/jan-server"
-# TODO(llm-api providers): the env name llm-api reads its providers file from, once its settings land.
-PROVIDERS_FILE_ENV = "PROVIDERS_FILE"
+PROVIDERS_FILE_ENV = "PROVIDERS_FILE"  # LlmApiSettings.providers_file
 MODEL_SERVER_KEY_ENV = "MODEL_SERVER_API_KEY"  # what `infra.specs.vllm.providers_file` expands
 
 

@@ -35,7 +35,7 @@ from pydantic import SecretStr
 from infra import helm
 from infra.database import DatabaseEndpoint
 from infra.service_config import IdentityConfig
-from infra.specs.identity import IdentityInputs, app_auth_env, keycloak_env, llm_api_keycloak_env
+from infra.specs.identity import IdentityInputs, app_auth_env, keycloak_env
 from infra.specs.keycloak_realm import RealmInputs, TokenLifetimes, realm_json
 from infra.versions import CHARTS, IMAGES
 
@@ -69,7 +69,6 @@ class Identity(pulumi.ComponentResource):
 
     realm: dict[str, Any]
     app_env: dict[str, str]
-    llm_api_env: dict[str, str]
 
     def __init__(self, name: str, args: IdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:Identity", name, None, opts)
@@ -78,7 +77,6 @@ class Identity(pulumi.ComponentResource):
         on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on)
         self.realm = realm(args)
         self.app_env = app_auth_env(args.identity)
-        self.llm_api_env = llm_api_keycloak_env(args.identity)
         backend = random.RandomPassword(f"{name}-backend-client-secret", length=40, special=False, opts=child)
         admin = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=child)
         realm_map = k8s.core.v1.ConfigMap(
