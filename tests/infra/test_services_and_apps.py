@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from apps.gateway.routes import AppName
+from infra import release as release_layer
 from infra.config import load_stack_file, stack_file
 from infra.specs.network_policies import NetworkInputs
 from tests.infra.conftest import STACKS, Rendered
@@ -168,3 +170,15 @@ def test_the_bootstrap_job_may_reach_postgres_under_default_deny(
         (source,) = ingress["ingress"][0]["from"]
         assert _selects(source["podSelector"], labels)
         assert source["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "jan"}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_admin_credential_outputs_name_secrets_the_render_creates(
+    stack: str, rendered: dict[str, Rendered]
+) -> None:
+    for command in release_layer.admin_credentials().values():
+        words = command.split()
+        namespace, secret = words[2], words[words.index("secret") + 1]
+        key = re.search(r"\{\.data\.([A-Za-z0-9_-]+)\}", command)
+        assert key is not None, command
+        assert key.group(1) in manifest(rendered[stack], namespace, "Secret", secret)["stringData"], command
