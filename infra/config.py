@@ -236,6 +236,39 @@ class InferenceConfig(_Model):
         return self
 
 
+FLOATING_TAGS = frozenset({"latest", "main", "master", "stable", "edge", "dev", "nightly"})
+
+
+class ReleaseConfig(_Model):
+    """The release the stack deploys: the one image the four apps run from, at a fixed tag."""
+
+    image_repository: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?$",
+        description="Image repository without a tag (`ghcr.io/janhq/jan-server`); required off AWS. On AWS "
+        "leave it unset: the program creates an ECR repository and pulls from it.",
+    )
+    image_tag: str = Field(
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+        description="Image tag of this release: the repository version the workflow pushed (`0.1.0`); "
+        "never `latest` or another floating tag.",
+    )
+
+    @field_validator("image_tag")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        if value.lower() in FLOATING_TAGS:
+            raise ValueError(f"{value!r} is a floating tag; use the release version")
+        return value
+
+    @field_validator("image_repository")
+    @classmethod
+    def _no_tag(cls, value: str | None) -> str | None:
+        if value is not None and ":" in value.rsplit("/", 1)[-1]:
+            raise ValueError("give the repository without a tag (the tag is imageTag)")
+        return value
+
+
 class StackConfig(_Model):
     """Everything a stack file says about the platform."""
 
@@ -260,6 +293,7 @@ class StackConfig(_Model):
     inference: InferenceConfig = Field(description="Model serving.")
     gateway: GatewayConfig = Field(GatewayConfig(), description="Kong, the public entry.")
     identity: IdentityConfig = Field(IdentityConfig(), description="Keycloak and its realm.")
+    release: ReleaseConfig = Field(description="The apps' image and the tag this stack runs.")
 
     @field_validator("region", mode="before")
     @classmethod
@@ -293,8 +327,12 @@ class StackConfig(_Model):
                 raise RuleError("database.mode", 'rds needs cluster.mode "eks"')
             if self.object_store.mode is ObjectStoreMode.S3:
                 raise RuleError("objectStore.mode", 's3 needs cluster.mode "eks"')
+            if self.release.image_repository is None:
+                raise RuleError("release.imageRepository", 'is required unless cluster.mode is "eks"')
         elif self.region is None:
             raise RuleError("region", 'is required when cluster.mode is "eks"')
+        elif self.release.image_repository is not None:
+            raise RuleError("release.imageRepository", 'the program\'s ECR repository is used on "eks"')
         names = [pool.name for pool in self.gpu_pools]
         for index, name in enumerate(names):
             if names.index(name) != index:

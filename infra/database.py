@@ -1,9 +1,12 @@
 """The database interface every Postgres backend satisfies, and the bootstrap Job they share.
 
-A backend (RDS now, the in-cluster CloudNativePG server later) provides a server and an admin login;
+A backend (RDS, or the in-cluster CloudNativePG server of the dev stack) provides a server and an admin login;
 `bootstrap()` then gives each app its own role and database, and a Secret `<app>-database` in the apps
 namespace holding `DATABASE_URL` (the variable the apps read). Apps and releases only ever see a
-`DatabaseEndpoint`, so they do not know which backend they run on.
+`DatabaseEndpoint`, so they do not know which backend they run on. Platform services with their own
+database (Keycloak) get a role and database from the same Job (`service_roles`); their login is
+handed back as `DatabaseEndpoint.service_passwords`, and the service's component writes it in the
+shape its chart reads, in its own namespace.
 
 Decisions:
 - Roles and databases are created by a Kubernetes Job running psql inside the cluster, because the
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -60,6 +63,8 @@ class DatabaseEndpoint:
     port: pulumi.Output[int]
     dsn_secrets: Mapping[str, str]
     ready: pulumi.Resource
+    service_passwords: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
+    """role (= database) of a platform service -> its password (a Pulumi secret)"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +78,10 @@ class BootstrapArgs:
     namespace: pulumi.Input[str]
     databases: Mapping[str, str]
     """app name (`media-api`) -> role and database name (`media_api`)"""
+    service_roles: Sequence[str] = ()
+    """roles and databases of platform services (`keycloak`); no DSN Secret in the apps namespace"""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """What must exist before the Job runs (the in-cluster server's release)."""
 
 
 def bootstrap(
@@ -85,7 +94,7 @@ def bootstrap(
         role: random.RandomPassword(
             f"{name}-{role}", length=32, special=False, opts=pulumi.ResourceOptions(parent=parent)
         )
-        for role in args.databases.values()
+        for role in [*args.databases.values(), *args.service_roles]
     }
     dsn_secrets: dict[str, str] = {}
     for app, role in args.databases.items():
@@ -124,15 +133,23 @@ def bootstrap(
         string_data={role: password.result for role, password in passwords.items()},
         opts=opts,
     )
+    all_roles = sorted(passwords)
     job = k8s.batch.v1.Job(
         f"{name}-bootstrap",
-        metadata=_meta(
-            f"jan-db-bootstrap-{job_hash(sorted(args.databases.values()))}", args.namespace, labels
+        metadata=_meta(f"jan-db-bootstrap-{job_hash(all_roles)}", args.namespace, labels),
+        spec=_job_spec(all_roles, labels),
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(depends_on=[admin, roles, *args.depends_on])
         ),
-        spec=_job_spec(sorted(args.databases.values()), labels),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[admin, roles])),
     )
-    return DatabaseEndpoint(host=args.host, port=args.port, dsn_secrets=dsn_secrets, ready=job)
+    service_passwords = {role: passwords[role].result for role in args.service_roles}
+    return DatabaseEndpoint(
+        host=args.host,
+        port=args.port,
+        dsn_secrets=dsn_secrets,
+        ready=job,
+        service_passwords=service_passwords,
+    )
 
 
 def job_hash(roles: Sequence[str]) -> str:

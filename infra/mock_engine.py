@@ -202,6 +202,8 @@ def _fake_outputs(typ: str, name: str, inputs: Mapping[str, Any], region: str) -
         outputs |= {"address": f"{name}.{region}.rds.amazonaws.com", "port": 5432}
     elif typ == "aws:s3/bucket:Bucket":
         outputs["bucket"] = inputs.get("bucket", name)
+    elif typ == "aws:ecr/repository:Repository":
+        outputs["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{inputs.get('name', name)}"
     elif typ == "aws:eks/nodeGroup:NodeGroup":
         outputs["nodeGroupName"] = inputs.get("nodeGroupName", name)
         outputs["resources"] = [{"autoscalingGroups": [{"name": f"eks-{name}-asg"}]}]

@@ -1,10 +1,15 @@
 """The platform program: stack config in, components wired together, a few stack outputs out.
 
 `pulumi up` runs it through `infra/__main__.py`; `jan-server render` runs the same `main()` under the
-mock engine. `build()` makes the foundation (network, cluster, GPU pools, database, object store);
-`infra.services.build_services()` then puts the services on the cluster (security, observability,
-Kong, Keycloak, model servers, search and sandbox) behind the same interfaces (`DatabaseEndpoint`,
-the k8s provider, `infra.helm`).
+mock engine, in four steps:
+1. `build()`: the foundation (network, cluster, GPU pools; on AWS RDS and S3).
+2. `infra.services.build_security()`: every namespace and NetworkPolicy.
+3. `with_in_cluster_data()`: what the stack keeps in the cluster (the dev stack's CloudNativePG and
+   SeaweedFS, in the security component's `data` namespace), behind the same interfaces as RDS and S3
+   (`DatabaseEndpoint`, `ObjectStoreEndpoint`); then `infra.services.build_services()` (observability,
+   Kong, Keycloak with its database login from the `DatabaseEndpoint`, model servers, search, sandbox).
+4. `with_release()`: the four apps as Helm releases (`infra/release.py`), wired from the services.
+Every Postgres gets one bootstrap Job for the apps' roles and Keycloak's (`SERVICE_DATABASES`).
 
 Adding a component: a module in `infra/components/` with a frozen keyword-only `<Name>Args` dataclass
 and one `ComponentResource` (type `jan:platform:<Name>`, children parented, the `k8s.Provider` from
@@ -22,18 +27,32 @@ import pulumi
 import pulumi_aws as aws
 
 from apps.gateway.routes import APPS, AppName
+from infra import release as release_layer
 from infra.components.cluster import Cluster, ClusterArgs
 from infra.components.database import RdsDatabase, RdsDatabaseArgs
 from infra.components.gpu_pools import GpuNodePools, GpuNodePoolsArgs
+from infra.components.identity import DATABASE as KEYCLOAK_DATABASE
+from infra.components.in_cluster_data import (
+    DATA_NAMESPACE,
+    CloudNativePg,
+    CloudNativePgArgs,
+    SeaweedFs,
+    SeaweedFsArgs,
+)
 from infra.components.network import Network, NetworkArgs
 from infra.components.object_store import ObjectStore, ObjectStoreArgs
+from infra.components.security import Security
 from infra.config import DatabaseMode, Environment, ObjectStoreMode, StackConfig, load_from_pulumi
 from infra.database import DatabaseEndpoint
 from infra.naming import Naming
-from infra.services import Services, build_services
+from infra.object_storage import ObjectStoreEndpoint
+from infra.release import Release
+from infra.services import Services, build_security, build_services
 
 # One role and database per app, named after the app's schema.
 APP_DATABASES: dict[str, str] = {spec.name.value: spec.schema for spec in APPS.values() if spec.schema}
+# Platform services with their own database on the same Postgres.
+SERVICE_DATABASES = (KEYCLOAK_DATABASE,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +63,17 @@ class Platform:
     naming: Naming
     cluster: Cluster
     database: DatabaseEndpoint | None
-    object_store: ObjectStore | None
+    object_store: ObjectStoreEndpoint | None
     aws_provider: aws.Provider | None = None
     services: Services | None = None
+    release: Release | None = None
 
 
 def main() -> Platform:
     foundation = build(load_from_pulumi())
-    platform = replace(foundation, services=build_services(foundation))
+    security = build_security(foundation)
+    with_data = with_in_cluster_data(foundation, security)
+    platform = with_release(replace(with_data, services=build_services(with_data, security)))
     pulumi.export("appsNamespace", platform.cluster.apps_namespace)
     if platform.cluster.eks is not None:
         pulumi.export("clusterName", platform.cluster.eks.name)
@@ -59,7 +81,9 @@ def main() -> Platform:
         pulumi.export("databaseHost", platform.database.host)
         pulumi.export("databaseSecrets", dict(platform.database.dsn_secrets))
     if platform.object_store is not None:
-        pulumi.export("mediaBucket", platform.object_store.bucket_name)
+        pulumi.export("mediaBucket", platform.object_store.bucket)
+    if platform.release is not None:
+        release_layer.export(platform.config, platform.release)
     return platform
 
 
@@ -123,6 +147,7 @@ def build(config: StackConfig) -> Platform:
                 provider=cluster.provider,
                 namespace=cluster.apps_namespace,
                 databases=APP_DATABASES,
+                service_roles=SERVICE_DATABASES,
             ),
             on_aws,
         ).endpoint
@@ -138,9 +163,10 @@ def build(config: StackConfig) -> Platform:
                 cluster_name=eks.name,
                 namespace=cluster.apps_namespace,
                 service_account=AppName.MEDIA_API.value,
+                region=config.region or "",
             ),
             on_aws,
-        )
+        ).endpoint
     return Platform(
         config=config,
         naming=naming,
@@ -149,3 +175,64 @@ def build(config: StackConfig) -> Platform:
         object_store=object_store,
         aws_provider=aws_provider,
     )
+
+
+def with_in_cluster_data(platform: Platform, security: Security) -> Platform:
+    """CloudNativePG and SeaweedFS for whatever the stack keeps in the cluster."""
+    config, naming, cluster = platform.config, platform.naming, platform.cluster
+    in_cluster_db = config.database.mode is DatabaseMode.IN_CLUSTER
+    in_cluster_s3 = config.object_store.mode is ObjectStoreMode.IN_CLUSTER
+    database, object_store = platform.database, platform.object_store
+    if in_cluster_db:
+        database = CloudNativePg(
+            naming("postgres"),
+            CloudNativePgArgs(
+                naming=naming,
+                spec=config.database,
+                production=config.environment is Environment.PROD,
+                provider=cluster.provider,
+                namespace=_name_of(security, DATA_NAMESPACE),
+                operator_namespace=_name_of(security, security.inputs.cnpg_operator.namespace),
+                apps_namespace=cluster.apps_namespace,
+                databases=APP_DATABASES,
+                service_roles=SERVICE_DATABASES,
+            ),
+        ).endpoint
+    if in_cluster_s3:
+        object_store = SeaweedFs(
+            naming("objects"),
+            SeaweedFsArgs(
+                naming=naming,
+                provider=cluster.provider,
+                namespace=_name_of(security, DATA_NAMESPACE),
+                apps_namespace=cluster.apps_namespace,
+                bucket=naming("media"),
+                service_account=AppName.MEDIA_API.value,
+            ),
+        ).endpoint
+    return replace(platform, database=database, object_store=object_store)
+
+
+def _name_of(security: Security, namespace: str) -> pulumi.Output[str]:
+    """A namespace's name as an Output of the security component's Namespace, so users wait for it."""
+    return security.namespaces[namespace].metadata.apply(lambda meta: str(meta.name))
+
+
+def with_release(platform: Platform) -> Platform:
+    """The four apps, once the stack has a database, an object store and the services."""
+    if platform.database is None or platform.object_store is None or platform.services is None:
+        return platform
+    aws_opts = None
+    if platform.aws_provider is not None:
+        aws_opts = pulumi.ResourceOptions(providers=[platform.aws_provider])
+    release = release_layer.deploy(
+        platform.config,
+        platform.naming,
+        platform.cluster.provider,
+        platform.cluster.apps_namespace,
+        platform.database,
+        platform.object_store,
+        platform.services,
+        aws_opts,
+    )
+    return replace(platform, release=release)

@@ -75,7 +75,7 @@ class IdentityConfig(_Model):
         "keycloak-database",
         pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
         description="Secret in the identity namespace with `host`, `port`, `database`, `username`, "
-        "`password` of Keycloak's own database (written by the database component).",
+        "`password` of Keycloak's own database (written by the program from the stack's Postgres).",
     )
     access_token_seconds: int = Field(300, ge=60, le=86400, description="Access token lifetime.")
     session_idle_seconds: int = Field(

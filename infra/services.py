@@ -1,13 +1,14 @@
 """The services on the cluster, wired from one `StackConfig`: security, observability, gateway,
 identity, inference, search and sandbox (`build_services`).
 
-Order is by dependency: namespaces and policies first; kube-prometheus-stack before anything that
-ships a ServiceMonitor (Kong, Keycloak, vLLM, DCGM need its CRDs); everything else in parallel. The
-values every app needs from these services (issuer, audience, JWKS URL, the collector endpoint,
-llm-api's Keycloak settings and providers file) are collected in `Services.app_env` so the app
-releases take them from here and cannot disagree with what was deployed; they are also ConfigMaps in
-the apps namespace (`platform-env` for every app, `llm-api-keycloak` for llm-api) that a release can
-load with `envFrom`.
+Order is by dependency: namespaces and policies first (`build_security`, before the in-cluster data
+services, which deploy into its `data` and `cnpg-system` namespaces); kube-prometheus-stack before
+anything that ships a ServiceMonitor (Kong, Keycloak, vLLM, DCGM need its CRDs); everything else in
+parallel. Keycloak waits for its database login (written from the stack's `DatabaseEndpoint`).
+What the apps need from these services (the `IdentityInputs` behind issuer, audience and JWKS URL,
+the collector's inputs, the network inputs naming SearXNG and SandboxFusion, llm-api's providers and
+the model servers' API-key Secret) is kept on `Services`; the app releases (`infra.release`) derive
+their inline env from exactly these values, so there is one source of truth and one env mechanism.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from apps.gateway.routes import AppName
 from infra.components.cluster import APPS_NAMESPACE
@@ -29,14 +29,12 @@ from infra.components.security import OBSERVABILITY_NAMESPACE, Security, Securit
 from infra.config import Environment
 from infra.specs.identity import IdentityInputs
 from infra.specs.kong import KongInputs
-from infra.specs.otel import ObservabilityInputs, app_otel_env, kong_traces_endpoint
+from infra.specs.network_policies import NetworkInputs
+from infra.specs.otel import ObservabilityInputs, kong_traces_endpoint
 
 if TYPE_CHECKING:
     from infra.program import Platform
 
-# ConfigMaps in the apps namespace the app releases load with `envFrom`.
-PLATFORM_ENV = "platform-env"
-LLM_API_KEYCLOAK_ENV = "llm-api-keycloak"
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
 
 
@@ -48,18 +46,26 @@ class Services:
     identity: Identity
     inference: Inference
     search: SearchAndSandbox
-    app_env: dict[str, str]
-    """Settings every app gets (auth and telemetry)."""
-    llm_api_env: dict[str, str]
-    """llm-api's Keycloak settings on top (its client secret comes from a Secret)."""
+    identity_inputs: IdentityInputs
+    observability_inputs: ObservabilityInputs
+
+    @property
+    def network(self) -> NetworkInputs:
+        return self.security.inputs
 
 
-def build_services(platform: Platform) -> Services:
+def build_security(platform: Platform) -> Security:
+    """Namespaces and NetworkPolicies: first, since everything else deploys into them."""
+    config, naming = platform.config, platform.naming
+    return Security(
+        naming("security"),
+        SecurityArgs(config=config, apps_namespace=APPS_NAMESPACE, provider=platform.cluster.provider),
+    )
+
+
+def build_services(platform: Platform, security: Security) -> Services:
     config, naming, cluster = platform.config, platform.naming, platform.cluster
     provider = cluster.provider
-    security = Security(
-        naming("security"), SecurityArgs(config=config, apps_namespace=APPS_NAMESPACE, provider=provider)
-    )
     net = security.inputs
     namespaces: list[pulumi.Resource] = list(security.namespaces.values())
     otel = ObservabilityInputs(namespace=OBSERVABILITY_NAMESPACE)
@@ -106,6 +112,7 @@ def build_services(platform: Platform) -> Services:
             web_origins=tuple(config.gateway.cors_origins),
             apps_namespace=APPS_NAMESPACE,
             certificate_arn=certificate_arn,
+            database=platform.database,
             provider=provider,
             depends_on=after_monitoring,
         ),
@@ -134,17 +141,6 @@ def build_services(platform: Platform) -> Services:
             depends_on=namespaces,
         ),
     )
-    app_env = {**identity.app_env, **app_otel_env(otel)}
-    on_cluster = pulumi.ResourceOptions(provider=provider, depends_on=namespaces)
-    for config_map, data in ((PLATFORM_ENV, app_env), (LLM_API_KEYCLOAK_ENV, identity.llm_api_env)):
-        k8s.core.v1.ConfigMap(
-            naming(config_map),
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=config_map, namespace=APPS_NAMESPACE, labels={"app.kubernetes.io/part-of": "jan"}
-            ),
-            data=data,
-            opts=on_cluster,
-        )
     return Services(
         security=security,
         observability=observability,
@@ -152,6 +148,6 @@ def build_services(platform: Platform) -> Services:
         identity=identity,
         inference=inference,
         search=search,
-        app_env=app_env,
-        llm_api_env=identity.llm_api_env,
+        identity_inputs=identity_inputs,
+        observability_inputs=otel,
     )

@@ -40,6 +40,7 @@ class RdsDatabaseArgs:
     provider: k8s.Provider
     namespace: pulumi.Input[str]
     databases: Mapping[str, str]
+    service_roles: Sequence[str] = ()
 
 
 class RdsDatabase(pulumi.ComponentResource):
@@ -117,6 +118,7 @@ class RdsDatabase(pulumi.ComponentResource):
                 ssl_mode="require",
                 namespace=args.namespace,
                 databases=args.databases,
+                service_roles=args.service_roles,
             ),
             parent=self,
             provider=args.provider,

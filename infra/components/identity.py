@@ -11,8 +11,10 @@ URL cannot disagree. Decisions:
 - `--import-realm` creates the realm only once; later realm changes need the admin API (see the
   specs module).
 - Its own database: a Secret named by `identity.databaseSecret` in the identity namespace (`host`,
-  `port`, `database`, `username`, `password`), written by whichever database backend the stack uses.
-  Keycloak gets it as `KC_DB_URL_*` variables, so it never sees another app's credentials.
+  `port`, `database`, `username`, `password`), written here from the stack's `DatabaseEndpoint`: the
+  database bootstrap Job (RDS or CloudNativePG) creates the `keycloak` role and database next to the
+  apps' and hands the password back; Keycloak starts after that Job. Keycloak gets the login as
+  `KC_DB_URL_*` variables, so it never sees another app's credentials.
 - The bootstrap admin's password is generated too (Secret `keycloak-admin`; see the stack outputs).
 - Browsers reach Keycloak directly: on AWS through its own NLB (TLS from the gateway's ACM
   certificate, which covers `auth.<domain>`), in dev through `kubectl port-forward`.
@@ -31,8 +33,9 @@ import yaml
 from pydantic import SecretStr
 
 from infra import helm
+from infra.database import DatabaseEndpoint
 from infra.service_config import IdentityConfig
-from infra.specs.identity import IdentityInputs, app_auth_env, keycloak_env, llm_api_keycloak_env
+from infra.specs.identity import IdentityInputs, app_auth_env, keycloak_env
 from infra.specs.keycloak_realm import RealmInputs, TokenLifetimes, realm_json
 from infra.versions import CHARTS, IMAGES
 
@@ -43,6 +46,7 @@ SECRET_PLACEHOLDER_ENV = "JAN_BACKEND_CLIENT_SECRET"  # noqa: S105 - an environm
 BACKEND_SECRET = "keycloak-backend-client"  # noqa: S105 - a Secret's name
 BACKEND_SECRET_KEY = "client-secret"  # noqa: S105 - a key name
 ADMIN_SECRET = "keycloak-admin"  # noqa: S105 - a Secret's name
+DATABASE = "keycloak"  # its role and database on the stack's Postgres
 _LB = "service.beta.kubernetes.io/aws-load-balancer"
 _SELECTOR = {"app.kubernetes.io/name": "keycloakx", "app.kubernetes.io/instance": RELEASE}
 
@@ -55,6 +59,8 @@ class IdentityArgs:
     apps_namespace: str
     provider: k8s.Provider
     certificate_arn: pulumi.Input[str] | None = None
+    # The stack's Postgres, with a login for `DATABASE` (`DatabaseEndpoint.service_passwords`).
+    database: DatabaseEndpoint | None = None
     depends_on: list[pulumi.Resource]
 
 
@@ -63,7 +69,6 @@ class Identity(pulumi.ComponentResource):
 
     realm: dict[str, Any]
     app_env: dict[str, str]
-    llm_api_env: dict[str, str]
 
     def __init__(self, name: str, args: IdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:Identity", name, None, opts)
@@ -72,7 +77,6 @@ class Identity(pulumi.ComponentResource):
         on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on)
         self.realm = realm(args)
         self.app_env = app_auth_env(args.identity)
-        self.llm_api_env = llm_api_keycloak_env(args.identity)
         backend = random.RandomPassword(f"{name}-backend-client-secret", length=40, special=False, opts=child)
         admin = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=child)
         realm_map = k8s.core.v1.ConfigMap(
@@ -81,7 +85,7 @@ class Identity(pulumi.ComponentResource):
             data={f"{args.identity.realm}-realm.json": json.dumps(self.realm, indent=2, sort_keys=True)},
             opts=on_cluster,
         )
-        secrets = [
+        secrets: list[pulumi.Resource] = [
             _secret(
                 f"{name}-backend-secret",
                 BACKEND_SECRET,
@@ -104,6 +108,8 @@ class Identity(pulumi.ComponentResource):
                 on_cluster,
             ),
         ]
+        if args.database is not None:
+            secrets += [database_secret(name, args, args.database, on_cluster), args.database.ready]
         helm.upstream_release(
             RELEASE,
             CHARTS["keycloakx"],
@@ -134,6 +140,20 @@ def realm(args: IdentityArgs) -> dict[str, Any]:
             registration_allowed=settings.registration_allowed,
         )
     )
+
+
+def database_secret(
+    name: str, args: IdentityArgs, database: DatabaseEndpoint, opts: pulumi.ResourceOptions
+) -> k8s.core.v1.Secret:
+    """Keycloak's login on the stack's Postgres, in the keys `keycloak_values` reads."""
+    login: dict[str, pulumi.Input[str]] = {
+        "host": database.host,
+        "port": database.port.apply(str),
+        "database": DATABASE,
+        "username": DATABASE,
+        "password": database.service_passwords[DATABASE],
+    }
+    return _secret(f"{name}-database", args.settings.database_secret, args.identity.namespace, login, opts)
 
 
 def keycloak_values(args: IdentityArgs) -> dict[str, Any]:

@@ -8,9 +8,9 @@ Decisions:
 - One API key (pulumi-random) guards every model server; it is stored in the inference namespace for
   the servers and in the apps namespace for llm-api (`MODEL_SERVER_API_KEY`, which llm-api's
   providers file expands).
-- llm-api's providers file is a ConfigMap in the apps namespace (`llm-api-providers`), pointing at the
-  vLLM Services, the llama.cpp server, or `inference.externalUpstream` (whose key Secret the stack
-  provides).
+- llm-api's providers (`Inference.providers`: the vLLM Services, the llama.cpp server, or
+  `inference.externalUpstream`, whose key Secret the stack provides) are handed to llm-api's release,
+  which mounts them as its providers file (`infra.specs.vllm.providers_file`).
 - Weights: a ReadWriteOnce volume per model when it runs one replica; a model that may run several
   (replicas > 1 or autoscaling) caches them in an `emptyDir` on the GPU node's disk instead (no RWX
   storage such as EFS is provisioned).
@@ -40,7 +40,6 @@ from infra.specs.vllm import (
     llama_cpp_manifests,
     llama_cpp_provider,
     model_server_monitor,
-    providers_file,
     vllm_manifests,
     vllm_provider,
 )
@@ -49,8 +48,6 @@ from infra.versions import CHARTS
 
 API_KEY_SECRET = "model-server-api-key"  # noqa: S105 - a Secret's name
 API_KEY_KEY = "api-key"
-PROVIDERS_CONFIG_MAP = "llm-api-providers"
-PROVIDERS_KEY = "providers.yml"
 KEDA_NAMESPACE = "keda"
 
 
@@ -97,16 +94,6 @@ class Inference(pulumi.ComponentResource):
             for manifest in llama_cpp_manifests(cpu):
                 k8s_object(f"{name}-{object_name(manifest)}", manifest, on_cluster)
             self.providers = [llama_cpp_provider(cpu)]
-        k8s.core.v1.ConfigMap(
-            f"{name}-providers",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=PROVIDERS_CONFIG_MAP,
-                namespace=args.apps_namespace,
-                labels={"app.kubernetes.io/part-of": "jan"},
-            ),
-            data={PROVIDERS_KEY: providers_file(self.providers)},
-            opts=on_cluster,
-        )
         self.register_outputs({"providers": [entry.base_url for entry in self.providers]})
 
     def _api_key(self, name: str, namespaces: list[str], opts: pulumi.ResourceOptions) -> None:

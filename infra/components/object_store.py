@@ -20,6 +20,7 @@ import pulumi_aws as aws
 
 from infra import iam
 from infra.naming import Naming
+from infra.object_storage import ObjectStoreEndpoint
 
 _NONCURRENT_VERSION_DAYS = 30
 
@@ -33,6 +34,7 @@ class ObjectStoreArgs:
     cluster_name: pulumi.Input[str]
     namespace: pulumi.Input[str]
     service_account: str
+    region: str
 
 
 class ObjectStore(pulumi.ComponentResource):
@@ -40,6 +42,7 @@ class ObjectStore(pulumi.ComponentResource):
 
     bucket_name: pulumi.Output[str]
     role_arn: pulumi.Output[str]
+    endpoint: ObjectStoreEndpoint
 
     def __init__(self, name: str, args: ObjectStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:ObjectStore", name, None, opts)
@@ -123,6 +126,13 @@ class ObjectStore(pulumi.ComponentResource):
         )
         self.bucket_name = bucket.bucket
         self.role_arn = role.arn
+        self.endpoint = ObjectStoreEndpoint(
+            bucket=bucket.bucket,
+            region=args.region,
+            endpoint=None,
+            credentials_secret=None,
+            service_account=args.service_account,
+        )
         self.register_outputs({"bucket_name": self.bucket_name})
 
 

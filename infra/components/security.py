@@ -2,7 +2,8 @@
 
 Both come from `infra.specs.network_policies` (default-deny per namespace, one allow per data flow).
 This component owns every namespace of the services (gateway, identity, inference, search, sandbox,
-observability, and `data` when Postgres or the object store runs in-cluster); the apps namespace is
+observability, `data` when Postgres or the object store runs in-cluster, and the CloudNativePG
+operator's `cnpg-system` with in-cluster Postgres); the apps namespace is
 the cluster component's (created first, PSA `restricted`). Other components deploy into
 `Security.namespaces[...]` and depend on it, so a release never races its namespace. Decisions:
 - Observability enforces PSA `privileged`: kube-prometheus-stack's node exporter and the DCGM exporter
@@ -88,6 +89,8 @@ class Security(pulumi.ComponentResource):
         ]
         stores = (self.inputs.postgres, self.inputs.object_store)
         data = {store.namespace for store in stores if isinstance(store, Workload)}
+        if isinstance(self.inputs.postgres, Workload):
+            data.add(self.inputs.cnpg_operator.namespace)
         manifests += [_namespace(namespace, "baseline", "restricted") for namespace in sorted(data)]
         manifests.append(_namespace(OBSERVABILITY_NAMESPACE, "privileged", "baseline"))
         for manifest in manifests:

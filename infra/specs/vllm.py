@@ -382,8 +382,10 @@ def llama_cpp_provider(inputs: CpuModelInputs) -> ProviderEntry:
     return ProviderEntry(name="Local CPU model", vendor="vllm", base_url=url, description=DEV_MODEL_ALIAS)
 
 
-def providers_file(entries: Sequence[ProviderEntry], set_name: str = "default") -> str:
-    """llm-api's providers.yml (`providers: {<set>: [...]}`, `${ENV}` expanded by llm-api)."""
+def providers_file(entries: Sequence[ProviderEntry]) -> str:
+    """llm-api's providers file, in the format its loader reads (`apps/llm_api/providers/config.py`:
+    `providers: [{name, kind, base_url, api_key, active}]`, unknown keys refused, `${ENV}` expanded
+    from llm-api's environment; llm-api lists each provider's models from its `/models`)."""
     if not entries:
         raise ValueError("llm-api needs at least one provider")
     names = [entry.name for entry in entries]
@@ -392,14 +394,11 @@ def providers_file(entries: Sequence[ProviderEntry], set_name: str = "default") 
     rendered = [
         {
             "name": entry.name,
-            "type": entry.vendor,
-            "url": entry.base_url,
+            "kind": entry.vendor,
+            "base_url": entry.base_url,
             "api_key": f"${{{entry.api_key_env}}}" if entry.api_key_env else "none",
-            "description": entry.description,
             "active": True,
-            "sync_models": True,
-            "auto_enable_new_models": True,
         }
         for entry in entries
     ]
-    return yaml.safe_dump({"providers": {set_name: rendered}}, sort_keys=False)
+    return yaml.safe_dump({"providers": rendered}, sort_keys=False)

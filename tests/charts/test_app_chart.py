@@ -249,3 +249,22 @@ def test_release_names_without_the_app_are_prefixed():
 def test_schema_rejects_bad_values(values):
     with pytest.raises(helm.HelmValuesError, match="schema"):
         _render(values)
+
+
+def test_files_are_mounted_read_only_and_roll_the_pods_when_they_change():
+    def deployment(content: str) -> dict[str, Any]:
+        return one(_render({"files": {"providers.yml": content}}), "Deployment")
+
+    objects = _render({"files": {"providers.yml": "providers: {}\n"}})
+    files = one(objects, "ConfigMap", "llm-api-files")
+    assert files["data"] == {"providers.yml": "providers: {}\n"}
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "files", "configMap": {"name": "llm-api-files"}} in pod["volumes"]
+    mount = {"name": "files", "mountPath": "/etc/jan-server", "readOnly": True}
+    assert mount in pod["containers"][0]["volumeMounts"]
+    first, second = (
+        deployment(text)["spec"]["template"]["metadata"]["annotations"]["checksum/files"]
+        for text in ("a: 1\n", "a: 2\n")
+    )
+    assert first != second
+    assert not [item for item in _render() if item["metadata"]["name"].endswith("-files")]

@@ -116,11 +116,11 @@ def test_database_bootstrap_gives_each_app_a_dsn_secret(prod: Rendered) -> None:
     }
     for app in ("llm-api", "response-api", "media-api", "mcp-tools"):
         assert secrets[f"{app}-database"]["stringData"] == {"DATABASE_URL": "[redacted]"}
-    (job,) = prod.of_type("kubernetes:batch/v1:Job")
+    (job,) = [job for job in prod.of_type("kubernetes:batch/v1:Job") if "RdsDatabase" in job["parent"]]
     pod = job["inputs"]["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == POSTGRES_CLIENT_IMAGE
     assert pod["containers"][0]["env"] == [
-        {"name": "ROLES", "value": "llm_api mcp_tools media_api response_api"},
+        {"name": "ROLES", "value": "keycloak llm_api mcp_tools media_api response_api"},
         {"name": "ROLES_DIR", "value": "/run/secrets/roles"},
     ]
     assert pod["containers"][0]["securityContext"]["runAsNonRoot"] is True
@@ -237,6 +237,7 @@ def test_a_component_builds_alone() -> None:
                 cluster_name="c",
                 namespace="apps",
                 service_account="media-api",
+                region="eu-west-1",
             ),
         )
         pulumi.export("done", True)

@@ -17,6 +17,7 @@ from tests.infra.conftest import STACKS, Rendered
 from tests.infra.services_helpers import manifest, release, values
 
 PUBLIC = tuple(route for route in ROUTES if route.public)
+AUTH_KEYS = ("AUTH__ISSUER", "AUTH__AUDIENCE", "AUTH__JWKS_URL")
 
 
 def _kong_config(rendered: Rendered) -> dict[str, object]:
@@ -105,7 +106,10 @@ def test_issuer_audience_and_jwks_agree_between_keycloak_and_the_apps(
     realm = _realm(rendered[stack])
     keycloak = values(rendered[stack], "keycloak")
     env = {entry["name"]: entry.get("value") for entry in yaml.safe_load(keycloak["extraEnv"])}
-    app_env = manifest(rendered[stack], "jan", "ConfigMap", "platform-env")["data"]
+    app_env = manifest(rendered[stack], "jan", "ConfigMap", "media-api")["data"]
+    for app in APPS:
+        app_config = manifest(rendered[stack], "jan", "ConfigMap", app.value)["data"]
+        assert {key: app_config[key] for key in AUTH_KEYS} == {key: app_env[key] for key in AUTH_KEYS}
     # The issuer Keycloak stamps is its hostname plus the realm path (relative path "/").
     assert keycloak["http"]["relativePath"] == "/"
     assert app_env["AUTH__ISSUER"] == f"{env['KC_HOSTNAME']}/realms/{realm['realm']}"
@@ -118,7 +122,7 @@ def test_issuer_audience_and_jwks_agree_between_keycloak_and_the_apps(
     assert jwks.hostname == f"{inputs['name']}-keycloakx-http.{inputs['namespace']}.svc.cluster.local"
     assert jwks.port == keycloak["service"]["httpPort"]
     assert jwks.path == f"/realms/{realm['realm']}/protocol/openid-connect/certs"
-    llm_api = manifest(rendered[stack], "jan", "ConfigMap", "llm-api-keycloak")["data"]
+    llm_api = manifest(rendered[stack], "jan", "ConfigMap", "llm-api")["data"]
     assert llm_api["KEYCLOAK__REALM"] == realm["realm"]
     assert app_env["AUTH__JWKS_URL"].startswith(llm_api["KEYCLOAK__BASE_URL"])
     assert impersonating_clients(realm) == {llm_api["KEYCLOAK__BACKEND_CLIENT_ID"]}

@@ -67,8 +67,8 @@ def test_prod_scales_models_on_queue_depth_with_keda(prod: Rendered) -> None:
 
 def test_llm_api_providers_point_at_the_model_servers(rendered: dict[str, Rendered]) -> None:
     def urls(stack: str) -> list[str]:
-        text = manifest(rendered[stack], "jan", "ConfigMap", "llm-api-providers")["data"]["providers.yml"]
-        return [entry["url"] for entry in yaml.safe_load(text)["providers"]["default"]]
+        text = manifest(rendered[stack], "jan", "ConfigMap", "llm-api-files")["data"]["providers.yml"]
+        return [entry["base_url"] for entry in yaml.safe_load(text)["providers"]]
 
     assert urls("prod") == [
         "http://vllm-qwen3-8b.inference.svc.cluster.local:8000/v1",
@@ -146,8 +146,11 @@ def test_collector_pipelines_send_traces_to_jaeger_and_metrics_to_prometheus(
     assert values(rendered[stack], "jaeger")["fullnameOverride"] == "jaeger"
     prometheus = values(rendered[stack], "kube-prometheus-stack")["prometheus"]["prometheusSpec"]
     assert prometheus["enableOTLPReceiver"] is True
-    env = manifest(rendered[stack], "jan", "ConfigMap", "platform-env")["data"]
-    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability.svc.cluster.local:4318"
+    for app in ("llm-api", "response-api", "media-api", "mcp-tools"):
+        env = manifest(rendered[stack], "jan", "ConfigMap", app)["data"]
+        assert (
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability.svc.cluster.local:4318"
+        )
 
 
 def test_grafana_has_datasources_dashboards_and_alert_rules(prod: Rendered) -> None:
@@ -258,9 +261,18 @@ def test_a_cpu_stack_may_use_an_external_upstream_instead(tmp_path: Path) -> Non
     path.write_text(yaml.safe_dump(document))
     rendered = render_stack(str(path), tmp_path / "out")
     assert rendered.exit_code == 0
-    providers = manifest(rendered, "jan", "ConfigMap", "llm-api-providers")["data"]["providers.yml"]
-    (entry,) = yaml.safe_load(providers)["providers"]["default"]
-    assert entry["url"] == "https://api.example.com/v1" and entry["api_key"] == "${MODEL_SERVER_API_KEY}"
+    providers = manifest(rendered, "jan", "ConfigMap", "llm-api-files")["data"]["providers.yml"]
+    (entry,) = yaml.safe_load(providers)["providers"]
+    assert entry["base_url"] == "https://api.example.com/v1" and entry["api_key"] == "${MODEL_SERVER_API_KEY}"
+    # llm-api reads that key from the stack's Secret, not from one the platform generates.
+    (container,) = manifest(rendered, "jan", "Deployment", "llm-api")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {entry["name"]: entry for entry in container["env"]}
+    assert env["MODEL_SERVER_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "upstream-key",
+        "key": "api-key",
+    }
     inference = rendered.out / "manifests" / "inference"
     assert not list(inference.glob("deployment-*.yaml")) and not list(inference.glob("secret-*.yaml"))
     egress = manifest(rendered, "jan", "NetworkPolicy", "allow-llm-api-to-upstreams-egress")

@@ -158,17 +158,22 @@ def test_model_servers_match_the_network_policy_selector() -> None:
 def test_providers_file_points_at_the_services() -> None:
     entries = [vllm_provider(MODEL, INPUTS), llama_cpp_provider(CpuModelInputs())]
     loaded = yaml.safe_load(providers_file(entries))
-    [first, second] = loaded["providers"]["default"]
-    assert first["url"] == "http://vllm-jan-v1-4b.inference.svc.cluster.local:8000/v1"
-    assert first["type"] == "vllm" and first["api_key"] == "${MODEL_SERVER_API_KEY}"
-    assert second["url"] == "http://llama-cpp.inference.svc.cluster.local:8080/v1"
+    [first, second] = loaded["providers"]
+    assert first["base_url"] == "http://vllm-jan-v1-4b.inference.svc.cluster.local:8000/v1"
+    assert first["kind"] == "vllm" and first["api_key"] == "${MODEL_SERVER_API_KEY}"
+    assert second["base_url"] == "http://llama-cpp.inference.svc.cluster.local:8080/v1"
+    # llm-api's loader refuses unknown keys: only the ones it reads.
+    assert {key for entry in (first, second) for key in entry} == {
+        "name",
+        "kind",
+        "base_url",
+        "api_key",
+        "active",
+    }
     external = ProviderEntry(
         name="OpenAI", vendor="openai", base_url="https://api.openai.com/v1", api_key_env="OPENAI_API_KEY"
     )
-    assert (
-        yaml.safe_load(providers_file([external], "prod"))["providers"]["prod"][0]["api_key"]
-        == "${OPENAI_API_KEY}"
-    )
+    assert yaml.safe_load(providers_file([external]))["providers"][0]["api_key"] == "${OPENAI_API_KEY}"
     with pytest.raises(ValueError, match="unique"):
         providers_file([entries[0], entries[0]])
     with pytest.raises(ValueError, match="at least one"):

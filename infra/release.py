@@ -1,0 +1,162 @@
+"""The release layer of the program: the apps' image, their releases, and the stack outputs.
+
+`program.main()` calls `deploy()` once the data layer and the services exist. Decisions:
+- On AWS the program owns the image repository: an ECR repository with scan-on-push and immutable
+  tags (a version tag, once pushed, always names the same image), so the stack's image is
+  `<repositoryUrl>:<release.imageTag>`; elsewhere the stack names its repository.
+- Public URLs follow the domain: the gateway answers on `api.<domain>`, Keycloak on the identity URL
+  the services use (`identity.publicUrl`, default `auth.<domain>`).
+  Grafana is not public: its URL is a port-forward, like the gateway's in the dev stack.
+- Admin credentials are never outputs: the outputs say which Secret holds them and the command that
+  reads it (names as the identity and observability components create them). No output carries a
+  secret value.
+- Everything the apps take from the services comes from `Services`, the values those services were
+  deployed with: the `IdentityInputs` (issuer, audience, JWKS URL), the collector, the SearXNG and
+  SandboxFusion Services, llm-api's providers (`Inference.providers`: vLLM on GPU stacks, the CPU
+  server in dev), and the Secrets the identity and inference components own, which the apps only
+  reference (`SecretRef`): `keycloak-backend-client` and `Inference.api_key_secret`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from apps.gateway.routes import AppName
+from infra.components import in_cluster_data
+from infra.components.apps import MODEL_SERVER_KEY_ENV, AppsArgs, JanApps
+from infra.components.cluster import APPS_NAMESPACE
+from infra.components.identity import BACKEND_SECRET, BACKEND_SECRET_KEY
+from infra.components.inference import API_KEY_KEY
+from infra.config import Environment, ObjectStoreMode, StackConfig
+from infra.database import ADMIN_SECRET, DatabaseEndpoint
+from infra.naming import Naming
+from infra.object_storage import ObjectStoreEndpoint
+from infra.services import Services
+from infra.specs import vllm
+from infra.specs.network_policies import NAME_LABEL, Workload
+from infra.specs.vllm import SecretRef
+
+# The ECR repository is `jan-<environment>-server`; the workflow pushes the version tag to each.
+ECR_REPOSITORY = "server"
+# Where the other components put their admin credentials (Secret, namespace, key).
+KEYCLOAK_ADMIN = ("keycloak-admin", "identity", "password")
+GRAFANA_ADMIN = ("grafana-admin", "observability", "admin-password")
+KONG_PROXY = ("gateway", "kong-kong-proxy", 80)
+GRAFANA_SERVICE = ("observability", "grafana", 80)
+GRAFANA_LOCAL_PORT = 3001
+
+
+def image_repository(
+    config: StackConfig, naming: Naming, opts: pulumi.ResourceOptions | None
+) -> pulumi.Output[str]:
+    """The apps' image repository: the stack's, or on AWS an ECR repository created here."""
+    if config.release.image_repository is not None:
+        return pulumi.Output.from_input(config.release.image_repository)
+    repository = aws.ecr.Repository(
+        naming("images"),
+        name=naming(ECR_REPOSITORY),
+        image_tag_mutability="IMMUTABLE",
+        image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
+        encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")],
+        force_delete=config.environment is not Environment.PROD,
+        tags=naming.tags("images"),
+        opts=opts,
+    )
+    return repository.repository_url
+
+
+def service_url(workload: Workload) -> str:
+    return f"http://{workload.labels[NAME_LABEL]}.{workload.namespace}.svc.cluster.local:{workload.ports[0]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    apps: JanApps
+    image_repository: pulumi.Output[str]
+
+
+def deploy(
+    config: StackConfig,
+    naming: Naming,
+    provider: k8s.Provider,
+    namespace: pulumi.Output[str],
+    database: DatabaseEndpoint,
+    object_store: ObjectStoreEndpoint,
+    services: Services,
+    aws_opts: pulumi.ResourceOptions | None = None,
+) -> Release:
+    repository = image_repository(config, naming, aws_opts)
+    providers = services.inference.providers
+    uses_model_key = any(entry.api_key_env == MODEL_SERVER_KEY_ENV for entry in providers)
+    apps = JanApps(
+        naming("apps"),
+        AppsArgs(
+            naming=naming,
+            provider=provider,
+            namespace=namespace,
+            environment=config.environment.value,
+            image_repository=repository,
+            image_tag=config.release.image_tag,
+            database=database,
+            object_store=object_store,
+            identity=services.identity_inputs,
+            observability=services.observability_inputs,
+            providers_file=vllm.providers_file(providers),
+            keycloak_backend_secret=SecretRef(name=BACKEND_SECRET, key=BACKEND_SECRET_KEY),
+            model_server_api_key=(
+                SecretRef(name=services.inference.api_key_secret, key=API_KEY_KEY) if uses_model_key else None
+            ),
+            searxng_url=service_url(services.network.searxng),
+            sandbox_fusion_url=service_url(services.network.sandbox),
+            replicas=1 if config.environment is Environment.DEV else 2,
+            max_replicas=None if config.environment is Environment.DEV else 10,
+            # The Secrets the apps reference (backend client, model-server key) live in these.
+            depends_on=[services.identity, services.inference],
+        ),
+    )
+    return Release(apps, repository)
+
+
+def urls(config: StackConfig) -> dict[str, str]:
+    """Where people reach the platform (dev: through port-forwards)."""
+    kong_namespace, kong_service, kong_port = KONG_PROXY
+    grafana_namespace, grafana_service, grafana_port = GRAFANA_SERVICE
+    grafana_ports = f"{GRAFANA_LOCAL_PORT}:{grafana_port}"
+    gateway = config.gateway_origin if config.on_aws else "http://localhost:8000"
+    found = {
+        "gatewayUrl": gateway,
+        "gatewayPortForward": f"kubectl -n {kong_namespace} port-forward svc/{kong_service} 8000:{kong_port}",
+        "keycloakUrl": config.identity_url,
+        "grafanaUrl": f"http://localhost:{GRAFANA_LOCAL_PORT}",
+        "grafanaPortForward": (
+            f"kubectl -n {grafana_namespace} port-forward svc/{grafana_service} {grafana_ports}"
+        ),
+    }
+    if config.object_store.mode is ObjectStoreMode.IN_CLUSTER:
+        found["objectStorePortForward"] = in_cluster_data.port_forward()
+    return found
+
+
+def admin_credentials() -> dict[str, str]:
+    """How to read each admin credential: a command, never the value."""
+    entries = {
+        "keycloak": KEYCLOAK_ADMIN,
+        "grafana": GRAFANA_ADMIN,
+        "database": (ADMIN_SECRET, APPS_NAMESPACE, "PGPASSWORD"),
+    }
+    return {
+        name: f"kubectl -n {namespace} get secret {secret} -o jsonpath='{{.data.{key}}}' | base64 -d"
+        for name, (secret, namespace, key) in entries.items()
+    }
+
+
+def export(config: StackConfig, release: Release) -> None:
+    for key, value in urls(config).items():
+        pulumi.export(key, value)
+    pulumi.export("adminCredentials", admin_credentials())
+    pulumi.export("appsImage", pulumi.Output.concat(release.image_repository, ":", config.release.image_tag))
+    pulumi.export("appReleases", sorted(app.value for app in AppName))
