@@ -13,7 +13,8 @@ from apps.common.migrations import upgrade
 from apps.gateway.embedded import EmbeddedPostgres, embedded_postgres, embedded_s3
 from apps.gateway.routes import APPS
 from tests.harness.issuer import TestIssuer
-from tests.harness.server import serve
+from tests.harness.sandbox import FakeSandbox
+from tests.harness.server import serve, serve_fake
 from tests.harness.upstream import FakeUpstream
 
 
@@ -54,9 +55,7 @@ def issuer() -> Iterator[TestIssuer]:
 
 @pytest.fixture(scope="session")
 def upstream_server() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream()
-    with serve(fake.app) as server:
-        fake.url = server.url
+    with serve_fake(FakeUpstream()) as fake:
         yield fake
 
 
@@ -65,3 +64,16 @@ def upstream(upstream_server: FakeUpstream) -> FakeUpstream:
     """The session's fake upstream, with its script and request log cleared."""
     upstream_server.reset()
     return upstream_server
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[FakeSandbox]:
+    with serve_fake(FakeSandbox()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def sandbox(sandbox_server: FakeSandbox) -> FakeSandbox:
+    """The session's fake SandboxFusion, with its script cleared."""
+    sandbox_server.reset()
+    return sandbox_server

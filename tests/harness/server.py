@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import uvicorn
 
@@ -61,3 +61,19 @@ def serve(app: Any, *, port: int | None = None) -> Iterator[ServerThread]:
         yield server
     finally:
         server.stop()
+
+
+class _Fake(Protocol):
+    app: Any
+    url: str
+
+
+FakeT = TypeVar("FakeT", bound=_Fake)
+
+
+@contextmanager
+def serve_fake(fake: FakeT) -> Iterator[FakeT]:
+    """Serve a loopback fake (anything with an ASGI `app`) and set its `url`."""
+    with serve(fake.app) as server:
+        fake.url = server.url
+        yield fake

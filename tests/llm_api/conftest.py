@@ -18,7 +18,7 @@ from apps.llm_api.main import create_app
 from apps.llm_api.settings import LlmApiSettings
 from tests.harness.fake_media import FakeMedia
 from tests.harness.issuer import TestIssuer
-from tests.harness.server import serve
+from tests.harness.server import serve, serve_fake
 from tests.harness.upstream import FakeUpstream
 
 FAKE_MODEL = "fake/fake-model"
@@ -26,9 +26,7 @@ FAKE_MODEL = "fake/fake-model"
 
 @pytest.fixture(scope="session")
 def fake_media_server() -> Iterator[FakeMedia]:
-    fake = FakeMedia()
-    with serve(fake.app) as server:
-        fake.url = server.url
+    with serve_fake(FakeMedia()) as fake:
         yield fake
 
 

@@ -9,15 +9,13 @@ import pytest
 
 from apps.gateway.embedded import free_port
 from tests.harness.keycloak import FakeKeycloak
-from tests.harness.server import serve
+from tests.harness.server import serve_fake
 from tests.llm_api.auth_support import assert_error, bearer, serve_llm_api
 
 
 @pytest.fixture(scope="module")
 def keycloak_server() -> Iterator[FakeKeycloak]:
-    fake = FakeKeycloak()
-    with serve(fake.app) as server:
-        fake.url = server.url
+    with serve_fake(FakeKeycloak()) as fake:
         yield fake
 
 

@@ -23,7 +23,7 @@ from apps.llm_api.providers.config import (
 from apps.llm_api.providers.crypto import KeyBox
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
 from tests.harness.issuer import TestIssuer
-from tests.harness.server import serve
+from tests.harness.server import serve_fake
 from tests.harness.upstream import FakeUpstream
 from tests.llm_api.conftest import LlmApi, llm_api_settings, running_llm_api
 
@@ -31,9 +31,9 @@ from tests.llm_api.conftest import LlmApi, llm_api_settings, running_llm_api
 @pytest.fixture(scope="module")
 def keyed_upstream() -> Iterator[FakeUpstream]:
     """A second upstream that insists on its own API key and serves other models."""
-    fake = FakeUpstream(models=["Keyed-Model", "acme/Shared-Model"], api_key="sk-upstream-secret-1234")
-    with serve(fake.app) as server:
-        fake.url = server.url
+    with serve_fake(
+        FakeUpstream(models=["Keyed-Model", "acme/Shared-Model"], api_key="sk-upstream-secret-1234")
+    ) as fake:
         yield fake
 
 

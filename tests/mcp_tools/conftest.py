@@ -32,7 +32,7 @@ from apps.mcp_tools.settings import McpToolsSettings
 from tests.harness.issuer import TestIssuer
 from tests.harness.sandbox import FakeSandbox
 from tests.harness.search import SERPER_KEY, FakeSearch
-from tests.harness.server import serve
+from tests.harness.server import serve, serve_fake
 from tests.harness.upstream import FakeUpstream
 
 API_KEY = "sk_test_carol"
@@ -103,9 +103,7 @@ def build_key_service(issuer: TestIssuer) -> FastAPI:
 
 @pytest.fixture(scope="session")
 def search_server() -> Iterator[FakeSearch]:
-    fake = FakeSearch()
-    with serve(fake.app) as server:
-        fake.url = server.url
+    with serve_fake(FakeSearch()) as fake:
         yield fake
 
 
@@ -113,20 +111,6 @@ def search_server() -> Iterator[FakeSearch]:
 def search(search_server: FakeSearch) -> FakeSearch:
     search_server.reset()
     return search_server
-
-
-@pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[FakeSandbox]:
-    fake = FakeSandbox()
-    with serve(fake.app) as server:
-        fake.url = server.url
-        yield fake
-
-
-@pytest.fixture
-def sandbox(sandbox_server: FakeSandbox) -> FakeSandbox:
-    sandbox_server.reset()
-    return sandbox_server
 
 
 @pytest.fixture(scope="session")

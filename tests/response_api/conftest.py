@@ -30,7 +30,7 @@ from apps.response_api.settings import ResponseApiSettings
 from tests.harness.issuer import TestIssuer
 from tests.harness.mcp_tools_fake import FakeMcpTools
 from tests.harness.sandbox import FakeSandbox
-from tests.harness.server import serve
+from tests.harness.server import serve, serve_fake
 from tests.harness.upstream import FakeUpstream
 
 TOOL_TIMEOUT = 2.0
@@ -48,9 +48,7 @@ class Peers:
 
 @pytest.fixture(scope="session")
 def mcp_tools_server() -> Iterator[FakeMcpTools]:
-    fake = FakeMcpTools()
-    with serve(fake.app) as server:
-        fake.url = server.url
+    with serve_fake(FakeMcpTools()) as fake:
         yield fake
 
 
@@ -97,20 +95,6 @@ def peers(llm_api_server: tuple[str, AuthorizationRecorder], mcp_tools_server: F
     return Peers(
         llm_api_url=url, mcp_tools_url=mcp_tools_server.url, llm_api_authorizations=lambda: recorder.seen
     )
-
-
-@pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[FakeSandbox]:
-    fake = FakeSandbox()
-    with serve(fake.app) as server:
-        fake.url = server.url
-        yield fake
-
-
-@pytest.fixture
-def sandbox(sandbox_server: FakeSandbox) -> FakeSandbox:
-    sandbox_server.reset()
-    return sandbox_server
 
 
 @pytest.fixture(scope="session")
