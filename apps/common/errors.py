@@ -2,18 +2,21 @@
 
 Every error leaves the service as `{"error": {"message", "type", "param", "code"}}`. Validation
 failures are 400 (`invalid_request_error`), as OpenAI answers them, with `param` naming the first
-offending field. Unexpected exceptions become a 500 envelope and are logged with the request id;
-they never leak a traceback to the client.
+offending field. A database or other dependency that cannot be reached (SQLAlchemy operational or
+interface errors, OS-level connection errors, timeouts) is a 503 with `Retry-After`. Unexpected
+exceptions become a 500 envelope and are logged with the request id; they never leak a traceback.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -116,6 +119,16 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(envelope(message, param=param, code="invalid_value"), status_code=400)
 
 
+def _unavailable(what: str, code: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        # A lost or refused dependency is an outage, not a bug: 503 tells clients to retry.
+        log.warning("%s unavailable on %s %s: %r", what, request.method, request.url.path, exc)
+        body = envelope(f"{what} is unavailable; try again shortly.", type="service_unavailable", code=code)
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+    return handler
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     body = envelope("The server had an error while processing your request.", type="server_error")
@@ -126,4 +139,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    database = _unavailable("The service's database", "database_unavailable")
+    dependency = _unavailable("A service this request depends on", "dependency_unavailable")
+    app.add_exception_handler(OperationalError, database)
+    app.add_exception_handler(InterfaceError, database)
+    # asyncpg reports a refused or missing socket as a bare OSError (not wrapped by SQLAlchemy).
+    app.add_exception_handler(OSError, dependency)  # includes ConnectionError and TimeoutError
     app.add_exception_handler(Exception, _unexpected)

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 
 from apps.common.auth import PrincipalDep
 from apps.common.errors import APIError
@@ -49,6 +50,14 @@ def build(issuer: TestIssuer) -> FastAPI:
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals")
+
+    @app.get("/db-down")
+    async def db_down() -> None:
+        raise OperationalError("select 1", {}, ConnectionRefusedError("connection refused"))
+
+    @app.get("/peer-down")
+    async def peer_down() -> None:
+        raise ConnectionRefusedError("connection refused")
 
     @app.get("/teapot")
     async def teapot() -> None:
@@ -94,6 +103,14 @@ def test_unexpected_exception_is_a_500_envelope_without_internals(kit: tuple[str
     assert response.status_code == 500
     assert "secret" not in response.text
     assert response.json()["error"]["type"] == "server_error"
+
+
+def test_unreachable_dependencies_are_503_not_500(kit: tuple[str, FastAPI]) -> None:
+    database = httpx.get(f"{kit[0]}/db-down")
+    assert database.status_code == 503 and database.headers["retry-after"] == "5"
+    assert database.json()["error"]["code"] == "database_unavailable"
+    peer = httpx.get(f"{kit[0]}/peer-down")
+    assert peer.status_code == 503 and peer.json()["error"]["code"] == "dependency_unavailable"
 
 
 def test_api_error_keeps_its_status_and_code(kit: tuple[str, FastAPI]) -> None:

@@ -14,10 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from apps.common.auth.issuer import LocalIssuer
 from apps.common.migrations import upgrade
 from apps.gateway.asgi import LocalGateway
 from apps.gateway.embedded import EmbeddedPostgres, embedded_postgres, free_port
-from apps.gateway.local_apps import LocalEnvironment, build_apps
+from apps.gateway.local_apps import LOCAL_AUDIENCE, LocalEnvironment, build_apps
 from apps.gateway.routes import APPS, AppName
 from tests.harness.server import serve
 
@@ -57,6 +58,14 @@ def test_readiness_follows_the_database(
             assert down.status_code == 503
             assert down.json()["apps"]["llm-api"]["checks"]["database"]["status"] == "error"
             assert httpx.get(f"{server.url}/healthz").status_code == 200
+            token = LocalIssuer.from_key_file(tmp_path / "issuer-key.pem", env.base_url, LOCAL_AUDIENCE).mint(
+                "u"
+            )
+            outage = httpx.get(
+                f"{server.url}/v1/conversations", headers={"Authorization": f"Bearer {token}"}, timeout=30
+            )
+            assert outage.status_code == 503, outage.text
+            assert outage.json()["error"]["type"] == "service_unavailable"
         finally:
             own_postgres.start()
         deadline = time.monotonic() + 20
