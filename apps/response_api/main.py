@@ -2,12 +2,15 @@
 
 The lifespan builds the database engine, the llm-api client (its read timeout is the longest silence
 allowed while a model streams), the MCP connection pool, the registry of running responses and
-the listener for cancels sent by other replicas. On
-shutdown, responses still running are stopped and recorded as failed before the pools close.
+the listener for cancels sent by other replicas, and the sweeper that fails responses a dead
+process left running. On shutdown, responses still running are stopped and recorded as failed
+before the pools close.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,6 +29,8 @@ from apps.response_api.services.responses import ResponseService, ServiceConfig
 from apps.response_api.services.runs import RunRegistry
 from apps.response_api.services.store import ResponseStore
 from apps.response_api.settings import ResponseApiSettings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
@@ -49,10 +54,11 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
         mcp_pool = httpx2.AsyncHTTPTransport(
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50)
         )
+        store = ResponseStore(engine)
         async with make_client(timeout=settings.llm_read_timeout) as llm_http:
             app.state.telemetry.instrument_httpx(llm_http)
             app.state.responses = ResponseService(
-                store=ResponseStore(engine),
+                store=store,
                 registry=registry,
                 llm=LlmClient(llm_http, settings.llm_api_url),
                 mcp=McpConnector(
@@ -66,9 +72,13 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
                     tools_cache_seconds=settings.mcp_tools_cache_seconds,
                 ),
             )
+            # Nothing legitimately runs past the deadline plus one tool timeout; leave a minute's slack.
+            orphan_age = settings.response_deadline + settings.tool_execution_timeout + 60
+            sweeper = asyncio.create_task(_sweep_orphans(store, orphan_age))
             try:
                 yield
             finally:
+                sweeper.cancel()
                 await listener.stop()
                 await registry.shutdown()
                 await mcp_pool.aclose()
@@ -77,3 +87,17 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
     app = service_app(settings, title="response-api", lifespan=lifespan)
     app.include_router(responses_router)
     return app
+
+
+async def _sweep_orphans(
+    store: ResponseStore, older_than_seconds: float, every_seconds: float = 60.0
+) -> None:
+    while True:
+        try:
+            swept = await store.fail_orphans(older_than_seconds)
+        except Exception:  # a sweep must never take the app down; the next one retries
+            log.warning("sweeping interrupted responses failed", exc_info=True)
+        else:
+            if swept:
+                log.info("marked interrupted responses as failed", extra={"count": swept})
+        await asyncio.sleep(every_seconds)

@@ -7,6 +7,9 @@ Writes: a response is written once, when it ends, in one statement (response row
 tool executions, new conversation). A background response is also inserted when it starts, so it
 can be polled; its end is then an update plus the tool executions, in one transaction.
 
+Orphans: a background response whose process died stays `in_progress` in its row; `fail_orphans`,
+run periodically by every replica, fails rows older than the overall deadline allows.
+
 History replay: `previous_response_id` walks the chain of earlier responses (a recursive query) and
 replays each one's input items then output items, oldest first; `conversation` replays every
 finished response of that conversation in creation order.
@@ -66,6 +69,21 @@ _INSERT = text(
     FROM jsonb_to_recordset(CAST(:executions AS jsonb)) AS x(
         response_id text, user_id text, call_id text, tool_name text, arguments jsonb, result jsonb,
         error_message text, status text, execution_order int, started_at timestamptz, duration_ms float8)
+    """
+)
+
+# Every response ends within the overall deadline, so one still "running" well past it was left by a
+# process that died; whichever replica sweeps first records it as failed.
+_FAIL_ORPHANS = text(
+    """
+    UPDATE responses
+    SET status = 'failed', updated_at = now(),
+        body = body || jsonb_build_object(
+            'status', 'failed',
+            'error', jsonb_build_object(
+                'code', 'server_error',
+                'message', 'The response was interrupted: the server running it stopped.'))
+    WHERE status IN ('queued', 'in_progress') AND created_at < now() - make_interval(secs => :age)
     """
 )
 
@@ -146,6 +164,12 @@ class ResponseStore:
                 .values(status=body["status"], body=body, updated_at=text("now()"))
             )
             await self._record(session, executions)
+
+    async def fail_orphans(self, older_than_seconds: float) -> int:
+        """Mark responses left running by a dead process as failed; returns how many."""
+        async with self._autocommit.connect() as connection:
+            result = await connection.execute(_FAIL_ORPHANS, {"age": older_than_seconds})
+        return int(result.rowcount)
 
     async def get(self, user_id: str, response_id: str) -> dict[str, Any]:
         async with self._sessions() as session:
