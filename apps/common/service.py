@@ -17,10 +17,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apps.common.auth.jwks import JWKSVerifier
 from apps.common.auth.principal import Authenticator
 from apps.common.auth.remote_keys import RemoteAPIKeyResolver
+from apps.common.db import create_engine, database_check
 from apps.common.errors import install_error_handlers
 from apps.common.health import Readiness
 from apps.common.health import router as health_router
@@ -106,3 +108,22 @@ def service_app(
     )
     app.state.telemetry = telemetry
     return app
+
+
+@asynccontextmanager
+async def open_database(app: FastAPI, settings: ServiceSettings) -> AsyncIterator[AsyncEngine]:
+    """The app's engine, pinned to its schema, traced, and checked by `/readyz`; disposed on exit."""
+    if settings.database_url is None:
+        raise RuntimeError("DATABASE_URL is required")
+    engine = create_engine(
+        settings.database_url.get_secret_value(),
+        schema=settings.db_schema,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    app.state.telemetry.instrument_engine(engine)
+    app.state.readiness.add("database", database_check(engine))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

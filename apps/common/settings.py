@@ -42,6 +42,7 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     database_url: SecretStr | None = None
+    db_schema: str = "public"
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
     otel_exporter_otlp_endpoint: str | None = None

@@ -15,10 +15,10 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import Route
 
-from apps.common.db import create_engine, database_check, session_factory
+from apps.common.db import session_factory
 from apps.common.http import make_client
 from apps.common.safe_fetch import FetchPolicy, SafeFetcher
-from apps.common.service import service_app
+from apps.common.service import open_database, service_app
 from apps.mcp_tools.server import build_mcp_server, mcp_endpoint
 from apps.mcp_tools.services.embeddings import Embedder, LocalEmbeddings, RemoteEmbeddings, bundled_model_dir
 from apps.mcp_tools.services.file_search import FileSearch, MediaClient
@@ -39,24 +39,14 @@ def create_app(settings: McpToolsSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.database_url is None:
-            raise RuntimeError("DATABASE_URL is required")
-        engine = create_engine(
-            settings.database_url.get_secret_value(),
-            schema=settings.db_schema,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-        )
-        app.state.telemetry.instrument_engine(engine)
-        app.state.readiness.add("database", database_check(engine))
-        try:
-            async with make_client(timeout=settings.search_timeout_seconds) as http:
-                app.state.telemetry.instrument_httpx(http)
-                app.state.tools = await build_services(settings, http, session_factory(engine))
-                async with server.session_manager.run():
-                    yield
-        finally:
-            await engine.dispose()
+        async with (
+            open_database(app, settings) as engine,
+            make_client(timeout=settings.search_timeout_seconds) as http,
+        ):
+            app.state.telemetry.instrument_httpx(http)
+            app.state.tools = await build_services(settings, http, session_factory(engine))
+            async with server.session_manager.run():
+                yield
 
     app = service_app(
         settings, title="mcp-tools", lifespan=lifespan, max_body_bytes=settings.mcp_max_body_bytes

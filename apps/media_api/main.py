@@ -22,11 +22,10 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from apps.common.db import create_engine, database_check
 from apps.common.ids import SnowflakeGenerator
 from apps.common.safe_fetch import FetchPolicy, SafeFetcher, system_resolver
 from apps.common.safe_fetch import Resolver as DnsResolver
-from apps.common.service import service_app
+from apps.common.service import open_database, service_app
 from apps.media_api.routes import media, resolve
 from apps.media_api.services.media import MediaService
 from apps.media_api.services.resolve import Resolver
@@ -59,51 +58,41 @@ def create_app(settings: MediaApiSettings | None = None, *, dns: DnsResolver = s
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.database_url is None:
-            raise RuntimeError("DATABASE_URL is required")
-        engine = create_engine(
-            settings.database_url.get_secret_value(),
-            schema=settings.db_schema,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-        )
-        app.state.telemetry.instrument_engine(engine)
-        store = ObjectStore(settings)
-        try:
-            if settings.media_s3_create_bucket:
-                await store.ensure_bucket(settings.cors_origins)
-            service = MediaService(
-                engine,
-                store,
-                SnowflakeGenerator(settings.worker_id),
-                max_bytes=settings.media_max_bytes,
-                reservation_grace=timedelta(seconds=settings.media_reservation_grace_seconds),
-            )
-            app.state.media = service
-            app.state.resolver = Resolver(service, store)
-            app.state.fetcher = SafeFetcher(
-                FetchPolicy(
-                    max_bytes=settings.media_max_bytes,
-                    timeout_seconds=settings.media_remote_fetch_timeout,
-                    max_redirects=settings.media_remote_fetch_max_redirects,
-                    allow=settings.media_remote_fetch_allow,
-                ),
-                resolver=dns,
-            )
-            app.state.readiness.add("database", database_check(engine))
-            app.state.readiness.add("s3", store.check)
-            purge = asyncio.create_task(
-                purge_periodically(service, settings.media_cleanup_interval_seconds), name="media-purge"
-            )
+        async with open_database(app, settings) as engine:
+            store = ObjectStore(settings)
             try:
-                yield
+                if settings.media_s3_create_bucket:
+                    await store.ensure_bucket(settings.cors_origins)
+                service = MediaService(
+                    engine,
+                    store,
+                    SnowflakeGenerator(settings.worker_id),
+                    max_bytes=settings.media_max_bytes,
+                    reservation_grace=timedelta(seconds=settings.media_reservation_grace_seconds),
+                )
+                app.state.media = service
+                app.state.resolver = Resolver(service, store)
+                app.state.fetcher = SafeFetcher(
+                    FetchPolicy(
+                        max_bytes=settings.media_max_bytes,
+                        timeout_seconds=settings.media_remote_fetch_timeout,
+                        max_redirects=settings.media_remote_fetch_max_redirects,
+                        allow=settings.media_remote_fetch_allow,
+                    ),
+                    resolver=dns,
+                )
+                app.state.readiness.add("s3", store.check)
+                purge = asyncio.create_task(
+                    purge_periodically(service, settings.media_cleanup_interval_seconds), name="media-purge"
+                )
+                try:
+                    yield
+                finally:
+                    purge.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await purge
             finally:
-                purge.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await purge
-        finally:
-            store.close()
-            await engine.dispose()
+                store.close()
 
     app = service_app(settings, title="media-api", lifespan=lifespan, max_body_bytes=max_body_bytes(settings))
     app.include_router(resolve.router)

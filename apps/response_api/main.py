@@ -17,9 +17,8 @@ from contextlib import asynccontextmanager
 import httpx2
 from fastapi import FastAPI
 
-from apps.common.db import create_engine, database_check
 from apps.common.http import make_client
-from apps.common.service import service_app
+from apps.common.service import open_database, service_app
 from apps.response_api.routes.responses import router as responses_router
 from apps.response_api.services.cancel_bus import CancelListener
 from apps.response_api.services.llm import LlmClient
@@ -38,51 +37,42 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.database_url is None:
-            raise RuntimeError("DATABASE_URL is required")
-        engine = create_engine(
-            settings.database_url.get_secret_value(),
-            schema=settings.db_schema,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-        )
-        app.state.telemetry.instrument_engine(engine)
-        app.state.readiness.add("database", database_check(engine))
-        registry = RunRegistry()
-        listener = CancelListener(settings.database_url.get_secret_value(), registry.cancel_soon)
-        await listener.begin()
-        mcp_pool = httpx2.AsyncHTTPTransport(
-            limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50)
-        )
-        store = ResponseStore(engine)
-        async with make_client(timeout=settings.llm_read_timeout) as llm_http:
-            app.state.telemetry.instrument_httpx(llm_http)
-            app.state.responses = ResponseService(
-                store=store,
-                registry=registry,
-                llm=LlmClient(llm_http, settings.llm_api_url),
-                mcp=McpConnector(
-                    settings.mcp_tools_url, mcp_pool, read_timeout=settings.tool_execution_timeout + 5
-                ),
-                config=ServiceConfig(
-                    limits=Limits(settings.max_tool_execution_depth, settings.tool_execution_timeout),
-                    deadline=settings.response_deadline,
-                    offer_mcp_by_default=settings.offer_mcp_tools_by_default,
-                    server_label=settings.mcp_server_label,
-                    tools_cache_seconds=settings.mcp_tools_cache_seconds,
-                ),
+        async with open_database(app, settings) as engine:
+            database_url = engine.url.render_as_string(hide_password=False)
+            registry = RunRegistry()
+            listener = CancelListener(database_url, registry.cancel_soon)
+            await listener.begin()
+            mcp_pool = httpx2.AsyncHTTPTransport(
+                limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50)
             )
-            # Nothing legitimately runs past the deadline plus one tool timeout; leave a minute's slack.
-            orphan_age = settings.response_deadline + settings.tool_execution_timeout + 60
-            sweeper = asyncio.create_task(_sweep_orphans(store, orphan_age))
-            try:
-                yield
-            finally:
-                sweeper.cancel()
-                await listener.stop()
-                await registry.shutdown()
-                await mcp_pool.aclose()
-                await engine.dispose()
+            store = ResponseStore(engine)
+            async with make_client(timeout=settings.llm_read_timeout) as llm_http:
+                app.state.telemetry.instrument_httpx(llm_http)
+                app.state.responses = ResponseService(
+                    store=store,
+                    registry=registry,
+                    llm=LlmClient(llm_http, settings.llm_api_url),
+                    mcp=McpConnector(
+                        settings.mcp_tools_url, mcp_pool, read_timeout=settings.tool_execution_timeout + 5
+                    ),
+                    config=ServiceConfig(
+                        limits=Limits(settings.max_tool_execution_depth, settings.tool_execution_timeout),
+                        deadline=settings.response_deadline,
+                        offer_mcp_by_default=settings.offer_mcp_tools_by_default,
+                        server_label=settings.mcp_server_label,
+                        tools_cache_seconds=settings.mcp_tools_cache_seconds,
+                    ),
+                )
+                # Nothing legitimately runs past the deadline plus one tool timeout; leave a minute's slack.
+                orphan_age = settings.response_deadline + settings.tool_execution_timeout + 60
+                sweeper = asyncio.create_task(_sweep_orphans(store, orphan_age))
+                try:
+                    yield
+                finally:
+                    sweeper.cancel()
+                    await listener.stop()
+                    await registry.shutdown()
+                    await mcp_pool.aclose()
 
     app = service_app(settings, title="response-api", lifespan=lifespan)
     app.include_router(responses_router)
