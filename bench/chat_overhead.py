@@ -38,7 +38,7 @@ import httpx
 
 from apps.common.auth.issuer import LocalIssuer
 from apps.common.migrations import upgrade
-from apps.gateway.embedded import embedded_postgres, free_port
+from apps.gateway.embedded import embedded_postgres, free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VENV = ROOT / ".bench" / "litellm"
@@ -65,20 +65,6 @@ class Arm:
     ttft: list[float] = field(default_factory=list)
     rates: dict[str, list[float]] = field(default_factory=lambda: {pace: [] for pace in PACES})
     client: httpx.AsyncClient | None = None
-
-
-def _wait(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
 @contextmanager
@@ -108,7 +94,7 @@ def ensure_litellm() -> Path:
 def start_upstream(stack: ExitStack) -> str:
     port = free_port()
     process = stack.enter_context(_process([sys.executable, "-m", "bench.fake_upstream", str(port)]))
-    _wait(f"http://127.0.0.1:{port}/v1/models", process, 30)
+    wait_ready(f"http://127.0.0.1:{port}/v1/models", process, 30)
     return f"http://127.0.0.1:{port}/v1"
 
 
@@ -134,7 +120,7 @@ def start_llm_api(stack: ExitStack, tmp: Path, upstream: str) -> tuple[Arm, int]
         *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"),
     ]
     process = stack.enter_context(_process(command, env))
-    _wait(f"{base}/readyz", process, 60)
+    wait_ready(f"{base}/readyz", process, 60)
     headers = {"Authorization": f"Bearer {issuer.mint('bench-user', ttl_seconds=3600 * 4)}"}
     return Arm("llm-api", base + "/v1", "bench/", headers), process.pid
 
@@ -156,7 +142,7 @@ def start_litellm(stack: ExitStack, tmp: Path, upstream: str) -> Arm:
     process = stack.enter_context(
         _process(command, {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"})
     )
-    _wait(f"http://127.0.0.1:{port}/health/liveliness", process, 120)
+    wait_ready(f"http://127.0.0.1:{port}/health/liveliness", process, 120)
     return Arm("litellm", f"http://127.0.0.1:{port}/v1", "litellm-", {"Authorization": "Bearer sk-master"})
 
 

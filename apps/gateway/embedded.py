@@ -122,7 +122,7 @@ def local_model(*, port: int = 0, threads: int = 2, startup_timeout: float = 120
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        _wait_ready(f"{base_url}/models", process, startup_timeout)
+        wait_ready(f"{base_url}/models", process, startup_timeout)
         log.info("local model ready", extra={"base_url": base_url})
         yield base_url
     finally:
@@ -133,7 +133,8 @@ def local_model(*, port: int = 0, threads: int = 2, startup_timeout: float = 120
             process.kill()
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Poll `url` until it answers 200; fail early if `process` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

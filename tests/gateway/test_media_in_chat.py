@@ -9,10 +9,8 @@ import openai
 import pytest
 
 from apps.common.auth.issuer import LocalIssuer
-from apps.gateway.asgi import LocalGateway
-from apps.gateway.embedded import free_port
-from apps.gateway.local_apps import LOCAL_AUDIENCE, LocalEnvironment, build_apps
-from tests.harness.server import serve
+from apps.gateway.local_apps import LOCAL_AUDIENCE
+from tests.harness.server import serve_local
 from tests.harness.upstream import FakeUpstream
 from tests.media_api.conftest import data_url, unique_png
 
@@ -20,22 +18,12 @@ from tests.media_api.conftest import data_url, unique_png
 def test_placeholder_is_resolved_through_the_real_media_api(
     database_url: str, s3_endpoint: str, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    port = free_port()
-    env = LocalEnvironment(
-        base_url=f"http://127.0.0.1:{port}",
-        data_dir=tmp_path,
-        database_url=database_url,
-        s3_endpoint_url=s3_endpoint,
-        model_url=upstream.base_url,
-        model_api_key=None,
-        internal_token="t",
-    )
-    with serve(LocalGateway(build_apps(env)), port=port) as server:
+    with serve_local(database_url, s3_endpoint, tmp_path, model_url=upstream.base_url) as (url, env):
         issuer = LocalIssuer.from_key_file(tmp_path / "issuer-key.pem", env.base_url, LOCAL_AUDIENCE)
         owner, stranger = issuer.mint("media-owner"), issuer.mint("media-stranger")
         png = unique_png()
         created = httpx.post(
-            f"{server.url}/v1/media",
+            f"{url}/v1/media",
             json={"source": {"type": "data_url", "data_url": data_url(png)}},
             headers={"Authorization": f"Bearer {owner}"},
         )
@@ -51,14 +39,14 @@ def test_placeholder_is_resolved_through_the_real_media_api(
             }
         ]
 
-        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=owner, max_retries=0)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=owner, max_retries=0)
         model = next(m.id for m in client.models.list() if m.id.endswith("fake-model"))
         client.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
         sent = upstream.requests[-1]["messages"][-1]["content"][1]["image_url"]["url"]
         assert "jan_" not in sent and sent.startswith("http")
         assert httpx.get(sent).content == png
 
-        intruder = openai.OpenAI(base_url=f"{server.url}/v1", api_key=stranger, max_retries=0)
+        intruder = openai.OpenAI(base_url=f"{url}/v1", api_key=stranger, max_retries=0)
         calls = len(upstream.requests)
         with pytest.raises(openai.BadRequestError) as refused:
             intruder.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]

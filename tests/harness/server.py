@@ -7,11 +7,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import uvicorn
 
+from apps.gateway.asgi import LocalGateway
 from apps.gateway.embedded import free_port
+from apps.gateway.local_apps import LocalEnvironment, build_apps
 
 
 class ServerThread:
@@ -77,3 +80,27 @@ def serve_fake(fake: FakeT) -> Iterator[FakeT]:
     with serve(fake.app) as server:
         fake.url = server.url
         yield fake
+
+
+@contextmanager
+def serve_local(
+    database_url: str,
+    s3_endpoint: str,
+    data_dir: Path,
+    *,
+    model_url: str | None = None,
+    internal_token: str = "t",
+) -> Iterator[tuple[str, LocalEnvironment]]:
+    """The four apps behind the local gateway, wired as `make dev` wires them; yields (url, environment)."""
+    port = free_port()
+    env = LocalEnvironment(
+        base_url=f"http://127.0.0.1:{port}",
+        data_dir=data_dir,
+        database_url=database_url,
+        s3_endpoint_url=s3_endpoint,
+        model_url=model_url,
+        model_api_key=None,
+        internal_token=internal_token,
+    )
+    with serve(LocalGateway(build_apps(env)), port=port) as server:
+        yield server.url, env

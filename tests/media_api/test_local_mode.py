@@ -7,32 +7,20 @@ from pathlib import Path
 import httpx
 
 from apps.common.auth.issuer import LocalIssuer
-from apps.gateway.asgi import LocalGateway
-from apps.gateway.embedded import free_port
-from apps.gateway.local_apps import LOCAL_AUDIENCE, LocalEnvironment, build_apps
-from tests.harness.server import serve
+from apps.gateway.local_apps import LOCAL_AUDIENCE
+from tests.harness.server import serve_local
 from tests.media_api.conftest import data_url, unique_png
 
 
 def test_upload_and_resolve_through_the_local_gateway(
     database_url: str, s3_endpoint: str, tmp_path: Path
 ) -> None:
-    port = free_port()
-    env = LocalEnvironment(
-        base_url=f"http://127.0.0.1:{port}",
-        data_dir=tmp_path,
-        database_url=database_url,
-        s3_endpoint_url=s3_endpoint,
-        model_url=None,
-        model_api_key=None,
-        internal_token="t",
-    )
-    with serve(LocalGateway(build_apps(env)), port=port) as server:
-        ready = httpx.get(f"{server.url}/readyz", timeout=10).json()
+    with serve_local(database_url, s3_endpoint, tmp_path) as (url, env):
+        ready = httpx.get(f"{url}/readyz", timeout=10).json()
         assert ready["apps"]["media-api"]["checks"]["s3"]["status"] == "ok"
         issuer = LocalIssuer.from_key_file(tmp_path / "issuer-key.pem", env.base_url, LOCAL_AUDIENCE)
         headers = {"Authorization": f"Bearer {issuer.mint('local-user')}"}
-        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
             png = unique_png()
             created = client.post(
                 "/v1/media", json={"source": {"type": "data_url", "data_url": data_url(png)}}

@@ -12,11 +12,9 @@ from openai import AsyncOpenAI
 from openai.types.responses import Response
 
 from apps.common.auth.issuer import LocalIssuer
-from apps.gateway.asgi import LocalGateway
-from apps.gateway.embedded import free_port
-from apps.gateway.local_apps import LOCAL_AUDIENCE, LocalEnvironment, build_apps
+from apps.gateway.local_apps import LOCAL_AUDIENCE
 from tests.harness.mcp_tools_fake import FakeMcpTools
-from tests.harness.server import serve
+from tests.harness.server import serve_local
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.response_api.conftest import MODEL, ServerFactory
 from tests.response_api.scripts import answer, call, tool_round
@@ -224,23 +222,13 @@ async def test_local_mode_serves_responses_through_the_gateway(
     database_url: str, s3_endpoint: str, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     """`make dev`: response-api reaches llm-api and mcp-tools through the local gateway."""
-    port = free_port()
-    env = LocalEnvironment(
-        base_url=f"http://127.0.0.1:{port}",
-        data_dir=tmp_path,
-        database_url=database_url,
-        s3_endpoint_url=s3_endpoint,
-        model_url=upstream.base_url,
-        model_api_key=None,
-        internal_token="t",
-    )
     upstream.enqueue(
         tool_round(call("scrape", {"url": "http://127.0.0.1:1/"}, "g1")), answer("Nothing there.")
     )
-    with serve(LocalGateway(build_apps(env)), port=port) as server:
+    with serve_local(database_url, s3_endpoint, tmp_path, model_url=upstream.base_url) as (url, env):
         issuer = LocalIssuer.from_key_file(tmp_path / "issuer-key.pem", env.base_url, LOCAL_AUDIENCE)
         async with AsyncOpenAI(
-            base_url=f"{server.url}/v1", api_key=issuer.mint("local-user"), max_retries=0
+            base_url=f"{url}/v1", api_key=issuer.mint("local-user"), max_retries=0
         ) as client:
             response = await client.responses.create(model="local/fake-model", input="Read that page")
     assert response.status == "completed" and response.output_text == "Nothing there."
