@@ -36,6 +36,7 @@ from infra.service_config import (
     ModelConfig,
     RuleError,
 )
+from infra.versions import FLOATING_TAGS
 
 PROJECT = "jan-server"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -234,9 +235,6 @@ class InferenceConfig(_Model):
             if names.index(name) != index:
                 raise RuleError(f"models[{index}].model", f"duplicate model {name!r}")
         return self
-
-
-FLOATING_TAGS = frozenset({"latest", "main", "master", "stable", "edge", "dev", "nightly"})
 
 
 class ReleaseConfig(_Model):

@@ -33,7 +33,7 @@ OUR_CHARTS_DIR = REPO_ROOT / "charts"
 
 @dataclass(frozen=True, slots=True)
 class ChartSource:
-    """A chart directory and the version it must declare."""
+    """One of our chart directories and the version its Chart.yaml declares."""
 
     name: str
     version: str
@@ -44,11 +44,6 @@ class ChartSource:
         """One of our charts; its version is whatever its Chart.yaml says (the repository version)."""
         directory = OUR_CHARTS_DIR / name
         return cls(name, declared_version(directory), directory)
-
-    def check(self) -> None:
-        declared = declared_version(self.directory)
-        if declared != self.version:
-            raise ValueError(f"chart {self.name}: {self.directory} holds {declared}, pinned {self.version}")
 
 
 def declared_version(directory: Path) -> str:
@@ -64,7 +59,6 @@ def chart(
     values: Mapping[str, Any],
     opts: pulumi.ResourceOptions,
 ) -> k8s.helm.v3.Chart:
-    source.check()
     return k8s.helm.v3.Chart(
         release_name,
         k8s.helm.v3.LocalChartOpts(path=str(source.directory), namespace=namespace, values=dict(values)),
@@ -80,12 +74,11 @@ def release(
     values: Mapping[str, Any],
     opts: pulumi.ResourceOptions,
 ) -> k8s.helm.v3.Release:
-    source.check()
     return k8s.helm.v3.Release(
         release_name,
         k8s.helm.v3.ReleaseArgs(
             name=release_name,
-            # A local chart: Helm takes its version from Chart.yaml (checked against the pin above).
+            # A local chart: Helm takes its version from its Chart.yaml.
             chart=str(source.directory),
             namespace=namespace,
             values=dict(values),

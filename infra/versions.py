@@ -3,13 +3,13 @@
 Upstream charts are installed from their repositories at exactly the version pinned here (a Helm
 release per chart, `infra.helm.upstream_release`); nothing upstream is copied into this repository.
 To upgrade, change the version here and review `make render`'s resource diff and the chart's release
-notes. No `latest` and no floating tag anywhere: `tests/infra_specs/test_versions.py` checks the pins
-and `tests/infra/test_versions_render.py` checks every image in every render. EKS add-on versions are
+notes. No `latest` and no floating tag anywhere (`FLOATING_TAGS`, `EXACT_TAG` below):
+`tests/infra_specs/test_versions.py` checks the pins and `tests/infra/test_services.py` every image in
+every render. EKS add-on versions are
 left to EKS (the default for the cluster version), which keeps them matched to
 `cluster.kubernetesVersion`. SearXNG and Valkey are pinned by their own chart in charts/.
 
-Versions come from /work/shared/reference/deployment-anchors.md (section 2.1 and "Key takeaways");
-entries marked `# confirm` are not in that page and were chosen as the newest line known to us: check
+Entries marked `# confirm` were chosen as the newest line known to us without being pulled: check
 them against the registry before a first deploy.
 
 Decisions recorded here because they follow from where upstream moved:
@@ -25,7 +25,14 @@ Decisions recorded here because they follow from where upstream moved:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# Tags that move under you; never deployed.
+FLOATING_TAGS = frozenset({"latest", "main", "master", "stable", "edge", "dev", "nightly", "rolling"})
+# An exact tag names a full version (x.y.z, optionally v-prefixed or with a suffix), a dated or
+# numbered build.
+EXACT_TAG = re.compile(r"v?\d+\.\d+(\.\d+)?([.-][\w.-]+)?|server-\d{8}|server-b\d+|\d{4}\.\d+\.\d+-\w+")
 
 
 @dataclass(frozen=True, slots=True)

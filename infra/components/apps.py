@@ -6,8 +6,8 @@ Every value an app reads comes from the component that owns it: the DSN Secret f
 from `infra.specs.vllm`, and the other apps' URLs from the same naming Kong routes to
 (`infra.specs.kong.app_url`). Decisions:
 - Release = app name = Service name, so Kong's upstreams, the network policies and the apps agree.
-  The chart's version is the repository's (`ChartSource.ours`, checked against Chart.yaml) and the
-  image tag is the stack's `release.imageTag`, validated as pinned by the config model.
+  The chart's version is the repository's (`ChartSource.ours` reads Chart.yaml; a test ties it to
+  pyproject) and the image tag is the stack's `release.imageTag`, validated as pinned by the config.
 - Secrets never enter a release's values: the apps read them through `secretEnv` / `envFromSecrets`
   from Secrets this component (or the data components) creates from Pulumi secrets.
 - `AUTH__INTERNAL_TOKEN` (the header the apps send llm-api's internal API-key endpoint) is one

@@ -38,7 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.specs.versions import IMAGES
+from infra.versions import IMAGES
 
 DASHBOARD_DIR = Path(__file__).parent / "dashboards"
 PROMETHEUS_UID = "prometheus"

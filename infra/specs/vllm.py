@@ -37,7 +37,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.specs.versions import IMAGES
+from infra.versions import IMAGES
 
 VLLM_PORT = 8000
 LLAMA_CPP_PORT = 8080

@@ -20,7 +20,7 @@ from infra.components.apps import FILES_DIR, PROVIDERS_FILE, PROVIDERS_FILE_ENV
 from infra.config import REPO_ROOT, ConfigError, StackConfig, load_stack_file, parse, stack_file, stack_values
 from infra.helm import declared_version
 from infra.specs import identity, kong, otel, vllm
-from infra.specs.versions import CHARTS, IMAGES
+from infra.versions import CHARTS, IMAGES
 from tests.infra.conftest import STACKS, Rendered
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -266,48 +266,6 @@ def test_apps_find_each_other_where_kong_routes(stack: str, rendered: dict[str, 
     assert tools["MEDIA_API_URL"] == kong.app_url(AppName.MEDIA_API, inputs)
     for app in APP_NAMES:
         assert ("jan", app) in services
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
-    elif isinstance(value, str):
-        yield value
-
-
-@pytest.mark.parametrize("stack", STACKS)
-def test_no_latest_anywhere_in_the_render(stack: str, rendered: dict[str, Rendered]) -> None:
-    out = rendered[stack]
-    for item in out.resources:
-        for text in _strings(item["inputs"]):
-            assert not text.endswith(":latest"), f"{item['name']}: {text}"
-    images = {container["image"] for item in out.resources for container in _containers(item["inputs"])}
-    assert images
-    for image in images:
-        assert ":" in image.rsplit("/", 1)[-1] and not image.endswith((":latest", ":main", ":stable")), image
-    for inputs in _releases(out).values():
-        if inputs.get("repositoryOpts"):
-            assert inputs["version"] and inputs["version"] != "latest"
-        tag = (inputs["values"].get("image") or {}).get("tag")
-        if tag is not None:
-            assert tag.lower() not in {"latest", "main", "stable"}
-
-
-def _containers(body: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(body, dict):
-        for key in ("containers", "initContainers"):
-            for container in body.get(key) or []:
-                if isinstance(container, dict) and "image" in container:
-                    yield container
-        for value in body.values():
-            yield from _containers(value)
-    elif isinstance(body, list):
-        for value in body:
-            yield from _containers(value)
 
 
 def test_aws_stacks_create_an_immutable_scanned_image_repository(rendered: dict[str, Rendered]) -> None:

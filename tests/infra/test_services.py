@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import yaml
 from apps.gateway.routes import AppName
 from infra.config import stack_file
 from infra.specs.otel import dashboard_names
-from infra.versions import CHARTS
+from infra.versions import CHARTS, EXACT_TAG
 from tests.infra.conftest import STACKS, Rendered, render_stack
 from tests.infra.services_helpers import RELEASE, manifest, manifests, release, values
 
@@ -216,9 +216,6 @@ def test_allows_follow_the_data_flows(rendered: dict[str, Rendered]) -> None:
         assert (prod.out / "manifests" / namespace / "networkpolicy-allow-dns.yaml").exists()
 
 
-_EXACT_TAG = re.compile(r"v?\d+\.\d+(\.\d+)?([.-][\w.-]+)?|server-\d{8}|server-b\d+|\d{4}\.\d+\.\d+-\w+")
-
-
 def _images(node: Any) -> list[str]:
     if isinstance(node, dict):
         found = []
@@ -235,6 +232,17 @@ def _images(node: Any) -> list[str]:
     return []
 
 
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_nothing_in_the_render_floats(stack: str, rendered: dict[str, Rendered]) -> None:
     images = []
@@ -247,10 +255,12 @@ def test_nothing_in_the_render_floats(stack: str, rendered: dict[str, Rendered])
             inputs = item["inputs"]
             assert (inputs["chart"], inputs["version"], inputs["repositoryOpts"]["repo"]) in pinned
     assert len(images) >= 8
+    for item in rendered[stack].resources:  # nor in any other value (env, args, annotations)
+        assert not any(text.endswith(":latest") for text in _strings(item["inputs"])), item["name"]
     for image in images:
         repository, _, tag = image.rpartition(":")
         assert repository and "@" not in tag, image
-        assert _EXACT_TAG.fullmatch(tag), f"{image} is not pinned to an exact tag"
+        assert EXACT_TAG.fullmatch(tag), f"{image} is not pinned to an exact tag"
 
 
 def test_a_cpu_stack_may_use_an_external_upstream_instead(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from infra.specs.otel import (
     prometheus_values,
     promql_metric_names,
 )
-from infra.specs.versions import IMAGES
+from infra.versions import IMAGES
 
 INPUTS = ObservabilityInputs()
 

@@ -12,7 +12,6 @@ from pydantic import ValidationError
 
 from apps.gateway.embedded import LOCAL_MODEL_ALIAS
 from infra.specs.network_policies import NetworkInputs
-from infra.specs.versions import IMAGES
 from infra.specs.vllm import (
     DEV_MODEL_ALIAS,
     CpuModelInputs,
@@ -28,6 +27,7 @@ from infra.specs.vllm import (
     vllm_manifests,
     vllm_provider,
 )
+from infra.versions import IMAGES
 
 POOL = GpuPool(node_selector={"jan.ai/pool": "gpu-l4"})
 INPUTS = InferenceInputs()
