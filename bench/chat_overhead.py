@@ -38,7 +38,7 @@ import httpx
 
 from apps.common.auth.issuer import LocalIssuer
 from apps.common.migrations import upgrade
-from apps.gateway.embedded import embedded_postgres, free_port, wait_ready
+from apps.gateway.embedded import embedded_postgres, free_port, stop_process, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VENV = ROOT / ".bench" / "litellm"
@@ -75,11 +75,7 @@ def _process(command: list[str], env: dict[str, str] | None = None) -> Iterator[
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
 
 
 def ensure_litellm() -> Path:

@@ -57,8 +57,8 @@ class SnowflakeGenerator:
                 (now << (WORKER_BITS + SEQUENCE_BITS)) | (self._worker_id << SEQUENCE_BITS) | self._sequence
             )
 
-    def next_id(self, prefix: str = "jan") -> str:
-        return f"{prefix}_{self.next_int()}"
+    def next_id(self) -> str:
+        return jan_id(self.next_int())
 
     def _wait_past(self, last_ms: int) -> int:
         while True:
@@ -71,6 +71,11 @@ class SnowflakeGenerator:
 def snowflake_timestamp_ms(value: int) -> int:
     """Unix time in milliseconds at which a snowflake was issued."""
     return (value >> (WORKER_BITS + SEQUENCE_BITS)) + JAN_EPOCH_MS
+
+
+def jan_id(value: int) -> str:
+    """The public form of a snowflake: `jan_<decimal>`."""
+    return f"jan_{value}"
 
 
 def parse_jan_id(value: str) -> int | None:

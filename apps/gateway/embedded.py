@@ -126,11 +126,16 @@ def local_model(*, port: int = 0, threads: int = 2, startup_timeout: float = 120
         log.info("local model ready", extra={"base_url": base_url})
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace_seconds: float = 10.0) -> None:
+    """Ask a child to stop, and kill it if it has not within the grace period."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:

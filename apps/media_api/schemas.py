@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from apps.common.ids import jan_id
 from apps.media_api.db import MediaObject
-from apps.media_api.services.media import public_id
 
 
 class Strict(BaseModel):
@@ -53,7 +53,7 @@ class MediaInfo(BaseModel):
     @classmethod
     def of(cls, media: MediaObject) -> MediaInfo:
         return cls(
-            id=public_id(media.id),
+            id=jan_id(media.id),
             status=media.status,
             mime_type=media.mime_type,
             bytes=media.bytes,

@@ -57,11 +57,7 @@ class ProviderAdmin:
     async def update(self, provider_id: str, body: ProviderUpdate) -> Provider:
         self._check_editable(provider_id)
         async with self._sessions() as session, session.begin():
-            row = (
-                await session.scalars(select(ProviderRow).where(ProviderRow.public_id == provider_id))
-            ).first()
-            if row is None:
-                raise APIError(404, f"Provider '{provider_id}' not found.", code="not_found")
+            row = await _stored_row(session, provider_id)
             if body.name is not None and body.name != row.name:
                 self._check_name_free(body.name)
                 if await self._by_name(session, body.name) is not None:
@@ -81,11 +77,7 @@ class ProviderAdmin:
     async def delete(self, provider_id: str) -> None:
         self._check_editable(provider_id)
         async with self._sessions() as session, session.begin():
-            row = (
-                await session.scalars(select(ProviderRow).where(ProviderRow.public_id == provider_id))
-            ).first()
-            if row is None:
-                raise APIError(404, f"Provider '{provider_id}' not found.", code="not_found")
+            row = await _stored_row(session, provider_id)
             await session.delete(row)
         await self.reload()
 
@@ -130,3 +122,11 @@ class ProviderAdmin:
     @staticmethod
     async def _by_name(session: AsyncSession, name: str) -> ProviderRow | None:
         return (await session.scalars(select(ProviderRow).where(ProviderRow.name == name))).first()
+
+
+async def _stored_row(session: AsyncSession, provider_id: str) -> ProviderRow:
+    """The admin-registered provider `provider_id`, or a 404."""
+    row = (await session.scalars(select(ProviderRow).where(ProviderRow.public_id == provider_id))).first()
+    if row is None:
+        raise APIError(404, f"Provider '{provider_id}' not found.", code="not_found")
+    return row

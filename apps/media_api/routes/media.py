@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 
 from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
+from apps.common.ids import jan_id
 from apps.media_api.deps import FetcherDep, MediaDep, SettingsDep
 from apps.media_api.schemas import (
     CreateMediaRequest,
@@ -29,7 +30,7 @@ from apps.media_api.schemas import (
     PrepareUploadRequest,
 )
 from apps.media_api.services.ingest import Payload, read_data_url, read_file, read_remote
-from apps.media_api.services.media import MediaService, Stored, public_id
+from apps.media_api.services.media import MediaService, Stored
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 
@@ -133,7 +134,7 @@ async def prepare_upload(
         principal.user_id, body.mime_type, body.bytes, body.sha256, body.filename
     )
     return PreparedUpload(
-        id=public_id(reserved.id),
+        id=jan_id(reserved.id),
         upload_url=upload.url,
         headers=upload.headers,
         expires_at=int(time.time()) + media.store.ttl,

@@ -49,10 +49,6 @@ class Stored:
     deduplicated: bool
 
 
-def public_id(media_id: int) -> str:
-    return f"jan_{media_id}"
-
-
 def not_found(ident: str) -> APIError:
     return APIError(404, f"Media '{ident}' not found.", code="media_not_found")
 
