@@ -12,8 +12,12 @@ EXTRAS := local,model,embeddings,platform,dev
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# The upstream charts the render expands come from a chart cache (`jan-server charts pull` fills it).
+# Offline machines keep the archives beside the project: use them unless JAN_CHART_CACHE says otherwise.
+SHARED_CHARTS := $(abspath ../shared/upstream-charts)
+export JAN_CHART_CACHE ?= $(if $(wildcard $(SHARED_CHARTS)),$(SHARED_CHARTS),)
 
-.PHONY: dev test lint typecheck unit checkov install render docs clean
+.PHONY: dev test lint typecheck unit checkov install charts render docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +56,12 @@ checkov: install $(VENV_CHECKOV)/bin/checkov
 # pytest last, so its summary closes the output.
 test: lint typecheck checkov unit
 
-render: install
+# Every pinned upstream chart in the cache, verified (downloaded only when missing).
+charts: install
+	$(BIN)/jan-server charts pull
+
+# The full render of every stack: our objects and every object of every Helm release, upstream included.
+render: charts
 	for stack in dev staging prod; do $(BIN)/jan-server render --stack $$stack --out render/$$stack || exit 1; done
 
 clean:

@@ -4,6 +4,7 @@ jan-server dev                  the whole API on http://127.0.0.1:8000 (local mo
 jan-server serve <app>          one app, configured from the environment (what a container runs)
 jan-server migrate <app>|all    apply an app's database migrations (`DATABASE_URL`)
 jan-server render --stack …     the platform program's desired state, rendered offline
+jan-server charts pull          fill the chart cache with the pinned upstream charts
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from apps.gateway.routes import APPS, AppName
 
@@ -32,9 +34,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("app", choices=[*_APP_CHOICES, "all"])
     render = commands.add_parser("render", help="render the platform program offline")
-    render.add_argument("--stack", required=True)
-    render.add_argument("--out", default="render")
+    render.add_argument(
+        "--stack",
+        required=True,
+        help="a stack name (dev, staging, prod: its file in the Pulumi project of the current "
+        "directory) or the path of a stack file",
+    )
+    render.add_argument(
+        "--out",
+        default="render",
+        help="the directory to write resources.json and manifests/ into (default: %(default)s)",
+    )
     render.add_argument("--diff", default=None, help="an earlier render directory to compare with")
+    charts = commands.add_parser("charts", help="the local cache of pinned upstream charts")
+    charts_commands = charts.add_subparsers(dest="charts_command", required=True)
+    pull = charts_commands.add_parser(
+        "pull", help="download every pinned upstream chart the cache lacks from its chart repository"
+    )
+    pull.add_argument(
+        "--cache", default=None, help="the cache directory (default: $JAN_CHART_CACHE or ~/.cache/jan-server/charts)"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "dev":
@@ -46,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(AppName(args.app), args.host, args.port)
     if args.command == "migrate":
         return _migrate(args.app)
+    if args.command == "charts":
+        return _pull_charts(args.cache)
     return _render(args.stack, args.out, args.diff)
 
 
@@ -83,6 +104,25 @@ def _render(stack: str, out: str, diff: str | None) -> int:
         return 2
     result: int = render_module.main(stack=stack, out=out, diff=diff)
     return result
+
+
+def _pull_charts(cache: str | None) -> int:
+    try:
+        chart_cache = importlib.import_module("infra.chart_cache")
+        versions = importlib.import_module("infra.versions")
+    except ModuleNotFoundError:
+        print("the platform program is not available in this installation", file=sys.stderr)  # noqa: T201
+        return 2
+    directory = Path(cache) if cache else chart_cache.cache_dir()
+    try:
+        pulled = chart_cache.pull(versions.UPSTREAM_CHARTS, directory)
+    except chart_cache.ChartCacheError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return 1
+    for item in pulled:
+        state = "downloaded" if item.downloaded else "cached"
+        print(f"{item.pin.chart} {item.pin.version}: {state} {item.path}")  # noqa: T201
+    return 0
 
 
 if __name__ == "__main__":

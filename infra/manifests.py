@@ -1,13 +1,13 @@
 """Kubernetes manifests of a render: charts rendered offline, objects collected, strictly validated.
 
 Decisions:
-- Charts are rendered with helm-python-sdk (no helm binary), both for `helm.v3.Chart` invokes and to
-  expand `helm.v3.Release` resources, whose objects Pulumi itself never sees.
-- Like Pulumi's own `helm template`, namespaced objects without a namespace get the release's.
+- Charts are rendered by `infra.helm_render`, both for `helm.v3.Chart` invokes and to expand
+  `helm.v3.Release` resources, whose objects Pulumi itself never sees.
 - Validation uses the Kubernetes JSON schemas for the stack's cluster version in strict mode (unknown
-  fields are errors). Custom resources are validated against the CRD in the same render, or, when the
-  CRD comes with an upstream release the render cannot expand (ServiceMonitor, PrometheusRule,
-  ScaledObject), against our strict schema of the part we use in `infra/crd_schemas/`; a kind with no
+  fields are errors). Custom resources are validated against the CRD in the same render (the render
+  holds every CRD the charts ship), made strict the same way (`strict_schema`); our own objects
+  (labelled `app.kubernetes.io/part-of: jan`) must also pass our stricter schema of the part we use
+  in `infra/crd_schemas/`, which also stands in when the render has no CRD for a kind. A kind with no
   schema at all is an error, so nothing ships unchecked.
 - Secret payloads never reach the files: Secret `data`/`stringData` values are replaced.
 """
@@ -21,33 +21,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import helm_python
 import jsonschema
 import kubernetes_validate
 import yaml
 
 REDACTED = "[redacted]"
 _REDACTED_BYTES = "W3JlZGFjdGVkXQ=="  # base64 of REDACTED, so `data` stays well-formed
-_CLUSTER_SCOPED = frozenset(
-    {
-        "APIService",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "CustomResourceDefinition",
-        "IngressClass",
-        "MutatingWebhookConfiguration",
-        "Namespace",
-        "PersistentVolume",
-        "PriorityClass",
-        "RuntimeClass",
-        "StorageClass",
-        "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding",
-        "ValidatingWebhookConfiguration",
-        "CSIDriver",
-        "VolumeSnapshotClass",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,25 +35,6 @@ class Manifest:
 
     path: str
     body: dict[str, Any]
-
-
-def render_chart(
-    directory: str, values: Mapping[str, Any], release_name: str, namespace: str | None
-) -> list[dict[str, Any]]:
-    """What `helm template` would produce, as objects, in a stable order (test hooks left out)."""
-    with helm_python.Chart.load(directory) as chart:
-        files = chart.render(dict(values), name=release_name, namespace=namespace or "default")
-    objects = []
-    for filename in sorted(files):
-        if not filename.endswith((".yaml", ".yml")):
-            continue
-        for document in yaml.safe_load_all(files[filename]):
-            if not isinstance(document, dict) or _is_test_hook(document):
-                continue
-            if namespace and document.get("kind") not in _CLUSTER_SCOPED:
-                document.setdefault("metadata", {}).setdefault("namespace", namespace)
-            objects.append(document)
-    return objects
 
 
 def to_manifests(objects: Iterable[dict[str, Any]]) -> list[Manifest]:
@@ -103,7 +63,7 @@ def write(manifests: Iterable[Manifest], directory: Path) -> None:
 def validate(manifests: Iterable[Manifest], kubernetes_version: str) -> list[str]:
     """Every problem as `path: message`; empty when all objects are valid."""
     manifests = list(manifests)
-    crds = _crd_schemas(manifest.body for manifest in manifests)
+    crds = _crd_validators(manifest.body for manifest in manifests)
     errors = []
     for manifest in manifests:
         problem = _problem(manifest.body, f"{kubernetes_version}.0", crds)
@@ -112,37 +72,43 @@ def validate(manifests: Iterable[Manifest], kubernetes_version: str) -> list[str
     return errors
 
 
-def _problem(
-    body: dict[str, Any], version: str, crds: Mapping[tuple[str, str], dict[str, Any]]
-) -> str | None:
+def _problem(body: dict[str, Any], version: str, crds: Mapping[tuple[str, str], Any]) -> str | None:
     try:
         kubernetes_validate.validate(body, version, strict=True)
     except kubernetes_validate.ValidationError as exc:
         return _first_line(exc)
     except kubernetes_validate.SchemaNotFoundError:
-        schema = crds.get((str(body.get("apiVersion")), str(body.get("kind"))))
-        if schema is None:
-            kind = f"{body.get('apiVersion')}/{body.get('kind')}"
-            return f"no schema for {kind} in Kubernetes {version} or in the render's CRDs"
-        try:
-            jsonschema.validate(body, schema)
-        except jsonschema.ValidationError as exc:
-            return _first_line(exc)
+        kind = (str(body.get("apiVersion")), str(body.get("kind")))
+        validators = [validator for validator in (crds.get(kind), _ours(body, kind)) if validator]
+        if not validators:
+            return f"no schema for {'/'.join(kind)} in Kubernetes {version} or in the render's CRDs"
+        for validator in validators:
+            error = jsonschema.exceptions.best_match(validator.iter_errors(body))
+            if error is not None:
+                return _first_line(error)
     return None
 
 
+def _ours(body: dict[str, Any], kind: tuple[str, str]) -> Any:
+    """Our strict schema of the part we use applies to our own objects (and to any object whose CRD
+    the render lacks); upstream charts' objects answer to their CRD alone."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return _our_crd_validators().get(kind) if labels.get("app.kubernetes.io/part-of") == "jan" else None
+
+
 @cache
-def _our_crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    schemas = {}
+def _our_crd_validators() -> dict[tuple[str, str], Any]:
+    validators = {}
     for path in sorted((Path(__file__).parent / "crd_schemas").glob("*.schema.json")):
         schema = json.loads(path.read_text())
         kind = (schema["properties"]["apiVersion"]["const"], schema["properties"]["kind"]["const"])
-        schemas[kind] = schema
-    return schemas
+        validators[kind] = jsonschema.Draft7Validator(schema)
+    return validators
 
 
-def _crd_schemas(bodies: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    schemas = dict(_our_crd_schemas())
+def _crd_validators(bodies: Iterable[dict[str, Any]]) -> dict[tuple[str, str], Any]:
+    """A strict validator per custom kind: the render's CRDs first, our schemas where it has none."""
+    validators = dict(_our_crd_validators())
     for body in bodies:
         if body.get("kind") != "CustomResourceDefinition":
             continue
@@ -150,8 +116,35 @@ def _crd_schemas(bodies: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict
         for version in spec.get("versions", []):
             schema = (version.get("schema") or {}).get("openAPIV3Schema")
             if schema:
-                schemas[(f"{spec['group']}/{version['name']}", spec["names"]["kind"])] = schema
-    return schemas
+                kind = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
+                validators[kind] = jsonschema.Draft7Validator(strict_schema(schema, root=True))
+    return validators
+
+
+def strict_schema(node: Any, *, root: bool = False) -> Any:
+    """An OpenAPI v3 CRD schema as strict JSON Schema: unknown fields are errors (the API server's
+    `fieldValidation=Strict`) except under `x-kubernetes-preserve-unknown-fields`; `nullable` allows
+    null; embedded resources and the root accept `apiVersion`, `kind` and `metadata`."""
+    if not isinstance(node, dict):
+        return node
+    strict = dict(node)
+    properties = {key: strict_schema(value) for key, value in (node.get("properties") or {}).items()}
+    if root or node.get("x-kubernetes-embedded-resource"):
+        for key, kind in (("apiVersion", "string"), ("kind", "string"), ("metadata", "object")):
+            properties.setdefault(key, {"type": kind})
+    if properties:
+        strict["properties"] = properties
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(node.get(key), dict):
+            strict[key] = strict_schema(node[key])
+    for key in ("allOf", "anyOf", "oneOf"):
+        if isinstance(node.get(key), list):
+            strict[key] = [strict_schema(item) for item in node[key]]
+    if properties and "additionalProperties" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        strict["additionalProperties"] = False
+    if node.get("nullable") and isinstance(node.get("type"), str):
+        strict["type"] = [node["type"], "null"]
+    return strict
 
 
 def _first_line(exc: Exception) -> str:
@@ -159,11 +152,6 @@ def _first_line(exc: Exception) -> str:
     path = "/".join(str(part) for part in getattr(exc, "absolute_path", []) or [])
     line = str(message).splitlines()[0]
     return f"{path}: {line}" if path else line
-
-
-def _is_test_hook(document: dict[str, Any]) -> bool:
-    hooks = ((document.get("metadata") or {}).get("annotations") or {}).get("helm.sh/hook", "")
-    return any(hook.strip().startswith("test") for hook in str(hooks).split(","))
 
 
 def redact(body: dict[str, Any]) -> dict[str, Any]:

@@ -28,15 +28,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+from google.protobuf.struct_pb2 import ListValue, Struct
 from pulumi.runtime import mocks, rpc
 
 from infra.config import PROJECT, REPO_ROOT
-from infra.manifests import render_chart
+from infra.helm_render import Capabilities, render_chart
 
 SECRET = "[secret]"  # noqa: S105 - the placeholder for redacted values
 ACCOUNT = "123456789012"
 _AZ_INVOKE = "aws:index/getAvailabilityZones:getAvailabilityZones"
 _HELM_INVOKE = "kubernetes:helm:template"
+DEFAULT_KUBE_VERSION = "1.33"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,19 +57,25 @@ class Record:
 
 
 class _Answers(mocks.Mocks):
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, kube_version: str) -> None:
         self.region = region
+        self.kube_version = kube_version
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         if args.token == _AZ_INVOKE:
             return {"names": [f"{self.region}{zone}" for zone in "abc"], "zoneIds": []}, []
         if args.token == _HELM_INVOKE:
             options = json.loads(args.args["jsonOpts"])
+            capabilities = Capabilities(
+                options.get("kube_version") or self.kube_version,
+                frozenset(options.get("api_versions") or ()),
+            )
             objects = render_chart(
                 options["path"],
                 options.get("values") or {},
                 options["release_name"],
                 options.get("namespace"),
+                capabilities,
             )
             return {"result": objects}, []
         raise NotImplementedError(f"the offline render has no answer for the invoke {args.token}")
@@ -87,7 +95,7 @@ class _RecordingMonitor(mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
-            inputs = _plain(rpc.deserialize_properties(request.object))
+            inputs = _plain(_with_nulls(request.object, rpc.deserialize_properties(request.object)))
             self.records.append(
                 Record(
                     urn=response.urn,
@@ -105,8 +113,16 @@ class _RecordingMonitor(mocks.MockMonitor):
         return response
 
 
-def run(program: Callable[[], object], *, stack: str, config: Mapping[str, Any], region: str) -> list[Record]:
-    """Run `program` against the mock engine with `config` and return what it registered."""
+def run(
+    program: Callable[[], object],
+    *,
+    stack: str,
+    config: Mapping[str, Any],
+    region: str,
+    kube_version: str = DEFAULT_KUBE_VERSION,
+) -> list[Record]:
+    """Run `program` against the mock engine with `config` and return what it registered; charts
+    rendered through `helm.v3.Chart` see a cluster of `kube_version`."""
     outcome: list[list[Record]] = []
     failure: list[BaseException] = []
 
@@ -114,7 +130,7 @@ def run(program: Callable[[], object], *, stack: str, config: Mapping[str, Any],
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            outcome.append(_run(program, stack, config, region))
+            outcome.append(_run(program, stack, config, region, kube_version))
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
         finally:
@@ -129,8 +145,10 @@ def run(program: Callable[[], object], *, stack: str, config: Mapping[str, Any],
     return outcome[0]
 
 
-def _run(program: Callable[[], object], stack: str, config: Mapping[str, Any], region: str) -> list[Record]:
-    monitor = _RecordingMonitor(_Answers(region))
+def _run(
+    program: Callable[[], object], stack: str, config: Mapping[str, Any], region: str, kube_version: str
+) -> list[Record]:
+    monitor = _RecordingMonitor(_Answers(region, kube_version))
     pulumi.runtime.set_all_config({key: _config_string(value) for key, value in config.items()})
     mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     # `pulumi.runtime.test` runs a function under the mocks and waits for every registration to finish.
@@ -161,6 +179,24 @@ def _short(urn: str) -> str:
     """`urn:pulumi:stack::project::a$b::name` -> `b::name`."""
     qualified_type, name = urn.split("::")[2:4]
     return f"{qualified_type.split('$')[-1]}::{name}"
+
+
+def _with_nulls(raw: Any, value: Any) -> Any:
+    """`value` with the explicit nulls of the raw protobuf `raw` put back.
+
+    `rpc.deserialize_properties` drops keys whose value is null, but a null in a Helm release's values
+    is how the program deletes a chart default: Helm receives it, so the render must too. Secrets and
+    other special values deserialise to dicts of the same keys, so one parallel walk covers them.
+    """
+    if isinstance(raw, Struct) and isinstance(value, dict):
+        for key, item in raw.items():
+            if item is None:
+                value.setdefault(key, None)
+            elif key in value:
+                value[key] = _with_nulls(item, value[key])
+    elif isinstance(raw, ListValue) and isinstance(value, list) and len(raw) == len(value):
+        return [_with_nulls(item, element) for item, element in zip(raw, value, strict=True)]
+    return value
 
 
 def _plain(value: Any) -> Any:

@@ -18,9 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from infra import manifests, mock_engine
+from infra import chart_cache, manifests, mock_engine
 from infra.config import REPO_ROOT, ConfigError, StackConfig, parse, stack_file, stack_values
+from infra.helm_render import Capabilities, render_chart
 from infra.render_diff import diff_renders
+from infra.versions import ChartPin
 
 _RELEASE = "kubernetes:helm.sh/v3:Release"
 _NOT_OBJECTS = ("pulumi:providers:", "kubernetes:helm.sh/")
@@ -32,7 +34,11 @@ def main(stack: str, out: str, diff: str | None = None) -> int:
     except (ConfigError, OSError) as exc:
         print(exc, file=sys.stderr)  # noqa: T201 - a CLI
         return 2
-    records = render(name, values, config)
+    try:
+        records = render(name, values, config)
+    except chart_cache.ChartCacheError as exc:
+        print(exc, file=sys.stderr)  # noqa: T201
+        return 2
     objects = kubernetes_objects(records)
     found = manifests.to_manifests(objects)
     write(Path(out), name, config, records, found)
@@ -53,24 +59,49 @@ def main(stack: str, out: str, diff: str | None = None) -> int:
     return 1 if errors else 0
 
 
-def read_stack(stack: str) -> tuple[str, dict[str, Any], StackConfig]:
-    """A stack name (`prod`) or a path to a stack file; returns its name, raw values and parsed config."""
-    path = Path(stack) if stack.endswith((".yaml", ".yml")) else stack_file(stack)
+def read_stack(stack: str, cwd: Path | None = None) -> tuple[str, dict[str, Any], StackConfig]:
+    """A stack name (`prod`) or a path to a stack file; returns its name, raw values and parsed config.
+
+    A name is looked up in the Pulumi project the command runs in (the nearest directory from `cwd`
+    upwards with a `Pulumi.yaml`), as `pulumi` itself does, never in the installed package: a render
+    must show the checkout being reviewed.
+    """
+    if stack.endswith((".yaml", ".yml")):
+        path = Path(stack)
+    else:
+        path = project_root(cwd or Path.cwd()) / stack_file(stack).relative_to(REPO_ROOT)
     values = stack_values(path)
     name = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
     return name, values, parse(values)
 
 
-def render(name: str, values: Mapping[str, Any], config: StackConfig) -> list[mock_engine.Record]:
+def project_root(start: Path) -> Path:
+    for directory in (start.resolve(), *start.resolve().parents):
+        if (directory / "Pulumi.yaml").is_file():
+            return directory
+    raise ConfigError(f"no Pulumi project (Pulumi.yaml) in {start} or above it: run from the project or pass a stack file")
+
+
+def render(
+    name: str, values: Mapping[str, Any], config: StackConfig, cache: Path | None = None
+) -> list[mock_engine.Record]:
+    """Every resource the program registers plus every object inside its Helm releases."""
     from infra.program import main as program  # noqa: PLC0415 - imports the AWS SDK (~1 s)
 
-    records = mock_engine.run(program, stack=name, config=values, region=config.region or "us-east-1")
-    return records + _expand_releases(records)
+    version = config.cluster.kubernetes_version
+    records = mock_engine.run(
+        program, stack=name, config=values, region=config.region or "us-east-1", kube_version=version
+    )
+    return records + expand_releases(records, version, cache)
 
 
 def kubernetes_objects(records: list[mock_engine.Record]) -> list[dict[str, Any]]:
+    return [record.inputs for record in kubernetes_records(records)]
+
+
+def kubernetes_records(records: list[mock_engine.Record]) -> list[mock_engine.Record]:
     return [
-        record.inputs
+        record
         for record in records
         if record.custom
         and record.type.startswith("kubernetes:")
@@ -107,35 +138,53 @@ def write(
     manifests.write(found, out / "manifests")
 
 
-def _expand_releases(records: list[mock_engine.Record]) -> list[mock_engine.Record]:
-    """The objects inside each Helm release, as records parented to the release."""
-    expanded = []
-    for record in records:
-        if record.type != _RELEASE:
-            continue
-        inputs = record.inputs
-        if inputs.get("repositoryOpts"):
-            continue  # an upstream chart: installed from its repository, not available offline
-        chart_dir = Path(inputs["chart"])
-        if not chart_dir.is_absolute():
-            chart_dir = REPO_ROOT / chart_dir
-        objects = manifests.render_chart(
-            str(chart_dir), inputs.get("values") or {}, inputs["name"], inputs.get("namespace")
-        )
-        for body in objects:
-            api_version, kind = str(body["apiVersion"]), str(body["kind"])
-            group_version = api_version if "/" in api_version else f"core/{api_version}"
-            meta = body.get("metadata") or {}
-            expanded.append(
-                mock_engine.Record(
-                    urn=f"{record.urn}$expanded::{kind}::{meta.get('namespace', '')}/{meta.get('name', '')}",
-                    type=f"kubernetes:{group_version}:{kind}",
-                    name=f"{meta.get('namespace') or '_cluster'}/{meta.get('name', '')}",
-                    parent=f"{record.type}::{record.name}",
-                    provider=record.provider,
-                    custom=True,
-                    inputs=body,
-                    options={},
-                )
-            )
-    return expanded
+def expand_releases(
+    records: list[mock_engine.Record], kube_version: str, cache: Path | None = None
+) -> list[mock_engine.Record]:
+    """The objects inside each Helm release (ours from charts/, upstream from the chart cache), as
+    records parented to the release, rendered with the values the program sends and the cluster's
+    capabilities: its Kubernetes version and every CRD the render installs.
+
+    The CRDs a release's templates create are only known after rendering, and a chart may gate objects
+    on them (Kong's ServiceMonitor on `monitoring.coreos.com/v1`), so rendering repeats until the set
+    of API versions stops growing (in practice twice at most).
+    """
+    releases = [(record, chart_source(record.inputs, cache)) for record in records if record.type == _RELEASE]
+    own_crds = [record.inputs for record in kubernetes_records(records)]
+    capabilities = Capabilities(kube_version).with_crds(own_crds)
+    while True:
+        rendered = [
+            (record, render_chart(source, record.inputs.get("values") or {}, record.inputs["name"],
+                                  record.inputs.get("namespace"), capabilities))
+            for record, source in releases
+        ]
+        grown = capabilities.with_crds(body for _, bodies in rendered for body in bodies)
+        if grown == capabilities:
+            break
+        capabilities = grown
+    return [_child(record, body) for record, bodies in rendered for body in bodies]
+
+
+def chart_source(inputs: Mapping[str, Any], cache: Path | None = None) -> Path:
+    """Where a release's chart is: an upstream one in the chart cache, ours in charts/."""
+    repository = (inputs.get("repositoryOpts") or {}).get("repo")
+    if repository:
+        return chart_cache.require(ChartPin(repository, inputs["chart"], str(inputs["version"])), cache)
+    chart_dir = Path(inputs["chart"])
+    return chart_dir if chart_dir.is_absolute() else REPO_ROOT / chart_dir
+
+
+def _child(release: mock_engine.Record, body: dict[str, Any]) -> mock_engine.Record:
+    api_version, kind = str(body["apiVersion"]), str(body["kind"])
+    group_version = api_version if "/" in api_version else f"core/{api_version}"
+    meta = body.get("metadata") or {}
+    return mock_engine.Record(
+        urn=f"{release.urn}$expanded::{kind}::{meta.get('namespace', '')}/{meta.get('name', '')}",
+        type=f"kubernetes:{group_version}:{kind}",
+        name=f"{meta.get('namespace') or '_cluster'}/{meta.get('name', '')}",
+        parent=f"{release.type}::{release.name}",
+        provider=release.provider,
+        custom=True,
+        inputs=body,
+        options={},
+    )

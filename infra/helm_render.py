@@ -1,0 +1,159 @@
+"""Charts rendered offline as a cluster install would render them (helm-python-sdk, no helm binary).
+
+Decisions:
+- `helm_python.Chart.render()` exposes no `kube_version` or `api_versions`, yet many charts gate
+  objects on `.Capabilities` (a ServiceMonitor only when `monitoring.coreos.com/v1` exists, a
+  PodDisruptionBudget's API version by Kubernetes version). The native call underneath accepts both,
+  so `template()` is the ONE place that calls that private entry point; its test pins the behaviour,
+  so an SDK upgrade that changes it fails there first.
+- Like Helm's install, what a chart ships under `crds/` (its own and its enabled subcharts') is part
+  of the release: `render_chart()` returns those CRDs first, then the templates' objects.
+- Like Pulumi's `helm template`, namespaced objects without a namespace get the release's; test hooks
+  (`helm.sh/hook: test…`) are left out, since `helm install` never creates them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import yaml
+from helm_python import _native
+
+CLUSTER_SCOPED = frozenset(
+    {
+        "APIService",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "IngressClass",
+        "MutatingWebhookConfiguration",
+        "Namespace",
+        "PersistentVolume",
+        "PriorityClass",
+        "RuntimeClass",
+        "StorageClass",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingWebhookConfiguration",
+        "CSIDriver",
+        "VolumeSnapshotClass",
+        "ClusterTriggerAuthentication",
+        "ClusterCloudEventSource",
+        "ClusterImageCatalog",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the cluster tells Helm: its version (`1.33`) and the API versions it serves beyond the
+    built-in ones (`group/version` and `group/version/Kind`, as Helm's `--api-versions` takes them)."""
+
+    kube_version: str
+    api_versions: frozenset[str] = frozenset()
+
+    def with_crds(self, crds: Iterable[Mapping[str, Any]]) -> Capabilities:
+        return Capabilities(self.kube_version, self.api_versions | frozenset(crd_api_versions(crds)))
+
+
+def template(
+    chart: helm_python.Chart,
+    values: Mapping[str, Any],
+    *,
+    name: str,
+    namespace: str,
+    capabilities: Capabilities | None,
+) -> dict[str, str]:
+    """`helm template` of a loaded chart: template path -> rendered text."""
+    options: dict[str, Any] = {"name": name, "namespace": namespace}
+    if capabilities is not None:
+        version = capabilities.kube_version.removeprefix("v")
+        # A cluster reports a full version (`v1.33.0`); `1.33` from the stack config means its .0.
+        options["kube_version"] = f"v{version}.0" if version.count(".") == 1 else f"v{version}"
+        options["api_versions"] = sorted(capabilities.api_versions)
+    rendered = _native.call_string("helm_render", chart._raw(), json.dumps(dict(values)), json.dumps(options))
+    files: dict[str, str] = json.loads(rendered)
+    return files
+
+
+def render_chart(
+    source: str | Path,
+    values: Mapping[str, Any],
+    release_name: str,
+    namespace: str | None,
+    capabilities: Capabilities | None = None,
+) -> list[dict[str, Any]]:
+    """The objects a release of the chart at `source` (a directory or `.tgz`) creates, in a stable
+    order: its CRDs, then its templates by file name."""
+    release_namespace = namespace or "default"
+    with helm_python.Chart.load(str(source)) as chart:
+        files = template(chart, values, name=release_name, namespace=release_namespace, capabilities=capabilities)
+        crds = shipped_crds(chart, values)
+    objects = list(crds)
+    for filename in sorted(files):
+        if filename.endswith((".yaml", ".yml")):
+            objects += _documents(files[filename])
+    for document in objects:
+        if namespace and document.get("kind") not in CLUSTER_SCOPED:
+            document.setdefault("metadata", {}).setdefault("namespace", namespace)
+    return objects
+
+
+def shipped_crds(chart: helm_python.Chart, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The CRDs under `crds/` of the chart and of each subchart whose condition holds."""
+    merged = chart.merge_values(dict(values))
+    conditions = {
+        str(dependency.get("alias") or dependency["name"]): str(dependency.get("condition") or "")
+        for dependency in chart.metadata.get("dependencies") or []
+    }
+    crds = []
+    for entry in sorted(chart.crds, key=lambda item: item["filename"]):
+        parts = entry["filename"].split("/")
+        subchart = parts[2] if len(parts) > 3 and parts[1] == "charts" else None
+        if subchart is not None and not _condition_holds(conditions.get(subchart, ""), merged):
+            continue
+        crds += _documents(entry["data"])
+    return crds
+
+
+def crd_api_versions(objects: Iterable[Mapping[str, Any]]) -> set[str]:
+    """`group/version` and `group/version/Kind` of every served version of every CRD in `objects`."""
+    found = set()
+    for body in objects:
+        if body.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = body.get("spec") or {}
+        for version in spec.get("versions") or []:
+            if version.get("served", True):
+                group_version = f"{spec['group']}/{version['name']}"
+                found |= {group_version, f"{group_version}/{spec['names']['kind']}"}
+    return found
+
+
+def _condition_holds(condition: str, values: Mapping[str, Any]) -> bool:
+    """Helm's rule: the first of the comma-separated paths that resolves to a bool decides; none: on."""
+    for path in filter(None, (part.strip() for part in condition.split(","))):
+        node: Any = values
+        for key in path.split("."):
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if isinstance(node, bool):
+            return node
+    return True
+
+
+def _documents(text: str) -> list[dict[str, Any]]:
+    return [
+        document
+        for document in yaml.safe_load_all(text)
+        if isinstance(document, dict) and document and not _is_test_hook(document)
+    ]
+
+
+def _is_test_hook(document: dict[str, Any]) -> bool:
+    hooks = ((document.get("metadata") or {}).get("annotations") or {}).get("helm.sh/hook", "")
+    return any(hook.strip().startswith("test") for hook in str(hooks).split(","))
