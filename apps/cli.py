@@ -52,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pull", help="download every pinned upstream chart the cache lacks from its chart repository"
     )
     pull.add_argument(
-        "--cache", default=None, help="the cache directory (default: $JAN_CHART_CACHE or ~/.cache/jan-server/charts)"
+        "--cache",
+        default=None,
+        help="the cache directory (default: $JAN_CHART_CACHE or ~/.cache/jan-server/charts)",
     )
     args = parser.parse_args(argv)
 

@@ -77,7 +77,9 @@ def missing(pins: Iterable[ChartPin], directory: Path | None = None) -> list[Cha
     return [pin for pin in pins if not archive_path(pin, directory).is_file()]
 
 
-def pull(pins: Iterable[ChartPin], directory: Path | None = None, client: httpx.Client | None = None) -> list[Pulled]:
+def pull(
+    pins: Iterable[ChartPin], directory: Path | None = None, client: httpx.Client | None = None
+) -> list[Pulled]:
     """Download every pin the cache lacks; verify each archive before it is written."""
     target = directory or cache_dir()
     target.mkdir(parents=True, exist_ok=True)

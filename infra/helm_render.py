@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,53 @@ def template(
     return files
 
 
+@dataclass(frozen=True, slots=True)
+class ReleaseRender:
+    """One release rendered: the CRDs its chart ships and its templates' output, parsed on demand
+    (parsing is most of the cost: CRDs are large)."""
+
+    crds: list[dict[str, Any]]
+    files: dict[str, str]
+    namespace: str | None
+
+    def template_crds(self) -> list[dict[str, Any]]:
+        """Only the CRDs among the templates' objects (what capabilities need), cheaply."""
+        return [
+            document
+            for filename in sorted(self.files)
+            if "CustomResourceDefinition" in self.files[filename]
+            for document in _documents(self.files[filename])
+            if document.get("kind") == "CustomResourceDefinition"
+        ]
+
+    def objects(self) -> list[dict[str, Any]]:
+        """Every object, in a stable order: the shipped CRDs, then the templates' by file name."""
+        objects = list(self.crds)
+        for filename in sorted(self.files):
+            if filename.endswith((".yaml", ".yml")):
+                objects += _documents(self.files[filename])
+        for document in objects:
+            if self.namespace and document.get("kind") not in CLUSTER_SCOPED:
+                document.setdefault("metadata", {}).setdefault("namespace", self.namespace)
+        return objects
+
+
+def render_release(
+    source: str | Path,
+    values: Mapping[str, Any],
+    release_name: str,
+    namespace: str | None,
+    capabilities: Capabilities | None = None,
+) -> ReleaseRender:
+    """`helm template` of the chart at `source` (a directory or `.tgz`), unparsed."""
+    with helm_python.Chart.load(str(source)) as chart:
+        files = template(
+            chart, values, name=release_name, namespace=namespace or "default", capabilities=capabilities
+        )
+        crds = shipped_crds(chart, values)
+    return ReleaseRender(crds, files, namespace)
+
+
 def render_chart(
     source: str | Path,
     values: Mapping[str, Any],
@@ -88,24 +136,16 @@ def render_chart(
     namespace: str | None,
     capabilities: Capabilities | None = None,
 ) -> list[dict[str, Any]]:
-    """The objects a release of the chart at `source` (a directory or `.tgz`) creates, in a stable
-    order: its CRDs, then its templates by file name."""
-    release_namespace = namespace or "default"
-    with helm_python.Chart.load(str(source)) as chart:
-        files = template(chart, values, name=release_name, namespace=release_namespace, capabilities=capabilities)
-        crds = shipped_crds(chart, values)
-    objects = list(crds)
-    for filename in sorted(files):
-        if filename.endswith((".yaml", ".yml")):
-            objects += _documents(files[filename])
-    for document in objects:
-        if namespace and document.get("kind") not in CLUSTER_SCOPED:
-            document.setdefault("metadata", {}).setdefault("namespace", namespace)
-    return objects
+    """The objects a release of the chart at `source` creates (see `ReleaseRender.objects`)."""
+    return render_release(source, values, release_name, namespace, capabilities).objects()
 
 
 def shipped_crds(chart: helm_python.Chart, values: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The CRDs under `crds/` of the chart and of each subchart whose condition holds."""
+    """The CRDs under `crds/` of the chart and of each subchart whose condition holds.
+
+    Parsed once per file content and shared between renders: nothing changes a CRD after parsing
+    (cluster-scoped objects get no namespace).
+    """
     merged = chart.merge_values(dict(values))
     conditions = {
         str(dependency.get("alias") or dependency["name"]): str(dependency.get("condition") or "")
@@ -117,8 +157,13 @@ def shipped_crds(chart: helm_python.Chart, values: Mapping[str, Any]) -> list[di
         subchart = parts[2] if len(parts) > 3 and parts[1] == "charts" else None
         if subchart is not None and not _condition_holds(conditions.get(subchart, ""), merged):
             continue
-        crds += _documents(entry["data"])
+        crds += _parsed_crds(entry["data"])
     return crds
+
+
+@lru_cache(maxsize=256)
+def _parsed_crds(text: str) -> list[dict[str, Any]]:
+    return _documents(text)
 
 
 def crd_api_versions(objects: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -146,10 +191,21 @@ def _condition_holds(condition: str, values: Mapping[str, Any]) -> bool:
     return True
 
 
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML as Kubernetes reads it: a plain `=` is the string "=", not YAML 1.1's `value` tag (CRD
+    enums of operators list it); libyaml when available, since CRDs are large."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:value"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _documents(text: str) -> list[dict[str, Any]]:
     return [
         document
-        for document in yaml.safe_load_all(text)
+        for document in yaml.load_all(text, Loader=_Loader)
         if isinstance(document, dict) and document and not _is_test_hook(document)
     ]
 

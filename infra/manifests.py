@@ -15,6 +15,7 @@ Decisions:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -23,8 +24,11 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import kubernetes_validate.utils
 import yaml
+from referencing import Registry, Resource
 
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when available: CRDs are large
 REDACTED = "[redacted]"
 _REDACTED_BYTES = "W3JlZGFjdGVkXQ=="  # base64 of REDACTED, so `data` stays well-formed
 
@@ -57,7 +61,7 @@ def write(manifests: Iterable[Manifest], directory: Path) -> None:
     for manifest in manifests:
         target = directory / manifest.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.safe_dump(manifest.body, sort_keys=True))
+        target.write_text(yaml.dump(manifest.body, Dumper=_Dumper, sort_keys=True))
 
 
 def validate(manifests: Iterable[Manifest], kubernetes_version: str) -> list[str]:
@@ -73,20 +77,30 @@ def validate(manifests: Iterable[Manifest], kubernetes_version: str) -> list[str
 
 
 def _problem(body: dict[str, Any], version: str, crds: Mapping[tuple[str, str], Any]) -> str | None:
-    try:
-        kubernetes_validate.validate(body, version, strict=True)
-    except kubernetes_validate.ValidationError as exc:
-        return _first_line(exc)
-    except kubernetes_validate.SchemaNotFoundError:
-        kind = (str(body.get("apiVersion")), str(body.get("kind")))
-        validators = [validator for validator in (crds.get(kind), _ours(body, kind)) if validator]
-        if not validators:
-            return f"no schema for {'/'.join(kind)} in Kubernetes {version} or in the render's CRDs"
-        for validator in validators:
-            error = jsonschema.exceptions.best_match(validator.iter_errors(body))
-            if error is not None:
-                return _first_line(error)
+    body = _pruned(body)
+    kind = (str(body.get("apiVersion")), str(body.get("kind")))
+    builtin = _builtin_validator(version, *kind)
+    if builtin is not None:
+        error = jsonschema.exceptions.best_match(builtin.iter_errors(body))
+        return _first_line(error) if error is not None else None
+    validators = [validator for validator in (crds.get(kind), _ours(body, kind)) if validator]
+    if not validators:
+        return f"no schema for {'/'.join(kind)} in Kubernetes {version} or in the render's CRDs"
+    for validator in validators:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(body))
+        if error is not None:
+            return _first_line(error)
     return None
+
+
+def _pruned(value: Any) -> Any:
+    """The object as the API server decodes it: a field set to null is a field not set (charts write
+    `postgresql:` with nothing under it; CRD schemas prune such nulls unless `nullable`)."""
+    if isinstance(value, dict):
+        return {key: _pruned(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_pruned(item) for item in value]
+    return value
 
 
 def _ours(body: dict[str, Any], kind: tuple[str, str]) -> Any:
@@ -94,6 +108,40 @@ def _ours(body: dict[str, Any], kind: tuple[str, str]) -> Any:
     the render lacks); upstream charts' objects answer to their CRD alone."""
     labels = (body.get("metadata") or {}).get("labels") or {}
     return _our_crd_validators().get(kind) if labels.get("app.kubernetes.io/part-of") == "jan" else None
+
+
+@cache
+def _builtin_validator(version: str, api_version: str, kind: str) -> Any:
+    """kubernetes-validate's strict schema of a built-in kind (None for a custom one), compiled once.
+
+    `kubernetes_validate.validate()` re-reads its schema files (the definitions file is megabytes) on
+    every call; this builds the same validator from the same files once per kind, keeping the render
+    fast. The schema choice is the library's: the newest schema set not newer than the cluster.
+    """
+    wanted = kubernetes_validate.utils.major_minor(version)
+    known = [v for v in kubernetes_validate.utils.all_versions() if _minor_key(v) <= _minor_key(wanted)]
+    schema_dir = f"kubernetes-json-schema/v{known[-1]}-local-strict"
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = kubernetes_validate.utils.schema_contents(
+            f"{schema_dir}/{kind.lower()}-{group_version}.json", version
+        )
+    except FileNotFoundError:
+        return None
+    definitions = _definitions(schema_dir, version)
+    registry = definitions @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+@cache
+def _definitions(schema_dir: str, version: str) -> Any:
+    return Resource.from_contents(
+        kubernetes_validate.utils.schema_contents(f"{schema_dir}/_definitions.json", version)
+    )
+
+
+def _minor_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:2])
 
 
 @cache
@@ -140,7 +188,11 @@ def strict_schema(node: Any, *, root: bool = False) -> Any:
     for key in ("allOf", "anyOf", "oneOf"):
         if isinstance(node.get(key), list):
             strict[key] = [strict_schema(item) for item in node[key]]
-    if properties and "additionalProperties" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+    if (
+        properties
+        and "additionalProperties" not in node
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    ):
         strict["additionalProperties"] = False
     if node.get("nullable") and isinstance(node.get("type"), str):
         strict["type"] = [node["type"], "null"]

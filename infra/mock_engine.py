@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from google.protobuf.struct_pb2 import ListValue, Struct
 from pulumi.runtime import mocks, rpc
 
 from infra.config import PROJECT, REPO_ROOT
@@ -188,13 +187,14 @@ def _with_nulls(raw: Any, value: Any) -> Any:
     is how the program deletes a chart default: Helm receives it, so the render must too. Secrets and
     other special values deserialise to dicts of the same keys, so one parallel walk covers them.
     """
-    if isinstance(raw, Struct) and isinstance(value, dict):
+    kind = getattr(getattr(raw, "DESCRIPTOR", None), "full_name", None)
+    if kind == "google.protobuf.Struct" and isinstance(value, dict):
         for key, item in raw.items():
             if item is None:
                 value.setdefault(key, None)
             elif key in value:
                 value[key] = _with_nulls(item, value[key])
-    elif isinstance(raw, ListValue) and isinstance(value, list) and len(raw) == len(value):
+    elif kind == "google.protobuf.ListValue" and isinstance(value, list) and len(raw) == len(value):
         return [_with_nulls(item, element) for item, element in zip(raw, value, strict=True)]
     return value
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from infra import chart_cache, manifests, mock_engine
 from infra.config import REPO_ROOT, ConfigError, StackConfig, parse, stack_file, stack_values
-from infra.helm_render import Capabilities, render_chart
+from infra.helm_render import Capabilities, render_release
 from infra.render_diff import diff_renders
 from infra.versions import ChartPin
 
@@ -79,7 +79,9 @@ def project_root(start: Path) -> Path:
     for directory in (start.resolve(), *start.resolve().parents):
         if (directory / "Pulumi.yaml").is_file():
             return directory
-    raise ConfigError(f"no Pulumi project (Pulumi.yaml) in {start} or above it: run from the project or pass a stack file")
+    raise ConfigError(
+        f"no Pulumi project (Pulumi.yaml) in {start} or above it: run from the project or pass a stack file"
+    )
 
 
 def render(
@@ -154,15 +156,25 @@ def expand_releases(
     capabilities = Capabilities(kube_version).with_crds(own_crds)
     while True:
         rendered = [
-            (record, render_chart(source, record.inputs.get("values") or {}, record.inputs["name"],
-                                  record.inputs.get("namespace"), capabilities))
+            (
+                record,
+                render_release(
+                    source,
+                    record.inputs.get("values") or {},
+                    record.inputs["name"],
+                    record.inputs.get("namespace"),
+                    capabilities,
+                ),
+            )
             for record, source in releases
         ]
-        grown = capabilities.with_crds(body for _, bodies in rendered for body in bodies)
+        grown = capabilities.with_crds(
+            crd for _, release in rendered for crd in [*release.crds, *release.template_crds()]
+        )
         if grown == capabilities:
             break
         capabilities = grown
-    return [_child(record, body) for record, bodies in rendered for body in bodies]
+    return [_child(record, body) for record, release in rendered for body in release.objects()]
 
 
 def chart_source(inputs: Mapping[str, Any], cache: Path | None = None) -> Path:

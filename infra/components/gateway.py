@@ -109,11 +109,15 @@ def kong_values(args: GatewayArgs, config_checksum: str) -> dict[str, Any]:
         "env": env,
         "admin": {"enabled": False},
         "manager": {"enabled": False},
-        "proxy": proxy,
+        # The chart's ServiceMonitor selects only Services labelled `enable-metrics` (and scrapes
+        # the pods' `status` port behind them); without the label Kong's metrics are never scraped.
+        "proxy": {**proxy, "labels": {"enable-metrics": "true"}},
         "dblessConfig": {"configMap": CONFIG_MAP},
         "podAnnotations": {"checksum/kong-config": config_checksum},
         "replicaCount": args.replicas,
-        "podDisruptionBudget": {"enabled": args.replicas > 1, "maxUnavailable": 1},
+        "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}
+        if args.replicas > 1
+        else {"enabled": False},
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
         "serviceMonitor": {"enabled": True},
         "status": {"enabled": True, "http": {"enabled": True, "containerPort": 8100}},

@@ -190,7 +190,8 @@ def keycloak_values(args: IdentityArgs) -> dict[str, Any]:
         "health": {"enabled": True},
         "metrics": {"enabled": True},
         "serviceMonitor": {"enabled": True},
-        "podDisruptionBudget": {"maxUnavailable": 1} if args.settings.replicas > 1 else None,
+        # The chart's default is no PDB (`{}`): one replica gets none, so only more replicas set it.
+        **({"podDisruptionBudget": {"maxUnavailable": 1}} if args.settings.replicas > 1 else {}),
         "service": {"type": "ClusterIP", "httpPort": args.identity.service_port},
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
     }

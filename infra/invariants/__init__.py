@@ -66,7 +66,7 @@ class PodTemplate:
 class RenderView:
     """One render's resources, indexed for the checks."""
 
-    def __init__(self, stack: str, resources: Iterable[Mapping[str, Any]], kubernetes_version: str) -> None:
+    def __init__(self, stack: str, resources: Iterable[dict[str, Any]], kubernetes_version: str) -> None:
         self.stack = stack
         self.resources = list(resources)
         self.kubernetes_version = kubernetes_version
@@ -116,6 +116,13 @@ class RenderView:
 
         return [*_workload_pods(self.objects), *operator_pods(self)]
 
+    @cached_property
+    def services(self) -> list[dict[str, Any]]:
+        """The render's Services plus those the cluster or an operator provides (see `operators`)."""
+        from infra.invariants.operators import cluster_services  # noqa: PLC0415
+
+        return [*self.of_kind("Service"), *cluster_services(self)]
+
     def pods_selected(self, namespace: str, selector: Mapping[str, Any]) -> list[PodTemplate]:
         return [
             pod for pod in self.pod_templates if pod.namespace == namespace and selects(selector, pod.labels)
@@ -160,7 +167,9 @@ def _workload_pods(objects: Iterable[Mapping[str, Any]]) -> Iterator[PodTemplate
         if kind == "Pod":
             template: Mapping[str, Any] = {"metadata": meta, "spec": body.get("spec") or {}}
         elif kind == "CronJob":
-            template = ((body.get("spec") or {}).get("jobTemplate") or {}).get("spec", {}).get("template") or {}
+            template = ((body.get("spec") or {}).get("jobTemplate") or {}).get("spec", {}).get(
+                "template"
+            ) or {}
         else:
             template = (body.get("spec") or {}).get("template") or {}
         pod_meta = template.get("metadata") or {}

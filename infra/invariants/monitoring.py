@@ -58,7 +58,11 @@ def queries_name_exported_metrics(render: RenderView) -> list[Finding]:
     for subject, expr in our_queries(render):
         missing = sorted(promql_metric_names(expr) - exported)
         if missing:
-            findings.append(Finding("metrics", subject, f"queries {', '.join(missing)}, which nothing in the stack exports"))
+            findings.append(
+                Finding(
+                    "metrics", subject, f"queries {', '.join(missing)}, which nothing in the stack exports"
+                )
+            )
     return findings
 
 
@@ -86,7 +90,10 @@ def our_queries(render: RenderView) -> Iterator[tuple[str, str]]:
             continue
         for group in (rule_object.get("spec") or {}).get("groups") or []:
             for rule in group.get("rules") or []:
-                yield f"{name_of(rule_object)} rule {rule.get('alert') or rule.get('record')}", str(rule["expr"])
+                yield (
+                    f"{name_of(rule_object)} rule {rule.get('alert') or rule.get('record')}",
+                    str(rule["expr"]),
+                )
     for config_map in render.of_kind("ConfigMap"):
         labels = (config_map.get("metadata") or {}).get("labels") or {}
         if labels.get(_OURS) != "jan" or "grafana_dashboard" not in labels:
@@ -110,7 +117,9 @@ def autoscalers_have_metrics(render: RenderView) -> list[Finding]:
     resource_metrics = "v1beta1.metrics.k8s.io" in services
     findings = []
     for hpa in render.of_kind("HorizontalPodAutoscaler"):
-        if ((hpa.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/managed-by") == "keda-operator":
+        if ((hpa.get("metadata") or {}).get("labels") or {}).get(
+            "app.kubernetes.io/managed-by"
+        ) == "keda-operator":
             continue
         for metric in (hpa.get("spec") or {}).get("metrics") or []:
             kind = metric.get("type")
@@ -120,19 +129,43 @@ def autoscalers_have_metrics(render: RenderView) -> list[Finding]:
                 "External": "v1beta1.external.metrics.k8s.io",
             }.get(kind, "v1beta2.custom.metrics.k8s.io")
             if needed not in services:
-                findings.append(Finding("autoscaling", name_of(hpa), f"{kind} metrics need the {needed} API, which nothing in the stack serves"))
+                findings.append(
+                    Finding(
+                        "autoscaling",
+                        name_of(hpa),
+                        f"{kind} metrics need the {needed} API, which nothing in the stack serves",
+                    )
+                )
     for scaled in render.of_kind("ScaledObject"):
         if "v1beta1.external.metrics.k8s.io" not in services:
-            findings.append(Finding("autoscaling", name_of(scaled), "no KEDA metrics server (v1beta1.external.metrics.k8s.io) in the stack"))
+            findings.append(
+                Finding(
+                    "autoscaling",
+                    name_of(scaled),
+                    "no KEDA metrics server (v1beta1.external.metrics.k8s.io) in the stack",
+                )
+            )
         namespace = str((scaled.get("metadata") or {}).get("namespace") or "default")
         for trigger in (scaled.get("spec") or {}).get("triggers") or []:
             kind = trigger.get("type")
             if kind in ("cpu", "memory") and not resource_metrics:
-                findings.append(Finding("autoscaling", name_of(scaled), f"a {kind} trigger needs metrics-server (v1beta1.metrics.k8s.io)"))
+                findings.append(
+                    Finding(
+                        "autoscaling",
+                        name_of(scaled),
+                        f"a {kind} trigger needs metrics-server (v1beta1.metrics.k8s.io)",
+                    )
+                )
             if kind == "prometheus":
                 address = str((trigger.get("metadata") or {}).get("serverAddress", ""))
                 if not _service_serves(render, address, namespace):
-                    findings.append(Finding("autoscaling", name_of(scaled), f"Prometheus trigger server {address} is no Service port in the render"))
+                    findings.append(
+                        Finding(
+                            "autoscaling",
+                            name_of(scaled),
+                            f"Prometheus trigger server {address} is no Service port in the render",
+                        )
+                    )
     return findings
 
 
@@ -200,14 +233,26 @@ def _scraped_pods(render: RenderView, monitor: Mapping[str, Any]) -> Iterator[Po
                 if any(_pod_has(pod, endpoint) for endpoint in wanted):
                     yield pod
         return
-    for service in render.of_kind("Service"):
-        service_meta = service.get("metadata") or {}
-        if service_meta.get("namespace") not in namespaces or not selects(selector, service_meta.get("labels") or {}):
+    for service in render.services:
+        service_meta, service_spec = service.get("metadata") or {}, service.get("spec") or {}
+        if service_meta.get("namespace") not in namespaces or not selects(
+            selector, service_meta.get("labels") or {}
+        ):
             continue
-        ports = (service.get("spec") or {}).get("ports") or []
-        names = {port.get("name") for port in ports}
-        if any(endpoint.get("port") in names for endpoint in spec.get("endpoints") or []):
-            yield from render.pods_selected(str(service_meta["namespace"]), (service.get("spec") or {}).get("selector") or {"": None})
+        names = {port.get("name") for port in service_spec.get("ports") or []}
+        if not service_spec.get("selector"):  # endpoints managed outside (API server, kubelet)
+            if any(endpoint.get("port") in names for endpoint in spec.get("endpoints") or []):
+                yield PodTemplate(name_of(service), str(service_meta["namespace"]), {}, {}, {}, modelled=True)
+            continue
+        for pod in render.pods_selected(str(service_meta["namespace"]), service_spec["selector"]):
+            for endpoint in spec.get("endpoints") or []:
+                target = endpoint.get("targetPort")
+                if endpoint.get("port") in names or (
+                    target is not None
+                    and _pod_has(pod, {"portNumber": target} if isinstance(target, int) else {"port": target})
+                ):
+                    yield pod
+                    break
 
 
 def _pod_has(pod: PodTemplate, endpoint: Mapping[str, Any]) -> bool:
@@ -239,8 +284,14 @@ def _otlp_metrics_reach_prometheus(render: RenderView) -> bool:
                 config = yaml.safe_load(text)
             except yaml.YAMLError:
                 continue
-            pipelines = ((config or {}).get("service") or {}).get("pipelines") or {} if isinstance(config, dict) else {}
-            if any(name.split("/")[0] == "metrics" and pipe.get("exporters") for name, pipe in pipelines.items()):
+            pipelines = (
+                ((config or {}).get("service") or {}).get("pipelines") or {}
+                if isinstance(config, dict)
+                else {}
+            )
+            if any(
+                name.split("/")[0] == "metrics" and pipe.get("exporters") for name, pipe in pipelines.items()
+            ):
                 return True
     return False
 
@@ -251,4 +302,6 @@ def _service_serves(render: RenderView, address: str, namespace: str) -> bool:
         return False
     name, service_namespace, port = match.group(1), match.group(2), int(match.group(3))
     service = render.find("Service", service_namespace or namespace, name)
-    return service is not None and any(p.get("port") == port for p in (service.get("spec") or {}).get("ports") or [])
+    return service is not None and any(
+        p.get("port") == port for p in (service.get("spec") or {}).get("ports") or []
+    )

@@ -19,7 +19,61 @@ if TYPE_CHECKING:
 _RELOADER = {"name": "config-reloader", "ports": [{"name": "reloader-web", "containerPort": 8080}]}
 
 
+def cluster_services(render: RenderView) -> Iterator[dict[str, Any]]:
+    """Services every cluster has, or that an operator in the render creates, with no selector (their
+    endpoints are the control plane or the nodes): the API server's `default/kubernetes`, and the
+    kubelet Service the Prometheus Operator keeps when given `--kubelet-service`."""
+    yield _service(
+        "default", "kubernetes", {"component": "apiserver", "provider": "kubernetes"}, {"https": 443}
+    )
+    for pod in _workload_args(render):
+        for arg in pod:
+            if arg.startswith("--kubelet-service="):
+                namespace, name = arg.split("=", 1)[1].split("/", 1)
+                labels = {
+                    "app.kubernetes.io/name": "kubelet",
+                    "app.kubernetes.io/managed-by": "prometheus-operator",
+                    "k8s-app": "kubelet",
+                }
+                yield _service(
+                    namespace, name, labels, {"https-metrics": 10250, "http-metrics": 10255, "cadvisor": 4194}
+                )
+
+
+def cluster_pods() -> Iterator[PodTemplate]:
+    """Pods every supported cluster runs that charts monitor: CoreDNS (EKS, kind, k3d, minikube)."""
+    ports = [
+        {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+        {"name": "dns-tcp", "containerPort": 53},
+        {"name": "metrics", "containerPort": 9153},
+    ]
+    yield PodTemplate(
+        owner="Deployment kube-system/coredns (the cluster's)",
+        namespace="kube-system",
+        labels={"k8s-app": "kube-dns"},
+        spec={"containers": [{"name": "coredns", "ports": ports}]},
+        annotations={},
+        modelled=True,
+    )
+
+
+def _service(namespace: str, name: str, labels: dict[str, str], ports: dict[str, int]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"ports": [{"name": key, "port": port} for key, port in ports.items()]},
+    }
+
+
+def _workload_args(render: RenderView) -> Iterator[list[str]]:
+    for pod in render.pod_templates:
+        for container in pod.containers(init=False):
+            yield [str(arg) for arg in container.get("args") or []]
+
+
 def operator_pods(render: RenderView) -> Iterator[PodTemplate]:
+    yield from cluster_pods()
     for body in render.objects:
         group = str(body.get("apiVersion", "")).split("/")[0]
         kind = body.get("kind")
@@ -43,7 +97,10 @@ def _prometheus_operator_pod(body: Mapping[str, Any]) -> PodTemplate:
     }
     if kind == "Prometheus":
         labels["operator.prometheus.io/shard"] = "0"
-        main = {"name": "prometheus", "ports": [{"name": spec.get("portName") or "web", "containerPort": 9090}]}
+        main = {
+            "name": "prometheus",
+            "ports": [{"name": spec.get("portName") or "web", "containerPort": 9090}],
+        }
     else:
         ports = [
             {"name": spec.get("portName") or "web", "containerPort": 9093},

@@ -6,12 +6,15 @@ Decisions:
   selector matches no pod is a finding, since its port can reach nothing.
 - A numeric `targetPort` must equal a declared `containerPort`; a named one must name a declared port
   (Kubernetes resolves names per pod, so every selected pod must declare it).
-- References marked `optional: true` may be missing. Secrets that something other than the render
-  creates at run time are listed in `RUNTIME_SECRETS` with the reason; nothing else is exempt.
+- References marked `optional: true` may be missing. Objects that something other than the render
+  creates at run time are listed in `RUNTIME_OBJECTS` with the reason; nothing else is exempt.
+- Upstream charts' own template facts that no value can change are listed in `UPSTREAM_EXCEPTIONS`,
+  each with why it is harmless; everything a value can fix is fixed instead.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -19,10 +22,26 @@ from infra.invariants import Finding, PodTemplate, RenderView, name_of
 
 _PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
-# Secrets that exist only once something in the cluster makes them: (namespace or "*", name prefix).
-RUNTIME_SECRETS: dict[tuple[str, str], str] = {
-    ("*", "prometheus-"): "the Prometheus Operator writes each Prometheus' generated config Secret",
-    ("*", "alertmanager-"): "the Prometheus Operator writes Alertmanager's generated config Secret",
+# Objects that exist only once something in the cluster makes them: (kind, exact name) -> who makes it.
+RUNTIME_OBJECTS: dict[tuple[str, str], str] = {
+    ("ConfigMap", "kube-root-ca.crt"): "kube-controller-manager publishes it in every namespace",
+    ("Secret", "kube-prometheus-stack-admission"): (
+        "kube-prometheus-stack's admission-create hook Job (in the render) writes the webhook certificate"
+    ),
+    ("Secret", "kedaorg-certs"): "the KEDA operator generates its webhook and metrics-server certificates",
+}
+
+# Upstream template facts no value can change, each with why it is harmless: fnmatch patterns over
+# `<check> <subject>: <problem>`.
+UPSTREAM_EXCEPTIONS: dict[str, str] = {
+    "service-ports Service */jaeger: port * targets 142[0-9][0-9], which Deployment */jaeger *": (
+        "jaeger 4.x's Service hard-codes Jaeger v1's collector ports, which Jaeger v2 no longer opens; "
+        "we send OTLP (4317/4318), which it declares"
+    ),
+    "probe-ports Deployment */keda-* container keda-*: *Probe httpGet targets port 8081, *": (
+        "keda 2.18 probes its health port 8081 without declaring it (hard-coded); the kubelet probes "
+        "undeclared ports all the same"
+    ),
 }
 
 
@@ -45,11 +64,11 @@ def service_ports(render: RenderView) -> list[Finding]:
                         Finding(
                             "service-ports",
                             name_of(service),
-                            f"port {port.get('name') or port.get('port')} targets {target}, which {pod.owner} "
-                            "does not declare",
+                            f"port {port.get('name') or port.get('port')} targets {target}, "
+                            f"which {pod.owner} does not declare",
                         )
                     )
-    return findings
+    return without_upstream_exceptions(findings)
 
 
 def probe_ports(render: RenderView) -> list[Finding]:
@@ -68,7 +87,7 @@ def probe_ports(render: RenderView) -> list[Finding]:
                                 f"{kind} {handler} targets port {port}, which the container does not declare",
                             )
                         )
-    return findings
+    return without_upstream_exceptions(findings)
 
 
 def references(render: RenderView) -> list[Finding]:
@@ -77,9 +96,13 @@ def references(render: RenderView) -> list[Finding]:
         if pod.modelled:
             continue
         for kind, name, where in _referenced(pod):
-            if render.find(kind, pod.namespace, name) is None and not _runtime_secret(kind, pod.namespace, name):
+            if render.find(kind, pod.namespace, name) is None and (kind, name) not in RUNTIME_OBJECTS:
                 findings.append(
-                    Finding("references", pod.owner, f"{where} references {kind} {pod.namespace}/{name}, not in the render")
+                    Finding(
+                        "references",
+                        pod.owner,
+                        f"{where} references {kind} {pod.namespace}/{name}, not in the render",
+                    )
                 )
     return findings
 
@@ -97,10 +120,15 @@ def _declares_in(container: Mapping[str, Any], target: Any) -> bool:
     return any(port.get("name") == target for port in ports)
 
 
-def _runtime_secret(kind: str, namespace: str, name: str) -> bool:
-    return kind == "Secret" and any(
-        scope in ("*", namespace) and name.startswith(prefix) for scope, prefix in RUNTIME_SECRETS
-    )
+def without_upstream_exceptions(findings: list[Finding]) -> list[Finding]:
+    return [
+        finding
+        for finding in findings
+        if not any(
+            fnmatch.fnmatchcase(f"{finding.check} {finding.subject}: {finding.problem}", pattern)
+            for pattern in UPSTREAM_EXCEPTIONS
+        )
+    ]
 
 
 def _referenced(pod: PodTemplate) -> Iterator[tuple[str, str, str]]:

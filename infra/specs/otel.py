@@ -233,7 +233,11 @@ def collector_chart_values(inputs: ObservabilityInputs, *, replicas: int = 2) ->
         "fullnameOverride": inputs.collector_service,
         # memory_limiter's percentages are of this limit.
         "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
-        "ports": {name: {"enabled": False} for name in _CHART_DEFAULT_PORTS},
+        "ports": {
+            **{name: {"enabled": False} for name in _CHART_DEFAULT_PORTS},
+            # The chart probes the health_check extension on 13133 without declaring the port.
+            "health": {"enabled": True, "containerPort": 13133, "servicePort": 13133, "protocol": "TCP"},
+        },
         "config": config,
     }
 

@@ -40,7 +40,7 @@ def _chart(root: Path) -> Path:
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n"
         "data:\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n"
         "  keep: {{ .Values.keep | quote }}\n  dropped: {{ empty .Values.dropme | quote }}\n"
-        "{{- if .Capabilities.APIVersions.Has \"example.com/v1/Widget\" }}\n---\n"
+        '{{- if .Capabilities.APIVersions.Has "example.com/v1/Widget" }}\n---\n'
         "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: gated\n{{- end }}\n"
     )
     (chart / "templates" / "test.yaml").write_text(
@@ -50,9 +50,7 @@ def _chart(root: Path) -> Path:
     sub = chart / "charts" / "sub"
     (sub / "crds").mkdir(parents=True)
     (sub / "Chart.yaml").write_text("apiVersion: v2\nname: sub\nversion: 0.1.0\n")
-    (sub / "crds" / "gadgets.yaml").write_text(
-        _CRD.replace("widgets", "gadgets").replace("Widget", "Gadget")
-    )
+    (sub / "crds" / "gadgets.yaml").write_text(_CRD.replace("widgets", "gadgets").replace("Widget", "Gadget"))
     return chart
 
 
@@ -103,6 +101,6 @@ def test_capabilities_grow_with_the_crds_of_a_render() -> None:
 
 def test_template_errors_surface(tmp_path: Path) -> None:
     chart = _chart(tmp_path)
-    (chart / "templates" / "bad.yaml").write_text("{{ fail \"no\" }}\n")
+    (chart / "templates" / "bad.yaml").write_text('{{ fail "no" }}\n')
     with helm_python.Chart.load(str(chart)) as loaded, pytest.raises(helm_python.HelmError, match="no"):
         template(loaded, {}, name="r", namespace="n", capabilities=None)

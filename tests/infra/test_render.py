@@ -16,7 +16,9 @@ from infra import helm, mock_engine, program, render
 from infra.config import stack_file
 from infra.helm import ChartSource
 from infra.versions import NVIDIA_DEVICE_PLUGIN
-from tests.infra.conftest import STACKS, Rendered, render_stack
+from tests.infra.conftest import STACKS, Rendered, render_stack, require_chart_cache
+
+_RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 def _same_tree(left: Path, right: Path) -> bool:
@@ -42,6 +44,7 @@ def test_every_stack_renders_deterministically(
 
 
 def test_render_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    require_chart_cache()
     assert cli(["render", "--stack", "dev", "--out", str(tmp_path)]) == 0
     assert "all valid for Kubernetes 1.33" in capsys.readouterr().out
 
@@ -59,6 +62,7 @@ def test_secrets_never_reach_the_render(prod: Rendered) -> None:
 def test_strict_validation_catches_a_planted_invalid_manifest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    require_chart_cache()
     build = program.build
 
     def with_a_bad_deployment(config: Any) -> program.Platform:
@@ -142,8 +146,13 @@ def test_upstream_charts_are_pinned_releases_from_their_repositories() -> None:
     assert release.inputs["chart"] == NVIDIA_DEVICE_PLUGIN.name
     assert release.inputs["version"] == NVIDIA_DEVICE_PLUGIN.version
     assert release.inputs["repositoryOpts"] == {"repo": NVIDIA_DEVICE_PLUGIN.repository}
-    # Nothing upstream is stored in the repository, so the offline render lists it without expanding it.
-    assert render._expand_releases(records) == []
+    require_chart_cache()
+    # The render expands it from the chart cache at the pinned version, with the values it was given.
+    expanded = render.expand_releases(records, "1.33")
+    (daemonset,) = [r for r in expanded if r.type == "kubernetes:apps/v1:DaemonSet"]
+    assert daemonset.parent == "kubernetes:helm.sh/v3:Release::gpu-plugin"
+    assert daemonset.inputs["metadata"]["namespace"] == "gpu"
+    assert not [r for r in expanded if "gpu-feature-discovery" in r.name]  # gfd.enabled: False applied
 
 
 def test_our_charts_deploy_through_the_same_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,7 +210,100 @@ def test_releases_of_our_charts_are_expanded_into_the_render(
         )
 
     records = mock_engine.run(with_a_release, stack="unit", config={}, region="eu-west-1")
-    expanded = render._expand_releases(records)
+    expanded = render.expand_releases(records, "1.33")
     daemonset = next(r for r in expanded if r.type == "kubernetes:apps/v1:DaemonSet")
     assert daemonset.parent == "kubernetes:helm.sh/v3:Release::hooked"
     assert daemonset.inputs["metadata"]["namespace"] == "gpu"
+
+
+def test_upstream_objects_are_rendered_validated_and_written(rendered: dict[str, Rendered]) -> None:
+    prod = rendered["prod"]
+    kong = yaml.safe_load((prod.out / "manifests" / "gateway" / "deployment-kong-kong.yaml").read_text())
+    assert kong["spec"]["replicas"] == 3
+    # CRDs the charts ship (crds/ directories and templates) are part of the render and validate CRs.
+    crds = prod.out / "manifests" / "_cluster"
+    assert (crds / "customresourcedefinition-servicemonitors.monitoring.coreos.com.yaml").is_file()
+    assert (crds / "customresourcedefinition-scaledobjects.keda.sh.yaml").is_file()
+    # A chart gating an object on the cluster's API versions sees the CRDs of the render.
+    assert (prod.out / "manifests" / "gateway" / "servicemonitor-kong-kong.yaml").is_file()
+    assert prod.exit_code == 0
+
+
+def test_nulls_the_program_sends_reach_helm(rendered: dict[str, Rendered]) -> None:
+    (collector,) = [r for r in rendered["prod"].of_type(_RELEASE) if r["name"] == "otel-collector"]
+    config = collector["inputs"]["values"]["config"]
+    assert config["receivers"]["jaeger"] is None and config["exporters"]["debug"] is None
+    assert config["service"]["pipelines"]["logs"] is None
+    # ... and Helm deleted those chart defaults: the collector's config has none of them.
+    config_map = yaml.safe_load(
+        (rendered["prod"].out / "manifests" / "observability" / "configmap-otel-collector.yaml").read_text()
+    )
+    relay = yaml.safe_load(config_map["data"]["relay"])
+    assert not {"jaeger", "zipkin", "prometheus"} & set(relay["receivers"])
+    assert "debug" not in relay["exporters"] and "logs" not in relay["service"]["pipelines"]
+
+
+def test_mock_engine_keeps_nested_nulls() -> None:
+    def with_nulls() -> None:
+        provider = k8s.Provider("k8s", context="kind")
+        k8s.helm.v3.Release(
+            "r",
+            k8s.helm.v3.ReleaseArgs(chart="c", values={"a": None, "b": {"c": None, "d": [1, None]}, "e": 1}),
+            pulumi.ResourceOptions(provider=provider),
+        )
+
+    records = mock_engine.run(with_nulls, stack="unit", config={}, region="eu-west-1")
+    (release,) = [r for r in records if r.type == _RELEASE]
+    assert release.inputs["values"] == {"a": None, "b": {"c": None, "d": [1, None]}, "e": 1}
+
+
+def test_diff_shows_upstream_objects_changing(
+    prod: Rendered, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = yaml.safe_load(stack_file("prod").read_text())
+    document["config"]["jan-server:gateway"]["replicas"] = 5
+    changed = tmp_path / "Pulumi.prod.yaml"
+    changed.write_text(yaml.safe_dump(document))
+    capsys.readouterr()
+    assert render.main(str(changed), str(tmp_path / "new"), str(prod.out)) == 0
+    report = capsys.readouterr().out
+    assert "- **~** `kubernetes:apps/v1:Deployment` gateway/kong-kong" in report
+    assert "  - `spec.replicas`: `3` → `5`" in report
+
+
+def test_a_named_stack_is_read_from_the_project_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "checkout"
+    (project / "stacks").mkdir(parents=True)
+    (project / "Pulumi.yaml").write_text("name: jan-server\nruntime: python\n")
+    document = yaml.safe_load(stack_file("prod").read_text())
+    document["config"]["jan-server:gateway"]["replicas"] = 7
+    (project / "stacks" / "Pulumi.prod.yaml").write_text(yaml.safe_dump(document))
+    (project / "sub").mkdir()
+    monkeypatch.chdir(project / "sub")  # like `pulumi`, the nearest Pulumi.yaml upwards
+    name, _, config = render.read_stack("prod")
+    assert name == "prod"
+    assert config.gateway.replicas == 7
+    monkeypatch.chdir(tmp_path)
+    assert render.main("prod", str(tmp_path / "out")) == 2
+    assert "no Pulumi project (Pulumi.yaml)" in capsys.readouterr().err
+
+
+def test_render_and_charts_help_describe_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli(["render", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--stack STACK a stack name (dev, staging, prod: its file in the Pulumi project" in text
+    assert "--out OUT the directory to write resources.json and manifests/ into (default: render)" in text
+    with pytest.raises(SystemExit):
+        cli(["charts", "pull", "--help"])
+    assert "JAN_CHART_CACHE" in capsys.readouterr().out
+
+
+def test_a_missing_chart_cache_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JAN_CHART_CACHE", str(tmp_path / "empty"))
+    assert render.main("dev", str(tmp_path / "out")) == 2
+    assert "is not in the chart cache" in capsys.readouterr().err
