@@ -14,7 +14,10 @@ Decisions:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,6 +51,9 @@ CLUSTER_SCOPED = frozenset(
         "ClusterImageCatalog",
     }
 )
+
+
+_PARSED_CACHE = Path.home() / ".cache" / "jan-server" / "parsed-crds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +169,44 @@ def shipped_crds(chart: helm_python.Chart, values: Mapping[str, Any]) -> list[di
 
 @lru_cache(maxsize=256)
 def _parsed_crds(text: str) -> list[dict[str, Any]]:
-    return _documents(text)
+    """CRD files parsed once per content, also across runs: a JSON copy in the user's cache directory
+    loads in a fraction of the YAML parse (the Prometheus Operator's CRDs are megabytes)."""
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    cached = _PARSED_CACHE / f"{digest}.json"
+    try:
+        loaded: list[dict[str, Any]] = json.loads(cached.read_text())
+    except (OSError, ValueError):
+        loaded = _documents(text)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            temporary = cached.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(loaded))
+            temporary.replace(cached)
+        except OSError:
+            pass  # a read-only home: parse each time
+    return loaded
+
+
+@lru_cache(maxsize=64)
+def gates_on_api_versions(source: str | Path) -> bool:
+    """Whether any template of the chart at `source`, subcharts included, asks for the cluster's API
+    versions (a chart packed inside the archive counts as asking: it is not looked into)."""
+    path = Path(source)
+    if path.is_dir():
+        return any(
+            "APIVersions" in file.read_text(errors="replace") or file.suffix == ".tgz"
+            for file in path.rglob("*")
+            if file.is_file() and ("templates" in file.parts or file.suffix == ".tgz")
+        )
+    with tarfile.open(path, "r:gz") as archive:
+        for member in archive.getmembers():
+            if member.isfile() and member.name.endswith(".tgz"):
+                return True
+            if member.isfile() and "/templates/" in member.name:
+                handle = archive.extractfile(member)
+                if handle is not None and b"APIVersions" in handle.read():
+                    return True
+    return False
 
 
 def crd_api_versions(objects: Iterable[Mapping[str, Any]]) -> set[str]:

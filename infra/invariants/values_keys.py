@@ -5,7 +5,7 @@ with only that leaf changed; a leaf whose change leaves every rendered file iden
 A change is a value of the same type (a flipped bool, a number plus one, a string with a suffix, a list
 with one more item), and when that shows nothing, the key set to null (Helm then drops it, so the
 template sees the chart default or nothing). A render that fails counts as read: the chart looked at
-the value. Files whose content is random (generated passwords) are left out of the comparison. An
+the value. Lines whose content is random (generated passwords) are left out of the comparison. An
 explicit null of ours (which deletes a chart default) is probed by leaving the key out: a null that
 deletes nothing is also a finding. Maps the chart reads as a whole (`env`, `podAnnotations`, …) need
 no exception: a changed entry changes the output; the slow collector chart's `config` is probed as
@@ -15,8 +15,6 @@ one leaf (`WHOLE_MAPS`). Lists of maps are walked item by item; lists of scalars
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -69,27 +67,51 @@ def _unread_in_release(
     render_files = _renderer(
         chart, str(inputs["name"]), str(inputs.get("namespace") or "default"), capabilities
     )
-    first, second = render_files(values) or {}, render_files(values) or {}
-    # Files with random content (generated passwords, keys) differ between two identical renders.
-    unstable = {name for name in {*first, *second} if first.get(name) != second.get(name)}
-
-    def digest(candidate: Mapping[str, Any]) -> str | None:
-        files = render_files(candidate)
-        if files is None:
-            return None
-        stable = {name: text for name, text in files.items() if name not in unstable}
-        return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
-
-    baseline = digest(values)
+    baseline = render_files(values) or {}
+    # Lines with random content (generated passwords, keys) differ between two identical renders.
+    noise = _random_lines(baseline, render_files(values) or {})
     findings = []
     for path, probes in _probes(values, WHOLE_MAPS.get(chart_name, {})):
         key = _dotted(path)
-        if (chart_name, key) in ALLOWED_UNREAD or any(digest(probe) != baseline for probe in probes):
+        if (chart_name, key) in ALLOWED_UNREAD:
             continue
-        what = "deletes no chart default" if _get(values, path) is None else "is not read by the chart"
-        subject = f"release {inputs['name']} ({chart_name} {inputs.get('version')})"
-        findings.append(Finding("values-keys", subject, f"{key} {what}"))
+        if all(_same(render_files(probe), baseline, noise) for probe in probes):
+            what = "deletes no chart default" if _get(values, path) is None else "is not read by the chart"
+            subject = f"release {inputs['name']} ({chart_name} {inputs.get('version')})"
+            findings.append(Finding("values-keys", subject, f"{key} {what}"))
     return findings
+
+
+def _random_lines(first: Mapping[str, str], second: Mapping[str, str]) -> dict[str, set[int]]:
+    """Per file, the line numbers whose text differs between two renders of the same values."""
+    noise = {}
+    for name in first.keys() & second.keys():
+        if first[name] != second[name]:
+            a, b = first[name].splitlines(), second[name].splitlines()
+            noise[name] = {i for i in range(max(len(a), len(b))) if i >= min(len(a), len(b)) or a[i] != b[i]}
+    return noise
+
+
+def _same(
+    files: Mapping[str, str] | None, baseline: Mapping[str, str], noise: Mapping[str, set[int]]
+) -> bool:
+    """Whether a probe's render equals the baseline, random lines aside (a failed render differs)."""
+    if files is None or files.keys() != baseline.keys():
+        return False
+    for name, text in files.items():
+        if name not in noise:
+            if text != baseline[name]:
+                return False
+            continue
+        lines, expected = text.splitlines(), baseline[name].splitlines()
+        if len(lines) != len(expected):
+            return False
+        if any(
+            line != want and index not in noise[name]
+            for index, (line, want) in enumerate(zip(lines, expected, strict=True))
+        ):
+            return False
+    return True
 
 
 def _renderer(
