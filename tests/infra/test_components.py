@@ -80,7 +80,15 @@ def test_only_model_servers_and_the_device_plugin_tolerate_the_gpu_taint(prod: R
         pod = (((item["inputs"].get("spec") or {}).get("template") or {}).get("spec")) or {}
         if any(t.get("key") == "nvidia.com/gpu" for t in pod.get("tolerations", [])):
             tolerating.append(item["inputs"]["metadata"]["name"])
-    assert tolerating == ["vllm-qwen3-32b-awq", "vllm-qwen3-8b"]  # nothing else of ours lands on GPUs
+    # Nothing else lands on GPU nodes: the model servers and the per-node GPU daemons (device plugin,
+    # its MPS daemon, which runs only where MPS is configured, and the DCGM exporter).
+    assert sorted(tolerating) == [
+        "dcgm-exporter",
+        "nvidia-device-plugin",
+        "nvidia-device-plugin-mps-control-daemon",
+        "vllm-qwen3-32b-awq",
+        "vllm-qwen3-8b",
+    ]
     plugin = prod.one("kubernetes:helm.sh/v3:Release", "nvidia-device-plugin")["inputs"]
     assert plugin["chart"] == NVIDIA_DEVICE_PLUGIN.name and plugin["version"] == NVIDIA_DEVICE_PLUGIN.version
     assert plugin["values"]["tolerations"] == [GPU_TOLERATION]

@@ -149,9 +149,12 @@ def test_upstream_charts_are_pinned_releases_from_their_repositories() -> None:
     require_chart_cache()
     # The render expands it from the chart cache at the pinned version, with the values it was given.
     expanded = render.expand_releases(records, "1.33")
-    (daemonset,) = [r for r in expanded if r.type == "kubernetes:apps/v1:DaemonSet"]
-    assert daemonset.parent == "kubernetes:helm.sh/v3:Release::gpu-plugin"
-    assert daemonset.inputs["metadata"]["namespace"] == "gpu"
+    daemonsets = {r.name: r for r in expanded if r.type == "kubernetes:apps/v1:DaemonSet"}
+    assert set(daemonsets) == {
+        "gpu/gpu-plugin-nvidia-device-plugin",
+        "gpu/gpu-plugin-nvidia-device-plugin-mps-control-daemon",
+    }
+    assert {r.parent for r in daemonsets.values()} == {"kubernetes:helm.sh/v3:Release::gpu-plugin"}
     assert not [r for r in expanded if "gpu-feature-discovery" in r.name]  # gfd.enabled: False applied
 
 
