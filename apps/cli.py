@@ -5,6 +5,7 @@ jan-server serve <app>          one app, configured from the environment (what a
 jan-server migrate <app>|all    apply an app's database migrations (`DATABASE_URL`)
 jan-server render --stack …     the platform program's desired state, rendered offline
 jan-server charts pull          fill the chart cache with the pinned upstream charts
+jan-server smoke --base-url …   an end-to-end check of a deployed stack through its public entry
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="the cache directory (default: $JAN_CHART_CACHE or ~/.cache/jan-server/charts)",
     )
+    smoke = commands.add_parser("smoke", help="check a deployed stack end to end, as a user would")
+    smoke.add_argument(
+        "--base-url", required=True, help="the stack's public entry, e.g. https://api.example.com"
+    )
+    smoke.add_argument("--token", default=None, help="a JWT or sk_ key to use instead of a guest login")
+    smoke.add_argument("--model", default=None, help="the model to chat with (default: the first listed)")
+    smoke.add_argument("--timeout", type=float, default=180.0, help="seconds for the whole run")
     args = parser.parse_args(argv)
 
     if args.command == "dev":
@@ -69,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _migrate(args.app)
     if args.command == "charts":
         return _pull_charts(args.cache)
+    if args.command == "smoke":
+        return _smoke(args.base_url, args.token, args.model, args.timeout)
     return _render(args.stack, args.out, args.diff)
 
 
@@ -96,6 +106,16 @@ def _migrate(target: str) -> int:
     for name in names:
         upgrade(APPS[name].package, url)
     return 0
+
+
+def _smoke(base_url: str, token: str | None, model: str | None, timeout: float) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from apps.smoke import passed, print_table, run_smoke  # noqa: PLC0415
+
+    results = asyncio.run(run_smoke(base_url, credential=token, model=model, timeout=timeout))
+    print_table(results, sys.stdout)
+    return 0 if passed(results) else 1
 
 
 def _render(stack: str, out: str, diff: str | None) -> int:
