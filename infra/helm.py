@@ -1,10 +1,10 @@
 """The one way the program deploys a Helm chart: ours (charts/) or a pinned upstream one.
 
 Upstream charts are installed from their repositories at the version pinned in `infra/versions.py`
-(`upstream_release()`); nothing upstream is copied into this repository. The offline render records
-such a release (repository, chart, version, values) but cannot expand it without the network, so
-tests assert on its values. Our own charts come in two shapes, both from the local chart directory so
-that `pulumi up` and the offline render see the same chart:
+(`upstream_release()`); nothing upstream is copied into this repository. The offline render expands
+such a release from the local chart cache (`infra.chart_cache`, filled by `jan-server charts pull`)
+with the values recorded for it. Our own charts come in two shapes, both from the local chart
+directory so that `pulumi up` and the offline render see the same chart:
 - `chart()` is `helm.v3.Chart`: Pulumi renders the chart (the `kubernetes:helm:template` invoke) and owns
   every object, so previews and the render show per-object diffs. Use it unless the chart needs Helm
   hooks or ships CRDs that its own objects use.

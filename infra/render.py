@@ -4,7 +4,10 @@ Runs the platform program offline (`infra.mock_engine`) and writes its full desi
 - `<out>/resources.json`: every resource (type, logical name, parent, provider, inputs with secrets
   redacted), including the objects inside Helm releases, which Pulumi itself only sees as one release;
 - `<out>/manifests/`: every Kubernetes object as YAML, validated strictly against the schemas of the
-  stack's Kubernetes version. Any invalid object makes the command exit 1; a bad stack file exits 2.
+  stack's Kubernetes version. Any invalid object makes the command exit 1; a bad stack file or an
+  upstream chart missing from the chart cache exits 2.
+Every release is expanded (`expand_releases`): ours from charts/, upstream ones from the chart cache
+(`infra.chart_cache`), with the values the program sends and the cluster's capabilities.
 With `--diff`, it then prints what changed against an earlier render, as Markdown for a PR comment.
 The output is deterministic: the same inputs give byte-identical files.
 """
