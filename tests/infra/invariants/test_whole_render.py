@@ -90,8 +90,8 @@ KNOWN = (
     Known("unowned", "none", "metrics", ("dev",), "*: queries *vllm:*"),
     Known("unowned", "none", "metrics", ("dev",), "*: queries *DCGM_FI_*"),
     Known(
-        "none (reported)",
-        "none yet",
+        "unowned",
+        "none",
         "metrics",
         ("dev",),
         "dashboard jan-chat.json panel *: queries http_requests_total*",
