@@ -88,7 +88,7 @@ CHARTS: dict[str, ChartPin] = {
 }
 
 IMAGES: dict[str, ImagePin] = {
-    "kong": ImagePin("kong", "3.9.1"),  # confirm (last 3.9 patch)
+    "kong": ImagePin("kong", "3.9.3"),  # the last 3.9 patch (nginx CVE fixes)
     "keycloak": ImagePin("quay.io/keycloak/keycloak", "26.5.6"),
     "vllm": ImagePin("vllm/vllm-openai", "v0.33.0"),
     # The dev stack's CPU model server (llama.cpp's OpenAI-compatible `llama-server`, a pinned build).

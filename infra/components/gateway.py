@@ -98,8 +98,10 @@ def kong_values(args: GatewayArgs, config_checksum: str) -> dict[str, Any]:
             },
             # Instance targets keep the client's address only with Local (rate limits are per IP).
             "externalTrafficPolicy": "Local",
-            "http": {"enabled": False},
-            # TLS ends at the NLB: its 443 listener forwards to Kong's plain HTTP port.
+            # TLS ends at the NLB, so the Service's only port (443) targets Kong's plain HTTP listener:
+            # the chart keeps that listener in the container but off the Service with `servicePort: 0`
+            # (its values.yaml documents this for TLS terminated at the load balancer).
+            "http": {"enabled": True, "servicePort": 0, "containerPort": PROXY_HTTP_PORT},
             "tls": {"enabled": True, "servicePort": 443, "overrideServiceTargetPort": PROXY_HTTP_PORT},
         }
     return {
