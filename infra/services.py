@@ -20,7 +20,7 @@ import pulumi
 
 from apps.gateway.routes import AppName
 from infra.components.cluster import APPS_NAMESPACE
-from infra.components.gateway import Gateway, GatewayArgs, certificate
+from infra.components.gateway import Gateway, GatewayArgs, issued_certificate
 from infra.components.identity import Identity, IdentityArgs
 from infra.components.inference import Inference, InferenceArgs
 from infra.components.observability import Observability, ObservabilityArgs
@@ -81,12 +81,14 @@ def build_services(platform: Platform, security: Security) -> Services:
     )
     after_monitoring = [*namespaces, observability.monitoring]
     certificate_arn: pulumi.Input[str] | None = None
-    if config.on_aws:
-        certificate_arn = (
-            config.gateway.certificate_arn
-            or certificate(
-                naming("certificate"), config.domain, pulumi.ResourceOptions(provider=platform.aws_provider)
-            ).arn
+    if config.gateway.certificate_arn:
+        certificate_arn = config.gateway.certificate_arn
+    elif config.on_aws and config.gateway.hosted_zone:  # the config refuses eks without either
+        certificate_arn = issued_certificate(
+            naming("certificate"),
+            config.domain,
+            config.gateway.hosted_zone,
+            pulumi.ResourceOptions(provider=platform.aws_provider),
         )
     gateway = Gateway(
         naming("gateway"),

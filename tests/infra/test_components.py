@@ -153,7 +153,14 @@ def test_bucket_is_private_encrypted_and_versioned_in_prod(prod: Rendered, stagi
     cors = prod.one("aws:s3/bucketCorsConfiguration:BucketCorsConfiguration", "jan-prod-objects-media")[
         "inputs"
     ]
-    assert cors["corsRules"][0]["allowedOrigins"] == ["https://api.jan.ai"]
+    # Browsers PUT to presigned URLs from the web app's origin, not the API's.
+    (rule,) = cors["corsRules"]
+    assert rule["allowedOrigins"] == ["https://chat.jan.ai"]
+    assert "PUT" in rule["allowedMethods"] and "ETag" in rule["exposeHeaders"]
+    staging_cors = staging.one(
+        "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration", "jan-staging-objects-media"
+    )["inputs"]
+    assert staging_cors["corsRules"][0]["allowedOrigins"] == ["https://chat.staging.jan.ai"]
     policy = json.loads(
         prod.one("aws:s3/bucketPolicy:BucketPolicy", "jan-prod-objects-media")["inputs"]["policy"]
     )
@@ -233,7 +240,7 @@ def test_a_component_builds_alone() -> None:
                 naming=Naming(Environment.STAGING, "me"),
                 production=False,
                 abandoned_upload_days=2,
-                cors_origin="https://api.example.com",
+                cors_origins=(),
                 cluster_name="c",
                 namespace="apps",
                 service_account="media-api",
@@ -249,5 +256,7 @@ def test_a_component_builds_alone() -> None:
         if record.type != "jan:platform:ObjectStore":
             assert record.parent == "jan:platform:ObjectStore::store"
     assert "aws:s3/bucketVersioning:BucketVersioning" not in by_type
+    # No web app origin, no browser uploads: the bucket gets no CORS rule at all.
+    assert "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration" not in by_type
     assert by_type["aws:eks/podIdentityAssociation:PodIdentityAssociation"][0]["namespace"] == "apps"
     assert by_type["aws:s3/bucket:Bucket"][0]["forceDestroy"] is True
