@@ -45,7 +45,12 @@ def test_gpu_node_groups_ami_taint_labels_and_scaling(prod: Rendered, staging: R
     assert l4["amiType"] == "AL2023_x86_64_NVIDIA"
     assert l4["capacityType"] == "ON_DEMAND"
     assert l4["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
-    assert l4["labels"] == {"jan.ai/gpu": "l4", "jan.ai/pool": "l4", "nvidia.com/gpu.present": "true"}
+    assert l4["labels"] == {
+        "jan.ai/gpu": "l4",
+        "jan.ai/pool": "l4",
+        "jan.ai/ami": "al2023",
+        "nvidia.com/gpu.present": "true",
+    }
     assert l4["scalingConfig"] == {"minSize": 1, "desiredSize": 2, "maxSize": 6}
     assert l4["diskSize"] == 300 and l4["instanceTypes"] == ["g6.2xlarge"] and l4["version"] == "1.34"
     assert prod.one(NODE_GROUP, "jan-prod-gpu-l4")["options"] == {
@@ -84,7 +89,7 @@ def test_only_model_servers_and_the_device_plugin_tolerate_the_gpu_taint(prod: R
     plugin = prod.one("kubernetes:helm.sh/v3:Release", "nvidia-device-plugin")["inputs"]
     assert plugin["chart"] == NVIDIA_DEVICE_PLUGIN.name and plugin["version"] == NVIDIA_DEVICE_PLUGIN.version
     assert plugin["values"]["tolerations"] == [GPU_TOLERATION]
-    assert plugin["values"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    # Which nodes it selects is checked against the real chart in test_upstream_platform.py.
 
 
 def test_rds_safety_settings_per_environment(prod: Rendered, staging: Rendered) -> None:
@@ -121,6 +126,8 @@ def test_database_bootstrap_gives_each_app_a_dsn_secret(prod: Rendered) -> None:
     assert pod["containers"][0]["image"] == POSTGRES_CLIENT_IMAGE
     assert pod["containers"][0]["env"] == [
         {"name": "ROLES", "value": "keycloak llm_api mcp_tools media_api response_api"},
+        # RDS exports no Postgres metrics: the exporter's `pg_monitor` login.
+        {"name": "MONITORING_ROLES", "value": "postgres_exporter"},
         {"name": "ROLES_DIR", "value": "/run/secrets/roles"},
     ]
     assert pod["containers"][0]["securityContext"]["runAsNonRoot"] is True
