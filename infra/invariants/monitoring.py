@@ -36,6 +36,7 @@ _SCRAPED_IMAGES = {
     "kong": IMAGES["kong"].repository,
     "vllm": IMAGES["vllm"].repository,
     "dcgm": IMAGES["dcgm-exporter"].repository,
+    "postgres-exporter": IMAGES["postgres-exporter"].repository,
 }
 _OURS = "app.kubernetes.io/part-of"
 _SERVICE_URL = re.compile(r"^https?://([a-z0-9-]+)\.([a-z0-9-]+)(?:\.svc(?:\.[a-z.]+)?)?:(\d+)")
@@ -56,7 +57,7 @@ def queries_name_exported_metrics(render: RenderView) -> list[Finding]:
     exported = frozenset().union(*(METRICS_BY_SOURCE[source] for source in present_sources(render)))
     findings = []
     for subject, expr in our_queries(render):
-        missing = sorted(promql_metric_names(expr) - exported)
+        missing = sorted(missing_metrics(expr, exported))
         if missing:
             findings.append(
                 Finding(
@@ -73,6 +74,8 @@ def present_sources(render: RenderView) -> set[str]:
         if not _prometheus_selecting(render, monitor):
             continue
         for pod in _scraped_pods(render, monitor):
+            if pod.owner.startswith("Cluster ") and pod.modelled:
+                present.add("cnpg")  # a CloudNativePG instance: its exporter serves `metrics`
             images = {_repository(str(c.get("image", ""))) for c in pod.containers(init=False)}
             present |= {source for source, image in _SCRAPED_IMAGES.items() if _repository(image) in images}
     for cluster in render.of_kind("Cluster"):
@@ -82,6 +85,55 @@ def present_sources(render: RenderView) -> set[str]:
     if _otlp_metrics_reach_prometheus(render):
         present.add("apps")
     return present
+
+
+def missing_metrics(expr: str, exported: frozenset[str]) -> set[str]:
+    """The metrics a query needs that nothing exports. `a or b` needs only one side: a dashboard
+    that works on every stack queries each source's metric and keeps whichever exists."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(?:by|without|on|ignoring)\s*\([^)]*\)", " ", text)
+    return _group_missing(text, exported)
+
+
+def _group_missing(text: str, exported: frozenset[str]) -> set[str]:
+    alternatives = [_alternative_missing(part, exported) for part in _split_top_level_or(text)]
+    return min(alternatives, key=len)
+
+
+def _alternative_missing(text: str, exported: frozenset[str]) -> set[str]:
+    missing: set[str] = set()
+    outer, depth, start = "", 0, 0
+    for index, char in enumerate(text):
+        if char == "(":
+            if depth == 0:
+                start = index + 1
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                missing |= _group_missing(text[start:index], exported)
+                outer += "()"
+        elif depth == 0:
+            outer += char
+    return missing | (promql_metric_names(outer) - exported)
+
+
+def _split_top_level_or(text: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    pieces = re.split(r"(\(|\)|\bor\b)", text)
+    for piece in pieces:
+        if piece == "(":
+            depth += 1
+        elif piece == ")":
+            depth -= 1
+        if piece == "or" and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += piece
+    return [*parts, current]
 
 
 def our_queries(render: RenderView) -> Iterator[tuple[str, str]]:

@@ -176,6 +176,13 @@ def test_queries_name_exported_metrics() -> None:
     assert monitoring.queries_name_exported_metrics(scraped) == []
 
 
+def test_a_union_needs_one_exported_side() -> None:
+    exported = frozenset({"pg_up", "up"})
+    assert monitoring.missing_metrics('max by (pod) (cnpg_collector_up{a="b"} or pg_up)', exported) == set()
+    assert monitoring.missing_metrics("(cnpg_a or cnpg_b) / up", exported) == {"cnpg_a"}
+    assert monitoring.missing_metrics("sum(rate(x_total[5m])) / sum(up)", exported) == {"x_total"}
+
+
 def test_autoscalers_have_metrics() -> None:
     hpa = {
         "apiVersion": "autoscaling/v2",
