@@ -8,6 +8,8 @@ reservations. The render then shows requests derived from the instance types, ne
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ import pytest
 import yaml
 
 from infra import capacity
-from infra.config import ConfigError, load_stack_file, parse, stack_file, stack_values
+from infra.components.gpu_pools import GPU_TAINT_KEY, node_labels
+from infra.config import ConfigError, StackConfig, load_stack_file, parse, stack_file, stack_values
 from infra.instances import INSTANCES, MODELS
 from tests.infra.conftest import STACKS, Rendered
 from tests.infra.services_helpers import manifests
@@ -122,14 +125,6 @@ def test_model_servers_request_what_their_pool_holds(rendered: dict[str, Rendere
         pool = pools[pod["nodeSelector"]["jan.ai/pool"]]
         assert all(pod["nodeSelector"][key] == value for key, value in pool.labels.items())
         assert any(t["key"] == "nvidia.com/gpu" and t["effect"] == "NoSchedule" for t in pod["tolerations"])
-        # A pool that starts empty can have nodes only through the autoscaler.
-        assert pool.scaling.min_size > 0 or (
-            rendered[stack].of_type("kubernetes:helm.sh/v3:Release")
-            and any(
-                r["name"] == "cluster-autoscaler"
-                for r in rendered[stack].of_type("kubernetes:helm.sh/v3:Release")
-            )
-        )
         (container,) = pod["containers"]
         requests = container["resources"]["requests"]
         gpus = int(requests["nvidia.com/gpu"])
@@ -181,3 +176,98 @@ def test_the_system_budget_covers_what_the_render_requests(rendered: dict[str, R
     seen = _pod_requests(rendered[stack])
     assert seen > 0
     assert seen <= budget.millicpu, f"the render requests {seen}m; the budget says {budget.millicpu}m"
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    labels: dict[str, str]
+    taints: tuple[str, ...]
+    instance_types: tuple[str, ...]
+    can_have_nodes: bool
+
+
+def _pools(config: StackConfig, autoscaler: bool) -> list[Pool]:
+    arch = {"kubernetes.io/arch": "amd64"}  # every pool's AMI is x86_64
+    nodes = config.cluster.system_nodes
+    found = [
+        Pool(
+            "system",
+            {"jan.ai/pool": "system", **arch},
+            (),
+            tuple(nodes.instance_types),
+            nodes.scaling.min_size > 0,
+        )
+    ]
+    for pool in config.gpu_pools:
+        found.append(
+            Pool(
+                pool.name,
+                {**node_labels(pool), **arch},
+                (GPU_TAINT_KEY,),
+                tuple(pool.instance_types),
+                pool.scaling.min_size > 0 or (autoscaler and pool.scaling.max_size > 0),
+            )
+        )
+    return found
+
+
+def _placements(
+    rendered: Rendered,
+) -> Iterator[tuple[str, dict[str, Any], list[dict[str, Any]], float, float, bool]]:
+    """(name, node selector, tolerations, CPU m and memory MiB per pod, DaemonSet?) of every workload."""
+    for record in rendered.resources:
+        inputs = record["inputs"]
+        kind = record["type"].rsplit(":", 1)[1]
+        if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job") and isinstance(inputs.get("spec"), dict):
+            pod = inputs["spec"]["template"]["spec"]
+            requests = [(c.get("resources") or {}).get("requests") or {} for c in pod["containers"]]
+            yield (
+                f"{kind} {record['name']}",
+                pod.get("nodeSelector") or {},
+                pod.get("tolerations") or [],
+                sum(_quantity(r["cpu"]) for r in requests if "cpu" in r),
+                sum(_quantity(r["memory"]) for r in requests if "memory" in r),
+                kind == "DaemonSet",
+            )
+        elif kind == "Release" and inputs.get("repositoryOpts"):
+            values = inputs.get("values") or {}
+            requests = ((values.get("resources") or {}).get("requests")) or {}
+            yield (
+                f"release {record['name']}",
+                values.get("nodeSelector") or {},
+                values.get("tolerations") or [],
+                _quantity(requests["cpu"]) if "cpu" in requests else 0,
+                _quantity(requests["memory"]) if "memory" in requests else 0,
+                "nvidia.com/gpu.present" in str(values.get("nodeSelector")),
+            )
+
+
+@pytest.mark.parametrize("stack", ("staging", "prod"))
+def test_every_workload_lands_on_a_pool_that_can_hold_it(rendered: dict[str, Rendered], stack: str) -> None:
+    """Issue 13's invariant: selector and tolerations match a pool that can have nodes, and one pod's
+    requests fit each of its instance types after the kubelet's reservations and the DaemonSets."""
+    config = load_stack_file(stack_file(stack))
+    releases = rendered[stack].of_type("kubernetes:helm.sh/v3:Release")
+    pools = _pools(config, autoscaler=any(r["name"] == "cluster-autoscaler" for r in releases))
+    problems = []
+    for name, selector, tolerations, cpu, memory, daemon in _placements(rendered[stack]):
+        tolerated = {t.get("key") for t in tolerations if t.get("effect", "NoSchedule") == "NoSchedule"}
+        fitting = [
+            pool
+            for pool in pools
+            if all(pool.labels.get(key) == value for key, value in selector.items())
+            and set(pool.taints) <= tolerated
+        ]
+        if not any(pool.can_have_nodes for pool in fitting):
+            problems.append(f"{name}: no pool that can have nodes matches {selector}")
+        reserve = (0, 0) if daemon else capacity.NODE_DAEMONSETS
+        for pool in fitting:
+            for type_ in pool.instance_types:
+                node = INSTANCES[type_]
+                if (
+                    cpu > node.allocatable_millicpu - reserve[0]
+                    or memory > node.allocatable_memory_mib - reserve[1]
+                ):
+                    problems.append(f"{name}: {cpu}m/{memory}Mi does not fit {type_} in pool {pool.name}")
+    assert not problems, "\n".join(problems)
