@@ -8,6 +8,8 @@ from typing import Any
 import yaml
 
 from infra.config import REPO_ROOT, load_stack_file, stack_file
+from tests.infra.conftest import Rendered
+from tests.infra.services_helpers import manifests
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 AWS_STACKS = ("staging", "prod")
@@ -52,3 +54,10 @@ def test_the_dev_deploy_uses_its_cluster_and_an_image_it_built() -> None:
     kubeconfig = next(step for step in steps if "DEV_KUBECONFIG" in step.get("run", ""))
     assert "KUBE_CONTEXT=$(kubectl config current-context)" in kubeconfig["run"]
     assert job["permissions"]["packages"] == "write"
+
+
+def test_sandbox_fusion_runs_only_where_its_amd64_image_can(rendered: dict[str, Rendered]) -> None:
+    """Item 12: the image has no arm64 build; on an arm64 node it would crash-loop, not run."""
+    for stack in ("dev", "staging", "prod"):
+        (deployment,) = manifests(rendered[stack], "sandbox", "Deployment")
+        assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
