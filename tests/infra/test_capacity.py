@@ -232,13 +232,13 @@ def _placements(
             )
         elif kind == "Release" and inputs.get("repositoryOpts"):
             values = inputs.get("values") or {}
-            requests = ((values.get("resources") or {}).get("requests")) or {}
+            wanted: dict[str, str] = ((values.get("resources") or {}).get("requests")) or {}
             yield (
                 f"release {record['name']}",
                 values.get("nodeSelector") or {},
                 values.get("tolerations") or [],
-                _quantity(requests["cpu"]) if "cpu" in requests else 0,
-                _quantity(requests["memory"]) if "memory" in requests else 0,
+                _quantity(wanted["cpu"]) if "cpu" in wanted else 0,
+                _quantity(wanted["memory"]) if "memory" in wanted else 0,
                 "nvidia.com/gpu.present" in str(values.get("nodeSelector")),
             )
 
