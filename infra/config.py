@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from enum import StrEnum
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from infra.capacity import check as check_capacity
+from infra.config_errors import describe, report
 from infra.service_config import (
     AutoscalingConfig,
     ExternalUpstream,
@@ -364,10 +365,10 @@ def parse(values: Mapping[str, Any]) -> StackConfig:
     try:
         config = StackConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe(exc, PROJECT)) from None
     problems = check_capacity(config)
     if problems:
-        raise ConfigError(_report(f"{PROJECT}:{problem}" for problem in problems))
+        raise ConfigError(report(f"{PROJECT}:{problem}" for problem in problems))
     return config
 
 
@@ -414,30 +415,3 @@ def _decode(value: Any) -> Any:
         except json.JSONDecodeError:
             return value
     return value
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors(include_url=False):
-        path = _key(error["loc"])
-        cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, RuleError):
-            path = f"{path}.{cause.key}" if path else cause.key
-            message = str(cause)
-        elif error["type"] == "extra_forbidden":
-            message = "unknown key"
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"{PROJECT}:{path or '<root>'}: {message}")
-    return _report(lines)
-
-
-def _report(lines: Iterable[str]) -> str:
-    return "invalid stack config:\n  " + "\n  ".join(lines)
-
-
-def _key(loc: tuple[int | str, ...]) -> str:
-    key = ""
-    for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key
