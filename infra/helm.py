@@ -37,6 +37,7 @@ DEFAULT_TIMEOUT = 600
 # a margin, to be replaced by measured times from the first `pulumi up` of each stack.
 TIMEOUTS: dict[str, int] = {
     "kube-prometheus-stack": 900,  # CRDs, operator, Prometheus with its volume
+    "prometheus-postgres-exporter": 600,
     "opentelemetry-collector": 600,
     "jaeger": 600,
     "grafana": 600,

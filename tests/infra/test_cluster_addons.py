@@ -22,7 +22,7 @@ from infra.config import load_stack_file, stack_file
 from infra.versions import CHARTS, CLUSTER_AUTOSCALER
 from tests.infra.conftest import Rendered
 from tests.infra.services_helpers import manifests, values
-from tests.infra.upstream_charts import app_version, render
+from tests.infra.upstream_charts import chart_yaml, render
 
 AWS_STACKS = ("staging", "prod")
 CLUSTER = "jan-prod-eks"
@@ -45,7 +45,8 @@ def _one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("minor", sorted(CLUSTER_AUTOSCALER))
 def test_the_autoscaler_matches_the_cluster_minor(minor: str) -> None:
-    assert app_version(CLUSTER_AUTOSCALER[minor]).startswith(f"{minor}.")
+    assert str(chart_yaml(f"cluster-autoscaler-{minor}")["appVersion"]).startswith(f"{minor}.")
+    assert CLUSTER_AUTOSCALER[minor] == CHARTS[f"cluster-autoscaler-{minor}"]
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
@@ -69,9 +70,11 @@ def test_every_eks_stack_runs_an_autoscaler_for_its_pools(rendered: dict[str, Re
 
 
 def test_the_autoscaler_chart_discovers_this_clusters_groups() -> None:
-    pin = CLUSTER_AUTOSCALER["1.34"]
     objects = render(
-        pin, autoscaler_values(CLUSTER, "us-east-1"), name="cluster-autoscaler", namespace=NAMESPACE
+        "cluster-autoscaler-1.34",
+        autoscaler_values(CLUSTER, "us-east-1"),
+        name="cluster-autoscaler",
+        namespace=NAMESPACE,
     )
     deployment = _one(objects, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
@@ -92,9 +95,8 @@ def test_the_autoscaler_chart_discovers_this_clusters_groups() -> None:
 
 
 def test_the_load_balancer_controller_chart_runs_for_this_cluster() -> None:
-    pin = CHARTS["aws-load-balancer-controller"]
     objects = render(
-        pin,
+        "aws-load-balancer-controller",
         load_balancer_controller_values(CLUSTER, "us-east-1", "vpc-123"),
         name="aws-load-balancer-controller",
         namespace=NAMESPACE,
