@@ -106,7 +106,7 @@ def test_aws_resources_carry_owner_and_environment(prod: Rendered) -> None:
     (bucket,) = [r for r in resources if r.type == "aws:s3/bucket:Bucket"]
     untagged = rules.Resource(bucket.type, bucket.name, bucket.props, None, None)
     assert rules.aws_resources_tagged([untagged]) == [
-        f"aws:s3/bucket:Bucket {bucket.name} uses the default AWS provider (no tags)"
+        f"aws:s3/bucket:Bucket {bucket.name} uses the default AWS provider (no default tags)"
     ]
     blanked = rules.Resource(
         bucket.type,
