@@ -76,6 +76,14 @@ def test_an_escaped_backslash_is_ordinary_text(llm_api: LlmApi) -> None:
         assert created.json()["title"] == "a\\u0000b"
 
 
+def test_an_escaped_surrogate_pair_is_ordinary_text(llm_api: LlmApi) -> None:
+    """An emoji escaped as a surrogate pair (`\\ud83d\\ude00`, what `ensure_ascii` JSON sends) is fine."""
+    with llm_api.http() as http:
+        created = post(http, "/v1/conversations", {"title": "hi \U0001f600"})
+        assert created.status_code == 200, created.text
+        assert created.json()["title"] == "hi \U0001f600"
+
+
 def test_ids_and_cursors_that_cannot_exist(llm_api: LlmApi) -> None:
     with llm_api.http() as http:
         conversation = http.post("/v1/conversations", json={}).json()["id"]
