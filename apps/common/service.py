@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apps.common.auth.jwks import JWKSVerifier
 from apps.common.auth.principal import Authenticator
-from apps.common.auth.remote_keys import RemoteAPIKeyResolver
+from apps.common.auth.remote_keys import REVOCATIONS_PATH, RemoteAPIKeyResolver
 from apps.common.db import create_engine, database_check
 from apps.common.errors import ExceptionBoundary, install_error_handlers
 from apps.common.guard import GuardedRoute
@@ -119,7 +119,9 @@ def service_app(
     )
     # Inside the request-id middleware, so a 500 it answers carries the id and is access-logged.
     app.add_middleware(ExceptionBoundary)
-    app.add_middleware(RequestContextMiddleware, service_name=settings.service_name)
+    app.add_middleware(
+        RequestContextMiddleware, service_name=settings.service_name, quiet_paths=(REVOCATIONS_PATH,)
+    )
     telemetry = setup_telemetry(
         app,
         service_name=settings.service_name,

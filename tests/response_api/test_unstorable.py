@@ -32,3 +32,16 @@ def test_unstorable_text_and_impossible_ids(
         anonymous = http.post("/v1/responses", content=b"{not json", headers={"Authorization": ""})
         assert anonymous.status_code == 401, anonymous.text
     assert upstream.requests == []
+
+
+def test_max_output_tokens_below_one_is_a_400(
+    response_api_url: str, token: str, upstream: FakeUpstream
+) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=response_api_url, headers=headers, timeout=30) as http:
+        for value in (0, -1, "many"):
+            body = {"model": MODEL, "input": "hi", "max_output_tokens": value}
+            response = http.post("/v1/responses", json=body)
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["param"] == "max_output_tokens"
+    assert upstream.requests == []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import logging
 import time
@@ -35,6 +36,7 @@ from apps.common.errors import APIError
 log = logging.getLogger(__name__)
 
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"  # noqa: S105 - a header name
+REVOCATIONS_PATH = "/internal/api-keys/revocations"  # llm-api's route (its access log keeps it quiet)
 POLL_SECONDS = 0.25
 FRESH_SECONDS = 0.8
 _MAX_ENTRIES = 10_000
@@ -109,7 +111,9 @@ class RemoteAPIKeyResolver:
 
     def _follow(self) -> None:
         if self._poller is None or self._poller.done():
-            self._poller = asyncio.get_running_loop().create_task(self._poll_loop())
+            # A fresh context: the poller outlives the request that started it (and its request id).
+            loop = asyncio.get_running_loop()
+            self._poller = loop.create_task(self._poll_loop(), context=contextvars.Context())
 
     async def _poll_loop(self) -> None:
         while True:

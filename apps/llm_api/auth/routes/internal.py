@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 
 from apps.common.auth.principal import unauthorized
-from apps.common.auth.remote_keys import INTERNAL_TOKEN_HEADER
+from apps.common.auth.remote_keys import INTERNAL_TOKEN_HEADER, REVOCATIONS_PATH
 from apps.common.errors import APIError
 from apps.common.guard import GuardedRoute
 from apps.llm_api.auth.deps import APIKeysDep
@@ -55,7 +55,7 @@ async def validate_api_key(body: ValidateKeyRequest, store: APIKeysDep) -> Valid
     )
 
 
-@router.get("/api-keys/revocations")
+@router.get(REVOCATIONS_PATH.removeprefix("/internal"))
 async def revoked_api_keys(store: APIKeysDep, since: Annotated[float, Query(ge=0)]) -> RevokedKeys:
     """What the other apps' key caches must drop: keys revoked or expired since `since`."""
     hashes, until = await store.revoked_since(since)
