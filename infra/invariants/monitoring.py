@@ -11,8 +11,9 @@ Decisions:
 - Queries checked are ours: the alert rules and dashboards labelled `app.kubernetes.io/part-of: jan`.
   Upstream default rules are held only to `promtool check rules`.
 - Resource metrics (HPA `Resource` metrics, KEDA `cpu`/`memory` triggers) need the
-  `v1beta1.metrics.k8s.io` API (metrics-server); external metrics need `v1beta1.external.metrics.k8s.io`
-  (KEDA's metrics server). A Prometheus trigger must point at a Service and port in the render.
+  `v1beta1.metrics.k8s.io` API (metrics-server, as a chart or the EKS add-on); external metrics
+  need `v1beta1.external.metrics.k8s.io` (KEDA's metrics server). A Prometheus trigger must point
+  at a Service and port in the render.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ _SCRAPED_IMAGES = {
     "postgres-exporter": IMAGES["postgres-exporter"].repository,
 }
 _OURS = "app.kubernetes.io/part-of"
+# EKS add-ons that serve an aggregated metrics API (registered by the add-on, outside the render).
+_EKS_ADDON_APIS = {"metrics-server": "v1beta1.metrics.k8s.io"}
 _SERVICE_URL = re.compile(r"^https?://([a-z0-9-]+)\.([a-z0-9-]+)(?:\.svc(?:\.[a-z.]+)?)?:(\d+)")
 
 
@@ -166,6 +169,11 @@ def our_queries(render: RenderView) -> Iterator[tuple[str, str]]:
 
 def autoscalers_have_metrics(render: RenderView) -> list[Finding]:
     services = {str(body["metadata"]["name"]) for body in render.of_kind("APIService")}
+    services |= {
+        _EKS_ADDON_APIS[item["inputs"]["addonName"]]
+        for item in render.resources
+        if item["type"] == "aws:eks/addon:Addon" and item["inputs"].get("addonName") in _EKS_ADDON_APIS
+    }
     resource_metrics = "v1beta1.metrics.k8s.io" in services
     findings = []
     for hpa in render.of_kind("HorizontalPodAutoscaler"):

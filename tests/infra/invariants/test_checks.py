@@ -198,6 +198,14 @@ def test_autoscalers_have_metrics() -> None:
         "metadata": {"name": "v1beta1.metrics.k8s.io"},
     }
     assert monitoring.autoscalers_have_metrics(view(hpa, api)) == []
+    addon = {
+        "type": "aws:eks/addon:Addon",
+        "name": "metrics-server",
+        "inputs": {"addonName": "metrics-server"},
+    }
+    with_addon = view(hpa)
+    with_addon.resources.append(addon)
+    assert monitoring.autoscalers_have_metrics(with_addon) == []
 
 
 def test_promtool_check_rules() -> None:

@@ -45,16 +45,8 @@ class Known:
         )
 
 
-_AWS = ("staging", "prod")
 KNOWN = (
-    # Items 1, 2, 3, 8 and 10 were fixed on branch platfix (merged): their cases were removed.
-    Known(
-        "13",
-        "dayone",
-        "autoscaling",
-        _AWS,
-        "HorizontalPodAutoscaler *: Resource metrics need the v1beta1.metrics.k8s.io API*",
-    ),
+    # Items 1, 2, 3, 8 and 10 (branch platfix) and 13 (branch dayone) are fixed: their cases went.
     # Not in issue 13's list, reported to the lead: dev runs llama.cpp on CPU (no vLLM, no GPU) yet
     # ships the vLLM and GPU dashboards and alerts.
     Known("unowned", "none", "metrics", ("dev",), "*: queries *vllm:*"),
