@@ -163,7 +163,9 @@ def shipped_crds(chart: helm_python.Chart, values: Mapping[str, Any]) -> list[di
         subchart = parts[2] if len(parts) > 3 and parts[1] == "charts" else None
         if subchart is not None and not _condition_holds(conditions.get(subchart, ""), merged):
             continue
-        crds += _parsed_crds(entry["data"])
+        # Only CRDs: a crds/ directory may also carry a kustomization.yaml, which Helm's packaging
+        # leaves out (.helmignore) and which is no object of the release.
+        crds += [crd for crd in _parsed_crds(entry["data"]) if crd.get("kind") == "CustomResourceDefinition"]
     return crds
 
 

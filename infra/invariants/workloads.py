@@ -38,6 +38,10 @@ UPSTREAM_EXCEPTIONS: dict[str, str] = {
         "jaeger 4.x's Service hard-codes Jaeger v1's collector ports, which Jaeger v2 no longer opens; "
         "we send OTLP (4317/4318), which it declares"
     ),
+    "probe-ports Deployment */aws-load-balancer-controller container *: *targets port 61779, *": (
+        "aws-load-balancer-controller 3.5 probes its health port 61779 without declaring it (hard-coded); "
+        "the kubelet probes undeclared ports all the same"
+    ),
     "probe-ports Deployment */keda-* container keda-*: *Probe httpGet targets port 8081, *": (
         "keda 2.18 probes its health port 8081 without declaring it (hard-coded); the kubelet probes "
         "undeclared ports all the same"

@@ -259,7 +259,12 @@ def test_every_workload_lands_on_a_pool_that_can_hold_it(rendered: dict[str, Ren
             if all(pool.labels.get(key) == value for key, value in selector.items())
             and set(pool.taints) <= tolerated
         ]
-        if not any(pool.can_have_nodes for pool in fitting):
+        # A DaemonSet gated on a node-feature label (the device plugin's MPS daemon runs only where
+        # GPU feature discovery labels MPS) rightly has no pool until a node opts in.
+        opt_in = daemon and any(
+            key.startswith("nvidia.com/") and key != "nvidia.com/gpu.present" for key in selector
+        )
+        if not any(pool.can_have_nodes for pool in fitting) and not opt_in:
             problems.append(f"{name}: no pool that can have nodes matches {selector}")
         reserve = (0, 0) if daemon else capacity.NODE_DAEMONSETS
         for pool in fitting:
