@@ -206,7 +206,19 @@ def _first_line(exc: Exception) -> str:
     return f"{path}: {line}" if path else line
 
 
+_WEBHOOKS = frozenset({"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"})
+
+
 def redact(body: dict[str, Any]) -> dict[str, Any]:
+    if body.get("kind") in _WEBHOOKS:
+        # A chart-generated CA (genCA) differs on every render; the cluster gets its own at install.
+        webhooks = [
+            {**hook, "clientConfig": {**hook["clientConfig"], "caBundle": _REDACTED_BYTES}}
+            if (hook.get("clientConfig") or {}).get("caBundle")
+            else hook
+            for hook in body.get("webhooks") or []
+        ]
+        return {**body, "webhooks": webhooks}
     if body.get("kind") != "Secret":
         return body
     redacted = dict(body)

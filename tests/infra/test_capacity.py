@@ -256,7 +256,10 @@ def test_every_workload_lands_on_a_pool_that_can_hold_it(rendered: dict[str, Ren
         fitting = [
             pool
             for pool in pools
-            if all(pool.labels.get(key) == value for key, value in selector.items())
+            if all(
+                pool.labels.get(key) == value or (key, value) == ("kubernetes.io/os", "linux")  # every node's
+                for key, value in selector.items()
+            )
             and set(pool.taints) <= tolerated
         ]
         # A DaemonSet gated on a node-feature label (the device plugin's MPS daemon runs only where
