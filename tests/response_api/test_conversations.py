@@ -14,10 +14,12 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 from openai.types.conversations import ConversationItem
+from pydantic import SecretStr
 
+from tests.harness.issuer import TestIssuer
 from tests.harness.mcp_tools_fake import FakeMcpTools
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import MODEL
+from tests.response_api.conftest import MODEL, ServerFactory
 from tests.response_api.scripts import answer, call, tool_round
 
 POLLS = 400
@@ -235,3 +237,50 @@ async def test_a_conversation_deleted_during_a_response_is_left_alone(
     upstream.enqueue(answer("two"))
     second = await client.responses.create(model=MODEL, input="two", previous_response_id=first.id)
     assert second.status == "completed" and second.output_text == "two"
+
+
+async def test_earlier_output_sent_back_as_input_is_not_listed_again(
+    client: AsyncOpenAI, upstream: FakeUpstream, mcp_tools: FakeMcpTools
+) -> None:
+    """What clients without server-side state do: the previous output goes back in as input."""
+    upstream.enqueue(tool_round(call("echo", {"text": "hi"}, "e1")), answer("Echoed."))
+    first = await client.responses.create(model=MODEL, input="Echo hi", tools=MCP, store=False)
+    assert [item.type for item in first.output] == ["mcp_list_tools", "mcp_call", "message"]
+    upstream.enqueue(answer("Done."))
+    history: Any = [
+        {"role": "user", "content": "Echo hi"},
+        *(item.model_dump(exclude_none=True) for item in first.output),
+        {"role": "user", "content": "Thanks"},
+    ]
+    second = await client.responses.create(model=MODEL, input=history, tools=MCP, store=False)
+    assert [item.type for item in second.output] == ["message"]
+    assert [m["role"] for m in upstream.requests[-1]["messages"]] == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
+
+
+async def test_a_conversation_llm_api_will_not_extend_fails_the_response(
+    response_api_server: ServerFactory,
+    issuer: TestIssuer,
+    token: str,
+    llm: AsyncOpenAI,
+    upstream: FakeUpstream,
+) -> None:
+    """The internal token is wrong: llm-api refuses response-api's conversation calls."""
+    wrong = issuer.auth_settings(internal_token=SecretStr("not-the-token"))
+    conversation = await llm.conversations.create()
+    with response_api_server(auth=wrong) as url:
+        async with AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0) as client:
+            with pytest.raises(openai.APIStatusError) as caught:
+                await client.responses.create(model=MODEL, input="hi", conversation=conversation.id)
+            upstream.enqueue(answer("Lost?"))
+            response = await client.responses.create(model=MODEL, input="hi")
+    assert caught.value.status_code == 503
+    assert caught.value.response.headers["retry-after"] == "5"
+    # The answer was produced but its conversation could not take it: the response says so.
+    assert response.status == "failed" and response.error is not None
+    assert response.error.code == "conversation_unavailable"  # type: ignore[comparison-overlap]

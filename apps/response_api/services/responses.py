@@ -16,7 +16,7 @@ Decisions:
   the response ends `failed` (the conversation must not silently miss a turn). A conversation
   deleted meanwhile is simply not written to. Failed and cancelled responses add nothing.
 - An `mcp` tool in the request gets an `mcp_list_tools` output item (the tools offered), unless the
-  history already holds one for that server label, as at OpenAI.
+  history or the input already holds one for that server label, as at OpenAI.
 - A foreground response is written once, when it ends; a background one also when it starts, so
   it can be polled. (A foreground response that is still running is therefore visible, and
   cancellable, only on the replica that runs it.)
@@ -124,7 +124,9 @@ class ResponseService:
             messages=to_messages([*history, *input_items], request.instructions),
             input_items=input_items,
             listed_labels=frozenset(
-                str(item.get("server_label")) for item in history if item.get("type") == "mcp_list_tools"
+                str(item.get("server_label"))
+                for item in (*history, *input_items)
+                if item.get("type") == "mcp_list_tools"
             ),
         )
         if request.stream:
