@@ -8,6 +8,7 @@ harness's fake upstream), asserting on what the model received and on what
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -16,8 +17,11 @@ from openai import AsyncOpenAI
 from openai.types.conversations import ConversationItem
 from pydantic import SecretStr
 
+from apps.common.auth.issuer import LocalIssuer
+from apps.gateway.local_apps import LOCAL_AUDIENCE
 from tests.harness.issuer import TestIssuer
 from tests.harness.mcp_tools_fake import FakeMcpTools
+from tests.harness.server import serve_local
 from tests.harness.upstream import FakeUpstream
 from tests.response_api.conftest import MODEL, ServerFactory
 from tests.response_api.scripts import answer, call, tool_round
@@ -284,3 +288,29 @@ async def test_a_conversation_llm_api_will_not_extend_fails_the_response(
     # The answer was produced but its conversation could not take it: the response says so.
     assert response.status == "failed" and response.error is not None
     assert response.error.code == "conversation_unavailable"  # type: ignore[comparison-overlap]
+
+
+async def test_one_conversation_in_local_mode(
+    database_url: str, s3_endpoint: str, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """`make dev`, as the issue's user met it: one base URL, one conversation for both APIs."""
+    with serve_local(database_url, s3_endpoint, tmp_path, model_url=upstream.base_url) as (url, env):
+        issuer = LocalIssuer.from_key_file(tmp_path / "issuer-key.pem", env.base_url, LOCAL_AUDIENCE)
+        async with AsyncOpenAI(
+            base_url=f"{url}/v1", api_key=issuer.mint("local-user"), max_retries=0
+        ) as client:
+            conversation = await client.conversations.create()
+            upstream.enqueue(answer("Hi Bo."))
+            await client.responses.create(
+                model="local/fake-model", input="I am Bo.", conversation=conversation.id
+            )
+            upstream.enqueue(answer("Bo."))
+            later = await client.responses.create(model="local/fake-model", input="Name?")
+            assert later.conversation is not None
+            fetched = await client.conversations.retrieve(later.conversation.id)
+            items = await items_of(client, conversation.id)
+    assert fetched.id == later.conversation.id
+    assert [summary(item) for item in items] == [
+        ("message", "user", "I am Bo."),
+        ("message", "assistant", "Hi Bo."),
+    ]
