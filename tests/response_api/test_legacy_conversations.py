@@ -1,7 +1,8 @@
 """Migration 0003: response-api's former conversations keep their rows and move to llm-api.
 
 Step 1 (the Alembic migration) is run on a database of its own, from 0002 with data in it; step 2
-(the copy every replica starts) against the shared test database and the real llm-api.
+(the copy every replica starts) against the shared test database and the real llm-api. Also the
+guards of llm-api's internal conversation routes, which the copy and every response go through.
 """
 
 from __future__ import annotations
@@ -230,3 +231,20 @@ async def fresh_database(database_url: str) -> str:
     finally:
         await admin.dispose()
     return make_url(database_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def test_the_internal_conversation_routes_need_the_token_and_the_caller(
+    peers: Peers, token: str, llm: AsyncOpenAI
+) -> None:
+    conversation = await llm.conversations.create()
+    path = f"/internal/conversations/{conversation.id}/items"
+    caller = {"Authorization": f"Bearer {token}"}
+    internal = {"X-Internal-Token": INTERNAL_TOKEN}
+    async with httpx.AsyncClient(base_url=peers.llm_api_url) as http:
+        assert (await http.get(path, headers=caller)).status_code == 403
+        assert (await http.get(path, headers=internal)).status_code == 401
+        assert (await http.get(path, headers={**caller, **internal})).json()["data"] == []
+        bad = await http.post(
+            path, json={"items": [{"type": "mcp_call", "name": 1}]}, headers={**caller, **internal}
+        )
+    assert bad.status_code == 400 and bad.json()["error"]["param"]
