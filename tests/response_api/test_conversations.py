@@ -314,3 +314,24 @@ async def test_one_conversation_in_local_mode(
         ("message", "user", "I am Bo."),
         ("message", "assistant", "Hi Bo."),
     ]
+
+
+async def test_replayed_item_ids_do_not_break_the_conversation(
+    client: AsyncOpenAI, llm: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    """An item sent again with its id (already a conversation item) is stored under a fresh id."""
+    weather: Any = [{"type": "function", "name": "weather", "parameters": {"type": "object"}}]
+    upstream.enqueue(tool_round(call("weather", {}, "w9")))
+    asked = await client.responses.create(model=MODEL, input="Weather?", tools=weather)
+    assert asked.conversation is not None
+    function_call = asked.output[0].model_dump(exclude_none=True)
+    upstream.enqueue(answer("Rain."))
+    await client.responses.create(
+        model=MODEL,
+        input=[function_call, {"type": "function_call_output", "call_id": "w9", "output": "rain"}],
+        tools=weather,
+        conversation=asked.conversation.id,
+    )
+    items = await items_of(llm, asked.conversation.id)
+    calls = [item for item in items if item.type == "function_call"]
+    assert len(calls) == 2 and calls[0].id == function_call["id"] and calls[1].id != calls[0].id
