@@ -325,10 +325,11 @@ async def test_replayed_item_ids_do_not_break_the_conversation(
     asked = await client.responses.create(model=MODEL, input="Weather?", tools=weather)
     assert asked.conversation is not None
     function_call = asked.output[0].model_dump(exclude_none=True)
+    replay: Any = [function_call, {"type": "function_call_output", "call_id": "w9", "output": "rain"}]
     upstream.enqueue(answer("Rain."))
     await client.responses.create(
         model=MODEL,
-        input=[function_call, {"type": "function_call_output", "call_id": "w9", "output": "rain"}],
+        input=replay,
         tools=weather,
         conversation=asked.conversation.id,
     )
