@@ -76,14 +76,13 @@ def embedded_postgres(data_dir: Path, *, keep_running: bool = False) -> Iterator
 
 def forget_dead_handles(data_dir: Path) -> list[int]:
     """Drop the ids of dead processes from pgserver's list of the server's users; returns the living."""
-    import psutil  # noqa: PLC0415 - comes with pgserver
     from pgserver.postgres_server import PostgresServer  # noqa: PLC0415
     from pgserver.utils import DiskList  # noqa: PLC0415
 
     handles = DiskList(data_dir.resolve() / ".handle_pids.json")
     with PostgresServer._lock:  # the lock pgserver itself takes around that file
         pids: list[int] = handles.get()
-        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        alive = [pid for pid in pids if _alive(pid)]
         if alive != pids:
             log.info("forgot processes that died using the embedded postgres", extra={"pids": pids})
             handles.put(alive)
@@ -153,6 +152,16 @@ def local_model(*, port: int = 0, threads: int = 2, startup_timeout: float = 120
         yield base_url
     finally:
         stop_process(process)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 def _die_with_parent() -> None:

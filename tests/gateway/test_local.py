@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from apps.common.auth.issuer import LocalIssuer
@@ -157,7 +156,11 @@ def _postgres_processes(data_dir: Path) -> list[int]:
     """Postgres server processes still running on `data_dir`."""
     target = str((data_dir / "postgres").resolve())
     found = []
-    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
-        if proc.info["name"] == "postgres" and target in " ".join(proc.info["cmdline"] or ()):
-            found.append(proc.pid)
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except (NotADirectoryError, FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if argv[0].endswith("/postgres") and target in argv:
+            found.append(int(entry.name))
     return found

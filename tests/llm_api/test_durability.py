@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,7 +121,7 @@ async def start_turns(
             question=f"question {number}",
             conversation=conversation if existing else None,
         )
-        turn: Callable[[httpx.AsyncClient, Outcome, Any], Awaitable[Outcome]] = (
+        turn: Callable[[httpx.AsyncClient, Outcome, Any], Coroutine[Any, Any, Outcome]] = (
             stream_turn if outcome.streamed else plain_turn
         )
         outcomes.append(outcome)
