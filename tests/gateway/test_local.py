@@ -164,3 +164,37 @@ def _postgres_processes(data_dir: Path) -> list[int]:
         if argv[0].endswith("/postgres") and target in argv:
             found.append(int(entry.name))
     return found
+
+
+def test_a_child_of_a_killed_dev_run_does_not_outlive_it() -> None:
+    """The local model server is started with `_die_with_parent`: SIGKILL on its parent stops it too."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "from apps.gateway.embedded import _die_with_parent\n"
+            "child = subprocess.Popen(['sleep', '600'], preexec_fn=_die_with_parent)\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert Path(f"/proc/{child}").exists()
+    parent.kill()
+    parent.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while _running(child):
+        assert time.monotonic() < deadline, "the child outlived its killed parent"
+        time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for a parent that is gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
