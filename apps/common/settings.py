@@ -48,4 +48,5 @@ class ServiceSettings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = None
     auth: AuthSettings = AuthSettings()
     cors_origins: tuple[str, ...] = ("http://localhost", "http://localhost:3000", "http://127.0.0.1")
-    worker_id: int = Field(0, ge=0, le=1023)
+    # Apps that mint snowflakes lease their worker id in Postgres for this long, renewing at a third.
+    worker_lease_seconds: float = Field(30.0, ge=1.0, le=3600.0)

@@ -1,7 +1,8 @@
 """`/v1/media`: upload (server-proxied or direct to S3), read, list and delete media objects.
 
 `POST /v1/media` takes either a JSON body (`source` is a data URL or a remote URL) or a multipart form
-with a `file` part, so it reads the request itself and picks the parser by content type.
+with a `file` part, so it reads the request itself and picks the parser by content type. A form is
+streamed to S3 as it arrives (services/streaming), never spooled to the pod's small `/tmp`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 
 from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
@@ -29,8 +29,10 @@ from apps.media_api.schemas import (
     PreparedUpload,
     PrepareUploadRequest,
 )
-from apps.media_api.services.ingest import Payload, read_data_url, read_file, read_remote
+from apps.media_api.services.form_stream import FormStream
+from apps.media_api.services.ingest import read_data_url, read_remote
 from apps.media_api.services.media import MediaService, Stored
+from apps.media_api.services.streaming import store_form
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 
@@ -86,11 +88,14 @@ async def create_media(
     request: Request, principal: PrincipalDep, media: MediaDep, fetcher: FetcherDep, settings: SettingsDep
 ) -> MediaUpload:
     """Upload media from a data URL, a remote URL or a multipart file."""
-    content_type = request.headers.get("content-type", "").lower()
+    raw_type = request.headers.get("content-type", "")
+    content_type = raw_type.lower()
     limit = settings.media_max_bytes
     if content_type.startswith("multipart/form-data"):
-        payload, filename = await _read_form(request, limit)
-    elif content_type.startswith("application/json"):
+        form = FormStream(raw_type, request.stream())  # the boundary is case-sensitive
+        stored = await store_form(media, principal.user_id, form, settings.media_upload_part_bytes)
+        return upload_view(media, stored)
+    if content_type.startswith("application/json"):
         body = _parse_json(await request.body())
         filename = body.filename
         if isinstance(body.source, DataUrlSource):
@@ -109,20 +114,6 @@ def _parse_json(raw: bytes) -> CreateMediaRequest:
         return CreateMediaRequest.model_validate_json(raw)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
-
-
-async def _read_form(request: Request, limit: int) -> tuple[Payload, str | None]:
-    form = await request.form(max_files=1, max_fields=8)
-    try:
-        file = form.get("file")
-        if not isinstance(file, UploadFile):
-            raise APIError(400, "The form needs a 'file' part.", param="file", code="missing_file")
-        named = form.get("filename")
-        filename = named if isinstance(named, str) and named else file.filename
-        payload = await read_file(file, file.content_type, limit)
-    finally:
-        await form.close()
-    return payload, filename[:255] if filename else None
 
 
 @router.post("/prepare-upload")
