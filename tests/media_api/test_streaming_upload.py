@@ -1,9 +1,9 @@
 """Multipart uploads stream to S3 and never touch the disk (the pod's /tmp is a small emptyDir).
 
 The app runs with the temporary directory pointed at a path that does not exist, so any spooling to
-disk fails the upload (S3, a moto server, runs in a process of its own for this reason). A file bigger than one S3 part goes up as a multipart upload; a failure partway
-(the size limit, content that stops being text) leaves neither a row nor an object nor an unfinished
-multipart upload behind.
+disk fails the upload (S3, a moto server, runs in a process of its own for this reason). A file
+bigger than one S3 part goes up as a multipart upload; a failure partway (the size limit, content
+that stops being text) leaves neither a row nor an object nor an unfinished multipart upload.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def s3_endpoint() -> Iterator[str]:
     """moto in a process of its own: it spools bodies to temporary files itself, the app must not."""
     port = free_port()
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(f"http://127.0.0.1:{port}/moto-api/data.json", process, 60)
         yield f"http://127.0.0.1:{port}"

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
 from apps.common.ids import jan_id
+from apps.common.openapi import error_responses
 from apps.media_api.deps import FetcherDep, MediaDep, SettingsDep
 from apps.media_api.schemas import (
     CreateMediaRequest,
@@ -83,7 +84,7 @@ def upload_view(media: MediaService, stored: Stored) -> MediaUpload:
     return MediaUpload(**info.model_dump(), deduplicated=stored.deduplicated, url=url, expires_at=expires_at)
 
 
-@router.post("", openapi_extra=_UPLOAD_BODY)
+@router.post("", openapi_extra=_UPLOAD_BODY, responses=error_responses(409, 415))
 async def create_media(
     request: Request, principal: PrincipalDep, media: MediaDep, fetcher: FetcherDep, settings: SettingsDep
 ) -> MediaUpload:
@@ -116,7 +117,7 @@ def _parse_json(raw: bytes) -> CreateMediaRequest:
         raise RequestValidationError(exc.errors()) from exc
 
 
-@router.post("/prepare-upload")
+@router.post("/prepare-upload", responses=error_responses(415))
 async def prepare_upload(
     body: PrepareUploadRequest, principal: PrincipalDep, media: MediaDep
 ) -> PreparedUpload:
@@ -132,7 +133,7 @@ async def prepare_upload(
     )
 
 
-@router.post("/{media_id}/complete")
+@router.post("/{media_id}/complete", responses=error_responses(409, 410, 415))
 async def complete_upload(media_id: str, principal: PrincipalDep, media: MediaDep) -> MediaUpload:
     """Verify a direct upload (type, size, hash read back from S3) and make it ready."""
     stored = await media.complete(principal.user_id, media_id)
@@ -163,7 +164,20 @@ async def get_media(media_id: str, principal: PrincipalDep, media: MediaDep) -> 
     return MediaInfo.of(await media.get(principal.user_id, media_id))
 
 
-@router.get("/{media_id}/content", response_class=Response)
+_CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The bytes (when the service streams them itself).",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    307: {
+        "description": "A redirect to a presigned GET URL of the object store.",
+        "headers": {"Location": {"schema": {"type": "string"}}},
+    },
+    **error_responses(409),
+}
+
+
+@router.get("/{media_id}/content", response_class=Response, responses=_CONTENT_RESPONSES)
 async def get_content(
     media_id: str, principal: PrincipalDep, media: MediaDep, settings: SettingsDep
 ) -> Response:

@@ -1,0 +1,87 @@
+"""Schemathesis over the merged OpenAPI document of the four apps, served as `make dev` serves them.
+
+The fuzzer (a third-party tool: it knows nothing of our code) generates valid and invalid requests
+for every operation from the document, sends them with a valid token, and checks each answer:
+no 5xx, no status the document does not list, bodies, content types and headers as documented.
+Examples per operation are bounded so the run stays within a couple of minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from apps.common.auth.issuer import LocalIssuer
+from apps.gateway.local_apps import LOCAL_AUDIENCE
+from tests.harness.server import serve_local
+from tests.harness.upstream import FakeUpstream
+
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+    ]
+)
+MAX_EXAMPLES = int(os.environ.get("JAN_FUZZ_EXAMPLES", "8"))
+
+
+@pytest.fixture(scope="module")
+def local_api(
+    database_url: str,
+    s3_endpoint: str,
+    upstream_server: FakeUpstream,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, str]]:
+    data_dir = tmp_path_factory.mktemp("fuzz")
+    with serve_local(database_url, s3_endpoint, data_dir, model_url=upstream_server.base_url) as (url, env):
+        issuer = LocalIssuer.from_key_file(Path(data_dir) / "issuer-key.pem", env.base_url, LOCAL_AUDIENCE)
+        yield url, issuer.mint("schemathesis")
+
+
+def run_schemathesis(url: str, token: str, report_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--seed",
+        "1",
+        "--no-shrink",
+        "--generation-database",
+        "none",
+        "--workers",
+        "2",
+        "--request-timeout",
+        "30",
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--no-color",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(report_dir),
+        *extra,
+    ]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": ""}
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, check=False)
+
+
+def test_every_documented_operation_survives_the_fuzzer(local_api: tuple[str, str], tmp_path: Path) -> None:
+    url, token = local_api
+    result = run_schemathesis(url, token, tmp_path)
+    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
