@@ -8,12 +8,15 @@ Examples per operation are bounded so the run stays within a couple of minutes.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from apps.common.auth.issuer import LocalIssuer
@@ -46,11 +49,45 @@ def local_api(
         yield url, issuer.mint("schemathesis")
 
 
-def run_schemathesis(url: str, token: str, report_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def existing_ids(url: str, token: str) -> dict[str, list[str]]:
+    """Objects the fuzzer's user owns, so that operations on an id reach more than their 404."""
+    headers = {"Authorization": f"Bearer {token}"}
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(64))).decode()
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+        message = {"type": "message", "role": "user", "content": "hello"}
+        conversation = http.post("/v1/conversations", json={"items": [message]}).json()
+        items = http.get(f"/v1/conversations/{conversation['id']}/items").json()["data"]
+        source = {"type": "data_url", "data_url": f"data:image/png;base64,{png}"}
+        media = http.post("/v1/media", json={"source": source}).json()
+        response = http.post("/v1/responses", json={"model": "local/fake-model", "input": "hi", "tools": []})
+    return {
+        "conversation_id": [conversation["id"]],
+        "item_id": [item["id"] for item in items],
+        "media_id": [media["id"]],
+        "response_id": [response.json()["id"]],
+    }
+
+
+def write_config(path: Path, ids: dict[str, list[str]]) -> Path:
+    """Path parameters come from these ids most of the time, and are generated the rest of it."""
+    lines: list[str] = []
+    for name, values in ids.items():
+        lines += [f"[dictionaries.{name}]", f"values = {json.dumps(values)}", ""]
+    lines.append("[parameters]")
+    lines += [f'"path.{name}" = {{ dictionary = "{name}", probability = 0.7 }}' for name in ids]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_schemathesis(
+    url: str, token: str, report_dir: Path, config: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
     command = [
         sys.executable,
         "-m",
         "schemathesis.cli",
+        "--config-file",
+        str(config),
         "run",
         f"{url}/openapi.json",
         "--checks",
@@ -78,10 +115,14 @@ def run_schemathesis(url: str, token: str, report_dir: Path, *extra: str) -> sub
         *extra,
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": ""}
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, check=False)
+    # In the report directory: schemathesis keeps a crash cache under the working directory.
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env=env, check=False, cwd=report_dir
+    )
 
 
 def test_every_documented_operation_survives_the_fuzzer(local_api: tuple[str, str], tmp_path: Path) -> None:
     url, token = local_api
-    result = run_schemathesis(url, token, tmp_path)
+    config = write_config(tmp_path / "schemathesis.toml", existing_ids(url, token))
+    result = run_schemathesis(url, token, tmp_path, config)
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
