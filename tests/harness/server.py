@@ -15,6 +15,7 @@ import uvicorn
 from apps.gateway.asgi import LocalGateway
 from apps.gateway.embedded import free_port
 from apps.gateway.local_apps import LocalEnvironment, build_apps
+from apps.gateway.routes import AppName
 
 
 class ServerThread:
@@ -90,8 +91,12 @@ def serve_local(
     *,
     model_url: str | None = None,
     internal_token: str = "t",
+    stopped: frozenset[AppName] = frozenset(),
 ) -> Iterator[tuple[str, LocalEnvironment]]:
-    """The four apps behind the local gateway, wired as `make dev` wires them; yields (url, environment)."""
+    """The four apps behind the local gateway, wired as `make dev` wires them; yields (url, environment).
+
+    Apps named in `stopped` are left out, as if their pods were down: their routes answer 404.
+    """
     port = free_port()
     env = LocalEnvironment(
         base_url=f"http://127.0.0.1:{port}",
@@ -102,5 +107,6 @@ def serve_local(
         model_api_key=None,
         internal_token=internal_token,
     )
-    with serve(LocalGateway(build_apps(env)), port=port) as server:
+    apps = {name: app for name, app in build_apps(env).items() if name not in stopped}
+    with serve(LocalGateway(apps), port=port) as server:
         yield server.url, env
