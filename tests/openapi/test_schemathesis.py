@@ -3,7 +3,8 @@
 The fuzzer (a third-party tool: it knows nothing of our code) generates valid and invalid requests
 for every operation from the document, sends them with a valid token, and checks each answer:
 no 5xx, no status the document does not list, bodies, content types and headers as documented.
-Examples per operation are bounded so the run stays within a couple of minutes.
+Examples per operation are bounded so the run stays within a couple of minutes. Path ids are
+mostly those of objects the fuzzer's user owns, so operations get past their 404.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ CHECKS = ",".join(
     ]
 )
 MAX_EXAMPLES = int(os.environ.get("JAN_FUZZ_EXAMPLES", "8"))
+# Known failures another change is fixing, each with its reason and an expiry date after which it
+# counts again (schemathesis' baseline file); empty once they are fixed.
+ACCEPTED = Path(__file__).with_name("accepted-failures.json")
 
 
 @pytest.fixture(scope="module")
@@ -124,5 +128,5 @@ def run_schemathesis(
 def test_every_documented_operation_survives_the_fuzzer(local_api: tuple[str, str], tmp_path: Path) -> None:
     url, token = local_api
     config = write_config(tmp_path / "schemathesis.toml", existing_ids(url, token))
-    result = run_schemathesis(url, token, tmp_path, config)
+    result = run_schemathesis(url, token, tmp_path, config, "--baseline", str(ACCEPTED))
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
