@@ -276,7 +276,7 @@ class StackConfig(_Model):
     owner: str = Field(min_length=1, description="Team or person responsible; the `owner` tag on everything.")
     domain: str = Field(
         pattern=r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$",
-        description="Public DNS domain; the gateway answers on `api.<domain>` (CORS origin of uploads).",
+        description="Public DNS domain; the gateway answers on `api.<domain>`, Keycloak on `auth.<domain>`.",
     )
     region: str | None = Field(
         None,
@@ -342,9 +342,33 @@ class StackConfig(_Model):
                 raise RuleError(f"inference.models[{index}].pool", f"no gpuPools entry named {model.pool!r}")
         if self.gateway.certificate_arn and not self.on_aws:
             raise RuleError("gateway.certificateArn", 'needs cluster.mode "eks"')
+        self._certificate_rules()
         if self.environment is Environment.PROD and self.database.backup_retention_days < 7:
             raise RuleError("database.backupRetentionDays", "must be at least 7 in prod")
         return self
+
+    def _certificate_rules(self) -> None:
+        """An NLB listener with an ACM certificate that is never issued never serves: stop before any
+        `pulumi up` unless the program can validate the certificate itself (a Route 53 zone)."""
+        zone = self.gateway.hosted_zone
+        if zone and not self.on_aws:
+            raise RuleError("gateway.hostedZone", 'needs cluster.mode "eks"')
+        if not self.on_aws or self.gateway.certificate_arn:
+            return
+        if zone is None:
+            hosts = f"api.{self.domain} and auth.{self.domain}"
+            raise RuleError(
+                "gateway.hostedZone",
+                f"is required on eks unless gateway.certificateArn is set: the program requests an ACM "
+                f"certificate for {hosts}, which ACM issues only once one DNS validation record per name "
+                f"exists (a CNAME `_<token>.api.{self.domain}` and one `_<token>.auth.{self.domain}`, "
+                "names and values as ACM lists them). Set it to the Route 53 zone of "
+                f"{self.domain} and the program creates them; otherwise request a certificate for "
+                f"{hosts}, create those two CNAMEs in your DNS, and set gateway.certificateArn once ACM "
+                "shows it Issued.",
+            )
+        if self.domain != zone and not self.domain.endswith(f".{zone}"):
+            raise RuleError("gateway.hostedZone", f"{zone!r} is not {self.domain!r} nor a parent of it")
 
 
 def parse(values: Mapping[str, Any]) -> StackConfig:

@@ -37,6 +37,7 @@ SECRET = "[secret]"  # noqa: S105 - the placeholder for redacted values
 ACCOUNT = "123456789012"
 _AZ_INVOKE = "aws:index/getAvailabilityZones:getAvailabilityZones"
 _HELM_INVOKE = "kubernetes:helm:template"
+_ZONE_INVOKE = "aws:route53/getZone:getZone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,9 @@ class _Answers(mocks.Mocks):
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         if args.token == _AZ_INVOKE:
             return {"names": [f"{self.region}{zone}" for zone in "abc"], "zoneIds": []}, []
+        if args.token == _ZONE_INVOKE:
+            zone = str(args.args["name"])
+            return {"zoneId": _zone_id(zone), "id": _zone_id(zone), "name": zone}, []
         if args.token == _HELM_INVOKE:
             options = json.loads(args.args["jsonOpts"])
             objects = render_chart(
@@ -189,6 +193,14 @@ def _mask(value: Any) -> Any:
     return SECRET
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _zone_id(zone: str) -> str:
+    return "Z" + hashlib.sha256(zone.encode()).hexdigest()[:20].upper()
+
+
 def _fake_outputs(typ: str, name: str, inputs: Mapping[str, Any], region: str) -> dict[str, Any]:
     service = typ.split(":")[1].split("/")[0]
     outputs: dict[str, Any] = {"arn": f"arn:aws:{service}:{region}:{ACCOUNT}:{name}"}
@@ -207,6 +219,19 @@ def _fake_outputs(typ: str, name: str, inputs: Mapping[str, Any], region: str) -
     elif typ == "aws:eks/nodeGroup:NodeGroup":
         outputs["nodeGroupName"] = inputs.get("nodeGroupName", name)
         outputs["resources"] = [{"autoscalingGroups": [{"name": f"eks-{name}-asg"}]}]
+    elif typ == "aws:acm/certificate:Certificate":
+        hosts = [inputs["domainName"], *inputs.get("subjectAlternativeNames", [])]
+        outputs["domainValidationOptions"] = [
+            {
+                "domainName": host,
+                "resourceRecordName": f"_{_digest(host)}.{host}.",
+                "resourceRecordType": "CNAME",
+                "resourceRecordValue": f"_{_digest(name)}.acm-validations.aws.",
+            }
+            for host in hosts
+        ]
+    elif typ == "aws:route53/record:Record":
+        outputs["fqdn"] = str(inputs.get("name", name)).rstrip(".")
     elif typ == "random:index/randomPassword:RandomPassword":
         outputs["result"] = hashlib.sha256(name.encode()).hexdigest()[:32]
     if "name" not in inputs and not typ.startswith("kubernetes:"):

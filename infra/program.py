@@ -159,7 +159,7 @@ def build(config: StackConfig) -> Platform:
                 naming=naming,
                 production=production,
                 abandoned_upload_days=config.object_store.abandoned_upload_days,
-                cors_origin=config.gateway_origin,
+                cors_origins=tuple(config.gateway.cors_origins),
                 cluster_name=eks.name,
                 namespace=cluster.apps_namespace,
                 service_account=AppName.MEDIA_API.value,

@@ -20,13 +20,15 @@ import pulumi
 
 from apps.gateway.routes import AppName
 from infra.components.cluster import APPS_NAMESPACE
-from infra.components.gateway import Gateway, GatewayArgs, certificate
+from infra.components.gateway import Gateway, GatewayArgs, issued_certificate
 from infra.components.identity import Identity, IdentityArgs
+from infra.components.in_cluster_data import DATA_NAMESPACE, POSTGRES_CLUSTER
 from infra.components.inference import Inference, InferenceArgs
-from infra.components.observability import Observability, ObservabilityArgs
+from infra.components.observability import CnpgMetrics, ExporterTarget, Observability, ObservabilityArgs
 from infra.components.search import SearchAndSandbox, SearchArgs
 from infra.components.security import OBSERVABILITY_NAMESPACE, Security, SecurityArgs
-from infra.config import Environment
+from infra.config import DatabaseMode, Environment
+from infra.database import EXPORTER_ROLE
 from infra.specs.identity import IdentityInputs
 from infra.specs.kong import KongInputs
 from infra.specs.network_policies import NetworkInputs
@@ -63,6 +65,21 @@ def build_security(platform: Platform) -> Security:
     )
 
 
+def postgres_metrics(platform: Platform) -> CnpgMetrics | ExporterTarget | None:
+    """CNPG exports its own metrics; any other server (RDS) gets the exporter, with its bootstrap login."""
+    if platform.config.database.mode is DatabaseMode.IN_CLUSTER:
+        return CnpgMetrics(namespace=DATA_NAMESPACE, cluster=POSTGRES_CLUSTER)
+    database = platform.database
+    if database is None or EXPORTER_ROLE not in database.service_passwords:
+        return None
+    return ExporterTarget(
+        host=database.host,
+        port=database.port,
+        user=EXPORTER_ROLE,
+        password=database.service_passwords[EXPORTER_ROLE],
+    )
+
+
 def build_services(platform: Platform, security: Security) -> Services:
     config, naming, cluster = platform.config, platform.naming, platform.cluster
     provider = cluster.provider
@@ -77,16 +94,19 @@ def build_services(platform: Platform, security: Security) -> Services:
             collector_replicas=1 if config.environment is Environment.DEV else 2,
             provider=provider,
             depends_on=namespaces,
+            postgres=postgres_metrics(platform),
         ),
     )
     after_monitoring = [*namespaces, observability.monitoring]
     certificate_arn: pulumi.Input[str] | None = None
-    if config.on_aws:
-        certificate_arn = (
-            config.gateway.certificate_arn
-            or certificate(
-                naming("certificate"), config.domain, pulumi.ResourceOptions(provider=platform.aws_provider)
-            ).arn
+    if config.gateway.certificate_arn:
+        certificate_arn = config.gateway.certificate_arn
+    elif config.on_aws and config.gateway.hosted_zone:  # the config refuses eks without either
+        certificate_arn = issued_certificate(
+            naming("certificate"),
+            config.domain,
+            config.gateway.hosted_zone,
+            pulumi.ResourceOptions(provider=platform.aws_provider),
         )
     gateway = Gateway(
         naming("gateway"),

@@ -69,12 +69,16 @@ CHARTS: dict[str, ChartPin] = {
     "keycloakx": ChartPin("https://codecentric.github.io/helm-charts", "keycloakx", "7.1.11"),
     "cloudnative-pg": ChartPin("https://cloudnative-pg.github.io/charts", "cloudnative-pg", "0.29.0"),
     "cnpg-cluster": ChartPin("https://cloudnative-pg.github.io/charts", "cluster", "0.8.1"),
-    "seaweedfs": ChartPin("https://seaweedfs.github.io/seaweedfs/helm", "seaweedfs", "4.0.401"),  # confirm
+    # 4.0.402 is the first chart to read allInOne.s3.{port,enableAuth,existingConfigSecret,createBuckets}.
+    "seaweedfs": ChartPin("https://seaweedfs.github.io/seaweedfs/helm", "seaweedfs", "4.44.0"),
     "opentelemetry-collector": ChartPin(
         "https://open-telemetry.github.io/opentelemetry-helm-charts", "opentelemetry-collector", "0.170.0"
     ),
     "kube-prometheus-stack": ChartPin(
         "https://prometheus-community.github.io/helm-charts", "kube-prometheus-stack", "88.5.3"
+    ),
+    "prometheus-postgres-exporter": ChartPin(
+        "https://prometheus-community.github.io/helm-charts", "prometheus-postgres-exporter", "8.2.0"
     ),
     "jaeger": ChartPin("https://jaegertracing.github.io/helm-charts", "jaeger", "4.11.1"),
     "grafana": ChartPin(
@@ -88,7 +92,7 @@ CHARTS: dict[str, ChartPin] = {
 }
 
 IMAGES: dict[str, ImagePin] = {
-    "kong": ImagePin("kong", "3.9.1"),  # confirm (last 3.9 patch)
+    "kong": ImagePin("kong", "3.9.3"),  # the last 3.9 patch (nginx CVE fixes)
     "keycloak": ImagePin("quay.io/keycloak/keycloak", "26.5.6"),
     "vllm": ImagePin("vllm/vllm-openai", "v0.33.0"),
     # The dev stack's CPU model server (llama.cpp's OpenAI-compatible `llama-server`, a pinned build).
@@ -97,10 +101,11 @@ IMAGES: dict[str, ImagePin] = {
     "model-fetch": ImagePin("python", "3.11.7-slim-bookworm"),
     "cloudnative-pg": ImagePin("ghcr.io/cloudnative-pg/cloudnative-pg", "1.30.0"),
     "postgres": ImagePin("ghcr.io/cloudnative-pg/postgresql", "17.6-standard-bookworm"),  # confirm
-    "seaweedfs": ImagePin("chrislusf/seaweedfs", "4.01"),  # confirm
+    "seaweedfs": ImagePin("chrislusf/seaweedfs", "4.44"),  # the seaweedfs chart's appVersion
     "otel-collector": ImagePin("otel/opentelemetry-collector-contrib", "0.158.0"),
     "jaeger": ImagePin("jaegertracing/jaeger", "2.19.0"),
-    "grafana": ImagePin("grafana/grafana", "13.0.1"),  # confirm
+    "postgres-exporter": ImagePin("quay.io/prometheuscommunity/postgres-exporter", "v0.20.1"),
+    "grafana": ImagePin("grafana/grafana", "13.2.0"),  # the grafana chart's appVersion
     "dcgm-exporter": ImagePin("nvcr.io/nvidia/k8s/dcgm-exporter", "4.5.2-4.8.1-ubuntu22.04"),
     "sandbox-fusion": ImagePin("volcengine/sandbox-fusion", "server-20250609"),
     # The database bootstrap Job runs psql from the official image (client 17 speaks to servers 12-17).

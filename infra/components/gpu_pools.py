@@ -2,11 +2,13 @@
 
 Decisions:
 - NVIDIA AMIs (`AL2023_x86_64_NVIDIA` or `BOTTLEROCKET_x86_64_NVIDIA`) ship the driver and container
-  toolkit but not the device plugin, so the plugin is deployed here, pinned in `infra/versions.py`.
+  toolkit; AL2023 lacks the device plugin, so it is deployed here (pinned in `infra/versions.py`) for
+  the AL2023 pools only.
 - Every GPU node is tainted `nvidia.com/gpu=true:NoSchedule`; only the device plugin (and, later, the
   model servers) tolerate it, so nothing else lands on expensive nodes.
 - Pools are labelled `nvidia.com/gpu.present=true`: the device plugin's node affinity and our node
-  selector match it without Node Feature Discovery.
+  selector match it without Node Feature Discovery. They are also labelled with their AMI family
+  (`jan.ai/ami`): Bottlerocket's NVIDIA variants ship their own device plugin, so ours keeps off them.
 - The cluster autoscaler owns the desired size after creation (`ignore_changes`), so a `pulumi up`
   never scales a pool back; the pool's Auto Scaling group carries the autoscaler's node-template tags
   (labels and taint), so a pool can scale up from zero nodes.
@@ -30,6 +32,7 @@ from infra.versions import NVIDIA_DEVICE_PLUGIN
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+AMI_LABEL = "jan.ai/ami"  # `al2023` or `bottlerocket`: which node OS the pool runs
 DEVICE_PLUGIN_NAMESPACE = "nvidia-device-plugin"
 _AMI_TYPES = {"al2023": "AL2023_x86_64_NVIDIA", "bottlerocket": "BOTTLEROCKET_x86_64_NVIDIA"}
 _CAPACITY = {"on-demand": "ON_DEMAND", "spot": "SPOT"}
@@ -137,14 +140,26 @@ def autoscaler_node_template(pool: GpuPool) -> dict[str, str]:
 
 
 def node_labels(pool: GpuPool) -> dict[str, str]:
-    return {**pool.labels, "jan.ai/pool": pool.name, GPU_PRESENT_LABEL: "true"}
+    return {**pool.labels, "jan.ai/pool": pool.name, AMI_LABEL: pool.ami, GPU_PRESENT_LABEL: "true"}
 
 
 def device_plugin_values() -> dict[str, Any]:
-    """Only our taint is tolerated, and only GPU nodes are selected."""
+    """Only our taint is tolerated, and only GPU nodes whose AMI lacks the plugin are selected:
+    Bottlerocket's NVIDIA variants run their own device plugin, and a second one would fight it."""
+    required = [
+        {"key": GPU_PRESENT_LABEL, "operator": "In", "values": ["true"]},
+        {"key": AMI_LABEL, "operator": "NotIn", "values": ["bottlerocket"]},
+    ]
     return {
         "tolerations": [GPU_TOLERATION],
-        "nodeSelector": {GPU_PRESENT_LABEL: "true"},
+        # Replaces the chart's default affinity (NFD labels), whose terms would each admit any GPU node.
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": required}]
+                }
+            }
+        },
         "gfd": {"enabled": False},
         "nfd": {"enabled": False},
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},

@@ -105,7 +105,7 @@ def test_diff_reports_a_planted_change(
     capsys.readouterr()
     assert render.main(str(changed), str(tmp_path / "new"), str(prod.out)) == 0
     report = capsys.readouterr().out
-    assert "4 to add, 1 to change, 0 to remove." in report  # the pool and its 3 autoscaler tags
+    assert "5 to add, 1 to change, 0 to remove." in report  # the pool and its 4 autoscaler tags
     assert "- **+** `aws:eks/nodeGroup:NodeGroup` jan-prod-gpu-h100" in report
     assert "- **~** `aws:eks/nodeGroup:NodeGroup` jan-prod-gpu-l4" in report
     assert "  - `scalingConfig.maxSize`: `6` → `9`" in report
