@@ -1,7 +1,8 @@
 """The FastAPI application every app starts from.
 
 `service_app(settings, lifespan=…)` returns an app with the kit's middleware (request id and access
-log, body-size limit, CORS), the OpenAI error handlers, `/healthz` and `/readyz`, OpenTelemetry, and a
+log, body-size limit, CORS), the OpenAI error handlers, an OpenAPI document that describes the statuses
+and errors each route answers (apps/common/openapi), `/healthz` and `/readyz`, OpenTelemetry, and a
 lifespan that builds the shared pieces before the app's own lifespan runs:
 
 - `app.state.settings`, `app.state.readiness` (add checks to it), `app.state.telemetry`;
@@ -14,20 +15,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apps.common.auth.jwks import JWKSVerifier
 from apps.common.auth.principal import Authenticator
-from apps.common.auth.remote_keys import RemoteAPIKeyResolver
+from apps.common.auth.remote_keys import REVOCATIONS_PATH, RemoteAPIKeyResolver
 from apps.common.db import create_engine, database_check
-from apps.common.errors import install_error_handlers
+from apps.common.errors import ExceptionBoundary, install_error_handlers
+from apps.common.guard import GuardedRoute
 from apps.common.health import Readiness
 from apps.common.health import router as health_router
 from apps.common.http import make_client
 from apps.common.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from apps.common.openapi import install_openapi
 from apps.common.settings import ServiceSettings
 from apps.common.telemetry import setup_telemetry
 
@@ -36,13 +40,32 @@ AppLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
+class ServiceApp(FastAPI):
+    """A FastAPI app whose every route is a `GuardedRoute` (see `apps.common.guard`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.router.route_class = GuardedRoute
+
+    def include_router(self, router: APIRouter, **kwargs: Any) -> None:
+        if not issubclass(router.route_class, GuardedRoute):
+            raise TypeError(
+                f"router {router.prefix or '/'!r} must be APIRouter(..., route_class=GuardedRoute), "
+                "so callers are authenticated and text is checked before a body is parsed"
+            )
+        super().include_router(router, **kwargs)
+
+
 def service_app(
     settings: ServiceSettings,
     *,
     title: str,
     lifespan: AppLifespan | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    openapi_paths: dict[str, Any] | None = None,
 ) -> FastAPI:
+    """`openapi_paths`: OpenAPI path items for routes FastAPI cannot describe (a mounted ASGI app)."""
+
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
         async with make_client(timeout=5.0) as http:
@@ -73,12 +96,14 @@ def service_app(
                     async with lifespan(app):
                         yield
             finally:
+                await keys.aclose()
                 telemetry.shutdown()
 
-    app = FastAPI(title=title, version=settings.version, lifespan=run)
+    app = ServiceApp(title=title, version=settings.version, lifespan=run)
     app.state.settings = settings
     app.state.readiness = Readiness()
     install_error_handlers(app)
+    install_openapi(app, extra_paths=openapi_paths)
     app.include_router(health_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(
@@ -98,7 +123,11 @@ def service_app(
         allow_credentials=True,
         max_age=3600,
     )
-    app.add_middleware(RequestContextMiddleware, service_name=settings.service_name)
+    # Inside the request-id middleware, so a 500 it answers carries the id and is access-logged.
+    app.add_middleware(ExceptionBoundary)
+    app.add_middleware(
+        RequestContextMiddleware, service_name=settings.service_name, quiet_paths=(REVOCATIONS_PATH,)
+    )
     telemetry = setup_telemetry(
         app,
         service_name=settings.service_name,

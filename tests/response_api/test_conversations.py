@@ -267,7 +267,7 @@ async def test_earlier_output_sent_back_as_input_is_not_listed_again(
     ]
 
 
-async def test_a_conversation_llm_api_will_not_extend_fails_the_response(
+async def test_a_conversation_llm_api_will_not_extend_is_a_storage_failure(
     response_api_server: ServerFactory,
     issuer: TestIssuer,
     token: str,
@@ -279,15 +279,27 @@ async def test_a_conversation_llm_api_will_not_extend_fails_the_response(
     conversation = await llm.conversations.create()
     with response_api_server(auth=wrong) as url:
         async with AsyncOpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0) as client:
-            with pytest.raises(openai.APIStatusError) as caught:
+            with pytest.raises(openai.APIStatusError) as unread:
                 await client.responses.create(model=MODEL, input="hi", conversation=conversation.id)
             upstream.enqueue(answer("Lost?"))
-            response = await client.responses.create(model=MODEL, input="hi")
-    assert caught.value.status_code == 503
-    assert caught.value.response.headers["retry-after"] == "5"
-    # The answer was produced but its conversation could not take it: the response says so.
-    assert response.status == "failed" and response.error is not None
-    assert response.error.code == "conversation_unavailable"  # type: ignore[comparison-overlap]
+            with pytest.raises(openai.APIStatusError) as unstored:
+                await client.responses.create(model=MODEL, input="hi")
+            upstream.enqueue(answer("Lost too?"))
+            job = await client.responses.create(model=MODEL, input="hi", background=True)
+            polled = await client.responses.retrieve(job.id)
+            for _ in range(POLLS):
+                if polled.status not in ("queued", "in_progress"):
+                    break
+                await asyncio.sleep(0.05)
+                polled = await client.responses.retrieve(job.id)
+    for caught in (unread, unstored):
+        assert caught.value.status_code == 503
+        assert caught.value.response.headers["retry-after"] == "5"
+    # The answer was produced but its conversation could not take it: the client is told, and a
+    # background response (nobody waiting) is stored as failed.
+    assert unstored.value.code == "conversations_unavailable"
+    assert polled.status == "failed" and polled.error is not None
+    assert polled.error.code == "conversation_unavailable"  # type: ignore[comparison-overlap]
 
 
 async def test_one_conversation_in_local_mode(

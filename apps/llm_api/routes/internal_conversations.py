@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends
 
 from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
+from apps.common.guard import GuardedRoute
 from apps.llm_api.auth.routes.internal import require_internal_token
 from apps.llm_api.deps import ConversationsDep
 from apps.llm_api.services.items import items_to_messages, title_from
@@ -30,6 +31,7 @@ from apps.llm_api.wire.response_items import AppendItems, ImportConversation, st
 REPLAY_MAX_ITEMS = 1000
 
 router = APIRouter(
+    route_class=GuardedRoute,
     prefix="/internal/conversations",
     include_in_schema=False,
     dependencies=[Depends(require_internal_token)],

@@ -81,7 +81,10 @@ class Conversations:
             raise ConversationMissing(missing)
         if response.status_code >= 300:
             raise _refused(response)
-        body: dict[str, Any] = response.json()
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError as exc:
+            raise _unavailable("llm-api answered something other than JSON") from exc
         return body
 
 

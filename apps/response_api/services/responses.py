@@ -12,14 +12,25 @@ Decisions:
   400, as at OpenAI. Each stored response belongs to a conversation (the one named, the previous
   response's, or a new one created in llm-api at the start) and reports it in `conversation.id`.
 - A stored response that ends `completed` or `incomplete` appends its input and output items to its
-  conversation, in OpenAI's item shapes, before its own row is written; if llm-api cannot take them
-  the response ends `failed` (the conversation must not silently miss a turn). A conversation
-  deleted meanwhile is simply not written to. Failed and cancelled responses add nothing.
+  conversation, in OpenAI's item shapes, before its own row is written (one llm-api transaction,
+  not retried: a lost answer could otherwise add the turn twice). If llm-api cannot take them, that
+  is a storage failure like any other (below): the client gets a 503 or an SSE `error` and the
+  response is not stored; a background response is stored `failed` (`conversation_unavailable`),
+  since nobody is waiting to be told. A conversation deleted meanwhile is simply not written to.
+  Failed and cancelled responses add nothing.
 - An `mcp` tool in the request gets an `mcp_list_tools` output item (the tools offered), unless the
   history or the input already holds one for that server label, as at OpenAI.
 - A foreground response is written once, when it ends; a background one also when it starts, so
   it can be polled. (A foreground response that is still running is therefore visible, and
   cancellable, only on the replica that runs it.)
+- Durability: the client is acknowledged only for what is stored. The background insert comes before
+  the 200 that returns the id; the final write (state, input items, tool executions, new
+  conversation: one transaction) comes before the plain 200 and before the stream's terminal event.
+  Writes are retried through a short outage (`STORAGE_RETRY_SECONDS`); past that the client gets a
+  503 or an SSE `error` event and nothing was written. A background response's end, which nobody
+  waits for, is retried for longer (`BACKGROUND_STORAGE_RETRY_SECONDS`).
+- A poll never sees an ending before it is stored: while a response in this process has ended but
+  is not yet written, `get` waits for the write and answers from the database.
 - `store: false` responses are neither stored nor retrievable (so they cannot run in background), but
   their tool executions are recorded like any other.
 - A foreground, non-streamed request whose first model call is refused by llm-api with a 4xx (an
@@ -36,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apps.common.auth.principal import Principal
+from apps.common.durable import durably
 from apps.common.errors import APIError, bad_request
 from apps.common.ids import random_id
 from apps.response_api.schemas import CreateResponseRequest, McpTool, check_tools
@@ -43,7 +55,7 @@ from apps.response_api.services.conversations import ConversationMissing, Conver
 from apps.response_api.services.items import normalize_input, to_messages
 from apps.response_api.services.llm import LlmApiError, LlmClient
 from apps.response_api.services.loop import Executions, Limits, ToolLoop, ToolSet
-from apps.response_api.services.mcp import McpConnector, McpToolInfo, ToolAccess, ToolCatalog
+from apps.response_api.services.mcp import McpConnector, McpToolInfo, McpUnavailable, ToolAccess, ToolCatalog
 from apps.response_api.services.runs import Run, RunRegistry
 from apps.response_api.services.state import EventQueue, ResponseState
 from apps.response_api.services.store import ResponseStore
@@ -58,6 +70,8 @@ class ServiceConfig:
     offer_mcp_by_default: bool
     server_label: str
     tools_cache_seconds: float
+    storage_budget: float = 10.0
+    background_storage_budget: float = 120.0
 
 
 @dataclass(eq=False)
@@ -69,6 +83,8 @@ class ResponseRun(Run):
     listed_labels: frozenset[str] = frozenset()
     events: EventQueue | None = None
     refused: LlmApiError | None = None
+    # Set when the final state could not be stored: the client is told this instead of the response.
+    storage_error: APIError | None = None
 
 
 class ResponseService:
@@ -114,7 +130,16 @@ class ResponseService:
                 conversation_id = await self._conversations.create(headers)
             body["conversation"] = {"id": conversation_id}
         if request.background:
-            await self._store.insert(body, input_items, principal.user_id)
+
+            async def insert() -> None:
+                await self._store.insert(body, input_items, principal.user_id)
+
+            await durably(
+                insert,
+                budget=self._config.storage_budget,
+                what="this response",
+                committed=lambda: self._store.exists(body["id"]),
+            )
         run = ResponseRun(
             ResponseState(body),
             principal.user_id,
@@ -203,6 +228,13 @@ class ResponseService:
             state.finish(
                 "failed", error=_error("timeout", "The response did not finish within its deadline.")
             )
+        except McpUnavailable:
+            message = "The MCP tools could not be reached during the response."
+            for row in executions:  # the calls in flight went down with the session
+                if row["status"] in ("running", "cancelled"):
+                    row.update(status="failed", error_message=message)
+            state.fail_open_calls({"type": "http_error", "code": 502, "message": message})
+            state.finish("failed", error=_error("tools_unavailable", message))
         except LlmApiError as exc:
             if 400 <= exc.status < 500 and not state.output:
                 run.refused = exc
@@ -215,18 +247,60 @@ class ResponseService:
             await self._finish(run, executions)
 
     async def _finish(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
-        """Write the final state and the tool executions in one transaction, then end the stream."""
+        """Store the final state, then tell the client: the terminal event, or an error instead."""
+        state = run.state
         try:
-            body = run.state.body
-            await self._add_to_conversation(run)
-            if run.background:
-                await self._store.save(body, executions)
-            elif body["store"]:
-                await self._store.insert(body, run.input_items, run.user_id, executions=executions)
-            else:
-                await self._store.record_executions(executions)
+            await self._persist(run, executions)
+        except APIError as exc:
+            run.storage_error = exc
+            state.storage_failed({"code": exc.code or "storage_unavailable", "message": exc.message})
+        except Exception:
+            log.exception("storing a response failed", extra={"response_id": state.id})
+            run.storage_error = APIError(500, "The response could not be stored.", code="storage_failed")
+            state.storage_failed({"code": "storage_failed", "message": run.storage_error.message})
+        else:
+            state.announce_end()
         finally:
-            run.state.close_stream()
+            state.close_stream()
+
+    async def _persist(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
+        body = run.state.body
+        await self._add_to_conversation(run)
+        if run.background:
+
+            async def save() -> None:
+                await self._store.save(body, executions)
+
+            await durably(
+                save,
+                budget=self._config.background_storage_budget,
+                what="this response",
+                committed=lambda: self._store.ended(body["id"]),
+            )
+        elif body["store"]:
+
+            async def insert() -> None:
+                await self._store.insert(body, run.input_items, run.user_id, executions=executions)
+
+            await durably(
+                insert,
+                budget=self._config.storage_budget,
+                what="this response",
+                committed=lambda: self._store.exists(body["id"]),
+            )
+        else:
+            # Nothing was promised to the client (`store: false`): its tool calls are recorded before
+            # it is answered, like any other, but a failure to do so is logged, not reported.
+            try:
+                await durably(
+                    lambda: self._store.record_executions(executions),
+                    budget=self._config.storage_budget,
+                    what="the tool executions",
+                )
+            except Exception:
+                log.exception(
+                    "tool executions of an unstored response were lost", extra={"response_id": body["id"]}
+                )
 
     async def _add_to_conversation(self, run: ResponseRun) -> None:
         body = run.state.body
@@ -239,10 +313,13 @@ class ResponseService:
             await self._conversations.append(conversation["id"], items, run.principal.forward_headers())
         except ConversationMissing:
             log.info("conversation deleted during the response", extra={"response_id": run.state.id})
-        except Exception as exc:  # llm-api unreachable, refusing or answering nonsense
-            log.warning("could not extend the conversation", extra={"error": repr(exc)})
-            message = "The response could not be added to its conversation; try again."
-            run.state.fail_storage(_error("conversation_unavailable", message))
+        except APIError as exc:
+            log.warning("could not extend the conversation", extra={"error": exc.message})
+            if not run.background:
+                raise  # the client is told (a 503, or an SSE error) and nothing is stored
+            # Nobody waits for a background response: whoever polls it reads that it failed.
+            message = "The response could not be added to its conversation; run it again."
+            body.update(status="failed", error=_error("conversation_unavailable", message), completed_at=None)
 
     async def _open_tools(
         self, stack: AsyncExitStack, request: CreateResponseRequest, headers: dict[str, str]
@@ -275,6 +352,9 @@ class ResponseService:
         if run is None:
             return await self._store.mark_cancelled(principal.user_id, response_id)
         await self._registry.cancel(run)
+        assert isinstance(run, ResponseRun)
+        if run.storage_error is not None and run.state.body["store"]:
+            raise run.storage_error
         return run.state.body
 
     def abandon(self, run: ResponseRun) -> None:
