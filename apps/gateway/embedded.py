@@ -122,6 +122,9 @@ def local_model_command(port: int, threads: int = 2) -> list[str]:
         "2048",
         "--n_threads",
         str(threads),
+        # Errors only from llama.cpp (its info level is ~2000 lines per start); uvicorn's lines stay.
+        "--verbose",
+        "False",
     ]
 
 

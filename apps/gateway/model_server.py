@@ -34,6 +34,7 @@ BACKOFF_MAX = 30.0
 STABLE_SECONDS = 60.0
 READY_POLL_SECONDS = 0.2
 CHECK_TIMEOUT_SECONDS = 1.5
+MAX_LINE_CHARS = 2000
 
 
 class ModelSupervisor:
@@ -118,6 +119,8 @@ class ModelSupervisor:
     def _pump(self, stream: IO[bytes], pid: int) -> None:
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip()
+            if len(line) > MAX_LINE_CHARS:  # llama.cpp prints whole grammars when one fails
+                line = f"{line[:MAX_LINE_CHARS]}… ({len(line) - MAX_LINE_CHARS} more characters)"
             if line:
                 self._last_lines.append(line)
                 log.info(line, extra={"pid": pid, "model_server": self.name})

@@ -30,7 +30,9 @@ class LocalApps:
 
     def readme_example(self, name: str) -> str:
         """The README's Python block that starts with `# example: <name>`, pointed at this server."""
-        blocks = re.findall(r"```python\n(# example: [\w-]+\n.*?)```", README.read_text(), flags=re.S)
+        blocks: list[str] = re.findall(
+            r"```python\n(# example: [\w-]+\n.*?)```", README.read_text(), flags=re.S
+        )
         found = [block for block in blocks if block.startswith(f"# example: {name}\n")]
         assert len(found) == 1, f"README has {len(found)} examples named {name}"
         assert README_BASE_URL in found[0]

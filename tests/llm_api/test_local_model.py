@@ -28,7 +28,7 @@ from tests.llm_api.conftest import eventually
 
 pytestmark = pytest.mark.model
 MODEL = f"local/{LOCAL_MODEL_ALIAS}"
-WEATHER_TOOL: dict[str, Any] = {
+WEATHER_TOOL: Any = {
     "type": "function",
     "name": "get_weather",
     "description": "The current weather in a city.",
@@ -45,7 +45,7 @@ WEATHER_TOOL: dict[str, Any] = {
 
 # Forcing a tool whose schema bounds a string to 2048 characters: llama-cpp-python's grammar for it
 # is refused by llama.cpp, and the server process dies (issue 12).
-GRAMMAR_CRASH: dict[str, Any] = {
+GRAMMAR_CRASH: Any = {
     "model": LOCAL_MODEL_ALIAS,
     "messages": [{"role": "user", "content": "Read https://example.org"}],
     "max_tokens": 48,
@@ -155,7 +155,7 @@ def test_a_forced_tool_call_round_trip_through_responses(local: Local) -> None:
     first = client.responses.create(
         model=LOCAL_MODEL_ALIAS,
         input="What is the weather in Hanoi?",
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],
         tool_choice={"type": "function", "name": "get_weather"},
         max_output_tokens=64,
         temperature=0,
@@ -170,7 +170,7 @@ def test_a_forced_tool_call_round_trip_through_responses(local: Local) -> None:
         model=LOCAL_MODEL_ALIAS,
         previous_response_id=first.id,
         input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": "Sunny, 31 C"}],
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],
         max_output_tokens=32,
         temperature=0,
     )
@@ -185,7 +185,7 @@ def test_the_grammar_crash_request_is_answered_and_the_model_stays_up(local: Loc
     client = local.client()
     completion = client.chat.completions.create(**GRAMMAR_CRASH)
     calls = completion.choices[0].message.tool_calls or []
-    assert [call.function.name for call in calls] == ["scrape"]  # type: ignore[union-attr]
+    assert [call.function.name for call in calls] == ["scrape"]
 
     with pytest.raises(openai.BadRequestError) as caught:  # raw GBNF cannot be checked: refused
         client.chat.completions.create(

@@ -16,7 +16,7 @@ from tests.harness.upstream import FakeUpstream, Reply
 from tests.llm_api.conftest import FAKE_MODEL, LlmApi, llm_api_settings, running_llm_api
 from tests.llm_api.test_chat import stored_items
 
-TOOL_CALL: dict[str, Any] = {
+TOOL_CALL: Any = {
     "id": "call_1",
     "type": "function",
     "function": {"name": "get_weather", "arguments": '{"city": "Hanoi"}'},
@@ -117,7 +117,7 @@ def test_llama_cpp_python_gets_text_parts_joined_and_no_null_content(
 def test_llama_cpp_python_refuses_image_parts_with_a_400(
     llama_cpp_python_api: LlmApi, upstream: FakeUpstream
 ) -> None:
-    image = {"type": "image_url", "image_url": {"url": "https://example.invalid/cat.png"}}
+    image: Any = {"type": "image_url", "image_url": {"url": "https://example.invalid/cat.png"}}
     with pytest.raises(openai.BadRequestError) as caught:
         llama_cpp_python_api.client().chat.completions.create(
             model="local/fake-model",
@@ -130,7 +130,7 @@ def test_llama_cpp_python_refuses_image_parts_with_a_400(
 
 
 def test_other_kinds_get_content_parts_unchanged(llm_api: LlmApi, upstream: FakeUpstream) -> None:
-    parts = [{"type": "text", "text": "hi"}, {"type": "text", "text": "there"}]
+    parts: Any = [{"type": "text", "text": "hi"}, {"type": "text", "text": "there"}]
     llm_api.client().chat.completions.create(model=FAKE_MODEL, messages=[{"role": "user", "content": parts}])
     assert upstream.requests[-1]["messages"][0]["content"] == parts
 
@@ -151,7 +151,7 @@ def test_models_answer_to_aliases_without_a_slash(llm_api: LlmApi, upstream: Fak
 def test_llama_cpp_python_gets_grammar_safe_schemas(
     llama_cpp_python_api: LlmApi, upstream: FakeUpstream
 ) -> None:
-    schema = {
+    schema: Any = {
         "type": "object",
         "properties": {
             "url": {"type": "string", "minLength": 1, "maxLength": 2048, "description": "The page"},
@@ -160,15 +160,15 @@ def test_llama_cpp_python_gets_grammar_safe_schemas(
         },
         "required": ["url"],
     }
-    tool = {"type": "function", "function": {"name": "scrape", "parameters": schema}}
-    other = {"type": "function", "function": {"name": "other", "parameters": schema}}
+    tool: Any = {"type": "function", "function": {"name": "scrape", "parameters": schema}}
+    other: Any = {"type": "function", "function": {"name": "other", "parameters": schema}}
     upstream.enqueue(
         Reply(content="", tool_calls=[{**TOOL_CALL, "function": {"name": "scrape", "arguments": "{}"}}])
     )
     llama_cpp_python_api.client().chat.completions.create(
         model="local/fake-model",
         messages=[{"role": "user", "content": "Read example.org"}],
-        tools=[tool, other],  # type: ignore[list-item]
+        tools=[tool, other],
         tool_choice={"type": "function", "function": {"name": "scrape"}},
         response_format={"type": "json_schema", "json_schema": {"name": "page", "schema": schema}},
     )

