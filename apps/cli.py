@@ -4,6 +4,7 @@ jan-server dev                  the whole API on http://127.0.0.1:8000 (local mo
 jan-server serve <app>          one app, configured from the environment (what a container runs)
 jan-server migrate <app>|all    apply an app's database migrations (`DATABASE_URL`)
 jan-server render --stack …     the platform program's desired state, rendered offline
+jan-server smoke --base-url …   an end-to-end check of a deployed stack through its public entry
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     render.add_argument("--stack", required=True)
     render.add_argument("--out", default="render")
     render.add_argument("--diff", default=None, help="an earlier render directory to compare with")
+    smoke = commands.add_parser("smoke", help="check a deployed stack end to end, as a user would")
+    smoke.add_argument(
+        "--base-url", required=True, help="the stack's public entry, e.g. https://api.example.com"
+    )
+    smoke.add_argument("--token", default=None, help="a JWT or sk_ key to use instead of a guest login")
+    smoke.add_argument("--model", default=None, help="the model to chat with (default: the first listed)")
+    smoke.add_argument("--timeout", type=float, default=180.0, help="seconds for the whole run")
     args = parser.parse_args(argv)
 
     if args.command == "dev":
@@ -46,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(AppName(args.app), args.host, args.port)
     if args.command == "migrate":
         return _migrate(args.app)
+    if args.command == "smoke":
+        return _smoke(args.base_url, args.token, args.model, args.timeout)
     return _render(args.stack, args.out, args.diff)
 
 
@@ -73,6 +83,16 @@ def _migrate(target: str) -> int:
     for name in names:
         upgrade(APPS[name].package, url)
     return 0
+
+
+def _smoke(base_url: str, token: str | None, model: str | None, timeout: float) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from apps.smoke import passed, print_table, run_smoke  # noqa: PLC0415
+
+    results = asyncio.run(run_smoke(base_url, credential=token, model=model, timeout=timeout))
+    print_table(results, sys.stdout)
+    return 0 if passed(results) else 1
 
 
 def _render(stack: str, out: str, diff: str | None) -> int:

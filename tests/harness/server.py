@@ -16,6 +16,7 @@ from apps.common.health import ReadinessCheck
 from apps.gateway.asgi import LocalGateway
 from apps.gateway.embedded import free_port
 from apps.gateway.local_apps import LocalEnvironment, build_apps
+from apps.gateway.routes import AppName
 
 
 class ServerThread:
@@ -93,8 +94,12 @@ def serve_local(
     internal_token: str = "t",
     model_kind: str = "openai_compatible",
     model_check: ReadinessCheck | None = None,
+    stopped: frozenset[AppName] = frozenset(),
 ) -> Iterator[tuple[str, LocalEnvironment]]:
-    """The four apps behind the local gateway, wired as `make dev` wires them; yields (url, environment)."""
+    """The four apps behind the local gateway, wired as `make dev` wires them; yields (url, environment).
+
+    Apps named in `stopped` are left out, as if their pods were down: their routes answer 404.
+    """
     port = free_port()
     env = LocalEnvironment(
         base_url=f"http://127.0.0.1:{port}",
@@ -107,5 +112,6 @@ def serve_local(
         model_kind=model_kind,
         model_check=model_check,
     )
-    with serve(LocalGateway(build_apps(env)), port=port) as server:
+    apps = {name: app for name, app in build_apps(env).items() if name not in stopped}
+    with serve(LocalGateway(apps), port=port) as server:
         yield server.url, env
