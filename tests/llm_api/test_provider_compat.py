@@ -7,9 +7,11 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
+from apps.llm_api.providers.registry import Provider, ProviderRegistry
 from tests.harness.fake_media import FakeMedia
 from tests.harness.issuer import TestIssuer
 from tests.harness.upstream import FakeUpstream, Reply
@@ -196,3 +198,29 @@ def test_llama_cpp_python_refuses_a_raw_grammar(llama_cpp_python_api: LlmApi, up
         )
     assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "grammar"
     assert upstream.requests == []
+
+
+async def test_an_alias_goes_where_the_lowest_ranked_provider_is(upstream_server: FakeUpstream) -> None:
+    def provider(vendor: str, rank: int) -> Provider:
+        return Provider(
+            id=f"prov_{vendor}",
+            name=vendor,
+            kind="vllm",
+            vendor=vendor,
+            base_url=upstream_server.base_url,
+            api_key=None,
+            active=True,
+            source="file",
+            rank=rank,
+        )
+
+    async with httpx.AsyncClient() as client:
+        registry = ProviderRegistry(client, [provider("later", 2), provider("first", 1)])
+        await registry.sync()
+    alias = registry.select("fake-model")
+    assert alias is not None and alias.public_id == "first/fake-model"
+    assert registry.select("first/fake-model") is alias
+    later = registry.select("later/fake-model")
+    assert later is not None and later.provider.vendor == "later"
+    assert registry.aliases_of(alias) == ["fake-model"] and registry.aliases_of(later) == []
+    assert registry.select("fake") is None and registry.select("first/") is None
