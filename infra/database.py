@@ -37,6 +37,8 @@ DSN_KEY = "DATABASE_URL"
 ADMIN_SECRET = "jan-db-admin"  # noqa: S105 - a Secret's name, not a password
 ROLES_SECRET = "jan-db-roles"  # noqa: S105 - a Secret's name, not a password
 _ROLES_DIR = "/run/secrets/roles"
+# The login Prometheus' Postgres exporter uses where the server exports no metrics itself (RDS).
+EXPORTER_ROLE = "postgres_exporter"
 
 BOOTSTRAP_SCRIPT = """\
 set -eu
@@ -50,6 +52,15 @@ GRANT :"role" TO CURRENT_USER;
 SELECT format('CREATE DATABASE %I OWNER %I', :'role', :'role')
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'role')\\gexec
 REVOKE ALL ON DATABASE :"role" FROM PUBLIC;
+SQL
+done
+for role in ${MONITORING_ROLES:-}; do
+  ROLE_PASSWORD="$(cat "$ROLES_DIR/$role")" psql -v ON_ERROR_STOP=1 -v role="$role" <<'SQL'
+\\getenv password ROLE_PASSWORD
+SELECT format('CREATE ROLE %I LOGIN', :'role')
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role')\\gexec
+ALTER ROLE :"role" WITH LOGIN PASSWORD :'password';
+GRANT pg_monitor TO :"role";
 SQL
 done
 """
@@ -80,6 +91,9 @@ class BootstrapArgs:
     """app name (`media-api`) -> role and database name (`media_api`)"""
     service_roles: Sequence[str] = ()
     """roles and databases of platform services (`keycloak`); no DSN Secret in the apps namespace"""
+    monitoring_roles: Sequence[str] = ()
+    """login roles without a database, granted `pg_monitor` (a metrics exporter reads every database's
+    statistics with it, though the apps' databases are closed to PUBLIC)"""
     depends_on: Sequence[pulumi.Resource] = ()
     """What must exist before the Job runs (the in-cluster server's release)."""
 
@@ -94,7 +108,7 @@ def bootstrap(
         role: random.RandomPassword(
             f"{name}-{role}", length=32, special=False, opts=pulumi.ResourceOptions(parent=parent)
         )
-        for role in [*args.databases.values(), *args.service_roles]
+        for role in [*args.databases.values(), *args.service_roles, *args.monitoring_roles]
     }
     dsn_secrets: dict[str, str] = {}
     for app, role in args.databases.items():
@@ -133,16 +147,19 @@ def bootstrap(
         string_data={role: password.result for role, password in passwords.items()},
         opts=opts,
     )
-    all_roles = sorted(passwords)
+    owning = sorted(set(passwords) - set(args.monitoring_roles))
+    monitoring = sorted(args.monitoring_roles)
     job = k8s.batch.v1.Job(
         f"{name}-bootstrap",
-        metadata=_meta(f"jan-db-bootstrap-{job_hash(all_roles)}", args.namespace, labels),
-        spec=_job_spec(all_roles, labels),
+        metadata=_meta(f"jan-db-bootstrap-{job_hash(owning, monitoring)}", args.namespace, labels),
+        spec=_job_spec(owning, monitoring, labels),
         opts=pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(depends_on=[admin, roles, *args.depends_on])
         ),
     )
-    service_passwords = {role: passwords[role].result for role in args.service_roles}
+    service_passwords = {
+        role: passwords[role].result for role in [*args.service_roles, *args.monitoring_roles]
+    }
     return DatabaseEndpoint(
         host=args.host,
         port=args.port,
@@ -152,22 +169,27 @@ def bootstrap(
     )
 
 
-def job_hash(roles: Sequence[str]) -> str:
-    digest = hashlib.sha256("\n".join([BOOTSTRAP_SCRIPT, POSTGRES_CLIENT_IMAGE, *roles]).encode())
-    return digest.hexdigest()[:8]
+def job_hash(roles: Sequence[str], monitoring_roles: Sequence[str] = ()) -> str:
+    parts = [BOOTSTRAP_SCRIPT, POSTGRES_CLIENT_IMAGE, *roles]
+    if monitoring_roles:  # the name of a Job without them stays what it was
+        parts += ["monitoring", *monitoring_roles]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:8]
 
 
 def _meta(name: str, namespace: pulumi.Input[str], labels: Mapping[str, str]) -> k8s.meta.v1.ObjectMetaArgs:
     return k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=dict(labels))
 
 
-def _job_spec(roles: Sequence[str], labels: Mapping[str, str]) -> k8s.batch.v1.JobSpecArgs:
+def _job_spec(
+    roles: Sequence[str], monitoring_roles: Sequence[str], labels: Mapping[str, str]
+) -> k8s.batch.v1.JobSpecArgs:
     container = k8s.core.v1.ContainerArgs(
         name="psql",
         image=POSTGRES_CLIENT_IMAGE,
         command=["/bin/sh", "-c", BOOTSTRAP_SCRIPT],
         env=[
             k8s.core.v1.EnvVarArgs(name="ROLES", value=" ".join(roles)),
+            k8s.core.v1.EnvVarArgs(name="MONITORING_ROLES", value=" ".join(monitoring_roles)),
             k8s.core.v1.EnvVarArgs(name="ROLES_DIR", value=_ROLES_DIR),
         ],
         env_from=[

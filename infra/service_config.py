@@ -51,8 +51,16 @@ class GatewayConfig(_Model):
     certificate_arn: str | None = Field(
         None,
         pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[\w-]+$",
-        description="`eks` only: an existing ACM certificate for the proxy's TLS listener; unset: "
-        "the program requests one for `api.<domain>` and `auth.<domain>` (DNS validation).",
+        description="`eks` only: an existing, issued ACM certificate for the proxy's TLS listener; "
+        "unset: the program requests one for `api.<domain>` and `auth.<domain>` and validates it "
+        "through `hostedZone`.",
+    )
+    hosted_zone: str | None = Field(
+        None,
+        pattern=r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$",
+        description="`eks` only: the public Route 53 zone (`example.com`, the domain or a parent) in "
+        "which the program writes the certificate's DNS validation records; the NLB listeners wait "
+        "until ACM issues it. Required on `eks` unless `certificateArn` is set.",
     )
 
     @field_validator("cors_origins")

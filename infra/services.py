@@ -1,10 +1,13 @@
 """The services on the cluster, wired from one `StackConfig`: security, observability, gateway,
 identity, inference, search and sandbox (`build_services`).
 
-Order is by dependency: namespaces and policies first (`build_security`, before the in-cluster data
-services, which deploy into its `data` and `cnpg-system` namespaces); kube-prometheus-stack before
-anything that ships a ServiceMonitor (Kong, Keycloak, vLLM, DCGM need its CRDs); everything else in
-parallel. Keycloak waits for its database login (written from the stack's `DatabaseEndpoint`).
+Order is by dependency: every Kubernetes object waits for the system nodes and CoreDNS (through the
+cluster's provider), a model server for its GPU pool's node group, the load balancer Services (Kong,
+Keycloak) for the AWS Load Balancer Controller; namespaces and policies first (`build_security`, before
+the in-cluster data services, which deploy into its `data` and `cnpg-system` namespaces);
+kube-prometheus-stack before anything that ships a ServiceMonitor (Kong, Keycloak, vLLM, DCGM need its
+CRDs); everything else in parallel. Keycloak waits for its database login (written from the stack's
+`DatabaseEndpoint`).
 What the apps need from these services (the `IdentityInputs` behind issuer, audience and JWKS URL,
 the collector's inputs, the network inputs naming SearXNG and SandboxFusion, llm-api's providers and
 the model servers' API-key Secret) is kept on `Services`; the app releases (`infra.release`) derive
@@ -20,13 +23,15 @@ import pulumi
 
 from apps.gateway.routes import AppName
 from infra.components.cluster import APPS_NAMESPACE
-from infra.components.gateway import Gateway, GatewayArgs, certificate
+from infra.components.gateway import Gateway, GatewayArgs, issued_certificate
 from infra.components.identity import Identity, IdentityArgs
+from infra.components.in_cluster_data import DATA_NAMESPACE, POSTGRES_CLUSTER
 from infra.components.inference import Inference, InferenceArgs
-from infra.components.observability import Observability, ObservabilityArgs
+from infra.components.observability import CnpgMetrics, ExporterTarget, Observability, ObservabilityArgs
 from infra.components.search import SearchAndSandbox, SearchArgs
 from infra.components.security import OBSERVABILITY_NAMESPACE, Security, SecurityArgs
-from infra.config import Environment
+from infra.config import DatabaseMode, Environment
+from infra.database import EXPORTER_ROLE
 from infra.specs.identity import IdentityInputs
 from infra.specs.kong import KongInputs
 from infra.specs.network_policies import NetworkInputs
@@ -63,11 +68,30 @@ def build_security(platform: Platform) -> Security:
     )
 
 
+def postgres_metrics(platform: Platform) -> CnpgMetrics | ExporterTarget | None:
+    """CNPG exports its own metrics; any other server (RDS) gets the exporter, with its bootstrap login."""
+    if platform.config.database.mode is DatabaseMode.IN_CLUSTER:
+        return CnpgMetrics(namespace=DATA_NAMESPACE, cluster=POSTGRES_CLUSTER)
+    database = platform.database
+    if database is None or EXPORTER_ROLE not in database.service_passwords:
+        return None
+    return ExporterTarget(
+        host=database.host,
+        port=database.port,
+        user=EXPORTER_ROLE,
+        password=database.service_passwords[EXPORTER_ROLE],
+    )
+
+
 def build_services(platform: Platform, security: Security) -> Services:
     config, naming, cluster = platform.config, platform.naming, platform.cluster
     provider = cluster.provider
     net = security.inputs
     namespaces: list[pulumi.Resource] = list(security.namespaces.values())
+    gpu_pools = platform.gpu_pools
+    node_groups: dict[str, pulumi.Resource] = dict(gpu_pools.node_groups) if gpu_pools else {}
+    # Services of type LoadBalancer wait for the controller that provisions them.
+    load_balancers = [platform.addons.load_balancer_controller] if platform.addons else []
     otel = ObservabilityInputs(namespace=OBSERVABILITY_NAMESPACE)
     observability = Observability(
         naming("observability"),
@@ -77,16 +101,20 @@ def build_services(platform: Platform, security: Security) -> Services:
             collector_replicas=1 if config.environment is Environment.DEV else 2,
             provider=provider,
             depends_on=namespaces,
+            postgres=postgres_metrics(platform),
+            gpu_node_groups=list(node_groups.values()),
         ),
     )
     after_monitoring = [*namespaces, observability.monitoring]
     certificate_arn: pulumi.Input[str] | None = None
-    if config.on_aws:
-        certificate_arn = (
-            config.gateway.certificate_arn
-            or certificate(
-                naming("certificate"), config.domain, pulumi.ResourceOptions(provider=platform.aws_provider)
-            ).arn
+    if config.gateway.certificate_arn:
+        certificate_arn = config.gateway.certificate_arn
+    elif config.on_aws and config.gateway.hosted_zone:  # the config refuses eks without either
+        certificate_arn = issued_certificate(
+            naming("certificate"),
+            config.domain,
+            config.gateway.hosted_zone,
+            pulumi.ResourceOptions(provider=platform.aws_provider),
         )
     gateway = Gateway(
         naming("gateway"),
@@ -100,7 +128,7 @@ def build_services(platform: Platform, security: Security) -> Services:
             replicas=config.gateway.replicas,
             certificate_arn=certificate_arn,
             provider=provider,
-            depends_on=after_monitoring,
+            depends_on=[*after_monitoring, *load_balancers],
         ),
     )
     identity_inputs = IdentityInputs(public_url=config.identity_url, namespace=net.keycloak.namespace)
@@ -114,7 +142,7 @@ def build_services(platform: Platform, security: Security) -> Services:
             certificate_arn=certificate_arn,
             database=platform.database,
             provider=provider,
-            depends_on=after_monitoring,
+            depends_on=[*after_monitoring, *load_balancers],
         ),
     )
     inference = Inference(
@@ -127,6 +155,8 @@ def build_services(platform: Platform, security: Security) -> Services:
             prometheus_url=otel.prometheus_url,
             provider=provider,
             depends_on=after_monitoring,
+            pool_nodes=dict(gpu_pools.pool_nodes) if gpu_pools else {},
+            node_groups=node_groups,
         ),
     )
     search = SearchAndSandbox(

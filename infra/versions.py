@@ -21,6 +21,9 @@ Decisions recorded here because they follow from where upstream moved:
 - Jaeger v1 reached end of life (2025-12-31): the `jaeger` chart 4.x runs Jaeger v2.
 - Grafana comes from the `grafana-community` chart repository (the old one is frozen).
 - The OpenTelemetry Collector runs the `-contrib` distribution (it has the exporters we use).
+- EKS clusters get the cluster autoscaler (a chart: no EKS add-on exists) at the cluster's minor, the
+  AWS Load Balancer Controller (the one controller for LoadBalancer Services), and metrics-server as
+  the EKS add-on (matched to the cluster version by EKS, like the other add-ons).
 """
 
 from __future__ import annotations
@@ -69,12 +72,16 @@ CHARTS: dict[str, ChartPin] = {
     "keycloakx": ChartPin("https://codecentric.github.io/helm-charts", "keycloakx", "7.1.11"),
     "cloudnative-pg": ChartPin("https://cloudnative-pg.github.io/charts", "cloudnative-pg", "0.29.0"),
     "cnpg-cluster": ChartPin("https://cloudnative-pg.github.io/charts", "cluster", "0.8.1"),
-    "seaweedfs": ChartPin("https://seaweedfs.github.io/seaweedfs/helm", "seaweedfs", "4.0.401"),  # confirm
+    # 4.0.402 is the first chart to read allInOne.s3.{port,enableAuth,existingConfigSecret,createBuckets}.
+    "seaweedfs": ChartPin("https://seaweedfs.github.io/seaweedfs/helm", "seaweedfs", "4.44.0"),
     "opentelemetry-collector": ChartPin(
         "https://open-telemetry.github.io/opentelemetry-helm-charts", "opentelemetry-collector", "0.170.0"
     ),
     "kube-prometheus-stack": ChartPin(
         "https://prometheus-community.github.io/helm-charts", "kube-prometheus-stack", "88.5.3"
+    ),
+    "prometheus-postgres-exporter": ChartPin(
+        "https://prometheus-community.github.io/helm-charts", "prometheus-postgres-exporter", "8.2.0"
     ),
     "jaeger": ChartPin("https://jaegertracing.github.io/helm-charts", "jaeger", "4.11.1"),
     "grafana": ChartPin(
@@ -85,10 +92,20 @@ CHARTS: dict[str, ChartPin] = {
         "https://nvidia.github.io/k8s-device-plugin", "nvidia-device-plugin", "0.20.0"
     ),
     "keda": ChartPin("https://kedacore.github.io/charts", "keda", "2.18.1"),  # confirm
+    # The autoscaler's minor must match the cluster's (`CLUSTER_AUTOSCALER` picks one per minor).
+    "cluster-autoscaler-1.34": ChartPin(
+        "https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.53.0"
+    ),
+    "cluster-autoscaler-1.35": ChartPin(
+        "https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.59.0"
+    ),
+    "aws-load-balancer-controller": ChartPin(
+        "https://aws.github.io/eks-charts", "aws-load-balancer-controller", "3.5.0"
+    ),
 }
 
 IMAGES: dict[str, ImagePin] = {
-    "kong": ImagePin("kong", "3.9.1"),  # confirm (last 3.9 patch)
+    "kong": ImagePin("kong", "3.9.3"),  # the last 3.9 patch (nginx CVE fixes)
     "keycloak": ImagePin("quay.io/keycloak/keycloak", "26.5.6"),
     "vllm": ImagePin("vllm/vllm-openai", "v0.33.0"),
     # The dev stack's CPU model server (llama.cpp's OpenAI-compatible `llama-server`, a pinned build).
@@ -97,10 +114,11 @@ IMAGES: dict[str, ImagePin] = {
     "model-fetch": ImagePin("python", "3.11.7-slim-bookworm"),
     "cloudnative-pg": ImagePin("ghcr.io/cloudnative-pg/cloudnative-pg", "1.30.0"),
     "postgres": ImagePin("ghcr.io/cloudnative-pg/postgresql", "17.6-standard-bookworm"),  # confirm
-    "seaweedfs": ImagePin("chrislusf/seaweedfs", "4.01"),  # confirm
+    "seaweedfs": ImagePin("chrislusf/seaweedfs", "4.44"),  # the seaweedfs chart's appVersion
     "otel-collector": ImagePin("otel/opentelemetry-collector-contrib", "0.158.0"),
     "jaeger": ImagePin("jaegertracing/jaeger", "2.19.0"),
-    "grafana": ImagePin("grafana/grafana", "13.0.1"),  # confirm
+    "postgres-exporter": ImagePin("quay.io/prometheuscommunity/postgres-exporter", "v0.20.1"),
+    "grafana": ImagePin("grafana/grafana", "13.2.0"),  # the grafana chart's appVersion
     "dcgm-exporter": ImagePin("nvcr.io/nvidia/k8s/dcgm-exporter", "4.5.2-4.8.1-ubuntu22.04"),
     "sandbox-fusion": ImagePin("volcengine/sandbox-fusion", "server-20250609"),
     # The database bootstrap Job runs psql from the official image (client 17 speaks to servers 12-17).
@@ -108,5 +126,10 @@ IMAGES: dict[str, ImagePin] = {
 }
 
 NVIDIA_DEVICE_PLUGIN = CHARTS["nvidia-device-plugin"]
+# cluster-autoscaler per Kubernetes minor (chart 9.53.0 ships app 1.34.2, 9.59.0 app 1.35.0); an EKS
+# stack on another minor is a config error until a matching pin is added here.
+CLUSTER_AUTOSCALER: dict[str, ChartPin] = {
+    minor: CHARTS[f"cluster-autoscaler-{minor}"] for minor in ("1.34", "1.35")
+}
 UPSTREAM_CHARTS: tuple[ChartPin, ...] = tuple(CHARTS.values())
 POSTGRES_CLIENT_IMAGE = IMAGES["postgres-client"].ref

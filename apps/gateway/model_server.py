@@ -23,6 +23,7 @@ import logging
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import IO
 
 import httpx
@@ -39,9 +40,16 @@ MAX_LINE_CHARS = 2000
 
 class ModelSupervisor:
     def __init__(
-        self, command: list[str], base_url: str, *, name: str = "local model", startup_timeout: float = 120.0
+        self,
+        command: list[str],
+        base_url: str,
+        *,
+        name: str = "local model",
+        startup_timeout: float = 120.0,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.command = command
+        self.preexec_fn = preexec_fn
         self.base_url = base_url
         self.name = name
         self.startup_timeout = startup_timeout
@@ -106,7 +114,11 @@ class ModelSupervisor:
 
     def _spawn(self) -> None:
         process = subprocess.Popen(  # noqa: S603 - our own fixed command line
-            self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            self.command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=self.preexec_fn,  # only a prctl before exec: no locks, no threads touched
         )
         self.process = process
         assert process.stdout is not None

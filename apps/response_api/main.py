@@ -61,6 +61,8 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
                         offer_mcp_by_default=settings.offer_mcp_tools_by_default,
                         server_label=settings.mcp_server_label,
                         tools_cache_seconds=settings.mcp_tools_cache_seconds,
+                        storage_budget=settings.storage_retry_seconds,
+                        background_storage_budget=settings.background_storage_retry_seconds,
                     ),
                 )
                 # Nothing legitimately runs past the deadline plus one tool timeout; leave a minute's slack.

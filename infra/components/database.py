@@ -8,7 +8,8 @@ Decisions:
   CloudWatch. Outside prod a
   stack can be destroyed without leftovers.
 - The master password is generated (pulumi-random) and stays a Pulumi secret; apps never see it:
-  the bootstrap Job uses it to create one role and database per app.
+  the bootstrap Job uses it to create one role and database per app, and a `pg_monitor` login for
+  the Postgres exporter (`database.EXPORTER_ROLE`; observability runs the exporter).
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class RdsDatabase(pulumi.ComponentResource):
                 namespace=args.namespace,
                 databases=args.databases,
                 service_roles=args.service_roles,
+                # RDS exports no Postgres metrics to Prometheus: the exporter logs in with this role.
+                monitoring_roles=(database.EXPORTER_ROLE,),
             ),
             parent=self,
             provider=args.provider,

@@ -5,12 +5,14 @@ same table `make dev`'s local gateway serves) and mounted from a ConfigMap; a ch
 template rolls Kong when the routes change (DB-less Kong reads its config only at start). Decisions:
 - No ingress controller and no admin API: the routes live in Git, and nothing may reconfigure Kong at
   run time.
-- On AWS the proxy is an internet-facing NLB (the in-tree `nlb` type: the cluster runs no AWS Load
-  Balancer Controller; `externalTrafficPolicy: Local` keeps client addresses) with TLS terminated by
-  ACM on 443 and forwarded to Kong's plain HTTP port; the certificate is `gateway.certificateArn` or
-  one the program requests for `api.<domain>` and `auth.<domain>` (DNS validation: the records to
-  create are a stack output). Elsewhere (dev) the proxy is a ClusterIP Service reached with
-  `kubectl port-forward` (README, "Platform").
+- On AWS the proxy is an internet-facing NLB made by the AWS Load Balancer Controller
+  (`infra.components.cluster_addons.nlb_annotations`: IP targets, client addresses preserved) with TLS
+  terminated by ACM on 443 and forwarded to Kong's plain HTTP port (8000, kept in the container, off
+  the Service). The certificate is `gateway.certificateArn` (already issued) or one the program
+  requests for `api.<domain>` and `auth.<domain>` and validates with DNS records in `gateway.hostedZone`
+  (`issued_certificate`): the listeners take the validated ARN, so they wait for the issued
+  certificate instead of timing out the first `pulumi up`. Elsewhere (dev) the proxy is a ClusterIP
+  Service reached with `kubectl port-forward` (README, "Platform").
 - Traces go to the collector (`opentelemetry` plugin plus Kong's tracing settings); metrics are the
   `prometheus` plugin on the status port, scraped through the chart's ServiceMonitor.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import helm
+from infra.components.cluster_addons import nlb_annotations
 from infra.specs.kong import KongInputs, kong_config, kong_env
 from infra.versions import CHARTS, IMAGES
 
@@ -34,7 +38,6 @@ RELEASE = "kong"
 CONFIG_MAP = "kong-declarative"
 CONFIG_KEY = "kong.yml"
 PROXY_HTTP_PORT = 8000
-_LB = "service.beta.kubernetes.io/aws-load-balancer"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,17 +92,13 @@ def kong_values(args: GatewayArgs, config_checksum: str) -> dict[str, Any]:
     if args.certificate_arn is not None:
         proxy = {
             "type": "LoadBalancer",
-            "annotations": {
-                f"{_LB}-type": "nlb",
-                f"{_LB}-scheme": "internet-facing",
-                f"{_LB}-ssl-cert": args.certificate_arn,
-                f"{_LB}-ssl-ports": "443",
-                f"{_LB}-backend-protocol": "tcp",
-            },
-            # Instance targets keep the client's address only with Local (rate limits are per IP).
+            "annotations": nlb_annotations(args.certificate_arn),
+            # The NLB targets the pods (IP targets) and preserves client addresses (rate limits are per IP).
             "externalTrafficPolicy": "Local",
-            "http": {"enabled": False},
-            # TLS ends at the NLB: its 443 listener forwards to Kong's plain HTTP port.
+            # TLS ends at the NLB, so the Service's only port (443) targets Kong's plain HTTP listener:
+            # the chart keeps that listener in the container but off the Service with `servicePort: 0`
+            # (its values.yaml documents this for TLS terminated at the load balancer).
+            "http": {"enabled": True, "servicePort": 0, "containerPort": PROXY_HTTP_PORT},
             "tls": {"enabled": True, "servicePort": 443, "overrideServiceTargetPort": PROXY_HTTP_PORT},
         }
     return {
@@ -120,12 +119,70 @@ def kong_values(args: GatewayArgs, config_checksum: str) -> dict[str, Any]:
     }
 
 
-def certificate(name: str, domain: str, opts: pulumi.ResourceOptions) -> aws.acm.Certificate:
-    """An ACM certificate for the public hosts (the gateway and Keycloak), validated through DNS."""
-    return aws.acm.Certificate(
+def certificate_hosts(domain: str) -> list[str]:
+    """The public hosts the program's certificate covers: the gateway and Keycloak."""
+    return [f"api.{domain}", f"auth.{domain}"]
+
+
+def issued_certificate(
+    name: str, domain: str, hosted_zone: str, opts: pulumi.ResourceOptions
+) -> pulumi.Output[str]:
+    """An ACM certificate for the public hosts, validated through DNS records in `hosted_zone`.
+
+    The ARN returned is the `CertificateValidation`'s, which resolves only once ACM has issued the
+    certificate: the NLB listeners (Kong's and Keycloak's Services, hence their atomic releases)
+    take it as an input, so they are created after the certificate is usable, not before.
+    """
+    primary, *alternatives = certificate_hosts(domain)
+    cert = aws.acm.Certificate(
         name,
-        domain_name=f"api.{domain}",
-        subject_alternative_names=[f"auth.{domain}"],
+        domain_name=primary,
+        subject_alternative_names=alternatives,
         validation_method="DNS",
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(protect=False)),
     )
+    zone = aws.route53.get_zone_output(
+        name=hosted_zone, private_zone=False, opts=pulumi.InvokeOutputOptions(provider=opts.provider)
+    )
+    records = [
+        _validation_record(f"{name}-validation-{host.split('.', 1)[0]}", cert, host, zone.zone_id, opts)
+        for host in (primary, *alternatives)
+    ]
+    validation = aws.acm.CertificateValidation(
+        name,
+        certificate_arn=cert.arn,
+        validation_record_fqdns=[record.fqdn for record in records],
+        opts=opts,
+    )
+    return validation.certificate_arn
+
+
+def _validation_record(
+    name: str,
+    cert: aws.acm.Certificate,
+    host: str,
+    zone_id: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> aws.route53.Record:
+    """The CNAME ACM asks for to prove control of `host`."""
+    option = cert.domain_validation_options.apply(lambda options: _validation_for(options, host))
+    return aws.route53.Record(
+        name,
+        zone_id=zone_id,
+        name=option.apply(lambda found: found.resource_record_name or ""),
+        type=option.apply(lambda found: found.resource_record_type or "CNAME"),
+        records=[option.apply(lambda found: found.resource_record_value or "")],
+        ttl=300,
+        # ACM gives a name the same record on every certificate: a rerun takes it over.
+        allow_overwrite=True,
+        opts=opts,
+    )
+
+
+def _validation_for(
+    options: Sequence[aws.acm.outputs.CertificateDomainValidationOption], host: str
+) -> aws.acm.outputs.CertificateDomainValidationOption:
+    for option in options:
+        if option.domain_name == host:
+            return option
+    raise ValueError(f"ACM lists no DNS validation record for {host}")

@@ -3,7 +3,8 @@
 Decisions:
 - Private by construction: all four public-access blocks, bucket-owner-enforced ownership (no ACLs),
   SSE-S3 encryption, and a policy denying plain-HTTP access.
-- Browsers upload straight to the bucket with presigned URLs, so CORS allows the gateway's origin only.
+- Browsers upload straight to the bucket with presigned URLs from the web app's page, so CORS allows
+  the web app origins (`gateway.corsOrigins`, the same list Kong allows); none: no CORS rule.
 - Unfinished multipart uploads are aborted after `abandonedUploadDays`; prod keeps versions (and
   expires old ones after 30 days) and protects the bucket from deletion; elsewhere the bucket can be
   destroyed with the stack.
@@ -30,7 +31,8 @@ class ObjectStoreArgs:
     naming: Naming
     production: bool
     abandoned_upload_days: int
-    cors_origin: str
+    cors_origins: tuple[str, ...]
+    """The web app origins (`gateway.corsOrigins`) browsers upload from with presigned URLs."""
     cluster_name: pulumi.Input[str]
     namespace: pulumi.Input[str]
     service_account: str
@@ -90,20 +92,21 @@ class ObjectStore(pulumi.ComponentResource):
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-media", bucket=bucket.id, rules=_lifecycle(args), opts=child
         )
-        aws.s3.BucketCorsConfiguration(
-            f"{name}-media",
-            bucket=bucket.id,
-            cors_rules=[
-                aws.s3.BucketCorsConfigurationCorsRuleArgs(
-                    allowed_origins=[args.cors_origin],
-                    allowed_methods=["GET", "PUT", "POST", "HEAD"],
-                    allowed_headers=["*"],
-                    expose_headers=["ETag"],
-                    max_age_seconds=3000,
-                )
-            ],
-            opts=child,
-        )
+        if args.cors_origins:
+            aws.s3.BucketCorsConfiguration(
+                f"{name}-media",
+                bucket=bucket.id,
+                cors_rules=[
+                    aws.s3.BucketCorsConfigurationCorsRuleArgs(
+                        allowed_origins=list(args.cors_origins),
+                        allowed_methods=["GET", "PUT", "POST", "HEAD"],
+                        allowed_headers=["*"],
+                        expose_headers=["ETag"],
+                        max_age_seconds=3000,
+                    )
+                ],
+                opts=child,
+            )
         aws.s3.BucketPolicy(
             f"{name}-media",
             bucket=bucket.id,

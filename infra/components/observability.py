@@ -9,12 +9,16 @@ Prometheus scrapes vLLM, Kong, Keycloak, CloudNativePG and DCGM through ServiceM
 - The alert rules are a `PrometheusRule` object of the program (not chart values), so they show up in
   previews and are validated in the offline render.
 - The DCGM exporter runs only on stacks with GPU pools, on GPU nodes only (their taint tolerated).
+- Postgres metrics: a PodMonitor on CloudNativePG's own exporter where CNPG runs, the
+  prometheus-postgres-exporter release where the server is RDS (`infra.specs.postgres_metrics`).
+- kube-prometheus-stack does not watch the control plane parts a managed control plane (EKS) or kind
+  hides (controller manager, scheduler, etcd, kube-proxy): their `absent()` alerts would never clear.
 - Grafana's admin password is generated (Secret `grafana-admin`; the stack outputs say how to read it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -32,9 +36,34 @@ from infra.specs.otel import (
     grafana_datasources,
     prometheus_values,
 )
+from infra.specs.postgres_metrics import (
+    EXPORTER_PASSWORD_KEY,
+    EXPORTER_RELEASE,
+    EXPORTER_SECRET,
+    cnpg_pod_monitor,
+    exporter_values,
+)
 from infra.versions import CHARTS, IMAGES
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"  # noqa: S105 - a Secret's name
+
+
+@dataclass(frozen=True, kw_only=True)
+class CnpgMetrics:
+    """A CloudNativePG `Cluster` whose instances export their own metrics."""
+
+    namespace: str
+    cluster: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExporterTarget:
+    """A Postgres server without its own exporter (RDS), read by the exporter with a `pg_monitor` login."""
+
+    host: pulumi.Input[str]
+    port: pulumi.Input[int]
+    user: str
+    password: pulumi.Input[str]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +73,10 @@ class ObservabilityArgs:
     collector_replicas: int
     provider: k8s.Provider
     depends_on: list[pulumi.Resource]
+    # The GPU node groups the DCGM exporter's DaemonSet runs on.
+    gpu_node_groups: list[pulumi.Resource] = field(default_factory=list)
+    postgres: CnpgMetrics | ExporterTarget | None = None
+    """Where the Postgres dashboard and alert get their metrics (`infra.specs.postgres_metrics`)."""
 
 
 class Observability(pulumi.ComponentResource):
@@ -102,32 +135,74 @@ class Observability(pulumi.ComponentResource):
         )
         rules = alert_rules(namespace)
         k8s_object(f"{name}-{object_name(rules)}", rules, after_crds)
+        if args.postgres is not None:
+            _postgres_metrics(name, args.postgres, namespace, on_cluster, after_crds)
         if args.gpus:
             helm.upstream_release(
                 "dcgm-exporter",
                 CHARTS["dcgm-exporter"],
                 namespace=namespace,
                 values=dcgm_values(),
-                opts=after_crds,
+                opts=pulumi.ResourceOptions.merge(
+                    after_crds, pulumi.ResourceOptions(depends_on=args.gpu_node_groups)
+                ),
             )
         self.register_outputs({})
+
+
+# Control-plane components a managed control plane (EKS) or kind does not let Prometheus scrape: their
+# Services, ServiceMonitors and rules would only produce `absent(up{...})` alerts that never clear.
+UNSCRAPABLE_CONTROL_PLANE = ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy")
+
+
+def _postgres_metrics(
+    name: str,
+    postgres: CnpgMetrics | ExporterTarget,
+    namespace: str,
+    on_cluster: pulumi.ResourceOptions,
+    after_crds: pulumi.ResourceOptions,
+) -> None:
+    if isinstance(postgres, CnpgMetrics):
+        monitor = cnpg_pod_monitor(postgres.namespace, postgres.cluster, namespace)
+        k8s_object(f"{name}-{object_name(monitor)}", monitor, after_crds)
+        return
+    secret = k8s.core.v1.Secret(
+        f"{name}-postgres-exporter",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=EXPORTER_SECRET, namespace=namespace, labels={"app.kubernetes.io/part-of": "jan"}
+        ),
+        string_data={EXPORTER_PASSWORD_KEY: pulumi.Output.secret(postgres.password)},
+        opts=on_cluster,
+    )
+    helm.upstream_release(
+        EXPORTER_RELEASE,
+        CHARTS["prometheus-postgres-exporter"],
+        namespace=namespace,
+        # The chart builds its connection URI from a string port.
+        values=exporter_values(
+            postgres.host, pulumi.Output.from_input(postgres.port).apply(str), postgres.user
+        ),
+        opts=pulumi.ResourceOptions.merge(after_crds, pulumi.ResourceOptions(depends_on=[secret])),
+    )
 
 
 def stack_values() -> dict[str, Any]:
     values = prometheus_values()
     values["grafana"] = {"enabled": False}  # Grafana is its own release (see above)
+    values |= {component: {"enabled": False} for component in UNSCRAPABLE_CONTROL_PLANE}
     return values
 
 
 def jaeger_values() -> dict[str, Any]:
-    """Jaeger v2 all-in-one with in-memory storage: traces are for debugging, kept for hours."""
+    """Jaeger v2 all-in-one with in-memory storage: traces are for debugging, kept for hours.
+
+    Chart 4.x runs the `jaeger` Deployment from `jaeger.*` (no `allInOne`, no `provisionDataStore`);
+    without a `userconfig` the image's built-in all-in-one config applies, whose storage is memory.
+    """
     image = IMAGES["jaeger"]
     return {
         "fullnameOverride": "jaeger",
-        "provisionDataStore": {"cassandra": False, "elasticsearch": False},
-        "storage": {"type": "memory"},
-        "allInOne": {
-            "enabled": True,
+        "jaeger": {
             "image": {"repository": image.repository, "tag": image.tag},
             "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
         },

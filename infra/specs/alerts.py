@@ -6,6 +6,8 @@ metrics listed in `infra.specs.otel.METRICS_BY_SOURCE`. Decisions:
 - The latency rule covers non-streaming routes only: a streamed chat completion or response lasts as
   long as the generation, so its duration says nothing about the service; time to first token (from
   vLLM) is the streaming path's latency signal.
+- Postgres connections: one rule over CloudNativePG's metrics or the Postgres exporter's, whichever
+  the stack has (`infra.specs.postgres_metrics`).
 - GPU memory alerts only near full (97% by default): vLLM preallocates most of the GPU memory for its
   KV cache on purpose.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from infra.specs.postgres_metrics import connections_ratio
 
 
 class AlertThresholds(BaseModel):
@@ -93,11 +97,11 @@ def alert_rules(namespace: str, thresholds: AlertThresholds | None = None) -> di
         ),
         _rule(
             "PostgresConnectionsNearLimit",
-            "sum by (namespace, pod) (cnpg_backends_total) / max by (namespace, pod)"
-            f' (cnpg_pg_settings_setting{{name="max_connections"}}) > {t.db_connection_ratio}',
+            f"({connections_ratio('job, pod')}) > {t.db_connection_ratio}",
             "10m",
             "warning",
-            "Postgres {{ $labels.pod }} uses {{ $value | humanizePercentage }} of max_connections.",
+            "Postgres ({{ $labels.job }} {{ $labels.pod }}) uses {{ $value | humanizePercentage }}"
+            " of max_connections.",
         ),
     ]
     return {

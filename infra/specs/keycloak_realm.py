@@ -3,9 +3,11 @@
 Built from `IdentityInputs` (infra.specs.identity), the same values the apps' auth settings come from.
 Decisions:
 
-- Roles `guest`, `user`, `admin`; the realm's default role (`default-roles-<realm>`) carries `user`
-  and `offline_access`, so a self-registered account is a `user`. Guests are created by llm-api
-  through the admin API and get `guest` on top (the apps treat `guest` as the narrower identity).
+- Roles `guest`, `user`, `admin`; the realm's default role (`default-roles-<realm>`) carries `user`,
+  `offline_access` and `uma_authorization`, so a self-registered account is a `user`. It is listed
+  with its composites under `roles.realm`: Keycloak 26 ignores composites given under `defaultRole`.
+  Guests are created by llm-api through the admin API and get `guest` on top (the apps treat `guest`
+  as the narrower identity).
 - The public client (`jan-client`) is what browser and desktop apps log in with: authorization code
   with PKCE `S256` only, no direct grants, no implicit flow, redirect URIs and web origins from the
   stack config (never `*`).
@@ -46,6 +48,11 @@ REALM_ROLES = {
     "admin": "Administrator of the Jan platform",
 }
 DEFAULT_REALM_ROLE = "user"
+# Roles Keycloak creates in every realm (and lists in its own exports), part of the default role.
+BUILT_IN_REALM_ROLES = {
+    "offline_access": "${role_offline-access}",
+    "uma_authorization": "${role_uma_authorization}",
+}
 BACKEND_SERVICE_ACCOUNT_ROLES = ("manage-users", "view-users", "query-users", "view-realm")
 AUDIENCE_MAPPER = "oidc-audience-mapper"
 
@@ -87,6 +94,7 @@ def realm_json(inputs: RealmInputs) -> dict[str, Any]:
     if inputs.lifetimes.session_idle_seconds > inputs.lifetimes.session_max_seconds:
         raise ValueError("session_idle_seconds cannot exceed session_max_seconds")
     lifetimes = inputs.lifetimes
+    default_role = f"default-roles-{identity.realm}"
     return {
         "realm": identity.realm,
         "displayName": inputs.display_name,
@@ -101,17 +109,9 @@ def realm_json(inputs: RealmInputs) -> dict[str, Any]:
         "accessTokenLifespan": lifetimes.access_token_seconds,
         "ssoSessionIdleTimeout": lifetimes.session_idle_seconds,
         "ssoSessionMaxLifespan": lifetimes.session_max_seconds,
-        "roles": {
-            "realm": [
-                {"name": name, "description": description, "composite": False}
-                for name, description in REALM_ROLES.items()
-            ]
-        },
-        "defaultRole": {
-            "name": f"default-roles-{identity.realm}",
-            "composite": True,
-            "composites": {"realm": [DEFAULT_REALM_ROLE, "offline_access"]},
-        },
+        "roles": {"realm": _realm_roles(default_role)},
+        # Keycloak reads only the name here; the composites come from the role listed above.
+        "defaultRole": {"name": default_role, "composite": True},
         "clients": [
             _public_client(inputs),
             _backend_client(inputs),
@@ -119,6 +119,28 @@ def realm_json(inputs: RealmInputs) -> dict[str, Any]:
         ],
         "users": [_backend_service_account(identity)],
     }
+
+
+def _realm_roles(default_role: str) -> list[dict[str, Any]]:
+    """Our roles, Keycloak's built-in ones, and the default role with its composites.
+
+    Keycloak 26 creates the realm's default role without composites when it imports `defaultRole`;
+    composites are imported only for roles listed here, so the default role is listed with them, and
+    the built-in roles it contains are listed too (a composite must name a role of the import).
+    """
+    roles = [
+        {"name": name, "description": description, "composite": False}
+        for name, description in {**REALM_ROLES, **BUILT_IN_REALM_ROLES}.items()
+    ]
+    roles.append(
+        {
+            "name": default_role,
+            "description": "${role_default-roles}",
+            "composite": True,
+            "composites": {"realm": [DEFAULT_REALM_ROLE, *BUILT_IN_REALM_ROLES]},
+        }
+    )
+    return roles
 
 
 def _audience_mapper(audience: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ to Jaeger v2 over OTLP/gRPC and metrics to Prometheus. vLLM, the DCGM exporter, 
 plugin and CloudNativePG expose Prometheus endpoints that kube-prometheus-stack scrapes directly
 (ServiceMonitors/PodMonitors); they do not go through the collector. Decisions:
 
-- Metrics reach Prometheus by **OTLP push** (`otlphttp` exporter → Prometheus 3's native receiver at
+- Metrics reach Prometheus by **OTLP push** (`otlp_http` exporter → Prometheus 3's native receiver at
   `/api/v1/otlp`, switched on in kube-prometheus-stack with `prometheusSpec.enableOTLPReceiver`), not
   through the collector's `prometheus` exporter. A scraped exporter would need `honorLabels` and breaks
   when several collector replicas expose the same series (each holds part of the cumulative state); with
@@ -23,6 +23,8 @@ plugin and CloudNativePG expose Prometheus endpoints that kube-prometheus-stack 
   `http.server.response.size`, `http.client.duration`. The apps export no per-model metric, so the
   per-model panels (time to first token, tokens/s, errors) read vLLM's own metrics, whose Services are
   one per model (`job` = the vLLM Service name, `model_name` label).
+- Exporters use the collector's component names since v0.144 (`otlp_grpc`, `otlp_http`); the old
+  `otlp`/`otlphttp` are deprecated aliases that log a warning at every start.
 - `memory_limiter` comes first in every pipeline, then `batch` (the collector's documented order); the
   removed `logging` exporter is not used (nor `debug`, which would only add noise in a cluster).
 - Alerts live in `infra.specs.alerts` and use the same metric list.
@@ -38,6 +40,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from infra.specs.postgres_metrics import CNPG_METRICS, EXPORTER_METRICS
 from infra.versions import IMAGES
 
 DASHBOARD_DIR = Path(__file__).parent / "dashboards"
@@ -97,18 +100,9 @@ METRICS_BY_SOURCE: dict[str, frozenset[str]] = {
             "kong_upstream_target_health",
         }
     ),
-    # CloudNativePG's instance exporter.
-    "cnpg": frozenset(
-        {
-            "cnpg_collector_up",
-            "cnpg_backends_total",
-            "cnpg_pg_settings_setting",
-            "cnpg_pg_database_size_bytes",
-            "cnpg_pg_replication_lag",
-            "cnpg_pg_stat_database_xact_commit",
-            "cnpg_pg_stat_database_xact_rollback",
-        }
-    ),
+    # Postgres: CloudNativePG's own exporter, or prometheus-postgres-exporter (RDS).
+    "cnpg": CNPG_METRICS,
+    "postgres-exporter": EXPORTER_METRICS,
 }
 KNOWN_METRICS: frozenset[str] = frozenset().union(*METRICS_BY_SOURCE.values())
 _PROMQL_WORDS = {
@@ -191,9 +185,9 @@ def collector_config(inputs: ObservabilityInputs) -> dict[str, Any]:
             "batch": {"timeout": inputs.batch_timeout, "send_batch_size": 1024},
         },
         "exporters": {
-            "otlp/jaeger": {"endpoint": inputs.jaeger_otlp_endpoint, "tls": {"insecure": True}},
-            # otlphttp appends /v1/metrics: Prometheus serves OTLP at /api/v1/otlp/v1/metrics.
-            "otlphttp/prometheus": {
+            "otlp_grpc/jaeger": {"endpoint": inputs.jaeger_otlp_endpoint, "tls": {"insecure": True}},
+            # otlp_http appends /v1/metrics: Prometheus serves OTLP at /api/v1/otlp/v1/metrics.
+            "otlp_http/prometheus": {
                 "endpoint": f"{inputs.prometheus_url}/api/v1/otlp",
                 "tls": {"insecure": True},
             },
@@ -201,11 +195,15 @@ def collector_config(inputs: ObservabilityInputs) -> dict[str, Any]:
         "service": {
             "extensions": ["health_check"],
             "pipelines": {
-                "traces": {"receivers": ["otlp"], "processors": processors, "exporters": ["otlp/jaeger"]},
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": processors,
+                    "exporters": ["otlp_grpc/jaeger"],
+                },
                 "metrics": {
                     "receivers": ["otlp"],
                     "processors": processors,
-                    "exporters": ["otlphttp/prometheus"],
+                    "exporters": ["otlp_http/prometheus"],
                 },
             },
         },

@@ -45,7 +45,12 @@ def test_gpu_node_groups_ami_taint_labels_and_scaling(prod: Rendered, staging: R
     assert l4["amiType"] == "AL2023_x86_64_NVIDIA"
     assert l4["capacityType"] == "ON_DEMAND"
     assert l4["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
-    assert l4["labels"] == {"jan.ai/gpu": "l4", "jan.ai/pool": "l4", "nvidia.com/gpu.present": "true"}
+    assert l4["labels"] == {
+        "jan.ai/gpu": "l4",
+        "jan.ai/pool": "l4",
+        "jan.ai/ami": "al2023",
+        "nvidia.com/gpu.present": "true",
+    }
     assert l4["scalingConfig"] == {"minSize": 1, "desiredSize": 2, "maxSize": 6}
     assert l4["diskSize"] == 300 and l4["instanceTypes"] == ["g6.2xlarge"] and l4["version"] == "1.34"
     assert prod.one(NODE_GROUP, "jan-prod-gpu-l4")["options"] == {
@@ -84,7 +89,7 @@ def test_only_model_servers_and_the_device_plugin_tolerate_the_gpu_taint(prod: R
     plugin = prod.one("kubernetes:helm.sh/v3:Release", "nvidia-device-plugin")["inputs"]
     assert plugin["chart"] == NVIDIA_DEVICE_PLUGIN.name and plugin["version"] == NVIDIA_DEVICE_PLUGIN.version
     assert plugin["values"]["tolerations"] == [GPU_TOLERATION]
-    assert plugin["values"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    # Which nodes it selects is checked against the real chart in test_upstream_platform.py.
 
 
 def test_rds_safety_settings_per_environment(prod: Rendered, staging: Rendered) -> None:
@@ -121,6 +126,8 @@ def test_database_bootstrap_gives_each_app_a_dsn_secret(prod: Rendered) -> None:
     assert pod["containers"][0]["image"] == POSTGRES_CLIENT_IMAGE
     assert pod["containers"][0]["env"] == [
         {"name": "ROLES", "value": "keycloak llm_api mcp_tools media_api response_api"},
+        # RDS exports no Postgres metrics: the exporter's `pg_monitor` login.
+        {"name": "MONITORING_ROLES", "value": "postgres_exporter"},
         {"name": "ROLES_DIR", "value": "/run/secrets/roles"},
     ]
     assert pod["containers"][0]["securityContext"]["runAsNonRoot"] is True
@@ -153,7 +160,14 @@ def test_bucket_is_private_encrypted_and_versioned_in_prod(prod: Rendered, stagi
     cors = prod.one("aws:s3/bucketCorsConfiguration:BucketCorsConfiguration", "jan-prod-objects-media")[
         "inputs"
     ]
-    assert cors["corsRules"][0]["allowedOrigins"] == ["https://api.jan.ai"]
+    # Browsers PUT to presigned URLs from the web app's origin, not the API's.
+    (rule,) = cors["corsRules"]
+    assert rule["allowedOrigins"] == ["https://chat.jan.ai"]
+    assert "PUT" in rule["allowedMethods"] and "ETag" in rule["exposeHeaders"]
+    staging_cors = staging.one(
+        "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration", "jan-staging-objects-media"
+    )["inputs"]
+    assert staging_cors["corsRules"][0]["allowedOrigins"] == ["https://chat.staging.jan.ai"]
     policy = json.loads(
         prod.one("aws:s3/bucketPolicy:BucketPolicy", "jan-prod-objects-media")["inputs"]["policy"]
     )
@@ -164,8 +178,11 @@ def test_bucket_is_private_encrypted_and_versioned_in_prod(prod: Rendered, stagi
 
 
 def test_pod_identity_is_scoped_to_media_api(prod: Rendered) -> None:
-    (association,) = prod.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
-    assert association["inputs"]["namespace"] == "jan"
+    (association,) = [
+        found
+        for found in prod.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+        if found["inputs"]["namespace"] == "jan"
+    ]
     assert association["inputs"]["serviceAccount"] == "media-api"
     role = prod.one("aws:iam/role:Role", "jan-prod-objects-media-api")
     assert association["inputs"]["roleArn"].endswith(":jan-prod-objects-media-api")
@@ -190,7 +207,14 @@ def test_cluster_access_addons_and_storage(prod: Rendered) -> None:
     )
     assert kms["Statement"][0]["Resource"] == cluster["encryptionConfig"]["provider"]["keyArn"]
     addons = {item["inputs"]["addonName"] for item in prod.of_type("aws:eks/addon:Addon")}
-    assert addons == {"vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver"}
+    assert addons == {
+        "vpc-cni",
+        "coredns",
+        "kube-proxy",
+        "eks-pod-identity-agent",
+        "aws-ebs-csi-driver",
+        "metrics-server",
+    }
     entry = prod.one("aws:eks/accessEntry:AccessEntry", "jan-prod-cluster-admin-0")["inputs"]
     assert entry["principalArn"] == "arn:aws:iam::123456789012:role/platform-admin"
     (storage,) = prod.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
@@ -233,7 +257,7 @@ def test_a_component_builds_alone() -> None:
                 naming=Naming(Environment.STAGING, "me"),
                 production=False,
                 abandoned_upload_days=2,
-                cors_origin="https://api.example.com",
+                cors_origins=(),
                 cluster_name="c",
                 namespace="apps",
                 service_account="media-api",
@@ -249,5 +273,7 @@ def test_a_component_builds_alone() -> None:
         if record.type != "jan:platform:ObjectStore":
             assert record.parent == "jan:platform:ObjectStore::store"
     assert "aws:s3/bucketVersioning:BucketVersioning" not in by_type
+    # No web app origin, no browser uploads: the bucket gets no CORS rule at all.
+    assert "aws:s3/bucketCorsConfiguration:BucketCorsConfiguration" not in by_type
     assert by_type["aws:eks/podIdentityAssociation:PodIdentityAssociation"][0]["namespace"] == "apps"
     assert by_type["aws:s3/bucket:Bucket"][0]["forceDestroy"] is True

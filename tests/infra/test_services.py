@@ -136,13 +136,13 @@ def test_collector_pipelines_send_traces_to_jaeger_and_metrics_to_prometheus(
 ) -> None:
     collector = values(rendered[stack], "otel-collector")
     pipelines = collector["config"]["service"]["pipelines"]
-    assert pipelines["traces"]["exporters"] == ["otlp/jaeger"]
-    assert pipelines["metrics"]["exporters"] == ["otlphttp/prometheus"]
+    assert pipelines["traces"]["exporters"] == ["otlp_grpc/jaeger"]
+    assert pipelines["metrics"]["exporters"] == ["otlp_http/prometheus"]
     for pipeline in ("traces", "metrics"):
         assert pipelines[pipeline]["receivers"] == ["otlp"]
         assert pipelines[pipeline]["processors"][0] == "memory_limiter"
     exporters = collector["config"]["exporters"]
-    assert exporters["otlp/jaeger"]["endpoint"] == "jaeger.observability.svc.cluster.local:4317"
+    assert exporters["otlp_grpc/jaeger"]["endpoint"] == "jaeger.observability.svc.cluster.local:4317"
     assert values(rendered[stack], "jaeger")["fullnameOverride"] == "jaeger"
     prometheus = values(rendered[stack], "kube-prometheus-stack")["prometheus"]["prometheusSpec"]
     assert prometheus["enableOTLPReceiver"] is True

@@ -76,8 +76,14 @@ def test_every_app_parses_the_auth_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_realm_roles_clients_and_lifetimes() -> None:
     realm = realm_json(REALM_INPUTS)
-    assert {role["name"] for role in realm["roles"]["realm"]} == {"guest", "user", "admin"}
-    assert "user" in realm["defaultRole"]["composites"]["realm"]
+    roles = {role["name"]: role for role in realm["roles"]["realm"]}
+    assert {"guest", "user", "admin"} <= set(roles)
+    # Keycloak 26 imports the default role's composites only from `roles.realm` (RealmManager.importRealm
+    # creates the `defaultRole` itself without composites): every new account must get `user` from here.
+    default = roles["default-roles-jan"]
+    assert default["composite"] is True
+    assert set(default["composites"]["realm"]) == {"user", "offline_access", "uma_authorization"}
+    assert set(default["composites"]["realm"]) <= set(roles), "composites must be roles of the realm"
     assert realm["defaultRole"]["name"] == "default-roles-jan"
     assert (realm["accessTokenLifespan"], realm["ssoSessionIdleTimeout"], realm["ssoSessionMaxLifespan"]) == (
         600,

@@ -51,15 +51,15 @@ def test_collector_pipelines() -> None:
     assert protocols["grpc"]["endpoint"].endswith(":4317")
     assert protocols["http"]["endpoint"].endswith(":4318")
     pipelines = config["service"]["pipelines"]
-    assert pipelines["traces"]["exporters"] == ["otlp/jaeger"]
-    assert pipelines["metrics"]["exporters"] == ["otlphttp/prometheus"]
+    assert pipelines["traces"]["exporters"] == ["otlp_grpc/jaeger"]
+    assert pipelines["metrics"]["exporters"] == ["otlp_http/prometheus"]
     for pipeline in pipelines.values():
         assert pipeline["processors"] == ["memory_limiter", "batch"]
         for kind in ("receivers", "processors", "exporters"):
             assert set(pipeline[kind]) <= set(config[kind])
     assert not {"logging", "debug"} & {name.split("/")[0] for name in config["exporters"]}
-    assert config["exporters"]["otlp/jaeger"]["endpoint"] == INPUTS.jaeger_otlp_endpoint
-    assert config["exporters"]["otlphttp/prometheus"]["endpoint"].endswith(":9090/api/v1/otlp")
+    assert config["exporters"]["otlp_grpc/jaeger"]["endpoint"] == INPUTS.jaeger_otlp_endpoint
+    assert config["exporters"]["otlp_http/prometheus"]["endpoint"].endswith(":9090/api/v1/otlp")
     assert yaml.safe_load(yaml.safe_dump(config)) == config
 
 
@@ -74,7 +74,7 @@ def test_collector_chart_values_pin_the_image_and_drop_chart_defaults() -> None:
         config["service"]["pipelines"]["traces"] == collector_config(INPUTS)["service"]["pipelines"]["traces"]
     )
     assert values["fullnameOverride"] == INPUTS.collector_service
-    assert collector_config(INPUTS)["exporters"].keys() == {"otlp/jaeger", "otlphttp/prometheus"}
+    assert collector_config(INPUTS)["exporters"].keys() == {"otlp_grpc/jaeger", "otlp_http/prometheus"}
 
 
 def test_apps_and_kong_send_to_the_collector() -> None:
