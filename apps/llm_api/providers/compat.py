@@ -23,9 +23,10 @@ Evidence, gathered on this machine (2 cores shared with other builds):
   project would pull an AGPL-licensed distribution into every developer's and CI's install.
 - Build: it is an sdist that configures llama.cpp standalone, so tests, tools and examples are built
   too (~310 compile units and ~100 executables, where llama-cpp-python builds only the libraries).
-  Measured: the first 168 units took 800 CPU-seconds, i.e. ~7 min on 2 idle cores, before the
-  server, tools and tests; llama-cpp-python's whole build is 4.5 min. That is at least twice the
-  cold-CI cost, out of a 90-minute budget that already runs everything else.
+  Measured (a niced build, stopped once the trend was clear): 210 of ~310 units, not yet including
+  the server, took 1,070 CPU-seconds (~9 min on 2 idle cores); llama-cpp-python's whole build is
+  4.5 min. It would more than double what a clean CI run spends building llama.cpp, out of a
+  90-minute budget that runs everything else too.
 - What broke clients are request-shape gaps, fixable here once for every server of the kind; and the
   guarantees the issue asks for must hold for *any* provider anyway: a usage chunk at the end of
   every stream (`stream_usage.py`), and no request able to keep the model down (the local child is
