@@ -5,6 +5,7 @@ requires (a release comment beside every commit pin, no expansion at all in shel
 job) and run both linters over a known-bad workflow so a silently broken linter cannot pass the gate.
 """
 
+import json
 import re
 import subprocess
 import sys
@@ -82,5 +83,5 @@ def test_the_linters_flag_a_bad_workflow(tmp_path: Path) -> None:
         check=False,
     )
     assert zizmor.returncode != 0
-    for audit in ("unpinned-uses", "artipacked", "template-injection"):
-        assert f'"ident":"{audit}"' in zizmor.stdout.replace(" ", ""), audit
+    found = {finding["ident"] for finding in json.loads(zizmor.stdout)}
+    assert {"unpinned-uses", "artipacked", "template-injection"} <= found
