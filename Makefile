@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # checkov pins many dependencies of its own, so it lives in a venv of its own.
 VENV_CHECKOV ?= .venv-checkov
+# The Pulumi policy pack pins a protobuf the apps cannot share, so it too has a venv of its own.
+VENV_POLICY ?= .venv-policy
 CHECKOV_VERSION := 3.3.30
 STAMP := $(VENV)/.installed
 EXTRAS := local,model,embeddings,platform,dev
@@ -13,7 +15,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: dev test lint typecheck unit checkov install render docs clean
+.PHONY: dev test lint typecheck unit checkov install render docs clean policy-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +44,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+unit: install $(VENV_POLICY)/.installed
 	$(BIN)/pytest
+
+$(VENV_POLICY)/.installed: policy/requirements.txt
+	$(PYTHON) -m venv $(VENV_POLICY)
+	$(VENV_POLICY)/bin/pip install -q -r policy/requirements.txt
+	touch $@
+
+policy-venv: $(VENV_POLICY)/.installed
 
 $(VENV_CHECKOV)/bin/checkov:
 	$(PYTHON) -m venv $(VENV_CHECKOV)
@@ -60,7 +69,7 @@ render: install
 	for stack in dev staging prod; do $(BIN)/jan-server render --stack $$stack --out render/$$stack || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(VENV_CHECKOV) .mypy_cache .ruff_cache .pytest_cache render
+	rm -rf $(VENV) $(VENV_CHECKOV) $(VENV_POLICY) .mypy_cache .ruff_cache .pytest_cache render
 
 # The README's config reference and Pulumi.yaml's declarations are generated from infra/config.py.
 docs: install

@@ -28,6 +28,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from infra.capacity import check as check_capacity
+from infra.config_errors import describe, report
 from infra.service_config import (
     AutoscalingConfig,
     ExternalUpstream,
@@ -36,7 +38,7 @@ from infra.service_config import (
     ModelConfig,
     RuleError,
 )
-from infra.versions import FLOATING_TAGS
+from infra.versions import CLUSTER_AUTOSCALER, FLOATING_TAGS
 
 PROJECT = "jan-server"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -244,7 +246,7 @@ class ReleaseConfig(_Model):
         None,
         pattern=r"^[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?$",
         description="Image repository without a tag (`ghcr.io/janhq/jan-server`); required off AWS. On AWS "
-        "leave it unset: the program creates an ECR repository and pulls from it.",
+        "leave it unset: the stack pulls from the ECR repository the registry project creates.",
     )
     image_tag: str = Field(
         pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
@@ -329,6 +331,12 @@ class StackConfig(_Model):
                 raise RuleError("release.imageRepository", 'is required unless cluster.mode is "eks"')
         elif self.region is None:
             raise RuleError("region", 'is required when cluster.mode is "eks"')
+        elif self.cluster.kubernetes_version not in CLUSTER_AUTOSCALER:
+            raise RuleError(
+                "cluster.kubernetesVersion",
+                f"eks stacks run the cluster autoscaler at the cluster's minor; one is pinned for "
+                f"{', '.join(CLUSTER_AUTOSCALER)} (infra/versions.py)",
+            )
         elif self.release.image_repository is not None:
             raise RuleError("release.imageRepository", 'the program\'s ECR repository is used on "eks"')
         names = [pool.name for pool in self.gpu_pools]
@@ -379,9 +387,13 @@ def parse(values: Mapping[str, Any]) -> StackConfig:
         if key.startswith(prefix):
             raw[key.removeprefix(prefix)] = _decode(value)
     try:
-        return StackConfig.model_validate(raw)
+        config = StackConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe(exc, PROJECT)) from None
+    problems = check_capacity(config)
+    if problems:
+        raise ConfigError(report(f"{PROJECT}:{problem}" for problem in problems))
+    return config
 
 
 def load_stack_file(path: Path) -> StackConfig:
@@ -427,26 +439,3 @@ def _decode(value: Any) -> Any:
         except json.JSONDecodeError:
             return value
     return value
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors(include_url=False):
-        path = _key(error["loc"])
-        cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, RuleError):
-            path = f"{path}.{cause.key}" if path else cause.key
-            message = str(cause)
-        elif error["type"] == "extra_forbidden":
-            message = "unknown key"
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"{PROJECT}:{path or '<root>'}: {message}")
-    return "invalid stack config:\n  " + "\n  ".join(lines)
-
-
-def _key(loc: tuple[int | str, ...]) -> str:
-    key = ""
-    for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key

@@ -29,6 +29,30 @@ from infra.config import REPO_ROOT
 from infra.versions import ChartPin
 
 OUR_CHARTS_DIR = REPO_ROOT / "charts"
+DEFAULT_TIMEOUT = 600
+# How long Helm may wait for a release to become ready (seconds), per chart (`DEFAULT_TIMEOUT` for
+# a chart not listed). Helm's default (300 s)
+# with an atomic install rolls back a first install whose images are still being pulled on new nodes;
+# these are cold-start estimates (image pulls on an empty node, load balancers, database start-up) with
+# a margin, to be replaced by measured times from the first `pulumi up` of each stack.
+TIMEOUTS: dict[str, int] = {
+    "kube-prometheus-stack": 900,  # CRDs, operator, Prometheus with its volume
+    "prometheus-postgres-exporter": 600,
+    "opentelemetry-collector": 600,
+    "jaeger": 600,
+    "grafana": 600,
+    "dcgm-exporter": 600,
+    "kong": 900,  # the NLB and its health checks
+    "keycloakx": 1200,  # JVM start, schema migration, realm import
+    "cloudnative-pg": 600,
+    "cluster": 900,  # the Postgres instances and their volumes
+    "seaweedfs": 600,
+    "nvidia-device-plugin": 600,
+    "keda": 600,
+    "cluster-autoscaler": 600,
+    "aws-load-balancer-controller": 600,
+    "jan-app": 900,  # the migration hook Job pulls the image and migrates before the pods start
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +97,7 @@ def release(
     namespace: pulumi.Input[str],
     values: Mapping[str, Any],
     opts: pulumi.ResourceOptions,
+    timeout: int | None = None,
 ) -> k8s.helm.v3.Release:
     return k8s.helm.v3.Release(
         release_name,
@@ -84,6 +109,7 @@ def release(
             values=dict(values),
             atomic=True,
             cleanup_on_fail=True,
+            timeout=timeout or TIMEOUTS.get(source.name, DEFAULT_TIMEOUT),
         ),
         opts,
     )
@@ -96,6 +122,7 @@ def upstream_release(
     namespace: pulumi.Input[str],
     values: Mapping[str, Any],
     opts: pulumi.ResourceOptions,
+    timeout: int | None = None,
 ) -> k8s.helm.v3.Release:
     """A pinned upstream chart installed from its repository as a Helm release."""
     return k8s.helm.v3.Release(
@@ -109,6 +136,7 @@ def upstream_release(
             values=dict(values),
             atomic=True,
             cleanup_on_fail=True,
+            timeout=timeout or TIMEOUTS.get(pin.chart, DEFAULT_TIMEOUT),
         ),
         opts,
     )

@@ -31,6 +31,7 @@ import pulumi
 from pulumi.runtime import mocks, rpc
 
 from infra.config import PROJECT, REPO_ROOT
+from infra.instances import INSTANCES, as_aws_answer
 from infra.manifests import render_chart
 
 SECRET = "[secret]"  # noqa: S105 - the placeholder for redacted values
@@ -38,6 +39,12 @@ ACCOUNT = "123456789012"
 _AZ_INVOKE = "aws:index/getAvailabilityZones:getAvailabilityZones"
 _HELM_INVOKE = "kubernetes:helm:template"
 _ZONE_INVOKE = "aws:route53/getZone:getZone"
+_INSTANCE_TYPE_INVOKE = "aws:ec2/getInstanceType:getInstanceType"
+_CALLER_INVOKE = "aws:index/getCallerIdentity:getCallerIdentity"
+_SESSION_INVOKE = "aws:iam/getSessionContext:getSessionContext"
+_IMAGE_INVOKE = "aws:ecr/getImage:getImage"
+# Who runs `pulumi up` offline: the prod stack's admin role, so a collision with adminArns would show.
+CALLER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/platform-admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +59,15 @@ class Record:
     custom: bool
     inputs: dict[str, Any]
     options: dict[str, Any]
-    """The resource options a review cares about: `protect`, `ignoreChanges` (only when set)."""
+    """The resource options a review cares about: `protect`, `ignoreChanges`, `customTimeouts` (when set)."""
+    dependencies: tuple[str, ...] = ()
+    """URNs this resource waits for: its `depends_on` (components expanded), inputs' sources, provider."""
 
 
 class _Answers(mocks.Mocks):
+    # The registry holds every stack's release tag (a test sets False to see a first `up` without it).
+    image_pushed = True
+
     def __init__(self, region: str) -> None:
         self.region = region
 
@@ -74,6 +86,23 @@ class _Answers(mocks.Mocks):
                 options.get("namespace"),
             )
             return {"result": objects}, []
+        if args.token == _INSTANCE_TYPE_INVOKE:
+            return as_aws_answer(INSTANCES[args.args["instanceType"]]), []
+        if args.token == _CALLER_INVOKE:
+            session = f"arn:aws:sts::{ACCOUNT}:assumed-role/{CALLER_ROLE.rsplit('/', 1)[1]}/pulumi"
+            return {"accountId": ACCOUNT, "arn": session, "userId": "AROAMOCK:pulumi"}, []
+        if args.token == _IMAGE_INVOKE:
+            if not self.image_pushed:  # as AWS answers: the invoke fails
+                missing = f"image {args.args['imageTag']} not found in {args.args['repositoryName']}"
+                return {}, [("imageTag", missing)]
+            digest = hashlib.sha256(repr(sorted(args.args.items())).encode()).hexdigest()
+            return {
+                "registryId": ACCOUNT,
+                "imageDigest": f"sha256:{digest}",
+                "imageTags": [args.args["imageTag"]],
+            }, []
+        if args.token == _SESSION_INVOKE:
+            return {"arn": args.args["arn"], "issuerArn": CALLER_ROLE, "issuerName": "platform-admin"}, []
         raise NotImplementedError(f"the offline render has no answer for the invoke {args.token}")
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -104,6 +133,7 @@ class _RecordingMonitor(mocks.MockMonitor):
                     custom=bool(request.custom),
                     inputs=inputs,
                     options=_options(request),
+                    dependencies=_dependencies(request),
                 )
             )
         return response
@@ -148,7 +178,20 @@ def _options(request: Any) -> dict[str, Any]:
         options["protect"] = True
     if request.ignoreChanges:
         options["ignoreChanges"] = sorted(request.ignoreChanges)
+    timeouts = request.customTimeouts
+    if timeouts.create or timeouts.update or timeouts.delete:
+        found = {"create": timeouts.create, "update": timeouts.update, "delete": timeouts.delete}
+        options["customTimeouts"] = {key: value for key, value in found.items() if value}
     return options
+
+
+def _dependencies(request: Any) -> tuple[str, ...]:
+    found = set(request.dependencies)
+    for dependencies in request.propertyDependencies.values():
+        found.update(dependencies.urns)
+    if request.provider:
+        found.add(request.provider.rsplit("::", 1)[0])
+    return tuple(sorted(found))
 
 
 def _discard(_: object) -> None:

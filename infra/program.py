@@ -29,6 +29,7 @@ import pulumi_aws as aws
 from apps.gateway.routes import APPS, AppName
 from infra import release as release_layer
 from infra.components.cluster import Cluster, ClusterArgs
+from infra.components.cluster_addons import ClusterAddons, ClusterAddonsArgs
 from infra.components.database import RdsDatabase, RdsDatabaseArgs
 from infra.components.gpu_pools import GpuNodePools, GpuNodePoolsArgs
 from infra.components.identity import DATABASE as KEYCLOAK_DATABASE
@@ -67,6 +68,9 @@ class Platform:
     aws_provider: aws.Provider | None = None
     services: Services | None = None
     release: Release | None = None
+    image_repository: str | None = None
+    gpu_pools: GpuNodePools | None = None
+    addons: ClusterAddons | None = None
 
 
 def main() -> Platform:
@@ -91,14 +95,24 @@ def build(config: StackConfig) -> Platform:
     naming = Naming(config.environment, config.owner)
     production = config.environment is Environment.PROD
     if not config.on_aws:
+        image = release_layer.image_repository(config, naming, None)
         cluster = Cluster(naming("cluster"), ClusterArgs(naming=naming, spec=config.cluster))
-        return Platform(config=config, naming=naming, cluster=cluster, database=None, object_store=None)
+        return Platform(
+            config=config,
+            naming=naming,
+            cluster=cluster,
+            database=None,
+            object_store=None,
+            image_repository=image,
+        )
 
     aws_provider = aws.Provider(
         naming("aws"),
         region=config.region,
         default_tags=aws.ProviderDefaultTagsArgs(tags=naming.default_tags),
     )
+    # Before anything else: a missing image stops here, not in a Helm timeout at the end.
+    image = release_layer.image_repository(config, naming, pulumi.InvokeOptions(provider=aws_provider))
     on_aws = pulumi.ResourceOptions(providers=[aws_provider])
     cluster_name = naming("eks")
     network = Network(
@@ -127,8 +141,16 @@ def build(config: StackConfig) -> Platform:
     )
     eks = cluster.eks
     assert eks is not None  # cluster.mode is eks on AWS (a config rule)
+    addons = ClusterAddons(
+        naming("addons"),
+        ClusterAddonsArgs(
+            cluster=eks, region=config.region or "", vpc_id=network.vpc_id, provider=cluster.provider
+        ),
+        on_aws,
+    )
+    gpu_pools = None
     if config.gpu_pools:
-        GpuNodePools(
+        gpu_pools = GpuNodePools(
             naming("gpu"),
             GpuNodePoolsArgs(naming=naming, cluster=eks, pools=config.gpu_pools, provider=cluster.provider),
             on_aws,
@@ -174,6 +196,9 @@ def build(config: StackConfig) -> Platform:
         database=database,
         object_store=object_store,
         aws_provider=aws_provider,
+        image_repository=image,
+        gpu_pools=gpu_pools,
+        addons=addons,
     )
 
 
@@ -220,11 +245,13 @@ def _name_of(security: Security, namespace: str) -> pulumi.Output[str]:
 
 def with_release(platform: Platform) -> Platform:
     """The four apps, once the stack has a database, an object store and the services."""
-    if platform.database is None or platform.object_store is None or platform.services is None:
+    if (
+        platform.database is None
+        or platform.object_store is None
+        or platform.services is None
+        or platform.image_repository is None
+    ):
         return platform
-    aws_opts = None
-    if platform.aws_provider is not None:
-        aws_opts = pulumi.ResourceOptions(providers=[platform.aws_provider])
     release = release_layer.deploy(
         platform.config,
         platform.naming,
@@ -233,6 +260,6 @@ def with_release(platform: Platform) -> Platform:
         platform.database,
         platform.object_store,
         platform.services,
-        aws_opts,
+        platform.image_repository,
     )
     return replace(platform, release=release)

@@ -1,8 +1,9 @@
 """The release layer of the program: the apps' image, their releases, and the stack outputs.
 
 `program.main()` calls `deploy()` once the data layer and the services exist. Decisions:
-- On AWS the program owns the image repository: an ECR repository with scan-on-push and immutable
-  tags (a version tag, once pushed, always names the same image), so the stack's image is
+- On AWS the image comes from the stack's ECR repository, which a project of its own creates before
+  the platform (`infra.registry`: the platform never pulls from a registry its own run creates); the
+  program checks that `release.imageTag` is there before anything else, so the stack's image is
   `<repositoryUrl>:<release.imageTag>`; elsewhere the stack names its repository.
 - Public URLs follow the domain: the gateway answers on `api.<domain>`, Keycloak on the identity URL
   the services use (`identity.publicUrl`, default `auth.<domain>`).
@@ -22,10 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from apps.gateway.routes import AppName
+from infra import registry
 from infra.components import in_cluster_data
 from infra.components.apps import MODEL_SERVER_KEY_ENV, AppsArgs, JanApps
 from infra.components.cluster import APPS_NAMESPACE
@@ -40,8 +41,6 @@ from infra.specs import vllm
 from infra.specs.network_policies import NAME_LABEL, Workload
 from infra.specs.vllm import SecretRef
 
-# The ECR repository is `jan-<environment>-server`; the workflow pushes the version tag to each.
-ECR_REPOSITORY = "server"
 # Where the other components put their admin credentials (Secret, namespace, key).
 KEYCLOAK_ADMIN = ("keycloak-admin", "identity", "password")
 GRAFANA_ADMIN = ("grafana-admin", "observability", "admin-password")
@@ -50,23 +49,14 @@ GRAFANA_SERVICE = ("observability", "grafana", 80)
 GRAFANA_LOCAL_PORT = 3001
 
 
-def image_repository(
-    config: StackConfig, naming: Naming, opts: pulumi.ResourceOptions | None
-) -> pulumi.Output[str]:
-    """The apps' image repository: the stack's, or on AWS an ECR repository created here."""
+def image_repository(config: StackConfig, naming: Naming, opts: pulumi.InvokeOptions | None) -> str:
+    """The apps' image repository: the stack's, or on AWS the registry project's once it holds the tag.
+
+    The program calls this first, so a missing image stops `pulumi up` before anything is created.
+    """
     if config.release.image_repository is not None:
-        return pulumi.Output.from_input(config.release.image_repository)
-    repository = aws.ecr.Repository(
-        naming("images"),
-        name=naming(ECR_REPOSITORY),
-        image_tag_mutability="IMMUTABLE",
-        image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
-        encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")],
-        force_delete=config.environment is not Environment.PROD,
-        tags=naming.tags("images"),
-        opts=opts,
-    )
-    return repository.repository_url
+        return config.release.image_repository
+    return registry.require_image(config, naming, opts or pulumi.InvokeOptions())
 
 
 def service_url(workload: Workload) -> str:
@@ -76,7 +66,7 @@ def service_url(workload: Workload) -> str:
 @dataclass(frozen=True, slots=True)
 class Release:
     apps: JanApps
-    image_repository: pulumi.Output[str]
+    image_repository: str
 
 
 def deploy(
@@ -87,9 +77,8 @@ def deploy(
     database: DatabaseEndpoint,
     object_store: ObjectStoreEndpoint,
     services: Services,
-    aws_opts: pulumi.ResourceOptions | None = None,
+    repository: str,
 ) -> Release:
-    repository = image_repository(config, naming, aws_opts)
     providers = services.inference.providers
     uses_model_key = any(entry.api_key_env == MODEL_SERVER_KEY_ENV for entry in providers)
     apps = JanApps(
@@ -114,8 +103,9 @@ def deploy(
             sandbox_fusion_url=service_url(services.network.sandbox),
             replicas=1 if config.environment is Environment.DEV else 2,
             max_replicas=None if config.environment is Environment.DEV else 10,
-            # The Secrets the apps reference (backend client, model-server key) live in these.
-            depends_on=[services.identity, services.inference],
+            # Exactly the Secrets the apps reference (the backend client's, the model-server key), never
+            # the components: those include the model servers, whose readiness may take a cold start.
+            depends_on=[*services.identity.app_secrets, *services.inference.app_secrets],
         ),
     )
     return Release(apps, repository)
@@ -158,5 +148,5 @@ def export(config: StackConfig, release: Release) -> None:
     for key, value in urls(config).items():
         pulumi.export(key, value)
     pulumi.export("adminCredentials", admin_credentials())
-    pulumi.export("appsImage", pulumi.Output.concat(release.image_repository, ":", config.release.image_tag))
+    pulumi.export("appsImage", f"{release.image_repository}:{config.release.image_tag}")
     pulumi.export("appReleases", sorted(app.value for app in AppName))

@@ -1,10 +1,13 @@
 """The services on the cluster, wired from one `StackConfig`: security, observability, gateway,
 identity, inference, search and sandbox (`build_services`).
 
-Order is by dependency: namespaces and policies first (`build_security`, before the in-cluster data
-services, which deploy into its `data` and `cnpg-system` namespaces); kube-prometheus-stack before
-anything that ships a ServiceMonitor (Kong, Keycloak, vLLM, DCGM need its CRDs); everything else in
-parallel. Keycloak waits for its database login (written from the stack's `DatabaseEndpoint`).
+Order is by dependency: every Kubernetes object waits for the system nodes and CoreDNS (through the
+cluster's provider), a model server for its GPU pool's node group, the load balancer Services (Kong,
+Keycloak) for the AWS Load Balancer Controller; namespaces and policies first (`build_security`, before
+the in-cluster data services, which deploy into its `data` and `cnpg-system` namespaces);
+kube-prometheus-stack before anything that ships a ServiceMonitor (Kong, Keycloak, vLLM, DCGM need its
+CRDs); everything else in parallel. Keycloak waits for its database login (written from the stack's
+`DatabaseEndpoint`).
 What the apps need from these services (the `IdentityInputs` behind issuer, audience and JWKS URL,
 the collector's inputs, the network inputs naming SearXNG and SandboxFusion, llm-api's providers and
 the model servers' API-key Secret) is kept on `Services`; the app releases (`infra.release`) derive
@@ -85,6 +88,10 @@ def build_services(platform: Platform, security: Security) -> Services:
     provider = cluster.provider
     net = security.inputs
     namespaces: list[pulumi.Resource] = list(security.namespaces.values())
+    gpu_pools = platform.gpu_pools
+    node_groups: dict[str, pulumi.Resource] = dict(gpu_pools.node_groups) if gpu_pools else {}
+    # Services of type LoadBalancer wait for the controller that provisions them.
+    load_balancers = [platform.addons.load_balancer_controller] if platform.addons else []
     otel = ObservabilityInputs(namespace=OBSERVABILITY_NAMESPACE)
     observability = Observability(
         naming("observability"),
@@ -95,6 +102,7 @@ def build_services(platform: Platform, security: Security) -> Services:
             provider=provider,
             depends_on=namespaces,
             postgres=postgres_metrics(platform),
+            gpu_node_groups=list(node_groups.values()),
         ),
     )
     after_monitoring = [*namespaces, observability.monitoring]
@@ -120,7 +128,7 @@ def build_services(platform: Platform, security: Security) -> Services:
             replicas=config.gateway.replicas,
             certificate_arn=certificate_arn,
             provider=provider,
-            depends_on=after_monitoring,
+            depends_on=[*after_monitoring, *load_balancers],
         ),
     )
     identity_inputs = IdentityInputs(public_url=config.identity_url, namespace=net.keycloak.namespace)
@@ -134,7 +142,7 @@ def build_services(platform: Platform, security: Security) -> Services:
             certificate_arn=certificate_arn,
             database=platform.database,
             provider=provider,
-            depends_on=after_monitoring,
+            depends_on=[*after_monitoring, *load_balancers],
         ),
     )
     inference = Inference(
@@ -147,6 +155,8 @@ def build_services(platform: Platform, security: Security) -> Services:
             prometheus_url=otel.prometheus_url,
             provider=provider,
             depends_on=after_monitoring,
+            pool_nodes=dict(gpu_pools.pool_nodes) if gpu_pools else {},
+            node_groups=node_groups,
         ),
     )
     search = SearchAndSandbox(

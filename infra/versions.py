@@ -21,6 +21,9 @@ Decisions recorded here because they follow from where upstream moved:
 - Jaeger v1 reached end of life (2025-12-31): the `jaeger` chart 4.x runs Jaeger v2.
 - Grafana comes from the `grafana-community` chart repository (the old one is frozen).
 - The OpenTelemetry Collector runs the `-contrib` distribution (it has the exporters we use).
+- EKS clusters get the cluster autoscaler (a chart: no EKS add-on exists) at the cluster's minor, the
+  AWS Load Balancer Controller (the one controller for LoadBalancer Services), and metrics-server as
+  the EKS add-on (matched to the cluster version by EKS, like the other add-ons).
 """
 
 from __future__ import annotations
@@ -89,6 +92,16 @@ CHARTS: dict[str, ChartPin] = {
         "https://nvidia.github.io/k8s-device-plugin", "nvidia-device-plugin", "0.20.0"
     ),
     "keda": ChartPin("https://kedacore.github.io/charts", "keda", "2.18.1"),  # confirm
+    # The autoscaler's minor must match the cluster's (`CLUSTER_AUTOSCALER` picks one per minor).
+    "cluster-autoscaler-1.34": ChartPin(
+        "https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.53.0"
+    ),
+    "cluster-autoscaler-1.35": ChartPin(
+        "https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.59.0"
+    ),
+    "aws-load-balancer-controller": ChartPin(
+        "https://aws.github.io/eks-charts", "aws-load-balancer-controller", "3.5.0"
+    ),
 }
 
 IMAGES: dict[str, ImagePin] = {
@@ -113,5 +126,10 @@ IMAGES: dict[str, ImagePin] = {
 }
 
 NVIDIA_DEVICE_PLUGIN = CHARTS["nvidia-device-plugin"]
+# cluster-autoscaler per Kubernetes minor (chart 9.53.0 ships app 1.34.2, 9.59.0 app 1.35.0); an EKS
+# stack on another minor is a config error until a matching pin is added here.
+CLUSTER_AUTOSCALER: dict[str, ChartPin] = {
+    minor: CHARTS[f"cluster-autoscaler-{minor}"] for minor in ("1.34", "1.35")
+}
 UPSTREAM_CHARTS: tuple[ChartPin, ...] = tuple(CHARTS.values())
 POSTGRES_CLIENT_IMAGE = IMAGES["postgres-client"].ref

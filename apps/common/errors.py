@@ -3,8 +3,18 @@
 Every error leaves the service as `{"error": {"message", "type", "param", "code"}}`. Validation
 failures are 400 (`invalid_request_error`), as OpenAI answers them, with `param` naming the first
 offending field. A database or other dependency that cannot be reached (SQLAlchemy operational or
-interface errors, OS-level connection errors, timeouts) is a 503 with `Retry-After`. Unexpected
-exceptions become a 500 envelope and are logged with the request id; they never leak a traceback.
+interface errors, OS-level connection errors, timeouts) is a 503 with `Retry-After`.
+
+No database error is a 500: a value the database refuses (`DataError`: text it cannot store, a number
+out of range) is the caller's 400; a constraint violation (`IntegrityError`) is a 409; any other
+driver error is reported like an outage (503), since it says the database and the service disagree,
+which a retry after a fix or a failover may cure. Strings Postgres cannot store are normally refused
+earlier, naming the field (see `apps.common.guard`); these mappings are the backstop.
+
+Unexpected exceptions are caught by `ExceptionBoundary`, a middleware, not by an exception handler:
+Starlette hands `Exception` handlers to its outermost middleware, which answers and then re-raises,
+and the server then drops the client's keep-alive connection. The boundary answers the 500 envelope,
+logs the traceback with the request id, and lets the connection live.
 """
 
 from __future__ import annotations
@@ -13,11 +23,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -129,20 +141,88 @@ def _unavailable(what: str, code: str) -> Callable[[Request, Exception], Awaitab
     return handler
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    body = envelope("The server had an error while processing your request.", type="server_error")
-    return JSONResponse(body, status_code=500)
+def _sqlstate(exc: Exception) -> str:
+    """The Postgres SQLSTATE behind a driver error (SQLAlchemy keeps asyncpg's error as `orig`)."""
+    for candidate in (
+        exc,
+        getattr(exc, "orig", None),
+        getattr(getattr(exc, "orig", None), "__cause__", None),
+    ):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return ""
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    state = _sqlstate(exc)
+    if isinstance(exc, DataError) or state.startswith("22"):  # data exception: the value is at fault
+        log.warning("database refused a value on %s %s: %r", request.method, request.url.path, exc)
+        body = envelope("The request carries a value that cannot be stored.", code="invalid_value")
+        return JSONResponse(body, status_code=400)
+    if isinstance(exc, IntegrityError) or state.startswith("23"):  # constraint violation
+        log.warning("constraint violation on %s %s: %r", request.method, request.url.path, exc)
+        message = "The request conflicts with the current state of the resource."
+        return JSONResponse(envelope(message, type="conflict_error", code="conflict"), status_code=409)
+    return await _database_unavailable(request, exc)
+
+
+async def _unencodable(request: Request, exc: Exception) -> JSONResponse:
+    # Text with an unpaired surrogate fails as it is encoded for the database (or any other peer).
+    log.warning("unencodable text on %s %s: %r", request.method, request.url.path, exc)
+    body = envelope("The request carries text that is not valid Unicode.", code="invalid_value")
+    return JSONResponse(body, status_code=400)
+
+
+_SERVER_ERROR = envelope("The server had an error while processing your request.", type="server_error")
+
+
+class ExceptionBoundary:
+    """Turns an exception that escaped every handler into a 500 envelope, keeping the connection.
+
+    When the response has already started (a stream broke), nothing can be said any more: the
+    exception goes on to the server, which closes the connection so the client sees the truncation.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:
+                raise
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+            response = JSONResponse(_SERVER_ERROR, status_code=500)
+            await response(scope, receive, send)
+
+
+_database_unavailable = _unavailable("The service's database", "database_unavailable")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    database = _unavailable("The service's database", "database_unavailable")
     dependency = _unavailable("A service this request depends on", "dependency_unavailable")
-    app.add_exception_handler(OperationalError, database)
-    app.add_exception_handler(InterfaceError, database)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(asyncpg.PostgresError, _database_error)
+    app.add_exception_handler(asyncpg.InterfaceError, _database_unavailable)
+    app.add_exception_handler(UnicodeError, _unencodable)
     # asyncpg reports a refused or missing socket as a bare OSError (not wrapped by SQLAlchemy).
     app.add_exception_handler(OSError, dependency)  # includes ConnectionError and TimeoutError
-    app.add_exception_handler(Exception, _unexpected)
+    # Anything else is caught by `ExceptionBoundary` (installed by `service_app`).

@@ -14,11 +14,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from apps.common.guard import GuardedRoute
+
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=GuardedRoute)
 
 
 class Readiness:

@@ -25,9 +25,11 @@ access_log = logging.getLogger("jan.access")
 class RequestContextMiddleware:
     """Accepts or generates `X-Request-Id`, echoes it, and writes one access-log line per request."""
 
-    def __init__(self, app: ASGIApp, service_name: str) -> None:
+    def __init__(self, app: ASGIApp, service_name: str, quiet_paths: tuple[str, ...] = ()) -> None:
         self.app = app
         self.service_name = service_name
+        # Polled several times a second by peers: logged at DEBUG unless they fail.
+        self.quiet_paths = frozenset(quiet_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,6 +54,8 @@ class RequestContextMiddleware:
         finally:
             latency_ms = (time.perf_counter() - started) * 1000
             level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
+            if level == logging.INFO and scope.get("path") in self.quiet_paths:
+                level = logging.DEBUG
             access_log.log(
                 level,
                 "request completed",

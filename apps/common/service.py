@@ -14,16 +14,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apps.common.auth.jwks import JWKSVerifier
 from apps.common.auth.principal import Authenticator
-from apps.common.auth.remote_keys import RemoteAPIKeyResolver
+from apps.common.auth.remote_keys import REVOCATIONS_PATH, RemoteAPIKeyResolver
 from apps.common.db import create_engine, database_check
-from apps.common.errors import install_error_handlers
+from apps.common.errors import ExceptionBoundary, install_error_handlers
+from apps.common.guard import GuardedRoute
 from apps.common.health import Readiness
 from apps.common.health import router as health_router
 from apps.common.http import make_client
@@ -34,6 +36,22 @@ from apps.common.telemetry import setup_telemetry
 AppLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class ServiceApp(FastAPI):
+    """A FastAPI app whose every route is a `GuardedRoute` (see `apps.common.guard`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.router.route_class = GuardedRoute
+
+    def include_router(self, router: APIRouter, **kwargs: Any) -> None:
+        if not issubclass(router.route_class, GuardedRoute):
+            raise TypeError(
+                f"router {router.prefix or '/'!r} must be APIRouter(..., route_class=GuardedRoute), "
+                "so callers are authenticated and text is checked before a body is parsed"
+            )
+        super().include_router(router, **kwargs)
 
 
 def service_app(
@@ -73,9 +91,10 @@ def service_app(
                     async with lifespan(app):
                         yield
             finally:
+                await keys.aclose()
                 telemetry.shutdown()
 
-    app = FastAPI(title=title, version=settings.version, lifespan=run)
+    app = ServiceApp(title=title, version=settings.version, lifespan=run)
     app.state.settings = settings
     app.state.readiness = Readiness()
     install_error_handlers(app)
@@ -98,7 +117,11 @@ def service_app(
         allow_credentials=True,
         max_age=3600,
     )
-    app.add_middleware(RequestContextMiddleware, service_name=settings.service_name)
+    # Inside the request-id middleware, so a 500 it answers carries the id and is access-logged.
+    app.add_middleware(ExceptionBoundary)
+    app.add_middleware(
+        RequestContextMiddleware, service_name=settings.service_name, quiet_paths=(REVOCATIONS_PATH,)
+    )
     telemetry = setup_telemetry(
         app,
         service_name=settings.service_name,

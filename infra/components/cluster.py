@@ -4,11 +4,16 @@ Decisions:
 - Plain pulumi-aws resources rather than pulumi-eks: pulumi-eks is a remote component, which stays a
   black box under the mock engine the tests and the offline render use.
 - Authentication mode `API` (access entries; no aws-auth ConfigMap to lose on a cluster replacement);
-  `adminArns` get cluster-admin entries, the identity running `pulumi up` keeps its creator access.
+  the identity running `pulumi up` and `adminArns` get cluster-admin entries, one per principal (EKS's
+  own creator entry is off: it would collide with an `adminArns` entry naming the deployer).
 - Secrets are envelope-encrypted with a KMS key the stack owns.
-- Add-ons: vpc-cni, kube-proxy and the Pod Identity agent before the nodes (pods get VPC networking from
-  the first node on); coredns and the EBS CSI driver after (they need nodes to become active). The EBS
-  CSI controller gets its IAM role through Pod Identity.
+- Add-ons: vpc-cni (with its network policy agent: `enableNetworkPolicy`), kube-proxy and the Pod
+  Identity agent before the nodes (pods get VPC networking from the first node on); coredns,
+  metrics-server (resource metrics for the apps' HPAs) and the EBS CSI driver after (they need nodes to
+  become active). The EBS CSI controller gets its IAM role through Pod Identity.
+- The Kubernetes provider depends on the system node group, CoreDNS and the admins' access policies,
+  so nothing deployed through it (every namespace, release and object) starts before there are nodes
+  to run it, DNS to resolve and access for the deployer.
 - Every component deploys to Kubernetes through the provider built here, never the ambient kubeconfig.
   On EKS its kubeconfig holds no credential (tokens come from `aws eks get-token`).
 - The apps namespace lives here because both modes need it before anything else deploys.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -29,6 +35,13 @@ from infra.config import ClusterConfig, ClusterMode
 from infra.naming import Naming
 
 APPS_NAMESPACE = "jan"
+# Add-ons before the nodes, with their configuration. NetworkPolicies are inert on EKS unless the VPC
+# CNI runs its network policy agent.
+EARLY_ADDONS: dict[str, dict[str, Any] | None] = {
+    "vpc-cni": {"enableNetworkPolicy": "true"},
+    "kube-proxy": None,
+    "eks-pod-identity-agent": None,
+}
 _ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 _NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly", "AmazonEKS_CNI_Policy")
 
@@ -92,10 +105,8 @@ def _build_eks(
 ) -> tuple[EksHandles, k8s.Provider]:
     cluster_role, node_role = _roles(name, child)
     cluster = _control_plane(name, args, cluster_role, child)
-    _admin_entries(name, cluster, args.spec.admin_arns, child)
-    early = [
-        _addon(name, cluster, addon, child) for addon in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
-    ]
+    admins = _admin_entries(name, cluster, admin_principals(args.spec.admin_arns, _deployer(child)), child)
+    early = [_addon(name, cluster, addon, child, configuration=EARLY_ADDONS[addon]) for addon in EARLY_ADDONS]
     system = _system_nodes(
         name,
         args,
@@ -104,14 +115,19 @@ def _build_eks(
         pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=early)),
     )
     after_nodes = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[system]))
-    _addon(name, cluster, "coredns", after_nodes)
+    coredns = _addon(name, cluster, "coredns", after_nodes)
+    _addon(name, cluster, "metrics-server", after_nodes)
     csi = _ebs_csi_driver(name, cluster, after_nodes)
+    # Everything deployed through this provider waits for it, so for the system nodes, CoreDNS and the
+    # deployer's cluster-admin access.
     provider = k8s.Provider(
         f"{name}-k8s",
         kubeconfig=pulumi.Output.all(
             cluster.name, cluster.endpoint, cluster.certificate_authority.data
         ).apply(lambda parts: kubeconfig(parts[0], parts[1], parts[2], args.region or "")),
-        opts=child,
+        opts=pulumi.ResourceOptions.merge(
+            child, pulumi.ResourceOptions(depends_on=[system, coredns, *admins])
+        ),
     )
     _default_storage_class(
         name, args.naming, pulumi.ResourceOptions(parent=child.parent, provider=provider, depends_on=[csi])
@@ -182,8 +198,10 @@ def _control_plane(
             endpoint_public_access=True,
             public_access_cidrs=[str(cidr) for cidr in args.spec.public_access_cidrs],
         ),
+        # The deployer gets its entry from `_admin_entries` like every admin: EKS's own creator entry
+        # would collide with an `adminArns` entry for the same principal.
         access_config=aws.eks.ClusterAccessConfigArgs(
-            authentication_mode="API", bootstrap_cluster_creator_admin_permissions=True
+            authentication_mode="API", bootstrap_cluster_creator_admin_permissions=False
         ),
         encryption_config=aws.eks.ClusterEncryptionConfigArgs(
             resources=["secrets"],
@@ -195,21 +213,37 @@ def _control_plane(
     )
 
 
+def _deployer(child: pulumi.ResourceOptions) -> str:
+    """The IAM principal running `pulumi up` (a role's ARN, not its STS session's)."""
+    invoke = pulumi.InvokeOptions(parent=child.parent)
+    caller = aws.get_caller_identity(opts=invoke)
+    return str(aws.iam.get_session_context(arn=caller.arn, opts=invoke).issuer_arn)
+
+
+def admin_principals(arns: Sequence[str], deployer: str) -> list[str]:
+    """The deployer first, then `adminArns`, each principal once."""
+    return list(dict.fromkeys([deployer, *arns]))
+
+
 def _admin_entries(
     name: str, cluster: aws.eks.Cluster, arns: Sequence[str], child: pulumi.ResourceOptions
-) -> None:
+) -> list[aws.eks.AccessPolicyAssociation]:
+    associations = []
     for index, arn in enumerate(arns):
         entry = aws.eks.AccessEntry(
             f"{name}-admin-{index}", cluster_name=cluster.name, principal_arn=arn, type="STANDARD", opts=child
         )
-        aws.eks.AccessPolicyAssociation(
-            f"{name}-admin-{index}",
-            cluster_name=cluster.name,
-            principal_arn=arn,
-            policy_arn=_ADMIN_POLICY,
-            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[entry])),
+        associations.append(
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-admin-{index}",
+                cluster_name=cluster.name,
+                principal_arn=arn,
+                policy_arn=_ADMIN_POLICY,
+                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[entry])),
+            )
         )
+    return associations
 
 
 def _system_nodes(
@@ -282,11 +316,13 @@ def _addon(
     addon: str,
     opts: pulumi.ResourceOptions,
     pod_identity: list[aws.eks.AddonPodIdentityAssociationArgs] | None = None,
+    configuration: dict[str, Any] | None = None,
 ) -> aws.eks.Addon:
     return aws.eks.Addon(
         f"{name}-{addon}",
         cluster_name=cluster.name,
         addon_name=addon,
+        configuration_values=json.dumps(configuration, sort_keys=True) if configuration else None,
         resolve_conflicts_on_create="OVERWRITE",
         resolve_conflicts_on_update="OVERWRITE",
         pod_identity_associations=pod_identity,

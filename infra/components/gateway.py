@@ -5,11 +5,11 @@ same table `make dev`'s local gateway serves) and mounted from a ConfigMap; a ch
 template rolls Kong when the routes change (DB-less Kong reads its config only at start). Decisions:
 - No ingress controller and no admin API: the routes live in Git, and nothing may reconfigure Kong at
   run time.
-- On AWS the proxy is an internet-facing NLB (the in-tree `nlb` type: the cluster runs no AWS Load
-  Balancer Controller; `externalTrafficPolicy: Local` keeps client addresses) with TLS terminated by
-  ACM on 443 and forwarded to Kong's plain HTTP port (8000, kept in the container, off the Service).
-  The certificate is `gateway.certificateArn` (already issued) or one the program requests for
-  `api.<domain>` and `auth.<domain>` and validates with DNS records in `gateway.hostedZone`
+- On AWS the proxy is an internet-facing NLB made by the AWS Load Balancer Controller
+  (`infra.components.cluster_addons.nlb_annotations`: IP targets, client addresses preserved) with TLS
+  terminated by ACM on 443 and forwarded to Kong's plain HTTP port (8000, kept in the container, off
+  the Service). The certificate is `gateway.certificateArn` (already issued) or one the program
+  requests for `api.<domain>` and `auth.<domain>` and validates with DNS records in `gateway.hostedZone`
   (`issued_certificate`): the listeners take the validated ARN, so they wait for the issued
   certificate instead of timing out the first `pulumi up`. Elsewhere (dev) the proxy is a ClusterIP
   Service reached with `kubectl port-forward` (README, "Platform").
@@ -30,6 +30,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import helm
+from infra.components.cluster_addons import nlb_annotations
 from infra.specs.kong import KongInputs, kong_config, kong_env
 from infra.versions import CHARTS, IMAGES
 
@@ -37,7 +38,6 @@ RELEASE = "kong"
 CONFIG_MAP = "kong-declarative"
 CONFIG_KEY = "kong.yml"
 PROXY_HTTP_PORT = 8000
-_LB = "service.beta.kubernetes.io/aws-load-balancer"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,14 +92,8 @@ def kong_values(args: GatewayArgs, config_checksum: str) -> dict[str, Any]:
     if args.certificate_arn is not None:
         proxy = {
             "type": "LoadBalancer",
-            "annotations": {
-                f"{_LB}-type": "nlb",
-                f"{_LB}-scheme": "internet-facing",
-                f"{_LB}-ssl-cert": args.certificate_arn,
-                f"{_LB}-ssl-ports": "443",
-                f"{_LB}-backend-protocol": "tcp",
-            },
-            # Instance targets keep the client's address only with Local (rate limits are per IP).
+            "annotations": nlb_annotations(args.certificate_arn),
+            # The NLB targets the pods (IP targets) and preserves client addresses (rate limits are per IP).
             "externalTrafficPolicy": "Local",
             # TLS ends at the NLB, so the Service's only port (443) targets Kong's plain HTTP listener:
             # the chart keeps that listener in the container but off the Service with `servicePort: 0`

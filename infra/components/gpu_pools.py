@@ -25,8 +25,10 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import helm
+from infra.capacity import smallest_of
 from infra.components.cluster import EksHandles
 from infra.config import GpuPool
+from infra.instances import InstanceFacts, from_aws
 from infra.naming import Naming
 from infra.versions import NVIDIA_DEVICE_PLUGIN
 
@@ -54,17 +56,29 @@ class GpuNodePools(pulumi.ComponentResource):
     """Managed GPU node groups and the device plugin that advertises `nvidia.com/gpu`."""
 
     node_group_names: dict[str, pulumi.Output[str]]
+    node_groups: dict[str, aws.eks.NodeGroup]
+    pool_nodes: dict[str, InstanceFacts]
+    """Per pool, its smallest instance type as AWS describes it (what model servers are sized from)."""
 
     def __init__(self, name: str, args: GpuNodePoolsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:GpuNodePools", name, None, opts)
         if not args.pools:
             raise ValueError("GpuNodePools needs at least one pool")
         child = pulumi.ResourceOptions(parent=self)
-        self.node_group_names = {}
+        self.node_group_names, self.node_groups, self.pool_nodes = {}, {}, {}
         for pool in args.pools:
             group = _node_group(f"{name}-{pool.name}", pool, args, child)
             _scale_from_zero_tags(f"{name}-{pool.name}", pool, group, child)
             self.node_group_names[pool.name] = group.node_group_name
+            self.node_groups[pool.name] = group
+            self.pool_nodes[pool.name] = smallest_of(
+                [
+                    from_aws(
+                        aws.ec2.get_instance_type(instance_type=type_, opts=pulumi.InvokeOptions(parent=self))
+                    )
+                    for type_ in pool.instance_types
+                ]
+            )
         on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
         namespace = k8s.core.v1.Namespace(
             f"{name}-device-plugin",
@@ -80,7 +94,9 @@ class GpuNodePools(pulumi.ComponentResource):
             NVIDIA_DEVICE_PLUGIN,
             namespace=DEVICE_PLUGIN_NAMESPACE,
             values=device_plugin_values(),
-            opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[namespace])),
+            opts=pulumi.ResourceOptions.merge(
+                on_cluster, pulumi.ResourceOptions(depends_on=[namespace, *self.node_groups.values()])
+            ),
         )
         self.register_outputs({"node_group_names": self.node_group_names})
 

@@ -33,6 +33,7 @@ import yaml
 from pydantic import SecretStr
 
 from infra import helm
+from infra.components.cluster_addons import nlb_annotations
 from infra.database import DatabaseEndpoint
 from infra.service_config import IdentityConfig
 from infra.specs.identity import IdentityInputs, app_auth_env, keycloak_env
@@ -47,7 +48,6 @@ BACKEND_SECRET = "keycloak-backend-client"  # noqa: S105 - a Secret's name
 BACKEND_SECRET_KEY = "client-secret"  # noqa: S105 - a key name
 ADMIN_SECRET = "keycloak-admin"  # noqa: S105 - a Secret's name
 DATABASE = "keycloak"  # its role and database on the stack's Postgres
-_LB = "service.beta.kubernetes.io/aws-load-balancer"
 _SELECTOR = {"app.kubernetes.io/name": "keycloakx", "app.kubernetes.io/instance": RELEASE}
 
 
@@ -69,6 +69,8 @@ class Identity(pulumi.ComponentResource):
 
     realm: dict[str, Any]
     app_env: dict[str, str]
+    app_secrets: list[pulumi.Resource]
+    """What the apps wait for here: the backend client's Secret in their namespace, not Keycloak."""
 
     def __init__(self, name: str, args: IdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:Identity", name, None, opts)
@@ -108,6 +110,7 @@ class Identity(pulumi.ComponentResource):
                 on_cluster,
             ),
         ]
+        self.app_secrets = [secrets[1]]
         if args.database is not None:
             secrets += [database_secret(name, args, args.database, on_cluster), args.database.ready]
         helm.upstream_release(
@@ -227,13 +230,7 @@ def _public_service(
             name="keycloak-public",
             namespace=namespace,
             labels={"app.kubernetes.io/part-of": "jan"},
-            annotations={
-                f"{_LB}-type": "nlb",
-                f"{_LB}-scheme": "internet-facing",
-                f"{_LB}-ssl-cert": certificate_arn,
-                f"{_LB}-ssl-ports": "443",
-                f"{_LB}-backend-protocol": "tcp",
-            },
+            annotations=nlb_annotations(certificate_arn),
         ),
         spec=k8s.core.v1.ServiceSpecArgs(
             type="LoadBalancer",

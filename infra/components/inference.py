@@ -14,13 +14,17 @@ Decisions:
 - Weights: a ReadWriteOnce volume per model when it runs one replica; a model that may run several
   (replicas > 1 or autoscaling) caches them in an `emptyDir` on the GPU node's disk instead (no RWX
   storage such as EFS is provisioned).
+- A model's pods wait for their pool's node group, get CPU and memory sized from its instance type
+  (`InferenceArgs.pool_nodes`, from AWS at deploy time) and a rollout timeout that covers a cold start
+  (`infra.specs.vllm.cold_start_seconds`); the apps never wait for a model server to be ready.
 - Under KEDA, Pulumi leaves `spec.replicas` alone (`ignore_changes`), or each update would undo it;
   KEDA is installed by this component (pinned chart) only when a stack enables it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -30,6 +34,7 @@ from infra import helm
 from infra.components.gpu_pools import GPU_TAINT_KEY, node_labels
 from infra.components.objects import k8s_object, object_name
 from infra.config import GpuPool, InferenceConfig
+from infra.instances import InstanceFacts
 from infra.specs.autoscaling import QueueScaling, vllm_scaled_object
 from infra.specs.vllm import (
     CpuModelInputs,
@@ -37,6 +42,7 @@ from infra.specs.vllm import (
     ModelServing,
     ProviderEntry,
     SecretRef,
+    cold_start_seconds,
     llama_cpp_manifests,
     llama_cpp_provider,
     model_server_monitor,
@@ -60,6 +66,9 @@ class InferenceArgs:
     prometheus_url: str
     provider: k8s.Provider
     depends_on: list[pulumi.Resource]
+    # Per GPU pool: its smallest instance type and its node group (what a model's pods wait for).
+    pool_nodes: Mapping[str, InstanceFacts] = field(default_factory=dict)
+    node_groups: Mapping[str, pulumi.Resource] = field(default_factory=dict)
 
 
 class Inference(pulumi.ComponentResource):
@@ -67,6 +76,8 @@ class Inference(pulumi.ComponentResource):
 
     providers: list[ProviderEntry]
     api_key_secret: str
+    app_secrets: list[pulumi.Resource]
+    """What the apps read from here: the API-key Secret in their namespace (none for an upstream)."""
 
     def __init__(self, name: str, args: InferenceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:Inference", name, None, opts)
@@ -81,8 +92,10 @@ class Inference(pulumi.ComponentResource):
         upstream = args.settings.external_upstream
         # llm-api reads MODEL_SERVER_API_KEY from `api-key` of this Secret in the apps namespace.
         self.api_key_secret = upstream.api_key_secret if upstream else API_KEY_SECRET
+        self.app_secrets = []
         if upstream is None:
-            self._api_key(name, [args.namespace, args.apps_namespace], on_cluster)
+            secrets = self._api_key(name, [args.namespace, args.apps_namespace], on_cluster)
+            self.app_secrets = [secrets[args.apps_namespace]]
         if args.settings.accelerator == "gpu":
             self.providers = self._vllm(name, args, inputs, on_cluster)
         elif upstream is not None:
@@ -96,12 +109,15 @@ class Inference(pulumi.ComponentResource):
             self.providers = [llama_cpp_provider(cpu)]
         self.register_outputs({"providers": [entry.base_url for entry in self.providers]})
 
-    def _api_key(self, name: str, namespaces: list[str], opts: pulumi.ResourceOptions) -> None:
+    def _api_key(
+        self, name: str, namespaces: list[str], opts: pulumi.ResourceOptions
+    ) -> dict[str, k8s.core.v1.Secret]:
         key = random.RandomPassword(
             f"{name}-api-key", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
         )
+        secrets = {}
         for namespace in namespaces:
-            k8s.core.v1.Secret(
+            secrets[namespace] = k8s.core.v1.Secret(
                 f"{name}-api-key-{namespace}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=API_KEY_SECRET, namespace=namespace, labels={"app.kubernetes.io/part-of": "jan"}
@@ -109,6 +125,7 @@ class Inference(pulumi.ComponentResource):
                 string_data=pulumi.Output.secret({API_KEY_KEY: key.result}),
                 opts=opts,
             )
+        return secrets
 
     def _vllm(
         self, name: str, args: InferenceArgs, inputs: InferenceInputs, on_cluster: pulumi.ResourceOptions
@@ -146,10 +163,18 @@ class Inference(pulumi.ComponentResource):
                 extra_args=tuple(entry.extra_args),
                 weights_gib=entry.weights_gib,
             )
-            pool = PoolScheduling(node_selector=node_labels(pools[entry.pool]), taint_key=GPU_TAINT_KEY)
-            replicas_owned = pulumi.ResourceOptions(
-                ignore_changes=["spec.replicas"] if scaling.enabled else None
+            pool = PoolScheduling(
+                node_selector=node_labels(pools[entry.pool]),
+                taint_key=GPU_TAINT_KEY,
+                node=args.pool_nodes[entry.pool],
             )
+            cold_start = f"{cold_start_seconds(model)}s"
+            replicas_owned = pulumi.ResourceOptions(
+                ignore_changes=["spec.replicas"] if scaling.enabled else None,
+                # Pulumi waits for the rollout: long enough for a new GPU node, the image and the weights.
+                custom_timeouts=pulumi.CustomTimeouts(create=cold_start, update=cold_start),
+            )
+            on_pool = pulumi.ResourceOptions(depends_on=[args.node_groups[entry.pool]])
             # A ReadWriteOnce volume serves one replica; a model that can run several caches on node disk.
             several = entry.replicas > 1 or (scaling.enabled and scaling.max_replicas > 1)
             storage = inputs.model_copy(update={"weights_storage": "ephemeral" if several else "pvc"})
@@ -158,7 +183,7 @@ class Inference(pulumi.ComponentResource):
                 k8s_object(
                     f"{name}-{object_name(manifest)}",
                     manifest,
-                    pulumi.ResourceOptions.merge(on_cluster, opts),
+                    pulumi.ResourceOptions.merge(pulumi.ResourceOptions.merge(on_cluster, on_pool), opts),
                 )
             if scaling.enabled:
                 queue = QueueScaling(

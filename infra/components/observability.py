@@ -18,7 +18,7 @@ Prometheus scrapes vLLM, Kong, Keycloak, CloudNativePG and DCGM through ServiceM
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -73,6 +73,8 @@ class ObservabilityArgs:
     collector_replicas: int
     provider: k8s.Provider
     depends_on: list[pulumi.Resource]
+    # The GPU node groups the DCGM exporter's DaemonSet runs on.
+    gpu_node_groups: list[pulumi.Resource] = field(default_factory=list)
     postgres: CnpgMetrics | ExporterTarget | None = None
     """Where the Postgres dashboard and alert get their metrics (`infra.specs.postgres_metrics`)."""
 
@@ -141,7 +143,9 @@ class Observability(pulumi.ComponentResource):
                 CHARTS["dcgm-exporter"],
                 namespace=namespace,
                 values=dcgm_values(),
-                opts=after_crds,
+                opts=pulumi.ResourceOptions.merge(
+                    after_crds, pulumi.ResourceOptions(depends_on=args.gpu_node_groups)
+                ),
             )
         self.register_outputs({})
 

@@ -9,7 +9,8 @@ Decisions:
   client for many users, so limiting by its IP would throttle everyone.
 - SandboxFusion runs in the `sandbox` namespace, reachable only from mcp-tools' pods, with egress
   denied, no service-account token and resource limits (all set by the chart; `allowedClients` names
-  mcp-tools here).
+  mcp-tools here). Its image exists for linux/amd64 only, so it selects amd64 nodes: on an arm64-only
+  cluster (kind on Apple silicon) its pods stay Pending with that reason (README, "Platform").
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class SearchArgs:
     cluster_cidrs: list[str]
     provider: k8s.Provider
     depends_on: list[pulumi.Resource]
+
+
+ARCH_LABEL = "kubernetes.io/arch"
 
 
 class SearchAndSandbox(pulumi.ComponentResource):
@@ -80,7 +84,9 @@ class SearchAndSandbox(pulumi.ComponentResource):
                 "allowedClients": {
                     "namespace": args.apps_namespace,
                     "podLabels": {NAME_LABEL: args.client_app},
-                }
+                },
+                # The image is published for linux/amd64 only: never schedule it where it cannot run.
+                "nodeSelector": {ARCH_LABEL: "amd64"},
             },
             opts=on_cluster,
         )

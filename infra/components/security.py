@@ -8,9 +8,9 @@ the cluster component's (created first, PSA `restricted`). Other components depl
 `Security.namespaces[...]` and depend on it, so a release never races its namespace. Decisions:
 - Observability enforces PSA `privileged`: kube-prometheus-stack's node exporter and the DCGM exporter
   read host paths; it is not default-denied (see the specs module).
-- Two flows the specs do not know: the database bootstrap Job in the apps namespace reaches Postgres,
-  and on S3 stacks media-api reaches the EKS Pod Identity agent (link-local, which the specs' internet
-  allows exclude on purpose) for its credentials.
+- Two flows the specs do not know, added as `Flow`s to the same list (`platform_flows`): the database
+  bootstrap Job in the apps namespace reaches Postgres, and on S3 stacks media-api reaches the EKS Pod
+  Identity agent (link-local, which the specs' internet allows exclude on purpose) for its credentials.
 - What is in-cluster and what is external (RDS, S3, an upstream API) comes from the stack config, so
   prod's policies name the VPC CIDR for Postgres and public addresses for S3.
 """
@@ -28,11 +28,12 @@ from infra.components.objects import k8s_object, object_name
 from infra.config import DatabaseMode, ObjectStoreMode, StackConfig
 from infra.specs.network_policies import (
     NAME_LABEL,
-    NAMESPACE_LABEL,
     PSA_VERSION,
     External,
+    Flow,
     NetworkInputs,
     Workload,
+    flows,
     namespace_manifests,
     network_policies,
 )
@@ -76,6 +77,8 @@ class Security(pulumi.ComponentResource):
 
     inputs: NetworkInputs
     namespaces: dict[str, k8s.core.v1.Namespace]
+    flows: list[Flow]
+    """Every flow the stack's policies allow (the services' and the platform's own)."""
 
     def __init__(self, name: str, args: SecurityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:Security", name, None, opts)
@@ -101,68 +104,37 @@ class Security(pulumi.ComponentResource):
         in_namespaces = pulumi.ResourceOptions.merge(
             on_cluster, pulumi.ResourceOptions(depends_on=list(self.namespaces.values()))
         )
-        policies = [*network_policies(self.inputs), *bootstrap_policies(self.inputs)]
-        if args.config.object_store.mode is ObjectStoreMode.S3:
-            policies.append(pod_identity_policy(self.inputs))
-        for policy in policies:
+        self.flows = [*flows(self.inputs), *platform_flows(self.inputs, args.config)]
+        for policy in network_policies(self.inputs, platform_flows(self.inputs, args.config)):
             k8s_object(f"{name}-{object_name(policy)}", policy, in_namespaces)
         self.register_outputs({"namespaces": sorted(self.namespaces)})
 
 
-def pod_identity_policy(inputs: NetworkInputs) -> dict[str, Any]:
-    """media-api gets its S3 credentials from the EKS Pod Identity agent on its node (link-local)."""
-    media = inputs.app(AppName.MEDIA_API)
-    rule = {"to": [{"ipBlock": {"cidr": POD_IDENTITY_AGENT}}], "ports": [{"protocol": "TCP", "port": 80}]}
-    return _policy(
-        "allow-media-api-to-pod-identity-egress",
-        media.namespace,
-        dict(media.labels),
-        {"policyTypes": ["Egress"], "egress": [rule]},
+def platform_flows(inputs: NetworkInputs, config: StackConfig) -> list[Flow]:
+    """The flows of what this program runs beside the services (the bootstrap Job, Pod Identity)."""
+    job = Workload(
+        namespace=inputs.apps_namespace,
+        labels={"app.kubernetes.io/component": BOOTSTRAP_COMPONENT},
+        ports=(),
     )
-
-
-def bootstrap_policies(inputs: NetworkInputs) -> list[dict[str, Any]]:
-    """The database bootstrap Job (`infra.database`) in the apps namespace reaches Postgres."""
-    job = {"app.kubernetes.io/component": BOOTSTRAP_COMPONENT}
-    postgres = inputs.postgres
-    ports = [{"protocol": "TCP", "port": port} for port in postgres.ports]
-    to: list[dict[str, Any]]
-    if isinstance(postgres, Workload):
-        to = [
-            {
-                "namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: postgres.namespace}},
-                "podSelector": {"matchLabels": dict(postgres.labels)},
-            }
-        ]
-    else:
-        to = [{"ipBlock": {"cidr": cidr}} for cidr in postgres.cidrs]
-    policies = [
-        _policy(
-            "allow-db-bootstrap-to-postgres-egress",
-            inputs.apps_namespace,
-            job,
-            {"policyTypes": ["Egress"], "egress": [{"to": to, "ports": ports}]},
+    found = [
+        Flow(
+            name="db-bootstrap-to-postgres",
+            source=job,
+            destination=inputs.postgres,
+            why="the bootstrap Job creates the apps' roles and databases",
         )
     ]
-    if isinstance(postgres, Workload):
-        source = {
-            "namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: inputs.apps_namespace}},
-            "podSelector": {"matchLabels": job},
-        }
-        spec = {"policyTypes": ["Ingress"], "ingress": [{"from": [source], "ports": ports}]}
-        policies.append(
-            _policy("allow-db-bootstrap-to-postgres-ingress", postgres.namespace, dict(postgres.labels), spec)
+    if config.object_store.mode is ObjectStoreMode.S3:
+        found.append(
+            Flow(
+                name="media-api-to-pod-identity",
+                source=inputs.app(AppName.MEDIA_API),
+                destination=External(cidrs=(POD_IDENTITY_AGENT,), ports=(80,)),
+                why="media-api's S3 credentials from the node's Pod Identity agent (link-local)",
+            )
         )
-    return policies
-
-
-def _policy(name: str, namespace: str, pods: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "jan"}},
-        "spec": {"podSelector": {"matchLabels": pods}, **spec},
-    }
+    return found
 
 
 def _namespace(name: str, enforce: str, warn: str) -> dict[str, Any]:

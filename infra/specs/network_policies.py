@@ -5,11 +5,11 @@ data flow. Pods are selected by the labels the charts put on them (`app.kubernet
 apps; the upstream charts' labels are inputs with their defaults), namespaces by the label Kubernetes
 sets itself (`kubernetes.io/metadata.name`). Decisions:
 
-- Flows: Kong → each app; response-api → llm-api and mcp-tools; llm-api → media-api (resolving
-  `jan_*` ids); media-api, response-api, mcp-tools → llm-api (API-key validation); every app →
-  Postgres, the collector (OTLP/HTTP 4318) and Keycloak (JWKS; llm-api also the admin API); media-api →
-  S3; llm-api → the vLLM Services; mcp-tools → SearXNG and SandboxFusion; SearXNG → Valkey. Kong →
-  the collector (traces). Prometheus → Kong's status port, Keycloak's management port and vLLM.
+- Flows are data: `flows()` lists every one (source, destination, ports, why) and the policies are
+  generated from that list alone (components add theirs as `Flow`s too); a test checks the rendered
+  policies allow exactly the listed flows. Among them: Kong → each app; response-api → llm-api and
+  mcp-tools; llm-api and mcp-tools (file search over uploads) → media-api; every app → Postgres, the
+  collector, Keycloak; mcp-tools → SearXNG and SandboxFusion; Prometheus → the metrics ports.
 - DNS egress (kube-dns, 53 UDP/TCP) in every namespace except the sandbox, whose egress is denied
   outright: code it runs cannot resolve or reach anything.
 - Egress to the internet is public-only (`0.0.0.0/0` minus private, CGNAT and link-local ranges, which
@@ -31,7 +31,7 @@ sets itself (`kubernetes.io/metadata.name`). Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -147,88 +147,195 @@ def _data_namespaces(inputs: NetworkInputs) -> list[str]:
     return list(dict.fromkeys(store.namespace for store in stores if isinstance(store, Workload)))
 
 
-def network_policies(inputs: NetworkInputs) -> list[dict[str, Any]]:
+class Flow(BaseModel):
+    """One data flow the platform needs: who talks to whom, on which ports, and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9-]+$")
+    source: Workload | None  # None: from anywhere (a public entry)
+    destination: Peer
+    ports: tuple[int, ...] | None = None  # None: every port the destination serves (none listed: any)
+    why: str = Field(min_length=1)
+
+    @property
+    def port_list(self) -> tuple[int, ...]:
+        return self.ports or self.destination.ports
+
+
+def network_policies(inputs: NetworkInputs, extra_flows: Sequence[Flow] = ()) -> list[dict[str, Any]]:
     """Every NetworkPolicy: default-deny per namespace, DNS, then one allow per flow."""
     policies = [_deny(namespace, ["Ingress", "Egress"]) for namespace in _owned_namespaces(inputs)]
-    for namespace in _data_namespaces(inputs):
-        # Replication between CNPG instances and traffic between SeaweedFS' own servers.
-        same_namespace = {"policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}]}
-        policies += [
-            _deny(namespace, ["Ingress"]),
-            _policy("allow-same-namespace", namespace, {}, same_namespace),
-        ]
+    policies += [_deny(namespace, ["Ingress"]) for namespace in _data_namespaces(inputs)]
     policies += [
         _dns(namespace, inputs)
         for namespace in _owned_namespaces(inputs)
         if namespace != inputs.sandbox.namespace
     ]
     owned = set(_owned_namespaces(inputs))
-    for name, source, destination, ports in _flows(inputs):
-        policies += _allow(name, source, destination, ports, egress_isolated=owned)
+    for flow in [*flows(inputs), *extra_flows]:
+        policies += _allow(flow, egress_isolated=owned)
     return policies
 
 
-def _flows(inputs: NetworkInputs) -> list[tuple[str, Workload | None, Peer, tuple[int, ...] | None]]:
-    """(name, source pods or None for anywhere, destination, ports or None for all its ports)."""
+def flows(inputs: NetworkInputs) -> list[Flow]:
+    """The flows between the platform's workloads (the one list the policies are generated from)."""
     llm, response, media, tools = (inputs.app(app) for app in AppName)
     internet_web = External(cidrs=("0.0.0.0/0",), ports=(80, 443))
-    flows: list[tuple[str, Workload | None, Peer, tuple[int, ...] | None]] = [
-        ("public-to-kong", None, inputs.kong, None),
-        ("kong-to-collector", inputs.kong, inputs.collector, (OTLP_PORTS[1],)),
-        ("prometheus-to-kong", inputs.prometheus, inputs.kong, (inputs.kong_status_port,)),
-        ("prometheus-to-keycloak", inputs.prometheus, inputs.keycloak, (inputs.keycloak_management_port,)),
-        ("prometheus-to-model-servers", inputs.prometheus, inputs.model_servers, None),
-        ("response-api-to-llm-api", response, llm, None),
-        ("media-api-to-llm-api", media, llm, None),
-        ("mcp-tools-to-llm-api", tools, llm, None),
-        ("llm-api-to-media-api", llm, media, None),
-        ("response-api-to-mcp-tools", response, tools, None),
-        ("llm-api-to-model-servers", llm, inputs.model_servers, None),
-        ("media-api-to-object-store", media, inputs.object_store, None),
-        ("media-api-to-internet", media, internet_web, None),
-        ("mcp-tools-to-searxng", tools, inputs.searxng, None),
-        ("mcp-tools-to-sandbox", tools, inputs.sandbox, None),
-        ("mcp-tools-to-internet", tools, internet_web, None),
-        ("searxng-to-valkey", inputs.searxng, inputs.valkey, None),
-        ("searxng-to-internet", inputs.searxng, internet_web, None),
-        (
-            "model-servers-to-internet",
-            inputs.model_servers,
-            External(cidrs=("0.0.0.0/0",), ports=(443,)),
-            None,
+    found = [
+        Flow(name="public-to-kong", source=None, destination=inputs.kong, why="the public entry"),
+        Flow(
+            name="kong-to-collector",
+            source=inputs.kong,
+            destination=inputs.collector,
+            ports=(OTLP_PORTS[1],),
+            why="Kong's traces",
+        ),
+        Flow(
+            name="prometheus-to-kong",
+            source=inputs.prometheus,
+            destination=inputs.kong,
+            ports=(inputs.kong_status_port,),
+            why="Kong's metrics",
+        ),
+        Flow(
+            name="prometheus-to-keycloak",
+            source=inputs.prometheus,
+            destination=inputs.keycloak,
+            ports=(inputs.keycloak_management_port,),
+            why="Keycloak's metrics",
+        ),
+        Flow(
+            name="prometheus-to-model-servers",
+            source=inputs.prometheus,
+            destination=inputs.model_servers,
+            why="vLLM's metrics (KEDA scales on them)",
+        ),
+        Flow(name="response-api-to-llm-api", source=response, destination=llm, why="the model loop"),
+        Flow(name="media-api-to-llm-api", source=media, destination=llm, why="API-key validation"),
+        Flow(name="mcp-tools-to-llm-api", source=tools, destination=llm, why="API-key validation"),
+        Flow(name="llm-api-to-media-api", source=llm, destination=media, why="resolving jan_ media ids"),
+        Flow(
+            name="mcp-tools-to-media-api",
+            source=tools,
+            destination=media,
+            why="file search fetches uploaded files",
+        ),
+        Flow(name="response-api-to-mcp-tools", source=response, destination=tools, why="MCP tool calls"),
+        Flow(name="llm-api-to-model-servers", source=llm, destination=inputs.model_servers, why="inference"),
+        Flow(name="media-api-to-object-store", source=media, destination=inputs.object_store, why="uploads"),
+        Flow(
+            name="media-api-to-internet",
+            source=media,
+            destination=internet_web,
+            why="remote fetch of uploads",
+        ),
+        Flow(name="mcp-tools-to-searxng", source=tools, destination=inputs.searxng, why="web search"),
+        Flow(name="mcp-tools-to-sandbox", source=tools, destination=inputs.sandbox, why="code execution"),
+        Flow(name="mcp-tools-to-internet", source=tools, destination=internet_web, why="web fetch, Serper"),
+        Flow(
+            name="searxng-to-valkey", source=inputs.searxng, destination=inputs.valkey, why="SearXNG's cache"
+        ),
+        Flow(
+            name="searxng-to-internet",
+            source=inputs.searxng,
+            destination=internet_web,
+            why="search engines",
+        ),
+        Flow(
+            name="model-servers-to-internet",
+            source=inputs.model_servers,
+            destination=External(cidrs=("0.0.0.0/0",), ports=(443,)),
+            why="Hugging Face downloads",
         ),
     ]
     for app, workload in zip(AppName, (llm, response, media, tools), strict=True):
-        flows += [
-            (f"kong-to-{app.value}", inputs.kong, workload, None),
-            (f"{app.value}-to-postgres", workload, inputs.postgres, None),
-            (f"{app.value}-to-collector", workload, inputs.collector, (OTLP_PORTS[1],)),
-            (f"{app.value}-to-keycloak", workload, inputs.keycloak, None),
+        found += [
+            Flow(name=f"kong-to-{app.value}", source=inputs.kong, destination=workload, why="routes"),
+            Flow(
+                name=f"{app.value}-to-postgres",
+                source=workload,
+                destination=inputs.postgres,
+                why="its schema",
+            ),
+            Flow(
+                name=f"{app.value}-to-collector",
+                source=workload,
+                destination=inputs.collector,
+                ports=(OTLP_PORTS[1],),
+                why="telemetry (OTLP/HTTP)",
+            ),
+            Flow(
+                name=f"{app.value}-to-keycloak",
+                source=workload,
+                destination=inputs.keycloak,
+                why="JWKS (llm-api: also the admin API)",
+            ),
         ]
-    flows += _identity_and_data_flows(inputs)
+    found += _identity_and_data_flows(inputs)
+    for namespace in _data_namespaces(inputs):
+        everyone = Workload(namespace=namespace, labels={}, ports=())
+        found.append(
+            Flow(
+                name=f"within-{namespace}",
+                source=everyone,
+                destination=everyone,
+                why="replication between CNPG instances, traffic between SeaweedFS' own servers",
+            )
+        )
     if inputs.llm_upstreams is not None:
-        flows.append(("llm-api-to-upstreams", llm, inputs.llm_upstreams, None))
-    return flows
+        found.append(
+            Flow(
+                name="llm-api-to-upstreams",
+                source=llm,
+                destination=inputs.llm_upstreams,
+                why="the external model API",
+            )
+        )
+    return found
 
 
-def _identity_and_data_flows(
-    inputs: NetworkInputs,
-) -> list[tuple[str, Workload | None, Peer, tuple[int, ...] | None]]:
+def _identity_and_data_flows(inputs: NetworkInputs) -> list[Flow]:
     keycloak = inputs.keycloak
-    flows: list[tuple[str, Workload | None, Peer, tuple[int, ...] | None]] = [
-        ("keycloak-to-postgres", keycloak, inputs.postgres, None),
-        ("keycloak-to-keycloak", keycloak, keycloak, inputs.keycloak_cluster_ports),
+    found = [
+        Flow(
+            name="keycloak-to-postgres",
+            source=keycloak,
+            destination=inputs.postgres,
+            why="Keycloak's database",
+        ),
+        Flow(
+            name="keycloak-to-keycloak",
+            source=keycloak,
+            destination=keycloak,
+            ports=inputs.keycloak_cluster_ports,
+            why="the cache cluster between replicas",
+        ),
     ]
     if inputs.keycloak_public:
-        flows.append(("public-to-keycloak", None, keycloak, None))
+        found.append(Flow(name="public-to-keycloak", source=None, destination=keycloak, why="browser logins"))
     else:
-        flows.append(("kong-to-keycloak", inputs.kong, keycloak, None))
+        found.append(
+            Flow(name="kong-to-keycloak", source=inputs.kong, destination=keycloak, why="logins via Kong")
+        )
     if isinstance(inputs.postgres, Workload):
-        flows += [
-            ("cnpg-operator-to-postgres", inputs.cnpg_operator, inputs.postgres, inputs.cnpg_operator.ports),
-            ("prometheus-to-postgres", inputs.prometheus, inputs.postgres, (inputs.postgres_metrics_port,)),
+        found += [
+            Flow(
+                name="cnpg-operator-to-postgres",
+                source=inputs.cnpg_operator,
+                destination=inputs.postgres,
+                ports=inputs.cnpg_operator.ports,
+                why="the operator's instance manager",
+            ),
+            Flow(
+                name="prometheus-to-postgres",
+                source=inputs.prometheus,
+                destination=inputs.postgres,
+                ports=(inputs.postgres_metrics_port,),
+                why="Postgres metrics",
+            ),
         ]
-    return flows
+    return found
 
 
 def _deny(namespace: str, types: list[str]) -> dict[str, Any]:
@@ -243,31 +350,28 @@ def _dns(namespace: str, inputs: NetworkInputs) -> dict[str, Any]:
     )
 
 
-def _allow(
-    name: str,
-    source: Workload | None,
-    destination: Peer,
-    ports: tuple[int, ...] | None,
-    *,
-    egress_isolated: set[str],
-) -> list[dict[str, Any]]:
+def _allow(flow: Flow, *, egress_isolated: set[str]) -> list[dict[str, Any]]:
     """An egress policy on the source and, for an in-cluster destination, an ingress policy on it.
 
     Sources outside the default-denied namespaces (Prometheus, the CNPG operator) get no egress policy:
     one would isolate their egress and cut every flow not listed here.
     """
-    port_list = [{"protocol": "TCP", "port": port} for port in (ports or destination.ports)]
+    source, destination = flow.source, flow.destination
+    port_list = [{"protocol": "TCP", "port": port} for port in flow.port_list]
     policies = []
+    ports = {"ports": port_list} if port_list else {}  # no ports listed: any port
     if source is not None and source.namespace in egress_isolated:
-        rule = {"to": _peers(destination), "ports": port_list}
+        rule = {"to": _peers(destination), **ports}
         spec = {"podSelector": _match(source.labels), "policyTypes": ["Egress"], "egress": [rule]}
-        policies.append(_policy(f"allow-{name}-egress", source.namespace, source.labels, spec))
+        policies.append(_policy(f"allow-{flow.name}-egress", source.namespace, source.labels, spec))
     if isinstance(destination, Workload):
-        ingress: dict[str, Any] = {"ports": port_list}
+        ingress: dict[str, Any] = dict(ports)
         if source is not None:
             ingress["from"] = _peers(source)
         spec = {"podSelector": _match(destination.labels), "policyTypes": ["Ingress"], "ingress": [ingress]}
-        policies.append(_policy(f"allow-{name}-ingress", destination.namespace, destination.labels, spec))
+        policies.append(
+            _policy(f"allow-{flow.name}-ingress", destination.namespace, destination.labels, spec)
+        )
     return policies
 
 

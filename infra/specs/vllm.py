@@ -14,7 +14,12 @@ Decisions:
   the default.
 - Probes: vLLM listens only once the engine is loaded, so `/health` is truthful; the startup probe's
   budget grows with the weights (`STARTUP_BASE_SECONDS` + `STARTUP_SECONDS_PER_GIB` per GiB, checked
-  every 10 s), so a cold download is not killed, and liveness starts only after it.
+  every 10 s), so a cold download is not killed, and liveness starts only after it. Pulumi's wait for
+  the Deployment allows a whole cold start (`cold_start_seconds`: a new node, the image, the probe).
+- Requests: CPU and memory are the model's GPUs' share of its pool's smallest instance type after
+  the kubelet's reservations (`infra.capacity.model_server_resources`), never a fixed size; memory
+  limit = request, and the `/dev/shm` volume (1 GiB for one GPU, 4 GiB per GPU with tensor
+  parallelism) counts against it.
 - Weights: a PersistentVolumeClaim per model mounted as `HF_HOME`, so restarts do not download again
   (`ReadWriteMany`, e.g. EFS, is required for more than one replica), or an `emptyDir` when the stack
   prefers no volume. `/dev/shm` is a memory `emptyDir` (tensor-parallel workers share memory).
@@ -37,12 +42,18 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from infra.capacity import model_server_resources, shm_gib
+from infra.instances import InstanceFacts
 from infra.versions import IMAGES
 
 VLLM_PORT = 8000
 LLAMA_CPP_PORT = 8080
 STARTUP_BASE_SECONDS = 300
 STARTUP_SECONDS_PER_GIB = 30
+# A cold start on an empty pool: the autoscaler launches a GPU node and it joins (~5 min), the
+# ~10 GB vLLM image is pulled (~10 min), then the startup probe's budget runs.
+NODE_PROVISION_SECONDS = 300
+IMAGE_PULL_SECONDS = 600
 MANAGED_FLAGS = (
     "--api-key",
     "--port",
@@ -76,6 +87,8 @@ class GpuPool(BaseModel):
     node_selector: Mapping[str, str] = Field(default_factory=lambda: {"jan.ai/pool": "gpu"})
     taint_key: str = GPU_RESOURCE
     taint_value: str = "true"
+    node: InstanceFacts
+    """The pool's smallest instance type: a model's CPU and memory requests are its GPUs' share."""
 
 
 class ModelServing(BaseModel):
@@ -90,8 +103,6 @@ class ModelServing(BaseModel):
     replicas: int = Field(1, ge=0)
     extra_args: tuple[str, ...] = ()
     weights_gib: float = Field(16, gt=0)
-    cpu: str = "4"
-    memory: str = "32Gi"
 
     @property
     def name(self) -> str:
@@ -112,12 +123,16 @@ class InferenceInputs(BaseModel):
     weights_storage: Literal["pvc", "ephemeral"] = "pvc"
     storage_class: str | None = None
     access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
-    shm_gib: int = Field(8, ge=1)
 
 
 def startup_failure_threshold(model: ModelServing) -> int:
     budget = STARTUP_BASE_SECONDS + STARTUP_SECONDS_PER_GIB * model.weights_gib
     return math.ceil(budget / 10)
+
+
+def cold_start_seconds(model: ModelServing) -> int:
+    """How long a first rollout may take: a new GPU node, the vLLM image, then the startup probe."""
+    return NODE_PROVISION_SECONDS + IMAGE_PULL_SECONDS + startup_failure_threshold(model) * 10
 
 
 def vllm_args(model: ModelServing) -> list[str]:
@@ -162,6 +177,8 @@ def vllm_manifests(model: ModelServing, pool: GpuPool, inputs: InferenceInputs) 
         env.append(_secret_env("HF_TOKEN", inputs.hf_token))
     probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}
     gpus = {GPU_RESOURCE: str(model.gpus)}
+    share = model_server_resources(model.gpus, pool.node)
+    cpu, memory = f"{share.millicpu}m", f"{share.memory_mib}Mi"
     container = {
         "name": "vllm",
         "image": IMAGES["vllm"].ref,
@@ -171,8 +188,8 @@ def vllm_manifests(model: ModelServing, pool: GpuPool, inputs: InferenceInputs) 
         "env": env,
         "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
         "resources": {
-            "requests": {"cpu": model.cpu, "memory": model.memory, **gpus},
-            "limits": {"memory": model.memory, **gpus},
+            "requests": {"cpu": cpu, "memory": memory, **gpus},
+            "limits": {"memory": memory, **gpus},
         },
         "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": startup_failure_threshold(model)},
         "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
@@ -202,7 +219,7 @@ def vllm_manifests(model: ModelServing, pool: GpuPool, inputs: InferenceInputs) 
         "containers": [container],
         "volumes": [
             {"name": "weights", **weights},
-            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{inputs.shm_gib}Gi"}},
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gib(model.gpus)}Gi"}},
         ],
     }
     manifests = [

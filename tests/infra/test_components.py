@@ -178,8 +178,11 @@ def test_bucket_is_private_encrypted_and_versioned_in_prod(prod: Rendered, stagi
 
 
 def test_pod_identity_is_scoped_to_media_api(prod: Rendered) -> None:
-    (association,) = prod.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
-    assert association["inputs"]["namespace"] == "jan"
+    (association,) = [
+        found
+        for found in prod.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+        if found["inputs"]["namespace"] == "jan"
+    ]
     assert association["inputs"]["serviceAccount"] == "media-api"
     role = prod.one("aws:iam/role:Role", "jan-prod-objects-media-api")
     assert association["inputs"]["roleArn"].endswith(":jan-prod-objects-media-api")
@@ -204,7 +207,14 @@ def test_cluster_access_addons_and_storage(prod: Rendered) -> None:
     )
     assert kms["Statement"][0]["Resource"] == cluster["encryptionConfig"]["provider"]["keyArn"]
     addons = {item["inputs"]["addonName"] for item in prod.of_type("aws:eks/addon:Addon")}
-    assert addons == {"vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver"}
+    assert addons == {
+        "vpc-cni",
+        "coredns",
+        "kube-proxy",
+        "eks-pod-identity-agent",
+        "aws-ebs-csi-driver",
+        "metrics-server",
+    }
     entry = prod.one("aws:eks/accessEntry:AccessEntry", "jan-prod-cluster-admin-0")["inputs"]
     assert entry["principalArn"] == "arn:aws:iam::123456789012:role/platform-admin"
     (storage,) = prod.of_type("kubernetes:storage.k8s.io/v1:StorageClass")

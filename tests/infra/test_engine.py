@@ -13,9 +13,9 @@ from infra.naming import Naming
 
 def test_an_invoke_without_an_answer_fails_the_render() -> None:
     def program() -> None:
-        aws.get_caller_identity()
+        aws.get_partition()
 
-    with pytest.raises(NotImplementedError, match="no answer for the invoke aws:index/getCallerIdentity"):
+    with pytest.raises(NotImplementedError, match="no answer for the invoke aws:index/getPartition"):
         mock_engine.run(program, stack="unit", config={}, region="eu-west-1")
 
 

@@ -95,8 +95,8 @@ def test_diff_reports_a_planted_change(
     pools[0]["scaling"]["maxSize"] = 9
     pools.append(
         {
-            "name": "h100",
-            "instanceTypes": ["p5.48xlarge"],
+            "name": "l40sx4",
+            "instanceTypes": ["g6e.12xlarge"],
             "scaling": {"minSize": 0, "desiredSize": 0, "maxSize": 2},
         }
     )
@@ -106,7 +106,7 @@ def test_diff_reports_a_planted_change(
     assert render.main(str(changed), str(tmp_path / "new"), str(prod.out)) == 0
     report = capsys.readouterr().out
     assert "5 to add, 1 to change, 0 to remove." in report  # the pool and its 4 autoscaler tags
-    assert "- **+** `aws:eks/nodeGroup:NodeGroup` jan-prod-gpu-h100" in report
+    assert "- **+** `aws:eks/nodeGroup:NodeGroup` jan-prod-gpu-l40sx4" in report
     assert "- **~** `aws:eks/nodeGroup:NodeGroup` jan-prod-gpu-l4" in report
     assert "  - `scalingConfig.maxSize`: `6` → `9`" in report
 

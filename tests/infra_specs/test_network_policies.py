@@ -104,6 +104,7 @@ def test_every_manifest_is_schema_valid() -> None:
         (APP[AppName.RESPONSE_API], APP[AppName.LLM_API], 8080),
         (APP[AppName.RESPONSE_API], APP[AppName.MCP_TOOLS], 8091),
         (APP[AppName.LLM_API], APP[AppName.MEDIA_API], 8285),
+        (APP[AppName.MCP_TOOLS], APP[AppName.MEDIA_API], 8285),  # file search over uploads
         (APP[AppName.MEDIA_API], APP[AppName.LLM_API], 8080),
         (APP[AppName.MCP_TOOLS], APP[AppName.LLM_API], 8080),
         *[(APP[app], POSTGRES, 5432) for app in AppName],
@@ -140,7 +141,6 @@ def test_data_flows_are_allowed(source: Pod, destination: Pod, port: int) -> Non
         (APP[AppName.LLM_API], VALKEY, 6379),
         (APP[AppName.LLM_API], SEARXNG, 8080),
         (KONG, MODELS, 8000),
-        (APP[AppName.MCP_TOOLS], APP[AppName.MEDIA_API], 8285),
         (APP[AppName.LLM_API], APP[AppName.MEDIA_API], 9999),
     ],
 )

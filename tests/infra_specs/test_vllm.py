@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from apps.gateway.embedded import LOCAL_MODEL_ALIAS
+from infra.instances import INSTANCES
 from infra.specs.network_policies import NetworkInputs
 from infra.specs.vllm import (
     DEV_MODEL_ALIAS,
@@ -29,7 +30,7 @@ from infra.specs.vllm import (
 )
 from infra.versions import IMAGES
 
-POOL = GpuPool(node_selector={"jan.ai/pool": "gpu-l4"})
+POOL = GpuPool(node_selector={"jan.ai/pool": "gpu-l4"}, node=INSTANCES["g6.12xlarge"])
 INPUTS = InferenceInputs()
 MODEL = ModelServing(
     model="janhq/Jan-v1-4B",
@@ -186,3 +187,22 @@ def test_dashboards_find_every_model_server() -> None:
         name = ModelServing(model=model).service_name
         assert re.fullmatch(r"vllm-.+", name) and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name)
         assert len(name) <= 63
+
+
+def test_requests_are_the_gpus_share_of_the_node_after_reservations() -> None:
+    """Issue 13 item 15: a fixed 32 GiB (plus /dev/shm) never schedules on a 32 GiB g6.2xlarge."""
+    node = INSTANCES["g6.2xlarge"]
+    single = ModelServing(model="Qwen/Qwen3-8B", gpus=1, weights_gib=17)
+    manifests = vllm_manifests(single, GpuPool(node=node), INPUTS)
+    pod = _by_kind(manifests)["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    requests = container["resources"]["requests"]
+    memory_mib = int(requests["memory"].removesuffix("Mi"))
+    assert memory_mib <= node.allocatable_memory_mib and memory_mib > 24 * 1024
+    assert int(requests["cpu"].removesuffix("m")) <= node.allocatable_millicpu
+    shm = next(volume for volume in pod["volumes"] if volume["name"] == "shm")
+    assert shm["emptyDir"]["sizeLimit"] == "1Gi"  # one GPU: no tensor-parallel exchange
+    # Two of a 4-GPU node's GPUs: half of what the node leaves for pods.
+    shared = _by_kind(vllm_manifests(MODEL, POOL, INPUTS))["Deployment"]["spec"]["template"]["spec"]
+    half = int(shared["containers"][0]["resources"]["requests"]["memory"].removesuffix("Mi"))
+    assert half <= INSTANCES["g6.12xlarge"].allocatable_memory_mib / 2

@@ -6,7 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-router = APIRouter(tags=["auth"])
+from apps.common.guard import GuardedRoute
+
+router = APIRouter(tags=["auth"], route_class=GuardedRoute)
 
 
 @router.get("/.well-known/jwks.json", include_in_schema=False)

@@ -10,6 +10,7 @@ by; an API key resolves to the subject of the user who created it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Protocol
 
@@ -19,6 +20,13 @@ from apps.common.auth.jwks import JWKSVerifier, TokenError
 from apps.common.errors import APIError
 
 API_KEY_PREFIX = "sk_"
+MAX_API_KEY_LENGTH = 256
+_API_KEY_SHAPE = re.compile(rf"sk_[A-Za-z0-9_-]{{1,{MAX_API_KEY_LENGTH - len(API_KEY_PREFIX)}}}")
+
+
+def well_formed_api_key(credential: str) -> bool:
+    """Could this be one of our keys? Anything else is refused (401) before any lookup."""
+    return _API_KEY_SHAPE.fullmatch(credential) is not None
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,8 @@ class Authenticator:
     async def _api_key(self, credential: str) -> Principal:
         if self.api_keys is None:
             raise unauthorized("API keys are not accepted here.", code="invalid_api_key")
+        if not well_formed_api_key(credential):
+            raise unauthorized("Incorrect, expired or revoked API key.", code="invalid_api_key")
         principal = await self.api_keys.resolve(credential)
         if principal is None:
             raise unauthorized("Incorrect, expired or revoked API key.", code="invalid_api_key")
@@ -116,6 +126,9 @@ def _bearer(authorization: str | None) -> str | None:
 
 
 async def get_principal(request: Request) -> Principal:
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:  # already checked by the route guard (`apps.common.guard`)
+        return known
     authenticator: Authenticator = request.app.state.authenticator
     principal = await authenticator.authenticate(
         request.headers.get("authorization"), request.headers.get("x-api-key")

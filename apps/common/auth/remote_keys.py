@@ -1,52 +1,153 @@
-"""API-key checks for apps that do not own the keys: ask llm-api, and remember the answer briefly.
+"""API-key checks for apps that do not own the keys: ask llm-api, remember the answer, follow revocations.
 
-Positive and negative answers are cached for `ttl_seconds` (keyed by a hash of the key, never the key),
-so a burst of requests with one key costs one round trip. Revocation therefore takes effect within
-the TTL in these apps (immediately in llm-api).
+Answers are cached for `ttl_seconds` (keyed by the SHA-256 of the key, never the key, which is also
+how llm-api stores it), so a burst of requests with one key costs one round trip. A revoked key
+must be refused everywhere within a second, so a cached "valid" is trusted only while it is
+provably fresh:
+
+- while valid keys are cached, a background task polls llm-api's revocation feed
+  (`GET /internal/api-keys/revocations?since=…`, every `POLL_SECONDS`) and drops every key it
+  names (revoked or just expired);
+- a cached "valid" is used only if it was fetched, or the feed was last read successfully, less
+  than `FRESH_SECONDS` ago; otherwise the key is asked about again (and an unreachable llm-api is a
+  503, never a stale yes).
+
+Why a feed over HTTP rather than Postgres `LISTEN`/`NOTIFY`: in a cluster each app has its own
+database (see `infra/database.py`), and a notification does not cross databases; the feed works
+wherever the validation endpoint does, with the same internal token. Polling runs only while there
+is something to drop, so an app whose callers use tokens only never polls.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import hashlib
+import logging
 import time
+from dataclasses import dataclass
 
 import httpx
 
 from apps.common.auth.principal import Principal
 from apps.common.errors import APIError
 
+log = logging.getLogger(__name__)
+
 INTERNAL_TOKEN_HEADER = "X-Internal-Token"  # noqa: S105 - a header name
+REVOCATIONS_PATH = "/internal/api-keys/revocations"  # llm-api's route (its access log keeps it quiet)
+POLL_SECONDS = 0.25
+FRESH_SECONDS = 0.8
 _MAX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True)
+class _Entry:
+    expires: float  # monotonic
+    fetched: float  # monotonic
+    fetched_wall: float  # epoch seconds, the feed's cursor when nothing newer is known
+    principal: Principal | None
+
+
+def key_digest(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def revocations_url(validation_url: str) -> str:
+    """The feed lives next to the validation endpoint (`…/api-keys/validate` -> `…/api-keys/revocations`)."""
+    return validation_url.rsplit("/", 1)[0] + "/revocations"
 
 
 class RemoteAPIKeyResolver:
     def __init__(
-        self, *, url: str, client: httpx.AsyncClient, internal_token: str | None, ttl_seconds: float = 30.0
+        self,
+        *,
+        url: str,
+        client: httpx.AsyncClient,
+        internal_token: str | None,
+        ttl_seconds: float = 30.0,
+        feed_url: str | None = None,
     ) -> None:
         self._url = url
+        self._feed_url = feed_url or revocations_url(url)
         self._client = client
         self._headers = {INTERNAL_TOKEN_HEADER: internal_token} if internal_token else {}
         self._ttl = ttl_seconds
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._cache: dict[str, _Entry] = {}
+        self._cursor: float | None = None  # llm-api's clock, from its last feed answer
+        self._polled = float("-inf")  # monotonic start of the last successful feed read
+        self._poller: asyncio.Task[None] | None = None
+        self._feed_failing = False
 
     async def resolve(self, api_key: str) -> Principal | None:
-        digest = hashlib.sha256(api_key.encode()).hexdigest()
+        digest = key_digest(api_key)
         cached = self._cache.get(digest)
         now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is not None and cached.expires > now and self._trusted(cached, now):
+            return cached.principal
         principal = await self._ask(api_key)
         if len(self._cache) >= _MAX_ENTRIES:
             self._cache.clear()
-        self._cache[digest] = (now + self._ttl, principal)
+        self._cache[digest] = _Entry(now + self._ttl, now, time.time(), principal)
+        if principal is not None:
+            self._follow()
         return principal
+
+    def forget(self, digests: list[str]) -> None:
+        for digest in digests:
+            self._cache.pop(digest, None)
+
+    async def aclose(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+
+    def _trusted(self, entry: _Entry, now: float) -> bool:
+        if entry.principal is None:
+            return True  # a key that was not valid does not become valid
+        return now - entry.fetched < FRESH_SECONDS or now - self._polled < FRESH_SECONDS
+
+    def _follow(self) -> None:
+        if self._poller is None or self._poller.done():
+            # A fresh context: the poller outlives the request that started it (and its request id).
+            loop = asyncio.get_running_loop()
+            self._poller = loop.create_task(self._poll_loop(), context=contextvars.Context())
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            now = time.monotonic()
+            live = [e for e in self._cache.values() if e.principal is not None and e.expires > now]
+            if not live:
+                self._cursor = None  # nothing to drop; the next cached key starts a new watch
+                return
+            since = self._cursor if self._cursor is not None else min(e.fetched_wall for e in live)
+            try:
+                await self._read_feed(since)
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                if not self._feed_failing:  # once per outage, not four times a second
+                    log.warning("API-key revocation feed unavailable", extra={"error": repr(exc)})
+                self._feed_failing = True
+                continue
+            self._feed_failing = False
+            self._polled = now
+
+    async def _read_feed(self, since: float) -> None:
+        response = await self._client.get(self._feed_url, params={"since": since}, headers=self._headers)
+        response.raise_for_status()
+        data = response.json()
+        self.forget([str(digest) for digest in data["revoked"]])
+        self._cursor = float(data["until"])
 
     async def _ask(self, api_key: str) -> Principal | None:
         try:
             response = await self._client.post(self._url, json={"api_key": api_key}, headers=self._headers)
         except httpx.HTTPError as exc:
             raise APIError(503, "API key validation is unavailable; try again shortly.") from exc
-        if response.status_code in (401, 404):
+        # 400: llm-api could not even read the value as a key, so it is not a valid one either.
+        if response.status_code in (400, 401, 404):
             return None
         if response.status_code != 200:
             raise APIError(503, "API key validation is unavailable; try again shortly.")

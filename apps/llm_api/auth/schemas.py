@@ -76,7 +76,8 @@ class GuestLoginResponse(TokenResponse):
 
 
 class ValidateKeyRequest(StrictModel):
-    api_key: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    # Any string: a value that cannot be a key is an invalid key (401), which callers cache as such.
+    api_key: Annotated[str, StringConstraints(min_length=1, max_length=16_384)]
 
 
 class ValidatedKey(BaseModel):
@@ -88,3 +89,10 @@ class ValidatedKey(BaseModel):
     email: str | None
     name: str | None
     key_id: str
+
+
+class RevokedKeys(BaseModel):
+    """SHA-256 hex of each key to drop, and llm-api's clock for the next `since`."""
+
+    revoked: list[str]
+    until: float

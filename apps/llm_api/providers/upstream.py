@@ -129,7 +129,10 @@ def upstream_failure(route: ModelRoute, status: int, body: bytes) -> APIError:
     name = route.provider.name
     if status in (400, 413, 422):
         return APIError(
-            400, f"The model provider rejected the request: {message}", code="upstream_bad_request"
+            400,
+            f"The model provider rejected the request: {message}",
+            param=_upstream_param(body),
+            code="upstream_bad_request",
         )
     if status == 429:
         return APIError(
@@ -152,3 +155,21 @@ def _upstream_message(body: bytes) -> str:
         if isinstance(parsed.get("message"), str):
             return str(parsed["message"])[:500]
     return body[:300].decode("utf-8", "replace")
+
+
+def _upstream_param(body: bytes) -> str | None:
+    """The request field an upstream 4xx blames: OpenAI's `error.param`, or a FastAPI-style `detail`."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    error = parsed.get("error")
+    if isinstance(error, dict) and isinstance(error.get("param"), str) and error["param"]:
+        return str(error["param"])
+    detail = parsed.get("detail")
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        loc = [str(part) for part in detail[0].get("loc", ()) if part != "body"]
+        return ".".join(loc) or None
+    return None

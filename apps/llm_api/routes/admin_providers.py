@@ -8,10 +8,11 @@ from fastapi import APIRouter
 
 from apps.common.auth.principal import AdminDep
 from apps.common.errors import APIError
+from apps.common.guard import GuardedRoute
 from apps.llm_api.deps import ProviderAdminDep, RegistryDep
 from apps.llm_api.wire.providers import ProviderCreate, ProviderUpdate, provider_json
 
-router = APIRouter(prefix="/v1/admin/providers", tags=["admin"])
+router = APIRouter(prefix="/v1/admin/providers", tags=["admin"], route_class=GuardedRoute)
 
 
 @router.get("")

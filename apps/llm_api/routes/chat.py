@@ -7,9 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from apps.common.auth.principal import PrincipalDep
+from apps.common.guard import GuardedRoute
 from apps.llm_api.deps import ChatDep
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(tags=["chat"], route_class=GuardedRoute)
 
 # The body is read raw (one parse, unknown fields kept), so describe it for the OpenAPI document.
 _BODY: dict[str, Any] = {

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from apps.common.auth.principal import Principal, PrincipalDep
 from apps.common.errors import APIError
+from apps.common.guard import GuardedRoute
 from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.deps import ConversationsDep
 from apps.llm_api.services.conversations import ConversationStore
@@ -21,7 +22,7 @@ from apps.llm_api.wire.conversations import (
     new_item,
 )
 
-router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
+router = APIRouter(prefix="/v1/conversations", tags=["conversations"], route_class=GuardedRoute)
 
 Limit = Annotated[int, Query(ge=1, le=100)]
 OrderQuery = Annotated[Literal["asc", "desc"], Query()]

@@ -8,10 +8,11 @@ from fastapi import APIRouter
 
 from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
+from apps.common.guard import GuardedRoute
 from apps.llm_api.deps import RegistryDep
 from apps.llm_api.providers.registry import ModelRoute
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], route_class=GuardedRoute)
 
 
 def model_json(route: ModelRoute) -> dict[str, Any]:

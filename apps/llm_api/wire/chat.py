@@ -1,17 +1,32 @@
-"""The chat completion request as we check it: OpenAI's fields we act on, everything else passed on.
+"""The chat completion request as we check it: OpenAI's known fields typed, everything else passed on.
 
-Only the fields llm-api reads are typed (strictly: `"stream": "yes"` is a 400, not a guess); unknown
-fields stay in the request dict and reach the upstream unchanged. Jan's extensions are `conversation`
-(an id, or an object: with an `id` to continue, without one to start a new conversation) and `store`
-(default true when a conversation is given).
+Every field of OpenAI's chat completion request is type- and range-checked here (strictly:
+`"stream": "yes"` or `"temperature": "hot"` is a 400 naming the field, not a guess and not a model
+server's 500), so a bad value never reaches the provider. Unknown fields stay in the request dict
+and reach the upstream unchanged (providers have their own extensions). Jan's extensions are
+`conversation` (an id, or an object: with an `id` to continue, without one to start a new
+conversation) and `store` (default true when a conversation is given).
+
+`n` above 1 is refused: a conversation turn stores one answer, and the local model server silently
+ignores `n`, so honouring it would depend on the provider; one request per answer works everywhere.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from apps.common.errors import APIError
 
@@ -35,6 +50,50 @@ class ConversationRef(BaseModel):
     metadata: dict[str, StrictStr] | None = None
 
 
+class _Open(BaseModel):
+    """An OpenAI object whose known fields are checked and whose newer fields pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class FunctionDefinition(_Open):
+    name: StrictStr = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    description: StrictStr | None = None
+    parameters: dict[str, Any] | None = None
+    strict: StrictBool | None = None
+
+
+class Tool(_Open):
+    type: Literal["function", "custom"] = "function"
+    function: FunctionDefinition | None = None
+    custom: dict[str, Any] | None = None
+
+
+class NamedFunction(_Open):
+    name: StrictStr = Field(min_length=1)
+
+
+class NamedToolChoice(_Open):
+    type: Literal["function", "custom", "allowed_tools"]
+    function: NamedFunction | None = None
+
+
+class JsonSchemaFormat(_Open):
+    name: StrictStr = Field(min_length=1, max_length=64)
+    description: StrictStr | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: StrictBool | None = None
+
+
+class ResponseFormat(_Open):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+Number = StrictInt | StrictFloat
+PositiveTokens = Annotated[StrictInt, Field(ge=1)]
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -44,6 +103,50 @@ class ChatRequest(BaseModel):
     stream_options: dict[str, Any] | None = None
     conversation: StrictStr | ConversationRef | None = None
     store: StrictBool | None = None
+    # OpenAI's sampling and output controls.
+    temperature: Annotated[Number, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[Number, Field(ge=0, le=1)] | None = None
+    n: Annotated[StrictInt, Field(ge=1)] | None = None
+    max_tokens: PositiveTokens | None = None
+    max_completion_tokens: PositiveTokens | None = None
+    presence_penalty: Annotated[Number, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[Number, Field(ge=-2, le=2)] | None = None
+    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None = None
+    seed: StrictInt | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
+    logit_bias: dict[str, Annotated[Number, Field(ge=-100, le=100)]] | None = None
+    user: StrictStr | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: StrictBool | None = None
+    functions: list[FunctionDefinition] | None = None
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
+    response_format: ResponseFormat | None = None
+    metadata: dict[str, StrictStr] | None = None
+    modalities: list[StrictStr] | None = None
+    reasoning_effort: StrictStr | None = None
+    service_tier: StrictStr | None = None
+    verbosity: StrictStr | None = None
+    prediction: dict[str, Any] | None = None
+    audio: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    prompt_cache_key: StrictStr | None = None
+    safety_identifier: StrictStr | None = None
+
+    @field_validator("stream_options")
+    @classmethod
+    def _stream_options(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and not isinstance(value.get("include_usage", False), bool):
+            raise ValueError("'include_usage' must be a boolean")
+        return value
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value is not None and value > 1:
+            raise ValueError("only n=1 is supported; send one request per answer you need")
+        return value
 
 
 def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatRequest]:

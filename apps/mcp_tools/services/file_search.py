@@ -7,6 +7,10 @@ from media-api with the caller's own credentials, so nobody indexes a file they 
 
 Everything is keyed by the caller's user id: another user's collections are invisible (a query
 simply finds nothing), and the same `document_id` in two users' collections are two documents.
+
+Text Postgres cannot store (a NUL character, an unpaired surrogate) in an argument is refused with
+a message naming the argument: the data is at fault, not the store. In text extracted from an
+uploaded file, NUL characters carry no meaning and are dropped.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apps.common.auth.principal import Principal
 from apps.common.db import transaction
+from apps.common.guard import find_unstorable
 from apps.mcp_tools.db import Chunk, Document
 from apps.mcp_tools.services.documents import extract_text
 from apps.mcp_tools.services.embeddings import Embedder
@@ -138,6 +143,15 @@ class FileSearch:
         return self.embedder
 
     async def index(self, request: IndexRequest, principal: Principal) -> dict[str, Any]:
+        _refuse_unstorable(
+            {
+                "document_id": request.document_id,
+                "text": request.text,
+                "collection": request.collection,
+                "tags": list(request.tags),
+                "metadata": request.metadata,
+            }
+        )
         embedder = self._require_embedder()
         text, source = await self._text_of(request, principal)
         chunks = chunk_text(text)
@@ -183,7 +197,7 @@ class FileSearch:
                 "to index an uploaded file."
             )
         content, content_type = await self.media.read(request.document_id, principal)
-        return await extract_text(content, content_type), "media"
+        return (await extract_text(content, content_type)).replace("\x00", ""), "media"
 
     async def _replace(
         self,
@@ -219,6 +233,13 @@ class FileSearch:
         return document
 
     async def query(self, request: QueryRequest, principal: Principal) -> dict[str, Any]:
+        _refuse_unstorable(
+            {
+                "query": request.query,
+                "collection": request.collection,
+                "document_ids": list(request.document_ids),
+            }
+        )
         embedder = self._require_embedder()
         [vector] = await embedder.embed([request.query])
         distance = Chunk.embedding.cosine_distance(vector)
@@ -267,6 +288,13 @@ async def _store_errors() -> AsyncIterator[None]:
         yield
     except (SQLAlchemyError, OSError) as exc:
         raise ToolFailure("The document store is unavailable right now; try again later.") from exc
+
+
+def _refuse_unstorable(arguments: dict[str, Any]) -> None:
+    found = find_unstorable(arguments)
+    if found is not None:
+        param, reason = found
+        raise ToolFailure(f"`{param}` {reason}, which the document store cannot keep; remove it and retry.")
 
 
 def _preview(text: str) -> str:

@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 
 from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
+from apps.common.guard import GuardedRoute, check_text_field
 from apps.common.ids import jan_id
 from apps.media_api.deps import FetcherDep, MediaDep, SettingsDep
 from apps.media_api.schemas import (
@@ -32,7 +33,7 @@ from apps.media_api.schemas import (
 from apps.media_api.services.ingest import Payload, read_data_url, read_file, read_remote
 from apps.media_api.services.media import MediaService, Stored
 
-router = APIRouter(prefix="/v1/media", tags=["media"])
+router = APIRouter(prefix="/v1/media", tags=["media"], route_class=GuardedRoute)
 
 
 def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -119,6 +120,7 @@ async def _read_form(request: Request, limit: int) -> tuple[Payload, str | None]
             raise APIError(400, "The form needs a 'file' part.", param="file", code="missing_file")
         named = form.get("filename")
         filename = named if isinstance(named, str) and named else file.filename
+        check_text_field(filename, "filename")  # the JSON body's fields are checked by the kit's guard
         payload = await read_file(file, file.content_type, limit)
     finally:
         await form.close()

@@ -7,9 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from apps.common.auth.principal import PrincipalDep
+from apps.common.guard import GuardedRoute
 from apps.media_api.deps import ResolverDep
 
-router = APIRouter(prefix="/v1/media", tags=["media"])
+router = APIRouter(prefix="/v1/media", tags=["media"], route_class=GuardedRoute)
 
 _BODY: dict[str, Any] = {
     "requestBody": {

@@ -11,11 +11,12 @@ from fastapi.responses import Response, StreamingResponse
 
 from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
+from apps.common.guard import GuardedRoute
 from apps.response_api.deps import ServiceDep
 from apps.response_api.schemas import CreateResponseRequest, DeletedResponse, InputItemsPage
 from apps.response_api.services.responses import ResponseRun, ResponseService
 
-router = APIRouter(prefix="/v1/responses", tags=["responses"])
+router = APIRouter(prefix="/v1/responses", tags=["responses"], route_class=GuardedRoute)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

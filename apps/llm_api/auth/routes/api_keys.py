@@ -15,12 +15,13 @@ from fastapi import APIRouter, Request, Response
 
 from apps.common.auth.principal import Principal, PrincipalDep
 from apps.common.errors import APIError
+from apps.common.guard import GuardedRoute
 from apps.llm_api.auth.deps import APIKeysDep, CurrentUserDep
 from apps.llm_api.auth.models import APIKey
 from apps.llm_api.auth.schemas import APIKeyCreate, APIKeyCreated, APIKeyDeleted, APIKeyList, APIKeyObject
 from apps.llm_api.auth.services.api_keys import key_status
 
-router = APIRouter(prefix="/v1/auth/api-keys", tags=["auth"])
+router = APIRouter(prefix="/v1/auth/api-keys", tags=["auth"], route_class=GuardedRoute)
 
 
 @router.post("", status_code=201)

@@ -1,4 +1,5 @@
-"""`POST /internal/api-keys/validate`: how the other services check an `sk_…` key.
+"""`POST /internal/api-keys/validate`: how the other services check an `sk_…` key; and
+`GET /internal/api-keys/revocations`: the feed their key caches follow to drop revoked keys at once.
 
 The caller must send `X-Internal-Token` equal to the configured internal token; when none is
 configured the endpoint refuses everyone. A wrong or missing token is 403, not 401: the kit's
@@ -11,13 +12,14 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 
 from apps.common.auth.principal import unauthorized
-from apps.common.auth.remote_keys import INTERNAL_TOKEN_HEADER
+from apps.common.auth.remote_keys import INTERNAL_TOKEN_HEADER, REVOCATIONS_PATH
 from apps.common.errors import APIError
+from apps.common.guard import GuardedRoute
 from apps.llm_api.auth.deps import APIKeysDep
-from apps.llm_api.auth.schemas import ValidatedKey, ValidateKeyRequest
+from apps.llm_api.auth.schemas import RevokedKeys, ValidatedKey, ValidateKeyRequest
 
 
 async def require_internal_token(
@@ -31,7 +33,10 @@ async def require_internal_token(
 
 
 router = APIRouter(
-    prefix="/internal", include_in_schema=False, dependencies=[Depends(require_internal_token)]
+    route_class=GuardedRoute,
+    prefix="/internal",
+    include_in_schema=False,
+    dependencies=[Depends(require_internal_token)],
 )
 
 
@@ -48,3 +53,10 @@ async def validate_api_key(body: ValidateKeyRequest, store: APIKeysDep) -> Valid
         name=principal.name,
         key_id=principal.api_key_id,
     )
+
+
+@router.get(REVOCATIONS_PATH.removeprefix("/internal"))
+async def revoked_api_keys(store: APIKeysDep, since: Annotated[float, Query(ge=0)]) -> RevokedKeys:
+    """What the other apps' key caches must drop: keys revoked or expired since `since`."""
+    hashes, until = await store.revoked_since(since)
+    return RevokedKeys(revoked=list(hashes), until=until)

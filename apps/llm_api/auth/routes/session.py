@@ -13,12 +13,13 @@ from fastapi import APIRouter, Request, Response
 from apps.common.auth.jwks import TokenError
 from apps.common.auth.principal import Authenticator, Principal, PrincipalDep, principal_from_claims
 from apps.common.errors import APIError
+from apps.common.guard import GuardedRoute
 from apps.llm_api.auth.deps import CurrentUserDep, SessionIssuerDep, UsersDep
 from apps.llm_api.auth.schemas import GuestLoginResponse, RefreshRequest, TokenResponse, UserObject
 from apps.llm_api.auth.services.tokens import SessionIssuer, TokenPair
 from apps.llm_api.auth.services.users import UserRecord
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=GuardedRoute)
 
 
 @router.post("/guest-login", status_code=201)

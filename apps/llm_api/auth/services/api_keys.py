@@ -23,10 +23,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, extract, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from apps.common.auth.principal import API_KEY_PREFIX, Principal
+from apps.common.auth.principal import Principal, well_formed_api_key
 from apps.common.db import transaction
 from apps.common.errors import APIError, bad_request, not_found
 from apps.common.ids import random_id
@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 SECRET_PREFIX = "sk_live_"  # noqa: S105 - a format, not a secret
 _DISPLAY_PREFIX_LENGTH = 12
 _DISPLAY_SUFFIX_LENGTH = 4
-_MAX_SECRET_LENGTH = 256
 LIST_LIMIT = 100
+FEED_OVERLAP_SECONDS = 10.0
+FEED_LIMIT = 10_000
 
 
 def new_secret() -> str:
@@ -126,8 +127,22 @@ class APIKeyStore:
                 key.revoked_at = datetime.now(UTC)
         return key
 
+    async def revoked_since(self, since: float) -> tuple[tuple[str, ...], float]:
+        """Hashes of keys revoked or expired since `since` (epoch seconds, widened by
+        `FEED_OVERLAP_SECONDS` for commit lag and clock skew), and the database's clock now: the
+        feed other apps' key caches follow (`apps.common.auth.remote_keys`)."""
+        now = func.now()
+        start = func.to_timestamp(since) - timedelta(seconds=FEED_OVERLAP_SECONDS)
+        statement = select(APIKey.key_hash).where(
+            or_(APIKey.revoked_at > start, and_(APIKey.expires_at > start, APIKey.expires_at <= now))
+        )
+        async with self._sessions() as session:
+            hashes = tuple((await session.scalars(statement.limit(FEED_LIMIT))).all())
+            until = float(await session.scalar(select(extract("epoch", now))) or 0.0)
+        return hashes, until
+
     async def resolve(self, api_key: str) -> Principal | None:
-        if not api_key.startswith(API_KEY_PREFIX) or len(api_key) > _MAX_SECRET_LENGTH:
+        if not well_formed_api_key(api_key):
             return None
         statement = select(APIKey, User).join(User, User.id == APIKey.user_id)
         async with self._sessions() as session:
