@@ -85,3 +85,20 @@ def test_the_linters_flag_a_bad_workflow(tmp_path: Path) -> None:
     assert zizmor.returncode != 0
     found = {finding["ident"] for finding in json.loads(zizmor.stdout)}
     assert {"unpinned-uses", "artipacked", "template-injection"} <= found
+
+
+def _runs(job: dict[str, Any]) -> list[str]:
+    return [step.get("run", "") for step in job["steps"]]
+
+
+def test_previews_and_the_deploy_run_the_policy_pack_and_the_deploy_is_smoke_tested() -> None:
+    preview = _load(WORKFLOWS / "ci.yml")["jobs"]["preview"]
+    (command,) = [run for run in _runs(preview) if "pulumi preview" in run]
+    assert "--policy-pack policy" in command
+    assert any("policy/requirements.txt" in run for run in _runs(preview))
+    deploy = _runs(_load(WORKFLOWS / "deploy-dev.yml")["jobs"]["up"])
+    up = next(index for index, run in enumerate(deploy) if "pulumi up" in run)
+    assert "--policy-pack policy" in deploy[up]
+    assert any("policy/requirements.txt" in run for run in deploy[:up])
+    (smoke,) = [run for run in deploy[up + 1 :] if "jan-server smoke" in run]
+    assert "pulumi stack output gatewayUrl" in smoke
