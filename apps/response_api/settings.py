@@ -1,10 +1,13 @@
 """Settings of response-api.
 
 `LLM_API_URL` and `MCP_TOOLS_URL` are the two peers (`{LLM_API_URL}/v1/chat/completions`,
-`{MCP_TOOLS_URL}/v1/mcp`). Limits keep a response bounded: at most `MAX_TOOL_EXECUTION_DEPTH` tool
-rounds, each tool call at most `TOOL_EXECUTION_TIMEOUT` seconds, the whole response at most
-`RESPONSE_DEADLINE` seconds. Non-positive depth or timeout fall back to the defaults, as in the
-reference system.
+`{MCP_TOOLS_URL}/v1/mcp`). Conversations are llm-api's: response-api reads and extends them at
+`{LLM_API_URL}/internal/conversations/…`, which needs `AUTH__INTERNAL_TOKEN` (the token it already
+sends for API-key checks) to match llm-api's.
+
+Limits keep a response bounded: at most `MAX_TOOL_EXECUTION_DEPTH` tool rounds, each tool call at
+most `TOOL_EXECUTION_TIMEOUT` seconds, the whole response at most `RESPONSE_DEADLINE` seconds.
+Non-positive depth or timeout fall back to the defaults, as in the reference system.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ class ResponseApiSettings(ServiceSettings):
     mcp_server_label: str = "jan"
     # How long one `tools/list` answer is reused (the catalog is the same for every caller).
     mcp_tools_cache_seconds: float = Field(60.0, ge=0)
+    # How long the final write of a background response (nobody waits for it) is retried through a
+    # database outage; past it the row stays running until the orphan sweeper fails it.
+    background_storage_retry_seconds: float = Field(120.0, gt=0)
 
     @field_validator("max_tool_execution_depth", mode="after")
     @classmethod
