@@ -1,0 +1,123 @@
+"""Nearest chunks of one user's collection: the HNSW index where it helps, the exact scan where it must.
+
+The `embedding` column stays untyped so any model fits, but an HNSW index needs a fixed dimension:
+migration 0003 builds one over `embedding::vector(384)` for rows whose vectors have 384 dimensions
+(MiniLM and the other small models). A query reaches that index only by repeating the same cast
+and the index's partial predicate, which is what `_ann_statement` does.
+
+The bundled pgvector (0.6) filters *after* the graph walk: the index yields `hnsw.ef_search`
+candidates from the whole table and the user/collection filter runs on those. A collection that is
+a sliver of a big table would lose results, so:
+
+- a scope of at most `EXACT_MAX` chunks (or another dimension) is ranked by the exact scan, which
+  the btree scope index makes cheap at that size;
+- a larger scope raises `ef_search` in proportion to the table's size over the scope's, so about
+  `OVERSAMPLE` × top_k candidates are expected to survive the filter; past `EF_MAX` the exact scan
+  is used instead (pgvector 0.8's iterative scans would lift that limit);
+- if the approximate answer still comes back short, the exact scan answers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import Row, Select, cast, func, literal_column, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from apps.mcp_tools.db import Chunk, Document
+
+ANN_DIMENSIONS = 384
+EXACT_MAX = 2000
+EF_MIN = 64
+EF_MAX = 1000
+OVERSAMPLE = 4
+
+
+@dataclass(frozen=True)
+class Scope:
+    user_id: str
+    collection: str
+    model: str
+    document_ids: tuple[str, ...] = ()
+
+
+def _documents_filter(scope: Scope) -> list[Any]:
+    found = [
+        Document.user_id == scope.user_id,
+        Document.collection == scope.collection,
+        Document.model == scope.model,
+    ]
+    if scope.document_ids:
+        found.append(Document.document_id.in_(scope.document_ids))
+    return found
+
+
+def _ranked(scope: Scope, distance: Any, top_k: int) -> Select[Any]:
+    statement = (
+        select(Document.document_id, Document.tags, Document.meta, Chunk.chunk_index, Chunk.text, distance)
+        .join(Document, Document.id == Chunk.document_pk)
+        .where(
+            Chunk.user_id == scope.user_id, Chunk.collection == scope.collection, Chunk.model == scope.model
+        )
+        .order_by(distance)
+        .limit(top_k)
+    )
+    if scope.document_ids:
+        statement = statement.where(Document.document_id.in_(scope.document_ids))
+    return statement
+
+
+def exact_statement(scope: Scope, vector: list[float], top_k: int) -> Select[Any]:
+    """Every chunk of the scope ranked; the untyped distance cannot match the HNSW index."""
+    return _ranked(scope, Chunk.embedding.cosine_distance(vector), top_k)
+
+
+def ann_statement(scope: Scope, vector: list[float], top_k: int) -> Select[Any]:
+    """The same ranking written so the planner can walk the typed, partial HNSW index."""
+    typed = cast(Chunk.embedding, Vector(ANN_DIMENSIONS))
+    # A literal, not a bind parameter: the planner must prove the index's partial predicate.
+    return _ranked(scope, typed.cosine_distance(vector), top_k).where(
+        func.vector_dims(Chunk.embedding) == literal_column(str(ANN_DIMENSIONS))
+    )
+
+
+async def scope_size(session: AsyncSession, scope: Scope) -> int:
+    """Chunks in scope, from the documents' own counts (one row per document, not per chunk)."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(Document.chunk_count), 0)).where(*_documents_filter(scope))
+    )
+    return int(total or 0)
+
+
+async def table_size(session: AsyncSession) -> int:
+    """The planner's estimate of the chunks table's rows (-1 before the first ANALYZE)."""
+    estimate = await session.scalar(text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('chunks')"))
+    return int(estimate or 0)
+
+
+def ef_search_for(top_k: int, scope: int, table: int) -> int | None:
+    """The candidate count that leaves ~OVERSAMPLE × top_k in scope, or None when too many."""
+    share = min(1.0, scope / max(table, scope, 1))
+    wanted = math.ceil(OVERSAMPLE * top_k / share)
+    if wanted > EF_MAX:
+        return None
+    return max(EF_MIN, wanted)
+
+
+async def nearest(session: AsyncSession, scope: Scope, vector: list[float], top_k: int) -> list[Row[Any]]:
+    """The `top_k` chunks of `scope` closest to `vector`, closest first (run inside a transaction)."""
+    size = await scope_size(session, scope)
+    if size == 0:
+        return []
+    ef_search = None
+    if len(vector) == ANN_DIMENSIONS and size > EXACT_MAX:
+        ef_search = ef_search_for(top_k, size, await table_size(session))
+    if ef_search is not None:
+        await session.execute(select(func.set_config("hnsw.ef_search", str(ef_search), True)))
+        rows = list((await session.execute(ann_statement(scope, vector, top_k))).all())
+        if len(rows) >= min(top_k, size):
+            return rows
+    return list((await session.execute(exact_statement(scope, vector, top_k))).all())
