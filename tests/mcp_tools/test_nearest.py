@@ -9,9 +9,11 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import Select, insert, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apps.common.db import create_engine, session_factory, transaction
@@ -189,10 +191,6 @@ def test_ef_search_grows_with_the_tables_share_and_gives_up_past_its_ceiling() -
     assert ef_search_for(5, 10_000, 1_000_000) is None
 
 
-def _sql(statement: object) -> str:
-    from sqlalchemy.dialects import postgresql  # noqa: PLC0415
-
-    compiled = statement.compile(  # type: ignore[attr-defined]
-        dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
-    )
+def _sql(statement: Select[Any]) -> str:
+    compiled = statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})  # type: ignore[no-untyped-call]
     return str(compiled)

@@ -12,7 +12,7 @@ a sliver of a big table would lose results, so:
 - a scope of at most `EXACT_MAX` chunks (or another dimension) is ranked by the exact scan, which
   the btree scope index makes cheap at that size;
 - a larger scope raises `ef_search` in proportion to the table's size over the scope's, so about
-  `OVERSAMPLE` × top_k candidates are expected to survive the filter; past `EF_MAX` the exact scan
+  `OVERSAMPLE` x top_k candidates are expected to survive the filter; past `EF_MAX` the exact scan
   is used instead (pgvector 0.8's iterative scans would lift that limit);
 - if the approximate answer still comes back short, the exact scan answers.
 """
@@ -99,7 +99,7 @@ async def table_size(session: AsyncSession) -> int:
 
 
 def ef_search_for(top_k: int, scope: int, table: int) -> int | None:
-    """The candidate count that leaves ~OVERSAMPLE × top_k in scope, or None when too many."""
+    """The candidate count that leaves ~OVERSAMPLE x top_k in scope, or None when too many."""
     share = min(1.0, scope / max(table, scope, 1))
     wanted = math.ceil(OVERSAMPLE * top_k / share)
     if wanted > EF_MAX:
