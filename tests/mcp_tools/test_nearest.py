@@ -21,6 +21,7 @@ from apps.mcp_tools.db import Chunk, Document
 from apps.mcp_tools.services import nearest as nearest_module
 from apps.mcp_tools.services.nearest import (
     ANN_DIMENSIONS,
+    EF_MIN,
     EXACT_MAX,
     Scope,
     ann_statement,
@@ -178,6 +179,7 @@ async def test_a_short_approximate_answer_falls_back_to_the_exact_scan(
     # ef_search at its floor over a scope the index would mostly filter away: the walk comes back
     # short, and the exact scan must answer in full.
     monkeypatch.setattr(nearest_module, "EXACT_MAX", 10)
+    monkeypatch.setattr(nearest_module, "PGVECTOR_DEFAULT_EF", 0)
     monkeypatch.setattr(nearest_module, "ef_search_for", lambda top_k, scope, table: 1)
     scope = Scope("small", world.collection, MODEL)
     vector = world.query()
@@ -186,7 +188,7 @@ async def test_a_short_approximate_answer_falls_back_to_the_exact_scan(
 
 
 def test_ef_search_grows_with_the_tables_share_and_gives_up_past_its_ceiling() -> None:
-    assert ef_search_for(5, 1_000_000, 1_000_000) == 64
+    assert ef_search_for(5, 1_000_000, 1_000_000) == EF_MIN
     assert ef_search_for(5, 100_000, 1_000_000) == 200
     assert ef_search_for(5, 10_000, 1_000_000) is None
 

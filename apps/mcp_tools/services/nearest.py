@@ -24,14 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import Row, Select, cast, func, literal_column, select, text
+from sqlalchemy import Float, Row, Select, cast, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from apps.mcp_tools.db import Chunk, Document
 
 ANN_DIMENSIONS = 384
 EXACT_MAX = 2000
-EF_MIN = 64
+EF_MIN = 40
+PGVECTOR_DEFAULT_EF = 40
 EF_MAX = 1000
 OVERSAMPLE = 4
 
@@ -84,18 +85,13 @@ def ann_statement(scope: Scope, vector: list[float], top_k: int) -> Select[Any]:
     )
 
 
-async def scope_size(session: AsyncSession, scope: Scope) -> int:
-    """Chunks in scope, from the documents' own counts (one row per document, not per chunk)."""
-    total = await session.scalar(
-        select(func.coalesce(func.sum(Document.chunk_count), 0)).where(*_documents_filter(scope))
-    )
-    return int(total or 0)
-
-
-async def table_size(session: AsyncSession) -> int:
-    """The planner's estimate of the chunks table's rows (-1 before the first ANALYZE)."""
-    estimate = await session.scalar(text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('chunks')"))
-    return int(estimate or 0)
+async def sizes(session: AsyncSession, scope: Scope) -> tuple[int, int]:
+    """Chunks in scope (from the documents' own counts: a row per document, not per chunk) and the
+    planner's estimate of the whole table's rows, in one round trip."""
+    in_scope = select(func.coalesce(func.sum(Document.chunk_count), 0)).where(*_documents_filter(scope))
+    table = text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('chunks')").columns(reltuples=Float)
+    row = (await session.execute(select(in_scope.scalar_subquery(), table.scalar_subquery()))).one()
+    return int(row[0] or 0), int(row[1] or 0)
 
 
 def ef_search_for(top_k: int, scope: int, table: int) -> int | None:
@@ -109,14 +105,15 @@ def ef_search_for(top_k: int, scope: int, table: int) -> int | None:
 
 async def nearest(session: AsyncSession, scope: Scope, vector: list[float], top_k: int) -> list[Row[Any]]:
     """The `top_k` chunks of `scope` closest to `vector`, closest first (run inside a transaction)."""
-    size = await scope_size(session, scope)
+    size, table = await sizes(session, scope)
     if size == 0:
         return []
     ef_search = None
     if len(vector) == ANN_DIMENSIONS and size > EXACT_MAX:
-        ef_search = ef_search_for(top_k, size, await table_size(session))
+        ef_search = ef_search_for(top_k, size, table)
     if ef_search is not None:
-        await session.execute(select(func.set_config("hnsw.ef_search", str(ef_search), True)))
+        if ef_search > PGVECTOR_DEFAULT_EF:  # one round trip fewer when the default will do
+            await session.execute(select(func.set_config("hnsw.ef_search", str(ef_search), True)))
         rows = list((await session.execute(ann_statement(scope, vector, top_k))).all())
         if len(rows) >= min(top_k, size):
             return rows
