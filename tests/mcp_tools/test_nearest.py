@@ -196,3 +196,18 @@ def test_ef_search_grows_with_the_tables_share_and_gives_up_past_its_ceiling() -
 def _sql(statement: Select[Any]) -> str:
     compiled = statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})  # type: ignore[no-untyped-call]
     return str(compiled)
+
+
+async def test_vectors_of_another_dimension_are_stored_and_ranked_exactly(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Outside the partial index (its cast would refuse them) and never sent down the approximate path.
+    monkeypatch.setattr(nearest_module, "EXACT_MAX", 0)
+    rng = random.Random(8)
+    await store(
+        world.sessions, "eight", world.collection, [[rng.gauss(0, 1) for _ in range(8)] for _ in range(30)]
+    )
+    scope = Scope("eight", world.collection, MODEL)
+    vector = [rng.gauss(0, 1) for _ in range(8)]
+    got = await ranked(world, scope, vector, 30, exact=False)
+    assert len(got) == 30 and got == await ranked(world, scope, vector, 30, exact=True)
