@@ -179,7 +179,7 @@ async def test_a_short_approximate_answer_falls_back_to_the_exact_scan(
     # ef_search at its floor over a scope the index would mostly filter away: the walk comes back
     # short, and the exact scan must answer in full.
     monkeypatch.setattr(nearest_module, "EXACT_MAX", 10)
-    monkeypatch.setattr(nearest_module, "PGVECTOR_DEFAULT_EF", 0)
+    monkeypatch.setattr(nearest_module, "EF_MIN", 1)
     monkeypatch.setattr(nearest_module, "ef_search_for", lambda top_k, scope, table: 1)
     scope = Scope("small", world.collection, MODEL)
     vector = world.query()

@@ -32,7 +32,6 @@ from apps.mcp_tools.db import Chunk, Document
 ANN_DIMENSIONS = 384
 EXACT_MAX = 2000
 EF_MIN = 40
-PGVECTOR_DEFAULT_EF = 40
 EF_MAX = 1000
 OVERSAMPLE = 4
 
@@ -87,10 +86,12 @@ def ann_statement(scope: Scope, vector: list[float], top_k: int) -> Select[Any]:
 
 async def sizes(session: AsyncSession, scope: Scope) -> tuple[int, int]:
     """Chunks in scope (from the documents' own counts: a row per document, not per chunk) and the
-    planner's estimate of the whole table's rows, in one round trip."""
+    planner's estimate of the whole table's rows, in one round trip that also sets `ef_search` to
+    its floor for this transaction (so the common case needs no round trip of its own)."""
     in_scope = select(func.coalesce(func.sum(Document.chunk_count), 0)).where(*_documents_filter(scope))
     table = text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('chunks')").columns(reltuples=Float)
-    row = (await session.execute(select(in_scope.scalar_subquery(), table.scalar_subquery()))).one()
+    floor = func.set_config("hnsw.ef_search", str(EF_MIN), True)
+    row = (await session.execute(select(in_scope.scalar_subquery(), table.scalar_subquery(), floor))).one()
     return int(row[0] or 0), int(row[1] or 0)
 
 
@@ -112,7 +113,7 @@ async def nearest(session: AsyncSession, scope: Scope, vector: list[float], top_
     if len(vector) == ANN_DIMENSIONS and size > EXACT_MAX:
         ef_search = ef_search_for(top_k, size, table)
     if ef_search is not None:
-        if ef_search > PGVECTOR_DEFAULT_EF:  # one round trip fewer when the default will do
+        if ef_search > EF_MIN:
             await session.execute(select(func.set_config("hnsw.ef_search", str(ef_search), True)))
         rows = list((await session.execute(ann_statement(scope, vector, top_k))).all())
         if len(rows) >= min(top_k, size):
