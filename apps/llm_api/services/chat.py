@@ -16,6 +16,8 @@ Decisions:
 - Stored items keep `jan_*` placeholders, not the presigned URLs (those expire).
 - A plain response without a conversation is relayed byte for byte; with one it gains a
   `conversation` field. The response `model` is whatever the upstream says.
+- A stream always ends with a usage chunk: the provider's, or llm-api's estimate when the provider
+  sent none (`providers/stream_usage.py`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from apps.common.auth.principal import Principal
 from apps.common.errors import APIError
 from apps.common.ids import random_id
 from apps.llm_api.chat_tables import ConversationRow
+from apps.llm_api.providers.compat import adapt
 from apps.llm_api.providers.registry import ModelRoute, ProviderRegistry
+from apps.llm_api.providers.stream_usage import UsageWatch, prompt_chars
 from apps.llm_api.providers.upstream import open_chat, upstream_failure
 from apps.llm_api.services.conversations import ConversationStore, item_body
 from apps.llm_api.services.items import items_to_messages, title_from
@@ -49,6 +53,8 @@ _INSTRUCTION_ROLES = frozenset({"system", "developer"})
 class Prepared:
     route: ModelRoute
     upstream_body: bytes
+    upstream_messages: list[dict[str, Any]]
+    tools: Any
     stream: bool
     public_model: str
     conversation: ConversationRow | None
@@ -106,6 +112,8 @@ class ChatService:
         return Prepared(
             route=route,
             upstream_body=_upstream_body(body, request, route, upstream_messages),
+            upstream_messages=upstream_messages,
+            tools=body.get("tools"),
             stream=bool(request.stream),
             public_model=request.model,
             conversation=conversation,
@@ -182,8 +190,10 @@ class ChatService:
         event = None
         if prepared.conversation is not None:
             event = _conversation_event(prepared)
+        usage = UsageWatch(lambda: prompt_chars(prepared.upstream_messages, prepared.tools))
         return StreamRelayResponse(
             response,
+            usage=usage,
             conversation_event=event,
             keep_bytes=prepared.recording,
             on_done=on_done,
@@ -213,13 +223,14 @@ class ChatService:
 def _upstream_body(
     body: dict[str, Any], request: ChatRequest, route: ModelRoute, messages: list[dict[str, Any]]
 ) -> bytes:
-    """The caller's request as the provider gets it: its own model id, our messages, usage on."""
+    """The caller's request as the provider gets it: its own model id, our messages, usage on, and
+    whatever its kind cannot take rewritten (`providers/compat.py`)."""
     upstream = {k: v for k, v in body.items() if k not in _JAN_FIELDS}
     upstream["model"] = route.upstream_id
     upstream["messages"] = messages
     if request.stream:
         upstream["stream_options"] = {**(request.stream_options or {}), "include_usage": True}
-    return orjson.dumps(upstream)
+    return orjson.dumps(adapt(upstream, route.provider.compat, route.provider.name))
 
 
 def _with_history(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
