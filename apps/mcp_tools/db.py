@@ -5,10 +5,10 @@ A `documents` row is one indexed document of one user in one collection (re-inde
 `embedding` column has no fixed dimension so any embedding model fits; every chunk records the
 `model` that embedded it and queries only compare vectors of the current model.
 
-Search is an exact cosine scan over the caller's own chunks (filtered by the btree index on user,
-collection and model). An approximate index (HNSW) would filter *after* picking neighbours and can
-drop a user's rows when other users dominate the graph; per-user collections stay small enough
-that the exact scan is fast (see bench/mcp_tools.py for 10k chunks).
+Search ranks by cosine distance within the caller's user, collection and model: through the HNSW
+index of migration 0003 (over 384-dimension vectors, typed by a cast) for large scopes, by the exact
+scan over the btree scope index for small ones; `services/nearest.py` says how it chooses. The HNSW
+index is an expression index that lives in the migration only.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -34,6 +34,7 @@ from apps.mcp_tools.db import Chunk, Document
 from apps.mcp_tools.services.documents import extract_text
 from apps.mcp_tools.services.embeddings import Embedder
 from apps.mcp_tools.services.errors import ToolFailure
+from apps.mcp_tools.services.nearest import Scope, nearest
 
 CHUNK_CHARS = 1000
 CHUNK_OVERLAP = 150
@@ -242,24 +243,9 @@ class FileSearch:
         )
         embedder = self._require_embedder()
         [vector] = await embedder.embed([request.query])
-        distance = Chunk.embedding.cosine_distance(vector)
-        statement = (
-            select(
-                Document.document_id, Document.tags, Document.meta, Chunk.chunk_index, Chunk.text, distance
-            )
-            .join(Document, Document.id == Chunk.document_pk)
-            .where(
-                Chunk.user_id == principal.user_id,
-                Chunk.collection == request.collection,
-                Chunk.model == embedder.model,
-            )
-            .order_by(distance)
-            .limit(request.top_k)
-        )
-        if request.document_ids:
-            statement = statement.where(Document.document_id.in_(request.document_ids))
+        scope = Scope(principal.user_id, request.collection, embedder.model, request.document_ids)
         async with _store_errors(), self.sessions() as session:
-            rows = (await session.execute(statement)).all()
+            rows = await nearest(session, scope, vector, request.top_k)
         results = [
             {
                 "document_id": row.document_id,
