@@ -1,10 +1,11 @@
 """The FastAPI application every app starts from.
 
 `service_app(settings, lifespan=…)` returns an app with the kit's middleware (request id and access
-log, body-size limit, CORS), the OpenAI error handlers, `/healthz` and `/readyz`, OpenTelemetry, and a
-lifespan that builds the shared pieces before the app's own lifespan runs:
+log, body-size limit, CORS, admission control), the OpenAI error handlers, `/healthz` and `/readyz`,
+OpenTelemetry, and a lifespan that builds the shared pieces before the app's own lifespan runs:
 
-- `app.state.settings`, `app.state.readiness` (add checks to it), `app.state.telemetry`;
+- `app.state.settings`, `app.state.readiness` (add checks to it), `app.state.telemetry`,
+  `app.state.admission` (requests in flight, see `apps.common.admission`);
 - `app.state.http`: an outbound client for auth lookups;
 - `app.state.authenticator`: JWKS verification plus, unless the app installs its own resolver, API-key
   checks through llm-api.
@@ -20,6 +21,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from apps.common.admission import Admission, AdmissionMiddleware
 from apps.common.auth.jwks import JWKSVerifier
 from apps.common.auth.principal import Authenticator
 from apps.common.auth.remote_keys import REVOCATIONS_PATH, RemoteAPIKeyResolver
@@ -99,6 +101,9 @@ def service_app(
     app.state.readiness = Readiness()
     install_error_handlers(app)
     app.include_router(health_router)
+    # Innermost: a slot is held until the response, streamed or not, is completely sent.
+    app.state.admission = Admission(settings.admission)
+    app.add_middleware(AdmissionMiddleware, admission=app.state.admission)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
