@@ -130,6 +130,15 @@ class TurnWriter:
     def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name="turn-writer")
 
+    def has_room(self) -> bool:
+        """Whether the backlog is under `queue_size`: a new conversation turn is refused (503) when not.
+
+        A turn already acknowledged is never dropped (past the queue it is written by a task of its
+        own), so the bound is kept by refusing new turns up front; what overflows is then at most the
+        requests admitted at once (`apps.common.admission`).
+        """
+        return self._queue.qsize() + len(self._overflow) < self.queue_size
+
     def submit(self, turn: Turn) -> None:
         try:
             self._queue.put_nowait(turn)
