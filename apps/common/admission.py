@@ -8,7 +8,13 @@ work in flight keeps the event loop at the knee; what is beyond the bound is ans
   `Retry-After`, without waiting: their own requests are what holds them back;
 - when the app runs `max_concurrent` requests, a new one waits in a short FIFO queue (at most
   `max_waiting` requests, each at most `max_wait_ms`) for a slot another request frees; beyond that,
-  **503** (`service_unavailable`) and `Retry-After`.
+  **503** (`service_unavailable`) and `Retry-After`;
+- when the process's event loop lags more than `max_loop_lag_ms` behind (measured every 50 ms),
+  **503** at once: the process is out of CPU, and a request admitted now would only slow every request
+  already in flight. This is the signal that catches a saturated core, which a concurrency bound
+  alone does not: the requests then queue before they ever reach the bound (in the loop's ready
+  queue). A flood that saturates the core by itself is for the gateway's rate limits to stop; this
+  keeps the process answering meanwhile.
 
 Where the user is known. The per-user bound is keyed on the authenticated `Principal.user_id`, so a user
 holding several API keys or tokens is one user. The route guard (`apps.common.guard`) authenticates
@@ -40,6 +46,7 @@ from apps.common.errors import APIError
 from apps.common.settings import AdmissionSettings
 
 SCOPE_KEY = "jan.admission"
+LAG_INTERVAL = 0.05
 
 
 class Admission:
@@ -50,6 +57,19 @@ class Admission:
         self.in_flight = 0
         self.per_user: dict[str, int] = {}
         self._waiters: deque[asyncio.Future[bool]] = deque()
+        self.loop_lag = 0.0  # seconds, the latest measurement of `watch_loop`
+
+    async def watch_loop(self, interval: float = LAG_INTERVAL) -> None:
+        """Measure how late the event loop wakes a sleeper; runs for the app's lifetime."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(interval)
+            self.loop_lag = max(0.0, loop.time() - started - interval)
+
+    def saturated(self) -> bool:
+        limit = self.settings.max_loop_lag_ms
+        return limit > 0 and self.loop_lag * 1000 > limit
 
     async def admit(self, user_id: str) -> None:
         """Take a slot for `user_id`, or raise the 429/503 that says why not."""
@@ -61,6 +81,8 @@ class Admission:
                 f"Too many concurrent requests: at most {limits.max_concurrent_per_user} per user.",
                 "too_many_concurrent_requests",
             )
+        if self.saturated():
+            raise self._overloaded()
         self.per_user[user_id] = held + 1
         try:
             await self._take_app_slot()

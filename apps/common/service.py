@@ -13,6 +13,7 @@ OpenTelemetry, and a lifespan that builds the shared pieces before the app's own
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -86,6 +87,7 @@ def service_app(
                 ttl_seconds=auth.api_key_cache_seconds,
             )
             app.state.authenticator = Authenticator(verifier, keys)
+            watch = asyncio.create_task(app.state.admission.watch_loop(), name="loop-lag")
             try:
                 if lifespan is None:
                     yield
@@ -93,6 +95,7 @@ def service_app(
                     async with lifespan(app):
                         yield
             finally:
+                watch.cancel()
                 await keys.aclose()
                 telemetry.shutdown()
 

@@ -47,6 +47,8 @@ class AdmissionSettings(BaseModel):
     max_waiting: int = Field(64, ge=0)
     max_wait_ms: int = Field(50, ge=0, le=10_000)
     retry_after_seconds: int = Field(1, ge=1)
+    # Refuse (503) while the event loop lags more than this: the process is out of CPU. 0: never.
+    max_loop_lag_ms: int = Field(250, ge=0)
 
 
 class ServiceSettings(BaseSettings):

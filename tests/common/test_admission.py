@@ -6,6 +6,7 @@ Handlers wait behind a gate the test opens, so "a request holds a slot" is a sta
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -25,6 +26,8 @@ from tests.harness.server import serve
 
 
 def build(issuer: TestIssuer, **limits: Any) -> FastAPI:
+    # The loop-lag refusal is tested on its own: on a busy test machine it would refuse anyone.
+    limits.setdefault("max_loop_lag_ms", 0)
     settings = ServiceSettings(
         service_name="admission-test", auth=issuer.auth_settings(), admission=AdmissionSettings(**limits)
     )
@@ -232,5 +235,36 @@ def test_a_waiter_cancelled_after_being_handed_a_slot_gives_it_back() -> None:
         with pytest.raises(asyncio.CancelledError):
             await waiting
         assert gate.in_flight == 0 and gate.per_user == {}
+
+    asyncio.run(scenario())
+
+
+def test_a_lagging_event_loop_refuses_new_requests_with_503() -> None:
+    async def scenario() -> None:
+        gate = Admission(AdmissionSettings(max_loop_lag_ms=100))
+        gate.loop_lag = 0.5  # as `watch_loop` measures it when the process is out of CPU
+        with pytest.raises(APIError) as refused:
+            await gate.admit("a")
+        assert refused.value.status_code == 503 and refused.value.code == "server_overloaded"
+        assert gate.in_flight == 0 and gate.per_user == {}
+        gate.loop_lag = 0.0
+        await gate.admit("a")
+        assert gate.in_flight == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_loop_watch_measures_a_blocked_loop() -> None:
+    async def scenario() -> None:
+        gate = Admission(AdmissionSettings())
+        watch = asyncio.create_task(gate.watch_loop(interval=0.01))
+        await asyncio.sleep(0)
+        time.sleep(0.3)  # noqa: ASYNC251 - blocking the loop on purpose, as a saturated core does
+        for _ in range(100):  # until the watch has woken (late) once
+            await asyncio.sleep(0)
+            if gate.loop_lag:
+                break
+        watch.cancel()
+        assert gate.saturated()
 
     asyncio.run(scenario())
