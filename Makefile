@@ -36,6 +36,10 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m infra.docs --check
+	# The workflows: actionlint with the pinned shellcheck over every run: block (no pyflakes: no Python
+	# steps), and zizmor offline (its online audits would need the GitHub API).
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck -pyflakes=
+	$(BIN)/zizmor --offline --no-progress .github/workflows
 
 typecheck: install
 	$(BIN)/mypy

@@ -1,7 +1,10 @@
 """What llm-api adds to a chat completion, against the same fake upstream, beside LiteLLM's proxy.
 
-Three arms, all on loopback, in one run: (a) direct to the fake upstream, (b) through llm-api (one
-uvicorn process, JWT auth, no conversation), (c) through the LiteLLM proxy (one process, no DB,
+Four arms, all on loopback, in one run: (a) direct to the fake upstream, (b) through llm-api (one
+uvicorn process, JWT auth, no conversation), (b') the same llm-api with every request continuing a
+conversation (`llm-api+conv`: the conversation and its recent history are read first, and the turn
+is committed before the 200 or the `[DONE]`; requests cycle over 64 conversations, so concurrent
+streams do not queue on one conversation's lock), (c) through the LiteLLM proxy (one process, no DB,
 installed by this script into `.bench/litellm` with `pip install 'litellm[proxy]==1.108.7'`, started
 with `LITELLM_LOCAL_MODEL_COST_MAP=True` so it stays offline). Arms are interleaved in rounds.
 
@@ -16,12 +19,14 @@ upstream and the proxy compete for the same cores). At that pace the benchmark's
 bottleneck, and a proxy that forwards several chunks in one write (whatever arrived together) can
 even beat the direct arm; read it as "does not fall over", not as a ratio to optimise.
 
-Run: `.venv/bin/python -m bench.chat_overhead` (about two minutes, plus the first LiteLLM install).
+Run: `.venv/bin/python -m bench.chat_overhead` (about three minutes, plus the first LiteLLM install;
+`--without-litellm` leaves that arm out).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import platform
 import statistics
@@ -29,10 +34,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -53,6 +59,7 @@ STREAM_CHUNKS_LOAD = 100
 LOAD_WAVES = 3
 PACES = {"50 tok/s": "fake-model-50tps", "200 tok/s": "fake-model"}  # upstream model per pace
 MESSAGES = [{"role": "user", "content": "Say hello."}]
+CONVERSATIONS = 64
 
 
 @dataclass
@@ -65,6 +72,7 @@ class Arm:
     ttft: list[float] = field(default_factory=list)
     rates: dict[str, list[float]] = field(default_factory=lambda: {pace: [] for pace in PACES})
     client: httpx.AsyncClient | None = None
+    extra: Callable[[], dict[str, Any]] = dict  # fields added to every request body
 
 
 @contextmanager
@@ -146,7 +154,7 @@ async def plain_once(arm: Arm) -> float:
     assert arm.client is not None
     started = time.perf_counter()
     response = await arm.client.post(
-        "/chat/completions", json={"model": arm.prefix + "fake-model", "messages": MESSAGES}
+        "/chat/completions", json={"model": arm.prefix + "fake-model", "messages": MESSAGES, **arm.extra()}
     )
     elapsed = time.perf_counter() - started
     if response.status_code != 200 or b"Hello from the bench." not in response.content:
@@ -157,7 +165,13 @@ async def plain_once(arm: Arm) -> float:
 async def stream_once(arm: Arm, chunks: int, model: str = "fake-model") -> tuple[float, int]:
     """(seconds to the first chunk, content chunks received)."""
     assert arm.client is not None
-    body = {"model": arm.prefix + model, "messages": MESSAGES, "stream": True, "max_tokens": chunks}
+    body = {
+        "model": arm.prefix + model,
+        "messages": MESSAGES,
+        "stream": True,
+        "max_tokens": chunks,
+        **arm.extra(),
+    }
     started = time.perf_counter()
     first = 0.0
     count = 0
@@ -169,6 +183,8 @@ async def stream_once(arm: Arm, chunks: int, model: str = "fake-model") -> tuple
                 if not count:
                     first = time.perf_counter() - started
                 count += 1
+            elif line.startswith("data: ") and '"error"' in line:
+                raise RuntimeError(f"{arm.name}: {line[:200]}")
     if count != chunks:
         raise RuntimeError(f"{arm.name}: {count} of {chunks} chunks")
     return first, count
@@ -179,6 +195,14 @@ async def load_wave(arm: Arm, model: str) -> float:
     waves = (stream_once(arm, STREAM_CHUNKS_LOAD, model) for _ in range(CONCURRENT_STREAMS))
     results = await asyncio.gather(*waves)
     return sum(count for _, count in results) / (time.perf_counter() - started)
+
+
+def with_conversations(arm: Arm) -> Arm:
+    """The llm-api arm again, each request continuing one of `CONVERSATIONS` conversations in turn."""
+    with httpx.Client(base_url=arm.url, headers=arm.headers, timeout=30) as client:
+        ids = [client.post("/conversations", json={}).json()["id"] for _ in range(CONVERSATIONS)]
+    cycle = itertools.cycle(ids)
+    return Arm("llm-api+conv", arm.url, arm.prefix, arm.headers, extra=lambda: {"conversation": next(cycle)})
 
 
 async def measure(arms: list[Arm], llm_api_pid: int) -> list[int]:
@@ -226,6 +250,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 COLUMNS = ("arm", "p50 ms", "p99 ms", "+p50", "+p99", "ttft50", "ttft99", "+ttft50")
+NAME_WIDTH = 13
 
 
 def report(arms: list[Arm], rss_kib: int, peak_kib: int) -> None:
@@ -238,7 +263,12 @@ def report(arms: list[Arm], rss_kib: int, peak_kib: int) -> None:
         f"load: {LOAD_WAVES} waves per arm and pace of {CONCURRENT_STREAMS} concurrent streams x "
         f"{STREAM_CHUNKS_LOAD} chunks; arms interleaved in rounds"
     )
-    print("\n" + "".join(f"{c:>9}" for c in COLUMNS) + "".join(f"{p:>20}" for p in PACES))
+    print(
+        "\n"
+        + f"{COLUMNS[0]:>{NAME_WIDTH}}"
+        + "".join(f"{c:>9}" for c in COLUMNS[1:])
+        + "".join(f"{p:>20}" for p in PACES)
+    )
     added: dict[str, tuple[float, float, float]] = {}
     throughput: dict[str, dict[str, float]] = {}
     for arm in arms:
@@ -248,11 +278,22 @@ def report(arms: list[Arm], rss_kib: int, peak_kib: int) -> None:
         rates = {pace: statistics.median(arm.rates[pace]) for pace in PACES}
         throughput[arm.name] = {pace: rates[pace] / statistics.median(direct.rates[pace]) for pace in PACES}
         cells = "".join(f"{rates[p]:>9.0f} c/s ({throughput[arm.name][p]:.2f})" for p in PACES)
-        print(f"{arm.name:>9}" + "".join(f"{v:9.2f}" for v in row) + cells)
+        print(f"{arm.name:>{NAME_WIDTH}}" + "".join(f"{v:9.2f}" for v in row) + cells)
+    target_pace, stress_pace = PACES
+    plain, conv = added["llm-api"], added["llm-api+conv"]
+    print("\nwhat a conversation costs (llm-api+conv minus llm-api; reads, history, commit before the ack):")
+    print(
+        f"  plain p50 / p99                    = +{conv[0] - plain[0]:.2f} ms / +{conv[1] - plain[1]:.2f} ms"
+    )
+    print(f"  ttft p50 (the reads before the model) = +{conv[2] - plain[2]:.2f} ms")
+    for pace in PACES:
+        ratio = throughput["llm-api+conv"][pace] / throughput["llm-api"][pace]
+        print(f"  32 streams at {pace}, / llm-api     = {ratio:.3f}")
+    if "litellm" not in added:
+        return
     ours, peer = added["llm-api"], added["litellm"]
     p50_ratio = ours[0] / peer[0] if peer[0] > 0 else float("nan")
     p99_ratio = ours[1] / peer[1] if peer[1] > 0 else float("nan")
-    target_pace, stress_pace = PACES
     ours_rate, peer_rate = throughput["llm-api"], throughput["litellm"]
     peak_mb = peak_kib / 1024
     print("\nratios and targets (c/s = content chunks per second, in brackets: / direct):")
@@ -286,9 +327,10 @@ def main() -> None:
         os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
         upstream = start_upstream(stack)
         llm_api, pid = start_llm_api(stack, tmp, upstream)
-        litellm = start_litellm(stack, tmp, upstream)
         direct = Arm("direct", upstream, "", {})
-        arms = [direct, llm_api, litellm]
+        arms = [direct, llm_api, with_conversations(llm_api)]
+        if "--without-litellm" not in sys.argv:
+            arms.append(start_litellm(stack, tmp, upstream))
         print("measuring ...", flush=True)
         samples = asyncio.run(measure(arms, pid))
         report(arms, samples[-1], _rss_kib(pid, "VmHWM"))

@@ -1,7 +1,8 @@
 """The policy pack: `policy/rules.py` adapted to Pulumi's policy engine.
 
-Pulumi runs this file in the pack's own virtualenv (requirements.txt); `pulumi_policy` pins a protobuf
-the apps' environment cannot share, so only this adapter imports it and the rules stay plain functions.
+Pulumi runs this file with the python3 on PATH, where requirements.txt is installed apart from the
+program's .venv: `pulumi_policy` pins a protobuf the apps' environment cannot share, so only this
+adapter imports it and the rules stay plain functions.
 """
 
 from __future__ import annotations

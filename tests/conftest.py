@@ -39,6 +39,17 @@ def database_url(postgres: EmbeddedPostgres | None) -> str:
     return url
 
 
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[EmbeddedPostgres]:
+    """A migrated Postgres of the module's own, which its tests may stop and start (fault injection)."""
+    with tempfile.TemporaryDirectory(prefix="jan-pg-own-") as tmp:
+        os.chmod(tmp, 0o755)
+        with embedded_postgres(Path(tmp) / "data") as server:
+            for spec in APPS.values():
+                upgrade(spec.package, server.url)
+            yield server
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     with embedded_s3() as endpoint:

@@ -4,19 +4,40 @@
 
     | 41 bits: ms since JAN_EPOCH | 10 bits: worker id | 12 bits: sequence |
 
-The worker id comes from configuration so that replicas never collide. Within one millisecond the
-sequence counts up; when it overflows the generator waits for the next millisecond. If the wall clock
-steps backwards the generator keeps issuing ids from the last millisecond it saw (and waits once the
-sequence is spent), so ids stay monotonic per worker.
+Within one millisecond the sequence counts up; when it overflows the generator waits for the next
+millisecond. If the wall clock steps backwards the generator keeps issuing ids from the last millisecond
+it saw (and waits once the sequence is spent), so ids stay monotonic per worker.
+
+Worker ids are leased in Postgres (`WorkerLease`), so replicas never share one without anybody having
+to configure them: a lease row per worker id in the minting app's own schema, taken under an advisory
+lock, renewed by a heartbeat and given back at shutdown. A replica stops minting when its lease may have
+run out (its local deadline is counted from before the database's `now()`, so it always ends first),
+and a replica that takes over a lapsed worker id starts its clock after the previous holder's expiry,
+so the two never issue the same millisecond.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
 import secrets
+import socket
 import string
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, MetaData, SmallInteger, String, Table, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.functions import Function
+
+log = logging.getLogger(__name__)
 
 JAN_EPOCH_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 WORKER_BITS = 10
@@ -30,13 +51,16 @@ _ALPHABET = string.ascii_letters + string.digits
 class SnowflakeGenerator:
     """Thread-safe generator of 64-bit time-ordered ids for one worker."""
 
-    def __init__(self, worker_id: int, *, clock_ms: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self, worker_id: int, *, clock_ms: Callable[[], int] | None = None, not_before_ms: int = 0
+    ) -> None:
+        """`not_before_ms` (unix ms): no id is issued with an earlier timestamp (a taken-over worker id)."""
         if not 0 <= worker_id <= MAX_WORKER_ID:
             raise ValueError(f"worker id must be between 0 and {MAX_WORKER_ID}, got {worker_id}")
         self._worker_id = worker_id
         self._clock = clock_ms or _now_ms
         self._lock = threading.Lock()
-        self._last_ms = -1
+        self._last_ms = max(-1, not_before_ms - JAN_EPOCH_MS)
         self._sequence = 0
 
     @property
@@ -94,3 +118,160 @@ def random_id(prefix: str, length: int = 24) -> str:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class WorkerLeaseLost(Exception):
+    """This process may no longer hold its worker id, so it must not mint until it has one again."""
+
+
+def worker_lease_table(metadata: MetaData) -> Table:
+    """The lease table, declared in the minting app's metadata so its own migrations create it."""
+    return Table(
+        "worker_leases",
+        metadata,
+        Column("worker_id", SmallInteger, primary_key=True, autoincrement=False),
+        Column("holder", String(128), nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+def _holder_name() -> str:
+    # The pod name (the host name in Kubernetes) makes a lease row traceable to its replica.
+    return f"{socket.gethostname()[:80]}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
+class WorkerLease:
+    """A worker id leased from Postgres, and the snowflake generator that goes with it.
+
+    `start()` takes the lowest worker id that is free (never leased, or lapsed), `run()` renews it
+    every third of the TTL, `stop()` gives it back (expiring it now, which keeps the row as the floor
+    for the next holder's clock). `next_int()` refuses with `WorkerLeaseLost` once the local deadline
+    has passed without a renewal; `run()` then takes a new lease.
+    """
+
+    def __init__(self, engine: AsyncEngine, table: Table, *, ttl_seconds: float = 30.0) -> None:
+        self._engine = engine
+        self._table = table
+        self._ttl = ttl_seconds
+        self.holder = _holder_name()
+        self._generator: SnowflakeGenerator | None = None
+        self._deadline = 0.0  # time.monotonic() after which the lease may belong to someone else
+
+    @property
+    def worker_id(self) -> int | None:
+        return self._generator.worker_id if self._generator else None
+
+    def next_int(self) -> int:
+        generator = self._generator
+        if generator is None or time.monotonic() >= self._deadline:
+            raise WorkerLeaseLost("no worker id is leased right now")
+        return generator.next_int()
+
+    def next_id(self) -> str:
+        return jan_id(self.next_int())
+
+    async def start(self) -> int:
+        leases = self._table
+        started = time.monotonic()
+        async with self._engine.begin() as connection:
+            # One taker at a time per table: the choice below reads, then writes.
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": self._lock_name}
+            )
+            rows = (await connection.execute(select(leases.c.worker_id, leases.c.expires_at))).all()
+            now = await connection.scalar(select(func.now()))
+            assert isinstance(now, datetime)
+            lapsed: dict[int, datetime] = {row.worker_id: row.expires_at for row in rows}
+            live = {w for w, expires in lapsed.items() if expires > now}
+            free = next((w for w in range(MAX_WORKER_ID + 1) if w not in live), None)
+            if free is None:
+                raise RuntimeError(
+                    f"all {MAX_WORKER_ID + 1} worker ids are leased; is something leaking replicas?"
+                )
+            statement = insert(leases).values(
+                worker_id=free, holder=self.holder, expires_at=func.now() + self._interval
+            )
+            await connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[leases.c.worker_id],
+                    set_={"holder": statement.excluded.holder, "expires_at": statement.excluded.expires_at},
+                )
+            )
+        previous = lapsed.get(free)
+        floor_ms = int(previous.timestamp() * 1000) + 1 if previous is not None else 0
+        self._generator = SnowflakeGenerator(free, not_before_ms=floor_ms)
+        self._deadline = started + self._ttl
+        log.info("worker id leased", extra={"worker_id": free, "holder": self.holder})
+        return free
+
+    async def renew(self) -> bool:
+        """Extend the lease; False when it lapsed and someone else may hold the worker id now."""
+        worker_id = self.worker_id
+        if worker_id is None:
+            return False
+        leases = self._table
+        started = time.monotonic()
+        async with self._engine.begin() as connection:
+            renewed = await connection.scalar(
+                update(leases)
+                .where(
+                    leases.c.worker_id == worker_id,
+                    leases.c.holder == self.holder,
+                    leases.c.expires_at > func.now(),
+                )
+                .values(expires_at=func.now() + self._interval)
+                .returning(leases.c.worker_id)
+            )
+        if renewed is None:
+            self._generator = None
+            return False
+        self._deadline = started + self._ttl
+        return True
+
+    async def run(self) -> None:
+        """Renew until cancelled; take a new worker id if this one lapsed (a long database outage)."""
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            try:
+                if not await self.renew():
+                    log.warning("worker id lease lapsed; leasing a new one", extra={"holder": self.holder})
+                    await self.start()
+            except Exception:  # the database may be down; minting stops by itself at the deadline
+                log.exception("renewing the worker id lease failed")
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[WorkerLease]:
+        """Lease a worker id, keep it renewed while the block runs, and give it back afterwards."""
+        await self.start()
+        heartbeat = asyncio.create_task(self.run(), name=f"{self._table.name}-heartbeat")
+        try:
+            yield self
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            try:
+                await self.stop()
+            except Exception:  # it lapses by itself at its expiry
+                log.warning("giving back the worker id lease failed", exc_info=True)
+
+    async def stop(self) -> None:
+        worker_id = self.worker_id
+        self._generator = None
+        if worker_id is None:
+            return
+        leases = self._table
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                update(leases)
+                .where(leases.c.worker_id == worker_id, leases.c.holder == self.holder)
+                .values(expires_at=func.now())
+            )
+
+    @property
+    def _lock_name(self) -> str:
+        return f"jan.{self._table.name}"
+
+    @property
+    def _interval(self) -> Function[Any]:
+        return func.make_interval(0, 0, 0, 0, 0, 0, self._ttl)

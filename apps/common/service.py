@@ -1,7 +1,8 @@
 """The FastAPI application every app starts from.
 
 `service_app(settings, lifespan=…)` returns an app with the kit's middleware (request id and access
-log, body-size limit, CORS, admission control), the OpenAI error handlers, `/healthz` and `/readyz`,
+log, body-size limit, CORS, admission control), the OpenAI error handlers, an OpenAPI document that
+describes the statuses and errors each route answers (apps/common/openapi), `/healthz` and `/readyz`,
 OpenTelemetry, and a lifespan that builds the shared pieces before the app's own lifespan runs:
 
 - `app.state.settings`, `app.state.readiness` (add checks to it), `app.state.telemetry`,
@@ -33,6 +34,7 @@ from apps.common.health import Readiness
 from apps.common.health import router as health_router
 from apps.common.http import make_client
 from apps.common.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from apps.common.openapi import install_openapi
 from apps.common.settings import ServiceSettings
 from apps.common.telemetry import setup_telemetry
 
@@ -63,7 +65,10 @@ def service_app(
     title: str,
     lifespan: AppLifespan | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    openapi_paths: dict[str, Any] | None = None,
 ) -> FastAPI:
+    """`openapi_paths`: OpenAPI path items for routes FastAPI cannot describe (a mounted ASGI app)."""
+
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
         async with make_client(timeout=5.0) as http:
@@ -103,6 +108,7 @@ def service_app(
     app.state.settings = settings
     app.state.readiness = Readiness()
     install_error_handlers(app)
+    install_openapi(app, extra_paths=openapi_paths)
     app.include_router(health_router)
     # Innermost: a slot is held until the response, streamed or not, is completely sent.
     app.state.admission = Admission(settings.admission)

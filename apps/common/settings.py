@@ -69,4 +69,8 @@ class ServiceSettings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     admission: AdmissionSettings = AdmissionSettings()
     cors_origins: tuple[str, ...] = ("http://localhost", "http://localhost:3000", "http://127.0.0.1")
-    worker_id: int = Field(0, ge=0, le=1023)
+    # How long a write that backs a client's acknowledgement (a stored turn, a stored response) is
+    # retried through a database outage before the client is told 503 (apps/common/durable.py).
+    storage_retry_seconds: float = Field(10.0, gt=0)
+    # Apps that mint snowflakes lease their worker id in Postgres for this long, renewing at a third.
+    worker_lease_seconds: float = Field(30.0, ge=1.0, le=3600.0)

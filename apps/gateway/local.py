@@ -1,9 +1,9 @@
 """`make dev`: the whole API in one process on http://127.0.0.1:8000.
 
 Start-up order: data folder → Postgres (`DATABASE_URL`, else embedded pgserver) → S3 (`S3_ENDPOINT_URL`,
-else moto's server) → model (`LLM_UPSTREAM_URL`, else the local SmolLM2 server when installed) →
-migrations for every app → the four apps behind the local gateway. Ctrl-C stops uvicorn first, then
-everything started here, in reverse order.
+else moto's server) → model (`LLM_UPSTREAM_URL`, else the local SmolLM2 server when installed:
+supervised, and part of llm-api's `/readyz`) → migrations for every app → the four apps behind the
+local gateway. Ctrl-C stops uvicorn first, then everything started here, in reverse order.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from apps.common.logs import configure_logging
 from apps.common.migrations import upgrade
 from apps.gateway.asgi import LocalGateway
-from apps.gateway.embedded import embedded_postgres, embedded_s3, local_model, local_model_available
+from apps.gateway.embedded import (
+    LOCAL_MODEL_KIND,
+    embedded_postgres,
+    embedded_s3,
+    local_model,
+    local_model_available,
+)
 from apps.gateway.local_apps import LocalEnvironment, build_apps
 from apps.gateway.routes import APPS
 
@@ -55,8 +61,11 @@ def run(config: LocalConfig) -> None:
         )
         s3_endpoint = config.s3_endpoint_url or stack.enter_context(embedded_s3())
         model_url = config.upstream_url
+        model_kind = "openai_compatible"
+        model_check = None
         if model_url is None and config.start_local_model and local_model_available():
-            model_url = stack.enter_context(local_model())
+            supervisor = stack.enter_context(local_model())
+            model_url, model_kind, model_check = supervisor.base_url, LOCAL_MODEL_KIND, supervisor.check
         elif model_url is None:
             log.warning("no model upstream: set LLM_UPSTREAM_URL or install the 'model' extra")
         for spec in APPS.values():
@@ -70,6 +79,8 @@ def run(config: LocalConfig) -> None:
             model_url=model_url,
             model_api_key=config.upstream_api_key.get_secret_value() if config.upstream_api_key else None,
             internal_token=secrets.token_urlsafe(32),
+            model_kind=model_kind,
+            model_check=model_check,
         )
         gateway = LocalGateway(build_apps(env))
         log.info("jan-server is serving", extra={"url": base_url})

@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from apps.common.health import ReadinessCheck
 from apps.common.settings import AuthSettings
 from apps.gateway.routes import AppName
 from apps.llm_api.main import create_app as create_llm_api
@@ -33,6 +34,9 @@ class LocalEnvironment:
     model_url: str | None
     model_api_key: str | None
     internal_token: str
+    model_kind: str = "openai_compatible"
+    # The supervised local model's readiness, reported by llm-api's `/readyz` (local mode only).
+    model_check: ReadinessCheck | None = None
 
     @property
     def media_resolve_url(self) -> str:
@@ -61,7 +65,7 @@ def build_apps(env: LocalEnvironment) -> dict[AppName, FastAPI]:
 def llm_api(env: LocalEnvironment) -> FastAPI:
     # The local model (or the upstream named by LLM_UPSTREAM_URL) is the environment provider "local";
     # a PROVIDERS_FILE in the environment adds providers ahead of it.
-    return create_llm_api(
+    app = create_llm_api(
         LlmApiSettings(
             database_url=SecretStr(env.database_url),
             auth=env.auth(),
@@ -69,10 +73,14 @@ def llm_api(env: LocalEnvironment) -> FastAPI:
             default_provider_url=env.model_url,
             default_provider_api_key=SecretStr(env.model_api_key) if env.model_api_key else None,
             default_provider_name="local",
+            default_provider_kind=env.model_kind,
             media_resolve_url=env.media_resolve_url,
             model_provider_secret=SecretStr(_local_secret(env.data_dir / "provider-secret")),
         )
     )
+    if env.model_check is not None:
+        app.state.readiness.add("model", env.model_check)
+    return app
 
 
 def response_api(env: LocalEnvironment) -> FastAPI:

@@ -76,7 +76,7 @@ async def chat_services(
         store = ConversationStore(app.state.sessions)
         admin = ProviderAdmin(app.state.sessions, KeyBox(_secret(settings.model_provider_secret)), registry)
         await admin.reload()
-        writer = TurnWriter(store, settings.persistence_queue_size)
+        writer = TurnWriter(store, settings.persistence_queue_size, budget=settings.storage_retry_seconds)
         writer.start()
         app.state.registry = registry
         app.state.conversations = store

@@ -10,9 +10,11 @@ from fastapi import FastAPI
 from apps.common.auth.issuer import LocalIssuer
 from apps.common.auth.jwks_route import router as jwks_router
 from apps.common.db import session_factory
+from apps.common.openapi import document_models
 from apps.common.service import open_database, service_app
 from apps.llm_api.auth.setup import include_auth_routes, start_auth
 from apps.llm_api.chat_setup import chat_services, configured_providers, include_chat_routes
+from apps.llm_api.openapi import ERROR_STATUSES, RESPONSE_MODELS
 from apps.llm_api.settings import LlmApiSettings
 
 
@@ -31,6 +33,7 @@ def create_app(settings: LlmApiSettings | None = None) -> FastAPI:
     app = service_app(settings, title="llm-api", lifespan=lifespan)
     include_auth_routes(app)
     include_chat_routes(app)
+    document_models(app, RESPONSE_MODELS, ERROR_STATUSES)
     if settings.local_issuer_key_file is not None:
         app.state.local_issuer = LocalIssuer.from_key_file(
             settings.local_issuer_key_file, settings.auth.issuer, settings.auth.audience

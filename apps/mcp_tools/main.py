@@ -19,6 +19,7 @@ from apps.common.db import session_factory
 from apps.common.http import make_client
 from apps.common.safe_fetch import FetchPolicy, SafeFetcher
 from apps.common.service import open_database, service_app
+from apps.mcp_tools.openapi import mcp_paths
 from apps.mcp_tools.server import build_mcp_server, mcp_endpoint
 from apps.mcp_tools.services.embeddings import Embedder, LocalEmbeddings, RemoteEmbeddings, bundled_model_dir
 from apps.mcp_tools.services.file_search import FileSearch, MediaClient
@@ -49,7 +50,11 @@ def create_app(settings: McpToolsSettings | None = None) -> FastAPI:
                 yield
 
     app = service_app(
-        settings, title="mcp-tools", lifespan=lifespan, max_body_bytes=settings.mcp_max_body_bytes
+        settings,
+        title="mcp-tools",
+        lifespan=lifespan,
+        max_body_bytes=settings.mcp_max_body_bytes,
+        openapi_paths=mcp_paths(MCP_PATH),
     )
     # POST only: a stateless server has no session to DELETE and no server-initiated stream to GET.
     app.router.routes.append(Route(MCP_PATH, endpoint=endpoint, methods=["POST"]))

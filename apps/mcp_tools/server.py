@@ -10,7 +10,8 @@
   Kong and a Kubernetes Service the Host header is not known in advance, and the endpoint is
   authenticated anyway.
 - A client that sends no `Accept` header (curl, simple scripts) is treated as accepting both JSON
-  and SSE, as the transport requires one of them.
+  and SSE, as the transport requires one of them. A body that is not `application/json` is a 415
+  in the OpenAI envelope (the SDK would answer a plain-text 400).
 - Tools from providers (external MCP servers) are added by a server middleware: it appends them to
   `tools/list` and forwards their `tools/call`s; the SDK's own tools are untouched. The same
   middleware answers a call to a tool that does not exist with the list of tools that do.
@@ -156,6 +157,13 @@ class AuthenticatedEndpoint:
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
+        if not headers.get("content-type", "").lower().startswith("application/json"):
+            # The SDK would answer a plain-text 400; a wrong body type is a 415, in our envelope.
+            error = APIError(
+                415, "Send the JSON-RPC message as application/json.", code="unsupported_content_type"
+            )
+            await JSONResponse(error.body(), status_code=415)(scope, receive, send)
+            return
         if "accept" not in headers or headers["accept"].strip() in ("", "*/*"):
             scope["headers"] = [
                 *(item for item in scope["headers"] if item[0] != b"accept"),

@@ -15,6 +15,7 @@ from sqlalchemy import BigInteger, DateTime, Index, String, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from apps.common.db import new_metadata
+from apps.common.ids import worker_lease_table
 
 PENDING = "pending"
 READY = "ready"
@@ -52,3 +53,7 @@ class MediaObject(Base):
         ),
         Index("ix_media_objects_pending_expiry", "expires_at", postgresql_where=text("status = 'pending'")),
     )
+
+
+# The leases of the snowflake worker ids media-api's replicas mint with (see apps.common.ids).
+WORKER_LEASES = worker_lease_table(Base.metadata)

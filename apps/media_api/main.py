@@ -1,11 +1,11 @@
 """The media-api application factory.
 
 The lifespan builds the database engine, the object store (boto3 on its own thread pool), the SSRF-safe
-fetcher for remote uploads, the snowflake generator (worker id from settings, so replicas never
-collide) and the services; it registers readiness checks for Postgres and S3, runs the periodic purge
-of expired upload reservations and, when configured to (local mode), creates the bucket with a CORS
-rule for the configured origins so that browsers can PUT to presigned URLs. In a cluster the platform
-program owns the bucket and its CORS rule.
+fetcher for remote uploads, the snowflake worker id (leased in Postgres and kept alive by a heartbeat,
+so replicas never share one) and the services; it registers readiness checks for Postgres and S3,
+runs the periodic purge of expired upload reservations and, when configured to (local mode), creates
+the bucket with a CORS rule for the configured origins so that browsers can PUT to presigned URLs.
+In a cluster the platform program owns the bucket and its CORS rule.
 
 The raw request body limit sits above the media limit because a data URL carries base64 (4/3 of the
 bytes) inside JSON; the media limit itself is enforced on the decoded bytes.
@@ -22,10 +22,11 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from apps.common.ids import SnowflakeGenerator
+from apps.common.ids import WorkerLease
 from apps.common.safe_fetch import FetchPolicy, SafeFetcher, system_resolver
 from apps.common.safe_fetch import Resolver as DnsResolver
 from apps.common.service import open_database, service_app
+from apps.media_api.db import WORKER_LEASES
 from apps.media_api.routes import media, resolve
 from apps.media_api.services.media import MediaService
 from apps.media_api.services.resolve import Resolver
@@ -60,13 +61,14 @@ def create_app(settings: MediaApiSettings | None = None, *, dns: DnsResolver = s
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_database(app, settings) as engine:
             store = ObjectStore(settings)
+            lease = WorkerLease(engine, WORKER_LEASES, ttl_seconds=settings.worker_lease_seconds)
             try:
                 if settings.media_s3_create_bucket:
                     await store.ensure_bucket(settings.cors_origins)
                 service = MediaService(
                     engine,
                     store,
-                    SnowflakeGenerator(settings.worker_id),
+                    lease,
                     max_bytes=settings.media_max_bytes,
                     reservation_grace=timedelta(seconds=settings.media_reservation_grace_seconds),
                 )
@@ -86,7 +88,8 @@ def create_app(settings: MediaApiSettings | None = None, *, dns: DnsResolver = s
                     purge_periodically(service, settings.media_cleanup_interval_seconds), name="media-purge"
                 )
                 try:
-                    yield
+                    async with lease.held():
+                        yield
                 finally:
                     purge.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -33,6 +33,9 @@ class MediaApiSettings(ServiceSettings):
     media_s3_presign_ttl: int = Field(300, ge=1, le=7 * 24 * 3600)
 
     media_max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1)
+    # Multipart form uploads are streamed to S3 in parts of this size (S3's minimum is 5 MiB); one
+    # part per concurrent upload is all the memory an upload holds, and nothing goes to disk.
+    media_upload_part_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, le=64 * 1024 * 1024)
     # `GET /v1/media/{id}/content` streams the bytes through the service instead of redirecting.
     media_proxy_download: bool = False
     media_remote_fetch_timeout: float = Field(15.0, gt=0)

@@ -18,7 +18,9 @@ import httpx2
 from fastapi import FastAPI
 
 from apps.common.http import make_client
+from apps.common.openapi import document_models
 from apps.common.service import open_database, service_app
+from apps.response_api.openapi import ERROR_STATUSES, RESPONSE_MODELS
 from apps.response_api.routes.responses import router as responses_router
 from apps.response_api.services.cancel_bus import CancelListener
 from apps.response_api.services.llm import LlmClient
@@ -61,6 +63,8 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
                         offer_mcp_by_default=settings.offer_mcp_tools_by_default,
                         server_label=settings.mcp_server_label,
                         tools_cache_seconds=settings.mcp_tools_cache_seconds,
+                        storage_budget=settings.storage_retry_seconds,
+                        background_storage_budget=settings.background_storage_retry_seconds,
                     ),
                 )
                 # Nothing legitimately runs past the deadline plus one tool timeout; leave a minute's slack.
@@ -76,6 +80,7 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
 
     app = service_app(settings, title="response-api", lifespan=lifespan)
     app.include_router(responses_router)
+    document_models(app, RESPONSE_MODELS, ERROR_STATUSES)
     return app
 
 

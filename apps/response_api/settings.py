@@ -35,6 +35,9 @@ class ResponseApiSettings(ServiceSettings):
     mcp_server_label: str = "jan"
     # How long one `tools/list` answer is reused (the catalog is the same for every caller).
     mcp_tools_cache_seconds: float = Field(60.0, ge=0)
+    # How long the final write of a background response (nobody waits for it) is retried through a
+    # database outage; past it the row stays running until the orphan sweeper fails it.
+    background_storage_retry_seconds: float = Field(120.0, gt=0)
 
     @field_validator("max_tool_execution_depth", mode="after")
     @classmethod

@@ -99,12 +99,14 @@ async def guest_login(session: SmokeSession) -> str:
 
 async def models(session: SmokeSession) -> str:
     body = _json(await session.http.get("/v1/models", headers=session.headers()))
-    ids = [entry["id"] for entry in body.get("data", []) if isinstance(entry, dict) and "id" in entry]
+    entries = [entry for entry in body.get("data", []) if isinstance(entry, dict) and "id" in entry]
+    ids = [entry["id"] for entry in entries]
+    names = {name for entry in entries for name in [entry["id"], *(entry.get("aliases") or [])]}
     if not ids:
         raise StepFailed("no models are served")
     if session.model is None:
         session.model = ids[0]
-    elif session.model not in ids:
+    elif session.model not in names:
         raise StepFailed(f"model {session.model!r} is not served (have: {', '.join(ids)})")
     return f"{len(ids)} model(s); using {session.model}"
 

@@ -8,30 +8,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from apps.common.auth.issuer import LocalIssuer
-from apps.common.migrations import upgrade
 from apps.gateway.asgi import LocalGateway
-from apps.gateway.embedded import EmbeddedPostgres, embedded_postgres, free_port
+from apps.gateway.embedded import EmbeddedPostgres, free_port
 from apps.gateway.local_apps import LOCAL_AUDIENCE, LocalEnvironment, build_apps
-from apps.gateway.routes import APPS, AppName
+from apps.gateway.routes import AppName
 from tests.harness.server import serve
-
-
-@pytest.fixture(scope="module")
-def own_postgres() -> Iterator[EmbeddedPostgres]:
-    """A Postgres this module may stop and start without disturbing other tests."""
-    with tempfile.TemporaryDirectory(prefix="jan-pg-own-") as tmp:
-        os.chmod(tmp, 0o755)
-        with embedded_postgres(Path(tmp) / "data") as server:
-            for spec in APPS.values():
-                upgrade(spec.package, server.url)
-            yield server
 
 
 def test_readiness_follows_the_database(
@@ -95,40 +82,123 @@ def test_jan_server_dev_serves_the_whole_platform() -> None:
     """`make dev` runs this command; it must come up, report all four apps, and stop on Ctrl-C."""
     with tempfile.TemporaryDirectory(prefix="jan-dev-") as tmp:
         os.chmod(tmp, 0o755)  # the embedded server runs as an unprivileged user when tests run as root
-        _run_dev(Path(tmp) / "data")
+        data_dir = Path(tmp) / "data"
+        data_dir.mkdir()
+        process, url = _start_dev(data_dir)
+        try:
+            ready = httpx.get(f"{url}/readyz", timeout=5)
+            assert ready.status_code == 200, ready.text
+            assert set(ready.json()["apps"]) == {"llm-api", "response-api", "media-api", "mcp-tools"}
+            assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
+            assert (data_dir / "issuer-key.pem").exists()
+        finally:
+            _interrupt(process)
+        assert process.returncode == 0
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/healthz", timeout=2)
+        assert _postgres_processes(data_dir) == []
 
 
-def _run_dev(data_dir: Path) -> None:
+def test_jan_server_dev_stops_everything_after_an_earlier_run_was_killed() -> None:
+    """A run killed with SIGKILL leaves its Postgres running; the next run adopts it and stops it."""
+    with tempfile.TemporaryDirectory(prefix="jan-dev-") as tmp:
+        os.chmod(tmp, 0o755)
+        data_dir = Path(tmp) / "data"
+        data_dir.mkdir()
+        first, _ = _start_dev(data_dir)
+        first.kill()
+        first.wait(timeout=30)
+        assert _postgres_processes(data_dir), "the killed run's Postgres is expected to survive it"
+        second, url = _start_dev(data_dir)
+        try:
+            assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+        finally:
+            _interrupt(second)
+        assert second.returncode == 0
+        assert _postgres_processes(data_dir) == []
+
+
+def _start_dev(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`jan-server dev` on a free port and `data_dir`, once it answers; (process, base URL)."""
     port = free_port()
-    data_dir.mkdir()
     env = {**os.environ, "JAN_PORT": str(port), "JAN_DATA_DIR": str(data_dir), "JAN_LOCAL_MODEL": "0"}
     env.pop("DATABASE_URL", None)
     env.pop("LLM_UPSTREAM_URL", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "apps.cli", "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-            try:
-                ready = httpx.get(f"{url}/readyz", timeout=5)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "jan-server dev did not start"
-                time.sleep(0.3)
-        assert ready.status_code == 200, ready.text
-        assert set(ready.json()["apps"]) == {"llm-api", "response-api", "media-api", "mcp-tools"}
-        assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
-        assert (data_dir / "issuer-key.pem").exists()
-    finally:
-        process.send_signal(signal.SIGINT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(process.stdout.read().decode() if process.stdout else "dev exited")
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-    assert process.returncode == 0
-    with pytest.raises(httpx.TransportError):
-        httpx.get(f"{url}/healthz", timeout=2)
+            httpx.get(f"{url}/healthz", timeout=5)
+            return process, url
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError("jan-server dev did not start") from None
+            time.sleep(0.3)
+
+
+def _interrupt(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, as a terminal sends it."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+
+
+def _postgres_processes(data_dir: Path) -> list[int]:
+    """Postgres server processes still running on `data_dir`."""
+    target = str((data_dir / "postgres").resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except (NotADirectoryError, FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if argv[0].endswith("/postgres") and target in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_child_of_a_killed_dev_run_does_not_outlive_it() -> None:
+    """The local model server is started with `_die_with_parent`: SIGKILL on its parent stops it too."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "from apps.gateway.embedded import _die_with_parent\n"
+            "child = subprocess.Popen(['sleep', '600'], preexec_fn=_die_with_parent)\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert Path(f"/proc/{child}").exists()
+    parent.kill()
+    parent.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    try:
+        while _running(child):
+            assert time.monotonic() < deadline, "the child outlived its killed parent"
+            time.sleep(0.05)
+    finally:
+        if _running(child):  # leave nothing behind when the assertion fails
+            os.kill(child, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for a parent that is gone."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 import uvicorn
 
+from apps.common.health import ReadinessCheck
 from apps.gateway.asgi import LocalGateway
 from apps.gateway.embedded import free_port
 from apps.gateway.local_apps import LocalEnvironment, build_apps
@@ -91,6 +92,8 @@ def serve_local(
     *,
     model_url: str | None = None,
     internal_token: str = "t",
+    model_kind: str = "openai_compatible",
+    model_check: ReadinessCheck | None = None,
     stopped: frozenset[AppName] = frozenset(),
 ) -> Iterator[tuple[str, LocalEnvironment]]:
     """The four apps behind the local gateway, wired as `make dev` wires them; yields (url, environment).
@@ -106,6 +109,8 @@ def serve_local(
         model_url=model_url,
         model_api_key=None,
         internal_token=internal_token,
+        model_kind=model_kind,
+        model_check=model_check,
     )
     apps = {name: app for name, app in build_apps(env).items() if name not in stopped}
     with serve(LocalGateway(apps), port=port) as server:

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import itertools
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -38,6 +39,9 @@ class Reply:
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
     linger_after_done: float = 0.0  # keep the connection open this long after `data: [DONE]`
+    omit_usage: bool = False  # ignore `stream_options.include_usage`, as llama-cpp-python's server does
+    # Answer only once this is set (a test holds requests in flight while it breaks something).
+    hold: threading.Event | None = None
 
 
 class DroppedConnection(Exception):
@@ -98,6 +102,8 @@ class FakeUpstream:
         if not self._authorized(request):
             return JSONResponse({"error": {"message": "bad key", "type": "auth"}}, status_code=401)
         reply = self._queue.popleft() if self._queue else Reply(content=f"echo: {_last_user_text(body)}")
+        if reply.hold is not None:
+            await asyncio.to_thread(reply.hold.wait, 60)
         if reply.first_byte_delay:
             await asyncio.sleep(reply.first_byte_delay)
         if reply.status != 200:
@@ -160,7 +166,7 @@ class FakeUpstream:
             if reply.chunk_interval and number:
                 await asyncio.sleep(reply.chunk_interval)
             yield b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n"
-        if include_usage:
+        if include_usage and not reply.omit_usage:
             yield b"data: " + orjson.dumps({**base, "choices": [], "usage": _usage(reply, body)}) + b"\n\n"
         yield b"data: [DONE]\n\n"
         if reply.linger_after_done:

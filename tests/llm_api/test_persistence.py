@@ -1,4 +1,4 @@
-"""The turn writer: retries a failing store, never drops a turn when its queue is full, drains on stop."""
+"""The turn writer: a turn the client waits for is committed or refused; background turns are not dropped."""
 
 from __future__ import annotations
 
@@ -7,25 +7,34 @@ from typing import Any
 
 import pytest
 
-from apps.llm_api.services import persistence
+from apps.common.durable import StorageUnavailable
+from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.services.conversations import NewItem
 from apps.llm_api.services.persistence import Turn, TurnWriter
 
 
 class FlakyStore:
-    """Fails the first `failures` writes, then records them."""
+    """Fails the first `failures` writes (as a database that is away does), then records them."""
 
-    def __init__(self, failures: int = 0, delay: float = 0.0) -> None:
+    def __init__(self, failures: int = 0, delay: float = 0.0, landed: bool = False) -> None:
         self.failures = failures
         self.delay = delay
-        self.written: list[tuple[int, list[NewItem], str | None]] = []
+        self.landed = landed  # a failed write's commit landed anyway (the answer was lost)
+        self.written: list[tuple[str, list[NewItem], str | None]] = []
 
-    async def record_turn(self, conversation_id: int, items: list[NewItem], *, title: str | None) -> None:
+    async def record_turn(
+        self, conversation: ConversationRow, items: list[NewItem], *, title: str | None, new: bool
+    ) -> None:
         await asyncio.sleep(self.delay)
         if self.failures:
             self.failures -= 1
+            if self.landed:
+                self.written.append((conversation.public_id, items, title))
             raise ConnectionError("database away")
-        self.written.append((conversation_id, items, title))
+        self.written.append((conversation.public_id, items, title))
+
+    async def has_item(self, public_id: str) -> bool:
+        return any(items[0].public_id == public_id for _, items, _ in self.written)
 
 
 def turn(number: int) -> Turn:
@@ -35,24 +44,59 @@ def turn(number: int) -> Turn:
         ],
         "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
     }
-    return Turn(number, [{"role": "user", "content": f"question {number}"}], "t", completion=completion)
+    conversation = ConversationRow(id=number, public_id=f"conv_{number}", user_id="u")
+    return Turn(conversation, [{"role": "user", "content": f"question {number}"}], "t", completion=completion)
 
 
-def writer_for(store: FlakyStore, queue_size: int = 1000) -> TurnWriter:
-    return TurnWriter(store, queue_size)  # type: ignore[arg-type]  # duck-typed ConversationStore
+def writer_for(store: FlakyStore, queue_size: int = 1000, budget: float = 5.0) -> TurnWriter:
+    return TurnWriter(store, queue_size, budget=budget)  # type: ignore[arg-type]  # duck-typed store
 
 
-async def test_failed_writes_are_retried(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(persistence, "RETRY_DELAYS", (0.0, 0.0, 0.0))
+async def test_a_commit_rides_out_failures_within_its_budget() -> None:
+    store = FlakyStore(failures=2)
+    await writer_for(store).commit(turn(1))
+    [(conversation, items, _)] = store.written
+    assert conversation == "conv_1"
+    assert [i.body["role"] for i in items] == ["user", "assistant"]
+    assert items[1].usage == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+
+
+async def test_a_commit_past_its_budget_is_refused_not_dropped_silently() -> None:
+    """Issue 11, item 1: the writer used to retry for ~4 s, log, and drop a turn the client had."""
+    store = FlakyStore(failures=10**6)
+    with pytest.raises(StorageUnavailable) as refused:
+        await writer_for(store, budget=0.3).commit(turn(1))
+    assert refused.value.status_code == 503 and refused.value.headers == {"Retry-After": "5"}
+    assert store.written == []
+
+
+async def test_a_commit_whose_answer_was_lost_is_not_written_twice() -> None:
+    store = FlakyStore(failures=1, landed=True)
+    await writer_for(store).commit(turn(1))
+    assert len(store.written) == 1
+
+
+async def test_a_data_error_is_not_retried() -> None:
+    class BadData(FlakyStore):
+        calls = 0
+
+        async def record_turn(self, *args: Any, **kwargs: Any) -> None:
+            self.calls += 1
+            raise ValueError("not storable")
+
+    store = BadData()
+    with pytest.raises(ValueError, match="not storable"):
+        await writer_for(store).commit(turn(1))
+    assert store.calls == 1
+
+
+async def test_background_writes_are_retried() -> None:
     store = FlakyStore(failures=2)
     writer = writer_for(store)
     writer.start()
     writer.submit(turn(1))
     await writer.stop()
-    [(conversation_id, items, _)] = store.written
-    assert conversation_id == 1
-    assert [i.body["role"] for i in items] == ["user", "assistant"]
-    assert items[1].usage == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    assert [conversation for conversation, _, _ in store.written] == ["conv_1"]
 
 
 async def test_a_full_queue_still_writes_everything() -> None:
@@ -62,7 +106,7 @@ async def test_a_full_queue_still_writes_everything() -> None:
     for number in range(20):
         writer.submit(turn(number))
     await writer.stop()
-    assert sorted(c for c, _, _ in store.written) == list(range(20))
+    assert sorted(int(c.removeprefix("conv_")) for c, _, _ in store.written) == list(range(20))
 
 
 async def test_the_backlog_bound_is_reported_so_new_turns_can_be_refused() -> None:
@@ -75,4 +119,4 @@ async def test_the_backlog_bound_is_reported_so_new_turns_can_be_refused() -> No
     writer.start()
     await writer.stop()
     assert writer.has_room()
-    assert sorted(c for c, _, _ in store.written) == list(range(5))
+    assert sorted(int(c.removeprefix("conv_")) for c, _, _ in store.written) == list(range(5))

@@ -43,7 +43,8 @@ HOSTED_KINDS = frozenset(
         "fireworks",
     }
 )
-SELF_HOSTED_KINDS = frozenset({"vllm", "openai_compatible", "llamacpp", "ollama", "jan"})
+# `llama_cpp_python`: llama-cpp-python's server (local mode's model), whose gaps `compat.py` covers.
+SELF_HOSTED_KINDS = frozenset({"vllm", "openai_compatible", "llamacpp", "llama_cpp_python", "ollama", "jan"})
 KINDS = HOSTED_KINDS | SELF_HOSTED_KINDS
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -128,6 +129,11 @@ def public_model_id(vendor: str, upstream_id: str) -> str:
         owner, _, rest = model.partition("/")
         return f"{slug(owner)}/{slug(rest.replace('/', '-'))}"
     return f"{vendor}/{slug(model)}"
+
+
+def model_alias(public_id: str) -> str:
+    """A public id without its `<vendor>/` part: `local/smollm2-135m-instruct` → `smollm2-135m-instruct`."""
+    return public_id.partition("/")[2] or public_id
 
 
 def auth_headers(kind: str, api_key: str | None) -> dict[str, str]:

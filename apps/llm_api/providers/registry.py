@@ -9,6 +9,14 @@ sync, so a blip upstream does not make models vanish.
 Selection is deterministic: a public model id maps to every active provider that serves it, and the
 provider with the lowest rank wins. Everything here is in memory; a request never reads the database
 to find its provider.
+
+Aliases: every model also answers to its id without the `<vendor>/` part (`smollm2-135m-instruct` for
+`local/smollm2-135m-instruct`). Why: the ids keep Jan's `<vendor>/<model>` contract, but clients that
+read `x/` as a routing prefix of their own cannot send them. The OpenAI Agents SDK's default provider
+raises "Unknown prefix: local" for `Agent(model="local/…")`, and LiteLLM-style clients split on `/` too.
+An alias resolves like an id: of every active provider serving a model of that name, the lowest rank
+wins. Aliases never contain `/`, ids always do, so the two can never collide. `/v1/models` lists each
+model once, under its id, with the aliases that lead to it (`aliases`).
 """
 
 from __future__ import annotations
@@ -21,7 +29,15 @@ from typing import Literal
 
 import httpx
 
-from apps.llm_api.providers.config import ProviderConfig, auth_headers, provider_vendor, public_model_id, slug
+from apps.llm_api.providers.compat import Compat, compat_for
+from apps.llm_api.providers.config import (
+    ProviderConfig,
+    auth_headers,
+    model_alias,
+    provider_vendor,
+    public_model_id,
+    slug,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +62,10 @@ class Provider:
     @property
     def headers(self) -> dict[str, str]:
         return auth_headers(self.kind, self.api_key)
+
+    @property
+    def compat(self) -> Compat:
+        return compat_for(self.kind)
 
     @property
     def chat_url(self) -> str:
@@ -84,6 +104,7 @@ class ProviderRegistry:
         self._admin: list[Provider] = []
         self._routes_by_provider: dict[str, list[ModelRoute]] = {}
         self._index: dict[str, list[ModelRoute]] = {}
+        self._aliases: dict[str, list[ModelRoute]] = {}
         self.last_synced_at: float | None = None
 
     @property
@@ -96,9 +117,16 @@ class ProviderRegistry:
     def set_admin_providers(self, providers: list[Provider]) -> None:
         self._admin = providers
 
-    def select(self, public_id: str) -> ModelRoute | None:
-        routes = self._index.get(public_id)
+    def select(self, model: str) -> ModelRoute | None:
+        """The route for a public id or an alias."""
+        routes = self._index.get(model) or self._aliases.get(model)
         return routes[0] if routes else None
+
+    def aliases_of(self, route: ModelRoute) -> list[str]:
+        """The aliases that select `route` (none when a higher-ranked provider owns its bare name)."""
+        alias = model_alias(route.public_id)
+        routes = self._aliases.get(alias)
+        return [alias] if routes and routes[0] is route else []
 
     def models(self) -> list[ModelRoute]:
         """One route per public id (the one `select` picks), sorted by id."""
@@ -125,12 +153,15 @@ class ProviderRegistry:
 
     def _rebuild(self) -> None:
         index: dict[str, list[ModelRoute]] = {}
+        aliases: dict[str, list[ModelRoute]] = {}
         for provider in self.providers:
             if not provider.active:
                 continue
             for route in self._routes_by_provider.get(provider.id, []):
                 index.setdefault(route.public_id, []).append(route)
+                aliases.setdefault(model_alias(route.public_id), []).append(route)
         self._index = index
+        self._aliases = aliases
 
     async def _fetch_models(self, provider: Provider) -> list[ModelRoute] | None:
         try:

@@ -1,4 +1,8 @@
-"""`GET /v1/models` and `GET /v1/models/{id}` (ids contain `/`, e.g. `openai/gpt-4o`)."""
+"""`GET /v1/models` and `GET /v1/models/{id}` (ids contain `/`, e.g. `openai/gpt-4o`).
+
+Each entry lists the slash-free `aliases` that select it (see the registry); retrieving by an alias
+answers with the model it selects, under its id.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +14,24 @@ from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
 from apps.common.guard import GuardedRoute
 from apps.llm_api.deps import RegistryDep
-from apps.llm_api.providers.registry import ModelRoute
+from apps.llm_api.providers.registry import ModelRoute, ProviderRegistry
 
 router = APIRouter(tags=["models"], route_class=GuardedRoute)
 
 
-def model_json(route: ModelRoute) -> dict[str, Any]:
+def model_json(route: ModelRoute, registry: ProviderRegistry) -> dict[str, Any]:
     return {
         "id": route.public_id,
         "object": "model",
         "created": route.created,
         "owned_by": route.provider.vendor,
+        "aliases": registry.aliases_of(route),
     }
 
 
 @router.get("/v1/models")
 async def list_models(_: PrincipalDep, registry: RegistryDep) -> dict[str, Any]:
-    return {"object": "list", "data": [model_json(route) for route in registry.models()]}
+    return {"object": "list", "data": [model_json(route, registry) for route in registry.models()]}
 
 
 @router.get("/v1/models/{model_id:path}")
@@ -34,4 +39,4 @@ async def get_model(model_id: str, _: PrincipalDep, registry: RegistryDep) -> di
     route = registry.select(model_id)
     if route is None:
         raise APIError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
-    return model_json(route)
+    return model_json(route, registry)

@@ -2,8 +2,11 @@
 
 Per request: parse and check the body (one parse), pick the provider (in memory), load the
 conversation and its recent items when one is named (one read), resolve media placeholders when the
-raw body contains one, forward, relay. Nothing is written before or during the answer; the turn is
-handed to the `TurnWriter` when the answer is complete.
+raw body contains one, forward, relay. Nothing is written before or during the answer. A stored turn
+is committed when the answer is complete and before the client is told so (the plain 200, the
+stream's `[DONE]`); when it cannot be, the client gets a 503 or an SSE `error` event instead. A new
+conversation (`conversation: {}`) is inserted in that same transaction, so a turn that could not be
+stored leaves no empty conversation behind.
 
 Decisions:
 - History: with a conversation, its last `history_max_items` completed items are put after the
@@ -13,6 +16,8 @@ Decisions:
 - Stored items keep `jan_*` placeholders, not the presigned URLs (those expire).
 - A plain response without a conversation is relayed byte for byte; with one it gains a
   `conversation` field. The response `model` is whatever the upstream says.
+- A stream always ends with a usage chunk: the provider's, or llm-api's estimate when the provider
+  sent none (`providers/stream_usage.py`).
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ from starlette.responses import Response
 
 from apps.common.auth.principal import Principal
 from apps.common.errors import APIError
+from apps.common.ids import random_id
 from apps.llm_api.chat_tables import ConversationRow
+from apps.llm_api.providers.compat import adapt
 from apps.llm_api.providers.registry import ModelRoute, ProviderRegistry
+from apps.llm_api.providers.stream_usage import UsageWatch, prompt_chars
 from apps.llm_api.providers.upstream import open_chat, upstream_failure
 from apps.llm_api.services.conversations import ConversationStore, item_body
 from apps.llm_api.services.items import items_to_messages, title_from
@@ -45,12 +53,15 @@ _INSTRUCTION_ROLES = frozenset({"system", "developer"})
 class Prepared:
     route: ModelRoute
     upstream_body: bytes
+    upstream_messages: list[dict[str, Any]]
+    tools: Any
     stream: bool
     public_model: str
     conversation: ConversationRow | None
     title: str | None
     inputs: list[dict[str, Any]]
     store: bool
+    new_conversation: bool = False  # drafted here, inserted with the turn
 
     @property
     def recording(self) -> bool:
@@ -95,6 +106,8 @@ class ChatService:
             )
         messages: list[dict[str, Any]] = body["messages"]
         conversation, history = await self._conversation(request, principal)
+        store = request.store is not False
+        new_conversation = conversation is not None and conversation.id is None
         upstream_messages = _with_history(messages, history)
         # Stored items keep their placeholders, so history may need resolving even when the new
         # message has none (resolve() returns at once when there is nothing to do).
@@ -106,12 +119,15 @@ class ChatService:
         return Prepared(
             route=route,
             upstream_body=_upstream_body(body, request, route, upstream_messages),
+            upstream_messages=upstream_messages,
+            tools=body.get("tools"),
             stream=bool(request.stream),
             public_model=request.model,
             conversation=conversation,
             title=title,
             inputs=[m for m in messages if m.get("role") not in _INSTRUCTION_ROLES],
-            store=request.store is not False,
+            store=store,
+            new_conversation=new_conversation,
         )
 
     async def _conversation(
@@ -123,8 +139,16 @@ class ChatService:
         if isinstance(ref, str):
             ref = ConversationRef(id=ref)
         if ref.id is None:
-            created = await self.store.create(principal.user_id, title=ref.title, metadata=ref.metadata)
-            return created, []
+            if request.store is False:  # no turn to carry it: the conversation alone is created
+                created = await self.store.create(principal.user_id, title=ref.title, metadata=ref.metadata)
+                return created, []
+            draft = ConversationRow(
+                public_id=random_id("conv"),
+                user_id=principal.user_id,
+                title=ref.title,
+                metadata_=ref.metadata or {},
+            )
+            return draft, []
         conversation = await self.store.get(principal.user_id, ref.id)
         if conversation is None:
             raise APIError(404, f"Conversation '{ref.id}' not found.", param="conversation", code="not_found")
@@ -147,7 +171,7 @@ class ChatService:
             raise APIError(502, "The model answered with invalid JSON.", code="upstream_invalid") from exc
         completion["conversation"] = prepared.conversation_ref()
         if prepared.recording:
-            self.writer.submit(self._turn(prepared, completion=completion))
+            await self.writer.commit(self._turn(prepared, completion=completion))
         return Response(orjson.dumps(completion), media_type="application/json")
 
     async def _stream(self, prepared: Prepared) -> Response:
@@ -161,15 +185,26 @@ class ChatService:
                 response.close()
             raise upstream_failure(prepared.route, response.status, content)
 
+        async def commit(chunks: list[bytes]) -> None:
+            await self.writer.commit(self._turn(prepared, stream_bytes=chunks))
+
         def on_done(chunks: list[bytes] | None, incomplete: str | None) -> None:
-            if prepared.recording and chunks is not None:
+            # A finished turn was committed before `[DONE]`; one that could not be stored stays out.
+            # What remains is a turn cut short, recorded as incomplete without anyone waiting.
+            if prepared.recording and chunks is not None and incomplete not in (None, "storage_failed"):
                 self.writer.submit(self._turn(prepared, stream_bytes=chunks, incomplete=incomplete))
 
         event = None
         if prepared.conversation is not None:
             event = _conversation_event(prepared)
+        usage = UsageWatch(lambda: prompt_chars(prepared.upstream_messages, prepared.tools))
         return StreamRelayResponse(
-            response, conversation_event=event, keep_bytes=prepared.recording, on_done=on_done
+            response,
+            usage=usage,
+            conversation_event=event,
+            keep_bytes=prepared.recording,
+            on_done=on_done,
+            commit=commit if prepared.recording else None,
         )
 
     @staticmethod
@@ -182,7 +217,8 @@ class ChatService:
     ) -> Turn:
         assert prepared.conversation is not None
         return Turn(
-            conversation_id=prepared.conversation.id,
+            conversation=prepared.conversation,
+            new_conversation=prepared.new_conversation,
             inputs=prepared.inputs,
             title=prepared.title,
             completion=completion,
@@ -194,13 +230,14 @@ class ChatService:
 def _upstream_body(
     body: dict[str, Any], request: ChatRequest, route: ModelRoute, messages: list[dict[str, Any]]
 ) -> bytes:
-    """The caller's request as the provider gets it: its own model id, our messages, usage on."""
+    """The caller's request as the provider gets it: its own model id, our messages, usage on, and
+    whatever its kind cannot take rewritten (`providers/compat.py`)."""
     upstream = {k: v for k, v in body.items() if k not in _JAN_FIELDS}
     upstream["model"] = route.upstream_id
     upstream["messages"] = messages
     if request.stream:
         upstream["stream_options"] = {**(request.stream_options or {}), "include_usage": True}
-    return orjson.dumps(upstream)
+    return orjson.dumps(adapt(upstream, route.provider.compat, route.provider.name))
 
 
 def _with_history(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:

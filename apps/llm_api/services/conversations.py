@@ -145,15 +145,37 @@ class ConversationStore:
                 return []
             return await self._insert_items(session, locked, items)
 
-    async def record_turn(self, conversation_id: int, items: list[NewItem], *, title: str | None) -> None:
-        """Append one completion's items; sets the title if the conversation has none yet."""
+    async def record_turn(
+        self, conversation: ConversationRow, items: list[NewItem], *, title: str | None, new: bool
+    ) -> None:
+        """Append one completion's items in one transaction; sets the title if there is none yet.
+
+        A `new` conversation (`conversation: {}` on a stored turn) is inserted here, with its first
+        turn, so a turn that cannot be stored leaves no empty conversation behind.
+        """
         async with self._sessions() as session, session.begin():
-            row = await session.get(ConversationRow, conversation_id, with_for_update=True)
+            if new:
+                row: ConversationRow | None = ConversationRow(
+                    public_id=conversation.public_id,
+                    user_id=conversation.user_id,
+                    title=conversation.title,
+                    metadata_=conversation.metadata_ or {},
+                )
+                session.add(row)
+                await session.flush()
+            else:
+                row = await session.get(ConversationRow, conversation.id, with_for_update=True)
             if row is None:  # deleted while the completion ran
                 return
             if title and not row.title:
                 row.title = title
             await self._insert_items(session, row, items)
+
+    async def has_item(self, public_id: str) -> bool:
+        """Whether an item is stored (a retried write asks this: did the lost commit land?)."""
+        async with self._sessions() as session:
+            found = await session.scalar(select(ItemRow.id).where(ItemRow.public_id == public_id))
+        return found is not None
 
     async def get_item(self, conversation: ConversationRow, item_id: str) -> ItemRow | None:
         async with self._sessions() as session:

@@ -1,9 +1,14 @@
-"""Writing completed turns to the conversation, off the token path.
+"""Writing chat turns to their conversation.
 
-The chat route hands a `Turn` to `TurnWriter.submit` once the response is finished (or cut short)
-and returns at once. A worker drains a bounded queue; when the queue is full the turn is written by a
-task of its own instead of being dropped, and a failed write is retried with back-off. Shutdown
-waits for everything queued, so a completion the client received is not lost to a restart.
+A turn the client is told about (a plain 200, a stream's `data: [DONE]`) is committed first:
+`TurnWriter.commit` runs on the request, after the last content byte and before that final
+acknowledgement, retrying through a short outage (`apps.common.durable`) and raising a 503 when the
+database stays away. Content is never held back; only the acknowledgement waits.
+
+A turn that ended without one (the model failed mid-stream, the client hung up) is recorded as
+`incomplete` off the request: `submit` queues it for a worker, which retries for longer. When the
+queue is full the turn is written by a task of its own instead of being dropped. Shutdown waits for
+everything queued.
 
 The streamed reply is reconstructed here, from the raw upstream bytes the relay kept, so the relay
 itself never parses a chunk.
@@ -19,25 +24,29 @@ from typing import Any
 
 import orjson
 
+from apps.common.durable import durably
 from apps.common.sse import SSEDecoder
+from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.services.conversations import ConversationStore, NewItem
 from apps.llm_api.services.items import message_to_items
 
 log = logging.getLogger(__name__)
 
-RETRY_DELAYS = (0.2, 1.0, 3.0)
+# Nobody waits for an unacknowledged turn, so it may wait out a longer outage than a request can.
+BACKGROUND_BUDGET_SECONDS = 120.0
 
 
 @dataclass
 class Turn:
     """One completion to record: what was asked and what came back."""
 
-    conversation_id: int
+    conversation: ConversationRow
     inputs: list[dict[str, Any]]
     title: str | None
     completion: dict[str, Any] | None = None  # a plain response, parsed
     stream_bytes: list[bytes] | None = None  # a streamed response, as relayed
     incomplete_reason: str | None = None
+    new_conversation: bool = False  # not inserted yet: it goes in with this turn
 
     def items(self) -> list[NewItem]:
         items = [NewItem(body) for message in self.inputs for body in message_to_items(message)]
@@ -120,6 +129,8 @@ def _merge_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None
 class TurnWriter:
     store: ConversationStore
     queue_size: int = 1000
+    budget: float = 10.0  # retry budget of a turn the client waits for (`storage_retry_seconds`)
+    background_budget: float = BACKGROUND_BUDGET_SECONDS
     _queue: asyncio.Queue[Turn] = field(init=False)
     _worker: asyncio.Task[None] | None = field(default=None, init=False)
     _overflow: set[asyncio.Task[None]] = field(default_factory=set, init=False)
@@ -130,16 +141,21 @@ class TurnWriter:
     def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name="turn-writer")
 
-    def has_room(self) -> bool:
-        """Whether the backlog is under `queue_size`: a new conversation turn is refused (503) when not.
+    async def commit(self, turn: Turn) -> None:
+        """Store a turn before the client is told it is done; `StorageUnavailable` if impossible."""
+        await self._write(turn.conversation, turn.items(), turn, self.budget)
 
-        A turn already acknowledged is never dropped (past the queue it is written by a task of its
-        own), so the bound is kept by refusing new turns up front; what overflows is then at most the
-        requests admitted at once (`apps.common.admission`).
+    def has_room(self) -> bool:
+        """Whether the background backlog is under `queue_size`; a new turn is refused (503) when not.
+
+        A submitted turn is never dropped (past the queue it is written by a task of its own), so the
+        bound is kept by refusing new conversation turns up front (a full backlog means the database
+        is not keeping up); what overflows is then at most the requests admitted at once.
         """
         return self._queue.qsize() + len(self._overflow) < self.queue_size
 
     def submit(self, turn: Turn) -> None:
+        """Record an unacknowledged (incomplete) turn in the background."""
         try:
             self._queue.put_nowait(turn)
         except asyncio.QueueFull:
@@ -169,20 +185,22 @@ class TurnWriter:
                 self._queue.task_done()
 
     async def write(self, turn: Turn) -> None:
+        """Background write: retried for `background_budget`, then logged (never raised)."""
         try:
-            items = turn.items()
-        except Exception:  # a reply we cannot rebuild must not stop the writer
-            log.exception("could not rebuild a completion for storage")
-            return
-        for delay in (*RETRY_DELAYS, None):
-            try:
-                await self.store.record_turn(turn.conversation_id, items, title=turn.title)
-                return
-            except Exception as exc:  # the database may be briefly away; try again, then give up loudly
-                if delay is None:
-                    log.error(
-                        "storing a completion failed",
-                        extra={"conversation": turn.conversation_id, "error": repr(exc)},
-                    )
-                    return
-                await asyncio.sleep(delay)
+            await self._write(turn.conversation, turn.items(), turn, self.background_budget)
+        except Exception as exc:  # a failed background write must not stop the writer
+            log.error(
+                "storing an unacknowledged turn failed",
+                extra={"conversation": turn.conversation.public_id, "error": repr(exc)},
+            )
+
+    async def _write(
+        self, conversation: ConversationRow, items: list[NewItem], turn: Turn, budget: float
+    ) -> None:
+        async def write() -> None:
+            await self.store.record_turn(conversation, items, title=turn.title, new=turn.new_conversation)
+
+        async def committed() -> bool:
+            return bool(items) and await self.store.has_item(items[0].public_id)
+
+        await durably(write, budget=budget, what="this conversation turn", committed=committed)

@@ -1,26 +1,35 @@
 """The streaming relay: upstream SSE bytes go to the client as they arrive, untouched.
 
 No chunk is decoded or re-encoded. The relay only watches the byte stream for the final
-`data: [DONE]` line, to put Jan's `conversation` event right before it and to know the stream ended
+`data: [DONE]` line, to put what llm-api adds right before it (a usage chunk when the provider sent
+none, see `providers/stream_usage.py`, then Jan's `conversation` event) and to know the stream ended
 properly. When the upstream fails mid-stream the client gets one SSE event with an OpenAI error
 envelope and the response ends cleanly; when the client goes away the upstream request is closed at
 once (a watcher on `receive()` cancels the relay, so a silent upstream cannot keep it alive).
 
-When the turn is to be stored, the relay keeps the raw bytes and hands them to `on_done` together
-with how the stream ended; decoding happens there, after the last byte was sent.
+When the turn is to be stored, the relay keeps the bytes as sent (what llm-api added included).
+Content goes out as it comes; only the `data: [DONE]` line is held back while `commit` stores the
+turn (the durability rule: `[DONE]` means stored). If storing is impossible the client gets an SSE
+`error` event instead, and no `[DONE]`. `on_done` then learns how the stream ended (an
+unacknowledged turn may still be recorded as incomplete); decoding happens there, after the last
+byte was sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 
 import anyio
 import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from apps.common.errors import envelope
+from apps.common.errors import APIError, envelope
+from apps.llm_api.providers.stream_usage import UsageWatch
 from apps.llm_api.providers.upstream import StreamBroken, UpstreamResponse
+
+log = logging.getLogger(__name__)
 
 DONE_LINE = b"\ndata: [DONE]"
 SSE_HEADERS = [
@@ -31,23 +40,31 @@ SSE_HEADERS = [
 
 # (raw chunks or None, None when the stream completed, else why it is incomplete)
 OnDone = Callable[[list[bytes] | None, str | None], None]
+# Stores the turn from its raw chunks before `[DONE]` is sent; raises `APIError` when it cannot.
+Commit = Callable[[list[bytes]], Awaitable[None]]
 
 
 class DoneSplicer:
     """Finds the `data: [DONE]` line across chunk boundaries and puts an event in front of it.
 
     Bytes are held back only while they could be the start of that line (`d`, `da`, … `data: [DONE`),
-    i.e. never a complete line the client could already use.
+    i.e. never a complete line the client could already use. The event may be a callable, asked for
+    its bytes only when the line is found (so it can depend on everything that came before).
     """
 
-    def __init__(self, event: bytes) -> None:
+    def __init__(self, event: bytes | Callable[[], bytes], *, hold_done: bool = False) -> None:
         self.event = event
+        self.hold_done = hold_done
+        self.held = b""  # with `hold_done`: the `data: [DONE]` line and whatever followed it
         self.done = False
         self._previous = b"\n"
         self._pending = b""
 
     def feed(self, chunk: bytes) -> bytes:
         if self.done:
+            if self.hold_done:
+                self.held += chunk
+                return b""
             return chunk
         data = self._pending + chunk
         window = self._previous + data
@@ -55,7 +72,11 @@ class DoneSplicer:
         if found >= 0:
             self.done = True
             self._pending = b""
-            return data[:found] + self.event + data[found:]
+            event = self.event() if callable(self.event) else self.event
+            if self.hold_done:
+                self.held = data[found:]
+                return data[:found] + event
+            return data[:found] + event + data[found:]
         keep = _partial_suffix(window)
         self._pending = data[len(data) - keep :] if keep else b""
         out = data[: len(data) - keep]
@@ -85,18 +106,25 @@ class StreamRelayResponse(Response):
         self,
         upstream: UpstreamResponse,
         *,
+        usage: UsageWatch,
         conversation_event: bytes | None,
         keep_bytes: bool,
         on_done: OnDone,
+        commit: Commit | None = None,
     ) -> None:
         super().__init__(status_code=200)
         self.upstream = upstream
-        self.splicer = DoneSplicer(conversation_event) if conversation_event else None
-        self.chunks: list[bytes] | None = [] if keep_bytes else None
+        self.commit = commit
+        self.usage = usage
+        self.splicer = DoneSplicer(
+            lambda: usage.missing_usage_event() + (conversation_event or b""), hold_done=commit is not None
+        )
+        self.chunks: list[bytes] | None = [] if keep_bytes or commit is not None else None
         self.on_done = on_done
         # Set once `data: [DONE]` went out: from then on the client has the whole completion, even
         # if it hangs up before the upstream closes its end.
         self.done_sent = False
+        self.stored = False  # `commit` succeeded: the turn is in the conversation
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
         outcome: str | None = "client_disconnected"
@@ -112,19 +140,25 @@ class StreamRelayResponse(Response):
             finally:
                 group.cancel_scope.cancel()
                 self.upstream.close()
-                self.on_done(self.chunks, None if self.done_sent else outcome)
+                self.on_done(self.chunks, None if self.done_sent or self.stored else outcome)
 
     async def _relay(self, send: Send) -> str | None:
         tail = b""
         try:
             async for chunk in self.upstream.chunks():
-                if self.chunks is not None:
-                    self.chunks.append(chunk)
+                self.usage.feed(chunk)
                 tail = (tail + chunk)[-32:] if len(chunk) < 32 else chunk[-32:]
-                out = self.splicer.feed(chunk) if self.splicer else chunk
+                out = self.splicer.feed(chunk)
+                if self.chunks is not None:
+                    self.chunks.append(out)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-                    self.done_sent = self.done_sent or tail.rstrip().endswith(b"data: [DONE]")
+                    if self.commit is None:  # else `[DONE]` is held back until the turn is stored
+                        self.done_sent = self.done_sent or tail.rstrip().endswith(b"data: [DONE]")
+                if self.splicer.hold_done and self.splicer.done:
+                    failed = await self._acknowledge(send)
+                    if failed:
+                        return failed
         except StreamBroken as broken:
             if self.done_sent:
                 return None
@@ -135,8 +169,29 @@ class StreamRelayResponse(Response):
             )
         return None
 
+    async def _acknowledge(self, send: Send) -> str | None:
+        """The model is done: store the turn, then send `[DONE]` (or an error event instead)."""
+        assert self.commit is not None and self.chunks is not None
+        self.splicer.hold_done = False  # whatever follows goes straight through
+        try:
+            # The client may hang up now; the completion is whole, so it is stored all the same.
+            with anyio.CancelScope(shield=True):
+                await self.commit(self.chunks)
+        except Exception as exc:
+            error = exc if isinstance(exc, APIError) else None
+            if error is None:
+                log.exception("storing a streamed turn failed")
+                error = APIError(500, "The completion could not be stored.", code="storage_failed")
+            event = b"data: " + orjson.dumps(error.body()) + b"\n\n"
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+            return "storage_failed"
+        self.stored = True
+        await send({"type": "http.response.body", "body": self.splicer.held, "more_body": True})
+        self.done_sent = True
+        return None
+
     async def _fail(self, send: Send, message: str, code: str) -> str:
-        pending = self.splicer.flush() if self.splicer else b""
+        pending = self.splicer.flush()
         await send(
             {"type": "http.response.body", "body": pending + error_event(message, code), "more_body": True}
         )

@@ -1,7 +1,8 @@
 """`/v1/media`: upload (server-proxied or direct to S3), read, list and delete media objects.
 
 `POST /v1/media` takes either a JSON body (`source` is a data URL or a remote URL) or a multipart form
-with a `file` part, so it reads the request itself and picks the parser by content type.
+with a `file` part, so it reads the request itself and picks the parser by content type. A form is
+streamed to S3 as it arrives (services/streaming), never spooled to the pod's small `/tmp`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
 
 from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
-from apps.common.guard import GuardedRoute, check_text_field
+from apps.common.guard import GuardedRoute
 from apps.common.ids import jan_id
+from apps.common.openapi import error_responses
 from apps.media_api.deps import FetcherDep, MediaDep, SettingsDep
 from apps.media_api.schemas import (
     CreateMediaRequest,
@@ -30,8 +31,10 @@ from apps.media_api.schemas import (
     PreparedUpload,
     PrepareUploadRequest,
 )
-from apps.media_api.services.ingest import Payload, read_data_url, read_file, read_remote
+from apps.media_api.services.form_stream import FormStream
+from apps.media_api.services.ingest import read_data_url, read_remote
 from apps.media_api.services.media import MediaService, Stored
+from apps.media_api.services.streaming import store_form
 
 router = APIRouter(prefix="/v1/media", tags=["media"], route_class=GuardedRoute)
 
@@ -82,16 +85,19 @@ def upload_view(media: MediaService, stored: Stored) -> MediaUpload:
     return MediaUpload(**info.model_dump(), deduplicated=stored.deduplicated, url=url, expires_at=expires_at)
 
 
-@router.post("", openapi_extra=_UPLOAD_BODY)
+@router.post("", openapi_extra=_UPLOAD_BODY, responses=error_responses(409, 415))
 async def create_media(
     request: Request, principal: PrincipalDep, media: MediaDep, fetcher: FetcherDep, settings: SettingsDep
 ) -> MediaUpload:
     """Upload media from a data URL, a remote URL or a multipart file."""
-    content_type = request.headers.get("content-type", "").lower()
+    raw_type = request.headers.get("content-type", "")
+    content_type = raw_type.lower()
     limit = settings.media_max_bytes
     if content_type.startswith("multipart/form-data"):
-        payload, filename = await _read_form(request, limit)
-    elif content_type.startswith("application/json"):
+        form = FormStream(raw_type, request.stream())  # the boundary is case-sensitive
+        stored = await store_form(media, principal.user_id, form, settings.media_upload_part_bytes)
+        return upload_view(media, stored)
+    if content_type.startswith("application/json"):
         body = _parse_json(await request.body())
         filename = body.filename
         if isinstance(body.source, DataUrlSource):
@@ -112,22 +118,7 @@ def _parse_json(raw: bytes) -> CreateMediaRequest:
         raise RequestValidationError(exc.errors()) from exc
 
 
-async def _read_form(request: Request, limit: int) -> tuple[Payload, str | None]:
-    form = await request.form(max_files=1, max_fields=8)
-    try:
-        file = form.get("file")
-        if not isinstance(file, UploadFile):
-            raise APIError(400, "The form needs a 'file' part.", param="file", code="missing_file")
-        named = form.get("filename")
-        filename = named if isinstance(named, str) and named else file.filename
-        check_text_field(filename, "filename")  # the JSON body's fields are checked by the kit's guard
-        payload = await read_file(file, file.content_type, limit)
-    finally:
-        await form.close()
-    return payload, filename[:255] if filename else None
-
-
-@router.post("/prepare-upload")
+@router.post("/prepare-upload", responses=error_responses(415))
 async def prepare_upload(
     body: PrepareUploadRequest, principal: PrincipalDep, media: MediaDep
 ) -> PreparedUpload:
@@ -143,7 +134,7 @@ async def prepare_upload(
     )
 
 
-@router.post("/{media_id}/complete")
+@router.post("/{media_id}/complete", responses=error_responses(409, 410, 415))
 async def complete_upload(media_id: str, principal: PrincipalDep, media: MediaDep) -> MediaUpload:
     """Verify a direct upload (type, size, hash read back from S3) and make it ready."""
     stored = await media.complete(principal.user_id, media_id)
@@ -174,7 +165,20 @@ async def get_media(media_id: str, principal: PrincipalDep, media: MediaDep) -> 
     return MediaInfo.of(await media.get(principal.user_id, media_id))
 
 
-@router.get("/{media_id}/content", response_class=Response)
+_CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The bytes (when the service streams them itself).",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    307: {
+        "description": "A redirect to a presigned GET URL of the object store.",
+        "headers": {"Location": {"schema": {"type": "string"}}},
+    },
+    **error_responses(409),
+}
+
+
+@router.get("/{media_id}/content", response_class=Response, responses=_CONTENT_RESPONSES)
 async def get_content(
     media_id: str, principal: PrincipalDep, media: MediaDep, settings: SettingsDep
 ) -> Response:

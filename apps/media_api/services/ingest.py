@@ -1,10 +1,10 @@
-"""Turning what a client sent into bytes: a data URL, a remote URL, or a multipart file part.
+"""Turning what a client sent into bytes: a data URL or a remote URL (forms: services/streaming).
 
 Each reader enforces the size limit before or while it produces bytes: a data URL's decoded size is
-computed from its base64 length before decoding; remote bodies and file parts are counted chunk by
-chunk. Remote fetches go through the kit's `SafeFetcher` (the SSRF guard shared with mcp-tools), and
-its errors, which speak of "fetching", are re-worded as errors of the `source.url` field; an
-unreachable or failing remote server is a 400, because the URL is the client's input.
+computed from its base64 length before decoding; remote bodies are counted chunk by chunk. Remote
+fetches go through the kit's `SafeFetcher` (the SSRF guard shared with mcp-tools), and its errors,
+which speak of "fetching", are re-worded as errors of the `source.url` field; an unreachable or
+failing remote server is a 400, because the URL is the client's input.
 """
 
 from __future__ import annotations
@@ -12,13 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Protocol
 
 from apps.common.errors import APIError
 from apps.common.safe_fetch import SafeFetcher
 from apps.media_api.services.sniff import UNKNOWN, ContentInspector, Inspected, TooLarge, normalize_mime
-
-_FILE_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -26,10 +23,6 @@ class Payload:
     data: bytes
     inspected: Inspected
     declared_type: str | None  # what the client said the type is; checked, never trusted
-
-
-class AsyncReadable(Protocol):
-    async def read(self, size: int = -1) -> bytes: ...
 
 
 def declared_type(value: str | None) -> str | None:
@@ -87,15 +80,3 @@ async def read_remote(fetcher: SafeFetcher, url: str, limit: int) -> Payload:
         raise APIError(400, message, param=param, code="remote_fetch_failed")
     # Servers label files loosely (octet-stream for everything); the sniffed type alone decides.
     return Payload(fetched.content, _inspect(fetched.content, limit), None)
-
-
-async def read_file(file: AsyncReadable, content_type: str | None, limit: int) -> Payload:
-    inspector = ContentInspector(limit)
-    chunks: list[bytes] = []
-    try:
-        while chunk := await file.read(_FILE_CHUNK):
-            inspector.feed(chunk)
-            chunks.append(chunk)
-    except TooLarge as exc:
-        raise too_large(limit) from exc
-    return Payload(b"".join(chunks), inspector.finish(), declared_type(content_type))

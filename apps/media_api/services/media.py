@@ -4,6 +4,11 @@
 - Dedup is per user and by SHA-256 of the real bytes: a second upload of the same bytes answers the
   first object (`deduplicated=True`) without writing to S3 again. The partial unique index settles
   races; the loser deletes what it wrote and answers the winner.
+- Every new object is first claimed by a pending row (its id is the primary key), and only then are
+  bytes written under the id's key: a request only ever writes or deletes keys its own row owns, so
+  even a duplicate snowflake (two replicas with one worker id) cannot overwrite or delete another
+  row's object. A claim whose bytes never arrive is dropped at once, or by the purge of expired
+  pending rows if the database is unreachable at that moment.
 - Storage keys are `media/<snowflake>.<ext>`, with the extension taken from the sniffed type, so no
   client input ever reaches a key.
 - Direct uploads: `reserve` inserts a pending row and signs a PUT; `complete` reads the stored object
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import BigInteger, any_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -25,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apps.common.db import session_factory, transaction
 from apps.common.errors import APIError
-from apps.common.ids import SnowflakeGenerator, parse_jan_id
+from apps.common.ids import WorkerLeaseLost, jan_id, parse_jan_id
 from apps.media_api.db import PENDING, READY, MediaObject
 from apps.media_api.services.ingest import Payload, too_large
 from apps.media_api.services.sniff import ALLOWED_TYPES, Inspected, TooLarge, normalize_mime
@@ -34,6 +40,15 @@ from apps.media_api.services.storage import ObjectStore, PresignedUpload
 log = logging.getLogger(__name__)
 
 PURGE_BATCH = 200
+_CLAIM_ATTEMPTS = 3
+RETRY_AFTER = {"Retry-After": "5"}
+
+
+class IdSource(Protocol):
+    """A snowflake generator: a `WorkerLease` in the app, a fixed-worker generator in tests."""
+
+    def next_int(self) -> int: ...
+
 
 # One array parameter instead of an expanded IN list: one cached statement for any number of ids.
 _READY_KEYS = select(MediaObject.id, MediaObject.storage_key).where(
@@ -81,7 +96,7 @@ class MediaService:
         self,
         engine: AsyncEngine,
         store: ObjectStore,
-        ids: SnowflakeGenerator,
+        ids: IdSource,
         *,
         max_bytes: int,
         reservation_grace: timedelta,
@@ -96,37 +111,97 @@ class MediaService:
     async def store_payload(self, user_id: str, payload: Payload, filename: str | None) -> Stored:
         inspected = payload.inspected
         check_content(inspected, payload.declared_type)
-        existing = await self._ready_by_hash(user_id, inspected.sha256)
+        existing = await self.ready_by_hash(user_id, inspected.sha256)
         if existing is not None:
             return Stored(existing, True)
-        media_id = self.ids.next_int()
-        media = MediaObject(
-            id=media_id,
-            user_id=user_id,
-            status=READY,
-            storage_key=storage_key(media_id, inspected.mime_type),
-            mime_type=inspected.mime_type,
-            bytes=inspected.size,
-            sha256=inspected.sha256,
-            filename=filename,
+        media = await self.claim(user_id, inspected.mime_type, inspected.size, filename)
+        try:
+            await self.store.put(media.storage_key, payload.data, media.mime_type)
+        except BaseException:
+            await self.forget(media)
+            raise
+        return await self.make_ready(media, inspected)
+
+    async def claim(
+        self, user_id: str, mime_type: str, size: int, filename: str | None, *, sha256: str | None = None
+    ) -> MediaObject:
+        """A pending row for a new id: the row owns the id's storage key before anything is written there.
+
+        Should two replicas ever mint the same id, the second insert fails on the primary key before
+        it wrote a byte, and it simply mints again; the first row's object is never touched.
+        """
+        expires_at = datetime.now(UTC) + timedelta(seconds=self.store.ttl) + self.reservation_grace
+        for _ in range(_CLAIM_ATTEMPTS):
+            media_id = self._mint()
+            media = MediaObject(
+                id=media_id,
+                user_id=user_id,
+                status=PENDING,
+                storage_key=storage_key(media_id, mime_type),
+                mime_type=mime_type,
+                bytes=size,
+                sha256=sha256,
+                filename=filename,
+                expires_at=expires_at,
+            )
+            try:
+                async with transaction(self.sessions) as session:
+                    session.add(media)
+            except IntegrityError:
+                log.warning("snowflake id clash; minting another", extra={"media_id": media_id})
+                continue
+            return media
+        raise APIError(
+            503, "No free media id could be reserved; retry.", code="id_clash", headers=RETRY_AFTER
         )
-        await self.store.put(media.storage_key, payload.data, media.mime_type)
+
+    async def make_ready(
+        self, media: MediaObject, inspected: Inspected, filename: str | None = None
+    ) -> Stored:
+        """Mark a claimed row whose bytes are stored ready, unless the same bytes are already ready."""
+        existing = await self.ready_by_hash(media.user_id, inspected.sha256)
+        if existing is not None and existing.id == media.id:  # a concurrent complete of this upload won
+            return Stored(existing, False)
+        if existing is not None:
+            await self._drop(media)
+            return Stored(existing, True)
+        values = {"filename": filename} if filename else {}
         try:
             async with transaction(self.sessions) as session:
-                session.add(media)
+                await session.execute(
+                    update(MediaObject)
+                    .where(MediaObject.id == media.id, MediaObject.status == PENDING)
+                    .values(
+                        status=READY, bytes=inspected.size, sha256=inspected.sha256, expires_at=None, **values
+                    )
+                )
         except IntegrityError:
-            return await self._lost_race(user_id, media.storage_key, inspected.sha256)
-        except BaseException:
-            await self.store.delete(media.storage_key)  # no row will ever point at it
-            raise
-        return Stored(media, False)
+            await self._drop(media)
+            return await self._lost_race(media.user_id, inspected.sha256)
+        ready = await self._by_id(media.user_id, media.id)
+        if ready is None:  # deleted by its owner in the meantime
+            raise not_found(jan_id(media.id))
+        return Stored(ready, False)
 
-    async def _lost_race(self, user_id: str, key: str, sha256: str) -> Stored:
-        await self.store.delete(key)
-        winner = await self._ready_by_hash(user_id, sha256)
+    async def forget(self, media: MediaObject) -> None:
+        """Undo a claim whose bytes never made it; the purge catches it if the database is down too."""
+        try:
+            await self._drop(media)
+        except Exception:
+            log.warning("dropping an unfinished upload failed; the purge will", extra={"media_id": media.id})
+
+    async def _lost_race(self, user_id: str, sha256: str) -> Stored:
+        winner = await self.ready_by_hash(user_id, sha256)
         if winner is None:  # the winner was deleted meanwhile; not worth another round
             raise APIError(409, "The same media was changed concurrently; retry.", code="conflict")
         return Stored(winner, True)
+
+    def _mint(self) -> int:
+        try:
+            return self.ids.next_int()
+        except WorkerLeaseLost as exc:
+            message = "Media ids cannot be issued right now (the database is unreachable); retry."
+            raise APIError(503, message, code="id_unavailable", headers=RETRY_AFTER) from exc
 
     async def reserve(
         self, user_id: str, mime_type: str, size: int, sha256: str | None, filename: str | None
@@ -134,23 +209,8 @@ class MediaService:
         mime_type = check_allowed(mime_type, param="mime_type")
         if size > self.max_bytes:
             raise too_large(self.max_bytes)
-        media_id = self.ids.next_int()
-        key = storage_key(media_id, mime_type)
-        upload = self.store.presign_put(key, mime_type, size, sha256)
-        expires_at = datetime.now(UTC) + timedelta(seconds=self.store.ttl) + self.reservation_grace
-        media = MediaObject(
-            id=media_id,
-            user_id=user_id,
-            status=PENDING,
-            storage_key=key,
-            mime_type=mime_type,
-            bytes=size,
-            sha256=sha256,
-            filename=filename,
-            expires_at=expires_at,
-        )
-        async with transaction(self.sessions) as session:
-            session.add(media)
+        media = await self.claim(user_id, mime_type, size, filename, sha256=sha256)
+        upload = self.store.presign_put(media.storage_key, mime_type, size, sha256)
         return media, upload
 
     async def complete(self, user_id: str, ident: str) -> Stored:
@@ -165,23 +225,7 @@ class MediaService:
         except APIError:
             await self.store.delete(media.storage_key)
             raise
-        existing = await self._ready_by_hash(user_id, inspected.sha256)
-        if existing is not None and existing.id == media.id:  # a concurrent complete of this upload won
-            return Stored(existing, False)
-        if existing is not None:
-            await self._drop(media)
-            return Stored(existing, True)
-        try:
-            async with transaction(self.sessions) as session:
-                await session.execute(
-                    update(MediaObject)
-                    .where(MediaObject.id == media.id, MediaObject.status == PENDING)
-                    .values(status=READY, bytes=inspected.size, sha256=inspected.sha256, expires_at=None)
-                )
-        except IntegrityError:
-            await self._drop(media)
-            return await self._lost_race(user_id, media.storage_key, inspected.sha256)
-        return Stored(await self.get(user_id, ident), False)
+        return await self.make_ready(media, inspected)
 
     async def _inspect_upload(self, media: MediaObject) -> Inspected:
         try:
@@ -204,20 +248,32 @@ class MediaService:
             raise APIError(400, "The upload's SHA-256 differs from the declared one.", code="hash_mismatch")
 
     async def _drop(self, media: MediaObject) -> None:
+        """Delete the row, then its object: only when this very row (id, owner and key) was still there."""
         async with transaction(self.sessions) as session:
-            await session.execute(delete(MediaObject).where(MediaObject.id == media.id))
-        await self.store.delete(media.storage_key)
+            dropped = await session.scalar(
+                delete(MediaObject)
+                .where(
+                    MediaObject.id == media.id,
+                    MediaObject.user_id == media.user_id,
+                    MediaObject.storage_key == media.storage_key,
+                )
+                .returning(MediaObject.storage_key)
+            )
+        if dropped is not None:
+            await self.store.delete(dropped)
 
     async def get(self, user_id: str, ident: str) -> MediaObject:
         media_id = parse_jan_id(ident)
-        if media_id is None:
-            raise not_found(ident)
-        async with self.sessions() as session:
-            media = await session.scalar(
-                select(MediaObject).where(MediaObject.id == media_id, MediaObject.user_id == user_id)
-            )
+        media = None if media_id is None else await self._by_id(user_id, media_id)
         if media is None:
             raise not_found(ident)
+        return media
+
+    async def _by_id(self, user_id: str, media_id: int) -> MediaObject | None:
+        async with self.sessions() as session:
+            media: MediaObject | None = await session.scalar(
+                select(MediaObject).where(MediaObject.id == media_id, MediaObject.user_id == user_id)
+            )
         return media
 
     async def get_ready(self, user_id: str, ident: str) -> MediaObject:
@@ -249,7 +305,7 @@ class MediaService:
             rows = await connection.execute(_READY_KEYS, {"ids": sorted(media_ids), "user_id": user_id})
         return dict(rows.tuples().all())
 
-    async def _ready_by_hash(self, user_id: str, sha256: str) -> MediaObject | None:
+    async def ready_by_hash(self, user_id: str, sha256: str) -> MediaObject | None:
         async with self.sessions() as session:
             media: MediaObject | None = await session.scalar(
                 select(MediaObject).where(

@@ -120,14 +120,18 @@ class ContentInspector:
             return False
         return _CONTROL.search(decoded) is None
 
+    def provisional_type(self) -> str:
+        """The type of what was fed so far: final for binary types; text stays text until a bad byte."""
+        return self._mime_type(final=False)
+
     def finish(self) -> Inspected:
         return Inspected(self._mime_type(), self.size, self._hash.hexdigest())
 
-    def _mime_type(self) -> str:
+    def _mime_type(self, *, final: bool = True) -> str:
         binary = sniff_binary(self._head)
         if binary is not None:
             return binary
-        if self.size and self._text_ok and self._still_text(b"", final=True):
+        if self.size and self._text_ok and (not final or self._still_text(b"", final=True)):
             head = self._head.removeprefix(codecs.BOM_UTF8)
             return "text/html" if _MARKUP.match(head) else "text/plain"
         return UNKNOWN

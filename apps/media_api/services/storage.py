@@ -21,14 +21,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from apps.common.errors import APIError
 from apps.media_api.services.sniff import ContentInspector, Inspected
 from apps.media_api.settings import MediaApiSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CORSRuleTypeDef, ObjectIdentifierTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, CORSRuleTypeDef, ObjectIdentifierTypeDef
 
 T = TypeVar("T")
 
@@ -62,6 +64,15 @@ def _client(settings: MediaApiSettings, endpoint: str | None) -> S3Client:
     )
 
 
+def unavailable() -> APIError:
+    return APIError(
+        503,
+        "The object store is unavailable right now; retry shortly.",
+        code="storage_unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
 def is_missing(exc: ClientError) -> bool:
     return str(exc.response.get("Error", {}).get("Code", "")) in _MISSING
 
@@ -83,7 +94,14 @@ class ObjectStore:
 
     async def _run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(call, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(call, *args, **kwargs))
+        except (BotoConnectionError, HTTPClientError) as exc:  # refused, reset, timed out, after retries
+            raise unavailable() from exc
+        except ClientError as exc:
+            if int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) >= 500:
+                raise unavailable() from exc
+            raise
 
     async def check(self) -> None:
         await self._run(self._s3.head_bucket, Bucket=self.bucket)
@@ -119,6 +137,38 @@ class ObjectStore:
         except ClientError as exc:  # another replica (or app instance) was first
             if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
                 raise
+
+    def streaming_upload(self, key: str, mime_type: str, part_bytes: int) -> StreamingUpload:
+        return StreamingUpload(self, key, mime_type, part_bytes)
+
+    async def start_multipart(self, key: str, mime_type: str) -> str:
+        created = await self._run(
+            self._s3.create_multipart_upload, Bucket=self.bucket, Key=key, ContentType=mime_type
+        )
+        return created["UploadId"]
+
+    async def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        uploaded = await self._run(
+            self._s3.upload_part,
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+        )
+        return uploaded["ETag"]
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: list[CompletedPartTypeDef]) -> None:
+        await self._run(
+            self._s3.complete_multipart_upload,
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+        )
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        await self._run(self._s3.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id)
 
     async def put(self, key: str, data: bytes, mime_type: str) -> None:
         await self._run(self._s3.put_object, Bucket=self.bucket, Key=key, Body=data, ContentType=mime_type)
@@ -180,3 +230,50 @@ class ObjectStore:
             headers["x-amz-checksum-sha256"] = checksum
         url = self._signer.generate_presigned_url("put_object", Params=params, ExpiresIn=self.ttl)
         return PresignedUpload(url, headers)
+
+
+class StreamingUpload:
+    """Bytes written to one key as they arrive: one PUT if they fit a part, a multipart upload if not.
+
+    At most one part (`part_bytes`, at least S3's 5 MiB minimum) is held in memory; nothing touches
+    the disk. `abort()` removes whatever was started, so a failed upload leaves no object and no
+    dangling multipart upload.
+    """
+
+    def __init__(self, store: ObjectStore, key: str, mime_type: str, part_bytes: int) -> None:
+        self._store = store
+        self.key = key
+        self._mime_type = mime_type
+        self._part_bytes = part_bytes
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[CompletedPartTypeDef] = []
+
+    async def write(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        while len(self._buffer) >= self._part_bytes:
+            part = bytes(self._buffer[: self._part_bytes])
+            del self._buffer[: self._part_bytes]
+            await self._upload_part(part)
+
+    async def _upload_part(self, part: bytes) -> None:
+        if self._upload_id is None:
+            self._upload_id = await self._store.start_multipart(self.key, self._mime_type)
+        number = len(self._parts) + 1
+        etag = await self._store.upload_part(self.key, self._upload_id, number, part)
+        self._parts.append({"ETag": etag, "PartNumber": number})
+
+    async def finish(self) -> None:
+        if self._upload_id is None:
+            await self._store.put(self.key, bytes(self._buffer), self._mime_type)
+            return
+        if self._buffer:
+            await self._upload_part(bytes(self._buffer))
+            self._buffer.clear()
+        await self._store.complete_multipart(self.key, self._upload_id, self._parts)
+
+    async def abort(self) -> None:
+        self._buffer.clear()
+        if self._upload_id is not None:
+            await self._store.abort_multipart(self.key, self._upload_id)
+        await self._store.delete(self.key)

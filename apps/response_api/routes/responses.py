@@ -36,6 +36,8 @@ async def create_response(
     if body.background:
         return _json(run.state.body)
     await run.done.wait()
+    if run.storage_error is not None:
+        raise run.storage_error
     if run.refused is not None:
         raise APIError(run.refused.status, run.refused.message, code=run.refused.code)
     return _json(run.state.body)

@@ -18,7 +18,10 @@ closed when the app stops; the per-session clients hold nothing else and are not
 
 A tool call never raises: the outcome is either `output` text or an `error` in OpenAI's `mcp_call`
 error shapes (`mcp_tool_execution_error` when the tool reported an error, `mcp_protocol_error` for
-JSON-RPC failures and timeouts, `http_error` when mcp-tools could not be reached). Cancelling the
+JSON-RPC failures and timeouts, `http_error` when mcp-tools could not be reached). One exception: the
+SDK sends requests from the session's own task group, so when mcp-tools cannot be reached at all that
+group fails and takes the session down with the calls in flight; the session then raises
+`McpUnavailable`, and the response ends `failed` with code `tools_unavailable`. Cancelling the
 call (the per-tool timeout, or cancelling the response) abandons the request, and the SDK tells the
 server with `notifications/cancelled`.
 """
@@ -43,6 +46,10 @@ from mcp_types import DiscoverResult
 log = logging.getLogger(__name__)
 
 TIMEOUT_CODE = -32001
+
+
+class McpUnavailable(Exception):
+    """mcp-tools could not be reached: the session ended with the calls in flight."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +106,10 @@ class McpConnector:
                 await self._handshake(session)
                 yield McpSession(session)
         except BaseExceptionGroup as group:
-            raise _sole(group) from None
+            cause = _sole(group)
+            if isinstance(cause, httpx2.TransportError):
+                raise McpUnavailable(repr(cause)) from cause
+            raise cause from None
 
     async def _handshake(self, session: ClientSession) -> None:
         """Adopt the server's cached `server/discover` answer; else discover, or fall back to initialize."""

@@ -12,6 +12,14 @@ Decisions:
 - A foreground response is written once, when it ends; a background one also when it starts, so
   it can be polled. (A foreground response that is still running is therefore visible, and
   cancellable, only on the replica that runs it.)
+- Durability: the client is acknowledged only for what is stored. The background insert comes before
+  the 200 that returns the id; the final write (state, input items, tool executions, new
+  conversation: one transaction) comes before the plain 200 and before the stream's terminal event.
+  Writes are retried through a short outage (`STORAGE_RETRY_SECONDS`); past that the client gets a
+  503 or an SSE `error` event and nothing was written. A background response's end, which nobody
+  waits for, is retried for longer (`BACKGROUND_STORAGE_RETRY_SECONDS`).
+- A poll never sees an ending before it is stored: while a response in this process has ended but
+  is not yet written, `get` waits for the write and answers from the database.
 - `store: false` responses are neither stored nor retrievable (so they cannot run in background), but
   their tool executions are recorded like any other.
 - A foreground, non-streamed request whose first model call is refused by llm-api with a 4xx (an
@@ -28,13 +36,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apps.common.auth.principal import Principal
+from apps.common.durable import durably
 from apps.common.errors import APIError, bad_request
 from apps.common.ids import random_id
 from apps.response_api.schemas import CreateResponseRequest, McpTool
 from apps.response_api.services.items import normalize_input, to_messages
 from apps.response_api.services.llm import LlmApiError, LlmClient
 from apps.response_api.services.loop import Executions, Limits, ToolLoop, ToolSet
-from apps.response_api.services.mcp import McpConnector, McpToolInfo, ToolAccess, ToolCatalog
+from apps.response_api.services.mcp import McpConnector, McpToolInfo, McpUnavailable, ToolAccess, ToolCatalog
 from apps.response_api.services.runs import Run, RunRegistry
 from apps.response_api.services.state import EventQueue, ResponseState
 from apps.response_api.services.store import ResponseStore
@@ -49,6 +58,8 @@ class ServiceConfig:
     offer_mcp_by_default: bool
     server_label: str
     tools_cache_seconds: float
+    storage_budget: float = 10.0
+    background_storage_budget: float = 120.0
 
 
 @dataclass(eq=False)
@@ -60,6 +71,8 @@ class ResponseRun(Run):
     new_conversation: bool = False
     events: EventQueue | None = None
     refused: LlmApiError | None = None
+    # Set when the final state could not be stored: the client is told this instead of the response.
+    storage_error: APIError | None = None
 
 
 class ResponseService:
@@ -107,7 +120,18 @@ class ResponseService:
         if request.store:
             body["conversation"] = {"id": conversation_id or random_id("conv")}
         if request.background:
-            await self._store.insert(body, input_items, principal.user_id, new_conversation=new_conversation)
+
+            async def insert() -> None:
+                await self._store.insert(
+                    body, input_items, principal.user_id, new_conversation=new_conversation
+                )
+
+            await durably(
+                insert,
+                budget=self._config.storage_budget,
+                what="this response",
+                committed=lambda: self._store.exists(body["id"]),
+            )
         run = ResponseRun(
             ResponseState(body),
             principal.user_id,
@@ -190,6 +214,13 @@ class ResponseService:
             state.finish(
                 "failed", error=_error("timeout", "The response did not finish within its deadline.")
             )
+        except McpUnavailable:
+            message = "The MCP tools could not be reached during the response."
+            for row in executions:  # the calls in flight went down with the session
+                if row["status"] in ("running", "cancelled"):
+                    row.update(status="failed", error_message=message)
+            state.fail_open_calls({"type": "http_error", "code": 502, "message": message})
+            state.finish("failed", error=_error("tools_unavailable", message))
         except LlmApiError as exc:
             if 400 <= exc.status < 500 and not state.output:
                 run.refused = exc
@@ -202,12 +233,38 @@ class ResponseService:
             await self._finish(run, executions)
 
     async def _finish(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
-        """Write the final state and the tool executions in one transaction, then end the stream."""
+        """Store the final state, then tell the client: the terminal event, or an error instead."""
+        state = run.state
         try:
-            body = run.state.body
-            if run.background:
+            await self._persist(run, executions)
+        except APIError as exc:
+            run.storage_error = exc
+            state.storage_failed({"code": exc.code or "storage_unavailable", "message": exc.message})
+        except Exception:
+            log.exception("storing a response failed", extra={"response_id": state.id})
+            run.storage_error = APIError(500, "The response could not be stored.", code="storage_failed")
+            state.storage_failed({"code": "storage_failed", "message": run.storage_error.message})
+        else:
+            state.announce_end()
+        finally:
+            state.close_stream()
+
+    async def _persist(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
+        body = run.state.body
+        if run.background:
+
+            async def save() -> None:
                 await self._store.save(body, executions)
-            elif body["store"]:
+
+            await durably(
+                save,
+                budget=self._config.background_storage_budget,
+                what="this response",
+                committed=lambda: self._store.ended(body["id"]),
+            )
+        elif body["store"]:
+
+            async def insert() -> None:
                 await self._store.insert(
                     body,
                     run.input_items,
@@ -215,10 +272,26 @@ class ResponseService:
                     new_conversation=run.new_conversation,
                     executions=executions,
                 )
-            else:
-                await self._store.record_executions(executions)
-        finally:
-            run.state.close_stream()
+
+            await durably(
+                insert,
+                budget=self._config.storage_budget,
+                what="this response",
+                committed=lambda: self._store.exists(body["id"]),
+            )
+        else:
+            # Nothing was promised to the client (`store: false`): its tool calls are recorded before
+            # it is answered, like any other, but a failure to do so is logged, not reported.
+            try:
+                await durably(
+                    lambda: self._store.record_executions(executions),
+                    budget=self._config.storage_budget,
+                    what="the tool executions",
+                )
+            except Exception:
+                log.exception(
+                    "tool executions of an unstored response were lost", extra={"response_id": body["id"]}
+                )
 
     async def _open_tools(
         self, stack: AsyncExitStack, request: CreateResponseRequest, headers: dict[str, str]
@@ -240,7 +313,10 @@ class ResponseService:
     async def get(self, principal: Principal, response_id: str) -> dict[str, Any]:
         run = self._registry.get(principal.user_id, response_id)
         if run is not None and run.state.body["store"]:
-            return run.state.body
+            if not run.state.finished:
+                return run.state.body  # running: a progress snapshot, which promises nothing
+            # Ended in memory, maybe not stored yet: what the client reads must already be durable.
+            await run.done.wait()
         return await self._store.get(principal.user_id, response_id)
 
     async def cancel(self, principal: Principal, response_id: str) -> dict[str, Any]:
@@ -248,6 +324,9 @@ class ResponseService:
         if run is None:
             return await self._store.mark_cancelled(principal.user_id, response_id)
         await self._registry.cancel(run)
+        assert isinstance(run, ResponseRun)
+        if run.storage_error is not None and run.state.body["store"]:
+            raise run.storage_error
         return run.state.body
 
     def abandon(self, run: ResponseRun) -> None:

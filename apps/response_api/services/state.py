@@ -4,6 +4,10 @@
 which also emits the matching event (`response.output_item.added`, `response.output_text.delta`, …)
 with the next `sequence_number`, so a streamed response and a stored one cannot disagree.
 
+The terminal event (`response.completed`, `response.failed`, `response.incomplete`) is the client's
+acknowledgement, so `finish` only records the outcome; `announce_end` sends that event once the
+response is stored, and `storage_failed` sends an `error` event instead when it could not be.
+
 Events are encoded as they happen and queued for the one listener (the streaming request). With no
 listener (plain or background requests) `emit` returns at once: nothing is encoded and nothing is
 written per token; text is kept as a list of pieces and joined once when its item closes.
@@ -88,8 +92,20 @@ class ResponseState:
             self.body["incomplete_details"] = {"reason": reason}
         if status == "completed":
             self.body["completed_at"] = int(time.time())
-        event = {"completed": "response.completed", "failed": "response.failed"}.get(status)
-        self.emit(event or "response.incomplete", {"response": self.body})
+
+    def announce_end(self) -> None:
+        """The terminal event, sent once the final state is stored (a cancelled response has none)."""
+        event = {
+            "completed": "response.completed",
+            "failed": "response.failed",
+            "incomplete": "response.incomplete",
+        }.get(self.status)
+        if event is not None:
+            self.emit(event, {"response": self.body})
+
+    def storage_failed(self, error: dict[str, Any]) -> None:
+        """The final state could not be stored: the stream ends with this error, not a terminal event."""
+        self.emit("error", {"code": error["code"], "message": error["message"], "param": None})
 
     def cancel(self) -> None:
         """Cancelled responses keep what was produced; open items end `incomplete`."""
@@ -99,6 +115,14 @@ class ResponseState:
             if item.get("status") in ("in_progress", "calling"):
                 item["status"] = "incomplete"
         self.body["status"] = "cancelled"
+
+    def fail_open_calls(self, error: dict[str, Any]) -> None:
+        """Tool calls cut off by a lost MCP session end `failed` with this error."""
+        for index, item in enumerate(self.output):
+            if item["type"] == "mcp_call" and item.get("status") in ("in_progress", "calling"):
+                item.update(status="failed", error=error)
+                self.emit("response.mcp_call.failed", {"item_id": item["id"], "output_index": index})
+                self.emit("response.output_item.done", {"output_index": index, "item": item})
 
     # output items
 

@@ -165,6 +165,18 @@ class ResponseStore:
             )
             await self._record(session, executions)
 
+    async def exists(self, response_id: str) -> bool:
+        """Whether a response row is stored (a retried insert asks: did the lost commit land?)."""
+        async with self._autocommit.connect() as connection:
+            found = await connection.scalar(select(ResponseRow.id).where(ResponseRow.id == response_id))
+        return found is not None
+
+    async def ended(self, response_id: str) -> bool:
+        """Whether a response's row records an ending (a retried final save asks the same)."""
+        async with self._autocommit.connect() as connection:
+            status = await connection.scalar(select(ResponseRow.status).where(ResponseRow.id == response_id))
+        return status is not None and status not in RUNNING
+
     async def fail_orphans(self, older_than_seconds: float) -> int:
         """Mark responses left running by a dead process as failed; returns how many."""
         async with self._autocommit.connect() as connection:

@@ -14,6 +14,7 @@ from apps.common.auth.jwks import TokenError
 from apps.common.auth.principal import Authenticator, Principal, PrincipalDep, principal_from_claims
 from apps.common.errors import APIError
 from apps.common.guard import GuardedRoute
+from apps.common.openapi import error_responses
 from apps.llm_api.auth.deps import CurrentUserDep, SessionIssuerDep, UsersDep
 from apps.llm_api.auth.schemas import GuestLoginResponse, RefreshRequest, TokenResponse, UserObject
 from apps.llm_api.auth.services.tokens import SessionIssuer, TokenPair
@@ -22,7 +23,7 @@ from apps.llm_api.auth.services.users import UserRecord
 router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=GuardedRoute)
 
 
-@router.post("/guest-login", status_code=201)
+@router.post("/guest-login", status_code=201, responses=error_responses(501, 502))
 async def guest_login(
     request: Request, issuer: SessionIssuerDep, users: UsersDep, response: Response
 ) -> GuestLoginResponse:
@@ -42,7 +43,7 @@ async def guest_login(
     return GuestLoginResponse(**_tokens(tokens).model_dump(), user=user_object(user, principal))
 
 
-@router.post("/refresh")
+@router.post("/refresh", responses=error_responses(401, 501, 502))
 async def refresh(body: RefreshRequest, issuer: SessionIssuerDep, response: Response) -> TokenResponse:
     tokens = await _configured(issuer).refresh(body.refresh_token)
     response.headers["Cache-Control"] = "no-store"

@@ -1,0 +1,310 @@
+"""Fault injection: Postgres or mcp-tools stops while responses (plain, streamed, background) run.
+
+The rule: a response is acknowledged (a plain 200, a stream's terminal `response.*` event, the 200
+that returns a background response's id and, later, a poll that reads its ending) only for what is
+stored. The model's first replies are held (`Reply.hold`) until every response is in flight; then
+the dependency is really stopped (`pg_ctl stop`, or the mcp-tools server shut down), the replies are
+let go, and the dependency is started again. Every client's outcome is read off the wire and every
+acknowledged response is read back through the public API afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from pydantic import SecretStr
+
+from apps.gateway.embedded import EmbeddedPostgres, free_port
+from apps.mcp_tools.main import create_app as create_mcp_tools
+from apps.mcp_tools.settings import McpToolsSettings
+from apps.response_api.main import create_app
+from apps.response_api.settings import ResponseApiSettings
+from tests.harness.issuer import TestIssuer
+from tests.harness.sandbox import FakeSandbox
+from tests.harness.server import serve
+from tests.harness.upstream import FakeUpstream, Reply
+from tests.response_api.conftest import MAX_DEPTH, MODEL, TOOL_TIMEOUT, Peers
+from tests.response_api.scripts import answer, call, tool_round
+from tests.response_api.test_loop import executions
+
+TEXT = ["Stored ", "or ", "refused."]
+KINDS = ("plain", "stream", "background")
+RUNNING = ("queued", "in_progress")
+
+
+@dataclass
+class Outcome:
+    kind: str
+    id: str | None = None
+    acknowledged: bool = False
+    status: str | None = None  # the response status the client was given at its end
+    http_status: int = 0
+    error: dict[str, Any] | None = None
+    retry_after: str | None = None
+    text: str = ""
+    text_done: threading.Event = field(default_factory=threading.Event)
+    output_types: list[str] = field(default_factory=list)
+    response_error: dict[str, Any] | None = None  # the `error` of the response the client was given
+
+
+@contextmanager
+def response_api(url: str, issuer: TestIssuer, peers: Peers, **overrides: Any) -> Iterator[str]:
+    values: dict[str, Any] = {
+        "database_url": SecretStr(url),
+        "auth": issuer.auth_settings(),
+        "llm_api_url": peers.llm_api_url,
+        "mcp_tools_url": peers.mcp_tools_url,
+        "max_tool_execution_depth": MAX_DEPTH,
+        "tool_execution_timeout": TOOL_TIMEOUT,
+        "log_format": "console",
+        **overrides,
+    }
+    with serve(create_app(ResponseApiSettings(**values))) as server:
+        yield server.url
+
+
+async def create(http: httpx.AsyncClient, outcome: Outcome, body: dict[str, Any]) -> Outcome:
+    body = {"model": MODEL, **body}
+    if outcome.kind == "stream":
+        return await _stream(http, outcome, {**body, "stream": True})
+    response = await http.post("/v1/responses", json={**body, "background": outcome.kind == "background"})
+    outcome.http_status = response.status_code
+    payload = response.json()
+    if response.status_code != 200:
+        outcome.error = payload["error"]
+        outcome.retry_after = response.headers.get("retry-after")
+        return outcome
+    outcome.id = payload["id"]
+    if outcome.kind == "plain":
+        _ended(outcome, payload)
+    return outcome
+
+
+def _ended(outcome: Outcome, response: dict[str, Any]) -> None:
+    outcome.acknowledged = True
+    outcome.status = response["status"]
+    outcome.output_types = [item["type"] for item in response["output"]]
+    outcome.response_error = response.get("error")
+
+
+async def _stream(http: httpx.AsyncClient, outcome: Outcome, body: dict[str, Any]) -> Outcome:
+    async with http.stream("POST", "/v1/responses", json=body) as response:
+        outcome.http_status = response.status_code
+        if response.status_code != 200:
+            outcome.error = orjson.loads(await response.aread())["error"]
+            return outcome
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            event = orjson.loads(line.removeprefix("data: "))
+            assert not outcome.acknowledged, "nothing may follow the terminal event"
+            kind = event["type"]
+            if kind == "response.created":
+                outcome.id = event["response"]["id"]
+            elif kind == "response.output_text.delta":
+                outcome.text += event["delta"]
+            elif kind == "response.output_text.done":
+                outcome.text_done.set()
+            elif kind == "error":
+                outcome.error = event
+            elif kind in ("response.completed", "response.failed", "response.incomplete"):
+                _ended(outcome, event["response"])
+    return outcome
+
+
+async def eventually(check: Callable[[], bool], what: str) -> None:
+    for _ in range(600):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting until {what}")
+
+
+async def poll(http: httpx.AsyncClient, outcome: Outcome) -> None:
+    """A background response's end, as a polling client reads it."""
+    while True:
+        response = await http.get(f"/v1/responses/{outcome.id}")
+        assert response.status_code == 200, response.text
+        if response.json()["status"] not in RUNNING:
+            _ended(outcome, response.json())
+            return
+        await asyncio.sleep(0.05)
+
+
+async def start_all(
+    http: httpx.AsyncClient, upstream: FakeUpstream, replies: list[Reply], per_kind: int, body: dict[str, Any]
+) -> tuple[list[Outcome], list[asyncio.Task[Outcome]]]:
+    """`per_kind` responses of each kind, all held at their first model round."""
+    upstream.enqueue(*replies)
+    outcomes = [Outcome(kind) for kind in KINDS for _ in range(per_kind)]
+    tasks = [asyncio.create_task(create(http, outcome, body)) for outcome in outcomes]
+    await eventually(lambda: len(upstream.requests) == len(outcomes), "every response reached the model")
+    for outcome, task in zip(outcomes, tasks, strict=True):
+        if outcome.kind == "background":  # its 200 came back before the model was asked
+            await task
+            assert outcome.id is not None and outcome.http_status == 200, outcome
+    return outcomes, tasks
+
+
+async def assert_none_acknowledged_and_lost(http: httpx.AsyncClient, outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        stored = await http.get(f"/v1/responses/{outcome.id}") if outcome.id else None
+        if outcome.acknowledged:
+            assert stored is not None and stored.status_code == 200, (outcome, stored)
+            body = stored.json()
+            assert body["status"] == outcome.status, (outcome, body)
+            assert [item["type"] for item in body["output"]] == outcome.output_types
+        else:
+            assert outcome.error is not None, f"the client was told nothing: {outcome}"
+            assert stored is None or stored.status_code == 404, (outcome, stored and stored.text)
+
+
+def headers(issuer: TestIssuer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.mint('durable')}"}
+
+
+async def test_postgres_down_longer_than_the_retry_budget(
+    own_postgres: EmbeddedPostgres, issuer: TestIssuer, peers: Peers, upstream: FakeUpstream
+) -> None:
+    hold = threading.Event()
+    replies = [Reply(content=TEXT, hold=hold) for _ in range(6)]
+    with response_api(
+        own_postgres.url, issuer, peers, storage_retry_seconds=0.5, background_storage_retry_seconds=60
+    ) as url:
+        async with httpx.AsyncClient(base_url=url, headers=headers(issuer), timeout=90) as http:
+            outcomes, tasks = await start_all(http, upstream, replies, 2, {"input": "hi", "tools": []})
+            await asyncio.to_thread(own_postgres.stop)
+            try:
+                hold.set()
+                await asyncio.gather(
+                    *(t for o, t in zip(outcomes, tasks, strict=True) if o.kind != "background")
+                )
+                # A background response cannot start while the database is away: the client is told.
+                refused = await create(http, Outcome("background"), {"input": "now?", "tools": []})
+                assert refused.http_status == 503 and refused.retry_after, refused
+                assert refused.error is not None and refused.error["code"] == "storage_unavailable"
+            finally:
+                await asyncio.to_thread(own_postgres.start)
+            for outcome in outcomes:
+                if outcome.kind == "background":  # nobody waited: its end was retried until stored
+                    await poll(http, outcome)
+                    assert outcome.status == "completed"
+                else:
+                    assert not outcome.acknowledged and outcome.error is not None, outcome
+                    assert outcome.error["code"] == "storage_unavailable", outcome
+            for outcome in outcomes:
+                if outcome.kind == "plain":
+                    assert outcome.http_status == 503 and outcome.retry_after, outcome
+                if outcome.kind == "stream":  # content first, never held back by storage
+                    assert outcome.text == "".join(TEXT) and outcome.id is not None
+            await assert_none_acknowledged_and_lost(http, outcomes)
+
+
+async def test_a_short_postgres_outage_is_ridden_out(
+    own_postgres: EmbeddedPostgres,
+    issuer: TestIssuer,
+    peers: Peers,
+    upstream: FakeUpstream,
+    database_url: str,
+) -> None:
+    hold = threading.Event()
+    # Each response runs one tool round (recorded in `tool_executions`) and then answers.
+    replies = [tool_round(call("add", {"a": 2, "b": 2}, f"c{n}")) for n in range(6)]
+    for reply in replies:
+        reply.hold = hold
+    replies += [Reply(content=TEXT) for _ in range(6)]
+    with response_api(own_postgres.url, issuer, peers, storage_retry_seconds=60) as url:
+        async with httpx.AsyncClient(base_url=url, headers=headers(issuer), timeout=90) as http:
+            outcomes, tasks = await start_all(http, upstream, replies, 2, {"input": "2 + 2?"})
+            await asyncio.to_thread(own_postgres.stop)
+            try:
+                hold.set()
+                streams = [o for o in outcomes if o.kind == "stream"]
+                await eventually(lambda: all(o.text_done.is_set() for o in streams), "streams had their text")
+                await eventually(lambda: len(upstream.requests) == 12, "every response had its answer")
+                # A poll of a background response that ended in memory waits for its write.
+                polls = [
+                    asyncio.create_task(http.get(f"/v1/responses/{o.id}"))
+                    for o in outcomes
+                    if o.kind == "background"
+                ]
+                await asyncio.sleep(0.2)
+                assert not any(task.done() for task in [*tasks[:4], *polls])  # no acknowledgement yet
+                assert not any(o.acknowledged for o in outcomes)
+            finally:
+                await asyncio.to_thread(own_postgres.start)
+            await asyncio.gather(*tasks)
+            for answered in await asyncio.gather(*polls):
+                assert answered.status_code == 200 and answered.json()["status"] == "completed"
+                rows = await executions(own_postgres.url, answered.json()["id"])
+                assert [row["tool_name"] for row in rows] == ["add"]  # stored with the ending
+            for outcome in outcomes:
+                if outcome.kind == "background":
+                    await poll(http, outcome)
+                assert outcome.acknowledged and outcome.status == "completed", outcome
+                assert outcome.output_types == ["mcp_call", "message"]
+            await assert_none_acknowledged_and_lost(http, outcomes)
+    assert database_url  # the session's database was never touched by the outage
+
+
+@contextmanager
+def mcp_tools_on(
+    port: int, database_url: str, issuer: TestIssuer, sandbox: FakeSandbox, upstream: FakeUpstream
+) -> Iterator[str]:
+    """The real mcp-tools app on a fixed port, so it can be stopped and started again."""
+    settings = McpToolsSettings(
+        database_url=SecretStr(database_url),
+        auth=issuer.auth_settings(),
+        sandbox_fusion_url=sandbox.url,
+        sandbox_timeout_seconds=30.0,
+        embeddings_url=upstream.base_url,
+        embeddings_model="fake-embedding",
+        mcp_providers_file=None,
+        log_format="console",
+    )
+    with serve(create_mcp_tools(settings), port=port) as server:
+        yield server.url
+
+
+async def test_mcp_tools_stopped_during_tool_calls(
+    database_url: str, issuer: TestIssuer, peers: Peers, upstream: FakeUpstream, sandbox: FakeSandbox
+) -> None:
+    port = free_port()
+    hold = threading.Event()
+    code = {"code": "print(6 * 7)"}
+    replies = [tool_round(call("python_exec", code, f"p{n}")) for n in range(6)]
+    for reply in replies:
+        reply.hold = hold
+    replies += [answer("The tool was away.") for _ in range(6)]
+    mcp_url = f"http://127.0.0.1:{port}"
+    with response_api(database_url, issuer, peers, mcp_tools_url=mcp_url) as url:
+        async with httpx.AsyncClient(base_url=url, headers=headers(issuer), timeout=90) as http:
+            with mcp_tools_on(port, database_url, issuer, sandbox, upstream):
+                outcomes, tasks = await start_all(http, upstream, replies, 2, {"input": "compute"})
+            # mcp-tools is down now, while every response is about to call it.
+            hold.set()
+            await asyncio.gather(*tasks)
+            for outcome in outcomes:
+                if outcome.kind == "background":
+                    await poll(http, outcome)
+            with mcp_tools_on(port, database_url, issuer, sandbox, upstream):
+                for outcome in outcomes:  # each one completed, with its failed call visible, or failed
+                    assert outcome.acknowledged or outcome.error is not None, outcome
+                    assert outcome.status in ("completed", "failed"), outcome
+                    rows = await executions(database_url, outcome.id or "")
+                    if outcome.status == "completed":  # the model read the tool's failure and answered
+                        assert outcome.output_types == ["mcp_call", "message"], outcome
+                        assert [row["status"] for row in rows] == ["failed"], rows
+                    else:  # the MCP session itself went down: the response says so
+                        assert outcome.response_error is not None, outcome
+                        assert outcome.response_error["code"] == "tools_unavailable", outcome
+                        assert [row["status"] for row in rows] in ([], ["failed"]), rows
+                await assert_none_acknowledged_and_lost(http, outcomes)
+    assert not sandbox.requests  # no call got through to the sandbox
