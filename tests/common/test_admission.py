@@ -256,7 +256,7 @@ def test_a_lagging_event_loop_refuses_new_requests_with_503() -> None:
 
 def test_the_loop_watch_measures_a_blocked_loop() -> None:
     async def scenario() -> None:
-        gate = Admission(AdmissionSettings())
+        gate = Admission(AdmissionSettings(max_loop_lag_ms=100))
         watch = asyncio.create_task(gate.watch_loop(interval=0.01))
         await asyncio.sleep(0)
         time.sleep(0.3)  # noqa: ASYNC251 - blocking the loop on purpose, as a saturated core does
