@@ -6,8 +6,10 @@ Two arms run the same scripted work, interleaved, against the same loopback fake
   (OpenAI chat completions) and calls each tool over one MCP session it keeps open for the whole run
   (same SDK, same stateless protocol as response-api);
 - ours: the client sends one `POST /v1/responses` and response-api does the same rounds (through its
-  llm-api client and its own MCP session), authenticates the caller, and records the response and
-  every tool execution in Postgres.
+  llm-api client and its own MCP session), authenticates the caller, records the response and
+  every tool execution in Postgres, and creates and extends the response's conversation (llm-api's
+  conversation endpoints, answered in memory beside the fake model: response-api's HTTP calls are
+  real, llm-api's database work is not measured here).
 
 A script with R tool rounds is R model replies that each call the cheap `add` tool, then one answer.
 The overhead of a request is ours minus baseline for the same script. Per round it is reported two
@@ -35,6 +37,7 @@ from typing import Any
 import httpx
 import httpx2
 import orjson
+from fastapi import FastAPI, Request
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
@@ -50,6 +53,26 @@ from tests.harness.upstream import FakeUpstream, Reply
 
 ROUNDS = (0, 1, 5)
 WARMUP = 5
+
+
+def with_conversations(model: FastAPI) -> FastAPI:
+    """llm-api as response-api reaches it: the fake model, plus conversations kept in memory."""
+    app = FastAPI()
+    conversations: dict[str, list[Any]] = {}
+
+    @app.post("/v1/conversations")
+    async def create() -> dict[str, Any]:
+        conversation_id = f"conv_bench{len(conversations)}"
+        conversations[conversation_id] = []
+        return {"id": conversation_id, "object": "conversation"}
+
+    @app.post("/internal/conversations/{conversation_id}/items")
+    async def append(conversation_id: str, request: Request) -> dict[str, Any]:
+        conversations[conversation_id].extend((await request.json())["items"])
+        return {"object": "list", "data": [], "has_more": False}
+
+    app.mount("/", model)
+    return app
 
 
 def script(rounds: int) -> list[Reply]:
@@ -204,7 +227,7 @@ def main() -> None:
         with (
             embedded_postgres(Path(tmp) / "pg") as postgres,
             serve(issuer.app) as issuer_server,
-            serve(upstream.app) as model,
+            serve(with_conversations(upstream.app)) as model,
             serve(tools.app) as tools_server,
         ):
             issuer.url = issuer_server.url

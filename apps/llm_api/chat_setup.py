@@ -20,7 +20,7 @@ from apps.llm_api.providers.config import ProviderConfig, ProvidersFileError, lo
 from apps.llm_api.providers.crypto import KeyBox
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
 from apps.llm_api.providers.upstream import make_session
-from apps.llm_api.routes import admin_providers, chat, conversations, models
+from apps.llm_api.routes import admin_providers, chat, conversations, internal_conversations, models
 from apps.llm_api.services.chat import ChatService
 from apps.llm_api.services.conversations import ConversationStore
 from apps.llm_api.services.media import MediaResolver
@@ -52,7 +52,7 @@ def configured_providers(settings: LlmApiSettings) -> list[Provider]:
 
 
 def include_chat_routes(app: FastAPI) -> None:
-    for module in (chat, models, conversations, admin_providers):
+    for module in (chat, models, conversations, internal_conversations, admin_providers):
         app.include_router(module.router)
 
 

@@ -1,13 +1,17 @@
 """Tables of response-api, all in the `response_api` schema.
 
-- `conversations`: a thread of responses (`conv_…`), owned by one user.
 - `responses`: one row per stored response; `body` is the public response object as last written
   (status, output items, usage, error), the columns beside it are what queries filter on.
 - `response_input_items`: the input items of a response, in order (the `input_items` endpoint and
-  the history that `previous_response_id` and `conversation` replay).
+  the history that `previous_response_id` replays).
 - `tool_executions`: every MCP tool call the loop ran: call id, tool, arguments, result or error,
   status, timing and order. Kept by response id without a foreign key, so calls made for
   `store: false` responses are still recorded.
+
+`responses.conversation_id` names a conversation of llm-api, which owns conversations; it is not a
+foreign key (apps never reference each other's tables). `legacy_conversations` is this app's former
+conversation store, kept only until `services/legacy.py` has handed its rows to llm-api (migration
+0003); nothing else reads it.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ class Base(DeclarativeBase):
     metadata = new_metadata()
 
 
-class Conversation(Base):
-    __tablename__ = "conversations"
+class LegacyConversation(Base):
+    __tablename__ = "legacy_conversations"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(128), index=True)
@@ -42,9 +46,7 @@ class ResponseRow(Base):
     status: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(256))
     previous_response_id: Mapped[str | None] = mapped_column(String(64))
-    conversation_id: Mapped[str | None] = mapped_column(
-        String(64), ForeignKey("conversations.id", ondelete="SET NULL"), index=True
-    )
+    conversation_id: Mapped[str | None] = mapped_column(String(64), index=True)
     body: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

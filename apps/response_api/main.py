@@ -1,10 +1,12 @@
 """The response-api application factory.
 
-The lifespan builds the database engine, the llm-api client (its read timeout is the longest silence
-allowed while a model streams), the MCP connection pool, the registry of running responses and
-the listener for cancels sent by other replicas, and the sweeper that fails responses a dead
-process left running. On shutdown, responses still running are stopped and recorded as failed
-before the pools close.
+The lifespan builds the database engine, the llm-api clients (for chat completions, whose read
+timeout is the longest silence allowed while a model streams, and for conversations, which llm-api
+owns), the MCP connection pool, the registry of running responses and
+the listener for cancels sent by other replicas, the sweeper that fails responses a dead
+process left running, and the one-shot copy of this app's former conversations to llm-api
+(`services/legacy.py`, migration 0003). On shutdown, responses still running are stopped and
+recorded as failed before the pools close.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from apps.common.service import open_database, service_app
 from apps.response_api.openapi import ERROR_STATUSES, RESPONSE_MODELS
 from apps.response_api.routes.responses import router as responses_router
 from apps.response_api.services.cancel_bus import CancelListener
+from apps.response_api.services.conversations import Conversations
+from apps.response_api.services.legacy import copy_legacy_conversations
 from apps.response_api.services.llm import LlmClient
 from apps.response_api.services.loop import Limits
 from apps.response_api.services.mcp import McpConnector
@@ -48,12 +52,23 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
                 limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50)
             )
             store = ResponseStore(engine)
-            async with make_client(timeout=settings.llm_read_timeout) as llm_http:
+            token = settings.auth.internal_token
+            async with (
+                make_client(timeout=settings.llm_read_timeout) as llm_http,
+                make_client(timeout=30.0) as conversations_http,
+            ):
                 app.state.telemetry.instrument_httpx(llm_http)
+                app.state.telemetry.instrument_httpx(conversations_http)
+                conversations = Conversations(
+                    conversations_http,
+                    settings.llm_api_url,
+                    token.get_secret_value() if token is not None else None,
+                )
                 app.state.responses = ResponseService(
                     store=store,
                     registry=registry,
                     llm=LlmClient(llm_http, settings.llm_api_url),
+                    conversations=conversations,
                     mcp=McpConnector(
                         settings.mcp_tools_url, mcp_pool, read_timeout=settings.tool_execution_timeout + 5
                     ),
@@ -70,10 +85,12 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
                 # Nothing legitimately runs past the deadline plus one tool timeout; leave a minute's slack.
                 orphan_age = settings.response_deadline + settings.tool_execution_timeout + 60
                 sweeper = asyncio.create_task(_sweep_orphans(store, orphan_age))
+                legacy = asyncio.create_task(copy_legacy_conversations(engine, conversations))
                 try:
                     yield
                 finally:
                     sweeper.cancel()
+                    legacy.cancel()
                     await listener.stop()
                     await registry.shutdown()
                     await mcp_pool.aclose()

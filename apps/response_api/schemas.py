@@ -7,13 +7,20 @@ are accepted but not forwarded, since a chat-completions server would reject the
 
 Input is kept as plain JSON items (a string becomes one user message); their checks live in
 `services/items.py` so that stored history and new input go through one code path.
+
+Tools are a union discriminated by `type` (`function` or `mcp`), so a wrong tool gets an error about
+that tool, not about the other kind. An `mcp` tool means this deployment's MCP tools (mcp-tools);
+OpenAI's remote servers by URL (`server_url`, `connector_id`) and approval flows are refused with a
+400 naming the field (`check_tools`), not silently ignored.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from apps.common.errors import bad_request
 
 
 class FunctionTool(BaseModel):
@@ -36,22 +43,9 @@ class McpTool(BaseModel):
     type: Literal["mcp"]
     server_label: str = "jan"
     server_url: str | None = None
+    connector_id: str | None = None
     allowed_tools: list[str] | dict[str, Any] | None = None
     require_approval: str | dict[str, Any] | None = None
-
-    @field_validator("server_url")
-    @classmethod
-    def _no_remote_servers(cls, value: str | None) -> str | None:
-        if value is not None:
-            raise ValueError("only this deployment's MCP tools are offered; leave server_url unset")
-        return value
-
-    @field_validator("require_approval")
-    @classmethod
-    def _no_approvals(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
-        if value not in (None, "never"):
-            raise ValueError("approvals are not supported; use 'never'")
-        return value
 
     def allowed_names(self) -> set[str] | None:
         allowed = self.allowed_tools
@@ -63,7 +57,30 @@ class McpTool(BaseModel):
         return set(allowed)
 
 
-Tool = FunctionTool | McpTool
+Tool = Annotated[FunctionTool | McpTool, Field(discriminator="type")]
+
+
+def check_tools(tools: list[FunctionTool | McpTool] | None) -> None:
+    """A clear 400 for what an `mcp` tool may ask here but this deployment does not do."""
+    for index, tool in enumerate(tools or ()):
+        if not isinstance(tool, McpTool):
+            continue
+        for name in ("server_url", "connector_id"):
+            if getattr(tool, name) is not None:
+                raise bad_request(
+                    f"MCP servers by URL or connector are not supported: 'tools[{index}].{name}' must be "
+                    "left out. An 'mcp' tool here offers this deployment's own MCP tools "
+                    "(web search, scrape, file search, python).",
+                    param=f"tools[{index}].{name}",
+                    code="unsupported_parameter",
+                )
+        if tool.require_approval not in (None, "never"):
+            raise bad_request(
+                f"Tool approvals are not supported: set 'tools[{index}].require_approval' to 'never' "
+                "or leave it out.",
+                param=f"tools[{index}].require_approval",
+                code="unsupported_parameter",
+            )
 
 
 class ConversationRef(BaseModel):

@@ -1,10 +1,13 @@
 """Settings of response-api.
 
 `LLM_API_URL` and `MCP_TOOLS_URL` are the two peers (`{LLM_API_URL}/v1/chat/completions`,
-`{MCP_TOOLS_URL}/v1/mcp`). Limits keep a response bounded: at most `MAX_TOOL_EXECUTION_DEPTH` tool
-rounds, each tool call at most `TOOL_EXECUTION_TIMEOUT` seconds, the whole response at most
-`RESPONSE_DEADLINE` seconds. Non-positive depth or timeout fall back to the defaults, as in the
-reference system.
+`{MCP_TOOLS_URL}/v1/mcp`). Conversations are llm-api's: response-api reads and extends them at
+`{LLM_API_URL}/internal/conversations/…`, which needs `AUTH__INTERNAL_TOKEN` (the token it already
+sends for API-key checks) to match llm-api's.
+
+Limits keep a response bounded: at most `MAX_TOOL_EXECUTION_DEPTH` tool rounds, each tool call at
+most `TOOL_EXECUTION_TIMEOUT` seconds, the whole response at most `RESPONSE_DEADLINE` seconds.
+Non-positive depth or timeout fall back to the defaults, as in the reference system.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@
 behind `LLM_API_URL` and `MCP_TOOLS_URL`:
 
 - llm-api is the real app, with the harness's OpenAI-compatible `FakeUpstream` as its only provider
-  (`fake`), so tests script the model with `upstream.enqueue(Reply(...))`;
+  (`fake`), so tests script the model with `upstream.enqueue(Reply(...))`; it owns conversations,
+  which response-api reads and extends through its internal routes (hence `INTERNAL_TOKEN` on both),
+  and `llm` / `other_llm` are official clients of it;
 - mcp-tools is an MCP server built with the official SDK (`FakeMcpTools`: cheap, slow and failing
   tools), for the loop's fault cases. The real mcp-tools app (python exec backed by the harness's
   `FakeSandbox`) is `real_mcp_tools`, used by `test_real_tools.py`.
@@ -21,6 +23,7 @@ import pytest
 from openai import AsyncOpenAI
 from pydantic import SecretStr
 
+from apps.common.settings import AuthSettings
 from apps.llm_api.main import create_app as create_llm_api
 from apps.llm_api.settings import LlmApiSettings
 from apps.mcp_tools.main import create_app as create_mcp_tools
@@ -36,6 +39,12 @@ from tests.harness.upstream import FakeUpstream
 TOOL_TIMEOUT = 2.0
 MAX_DEPTH = 3
 MODEL = "fake/fake-model"
+INTERNAL_TOKEN = "response-api-tests-internal-token"
+
+
+def auth_settings(issuer: TestIssuer) -> AuthSettings:
+    """The issuer's settings plus the internal token llm-api and response-api share."""
+    return issuer.auth_settings(internal_token=SecretStr(INTERNAL_TOKEN))
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,7 @@ def llm_api_server(
 ) -> Iterator[tuple[str, AuthorizationRecorder]]:
     settings = LlmApiSettings(
         database_url=SecretStr(database_url),
-        auth=issuer.auth_settings(),
+        auth=auth_settings(issuer),
         default_provider_url=upstream_server.base_url,
         default_provider_name="fake",
         model_sync_interval_seconds=0,
@@ -127,7 +136,7 @@ def response_api_server(database_url: str, issuer: TestIssuer, peers: Peers) -> 
     def start(**overrides: Any) -> Iterator[str]:
         values: dict[str, Any] = {
             "database_url": SecretStr(database_url),
-            "auth": issuer.auth_settings(),
+            "auth": auth_settings(issuer),
             "llm_api_url": peers.llm_api_url,
             "mcp_tools_url": peers.mcp_tools_url,
             "max_tool_execution_depth": MAX_DEPTH,
@@ -162,4 +171,18 @@ async def client(response_api_url: str, token: str) -> AsyncIterator[AsyncOpenAI
 async def other_client(response_api_url: str, issuer: TestIssuer) -> AsyncIterator[AsyncOpenAI]:
     key = issuer.mint("mallory")
     async with AsyncOpenAI(base_url=f"{response_api_url}/v1", api_key=key, max_retries=0) as openai:
+        yield openai
+
+
+@pytest.fixture
+async def llm(peers: Peers, token: str) -> AsyncIterator[AsyncOpenAI]:
+    """The same user as `client`, talking to llm-api (conversations, chat completions)."""
+    async with AsyncOpenAI(base_url=f"{peers.llm_api_url}/v1", api_key=token, max_retries=0) as openai:
+        yield openai
+
+
+@pytest.fixture
+async def other_llm(peers: Peers, issuer: TestIssuer) -> AsyncIterator[AsyncOpenAI]:
+    key = issuer.mint("mallory")
+    async with AsyncOpenAI(base_url=f"{peers.llm_api_url}/v1", api_key=key, max_retries=0) as openai:
         yield openai

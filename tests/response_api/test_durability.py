@@ -30,7 +30,7 @@ from tests.harness.issuer import TestIssuer
 from tests.harness.sandbox import FakeSandbox
 from tests.harness.server import serve
 from tests.harness.upstream import FakeUpstream, Reply
-from tests.response_api.conftest import MAX_DEPTH, MODEL, TOOL_TIMEOUT, Peers
+from tests.response_api.conftest import MAX_DEPTH, MODEL, TOOL_TIMEOUT, Peers, auth_settings
 from tests.response_api.scripts import answer, call, tool_round
 from tests.response_api.test_loop import executions
 
@@ -58,7 +58,7 @@ class Outcome:
 def response_api(url: str, issuer: TestIssuer, peers: Peers, **overrides: Any) -> Iterator[str]:
     values: dict[str, Any] = {
         "database_url": SecretStr(url),
-        "auth": issuer.auth_settings(),
+        "auth": auth_settings(issuer),  # with the internal token, for llm-api's conversations
         "llm_api_url": peers.llm_api_url,
         "mcp_tools_url": peers.mcp_tools_url,
         "max_tool_execution_depth": MAX_DEPTH,

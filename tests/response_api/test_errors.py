@@ -21,7 +21,14 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str | None]] = [
     ({"model": MODEL, "input": [{"type": "weird"}]}, "input[0].type"),
     ({"model": MODEL, "input": "hi", "temperature": 7}, "temperature"),
     ({"model": MODEL, "input": "hi", "tool_choice": "sometimes"}, "tool_choice"),
-    ({"model": MODEL, "input": "hi", "tools": [{"type": "mcp", "server_url": "http://evil"}]}, None),
+    (
+        {"model": MODEL, "input": "hi", "tools": [{"type": "mcp", "server_url": "http://evil"}]},
+        "tools[0].server_url",
+    ),
+    (
+        {"model": MODEL, "input": "hi", "tools": [{"type": "mcp", "require_approval": "always"}]},
+        "tools[0].require_approval",
+    ),
     ({"model": MODEL, "input": "hi", "tools": [{"type": "computer"}]}, None),
     ({"model": MODEL, "input": "hi", "background": True, "store": False}, "background"),
     (

@@ -4,6 +4,10 @@ Every lookup takes the caller's user id, so another user's conversation is indis
 missing one (the routes answer 404 for both). Items are numbered per conversation (`sequence`); a
 writer takes a row lock on the conversation before numbering, so concurrent turns never collide.
 Cursors are public ids: `after=<id>` continues after that object in the requested order.
+
+Items that come with an id (a response's items, appended by response-api) keep it, so a response's
+output item and the conversation item are one object; an id already taken (a client replaying an
+earlier item as input) is replaced by a fresh one rather than failing the write.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class NewItem:
     usage: dict[str, Any] | None = None
     incomplete_details: dict[str, Any] | None = None
     public_id: str = field(default_factory=lambda: random_id("msg"))
+    created_at: datetime | None = None  # only when importing; otherwise the database's now()
+    keep_id: bool = False
 
 
 class ConversationStore:
@@ -171,6 +177,49 @@ class ConversationStore:
                 row.title = title
             await self._insert_items(session, row, items)
 
+    async def replay_items(self, conversation: ConversationRow, limit: int) -> list[ItemRow]:
+        """The last `limit` items of any status, oldest first (what a response continues from)."""
+        async with self._sessions() as session:
+            query = (
+                select(ItemRow)
+                .where(ItemRow.conversation_id == conversation.id)
+                .order_by(ItemRow.sequence.desc())
+                .limit(limit)
+            )
+            rows = list((await session.scalars(query)).all())
+        rows.reverse()
+        return rows
+
+    async def append_response(
+        self, conversation: ConversationRow, items: list[NewItem], *, title: str | None
+    ) -> list[ItemRow] | None:
+        """Append one response's items in one transaction; None if the conversation is gone."""
+        async with self._sessions() as session, session.begin():
+            locked = await session.get(ConversationRow, conversation.id, with_for_update=True)
+            if locked is None:
+                return None
+            if title and not locked.title:
+                locked.title = title
+            return await self._insert_items(session, locked, items)
+
+    async def import_conversation(
+        self, public_id: str, user_id: str, created_at: datetime, items: list[NewItem]
+    ) -> bool | None:
+        """Create a conversation with its id, owner, age and items; False if this user already has
+        it (a repeated import), None if the id belongs to someone else."""
+        async with self._sessions() as session, session.begin():
+            existing = await session.scalar(
+                select(ConversationRow.user_id).where(ConversationRow.public_id == public_id)
+            )
+            if existing is not None:
+                return False if existing == user_id else None
+            row = ConversationRow(public_id=public_id, user_id=user_id, metadata_={}, created_at=created_at)
+            session.add(row)
+            await session.flush()
+            if items:
+                await self._insert_items(session, row, items)
+        return True
+
     async def has_item(self, public_id: str) -> bool:
         """Whether an item is stored (a retried write asks this: did the lost commit land?)."""
         async with self._sessions() as session:
@@ -219,27 +268,42 @@ class ConversationStore:
                 ItemRow.conversation_id == conversation.id
             )
         )
+        taken = await _taken_ids(session, items)
         rows: list[ItemRow] = []
         for offset, item in enumerate(items, start=1):
             body = {k: v for k, v in item.body.items() if k not in ("type", "role")}
-            rows.append(
-                ItemRow(
-                    public_id=item.public_id,
-                    conversation_id=conversation.id,
-                    sequence=int(last or 0) + offset,
-                    type=item.body["type"],
-                    role=item.body.get("role"),
-                    status=item.status,
-                    body=body,
-                    finish_reason=item.finish_reason,
-                    usage=item.usage,
-                    incomplete_details=item.incomplete_details,
-                )
+            public_id = item.public_id
+            if public_id in taken:
+                public_id = random_id(public_id.partition("_")[0] or "item")
+            taken.add(public_id)
+            row = ItemRow(
+                public_id=public_id,
+                conversation_id=conversation.id,
+                sequence=int(last or 0) + offset,
+                type=item.body["type"],
+                role=item.body.get("role"),
+                status=item.status,
+                body=body,
+                finish_reason=item.finish_reason,
+                usage=item.usage,
+                incomplete_details=item.incomplete_details,
             )
+            if item.created_at is not None:
+                row.created_at = item.created_at
+            rows.append(row)
         session.add_all(rows)
         conversation.updated_at = datetime.now(UTC)
         await session.flush()
         return rows
+
+
+async def _taken_ids(session: AsyncSession, items: list[NewItem]) -> set[str]:
+    """Ids among the kept ones that already name an item (fresh random ids never collide)."""
+    kept = {item.public_id for item in items if item.keep_id}
+    if not kept:
+        return set()
+    found = await session.scalars(select(ItemRow.public_id).where(ItemRow.public_id.in_(kept)))
+    return set(found)
 
 
 def item_body(row: ItemRow) -> ItemBody:

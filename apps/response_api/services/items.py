@@ -11,6 +11,8 @@ outputs of earlier responses); `to_messages` turns any such list into chat messa
   tool messages always follow the assistant message that asked for them, as chat servers require.
   (Items do not record which model round they came from; splitting a parallel round into
   call/result pairs is still a valid history.)
+- `mcp_list_tools` items (and any other kind a conversation may hold that a chat model has no
+  message for) are kept in the history but give no message.
 """
 
 from __future__ import annotations
@@ -57,7 +59,15 @@ def _normalize_item(item: Any, index: int) -> dict[str, Any]:
             raise bad_request(f"'{param}' needs a string 'name' and 'arguments'.", param=param)
         call = {**item, "id": item.get("id") or random_id("fc")}
         call.setdefault("call_id", call["id"])
+        if kind == "mcp_call" and not isinstance(call.get("server_label"), str):
+            raise bad_request(f"'{param}' needs a string 'server_label'.", param=param)
         return call
+    if kind == "mcp_list_tools":
+        # What a client sends back from an earlier response's output: kept, so the tools are not
+        # listed again in this response.
+        if not isinstance(item.get("server_label"), str) or not isinstance(item.get("tools"), list):
+            raise bad_request(f"'{param}' needs a string 'server_label' and a list of 'tools'.", param=param)
+        return {**item, "id": item.get("id") or random_id("mcpl")}
     raise bad_request(f"'{param}.type' {kind!r} is not supported.", param=f"{param}.type")
 
 
@@ -117,10 +127,10 @@ def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[d
                 assistant = {"role": "assistant", "content": None}
             assistant.setdefault("tool_calls", []).append(_tool_call(item))
             if kind == "mcp_call":
-                results.append(_tool_message(item["call_id"], mcp_result_text(item)))
+                results.append(_tool_message(_call_id(item), mcp_result_text(item)))
         elif kind == "function_call_output":
             results.append(_tool_message(item["call_id"], item["output"]))
-        else:
+        elif kind == "message":
             flush()
             message = _chat_message(item)
             if message["role"] == "assistant":
@@ -133,7 +143,12 @@ def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[d
 
 def _tool_call(item: dict[str, Any]) -> dict[str, Any]:
     function = {"name": item["name"], "arguments": item.get("arguments") or "{}"}
-    return {"id": item["call_id"], "type": "function", "function": function}
+    return {"id": _call_id(item), "type": "function", "function": function}
+
+
+def _call_id(item: dict[str, Any]) -> str:
+    """OpenAI's `mcp_call` items have only an `id`; ours also keep the model's `call_id`."""
+    return str(item.get("call_id") or item["id"])
 
 
 def _tool_message(call_id: str, text: str) -> dict[str, Any]:

@@ -64,6 +64,15 @@ class McpToolInfo:
             function["description"] = self.description
         return {"type": "function", "function": function}
 
+    def listed(self) -> dict[str, Any]:
+        """The tool as an `mcp_list_tools` item lists it."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_schema,
+            "annotations": None,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ToolOutcome:

@@ -6,9 +6,20 @@ Decisions:
 - MCP tools are listed once per response from mcp-tools (`tools/list`), when the request names an
   `mcp` tool, or names no tools at all and `OFFER_MCP_TOOLS_BY_DEFAULT` is on. If mcp-tools cannot be
   reached for tools nobody asked for, the response goes on without them.
-- `previous_response_id` replays that response's chain; `conversation` replays the conversation.
-  Naming both is a 400, as at OpenAI. Each stored response belongs to a conversation (a new one
-  unless continued) and reports it in `conversation.id`.
+- Conversations belong to llm-api (`services/conversations.py`): `conversation` replays its items
+  (whoever wrote them: responses, chat completions, `conversations.items.create`);
+  `previous_response_id` replays that response's chain from this app's own store. Naming both is a
+  400, as at OpenAI. Each stored response belongs to a conversation (the one named, the previous
+  response's, or a new one created in llm-api at the start) and reports it in `conversation.id`.
+- A stored response that ends `completed` or `incomplete` appends its input and output items to its
+  conversation, in OpenAI's item shapes, before its own row is written (one llm-api transaction,
+  not retried: a lost answer could otherwise add the turn twice). If llm-api cannot take them, that
+  is a storage failure like any other (below): the client gets a 503 or an SSE `error` and the
+  response is not stored; a background response is stored `failed` (`conversation_unavailable`),
+  since nobody is waiting to be told. A conversation deleted meanwhile is simply not written to.
+  Failed and cancelled responses add nothing.
+- An `mcp` tool in the request gets an `mcp_list_tools` output item (the tools offered), unless the
+  history or the input already holds one for that server label, as at OpenAI.
 - A foreground response is written once, when it ends; a background one also when it starts, so
   it can be polled. (A foreground response that is still running is therefore visible, and
   cancellable, only on the replica that runs it.)
@@ -39,7 +50,8 @@ from apps.common.auth.principal import Principal
 from apps.common.durable import durably
 from apps.common.errors import APIError, bad_request
 from apps.common.ids import random_id
-from apps.response_api.schemas import CreateResponseRequest, McpTool
+from apps.response_api.schemas import CreateResponseRequest, McpTool, check_tools
+from apps.response_api.services.conversations import ConversationMissing, Conversations
 from apps.response_api.services.items import normalize_input, to_messages
 from apps.response_api.services.llm import LlmApiError, LlmClient
 from apps.response_api.services.loop import Executions, Limits, ToolLoop, ToolSet
@@ -68,7 +80,7 @@ class ResponseRun(Run):
     principal: Principal | None = None
     messages: list[dict[str, Any]] | None = None
     input_items: list[dict[str, Any]] = field(default_factory=list)
-    new_conversation: bool = False
+    listed_labels: frozenset[str] = frozenset()
     events: EventQueue | None = None
     refused: LlmApiError | None = None
     # Set when the final state could not be stored: the client is told this instead of the response.
@@ -82,10 +94,12 @@ class ResponseService:
         store: ResponseStore,
         registry: RunRegistry,
         llm: LlmClient,
+        conversations: Conversations,
         mcp: McpConnector,
         config: ServiceConfig,
     ) -> None:
         self._store = store
+        self._conversations = conversations
         self._registry = registry
         self._llm = llm
         self._mcp = mcp
@@ -106,25 +120,26 @@ class ResponseService:
             )
         if request.background and not request.store:
             raise bad_request("Background responses must be stored; drop 'store: false'.", param="background")
+        check_tools(request.tools)
         input_items = normalize_input(request.input)
         history: list[dict[str, Any]] = []
         conversation_id = request.conversation_id
+        headers = principal.forward_headers()
         if request.previous_response_id:
             history, conversation_id = await self._store.previous_history(
                 principal.user_id, request.previous_response_id
             )
         elif conversation_id:
-            history = await self._store.conversation_history(principal.user_id, conversation_id)
+            history = await self._conversations.items(conversation_id, headers)
         body = self._initial_body(request)
-        new_conversation = conversation_id is None
         if request.store:
-            body["conversation"] = {"id": conversation_id or random_id("conv")}
+            if conversation_id is None:
+                conversation_id = await self._conversations.create(headers)
+            body["conversation"] = {"id": conversation_id}
         if request.background:
 
             async def insert() -> None:
-                await self._store.insert(
-                    body, input_items, principal.user_id, new_conversation=new_conversation
-                )
+                await self._store.insert(body, input_items, principal.user_id)
 
             await durably(
                 insert,
@@ -140,7 +155,11 @@ class ResponseService:
             principal=principal,
             messages=to_messages([*history, *input_items], request.instructions),
             input_items=input_items,
-            new_conversation=new_conversation,
+            listed_labels=frozenset(
+                str(item.get("server_label"))
+                for item in (*history, *input_items)
+                if item.get("type") == "mcp_list_tools"
+            ),
         )
         if request.stream:
             run.events = run.state.listen()
@@ -198,6 +217,8 @@ class ResponseService:
                 state.start()
                 access, listed = await self._open_tools(stack, request, headers)
                 tools = ToolSet.build(request, listed, self._config.server_label)
+                if _names_mcp(request) and tools.server_label not in run.listed_labels:
+                    state.list_tools(tools.server_label, [i.listed() for i in listed if i.name in tools.mcp])
                 await loop.run(state, request, run.messages, tools, access)
         except asyncio.CancelledError:
             if not state.finished:  # a cancel that lands while the MCP session closes changes nothing
@@ -251,6 +272,7 @@ class ResponseService:
 
     async def _persist(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
         body = run.state.body
+        await self._add_to_conversation(run)
         if run.background:
 
             async def save() -> None:
@@ -265,13 +287,7 @@ class ResponseService:
         elif body["store"]:
 
             async def insert() -> None:
-                await self._store.insert(
-                    body,
-                    run.input_items,
-                    run.user_id,
-                    new_conversation=run.new_conversation,
-                    executions=executions,
-                )
+                await self._store.insert(body, run.input_items, run.user_id, executions=executions)
 
             await durably(
                 insert,
@@ -293,10 +309,29 @@ class ResponseService:
                     "tool executions of an unstored response were lost", extra={"response_id": body["id"]}
                 )
 
+    async def _add_to_conversation(self, run: ResponseRun) -> None:
+        body = run.state.body
+        conversation = body.get("conversation")
+        if not body["store"] or not conversation or body["status"] not in ("completed", "incomplete"):
+            return
+        assert run.principal is not None
+        items = [*run.input_items, *body["output"]]
+        try:
+            await self._conversations.append(conversation["id"], items, run.principal.forward_headers())
+        except ConversationMissing:
+            log.info("conversation deleted during the response", extra={"response_id": run.state.id})
+        except APIError as exc:
+            log.warning("could not extend the conversation", extra={"error": exc.message})
+            if not run.background:
+                raise  # the client is told (a 503, or an SSE error) and nothing is stored
+            # Nobody waits for a background response: whoever polls it reads that it failed.
+            message = "The response could not be added to its conversation; run it again."
+            body.update(status="failed", error=_error("conversation_unavailable", message), completed_at=None)
+
     async def _open_tools(
         self, stack: AsyncExitStack, request: CreateResponseRequest, headers: dict[str, str]
     ) -> tuple[ToolAccess | None, list[McpToolInfo]]:
-        explicit = any(isinstance(tool, McpTool) for tool in request.tools or ())
+        explicit = _names_mcp(request)
         if not explicit and (request.tools or not self._config.offer_mcp_by_default):
             return None, []
         access = ToolAccess(self._mcp, self._catalog, headers, stack)
@@ -351,6 +386,10 @@ class ResponseService:
                 raise APIError(400, f"No input item '{after}' in response '{response_id}'.", param="after")
             items = items[ids.index(after) + 1 :]
         return items[:limit], len(items) > limit
+
+
+def _names_mcp(request: CreateResponseRequest) -> bool:
+    return any(isinstance(tool, McpTool) for tool in request.tools or ())
 
 
 def _error(code: str, message: str) -> dict[str, Any]:

@@ -164,6 +164,24 @@ class ResponseState:
         self.emit("response.output_item.done", {"output_index": index, "item": item})
         return text
 
+    def list_tools(self, server_label: str, tools: list[dict[str, Any]]) -> None:
+        """The `mcp_list_tools` item: which tools of `server_label` the model is offered."""
+        index = len(self.output)
+        item_id = random_id("mcpl")
+        item: dict[str, Any] = {
+            "id": item_id,
+            "type": "mcp_list_tools",
+            "server_label": server_label,
+            "tools": [],
+            "error": None,
+        }
+        self.output.append(item)
+        self.emit("response.output_item.added", {"output_index": index, "item": item})
+        self.emit("response.mcp_list_tools.in_progress", {"item_id": item_id, "output_index": index})
+        item["tools"] = tools
+        self.emit("response.mcp_list_tools.completed", {"item_id": item_id, "output_index": index})
+        self.emit("response.output_item.done", {"output_index": index, "item": item})
+
     def open_call(self, kind: str, call_id: str, name: str, server_label: str) -> int:
         index = len(self.output)
         item: dict[str, Any]

@@ -1,18 +1,18 @@
-"""Persistence of responses, their input items, conversations and tool executions.
+"""Persistence of responses, their input items and tool executions (conversations belong to llm-api).
 
-Every read is scoped to the caller: a response or conversation of another user is reported exactly
-like one that does not exist.
+Every read is scoped to the caller: a response of another user is reported exactly like one that
+does not exist.
 
 Writes: a response is written once, when it ends, in one statement (response row, input items,
-tool executions, new conversation). A background response is also inserted when it starts, so it
+tool executions). A background response is also inserted when it starts, so it
 can be polled; its end is then an update plus the tool executions, in one transaction.
 
 Orphans: a background response whose process died stays `in_progress` in its row; `fail_orphans`,
 run periodically by every replica, fails rows older than the overall deadline allows.
 
 History replay: `previous_response_id` walks the chain of earlier responses (a recursive query) and
-replays each one's input items then output items, oldest first; `conversation` replays every
-finished response of that conversation in creation order.
+replays each one's input items then output items, oldest first. (`conversation` is replayed from
+llm-api, which owns conversations.)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from apps.common.db import session_factory, transaction
 from apps.common.errors import not_found
-from apps.response_api.db import Conversation, ResponseInputItem, ResponseRow, ToolExecution
+from apps.response_api.db import ResponseInputItem, ResponseRow, ToolExecution
 from apps.response_api.services.cancel_bus import CHANNEL
 
 MAX_CHAIN = 1000
@@ -49,13 +49,10 @@ _CHAIN = text(
 )
 
 # A finished response in one round trip: data-modifying CTEs run as one statement, and foreign keys
-# are checked at its end, so the conversation, the response and its children can go in together.
+# are checked at its end, so the response and its children can go in together.
 _INSERT = text(
     """
-    WITH conversation AS (
-        INSERT INTO conversations (id, user_id)
-        SELECT :conversation_id, :user_id WHERE CAST(:new_conversation AS boolean)
-    ), response AS (
+    WITH response AS (
         INSERT INTO responses (id, user_id, status, model, previous_response_id, conversation_id, body)
         VALUES (:id, :user_id, :status, :model, :previous_response_id, :conversation_id, CAST(:body AS jsonb))
     ), items AS (
@@ -87,18 +84,6 @@ _FAIL_ORPHANS = text(
     """
 )
 
-_CONVERSATION = text(
-    """
-    SELECT r.id, r.body -> 'output' AS output,
-           (SELECT coalesce(jsonb_agg(i.item ORDER BY i.position), '[]'::jsonb)
-            FROM response_input_items i WHERE i.response_id = r.id) AS input
-    FROM responses r
-    WHERE r.conversation_id = :conversation_id AND r.user_id = :user_id
-      AND r.status NOT IN ('queued', 'in_progress')
-    ORDER BY r.created_at, r.id
-    """
-)
-
 
 class ResponseStore:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -119,28 +104,15 @@ class ResponseStore:
         items = [item for row in rows for item in (*row.input, *(row.output or ()))]
         return items, rows[-1].conversation_id
 
-    async def conversation_history(self, user_id: str, conversation_id: str) -> list[dict[str, Any]]:
-        async with self._sessions() as session:
-            owner = await session.scalar(
-                select(Conversation.user_id).where(Conversation.id == conversation_id)
-            )
-            if owner != user_id:
-                raise not_found("Conversation", conversation_id)
-            rows = (
-                await session.execute(_CONVERSATION, {"conversation_id": conversation_id, "user_id": user_id})
-            ).all()
-        return [item for row in rows for item in (*row.input, *(row.output or ()))]
-
     async def insert(
         self,
         body: dict[str, Any],
         input_items: list[dict[str, Any]],
         user_id: str,
         *,
-        new_conversation: bool,
         executions: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Store a response with its input items, tool executions and new conversation: one statement."""
+        """Store a response with its input items and tool executions: one statement."""
         params = {
             "id": body["id"],
             "user_id": user_id,
@@ -148,7 +120,6 @@ class ResponseStore:
             "model": body["model"],
             "previous_response_id": body.get("previous_response_id"),
             "conversation_id": (body.get("conversation") or {}).get("id"),
-            "new_conversation": new_conversation,
             "body": _json(body),
             "items": _json(input_items),
             "executions": _json(executions or []),

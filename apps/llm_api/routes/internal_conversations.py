@@ -1,0 +1,86 @@
+"""`/internal/conversations`: how response-api reads and extends the conversations llm-api owns.
+
+llm-api owns every conversation, whichever API writes to it (DESIGN.md, Data). response-api reaches
+these routes over HTTP with the internal token (as for the API-key check) *and* the caller's own
+credentials, so ownership is decided here, exactly as on the public routes: another user's
+conversation is a 404.
+
+- `GET …/{id}/items`: the items a response continues from, oldest first, all statuses, in one call
+  (the most recent `REPLAY_MAX_ITEMS`).
+- `POST …/{id}/items`: one response's input and output items, appended in one transaction with their
+  ids kept. A conversation without a title gets one from the first user message, as chat turns do.
+- `POST …/import`: a conversation from response-api's former own store, with its id, owner and age
+  (see response-api's migration 0003). Repeating an import is harmless.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from apps.common.auth.principal import PrincipalDep
+from apps.common.errors import APIError
+from apps.common.guard import GuardedRoute
+from apps.llm_api.auth.routes.internal import require_internal_token
+from apps.llm_api.deps import ConversationsDep
+from apps.llm_api.services.items import items_to_messages, title_from
+from apps.llm_api.wire.conversations import item_json, list_json
+from apps.llm_api.wire.response_items import AppendItems, ImportConversation, stored_item
+
+REPLAY_MAX_ITEMS = 1000
+
+router = APIRouter(
+    route_class=GuardedRoute,
+    prefix="/internal/conversations",
+    include_in_schema=False,
+    dependencies=[Depends(require_internal_token)],
+)
+
+
+def _missing(conversation_id: str) -> APIError:
+    return APIError(
+        404, f"Conversation '{conversation_id}' not found.", param="conversation", code="not_found"
+    )
+
+
+@router.get("/{conversation_id}/items")
+async def replay_items(
+    conversation_id: str, principal: PrincipalDep, store: ConversationsDep
+) -> dict[str, Any]:
+    conversation = await store.get(principal.user_id, conversation_id)
+    if conversation is None:
+        raise _missing(conversation_id)
+    rows = await store.replay_items(conversation, REPLAY_MAX_ITEMS)
+    return list_json([item_json(row) for row in rows], False)
+
+
+@router.post("/{conversation_id}/items")
+async def append_items(
+    conversation_id: str, body: AppendItems, principal: PrincipalDep, store: ConversationsDep
+) -> dict[str, Any]:
+    conversation = await store.get(principal.user_id, conversation_id)
+    if conversation is None:
+        raise _missing(conversation_id)
+    items = [stored_item(item) for item in body.items]
+    title = None if conversation.title else _title([item.body for item in items])
+    rows = await store.append_response(conversation, items, title=title)
+    if rows is None:  # deleted between the lookup and the write
+        raise _missing(conversation_id)
+    return list_json([item_json(row) for row in rows], False)
+
+
+@router.post("/import")
+async def import_conversation(body: ImportConversation, store: ConversationsDep) -> dict[str, Any]:
+    items = [stored_item(entry.item, entry.created_at) for entry in body.items]
+    created = await store.import_conversation(body.id, body.user_id, body.created_at, items)
+    if created is None:
+        raise APIError(409, f"Conversation '{body.id}' belongs to another user.", code="conflict")
+    return {"id": body.id, "object": "conversation.import", "created": created}
+
+
+def _title(items: list[dict[str, Any]]) -> str | None:
+    messages = items_to_messages(items)
+    if not any(m.get("role") == "user" for m in messages):
+        return None
+    return title_from(messages)

@@ -1,0 +1,109 @@
+"""Conversations, which llm-api owns: response-api reads and extends them over HTTP.
+
+Every call carries the caller's own credentials, so llm-api decides ownership (another user's
+conversation is a 404, as for a missing one); the internal routes also need the internal token
+(`AUTH__INTERNAL_TOKEN`, the one already used for API-key checks). A new conversation is created
+through the public `POST /v1/conversations`, exactly as a client would.
+
+Errors: a missing conversation is the caller's 404 (`param: conversation`); llm-api being
+unreachable, misconfigured (403 on the internal token) or failing is a 503 with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from apps.common.auth.remote_keys import INTERNAL_TOKEN_HEADER
+from apps.common.errors import APIError
+
+
+class ConversationMissing(APIError):
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(
+            404, f"Conversation '{conversation_id}' not found.", param="conversation", code="not_found"
+        )
+
+
+class Conversations:
+    def __init__(self, http: httpx.AsyncClient, llm_api_url: str, internal_token: str | None) -> None:
+        self._http = http
+        self._base = llm_api_url.rstrip("/")
+        self._internal = {INTERNAL_TOKEN_HEADER: internal_token} if internal_token else {}
+
+    async def create(self, headers: dict[str, str]) -> str:
+        """A new, empty conversation of the caller; its id."""
+        body = await self._call("POST", "/v1/conversations", headers, json={}, internal=False)
+        return str(body["id"])
+
+    async def items(self, conversation_id: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+        """The conversation's items, oldest first."""
+        body = await self._call("GET", self._items_path(conversation_id), headers, missing=conversation_id)
+        data: list[dict[str, Any]] = body["data"]
+        return data
+
+    async def append(
+        self, conversation_id: str, items: list[dict[str, Any]], headers: dict[str, str]
+    ) -> None:
+        """Append a response's items in one write (raises `ConversationMissing` if it is gone)."""
+        await self._call(
+            "POST", self._items_path(conversation_id), headers, json={"items": items}, missing=conversation_id
+        )
+
+    async def import_legacy(self, payload: dict[str, Any]) -> None:
+        """Hand one conversation of response-api's former store to llm-api (see migration 0003)."""
+        await self._call("POST", "/internal/conversations/import", {}, json=payload)
+
+    @staticmethod
+    def _items_path(conversation_id: str) -> str:
+        return f"/internal/conversations/{quote(conversation_id, safe='')}/items"
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        *,
+        json: Any = None,
+        missing: str | None = None,
+        internal: bool = True,
+    ) -> dict[str, Any]:
+        sent = {**headers, **(self._internal if internal else {}), "Content-Type": "application/json"}
+        content = orjson.dumps(json) if json is not None else None
+        try:
+            response = await self._http.request(method, self._base + path, content=content, headers=sent)
+        except httpx.HTTPError as exc:
+            raise _unavailable(f"llm-api is unreachable ({exc.__class__.__name__})") from exc
+        if response.status_code == 404 and missing is not None:
+            raise ConversationMissing(missing)
+        if response.status_code >= 300:
+            raise _refused(response)
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError as exc:
+            raise _unavailable("llm-api answered something other than JSON") from exc
+        return body
+
+
+def _refused(response: httpx.Response) -> APIError:
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        error = {}
+    message = error.get("message") if isinstance(error, dict) else None
+    status = response.status_code
+    if status in (401, 400, 409, 413, 429):  # about the caller or the request: theirs to see
+        return APIError(status, message or f"llm-api answered {status}.", code=error.get("code"))
+    return _unavailable(f"conversations are unavailable (llm-api answered {status}: {message or '-'})")
+
+
+def _unavailable(detail: str) -> APIError:
+    return APIError(
+        503,
+        f"The conversation store is unavailable: {detail}.",
+        code="conversations_unavailable",
+        headers={"Retry-After": "5"},
+    )
