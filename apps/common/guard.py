@@ -7,7 +7,8 @@ router in the apps (the kit's `ServiceApp` refuses a router without it), wraps e
 in this order:
 
 1. the caller is authenticated when the route depends on the principal (the result is kept on
-   `request.state`, and the dependency reuses it, so it is checked once);
+   `request.state`, and the dependency reuses it, so it is checked once), then admitted
+   (`apps.common.admission`: 429 or 503 with `Retry-After` past the app's bounds);
 2. path parameters that hold text Postgres cannot store answer 404 (no id can contain it);
 3. such query parameters and JSON body strings (keys included) answer 400, naming the field as
    validation errors do (`messages.0.content`); nothing has been written yet.
@@ -30,6 +31,7 @@ from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from apps.common.admission import admit
 from apps.common.auth.principal import get_optional_principal, get_principal
 from apps.common.errors import APIError
 
@@ -109,10 +111,13 @@ def guarded(dependant: Dependant, handler: Handler) -> Handler:
     optional = not required and _uses(dependant, get_optional_principal)
 
     async def guard(request: Request) -> Response:
+        principal = None
         if required:
-            await get_principal(request)
+            principal = await get_principal(request)
         elif optional:
-            await get_optional_principal(request)
+            principal = await get_optional_principal(request)
+        if principal is not None:
+            await admit(request.scope, principal.user_id)
         for name, value in request.path_params.items():
             if isinstance(value, str) and unstorable(value):
                 raise APIError(

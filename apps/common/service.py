@@ -1,11 +1,12 @@
 """The FastAPI application every app starts from.
 
 `service_app(settings, lifespan=…)` returns an app with the kit's middleware (request id and access
-log, body-size limit, CORS), the OpenAI error handlers, an OpenAPI document that describes the statuses
-and errors each route answers (apps/common/openapi), `/healthz` and `/readyz`, OpenTelemetry, and a
-lifespan that builds the shared pieces before the app's own lifespan runs:
+log, body-size limit, CORS, admission control), the OpenAI error handlers, an OpenAPI document that
+describes the statuses and errors each route answers (apps/common/openapi), `/healthz` and `/readyz`,
+OpenTelemetry, and a lifespan that builds the shared pieces before the app's own lifespan runs:
 
-- `app.state.settings`, `app.state.readiness` (add checks to it), `app.state.telemetry`;
+- `app.state.settings`, `app.state.readiness` (add checks to it), `app.state.telemetry`,
+  `app.state.admission` (requests in flight, see `apps.common.admission`);
 - `app.state.http`: an outbound client for auth lookups;
 - `app.state.authenticator`: JWKS verification plus, unless the app installs its own resolver, API-key
   checks through llm-api.
@@ -13,6 +14,7 @@ lifespan that builds the shared pieces before the app's own lifespan runs:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -21,6 +23,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from apps.common.admission import Admission, AdmissionMiddleware
 from apps.common.auth.jwks import JWKSVerifier
 from apps.common.auth.principal import Authenticator
 from apps.common.auth.remote_keys import REVOCATIONS_PATH, RemoteAPIKeyResolver
@@ -89,6 +92,7 @@ def service_app(
                 ttl_seconds=auth.api_key_cache_seconds,
             )
             app.state.authenticator = Authenticator(verifier, keys)
+            watch = asyncio.create_task(app.state.admission.watch_loop(), name="loop-lag")
             try:
                 if lifespan is None:
                     yield
@@ -96,6 +100,7 @@ def service_app(
                     async with lifespan(app):
                         yield
             finally:
+                watch.cancel()
                 await keys.aclose()
                 telemetry.shutdown()
 
@@ -105,6 +110,9 @@ def service_app(
     install_error_handlers(app)
     install_openapi(app, extra_paths=openapi_paths)
     app.include_router(health_router)
+    # Innermost: a slot is held until the response, streamed or not, is completely sent.
+    app.state.admission = Admission(settings.admission)
+    app.add_middleware(AdmissionMiddleware, admission=app.state.admission)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(
         CORSMiddleware,

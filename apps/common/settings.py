@@ -31,6 +31,28 @@ class AuthSettings(BaseModel):
     internal_token: SecretStr | None = None
 
 
+class AdmissionSettings(BaseModel):
+    """How many requests an app works on at once (see `apps.common.admission`).
+
+    Defaults from `bench/load.py` on the 2-core dev machine (see README, "Overload")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    # Requests one app process works on at once. The knee measured was ~150 req/s at ~40 ms per
+    # request, i.e. ~6 in flight; 32 leaves room for slow upstreams (streams hold their slot).
+    max_concurrent: int = Field(32, ge=1)
+    # Per user: a quarter of the app, so at least four users can be served at any time.
+    max_concurrent_per_user: int = Field(8, ge=1)
+    max_waiting: int = Field(64, ge=0)
+    max_wait_ms: int = Field(50, ge=0, le=10_000)
+    retry_after_seconds: int = Field(1, ge=1)
+    # Refuse (503) while the event loop lags more than this: the process is out of CPU. 0: never, the
+    # default until it is tuned on an uncontended machine (on the shared dev box a test server's
+    # loop lags past 250 ms under other people's load, and would refuse their tests' requests).
+    max_loop_lag_ms: int = Field(0, ge=0)
+
+
 class ServiceSettings(BaseSettings):
     """Fields every app shares."""
 
@@ -47,6 +69,7 @@ class ServiceSettings(BaseSettings):
     db_max_overflow: int = Field(10, ge=0)
     otel_exporter_otlp_endpoint: str | None = None
     auth: AuthSettings = AuthSettings()
+    admission: AdmissionSettings = AdmissionSettings()
     cors_origins: tuple[str, ...] = ("http://localhost", "http://localhost:3000", "http://127.0.0.1")
     # How long a write that backs a client's acknowledgement (a stored turn, a stored response) is
     # retried through a database outage before the client is told 503 (apps/common/durable.py).

@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from apps.common.admission import admit
 from apps.common.auth.principal import Authenticator
 from apps.common.errors import APIError
 from apps.mcp_tools.settings import McpToolsSettings
@@ -138,7 +139,7 @@ def mcp_endpoint(server: MCPServer[Any], settings: McpToolsSettings) -> Authenti
 
 
 class AuthenticatedEndpoint:
-    """Authenticates the caller, then hands the request to the MCP transport."""
+    """Authenticates and admits the caller (`apps.common.admission`), then hands over to the MCP transport."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -150,6 +151,7 @@ class AuthenticatedEndpoint:
             principal = await authenticator.authenticate(
                 headers.get("authorization"), headers.get("x-api-key")
             )
+            await admit(scope, principal.user_id)
         except APIError as exc:
             response = JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
             await response(scope, receive, send)

@@ -45,7 +45,7 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_database(app, settings) as engine:
             database_url = engine.url.render_as_string(hide_password=False)
-            registry = RunRegistry()
+            registry = RunRegistry(settings.max_running_responses)
             listener = CancelListener(database_url, registry.cancel_soon)
             await listener.begin()
             mcp_pool = httpx2.AsyncHTTPTransport(

@@ -30,6 +30,9 @@ class ResponseApiSettings(ServiceSettings):
     response_deadline: float = Field(600.0, gt=0)
     # Longest silence accepted from llm-api while it streams (a model may think before its first token).
     llm_read_timeout: float = Field(300.0, gt=0)
+    # Responses this process runs at once, background ones included (they outlive their request, so
+    # admission control does not count them); past it a new response is refused with a 503.
+    max_running_responses: int = Field(256, ge=1)
     # When a request names no tools, offer every tool mcp-tools lists.
     offer_mcp_tools_by_default: bool = True
     mcp_server_label: str = "jan"

@@ -107,3 +107,16 @@ async def test_a_full_queue_still_writes_everything() -> None:
         writer.submit(turn(number))
     await writer.stop()
     assert sorted(int(c.removeprefix("conv_")) for c, _, _ in store.written) == list(range(20))
+
+
+async def test_the_backlog_bound_is_reported_so_new_turns_can_be_refused() -> None:
+    store = FlakyStore(delay=0.05)
+    writer = writer_for(store, queue_size=3)
+    assert writer.has_room()
+    for number in range(5):  # past the bound: nothing acknowledged is dropped ...
+        writer.submit(turn(number))
+    assert not writer.has_room()  # ... but the chat route refuses new turns until it drains
+    writer.start()
+    await writer.stop()
+    assert writer.has_room()
+    assert sorted(int(c.removeprefix("conv_")) for c, _, _ in store.written) == list(range(5))

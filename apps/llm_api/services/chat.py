@@ -97,6 +97,13 @@ class ChatService:
                 param="model",
                 code="model_not_found",
             )
+        if request.conversation is not None and request.store is not False and not self.writer.has_room():
+            raise APIError(
+                503,
+                "Conversation turns are arriving faster than they can be stored; retry shortly.",
+                code="server_overloaded",
+                headers={"Retry-After": "1"},
+            )
         messages: list[dict[str, Any]] = body["messages"]
         conversation, history = await self._conversation(request, principal)
         store = request.store is not False

@@ -145,6 +145,15 @@ class TurnWriter:
         """Store a turn before the client is told it is done; `StorageUnavailable` if impossible."""
         await self._write(turn.conversation, turn.items(), turn, self.budget)
 
+    def has_room(self) -> bool:
+        """Whether the background backlog is under `queue_size`; a new turn is refused (503) when not.
+
+        A submitted turn is never dropped (past the queue it is written by a task of its own), so the
+        bound is kept by refusing new conversation turns up front (a full backlog means the database
+        is not keeping up); what overflows is then at most the requests admitted at once.
+        """
+        return self._queue.qsize() + len(self._overflow) < self.queue_size
+
     def submit(self, turn: Turn) -> None:
         """Record an unacknowledged (incomplete) turn in the background."""
         try:

@@ -107,6 +107,13 @@ class ResponseService:
         self._catalog = ToolCatalog(config.tools_cache_seconds)
 
     async def create(self, request: CreateResponseRequest, principal: Principal) -> ResponseRun:
+        if not self._registry.has_room():
+            raise APIError(
+                503,
+                "Too many responses are running; retry shortly.",
+                code="server_overloaded",
+                headers={"Retry-After": "1"},
+            )
         if request.previous_response_id and request.conversation_id:
             raise bad_request(
                 "Use either 'previous_response_id' or 'conversation', not both.", param="conversation"

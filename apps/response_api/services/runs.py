@@ -34,8 +34,18 @@ class Run:
 
 
 class RunRegistry:
-    def __init__(self) -> None:
+    """The runs this process holds, at most `max_runs` of them.
+
+    A background run outlives its request, so admission control (`apps.common.admission`) does not
+    bound them; this does: past `max_runs`, a new response is refused (503) before anything is stored.
+    """
+
+    def __init__(self, max_runs: int = 256) -> None:
         self._runs: dict[str, Run] = {}
+        self.max_runs = max_runs
+
+    def has_room(self) -> bool:
+        return len(self._runs) < self.max_runs
 
     def start(self, run: Run, execute: Callable[[Run], Awaitable[None]]) -> None:
         self._runs[run.state.id] = run

@@ -1,0 +1,196 @@
+"""Admission control: how many requests an app works on at once, in total and per user.
+
+Past its knee an app that accepts everything queues everything: latency grows to tens of seconds and
+throughput falls (issue 18 measured 58 req/s at 200 offered, against a knee near 150). Bounding the
+work in flight keeps the event loop at the knee; what is beyond the bound is answered at once:
+
+- a user already running `max_concurrent_per_user` requests gets **429** (`rate_limit_error`) and
+  `Retry-After`, without waiting: their own requests are what holds them back;
+- when the app runs `max_concurrent` requests, a new one waits in a short FIFO queue (at most
+  `max_waiting` requests, each at most `max_wait_ms`) for a slot another request frees; beyond that,
+  **503** (`service_unavailable`) and `Retry-After`;
+- when the process's event loop lags more than `max_loop_lag_ms` behind (measured every 50 ms),
+  **503** at once: the process is out of CPU, and a request admitted now would only slow every request
+  already in flight. This is the signal that catches a saturated core, which a concurrency bound
+  alone does not: the requests then queue before they ever reach the bound (in the loop's ready
+  queue). A flood that saturates the core by itself is for the gateway's rate limits to stop; this
+  keeps the process answering meanwhile.
+
+Where the user is known. The per-user bound is keyed on the authenticated `Principal.user_id`, so a user
+holding several API keys or tokens is one user. The route guard (`apps.common.guard`) authenticates
+before the body is parsed, and admits right after: authentication is cheap (a cached key lookup or a
+signature check), and keying on the raw credential before it would let one user with ten keys take ten
+shares. The per-user check comes before the app-wide queue, so a user's excess requests are refused
+without ever holding an app slot: however hard one user floods, at most `max_concurrent_per_user` of
+the app's slots are theirs, and another user's request finds a free slot (or waits at most
+`max_wait_ms` behind other users).
+
+Only routes that authenticate a caller are admitted this way; health, readiness, JWKS and the
+internal routes (peer-to-peer, guarded by the internal token) never are, so probes and API-key
+validation keep working under overload.
+
+Slots are held until the response is completely sent: `AdmissionMiddleware` gives each request a
+`Ticket`, the guard fills it, and the middleware releases it when the app's ASGI call returns, which for
+a streaming response is when the stream has ended (or the client has gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from apps.common.errors import APIError
+from apps.common.settings import AdmissionSettings
+
+SCOPE_KEY = "jan.admission"
+LAG_INTERVAL = 0.05
+
+
+class Admission:
+    """Counts of requests in flight, app-wide and per user, with a short FIFO wait for an app slot."""
+
+    def __init__(self, settings: AdmissionSettings) -> None:
+        self.settings = settings
+        self.in_flight = 0
+        self.per_user: dict[str, int] = {}
+        self._waiters: deque[asyncio.Future[bool]] = deque()
+        self.loop_lag = 0.0  # seconds, the latest measurement of `watch_loop`
+
+    async def watch_loop(self, interval: float = LAG_INTERVAL) -> None:
+        """Measure how late the event loop wakes a sleeper; runs for the app's lifetime."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(interval)
+            self.loop_lag = max(0.0, loop.time() - started - interval)
+
+    def saturated(self) -> bool:
+        limit = self.settings.max_loop_lag_ms
+        return limit > 0 and self.loop_lag * 1000 > limit
+
+    async def admit(self, user_id: str) -> None:
+        """Take a slot for `user_id`, or raise the 429/503 that says why not."""
+        limits = self.settings
+        held = self.per_user.get(user_id, 0)
+        if held >= limits.max_concurrent_per_user:
+            raise self._refusal(
+                429,
+                f"Too many concurrent requests: at most {limits.max_concurrent_per_user} per user.",
+                "too_many_concurrent_requests",
+            )
+        if self.saturated():
+            raise self._overloaded()
+        self.per_user[user_id] = held + 1
+        try:
+            await self._take_app_slot()
+        except BaseException:
+            self._release_user(user_id)
+            raise
+
+    def release(self, user_id: str) -> None:
+        self._release_user(user_id)
+        self._release_app_slot()
+
+    async def _take_app_slot(self) -> None:
+        limits = self.settings
+        if self.in_flight < limits.max_concurrent and not self._waiters:
+            self.in_flight += 1
+            return
+        if len(self._waiters) >= limits.max_waiting or limits.max_wait_ms == 0:
+            raise self._overloaded()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters.append(waiter)
+        expiry = loop.call_later(limits.max_wait_ms / 1000, _expire, waiter)
+        try:
+            handed = await waiter
+        except asyncio.CancelledError:
+            # Cancelled after a slot was handed over but before this task resumed: give it back.
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self._release_app_slot()
+            raise
+        finally:
+            expiry.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+        if not handed:
+            raise self._overloaded()
+
+    def _release_app_slot(self) -> None:
+        # The slot passes straight to the oldest waiter, so a newcomer cannot overtake the queue.
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
+        self.in_flight -= 1
+
+    def _release_user(self, user_id: str) -> None:
+        held = self.per_user.get(user_id, 0) - 1
+        if held > 0:
+            self.per_user[user_id] = held
+        else:
+            self.per_user.pop(user_id, None)
+
+    def _overloaded(self) -> APIError:
+        return self._refusal(
+            503, "The service is at capacity; retry after the indicated delay.", "server_overloaded"
+        )
+
+    def _refusal(self, status: int, message: str, code: str) -> APIError:
+        return APIError(
+            status, message, code=code, headers={"Retry-After": str(self.settings.retry_after_seconds)}
+        )
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
+@dataclass
+class Ticket:
+    """One request's admission: filled by the route guard, released by the middleware."""
+
+    admission: Admission
+    user_id: str | None = field(default=None, init=False)
+
+    async def admit(self, user_id: str) -> None:
+        if self.user_id is not None:
+            return
+        await self.admission.admit(user_id)
+        self.user_id = user_id
+
+    def release(self) -> None:
+        if self.user_id is not None:
+            self.admission.release(self.user_id)
+            self.user_id = None
+
+
+async def admit(scope: Scope, user_id: str) -> None:
+    """Admit the request of `scope` for `user_id` (no-op when the app has no admission control)."""
+    ticket: Ticket | None = scope.get(SCOPE_KEY)
+    if ticket is not None:
+        await ticket.admit(user_id)
+
+
+class AdmissionMiddleware:
+    """Holds each request's `Ticket` until the response, streamed or not, is completely sent."""
+
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
+        self.app = app
+        self.admission = admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.admission.settings.enabled:
+            await self.app(scope, receive, send)
+            return
+        ticket = Ticket(self.admission)
+        scope[SCOPE_KEY] = ticket
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ticket.release()

@@ -1,0 +1,237 @@
+"""Open-loop load against llm-api: where the knee is, and what happens past it.
+
+llm-api runs as one uvicorn process (JWT auth, embedded Postgres) in front of `bench.fake_upstream`;
+the load generator offers a rising rate, each step for `--seconds`, sending every request at its
+scheduled time whether or not earlier ones have been answered (open loop: a slow server is not
+given a break, as real clients do not give one). Half the requests are streamed (8 chunks). Requests
+come from `--users` users round-robin, so the per-user bound is not what binds.
+
+Two series: plain chat completions, then every request a conversation turn (`conversation: {}`, a
+new conversation each time: the history read, the item writes and the turn writer are all on the
+path). Per step it prints the achieved rate (answered 200s per second, over the step or until its
+last answer if later), p50/p99 of the answered requests, errors (anything but 200/429/503, or no
+answer), refusals (429/503, and their p99: the refusal must be fast), and for conversation turns
+the turns stored (read from Postgres once the step has drained) against those acknowledged (200).
+
+`--no-admission` runs the same steps with admission control off (`ADMISSION__ENABLED=false`), to
+see the congestion collapse that admission control prevents. Loopback only; about 2 minutes.
+
+Run: `.venv/bin/python -m bench.load [--rates 50,100,200,300] [--seconds 6] [--no-admission]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from apps.common.auth.issuer import LocalIssuer
+from apps.common.migrations import upgrade
+from apps.gateway.embedded import embedded_postgres, free_port, wait_ready
+from bench.chat_overhead import _process, start_upstream
+
+AUDIENCE = "jan-bench"
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+STREAM_CHUNKS = 8
+DRAIN_SECONDS = 60.0
+
+
+@dataclass
+class Step:
+    rate: float
+    seconds: float
+    conversation: bool
+    latencies: list[float] = field(default_factory=list)
+    refusal_latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0
+    stored: int | None = None
+    kinds: dict[str, int] = field(default_factory=dict)  # what the errors were
+    wall: float = 0.0  # from the first request sent to the last answer
+
+    @property
+    def acknowledged(self) -> int:
+        return self.statuses.get(200, 0)
+
+    @property
+    def refused(self) -> int:
+        return self.statuses.get(429, 0) + self.statuses.get(503, 0)
+
+
+@dataclass
+class Target:
+    base: str
+    headers: list[dict[str, str]]
+    database_url: str
+
+
+def start_llm_api(stack: ExitStack, tmp: Path, upstream: str, users: int, admission: bool) -> Target:
+    database = stack.enter_context(embedded_postgres(tmp / "pg"))
+    upgrade("apps.llm_api", database.url)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    key_file = tmp / "issuer-key.pem"
+    issuer = LocalIssuer.from_key_file(key_file, base, AUDIENCE)
+    env = {
+        "DATABASE_URL": database.url,
+        "LOCAL_ISSUER_KEY_FILE": str(key_file),
+        "AUTH__ISSUER": base,
+        "AUTH__AUDIENCE": AUDIENCE,
+        "AUTH__JWKS_URL": f"{base}/.well-known/jwks.json",
+        "DEFAULT_PROVIDER_URL": upstream,
+        "DEFAULT_PROVIDER_NAME": "bench",
+        "MODEL_SYNC_INTERVAL_SECONDS": "0",
+        "LOG_LEVEL": "WARNING",
+        "ADMISSION__ENABLED": "true" if admission else "false",
+    }
+    command = [
+        *(sys.executable, "-m", "uvicorn", "apps.llm_api.main:create_app", "--factory"),
+        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"),
+    ]
+    process = stack.enter_context(_process(command, env))
+    wait_ready(f"{base}/readyz", process, 60)
+    headers = [
+        {"Authorization": f"Bearer {issuer.mint(f'load-user-{n}', ttl_seconds=3600)}"} for n in range(users)
+    ]
+    return Target(base, headers, database.url)
+
+
+async def one(session: aiohttp.ClientSession, target: Target, step: Step, number: int) -> None:
+    stream = number % 2 == 0
+    body: dict[str, object] = {"model": "bench/fake-model", "messages": MESSAGES, "stream": stream}
+    if stream:
+        body["max_tokens"] = STREAM_CHUNKS
+    if step.conversation:
+        body["conversation"] = {}
+    headers = target.headers[number % len(target.headers)]
+    started = time.perf_counter()
+    try:
+        async with session.post(f"{target.base}/v1/chat/completions", json=body, headers=headers) as response:
+            await response.read()
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        step.errors += 1
+        step.kinds[type(exc).__name__] = step.kinds.get(type(exc).__name__, 0) + 1
+        return
+    elapsed = time.perf_counter() - started
+    step.statuses[status] = step.statuses.get(status, 0) + 1
+    if status == 200:
+        step.latencies.append(elapsed)
+    elif status in (429, 503):
+        step.refusal_latencies.append(elapsed)
+    else:
+        step.errors += 1
+        step.kinds[str(status)] = step.kinds.get(str(status), 0) + 1
+
+
+async def run_step(session: aiohttp.ClientSession, target: Target, step: Step) -> float:
+    """Offer `step.rate` for `step.seconds`; returns the wall time until the last answer."""
+    total = int(step.rate * step.seconds)
+    tasks: list[asyncio.Task[None]] = []
+    started = time.perf_counter()
+    for number in range(total):
+        delay = started + number / step.rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(session, target, step, number)))
+    await asyncio.wait(tasks, timeout=DRAIN_SECONDS)
+    return time.perf_counter() - started
+
+
+async def stored_turns(database_url: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        items: int = await connection.fetchval("SELECT count(*) FROM llm_api.conversation_items")
+    finally:
+        await connection.close()
+    return items // 2  # a turn stores the user message and the assistant's answer
+
+
+async def settled_turns(database_url: str) -> int:
+    """Stored turns once the count stops moving (the turn writer stores after acknowledging)."""
+    count = await stored_turns(database_url)
+    for _ in range(60):
+        await asyncio.sleep(1)
+        now = await stored_turns(database_url)
+        if now == count:
+            break
+        count = now
+    return count
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def measure(target: Target, rates: list[float], seconds: float) -> list[Step]:
+    steps: list[Step] = []
+    # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so that a reused connection
+    # the server has just closed is not counted as a server error.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2)
+    timeout = aiohttp.ClientTimeout(total=DRAIN_SECONDS)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await run_step(session, target, Step(20, 2, conversation=True))  # warm-up
+        before = await settled_turns(target.database_url)
+        for conversation in (False, True):
+            for rate in rates:
+                step = Step(rate, seconds, conversation)
+                step.wall = await run_step(session, target, step)
+                if conversation:
+                    now = await settled_turns(target.database_url)
+                    step.stored, before = now - before, now
+                steps.append(step)
+                print(row(step), flush=True)
+                await asyncio.sleep(2)  # let the server settle between steps
+    return steps
+
+
+HEADER = (
+    "| offered | conversation | achieved | p50 / p99 ms (200s) | errors | refused (p99 ms) "
+    "| stored / acked |\n"
+    "|---|---|---|---|---|---|---|"
+)
+
+
+def row(step: Step) -> str:
+    achieved = step.acknowledged / max(step.seconds, step.wall)
+    refused = f"{step.refused} ({pct(step.refusal_latencies, 0.99):.0f})" if step.refused else "0"
+    stored = f"{step.stored} / {step.acknowledged}" if step.stored is not None else "—"
+    return (
+        f"| {step.rate:.0f} req/s | {'yes' if step.conversation else 'no'} | {achieved:.1f} req/s "
+        f"| {pct(step.latencies, 0.5):.0f} / {pct(step.latencies, 0.99):.0f} | {step.errors} | {refused} "
+        f"| {stored} |" + (f" {step.kinds}" if step.kinds else "")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rates", default="50,100,150,200,300")
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--users", type=int, default=16)
+    parser.add_argument("--no-admission", action="store_true")
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    with tempfile.TemporaryDirectory(prefix="jan-load-") as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
+        upstream = start_upstream(stack)
+        target = start_llm_api(stack, tmp, upstream, args.users, admission=not args.no_admission)
+        print(f"admission control {'off' if args.no_admission else 'on'}; {args.seconds:.0f} s per step")
+        print(HEADER, flush=True)
+        asyncio.run(measure(target, rates, args.seconds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Admission control (`apps.common.admission`): refusals past the bounds, fairness between users, streams.
+
+Handlers wait behind a gate the test opens, so "a request holds a slot" is a state, not a duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+
+from apps.common.admission import Admission
+from apps.common.auth import PrincipalDep
+from apps.common.errors import APIError
+from apps.common.service import service_app
+from apps.common.settings import AdmissionSettings, ServiceSettings
+from tests.common.test_service import eventually
+from tests.harness.issuer import TestIssuer
+from tests.harness.server import serve
+
+
+def build(issuer: TestIssuer, **limits: Any) -> FastAPI:
+    # The loop-lag refusal is tested on its own: on a busy test machine it would refuse anyone.
+    limits.setdefault("max_loop_lag_ms", 0)
+    settings = ServiceSettings(
+        service_name="admission-test", auth=issuer.auth_settings(), admission=AdmissionSettings(**limits)
+    )
+    app = service_app(settings, title="admission")
+    gate = {"open": False}
+    app.state.gate = gate
+
+    async def wait_for_gate() -> None:
+        # Polled: the test opens the gate from its own thread, outside the server's event loop.
+        while not gate["open"]:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+    @app.get("/work")
+    async def work(principal: PrincipalDep) -> dict[str, str]:
+        await wait_for_gate()
+        return {"sub": principal.subject}
+
+    @app.get("/stream")
+    async def stream(principal: PrincipalDep) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"data: first\n\n"
+            await wait_for_gate()
+            yield b"data: last\n\n"
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    return app
+
+
+@pytest.fixture
+def served(issuer: TestIssuer, request: pytest.FixtureRequest) -> Iterator[tuple[str, FastAPI]]:
+    app = build(issuer, **request.param)
+    with serve(app) as server:
+        yield server.url, app
+        app.state.gate["open"] = True
+
+
+def auth(issuer: TestIssuer, user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.mint(user)}"}
+
+
+def admission(app: FastAPI) -> Admission:
+    result: Admission = app.state.admission
+    return result
+
+
+def assert_refused(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert int(response.headers["retry-after"]) >= 1
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["type"] == ("rate_limit_error" if status == 429 else "service_unavailable")
+
+
+@pytest.mark.parametrize(
+    "served", [{"max_concurrent": 8, "max_concurrent_per_user": 2, "max_wait_ms": 5000}], indirect=True
+)
+def test_a_user_past_their_bound_gets_429_and_admitted_requests_succeed(
+    served: tuple[str, FastAPI], issuer: TestIssuer
+) -> None:
+    url, app = served
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            held = [
+                asyncio.create_task(client.get("/work", headers=auth(issuer, "flooder"))) for _ in range(2)
+            ]
+            await asyncio.to_thread(eventually, lambda: admission(app).per_user.get("flooder") == 2)
+            extra = await asyncio.gather(
+                *(client.get("/work", headers=auth(issuer, "flooder")) for _ in range(5))
+            )
+            for response in extra:
+                assert_refused(response, 429, "too_many_concurrent_requests")
+            app.state.gate["open"] = True
+            for response in await asyncio.gather(*held):
+                assert response.status_code == 200
+            assert admission(app).in_flight == 0 and admission(app).per_user == {}
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "served", [{"max_concurrent": 2, "max_concurrent_per_user": 2, "max_waiting": 0}], indirect=True
+)
+def test_at_capacity_a_request_gets_503_and_health_stays_exempt(
+    served: tuple[str, FastAPI], issuer: TestIssuer
+) -> None:
+    url, app = served
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            held = [asyncio.create_task(client.get("/work", headers=auth(issuer, "a"))) for _ in range(2)]
+            await asyncio.to_thread(eventually, lambda: admission(app).in_flight == 2)
+            assert_refused(await client.get("/work", headers=auth(issuer, "b")), 503, "server_overloaded")
+            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/readyz")).status_code == 200
+            # Unauthenticated requests are refused by auth, not counted.
+            assert (await client.get("/work")).status_code == 401
+            app.state.gate["open"] = True
+            assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "served",
+    [{"max_concurrent": 1, "max_concurrent_per_user": 1, "max_waiting": 1, "max_wait_ms": 10_000}],
+    indirect=True,
+)
+def test_a_queued_request_takes_the_slot_a_finished_one_frees(
+    served: tuple[str, FastAPI], issuer: TestIssuer
+) -> None:
+    url, app = served
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            first = asyncio.create_task(client.get("/work", headers=auth(issuer, "a")))
+            await asyncio.to_thread(eventually, lambda: admission(app).in_flight == 1)
+            queued = asyncio.create_task(client.get("/work", headers=auth(issuer, "b")))
+            await asyncio.to_thread(eventually, lambda: len(admission(app)._waiters) == 1)
+            # The queue is full: the next one is refused at once.
+            assert_refused(await client.get("/work", headers=auth(issuer, "c")), 503, "server_overloaded")
+            app.state.gate["open"] = True
+            assert (await first).status_code == 200
+            assert (await queued).status_code == 200
+            assert admission(app).in_flight == 0
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "served", [{"max_concurrent": 6, "max_concurrent_per_user": 2, "max_wait_ms": 10_000}], indirect=True
+)
+def test_one_user_flooding_does_not_keep_another_user_out(
+    served: tuple[str, FastAPI], issuer: TestIssuer
+) -> None:
+    url, app = served
+
+    async def scenario() -> None:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+            flood = [
+                asyncio.create_task(client.get("/work", headers=auth(issuer, "flooder"))) for _ in range(60)
+            ]
+            await asyncio.to_thread(eventually, lambda: admission(app).per_user.get("flooder") == 2)
+            # While the flood is held, the other user's request is admitted (it holds a slot) ...
+            other = asyncio.create_task(client.get("/work", headers=auth(issuer, "quiet")))
+            await asyncio.to_thread(eventually, lambda: admission(app).per_user.get("quiet") == 1)
+            assert not admission(app)._waiters
+            app.state.gate["open"] = True
+            # ... and answered; the flooder got its share and 429s for the rest, never a 503.
+            assert (await other).status_code == 200
+            statuses = [r.status_code for r in await asyncio.gather(*flood)]
+            assert set(statuses) <= {200, 429} and statuses.count(200) >= 2
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("served", [{"max_concurrent": 4, "max_concurrent_per_user": 1}], indirect=True)
+def test_a_stream_holds_its_slot_until_it_ends(served: tuple[str, FastAPI], issuer: TestIssuer) -> None:
+    url, app = served
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            async with client.stream("GET", "/stream", headers=auth(issuer, "a")) as stream:
+                assert stream.status_code == 200
+                lines = stream.aiter_lines()
+                assert await anext(lines) == "data: first"
+                # The handler has returned; the stream has not ended: the slot is still held.
+                assert_refused(
+                    await client.get("/work", headers=auth(issuer, "a")), 429, "too_many_concurrent_requests"
+                )
+                app.state.gate["open"] = True
+                rest = [line async for line in lines]
+                assert "data: last" in rest
+            await asyncio.to_thread(eventually, lambda: admission(app).in_flight == 0)
+            assert (await client.get("/work", headers=auth(issuer, "a"))).status_code == 200
+
+    asyncio.run(scenario())
+
+
+def test_a_waiter_that_times_out_is_refused_and_leaves_no_slot_behind() -> None:
+    async def scenario() -> None:
+        gate = Admission(AdmissionSettings(max_concurrent=1, max_concurrent_per_user=5, max_wait_ms=1))
+        await gate.admit("a")
+        with pytest.raises(APIError) as refused:
+            await gate.admit("b")
+        assert refused.value.status_code == 503 and refused.value.headers == {"Retry-After": "1"}
+        assert gate.per_user == {"a": 1} and not gate._waiters
+        gate.release("a")
+        assert gate.in_flight == 0 and gate.per_user == {}
+
+    asyncio.run(scenario())
+
+
+def test_a_waiter_cancelled_after_being_handed_a_slot_gives_it_back() -> None:
+    async def scenario() -> None:
+        gate = Admission(AdmissionSettings(max_concurrent=1, max_wait_ms=10_000))
+        await gate.admit("a")
+        waiting = asyncio.create_task(gate.admit("b"))
+        await asyncio.sleep(0)
+        assert len(gate._waiters) == 1
+        gate.release("a")  # hands the slot to "b" ...
+        waiting.cancel()  # ... which is cancelled before it resumes
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert gate.in_flight == 0 and gate.per_user == {}
+
+    asyncio.run(scenario())
+
+
+def test_a_lagging_event_loop_refuses_new_requests_with_503() -> None:
+    async def scenario() -> None:
+        gate = Admission(AdmissionSettings(max_loop_lag_ms=100))
+        gate.loop_lag = 0.5  # as `watch_loop` measures it when the process is out of CPU
+        with pytest.raises(APIError) as refused:
+            await gate.admit("a")
+        assert refused.value.status_code == 503 and refused.value.code == "server_overloaded"
+        assert gate.in_flight == 0 and gate.per_user == {}
+        gate.loop_lag = 0.0
+        await gate.admit("a")
+        assert gate.in_flight == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_loop_watch_measures_a_blocked_loop() -> None:
+    async def scenario() -> None:
+        gate = Admission(AdmissionSettings(max_loop_lag_ms=100))
+        watch = asyncio.create_task(gate.watch_loop(interval=0.01))
+        await asyncio.sleep(0)
+        time.sleep(0.3)  # noqa: ASYNC251 - blocking the loop on purpose, as a saturated core does
+        for _ in range(100):  # until the watch has woken (late) once
+            await asyncio.sleep(0)
+            if gate.loop_lag:
+                break
+        watch.cancel()
+        assert gate.saturated()
+
+    asyncio.run(scenario())
