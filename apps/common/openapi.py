@@ -199,7 +199,8 @@ def _statuses(path: str, method: str, operation: dict[str, Any], dependant: Depe
     if dependant is not None:
         calls = set(_dependency_calls(dependant))
         if calls & {get_principal, get_optional_principal}:
-            statuses.add(401)
+            # Authenticated calls are admitted per user (apps/common/admission.py): 429 over the share.
+            statuses |= {401, 429}
         if require_admin in calls:
             statuses.add(403)
     return statuses
