@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import SecretStr
 
+from apps.common.settings import AdmissionSettings
 from apps.media_api.main import create_app
 from apps.media_api.settings import MediaApiSettings
 from tests.harness.issuer import TestIssuer
@@ -102,6 +103,9 @@ def settings_for(
         "media_max_bytes": MAX_BYTES,
         "media_remote_fetch_timeout": 1.0,
         "media_remote_fetch_allow": ("public.test",),
+        # These tests upload many files at once as one user on purpose (id races, S3 faults);
+        # admission's per-user share is tested in tests/common/test_admission.py.
+        "admission": AdmissionSettings(max_concurrent=64, max_concurrent_per_user=64),
     }
     values.update(overrides)
     return MediaApiSettings(**values)

@@ -51,6 +51,9 @@ def _env(database_url: str, s3_endpoint: str, issuer: TestIssuer) -> dict[str, s
             "AUTH__AUDIENCE": issuer.audience,
             "AUTH__JWKS_URL": issuer.jwks_url,
             "LOG_LEVEL": "WARNING",
+            # Many concurrent uploads as one user, on purpose (see conftest.settings_for).
+            "ADMISSION__MAX_CONCURRENT": "64",
+            "ADMISSION__MAX_CONCURRENT_PER_USER": "64",
         }
     )
     return env
