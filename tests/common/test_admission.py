@@ -20,9 +20,9 @@ from apps.common.auth import PrincipalDep
 from apps.common.errors import APIError
 from apps.common.service import service_app
 from apps.common.settings import AdmissionSettings, ServiceSettings
-from tests.common.test_service import eventually
 from tests.harness.issuer import TestIssuer
 from tests.harness.server import serve
+from tests.harness.waiting import eventually
 
 
 def build(issuer: TestIssuer, **limits: Any) -> FastAPI:

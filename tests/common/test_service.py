@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -22,13 +21,7 @@ from apps.common.service import service_app
 from apps.common.settings import ServiceSettings
 from tests.harness.issuer import TestIssuer
 from tests.harness.server import serve
-
-
-def eventually(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+from tests.harness.waiting import eventually
 
 
 class Item(BaseModel):

@@ -22,6 +22,7 @@ import orjson
 from apps.gateway.embedded import EmbeddedPostgres
 from tests.harness.issuer import TestIssuer
 from tests.harness.upstream import FakeUpstream, Reply
+from tests.harness.waiting import eventually_async as eventually
 from tests.llm_api.conftest import FAKE_MODEL, LlmApi, llm_api_settings, running_llm_api
 
 N = 8  # concurrent turns: half streamed, half plain; half into existing conversations, half new
@@ -92,14 +93,6 @@ async def stream_turn(http: httpx.AsyncClient, outcome: Outcome, conversation: A
                 if choice.get("finish_reason"):
                     outcome.content_complete.set()
     return outcome
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    for _ in range(600):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting until {what}")
 
 
 async def start_turns(

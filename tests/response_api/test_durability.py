@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +30,7 @@ from tests.harness.issuer import TestIssuer
 from tests.harness.sandbox import FakeSandbox
 from tests.harness.server import serve
 from tests.harness.upstream import FakeUpstream, Reply
+from tests.harness.waiting import eventually_async as eventually
 from tests.response_api.conftest import MAX_DEPTH, MODEL, TOOL_TIMEOUT, Peers, auth_settings
 from tests.response_api.scripts import answer, call, tool_round
 from tests.response_api.test_loop import executions
@@ -117,14 +118,6 @@ async def _stream(http: httpx.AsyncClient, outcome: Outcome, body: dict[str, Any
             elif kind in ("response.completed", "response.failed", "response.incomplete"):
                 _ended(outcome, event["response"])
     return outcome
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    for _ in range(600):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting until {what}")
 
 
 async def poll(http: httpx.AsyncClient, outcome: Outcome) -> None:
