@@ -17,11 +17,13 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from apps.common.ids import random_id
 from apps.llm_api.chat_tables import ConversationRow, ItemRow
+from apps.llm_api.services import turn_store
 from apps.llm_api.services.items import ItemBody
+from apps.llm_api.services.turn_store import TurnRecord
 
 Order = Literal["asc", "desc"]
 T = TypeVar("T")
@@ -151,31 +153,20 @@ class ConversationStore:
                 return []
             return await self._insert_items(session, locked, items)
 
-    async def record_turn(
-        self, conversation: ConversationRow, items: list[NewItem], *, title: str | None, new: bool
-    ) -> None:
-        """Append one completion's items in one transaction; sets the title if there is none yet.
+    async def conversation_with_history(
+        self, user_id: str, public_id: str, limit: int
+    ) -> tuple[ConversationRow, list[ItemBody]] | None:
+        """The caller's conversation and its recent history in one round trip (`turn_store.py`)."""
+        return await turn_store.conversation_with_history(self._engine, user_id, public_id, limit)
 
-        A `new` conversation (`conversation: {}` on a stored turn) is inserted here, with its first
-        turn, so a turn that cannot be stored leaves no empty conversation behind.
-        """
-        async with self._sessions() as session, session.begin():
-            if new:
-                row: ConversationRow | None = ConversationRow(
-                    public_id=conversation.public_id,
-                    user_id=conversation.user_id,
-                    title=conversation.title,
-                    metadata_=conversation.metadata_ or {},
-                )
-                session.add(row)
-                await session.flush()
-            else:
-                row = await session.get(ConversationRow, conversation.id, with_for_update=True)
-            if row is None:  # deleted while the completion ran
-                return
-            if title and not row.title:
-                row.title = title
-            await self._insert_items(session, row, items)
+    async def record_turns(self, turns: list[TurnRecord]) -> None:
+        """Several turns in one transaction (group commit, `turn_store.py`)."""
+        await turn_store.write_turns(self._engine, turns)
+
+    @property
+    def _engine(self) -> AsyncEngine:
+        engine: AsyncEngine = self._sessions.kw["bind"]
+        return engine
 
     async def replay_items(self, conversation: ConversationRow, limit: int) -> list[ItemRow]:
         """The last `limit` items of any status, oldest first (what a response continues from)."""
