@@ -103,11 +103,11 @@ def test_serve_runs_several_worker_processes_on_one_port(database_url: str) -> N
         eventually(lambda: _answers(f"http://127.0.0.1:{port}/readyz"), timeout=90)
         children = f"/proc/{server.pid}/task/{server.pid}/children"
         # uvicorn's supervisor, its two workers, and multiprocessing's resource tracker.
-        eventually(lambda: len(open(children).read().split()) >= 2, timeout=30)  # noqa: SIM115
+        eventually(lambda: len(open(children).read().split()) >= 2, timeout=30)
         workers = [
             pid
-            for pid in open(children).read().split()  # noqa: SIM115
-            if "resource_tracker" not in open(f"/proc/{pid}/cmdline").read()  # noqa: SIM115
+            for pid in open(children).read().split()
+            if "resource_tracker" not in open(f"/proc/{pid}/cmdline").read()
         ]
         assert len(workers) == 2
         assert all(_answers(f"http://127.0.0.1:{port}/healthz") for _ in range(10))

@@ -73,7 +73,10 @@ async def conversation_with_history(
         return None
     first = rows[0]._mapping
     conversation = ConversationRow(
-        **{attribute: first[_conversations.c[column]] for column, attribute in _CONVERSATION_ATTRIBUTES.items()}
+        **{
+            attribute: first[_conversations.c[column]]
+            for column, attribute in _CONVERSATION_ATTRIBUTES.items()
+        }
     )
     history: list[ItemBody] = []
     for row in rows:
