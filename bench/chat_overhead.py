@@ -146,7 +146,7 @@ def start_litellm(stack: ExitStack, tmp: Path, upstream: str) -> Arm:
     process = stack.enter_context(
         _process(command, {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"})
     )
-    wait_ready(f"http://127.0.0.1:{port}/health/liveliness", process, 120)
+    wait_ready(f"http://127.0.0.1:{port}/health/liveliness", process, 300)  # slow to import on a busy box
     return Arm("litellm", f"http://127.0.0.1:{port}/v1", "litellm-", {"Authorization": "Bearer sk-master"})
 
 

@@ -286,9 +286,8 @@ def summary(steps: list[Step]) -> None:
             )
     if len(costs) == 2:
         share = costs[False] / costs[True]
-        print(
-            f"CPU-bound knee, conversation / plain = {share:.2f} (target >= 0.80) {'ok' if share >= 0.8 else 'MISSED'}"
-        )
+        verdict = "ok" if share >= 0.8 else "MISSED"
+        print(f"CPU-bound knee, conversation / plain = {share:.2f} (target >= 0.80) {verdict}")
     knees: dict[bool, Step] = {}
     for conversation in (False, True):
         series = [s for s in steps if s.conversation is conversation]
