@@ -17,8 +17,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apps.gateway.routes import APPS, AppName
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 _APP_CHOICES = [name.value for name in AppName]
 
@@ -123,16 +127,16 @@ def _serve(app: AppName, host: str, port: int | None, workers: int = 1) -> int:
 _SERVE_APP_ENV = "JAN_SERVE_APP"
 
 
-def worker_app() -> object:
+def worker_app() -> FastAPI:
     """The app a `serve --workers N` worker process runs (named by the supervisor's environment)."""
     return _built(AppName(os.environ[_SERVE_APP_ENV]))
 
 
-def _built(app: AppName) -> object:
+def _built(app: AppName) -> FastAPI:
     from apps.common.logs import configure_logging  # noqa: PLC0415
 
     main_module = importlib.import_module(f"{APPS[app].package}.main")
-    application = main_module.create_app()
+    application: FastAPI = main_module.create_app()
     configure_logging(application.state.settings.log_level, application.state.settings.log_format)
     return application
 

@@ -17,9 +17,9 @@ concurrent writer (a response's items, another process's batch) never takes the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import bindparam, func, insert, select, true, update
+from sqlalchemy import Table, bindparam, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apps.common.ids import random_id
@@ -29,8 +29,8 @@ from apps.llm_api.services.items import ItemBody
 if TYPE_CHECKING:  # conversations.py delegates here, so only the type is taken from it
     from apps.llm_api.services.conversations import NewItem
 
-_conversations = ConversationRow.__table__
-_items = ItemRow.__table__
+_conversations = cast(Table, ConversationRow.__table__)
+_items = cast(Table, ItemRow.__table__)
 # Attribute name of each conversation column (`metadata_` is stored as `metadata`), so a row read with
 # Core becomes the same detached `ConversationRow` the ORM would give, whatever columns it gains.
 _CONVERSATION_ATTRIBUTES = {
@@ -103,14 +103,14 @@ async def write_turns(engine: AsyncEngine, turns: list[TurnRecord]) -> None:
                 .with_for_update()
             )
             present = set(locked)
-            last = dict(
+            last: dict[int, int] = dict(
                 (
                     await connection.execute(
                         select(_items.c.conversation_id, func.max(_items.c.sequence))
                         .where(_items.c.conversation_id.in_(present))
                         .group_by(_items.c.conversation_id)
                     )
-                ).all()
+                ).tuples()
             )
             titles: dict[int, str | None] = {}
             for turn in turns:
