@@ -103,15 +103,12 @@ async def write_turns(engine: AsyncEngine, turns: list[TurnRecord]) -> None:
                 .with_for_update()
             )
             present = set(locked)
-            last: dict[int, int] = dict(
-                (
-                    await connection.execute(
-                        select(_items.c.conversation_id, func.max(_items.c.sequence))
-                        .where(_items.c.conversation_id.in_(present))
-                        .group_by(_items.c.conversation_id)
-                    )
-                ).tuples()
+            numbered = await connection.execute(
+                select(_items.c.conversation_id, func.max(_items.c.sequence))
+                .where(_items.c.conversation_id.in_(present))
+                .group_by(_items.c.conversation_id)
             )
+            last: dict[int, int] = dict(numbered.tuples().all())
             titles: dict[int, str | None] = {}
             for turn in turns:
                 if not turn.new and turn.conversation.id in present:
