@@ -24,6 +24,29 @@ class Conversation(Open):
     created_at: int
     title: str | None = None
     metadata: dict[str, Any]
+    project_id: str | None = None
+
+
+class Project(Open):
+    """A project: its instructions are put before every chat turn and response of its conversations
+    (as a system message, never stored as an item). Deleting a project keeps its conversations and
+    detaches them (`project_id` becomes null)."""
+
+    id: str
+    object: Literal["project"]
+    name: str
+    instructions: str | None = None
+    metadata: dict[str, Any]
+    created_at: int
+    updated_at: int
+
+
+class ProjectDeleted(Open):
+    """The project is gone; its conversations remain, with `project_id: null`."""
+
+    id: str
+    object: Literal["project.deleted"]
+    deleted: bool
 
 
 class ConversationDeleted(Open):
@@ -49,6 +72,10 @@ class Page(Open):
 
 class ConversationList(Page):
     data: list[Conversation]
+
+
+class ProjectList(Page):
+    data: list[Project]
 
 
 class ConversationItemList(Page):
@@ -104,6 +131,7 @@ class ChatCompletion(Open):
 _CONVERSATION = "/v1/conversations/{conversation_id}"
 _ITEMS = f"{_CONVERSATION}/items"
 _PROVIDERS = "/v1/admin/providers"
+_PROJECT = "/v1/projects/{project_id}"
 
 RESPONSE_MODELS: ResponseModels = {
     ("POST", "/v1/chat/completions"): ChatCompletion,
@@ -118,6 +146,12 @@ RESPONSE_MODELS: ResponseModels = {
     ("POST", _ITEMS): ConversationItemList,
     ("GET", f"{_ITEMS}/{{item_id}}"): ConversationItem,
     ("DELETE", f"{_ITEMS}/{{item_id}}"): Conversation,
+    ("POST", "/v1/projects"): Project,
+    ("GET", "/v1/projects"): ProjectList,
+    ("GET", _PROJECT): Project,
+    ("POST", _PROJECT): Project,
+    ("PATCH", _PROJECT): Project,
+    ("DELETE", _PROJECT): ProjectDeleted,
     ("GET", _PROVIDERS): ProviderList,
     ("POST", _PROVIDERS): Provider,
     ("POST", f"{_PROVIDERS}/sync"): ProviderList,
@@ -132,4 +166,5 @@ ERROR_STATUSES: ErrorStatuses = {
     ("POST", "/v1/chat/completions"): (404, 502, 504),
     ("POST", "/v1/auth/api-keys"): (403,),  # guests may not create keys
     ("POST", _PROVIDERS): (409,),
+    ("POST", "/v1/conversations"): (404,),  # a `project_id` that is not the caller's
 }

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from tests.harness.waiting import eventually_async
 from tests.media_api.conftest import data_url, unique_png
 
 
 async def upload(client: httpx.AsyncClient, data: bytes) -> str:
-    created = await client.post("/v1/media", json={"source": {"type": "data_url", "data_url": data_url(data)}})
+    created = await client.post(
+        "/v1/media", json={"source": {"type": "data_url", "data_url": data_url(data)}}
+    )
     assert created.status_code == 200, created.text
     media_id: str = created.json()["id"]
     return media_id
@@ -40,8 +42,7 @@ async def test_each_call_signs_a_fresh_url(alice: httpx.AsyncClient) -> None:
     first = (await alice.get(f"/v1/media/{media_id}/presign")).json()
     # The signature covers the signing time (whole seconds): wait for the next second, not a duration.
     start = int(time.time())
-    while int(time.time()) == start:
-        await asyncio.sleep(0.05)
+    await eventually_async(lambda: int(time.time()) > start, "the clock reaches the next second")
     second = (await alice.get(f"/v1/media/{media_id}/presign")).json()
     assert second["url"] != first["url"] and second["expires_at"] > first["expires_at"]
 
