@@ -52,6 +52,7 @@ def configured_providers(settings: LlmApiSettings) -> list[Provider]:
             kind=settings.default_provider_kind,
             base_url=settings.default_provider_url,
             api_key=key.get_secret_value() if key else None,
+            catalog=settings.default_provider_catalog,
         )
         if any(p.name == config.name for p in providers):
             raise ProvidersFileError(f"provider '{config.name}' is in the providers file and the environment")

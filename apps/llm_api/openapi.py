@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from apps.common.openapi import ErrorStatuses, ResponseModels
+from apps.llm_api.providers.catalog import Capabilities, ModelCatalog
 
 
 class Open(BaseModel):
@@ -82,11 +83,26 @@ class ConversationItemList(Page):
     data: list[ConversationItem]
 
 
+class ModelProvider(Open):
+    id: str
+    name: str
+    kind: str
+
+
 class Model(Open):
+    """OpenAI's model object plus its catalog metadata and the provider that serves it; a capability
+    nobody declared is `false` ("not declared")."""
+
     id: str
     object: Literal["model"]
     created: int
     owned_by: str | None = None
+    aliases: list[str] = []
+    context_length: int | None = None
+    max_output_tokens: int | None = None
+    capabilities: Capabilities | None = None
+    description: str | None = None
+    provider: ModelProvider | None = None
 
 
 class ModelList(Open):
@@ -105,6 +121,7 @@ class Provider(Open):
     source: str
     api_key_hint: str | None = None
     models: list[str]
+    catalog: dict[str, ModelCatalog] = {}
 
 
 class ProviderList(Open):
