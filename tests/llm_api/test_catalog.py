@@ -128,12 +128,13 @@ def test_admin_sets_and_replaces_a_providers_catalog(llm_api: LlmApi, vllm_like:
             http.patch(f"/v1/admin/providers/{provider['id']}", json={"vendor": "catalogued"})
             assert extra(llm_api.client().models.retrieve("catalogued/small"))["max_output_tokens"] == 100
 
-            for bad in (
+            bad_catalogs: list[dict[str, Any]] = [
                 {"Small": {"context_length": 0}},
                 {"Small": {"capabilities": {"tools": "yes please"}}},
                 {"Small": {"price": 1}},
                 {"": {}},
-            ):
+            ]
+            for bad in bad_catalogs:
                 refused = http.patch(f"/v1/admin/providers/{provider['id']}", json={"catalog": bad})
                 assert refused.status_code == 400, (bad, refused.text)
         finally:
