@@ -5,6 +5,11 @@ missing one (the routes answer 404 for both). Items are numbered per conversatio
 writer takes a row lock on the conversation before numbering, so concurrent turns never collide.
 Cursors are public ids: `after=<id>` continues after that object in the requested order.
 
+A conversation may belong to one of its owner's projects (`project_id`); attaching takes a key-share
+lock on the project row, so a project deleted at the same moment either detaches the conversation
+after it (the foreign key's `SET NULL`) or is already gone and the attach is refused (404). A turn
+reads its conversation and its project's instructions in one query (`get_with_instructions`).
+
 Items that come with an id (a response's items, appended by response-api) keep it, so a response's
 output item and the conversation item are one object; an id already taken (a client replaying an
 earlier item as input) is replaced by a fresh one rather than failing the write.
@@ -14,15 +19,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import EllipsisType
 from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from apps.common.ids import random_id
-from apps.llm_api.chat_tables import ConversationRow, ItemRow
+from apps.llm_api.chat_tables import ConversationRow, ItemRow, ProjectRow
 from apps.llm_api.services import turn_store
 from apps.llm_api.services.items import ItemBody
+from apps.llm_api.services.projects import find_project, project_missing
 from apps.llm_api.services.turn_store import TurnRecord
 
 Order = Literal["asc", "desc"]
@@ -58,10 +65,17 @@ class ConversationStore:
         title: str | None = None,
         metadata: dict[str, str] | None = None,
         items: list[NewItem] | None = None,
+        project_id: str | None = None,
     ) -> ConversationRow:
         async with self._sessions() as session, session.begin():
+            if project_id is not None:
+                await self._attachable(session, user_id, project_id)
             row = ConversationRow(
-                public_id=random_id("conv"), user_id=user_id, title=title, metadata_=metadata or {}
+                public_id=random_id("conv"),
+                user_id=user_id,
+                title=title,
+                metadata_=metadata or {},
+                project_id=project_id,
             )
             session.add(row)
             await session.flush()
@@ -73,11 +87,38 @@ class ConversationStore:
         async with self._sessions() as session:
             return await self._owned(session, user_id, public_id)
 
+    async def get_with_instructions(
+        self, user_id: str, public_id: str
+    ) -> tuple[ConversationRow, str | None] | None:
+        """The caller's conversation and its project's instructions (None without a project)."""
+        query = (
+            select(ConversationRow, ProjectRow.instructions)
+            .outerjoin(
+                ProjectRow,
+                (ProjectRow.public_id == ConversationRow.project_id)
+                & (ProjectRow.user_id == ConversationRow.user_id),
+            )
+            .where(ConversationRow.public_id == public_id, ConversationRow.user_id == user_id)
+        )
+        async with self._sessions() as session:
+            found = (await session.execute(query)).first()
+        return None if found is None else (found[0], found[1])
+
+    async def project_instructions(self, user_id: str, project_id: str) -> str | None:
+        """The instructions of the caller's project; a 404 (`param: conversation`) if it is not theirs."""
+        async with self._sessions() as session:
+            project = await find_project(session, user_id, project_id)
+        if project is None:
+            raise project_missing(project_id, "conversation")
+        return project.instructions
+
     async def list_conversations(
-        self, user_id: str, *, limit: int, after: str | None, order: Order
+        self, user_id: str, *, limit: int, after: str | None, order: Order, project_id: str | None = None
     ) -> Page[ConversationRow]:
         async with self._sessions() as session:
             query = select(ConversationRow).where(ConversationRow.user_id == user_id)
+            if project_id is not None:
+                query = query.where(ConversationRow.project_id == project_id)
             if after is not None:
                 anchor = await self._owned(session, user_id, after)
                 if anchor is None:
@@ -92,12 +133,23 @@ class ConversationStore:
         return Page(rows[:limit], len(rows) > limit)
 
     async def update(
-        self, user_id: str, public_id: str, *, title: str | None, metadata: dict[str, str] | None
+        self,
+        user_id: str,
+        public_id: str,
+        *,
+        title: str | None,
+        metadata: dict[str, str] | None,
+        project_id: str | EllipsisType | None = ...,
     ) -> ConversationRow | None:
+        """Change what is given; `project_id` moves the conversation (None detaches, `...` keeps)."""
         async with self._sessions() as session, session.begin():
             row = await self._owned(session, user_id, public_id)
             if row is None:
                 return None
+            if not isinstance(project_id, EllipsisType):
+                if project_id is not None:
+                    await self._attachable(session, user_id, project_id)
+                row.project_id = project_id
             if title is not None:
                 row.title = title
             if metadata is not None:
@@ -155,8 +207,9 @@ class ConversationStore:
 
     async def conversation_with_history(
         self, user_id: str, public_id: str, limit: int
-    ) -> tuple[ConversationRow, list[ItemBody]] | None:
-        """The caller's conversation and its recent history in one round trip (`turn_store.py`)."""
+    ) -> tuple[ConversationRow, list[ItemBody], str | None] | None:
+        """The caller's conversation, its recent history and its project's instructions (None without
+        a project), in one round trip (`turn_store.py`)."""
         return await turn_store.conversation_with_history(self._engine, user_id, public_id, limit)
 
     async def record_turns(self, turns: list[TurnRecord]) -> None:
@@ -242,6 +295,12 @@ class ConversationStore:
             ConversationRow.public_id == public_id, ConversationRow.user_id == user_id
         )
         return (await session.scalars(query)).first()
+
+    @staticmethod
+    async def _attachable(session: AsyncSession, user_id: str, project_id: str) -> None:
+        """The caller's project exists and stays until commit (key-share lock), or a 404."""
+        if await find_project(session, user_id, project_id, lock=True) is None:
+            raise project_missing(project_id, "project_id")
 
     @staticmethod
     async def _item(session: AsyncSession, conversation: ConversationRow, item_id: str) -> ItemRow | None:

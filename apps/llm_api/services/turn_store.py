@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, true, update
+from sqlalchemy import Table, bindparam, func, insert, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apps.common.ids import random_id
-from apps.llm_api.chat_tables import ConversationRow, ItemRow
+from apps.llm_api.chat_tables import ConversationRow, ItemRow, ProjectRow
 from apps.llm_api.services.items import ItemBody
 
 if TYPE_CHECKING:  # conversations.py delegates here, so only the type is taken from it
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # conversations.py delegates here, so only the type is taken 
 
 _conversations = cast(Table, ConversationRow.__table__)
 _items = cast(Table, ItemRow.__table__)
+_projects = cast(Table, ProjectRow.__table__)
 # Attribute name of each conversation column (`metadata_` is stored as `metadata`), so a row read with
 # Core becomes the same detached `ConversationRow` the ORM would give, whatever columns it gains.
 _CONVERSATION_ATTRIBUTES = {
@@ -52,8 +53,9 @@ class TurnRecord:
 
 async def conversation_with_history(
     engine: AsyncEngine, user_id: str, public_id: str, limit: int
-) -> tuple[ConversationRow, list[ItemBody]] | None:
-    """The caller's conversation and its last `limit` completed items, oldest first; one round trip."""
+) -> tuple[ConversationRow, list[ItemBody], str | None] | None:
+    """The caller's conversation, its last `limit` completed items (oldest first) and its project's
+    instructions (None without a project); one round trip."""
     recent = (
         select(_items.c.type, _items.c.role, _items.c.body, _items.c.sequence)
         .where(_items.c.conversation_id == _conversations.c.id, _items.c.status == "completed")
@@ -61,9 +63,19 @@ async def conversation_with_history(
         .limit(max(limit, 0))
         .lateral("recent")
     )
+    project = (_projects.c.public_id == _conversations.c.project_id) & (
+        _projects.c.user_id == _conversations.c.user_id
+    )
     query = (
-        select(_conversations, recent.c.type, recent.c.role, recent.c.body, recent.c.sequence)
-        .select_from(_conversations.outerjoin(recent, true()))
+        select(
+            _conversations,
+            _projects.c.instructions,
+            recent.c.type,
+            recent.c.role,
+            recent.c.body,
+            recent.c.sequence,
+        )
+        .select_from(_conversations.outerjoin(_projects, project).outerjoin(recent, true()))
         .where(_conversations.c.public_id == public_id, _conversations.c.user_id == user_id)
         .order_by(recent.c.sequence)
     )
@@ -87,7 +99,7 @@ async def conversation_with_history(
         if mapping[recent.c.role] is not None:
             body["role"] = mapping[recent.c.role]
         history.append(body)
-    return conversation, history
+    return conversation, history, first[_projects.c.instructions]
 
 
 async def write_turns(engine: AsyncEngine, turns: list[TurnRecord]) -> None:
@@ -131,15 +143,31 @@ async def write_turns(engine: AsyncEngine, turns: list[TurnRecord]) -> None:
 
 
 async def _insert_new(connection: AsyncConnection, turns: list[TurnRecord]) -> dict[int, int]:
-    """Insert the conversations that arrive with their first turn; their ids, keyed by `id(turn)`."""
+    """Insert the conversations that arrive with their first turn; their ids, keyed by `id(turn)`.
+
+    A conversation started in a project holds that project against deletion until the commit (as
+    `find_project(lock=True)` does); one deleted while the turn ran starts detached."""
     if not turns:
         return {}
+    wanted = {(t.conversation.user_id, t.conversation.project_id) for t in turns if t.conversation.project_id}
+    kept: set[tuple[str, str]] = set()
+    if wanted:
+        found = await connection.execute(
+            select(_projects.c.user_id, _projects.c.public_id)
+            .where(tuple_(_projects.c.user_id, _projects.c.public_id).in_(sorted(wanted)))
+            .order_by(_projects.c.id)
+            .with_for_update(key_share=True)
+        )
+        kept = set(found.tuples().all())
     values = [
         {
             "public_id": t.conversation.public_id,
             "user_id": t.conversation.user_id,
             "title": t.conversation.title or t.title,
             "metadata": t.conversation.metadata_ or {},
+            "project_id": t.conversation.project_id
+            if (t.conversation.user_id, t.conversation.project_id) in kept
+            else None,
         }
         for t in turns
     ]
