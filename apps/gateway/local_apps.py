@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from apps.common.health import ReadinessCheck
 from apps.common.settings import AuthSettings
 from apps.gateway.routes import AppName
+from apps.llm_api.auth.settings import OIDCSettings
 from apps.llm_api.main import create_app as create_llm_api
 from apps.llm_api.settings import LlmApiSettings
 from apps.mcp_tools.main import create_app as create_mcp_tools
@@ -37,6 +38,8 @@ class LocalEnvironment:
     model_kind: str = "openai_compatible"
     # The supervised local model's readiness, reported by llm-api's `/readyz` (local mode only).
     model_check: ReadinessCheck | None = None
+    # Where a finished browser login may send the browser, besides this server's own root.
+    login_redirects: tuple[str, ...] = ()
 
     @property
     def media_resolve_url(self) -> str:
@@ -76,6 +79,12 @@ def llm_api(env: LocalEnvironment) -> FastAPI:
             default_provider_kind=env.model_kind,
             media_resolve_url=env.media_resolve_url,
             model_provider_secret=SecretStr(_local_secret(env.data_dir / "provider-secret")),
+            # llm-api's own local identity provider plays Keycloak for the browser login.
+            oidc=OIDCSettings(
+                discovery_url=f"{env.base_url}/.well-known/openid-configuration",
+                callback_url=f"{env.base_url}/v1/auth/callback",
+                allowed_redirects=(f"{env.base_url}/", *env.login_redirects),
+            ),
         )
     )
     if env.model_check is not None:

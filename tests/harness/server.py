@@ -95,6 +95,7 @@ def serve_local(
     model_kind: str = "openai_compatible",
     model_check: ReadinessCheck | None = None,
     stopped: frozenset[AppName] = frozenset(),
+    login_redirects: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, LocalEnvironment]]:
     """The four apps behind the local gateway, wired as `make dev` wires them; yields (url, environment).
 
@@ -111,6 +112,7 @@ def serve_local(
         internal_token=internal_token,
         model_kind=model_kind,
         model_check=model_check,
+        login_redirects=login_redirects,
     )
     apps = {name: app for name, app in build_apps(env).items() if name not in stopped}
     with serve(LocalGateway(apps), port=port) as server:
