@@ -77,8 +77,8 @@ class KeycloakSessions:
         """The guest's Keycloak user becomes a registered one in place (same id, hence same `sub`):
         email and password set, `guest` attribute and realm role removed, its sessions logged out (so
         the guest's refresh tokens die), then fresh tokens by the same exchange guest login uses."""
+        # The username stays (`guest-…`; Keycloak may forbid renaming): the realm logs in by email.
         profile = {
-            "username": email,
             "email": email,
             "emailVerified": False,
             "firstName": name or email.split("@", 1)[0],
