@@ -8,7 +8,13 @@ from pydantic import SecretStr, ValidationError
 
 from apps.llm_api.auth.settings import OIDCSettings
 from infra.specs.identity import IdentityInputs, issuer
-from infra.specs.keycloak_realm import BACKEND_SERVICE_ACCOUNT_ROLES, RealmInputs, client, realm_json, token_audiences
+from infra.specs.keycloak_realm import (
+    BACKEND_SERVICE_ACCOUNT_ROLES,
+    RealmInputs,
+    client,
+    realm_json,
+    token_audiences,
+)
 
 IDENTITY = IdentityInputs(public_url="https://auth.example.com")
 CALLBACK = "https://api.example.com/v1/auth/callback"
@@ -21,7 +27,7 @@ def inputs(**changes: object) -> RealmInputs:
         "redirect_uris": ("https://chat.example.com/auth/callback",),
         "api_callback_urls": (CALLBACK,),
     }
-    return RealmInputs(**{**values, **changes})  # type: ignore[arg-type]
+    return RealmInputs(**{**values, **changes})
 
 
 def test_the_api_callback_is_a_redirect_uri_of_the_public_pkce_client() -> None:

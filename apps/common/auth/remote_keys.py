@@ -95,6 +95,8 @@ class RemoteAPIKeyResolver:
         self._sync_lock = asyncio.Lock()
 
     async def guest_ended(self, principal: Principal) -> bool:
+        if not self._headers:
+            return False  # no internal token, no feed (nor key checks): guest tokens live out their time
         self._guest_watch = time.monotonic() + GUEST_WATCH_SECONDS
         if not self._guests_fresh():
             async with self._sync_lock:

@@ -5,6 +5,7 @@ Revises: 0003
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -17,7 +18,7 @@ depends_on: str | Sequence[str] | None = None
 _NOW = sa.text("now()")
 
 
-def _at(name: str, *, nullable: bool = True) -> sa.Column[sa.DateTime]:
+def _at(name: str, *, nullable: bool = True) -> sa.Column[datetime]:
     if nullable:
         return sa.Column(name, sa.DateTime(timezone=True), nullable=True)
     return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=_NOW)
