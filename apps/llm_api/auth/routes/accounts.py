@@ -49,7 +49,12 @@ def _oidc(request: Request) -> OIDCClient:
     return client
 
 
-@router.get("/login", status_code=302, responses=error_responses(400, 501, 503))
+@router.get(
+    "/login",
+    status_code=302,
+    response_class=RedirectResponse,
+    responses={302: {"description": "To the identity provider's login."}, **error_responses(400, 501, 503)},
+)
 async def login(
     request: Request,
     redirect_uri: Annotated[str | None, Query(max_length=_QUERY_MAX)] = None,
@@ -58,7 +63,15 @@ async def login(
     return RedirectResponse(url, status_code=302, headers=_NO_STORE)
 
 
-@router.get("/callback", responses=error_responses(400, 501, 502, 503))
+@router.get(
+    "/callback",
+    response_model=None,
+    responses={
+        200: {"model": LoginTokens, "description": "The tokens, when the login named no target."},
+        303: {"description": "To the login's target, with the tokens in the URL fragment."},
+        **error_responses(400, 501, 502, 503),
+    },
+)
 async def callback(
     request: Request,
     users: UsersDep,

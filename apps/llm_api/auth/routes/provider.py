@@ -33,7 +33,7 @@ _AUTHORIZE_PARAMS = (
     "nonce",
     "scope",
 )
-_MAX_FORM_BYTES = 16_384
+_MAX_FORM_BYTES = 65_536  # a form-encoded 16 KiB token can triple in size
 
 
 def _provider(request: Request) -> LocalProvider:

@@ -170,6 +170,11 @@ class OIDCClient:
         response = await self._post(
             str(endpoint), {"token": refresh_token, "token_type_hint": "refresh_token"}
         )
+        if response.status_code in (400, 401):
+            detail = _oauth_error(response)
+            raise bad_request(
+                f"The identity provider refused the revocation: {detail}.", code="invalid_request"
+            )
         if response.status_code >= 300:
             raise _unavailable(f"revocation answered {response.status_code}")
 
