@@ -1,4 +1,4 @@
-"""The `users` and `api_keys` tables (migration 0002), login state and the local provider's (0004).
+"""The `users` and `api_keys` tables (migration 0002), login state and the local provider's (0005).
 
 Rows carry an internal integer key for joins and an opaque public id (`user_…`, `key_…`) for the wire.
 An API key row holds only the SHA-256 of the secret plus a short prefix and suffix for display.
