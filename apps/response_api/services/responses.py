@@ -22,10 +22,13 @@ Decisions:
   history or the input already holds one for that server label, as at OpenAI.
 - A foreground response is written once, when it ends; a background one also when it starts, so
   it can be polled. (A foreground response that is still running is therefore visible, and
-  cancellable, only on the replica that runs it.)
+  cancellable, only on the replica that runs it.) A background response created with `stream: true`
+  also keeps its events (`services/events.py`), so `GET /v1/responses/{id}?stream=true&starting_after=N`
+  can replay and follow it on any replica; others are refused with a 400 there, as at OpenAI.
 - Durability: the client is acknowledged only for what is stored. The background insert comes before
   the 200 that returns the id; the final write (state, input items, tool executions, new
-  conversation: one transaction) comes before the plain 200 and before the stream's terminal event.
+  conversation, the last logged events: one transaction) comes before the plain 200 and before the
+  stream's terminal event.
   Writes are retried through a short outage (`STORAGE_RETRY_SECONDS`); past that the client gets a
   503 or an SSE `error` event and nothing was written. A background response's end, which nobody
   waits for, is retried for longer (`BACKGROUND_STORAGE_RETRY_SECONDS`).
@@ -42,8 +45,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from apps.common.auth.principal import Principal
@@ -51,14 +55,16 @@ from apps.common.durable import durably
 from apps.common.errors import APIError, bad_request
 from apps.common.ids import random_id
 from apps.response_api.schemas import CreateResponseRequest, McpTool, check_tools
+from apps.response_api.services.approvals import approved_requests
 from apps.response_api.services.conversations import ConversationMissing, Conversations
+from apps.response_api.services.events import EventHub, EventLog, Frame, follow
 from apps.response_api.services.items import normalize_input, to_messages
 from apps.response_api.services.llm import LlmApiError, LlmClient
 from apps.response_api.services.loop import Executions, Limits, ToolLoop, ToolSet
 from apps.response_api.services.mcp import McpConnector, McpToolInfo, McpUnavailable, ToolAccess, ToolCatalog
 from apps.response_api.services.runs import Run, RunRegistry
 from apps.response_api.services.state import EventQueue, ResponseState
-from apps.response_api.services.store import ResponseStore
+from apps.response_api.services.store import RUNNING, ResponseStore
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +78,24 @@ class ServiceConfig:
     tools_cache_seconds: float
     storage_budget: float = 10.0
     background_storage_budget: float = 120.0
+    event_flush_seconds: float = 0.05
+    follow_quiet_seconds: float = 10.0
 
 
-@dataclass(eq=False)
+class ToolsUnavailable(Exception):
+    """The request names MCP tools and mcp-tools could not list them: the response fails (502)."""
+
+
+@dataclass(eq=False, kw_only=True)
 class ResponseRun(Run):
-    request: CreateResponseRequest | None = None
-    principal: Principal | None = None
-    messages: list[dict[str, Any]] | None = None
-    input_items: list[dict[str, Any]] = field(default_factory=list)
-    listed_labels: frozenset[str] = frozenset()
+    request: CreateResponseRequest
+    principal: Principal
+    # Earlier items (the previous responses' chain, or the conversation) and this request's input.
+    history: list[dict[str, Any]]
+    input_items: list[dict[str, Any]]
+    # Approval requests of the history that this input approves: they run before the first round.
+    approved: list[dict[str, Any]]
+    listed_labels: frozenset[str]
     events: EventQueue | None = None
     refused: LlmApiError | None = None
     # Set when the final state could not be stored: the client is told this instead of the response.
@@ -92,7 +107,8 @@ class ResponseService:
         self,
         *,
         store: ResponseStore,
-        registry: RunRegistry,
+        registry: RunRegistry[ResponseRun],
+        hub: EventHub,
         llm: LlmClient,
         conversations: Conversations,
         mcp: McpConnector,
@@ -101,6 +117,7 @@ class ResponseService:
         self._store = store
         self._conversations = conversations
         self._registry = registry
+        self._hub = hub
         self._llm = llm
         self._mcp = mcp
         self._config = config
@@ -131,7 +148,9 @@ class ResponseService:
             )
         elif conversation_id:
             history = await self._conversations.items(conversation_id, headers)
+        approved = approved_requests(history, input_items)
         body = self._initial_body(request)
+        logged = request.background and request.stream
         if request.store:
             if conversation_id is None:
                 conversation_id = await self._conversations.create(headers)
@@ -139,7 +158,7 @@ class ResponseService:
         if request.background:
 
             async def insert() -> None:
-                await self._store.insert(body, input_items, principal.user_id)
+                await self._store.insert(body, input_items, principal.user_id, event_log=logged)
 
             await durably(
                 insert,
@@ -147,14 +166,16 @@ class ResponseService:
                 what="this response",
                 committed=lambda: self._store.exists(body["id"]),
             )
+        log = self._event_log(str(body["id"])) if logged else None
         run = ResponseRun(
-            ResponseState(body),
-            principal.user_id,
-            request.background,
+            state=ResponseState(body, log),
+            user_id=principal.user_id,
+            background=request.background,
             request=request,
             principal=principal,
-            messages=to_messages([*history, *input_items], request.instructions),
+            history=history,
             input_items=input_items,
+            approved=approved,
             listed_labels=frozenset(
                 str(item.get("server_label"))
                 for item in (*history, *input_items)
@@ -165,6 +186,12 @@ class ResponseService:
             run.events = run.state.listen()
         self._registry.start(run, self._execute)
         return run
+
+    def _event_log(self, response_id: str) -> EventLog:
+        async def write(events: list[Frame]) -> None:
+            await self._store.append_events(response_id, events)
+
+        return EventLog(write, self._config.event_flush_seconds)
 
     def _initial_body(self, request: CreateResponseRequest) -> dict[str, Any]:
         if request.tools:
@@ -200,8 +227,7 @@ class ResponseService:
             "completed_at": None,
         }
 
-    async def _execute(self, run: Run) -> None:
-        assert isinstance(run, ResponseRun) and run.request and run.principal and run.messages is not None
+    async def _execute(self, run: ResponseRun) -> None:
         state, request = run.state, run.request
         headers = run.principal.forward_headers()
         executions: Executions = []
@@ -219,7 +245,10 @@ class ResponseService:
                 tools = ToolSet.build(request, listed, self._config.server_label)
                 if _names_mcp(request) and tools.server_label not in run.listed_labels:
                     state.list_tools(tools.server_label, [i.listed() for i in listed if i.name in tools.mcp])
-                await loop.run(state, request, run.messages, tools, access)
+                await loop.run_approved(state, run.approved, tools, access)
+                # A response replays as its input then its output: the approved calls come after the input.
+                items = [*run.history, *run.input_items, *state.output]
+                await loop.run(state, request, to_messages(items, request.instructions), tools, access)
         except asyncio.CancelledError:
             if not state.finished:  # a cancel that lands while the MCP session closes changes nothing
                 state.cancel()
@@ -241,6 +270,9 @@ class ResponseService:
                 if row["status"] in ("running", "cancelled"):
                     row.update(status="failed", error_message=message)
             state.fail_open_calls({"type": "http_error", "code": 502, "message": message})
+            state.finish("failed", error=_error("tools_unavailable", message))
+        except ToolsUnavailable:
+            message = "The MCP tools could not be listed."
             state.finish("failed", error=_error("tools_unavailable", message))
         except LlmApiError as exc:
             if 400 <= exc.status < 500 and not state.output:
@@ -266,17 +298,22 @@ class ResponseService:
             run.storage_error = APIError(500, "The response could not be stored.", code="storage_failed")
             state.storage_failed({"code": "storage_failed", "message": run.storage_error.message})
         else:
-            state.announce_end()
+            state.deliver_end()
         finally:
             state.close_stream()
 
     async def _persist(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
         body = run.state.body
         await self._add_to_conversation(run)
+        end = run.state.end_event()  # numbered now, sent once stored (and logged with the ending)
         if run.background:
+            event_log = run.state.detach_log()
+            events = await event_log.close() if event_log is not None else []
+            if event_log is not None and end is not None:
+                events.append(end)
 
             async def save() -> None:
-                await self._store.save(body, executions)
+                await self._store.save(body, executions, events)
 
             await durably(
                 save,
@@ -314,7 +351,6 @@ class ResponseService:
         conversation = body.get("conversation")
         if not body["store"] or not conversation or body["status"] not in ("completed", "incomplete"):
             return
-        assert run.principal is not None
         items = [*run.input_items, *body["output"]]
         try:
             await self._conversations.append(conversation["id"], items, run.principal.forward_headers())
@@ -339,7 +375,7 @@ class ResponseService:
             return access, await access.list_tools()
         except Exception as exc:
             if explicit:
-                raise LlmApiError(502, "The MCP tools could not be listed.", "tools_unavailable") from exc
+                raise ToolsUnavailable(repr(exc)) from exc
             log.warning("MCP tools unavailable; answering without them", extra={"error": repr(exc)})
             return None, []
 
@@ -354,12 +390,33 @@ class ResponseService:
             await run.done.wait()
         return await self._store.get(principal.user_id, response_id)
 
+    async def stream(
+        self, principal: Principal, response_id: str, starting_after: int | None
+    ) -> AsyncIterator[bytes]:
+        """The events of a streamed background response after `starting_after`, then live to its end."""
+        user_id = principal.user_id
+        if not await self._store.has_event_log(user_id, response_id):
+            raise bad_request(
+                "Only background responses created with 'stream: true' can be streamed again; "
+                "retrieve this one without 'stream'.",
+                param="stream",
+            )
+
+        async def read(after: int, limit: int) -> tuple[bool, list[Frame]]:
+            found = await self._store.events_after(user_id, response_id, after, limit)
+            if found is None:
+                return True, []  # deleted meanwhile: the stream ends
+            status, frames = found
+            return status not in RUNNING, frames
+
+        after = -1 if starting_after is None else starting_after
+        return follow(self._hub, response_id, after, read, quiet=self._config.follow_quiet_seconds)
+
     async def cancel(self, principal: Principal, response_id: str) -> dict[str, Any]:
         run = self._registry.get(principal.user_id, response_id)
         if run is None:
             return await self._store.mark_cancelled(principal.user_id, response_id)
         await self._registry.cancel(run)
-        assert isinstance(run, ResponseRun)
         if run.storage_error is not None and run.state.body["store"]:
             raise run.storage_error
         return run.state.body
