@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -108,3 +109,24 @@ async def test_cancel_during_a_long_sandbox_run(
     assert len(upstream.requests) == 1
     rows = await executions(database_url, created.id)
     assert [(r["tool_name"], r["status"]) for r in rows] == [("python_exec", "cancelled")]
+
+
+async def test_progress_of_a_slow_run_streams_before_its_result(
+    client: AsyncOpenAI, upstream: FakeUpstream, sandbox: FakeSandbox
+) -> None:
+    hold = threading.Event()
+    sandbox.fail(SandboxFault(hold=hold))
+    upstream.enqueue(tool_round(run("print('slow')", "g1")), answer("done"))
+    async with client.responses.stream(model=MODEL, input="run it") as stream:
+        types: list[str] = []
+        async for event in stream:
+            types.append(event.type)
+            if event.type == "response.mcp_call.progress":
+                assert event.item_id and event.output_index == 0  # type: ignore[union-attr]
+                hold.set()  # the sandbox answers only once progress has reached the client
+        final = await stream.get_final_response()
+    assert stdout(final.output[0]) == "slow\n"
+    progress = types.index("response.mcp_call.progress")
+    assert (
+        types.index("response.mcp_call.in_progress") < progress < types.index("response.mcp_call.completed")
+    )
