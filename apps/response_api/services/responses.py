@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -53,9 +52,9 @@ from typing import Any
 from apps.common.auth.principal import Principal
 from apps.common.durable import durably
 from apps.common.errors import APIError, bad_request
-from apps.common.ids import random_id
 from apps.response_api.schemas import CreateResponseRequest, McpTool, check_tools
 from apps.response_api.services.approvals import approved_requests
+from apps.response_api.services.body import error_body, initial_body
 from apps.response_api.services.conversations import ConversationMissing, Conversations
 from apps.response_api.services.events import EventHub, EventLog, Frame, follow
 from apps.response_api.services.items import normalize_input, to_messages
@@ -149,7 +148,9 @@ class ResponseService:
         elif conversation_id:
             history = await self._conversations.items(conversation_id, headers)
         approved = approved_requests(history, input_items)
-        body = self._initial_body(request)
+        body = initial_body(
+            request, offer_mcp=self._config.offer_mcp_by_default, server_label=self._config.server_label
+        )
         logged = request.background and request.stream
         if request.store:
             if conversation_id is None:
@@ -193,40 +194,6 @@ class ResponseService:
 
         return EventLog(write, self._config.event_flush_seconds)
 
-    def _initial_body(self, request: CreateResponseRequest) -> dict[str, Any]:
-        if request.tools:
-            tools = [tool.model_dump(exclude_none=True) for tool in request.tools]
-        elif self._config.offer_mcp_by_default:
-            tools = [{"type": "mcp", "server_label": self._config.server_label, "require_approval": "never"}]
-        else:
-            tools = []
-        return {
-            "id": random_id("resp"),
-            "object": "response",
-            "created_at": int(time.time()),
-            "status": "queued" if request.background else "in_progress",
-            "background": request.background,
-            "model": request.model,
-            "instructions": request.instructions,
-            "output": [],
-            "error": None,
-            "incomplete_details": None,
-            "metadata": request.metadata or {},
-            "parallel_tool_calls": request.parallel_tool_calls,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "max_output_tokens": request.max_output_tokens,
-            "previous_response_id": request.previous_response_id,
-            "conversation": None,
-            "tool_choice": request.tool_choice or "auto",
-            "tools": tools,
-            "text": request.text or {"format": {"type": "text"}},
-            "store": request.store,
-            "user": request.user,
-            "usage": None,
-            "completed_at": None,
-        }
-
     async def _execute(self, run: ResponseRun) -> None:
         state, request = run.state, run.request
         headers = run.principal.forward_headers()
@@ -254,7 +221,7 @@ class ResponseService:
                 state.cancel()
                 if not run.cancel_requested:
                     message = "The server stopped during the response."
-                    state.finish("failed", error=_error("server_error", message))
+                    state.finish("failed", error=error_body("server_error", message))
             if not run.cancel_requested:  # the server is stopping
                 raise
             current = asyncio.current_task()
@@ -262,7 +229,7 @@ class ResponseService:
                 current.uncancel()
         except TimeoutError:
             state.finish(
-                "failed", error=_error("timeout", "The response did not finish within its deadline.")
+                "failed", error=error_body("timeout", "The response did not finish within its deadline.")
             )
         except McpUnavailable:
             message = "The MCP tools could not be reached during the response."
@@ -270,17 +237,17 @@ class ResponseService:
                 if row["status"] in ("running", "cancelled"):
                     row.update(status="failed", error_message=message)
             state.fail_open_calls({"type": "http_error", "code": 502, "message": message})
-            state.finish("failed", error=_error("tools_unavailable", message))
+            state.finish("failed", error=error_body("tools_unavailable", message))
         except ToolsUnavailable:
             message = "The MCP tools could not be listed."
-            state.finish("failed", error=_error("tools_unavailable", message))
+            state.finish("failed", error=error_body("tools_unavailable", message))
         except LlmApiError as exc:
             if 400 <= exc.status < 500 and not state.output:
                 run.refused = exc
-            state.finish("failed", error=_error(exc.code or "model_error", exc.message))
+            state.finish("failed", error=error_body(exc.code or "model_error", exc.message))
         except Exception:
             log.exception("response failed", extra={"response_id": state.id})
-            state.finish("failed", error=_error("server_error", "The response failed on the server."))
+            state.finish("failed", error=error_body("server_error", "The response failed on the server."))
         finally:
             run.finishing = True  # from here on, cancels wait instead of interrupting the write
             await self._finish(run, executions)
@@ -362,7 +329,9 @@ class ResponseService:
                 raise  # the client is told (a 503, or an SSE error) and nothing is stored
             # Nobody waits for a background response: whoever polls it reads that it failed.
             message = "The response could not be added to its conversation; run it again."
-            body.update(status="failed", error=_error("conversation_unavailable", message), completed_at=None)
+            body.update(
+                status="failed", error=error_body("conversation_unavailable", message), completed_at=None
+            )
 
     async def _open_tools(
         self, stack: AsyncExitStack, request: CreateResponseRequest, headers: dict[str, str]
@@ -447,7 +416,3 @@ class ResponseService:
 
 def _names_mcp(request: CreateResponseRequest) -> bool:
     return any(isinstance(tool, McpTool) for tool in request.tools or ())
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"code": code, "message": message}
