@@ -179,3 +179,20 @@ async def test_the_event_log_writes_a_burst_in_one_statement() -> None:
     assert len(writes) == 1 and [number for number, _ in writes[0]] == list(range(100))
     log.append(100, b"last")
     assert await log.close() == [(100, b"last")]  # left for the final transaction
+
+
+async def test_a_cancel_through_another_replica_ends_the_followers(
+    client: AsyncOpenAI, client_b: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    hold = threading.Event()
+    response_id, seen = await start_and_leave(client, upstream, hold)
+    try:
+        resumed = await client_b.responses.retrieve(
+            response_id, stream=True, starting_after=seen[-1].sequence_number
+        )
+        assert (await client_b.responses.cancel(response_id)).status == "cancelled"
+        rest = [event async for event in resumed]  # ends: the response is over
+    finally:
+        hold.set()
+    assert "response.completed" not in [event.type for event in rest]
+    assert (await client.responses.retrieve(response_id)).status == "cancelled"

@@ -268,6 +268,9 @@ class ResponseService:
             state.deliver_end()
         finally:
             state.close_stream()
+            leftover = state.detach_log()  # only if the final write failed before taking it
+            if leftover is not None:
+                await leftover.close()
 
     async def _persist(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
         body = run.state.body
@@ -275,8 +278,8 @@ class ResponseService:
         end = run.state.end_event()  # numbered now, sent once stored (and logged with the ending)
         if run.background:
             event_log = run.state.detach_log()
-            events = await event_log.close() if event_log is not None else []
-            if event_log is not None and end is not None:
+            events = await event_log.close() if event_log is not None else None
+            if events is not None and end is not None:
                 events.append(end)
 
             async def save() -> None:

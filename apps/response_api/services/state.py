@@ -138,7 +138,6 @@ class ResponseState:
         """The final state could not be stored: the stream ends with this error, not a terminal event."""
         if self._end is not None:
             self.sequence, self._end = self._end[0], None  # the error takes the withdrawn event's number
-        self._log = None
         self.emit("error", {"code": error["code"], "message": error["message"], "param": None})
 
     def cancel(self) -> None:

@@ -88,6 +88,7 @@ _FAIL_ORPHANS = text(
                 'code', 'server_error',
                 'message', 'The response was interrupted: the server running it stopped.'))
     WHERE status IN ('queued', 'in_progress') AND created_at < now() - make_interval(secs => :age)
+    RETURNING id, event_log
     """
 )
 
@@ -174,7 +175,7 @@ class ResponseStore:
     ) -> None:
         """A background response's ending: its row, tool executions and last events, one transaction."""
         async with transaction(self._sessions) as session:
-            if events:
+            if events is not None:  # a logged response: its followers are told it ended, events or not
                 await session.execute(_APPEND_EVENTS, _events_params(body["id"], events))
             await session.execute(
                 update(ResponseRow)
@@ -230,8 +231,11 @@ class ResponseStore:
     async def fail_orphans(self, older_than_seconds: float) -> int:
         """Mark responses left running by a dead process as failed; returns how many."""
         async with self._autocommit.connect() as connection:
-            result = await connection.execute(_FAIL_ORPHANS, {"age": older_than_seconds})
-        return int(result.rowcount)
+            rows = (await connection.execute(_FAIL_ORPHANS, {"age": older_than_seconds})).all()
+            for row in rows:
+                if row.event_log:  # its followers learn it ended
+                    await connection.execute(select(func.pg_notify(EVENTS_CHANNEL, row.id)))
+        return len(rows)
 
     async def get(self, user_id: str, response_id: str) -> dict[str, Any]:
         async with self._sessions() as session:
@@ -254,6 +258,7 @@ class ResponseStore:
                     .values(status="cancelled", body=body, updated_at=text("now()"))
                 )
                 await session.execute(select(func.pg_notify(CHANNEL, response_id)))
+                await session.execute(select(func.pg_notify(EVENTS_CHANNEL, response_id)))
         return body
 
     async def input_items(self, user_id: str, response_id: str) -> list[dict[str, Any]]:
