@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -25,7 +25,7 @@ def broken_llm_api() -> Iterator[str]:
 
     @app.post("/{kind}/v1/chat/completions")
     async def chat(kind: str) -> StreamingResponse:
-        async def body() -> object:
+        async def body() -> AsyncIterator[bytes]:
             yield b'data: {"choices": [{"delta": {"content": "Hi"}}]}\n\n'
             yield CHUNKS[kind]
             yield b"data: [DONE]\n\n"
