@@ -55,7 +55,11 @@ from apps.common.errors import APIError, bad_request
 from apps.response_api.schemas import CreateResponseRequest, McpTool, check_tools
 from apps.response_api.services.approvals import approved_requests
 from apps.response_api.services.body import error_body, initial_body
-from apps.response_api.services.conversations import ConversationMissing, Conversations
+from apps.response_api.services.conversations import (
+    ConversationMissing,
+    Conversations,
+    with_project_instructions,
+)
 from apps.response_api.services.events import EventHub, EventLog, Frame, follow
 from apps.response_api.services.items import normalize_input, to_messages
 from apps.response_api.services.llm import LlmApiError, LlmClient
@@ -94,6 +98,8 @@ class ResponseRun(Run):
     input_items: list[dict[str, Any]]
     # Approval requests of the history that this input approves: they run before the first round.
     approved: list[dict[str, Any]]
+    # The instructions of the conversation's project, put before the request's own.
+    project_instructions: str | None
     listed_labels: frozenset[str]
     events: EventQueue | None = None
     refused: LlmApiError | None = None
@@ -141,12 +147,16 @@ class ResponseService:
         history: list[dict[str, Any]] = []
         conversation_id = request.conversation_id
         headers = principal.forward_headers()
+        project_instructions: str | None = None
         if request.previous_response_id:
             history, conversation_id = await self._store.previous_history(
                 principal.user_id, request.previous_response_id
             )
+            if conversation_id:
+                conversations = self._conversations
+                project_instructions = await conversations.project_instructions(conversation_id, headers)
         elif conversation_id:
-            history = await self._conversations.items(conversation_id, headers)
+            history, project_instructions = await self._conversations.history(conversation_id, headers)
         approved = approved_requests(history, input_items)
         body = initial_body(
             request, offer_mcp=self._config.offer_mcp_by_default, server_label=self._config.server_label
@@ -175,6 +185,7 @@ class ResponseService:
             request=request,
             principal=principal,
             history=history,
+            project_instructions=project_instructions,
             input_items=input_items,
             approved=approved,
             listed_labels=frozenset(
@@ -215,7 +226,10 @@ class ResponseService:
                 await loop.run_approved(state, run.approved, tools, access)
                 # A response replays as its input then its output: the approved calls come after the input.
                 items = [*run.history, *run.input_items, *state.output]
-                await loop.run(state, request, to_messages(items, request.instructions), tools, access)
+                messages = with_project_instructions(
+                    to_messages(items, request.instructions), run.project_instructions
+                )
+                await loop.run(state, request, messages, tools, access)
         except asyncio.CancelledError:
             if not state.finished:  # a cancel that lands while the MCP session closes changes nothing
                 state.cancel()
