@@ -97,6 +97,7 @@ def serve_local(
     model_check: ReadinessCheck | None = None,
     model_catalog: Mapping[str, ModelCatalog] | None = None,
     stopped: frozenset[AppName] = frozenset(),
+    login_redirects: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, LocalEnvironment]]:
     """The four apps behind the local gateway, wired as `make dev` wires them; yields (url, environment).
 
@@ -114,6 +115,7 @@ def serve_local(
         model_kind=model_kind,
         model_check=model_check,
         model_catalog=model_catalog or {},
+        login_redirects=login_redirects,
     )
     apps = {name: app for name, app in build_apps(env).items() if name not in stopped}
     with serve(LocalGateway(apps), port=port) as server:
