@@ -81,7 +81,6 @@ async def chat_services(
         app.state.registry = registry
         app.state.conversations = store
         app.state.provider_admin = admin
-        app.state.turn_writer = writer
         app.state.chat = ChatService(
             registry=registry,
             session=session,
