@@ -22,6 +22,7 @@ import orjson
 from apps.common.auth.remote_keys import INTERNAL_TOKEN_HEADER
 from apps.common.durable import durably
 from apps.common.errors import APIError
+from apps.common.http import transport_failure
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 
@@ -103,6 +104,8 @@ class Conversations:
         try:
             response = await self._http.request(method, self._base + path, content=content, headers=sent)
         except httpx.HTTPError as exc:
+            if transport_failure(exc) is None:  # not the wire: retrying would not help
+                raise _Unavailable(f"llm-api could not be read ({exc.__class__.__name__})") from exc
             raise LlmApiAway(f"llm-api is unreachable ({exc.__class__.__name__})") from exc
         if response.status_code == 404 and missing is not None:
             raise ConversationMissing(missing)
