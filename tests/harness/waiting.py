@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
-def eventually(condition: Callable[[], object], timeout: float = 5.0) -> None:
+def eventually(condition: Callable[[], T], timeout: float = 10.0) -> T:
+    """Poll `condition` until it returns something truthy; that value."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (result := condition()):
         assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+        time.sleep(0.02)
+    return result
 
 
 async def eventually_async(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

@@ -9,8 +9,9 @@ import openai
 import orjson
 import pytest
 
+from tests.harness.llm_api import FAKE_MODEL, LlmApi
 from tests.harness.upstream import FakeUpstream, Reply
-from tests.llm_api.conftest import FAKE_MODEL, LlmApi, eventually
+from tests.harness.waiting import eventually
 
 TOOL_CALL: dict[str, Any] = {
     "id": "call_abc123",
@@ -171,7 +172,7 @@ def test_conversation_event_comes_right_before_done(llm_api: LlmApi, upstream: F
 
 
 def test_history_is_bounded(database_url: str, issuer: Any, upstream: FakeUpstream) -> None:
-    from tests.llm_api.conftest import llm_api_settings, running_llm_api
+    from tests.harness.llm_api import llm_api_settings, running_llm_api
 
     settings = llm_api_settings(
         database_url,

@@ -23,9 +23,9 @@ from apps.llm_api.providers.config import (
 from apps.llm_api.providers.crypto import KeyBox
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
 from tests.harness.issuer import TestIssuer
+from tests.harness.llm_api import LlmApi, llm_api_settings, running_llm_api
 from tests.harness.server import serve_fake
 from tests.harness.upstream import FakeUpstream
-from tests.llm_api.conftest import LlmApi, llm_api_settings, running_llm_api
 
 
 @pytest.fixture(scope="module")

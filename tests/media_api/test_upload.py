@@ -13,8 +13,8 @@ from apps.media_api.main import create_app
 from apps.media_api.services.storage import ObjectStore
 from apps.media_api.settings import MediaApiSettings
 from tests.harness.issuer import TestIssuer
+from tests.harness.media import JPEG, PDF, data_url, settings_for, unique_png
 from tests.harness.server import serve
-from tests.media_api.conftest import JPEG, PDF, data_url, settings_for, unique_png
 
 
 async def test_data_url_upload_round_trip(alice: httpx.AsyncClient, web: httpx.AsyncClient) -> None:
