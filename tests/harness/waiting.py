@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 T = TypeVar("T")
 
 
-def eventually(condition: Callable[[], T], timeout: float = 10.0) -> T:
+def eventually(condition: Callable[[], T | Literal[False] | None], timeout: float = 10.0) -> T:
     """Poll `condition` until it returns something truthy; that value."""
     deadline = time.monotonic() + timeout
     while not (result := condition()):

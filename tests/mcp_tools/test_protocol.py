@@ -10,8 +10,8 @@ import pytest
 
 from apps.mcp_tools.main import create_app
 from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_client import API_KEY, McpServer, error_text, mcp_session, payload
 from tests.harness.server import serve
-from tests.mcp_tools.conftest import API_KEY, McpServer, error_text, mcp_session, payload
 
 TOOLS = {"google_search", "scrape", "file_search_index", "file_search_query", "python_exec"}
 JSON_RPC = {"content-type": "application/json", "accept": "application/json, text/event-stream"}

@@ -20,10 +20,10 @@ from openai import AsyncOpenAI
 
 from tests.harness.fault_proxy import FaultProxy, fault_proxy
 from tests.harness.issuer import TestIssuer
+from tests.harness.response_api import INTERNAL_TOKEN, MODEL, Peers, ServerFactory
 from tests.harness.responses import Outcome, assert_none_acknowledged_and_lost, create, poll
 from tests.harness.upstream import FakeUpstream
 from tests.harness.waiting import eventually_async as eventually
-from tests.response_api.conftest import INTERNAL_TOKEN, MODEL, Peers, ServerFactory
 from tests.response_api.scripts import answer
 
 
@@ -56,7 +56,7 @@ async def settle(
 async def item_ids(llm: AsyncOpenAI, conversation: str) -> Counter[str]:
     page = await llm.conversations.items.list(conversation, order="asc", limit=100)
     assert not page.has_more
-    return Counter(item.id for item in page.data)
+    return Counter(str(item.id) for item in page.data)
 
 
 def assert_stored_once(outcomes: list[Outcome], stored: Counter[str]) -> None:

@@ -25,12 +25,12 @@ from apps.mcp_tools.settings import McpToolsSettings
 from apps.response_api.main import create_app
 from apps.response_api.settings import ResponseApiSettings
 from tests.harness.issuer import TestIssuer
+from tests.harness.response_api import MAX_DEPTH, MODEL, TOOL_TIMEOUT, Peers, auth_settings
 from tests.harness.responses import KINDS, Outcome, assert_none_acknowledged_and_lost, create, poll
 from tests.harness.sandbox import FakeSandbox
 from tests.harness.server import serve
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.harness.waiting import eventually_async as eventually
-from tests.response_api.conftest import MAX_DEPTH, MODEL, TOOL_TIMEOUT, Peers, auth_settings
 from tests.response_api.scripts import answer, call, tool_round
 from tests.response_api.test_loop import executions
 

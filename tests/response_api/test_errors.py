@@ -9,8 +9,8 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
+from tests.harness.response_api import MODEL
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import MODEL
 from tests.response_api.scripts import answer
 
 BAD_REQUESTS: list[tuple[dict[str, Any], str | None]] = [

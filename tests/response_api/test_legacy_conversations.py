@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apps.common.db import create_engine
 from apps.common.migrations import alembic_config, upgrade
+from tests.harness.response_api import INTERNAL_TOKEN, MODEL, Peers, ServerFactory
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import INTERNAL_TOKEN, MODEL, Peers, ServerFactory
 from tests.response_api.scripts import answer
 from tests.response_api.test_conversations import POLLS, chat_view, items_of, summary
 
