@@ -11,9 +11,11 @@ from apps.common.state import state_dependency
 from apps.llm_api.providers.registry import ProviderRegistry
 from apps.llm_api.services.chat import ChatService
 from apps.llm_api.services.conversations import ConversationStore
+from apps.llm_api.services.projects import ProjectStore
 from apps.llm_api.services.providers import ProviderAdmin
 
 ChatDep = Annotated[ChatService, Depends(state_dependency("chat", ChatService))]
 ConversationsDep = Annotated[ConversationStore, Depends(state_dependency("conversations", ConversationStore))]
+ProjectsDep = Annotated[ProjectStore, Depends(state_dependency("projects", ProjectStore))]
 RegistryDep = Annotated[ProviderRegistry, Depends(state_dependency("registry", ProviderRegistry))]
 ProviderAdminDep = Annotated[ProviderAdmin, Depends(state_dependency("provider_admin", ProviderAdmin))]

@@ -7,7 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from apps.common.settings import ServiceSettings
-from apps.llm_api.auth.settings import APIKeySettings, KeycloakSettings, LocalTokenSettings
+from apps.llm_api.auth.settings import APIKeySettings, KeycloakSettings, LocalTokenSettings, OIDCSettings
+from apps.llm_api.providers.catalog import Catalog
 
 
 class LlmApiSettings(ServiceSettings):
@@ -19,6 +20,8 @@ class LlmApiSettings(ServiceSettings):
     api_keys: APIKeySettings = APIKeySettings()
     local_tokens: LocalTokenSettings = LocalTokenSettings()
     keycloak: KeycloakSettings | None = None
+    # Browser login (`/v1/auth/login`): the identity provider's OpenID Connect client settings.
+    oidc: OIDCSettings | None = None
 
     # Chat completions: providers, upstream calls, persistence, media (see apps/llm_api/providers).
     providers_file: Path | None = None
@@ -27,6 +30,8 @@ class LlmApiSettings(ServiceSettings):
     default_provider_api_key: SecretStr | None = None
     default_provider_kind: str = "vllm"
     default_provider_name: str = "local"
+    # Its models' catalog metadata (JSON in DEFAULT_PROVIDER_CATALOG; see providers/catalog.py).
+    default_provider_catalog: Catalog = Field(default_factory=dict)
     # Key material for provider API keys stored in the database (AES-256-GCM). No default: without
     # it, providers registered through the admin API cannot carry an API key.
     model_provider_secret: SecretStr | None = None
