@@ -17,6 +17,7 @@ from apps.common.auth.principal import Principal
 from apps.common.auth.remote_keys import GUEST_LOOKBACK_SECONDS, RemoteAPIKeyResolver
 from apps.common.errors import APIError
 from tests.harness.server import serve_fake
+from tests.harness.waiting import CLIENT_TIMEOUT
 
 
 @dataclass
@@ -54,7 +55,7 @@ def resolver(client: httpx.AsyncClient, url: str, token: str | None = "t") -> Re
 
 
 async def test_a_guest_named_by_the_feed_is_ended(feed: FakeFeed) -> None:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         keys = resolver(client, feed.url)
         try:
             assert await keys.guest_ended(guest("alive")) is False
@@ -70,7 +71,7 @@ async def test_a_guest_named_by_the_feed_is_ended(feed: FakeFeed) -> None:
 
 async def test_an_unreachable_feed_is_a_503_for_guests(feed: FakeFeed) -> None:
     feed.status = 503
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         keys = resolver(client, feed.url)
         try:
             with pytest.raises(APIError) as refused:
@@ -81,7 +82,7 @@ async def test_an_unreachable_feed_is_a_503_for_guests(feed: FakeFeed) -> None:
 
 
 async def test_without_an_internal_token_nothing_is_asked(feed: FakeFeed) -> None:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         keys = resolver(client, feed.url, token=None)
         assert await keys.guest_ended(guest("someone")) is False
         assert feed.asked == []

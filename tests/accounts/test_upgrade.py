@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 
 from tests.accounts.support import assert_envelope, bearer, browser_login
+from tests.harness.mcp_client import mcp_session, payload
 from tests.harness.upstream import FakeUpstream, Reply
-from tests.mcp_tools.conftest import mcp_session, payload
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"

@@ -22,7 +22,7 @@ from apps.common.service import service_app
 from apps.common.settings import AdmissionSettings, ServiceSettings
 from tests.harness.issuer import TestIssuer
 from tests.harness.server import serve
-from tests.harness.waiting import eventually
+from tests.harness.waiting import CLIENT_TIMEOUT, eventually
 
 
 def build(issuer: TestIssuer, **limits: Any) -> FastAPI:
@@ -250,11 +250,13 @@ def test_while_the_loop_lags_the_door_refuses_and_probes_pass(
     # Stands for `watch_loop` measuring a lag past the limit (a saturated core), which it re-measures
     # every 50 ms: that measurement itself is tested below.
     gate.saturated = lambda: True  # type: ignore[method-assign]
-    assert_refused(httpx.get(f"{url}/work", headers=auth(issuer, "a")), 503, "server_overloaded")
-    assert httpx.get(f"{url}/healthz").status_code == 200
+    assert_refused(
+        httpx.get(f"{url}/work", headers=auth(issuer, "a"), timeout=CLIENT_TIMEOUT), 503, "server_overloaded"
+    )
+    assert httpx.get(f"{url}/healthz", timeout=CLIENT_TIMEOUT).status_code == 200
     assert gate.inside == 0 and gate.in_flight == 0
     gate.saturated = measured  # type: ignore[method-assign]
-    assert httpx.get(f"{url}/work", headers=auth(issuer, "a")).status_code == 200
+    assert httpx.get(f"{url}/work", headers=auth(issuer, "a"), timeout=CLIENT_TIMEOUT).status_code == 200
 
 
 def test_a_waiter_that_times_out_is_refused_and_leaves_no_slot_behind() -> None:

@@ -10,10 +10,10 @@ import pytest
 
 from apps.common.auth.issuer import LocalIssuer
 from apps.gateway.local_apps import LOCAL_AUDIENCE
+from tests.harness.media import data_url, unique_png
 from tests.harness.server import serve_local
 from tests.harness.upstream import FakeUpstream
 from tests.harness.waiting import CLIENT_TIMEOUT
-from tests.media_api.conftest import data_url, unique_png
 
 
 def test_placeholder_is_resolved_through_the_real_media_api(

@@ -90,7 +90,7 @@ def test_unset_internal_token_refuses_everyone(database_url: str, issuer: TestIs
 
 async def test_remote_resolver_of_other_services_accepts_and_refuses(llm: str, issuer: TestIssuer) -> None:
     subject = new_subject()
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         created_response = await client.post(
             f"{llm}/v1/auth/api-keys", json={"name": "svc"}, headers=user_headers(issuer, subject)
         )

@@ -43,7 +43,7 @@ def local(
 
 async def test_guest_session_api_key_and_service_key_check(local: LocalEnvironment) -> None:
     url = local.base_url
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT) as http:
         login = (await http.post("/v1/auth/guest-login")).json()
         created = await http.post(
             "/v1/auth/api-keys", json={"name": "dev"}, headers=bearer(login["access_token"])

@@ -70,7 +70,7 @@ def test_feed_needs_the_internal_token(llm: str, issuer: TestIssuer) -> None:
 
 async def test_resolver_drops_a_revoked_key_without_waiting_for_its_ttl(llm: str, issuer: TestIssuer) -> None:
     headers = user_headers(issuer)
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         created = (await client.post(f"{llm}/v1/auth/api-keys", json={"name": "c"}, headers=headers)).json()
         resolver = RemoteAPIKeyResolver(
             url=f"{llm}/internal/api-keys/validate",
@@ -97,7 +97,7 @@ async def test_a_cached_key_is_not_trusted_while_the_feed_is_unreachable(
 ) -> None:
     """No feed, no stale yes: the key is asked about again (and then found revoked)."""
     headers = user_headers(issuer)
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         created = (await client.post(f"{llm}/v1/auth/api-keys", json={"name": "f"}, headers=headers)).json()
         resolver = RemoteAPIKeyResolver(
             url=f"{llm}/internal/api-keys/validate",

@@ -13,9 +13,10 @@ from apps.gateway.embedded import free_port
 from apps.mcp_tools.main import create_app
 from apps.mcp_tools.services.file_search import chunk_text
 from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_client import McpServer, error_text, mcp_session, payload
+from tests.harness.media_content import FakeMedia
 from tests.harness.server import serve
 from tests.harness.upstream import FakeUpstream
-from tests.mcp_tools.conftest import FakeMedia, McpServer, error_text, mcp_session, payload
 
 DOCUMENTS = {
     "volcanoes": "Volcanoes erupt when magma rises through the crust; lava flows and ash clouds follow.",

@@ -11,9 +11,9 @@ import orjson
 
 from apps.mcp_tools.main import create_app
 from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_client import McpServer, error_text, mcp_session, payload
 from tests.harness.sandbox import FakeSandbox, SandboxFault
 from tests.harness.server import serve
-from tests.mcp_tools.conftest import McpServer, error_text, mcp_session, payload
 
 
 async def run(server_url: str, issuer: TestIssuer, **arguments: Any) -> Any:

@@ -13,10 +13,10 @@ from apps.common.safe_fetch import FetchPolicy, SafeFetcher
 from apps.mcp_tools.main import create_app
 from apps.mcp_tools.tools.context import ToolServices
 from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_client import McpServer, error_text, mcp_session, payload
 from tests.harness.search import FakeSearch
 from tests.harness.server import serve
 from tests.harness.ssrf import UNSAFE_URLS, fake_dns
-from tests.mcp_tools.conftest import McpServer, error_text, mcp_session, payload
 
 ARTICLE = """<!doctype html>
 <html lang="en-GB">

@@ -8,9 +8,9 @@ import httpx
 
 from apps.common.auth.issuer import LocalIssuer
 from apps.gateway.local_apps import LOCAL_AUDIENCE
+from tests.harness.media import data_url, unique_png
 from tests.harness.server import serve_local
 from tests.harness.waiting import CLIENT_TIMEOUT
-from tests.media_api.conftest import data_url, unique_png
 
 
 def test_upload_and_resolve_through_the_local_gateway(

@@ -10,8 +10,8 @@ import pytest
 from openai import AsyncOpenAI
 
 from tests.harness.mcp_tools_fake import FakeMcpTools
+from tests.harness.response_api import MODEL
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import MODEL
 from tests.response_api.scripts import answer, call, tool_round
 
 # `add` needs approval; `echo` does not.

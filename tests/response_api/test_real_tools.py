@@ -11,9 +11,9 @@ import orjson
 import pytest
 from openai import AsyncOpenAI
 
+from tests.harness.response_api import MODEL, ServerFactory
 from tests.harness.sandbox import FakeSandbox, SandboxFault
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import MODEL, ServerFactory
 from tests.response_api.scripts import answer, call, tool_round
 from tests.response_api.test_loop import executions
 

@@ -16,9 +16,9 @@ import pytest
 from openai import AsyncOpenAI
 
 from apps.response_api.services.events import EventLog, Frame
+from tests.harness.response_api import MODEL, ServerFactory
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.harness.waiting import eventually_async
-from tests.response_api.conftest import MODEL, ServerFactory
 from tests.response_api.scripts import call
 
 REPLICA = {"stream_follow_quiet_seconds": 3600.0}

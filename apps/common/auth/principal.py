@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 
 from apps.common.auth.jwks import JWKSVerifier, TokenError
 from apps.common.errors import APIError
+from apps.common.state import app_state
 
 API_KEY_PREFIX = "sk_"
 MAX_API_KEY_LENGTH = 256
@@ -151,7 +152,7 @@ async def get_principal(request: Request) -> Principal:
     known: Principal | None = getattr(request.state, "principal", None)
     if known is not None:  # already checked by the route guard (`apps.common.guard`)
         return known
-    authenticator: Authenticator = request.app.state.authenticator
+    authenticator = app_state(request, "authenticator", Authenticator)
     principal = await authenticator.authenticate(
         request.headers.get("authorization"), request.headers.get("x-api-key")
     )
@@ -159,14 +160,7 @@ async def get_principal(request: Request) -> Principal:
     return principal
 
 
-async def get_optional_principal(request: Request) -> Principal | None:
-    if not request.headers.get("authorization") and not request.headers.get("x-api-key"):
-        return None
-    return await get_principal(request)
-
-
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
-OptionalPrincipalDep = Annotated[Principal | None, Depends(get_optional_principal)]
 
 
 async def require_admin(principal: PrincipalDep) -> Principal:

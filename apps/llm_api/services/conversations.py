@@ -235,16 +235,39 @@ class ConversationStore:
         return rows
 
     async def append_response(
-        self, conversation: ConversationRow, items: list[NewItem], *, title: str | None
+        self,
+        conversation: ConversationRow,
+        items: list[NewItem],
+        *,
+        title: str | None,
+        key: str | None = None,
     ) -> list[ItemRow] | None:
-        """Append one response's items in one transaction; None if the conversation is gone."""
+        """Append one response's items in one transaction; None if the conversation is gone.
+
+        With an idempotency `key`, an append whose key the conversation already holds (a retry after
+        a lost answer) stores nothing and returns the items stored the first time. The check runs
+        under the conversation's row lock, which every writer of its items takes, so two deliveries
+        of one append cannot both pass it.
+        """
         async with self._sessions() as session, session.begin():
             locked = await session.get(ConversationRow, conversation.id, with_for_update=True)
             if locked is None:
                 return None
+            if key is not None:
+                stored = await session.scalars(
+                    select(ItemRow)
+                    .where(ItemRow.conversation_id == locked.id, ItemRow.append_key == key)
+                    .order_by(ItemRow.sequence)
+                )
+                earlier = list(stored.all())
+                if earlier:
+                    return earlier
             if title and not locked.title:
                 locked.title = title
-            return await self._insert_items(session, locked, items)
+            rows = await self._insert_items(session, locked, items)
+            for row in rows:
+                row.append_key = key
+            return rows
 
     async def import_conversation(
         self, public_id: str, user_id: str, created_at: datetime, items: list[NewItem]

@@ -44,6 +44,8 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp_types import DiscoverResult
 
+from apps.common.http import transport_failure
+
 log = logging.getLogger(__name__)
 
 TIMEOUT_CODE = -32001
@@ -118,7 +120,7 @@ class McpConnector:
                 yield McpSession(session)
         except BaseExceptionGroup as group:
             cause = _sole(group)
-            if isinstance(cause, httpx2.TransportError):
+            if transport_failure(cause) is not None:
                 raise McpUnavailable(repr(cause)) from cause
             raise cause from None
 

@@ -13,7 +13,8 @@ Decisions:
   response's, or a new one created in llm-api at the start) and reports it in `conversation.id`.
 - A stored response that ends `completed` or `incomplete` appends its input and output items to its
   conversation, in OpenAI's item shapes, before its own row is written (one llm-api transaction,
-  not retried: a lost answer could otherwise add the turn twice). If llm-api cannot take them, that
+  keyed by the response id so a retry after a lost answer stores nothing twice, and retried through
+  a short llm-api outage like any storage write). If llm-api cannot take them, that
   is a storage failure like any other (below): the client gets a 503 or an SSE `error` and the
   response is not stored; a background response is stored `failed` (`conversation_unavailable`),
   since nobody is waiting to be told. A conversation deleted meanwhile is simply not written to.
@@ -336,8 +337,16 @@ class ResponseService:
         if not body["store"] or not conversation or body["status"] not in ("completed", "incomplete"):
             return
         items = [*run.input_items, *body["output"]]
+        config = self._config
+        budget = config.background_storage_budget if run.background else config.storage_budget
         try:
-            await self._conversations.append(conversation["id"], items, run.principal.forward_headers())
+            await self._conversations.append(
+                conversation["id"],
+                items,
+                run.principal.forward_headers(),
+                key=run.state.id,
+                budget=budget,
+            )
         except ConversationMissing:
             log.info("conversation deleted during the response", extra={"response_id": run.state.id})
         except APIError as exc:
