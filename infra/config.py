@@ -419,10 +419,17 @@ def project_defaults() -> dict[str, Any]:
 
 
 def load_from_pulumi() -> StackConfig:
-    """Parse the running stack's config (inside `pulumi up` / `preview`, or under the render's mocks)."""
-    from pulumi.runtime.config import CONFIG, get_config_env  # noqa: PLC0415 - keeps pulumi out of doc/test imports
+    """Parse the running stack's config (inside `pulumi up` / `preview`, or under the render's mocks).
 
-    return parse({**get_config_env(), **CONFIG.get()})
+    Read through Pulumi's public `pulumi.Config`, one top-level key of the model at a time: Pulumi
+    has no public listing of a stack's keys, so a misspelt top-level key is not seen here; the stack
+    files' tests and `jan-server render` (which parse the file itself) are what catch it.
+    """
+    import pulumi  # noqa: PLC0415 - keeps pulumi out of doc/test imports
+
+    stack = pulumi.Config(PROJECT)
+    keys = [field.alias or name for name, field in StackConfig.model_fields.items()]
+    return parse({f"{PROJECT}:{key}": value for key in keys if (value := stack.get(key)) is not None})
 
 
 def stack_file(stack: str) -> Path:

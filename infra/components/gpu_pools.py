@@ -49,7 +49,6 @@ class GpuNodePoolsArgs:
     naming: Naming
     cluster: EksHandles
     pools: Sequence[GpuPool]
-    provider: k8s.Provider
 
 
 class GpuNodePools(pulumi.ComponentResource):
@@ -79,7 +78,7 @@ class GpuNodePools(pulumi.ComponentResource):
                     for type_ in pool.instance_types
                 ]
             )
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        on_cluster = pulumi.ResourceOptions(parent=self)
         namespace = k8s.core.v1.Namespace(
             f"{name}-device-plugin",
             metadata=k8s.meta.v1.ObjectMetaArgs(

@@ -69,7 +69,6 @@ def network_inputs(config: StackConfig, apps_namespace: str) -> NetworkInputs:
 class SecurityArgs:
     config: StackConfig
     apps_namespace: str
-    provider: k8s.Provider
 
 
 class Security(pulumi.ComponentResource):
@@ -82,7 +81,7 @@ class Security(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SecurityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:Security", name, None, opts)
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        on_cluster = pulumi.ResourceOptions(parent=self)
         self.inputs = network_inputs(args.config, args.apps_namespace)
         self.namespaces = {}
         manifests: list[dict[str, Any]] = [

@@ -14,6 +14,7 @@ import yaml
 from apps.cli import main as cli
 from infra import helm, mock_engine, program, render
 from infra.config import stack_file
+from infra.foundation import Platform
 from infra.helm import ChartSource
 from infra.versions import NVIDIA_DEVICE_PLUGIN
 from tests.infra.conftest import STACKS, Rendered, render_stack, require_chart_cache
@@ -65,7 +66,7 @@ def test_strict_validation_catches_a_planted_invalid_manifest(
     require_chart_cache()
     build = program.build
 
-    def with_a_bad_deployment(config: Any) -> program.Platform:
+    def with_a_bad_deployment(config: Any) -> Platform:
         platform = build(config)
         spec: Any = {
             "replicaz": 2,  # the typo strict validation must catch
