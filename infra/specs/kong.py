@@ -21,7 +21,8 @@ into Kong entities (the tests hold them to the table with Kong's own matching ru
 - Streaming routes turn off response buffering, or nginx would hold server-sent events back.
 - Rate limits: the `rate-limiting` plugin per route, `policy: local`, limited by client IP (we have no
   Kong consumers; the apps authenticate). With local counters the effective limit is per Kong replica.
-- CORS: one global `cors` plugin from the configured origins (none configured: no plugin).
+- CORS: one global `cors` plugin from the configured origins (none configured: no plugin) with the
+  apps' policy (`apps.common.cors`).
 - Request ids: the global `correlation-id` plugin uses `X-Request-Id` (the header the apps log and
   echo), generating one when the client sent none, and echoes it to the client.
 - Headers toward the apps (`request-transformer`, per route): `X-Jan-Gateway: kong` and `X-Jan-Route`
@@ -40,6 +41,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from apps.common.cors import CORS
 from apps.gateway.routes import APPS, ROUTES, AppName, Route
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -195,20 +197,12 @@ def _global_plugins(inputs: KongInputs) -> list[dict[str, Any]]:
                 "name": "cors",
                 "config": {
                     "origins": list(inputs.cors_origins),
-                    "methods": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-                    "headers": [
-                        "Authorization",
-                        "Content-Type",
-                        "X-API-Key",
-                        REQUEST_ID_HEADER,
-                        "OpenAI-Beta",
-                        "Mcp-Session-Id",
-                        "Mcp-Protocol-Version",
-                    ],
-                    "exposed_headers": [REQUEST_ID_HEADER, "Mcp-Session-Id"],
-                    # Bearer tokens, no cookies: browsers need not send credentials.
-                    "credentials": False,
-                    "max_age": 3600,
+                    # The apps' policy too (apps.common.cors): one answer with or without Kong.
+                    "methods": list(CORS.methods),
+                    "headers": list(CORS.headers),
+                    "exposed_headers": list(CORS.exposed_headers),
+                    "credentials": CORS.credentials,
+                    "max_age": CORS.max_age_seconds,
                 },
             }
         )
