@@ -182,6 +182,7 @@ def flows(inputs: NetworkInputs) -> list[Flow]:
     """The flows between the platform's workloads (the one list the policies are generated from)."""
     llm, response, media, tools = (inputs.app(app) for app in AppName)
     internet_web = External(cidrs=("0.0.0.0/0",), ports=(80, 443))
+    prometheus = inputs.prometheus
     # Prometheus scrapes (destination, ports: None for every port it serves, why).
     scraped = {
         "kong": (inputs.kong, (inputs.kong_status_port,), "Kong's metrics"),
@@ -218,9 +219,7 @@ def flows(inputs: NetworkInputs) -> list[Flow]:
             why="Kong's traces",
         ),
         *(
-            Flow(
-                name=f"prometheus-to-{name}", source=inputs.prometheus, destination=target, ports=ports, why=why
-            )
+            Flow(name=f"prometheus-to-{name}", source=prometheus, destination=target, ports=ports, why=why)
             for name, (target, ports, why) in scraped.items()
         ),
         *(
