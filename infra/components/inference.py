@@ -38,20 +38,18 @@ from infra.components.objects import k8s_object, monitoring_objects, object_name
 from infra.config import GpuPool, InferenceConfig
 from infra.instances import InstanceFacts
 from infra.specs.autoscaling import QueueScaling, vllm_scaled_object
+from infra.specs.llama_cpp import CpuModelInputs, llama_cpp_manifests, llama_cpp_provider
+from infra.specs.vllm import GpuPool as PoolScheduling
 from infra.specs.vllm import (
-    CpuModelInputs,
     InferenceInputs,
     ModelServing,
     ProviderEntry,
     SecretRef,
     cold_start_seconds,
-    llama_cpp_manifests,
-    llama_cpp_provider,
     model_server_monitor,
     vllm_manifests,
     vllm_provider,
 )
-from infra.specs.vllm import GpuPool as PoolScheduling
 from infra.versions import CHARTS
 
 API_KEY_SECRET = "model-server-api-key"  # noqa: S105 - a Secret's name

@@ -26,6 +26,7 @@ import pulumi_kubernetes as k8s
 from apps.gateway.routes import AppName
 from infra.components.objects import k8s_object, object_name
 from infra.config import DatabaseMode, ObjectStoreMode, StackConfig
+from infra.specs.llama_cpp import LLAMA_CPP_PORT
 from infra.specs.network_policies import (
     NAME_LABEL,
     PSA_VERSION,
@@ -37,7 +38,7 @@ from infra.specs.network_policies import (
     namespace_manifests,
     network_policies,
 )
-from infra.specs.vllm import LLAMA_CPP_PORT, VLLM_PORT
+from infra.specs.vllm import VLLM_PORT
 
 OBSERVABILITY_NAMESPACE = "observability"
 POD_IDENTITY_AGENT = "169.254.170.23/32"  # EKS Pod Identity agent, on every node
