@@ -26,8 +26,8 @@ import pulumi_kubernetes as k8s
 
 from infra import helm
 from infra.capacity import smallest_of
+from infra.cluster_config import GpuPool
 from infra.components.cluster import EksHandles
-from infra.config import GpuPool
 from infra.instances import InstanceFacts, from_aws
 from infra.naming import Naming
 from infra.versions import NVIDIA_DEVICE_PLUGIN

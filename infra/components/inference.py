@@ -33,9 +33,10 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra import helm
+from infra.cluster_config import GpuPool
 from infra.components.gpu_pools import GPU_TAINT_KEY, node_labels
 from infra.components.objects import k8s_object, monitoring_objects, object_name
-from infra.config import GpuPool, InferenceConfig
+from infra.config import InferenceConfig
 from infra.instances import InstanceFacts
 from infra.specs.autoscaling import QueueScaling, vllm_scaled_object
 from infra.specs.llama_cpp import CpuModelInputs, llama_cpp_manifests, llama_cpp_provider
