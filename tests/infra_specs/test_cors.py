@@ -17,7 +17,8 @@ ORIGIN = "https://chat.example.com"
 def _kong_cors() -> dict[str, Any]:
     config = kong_config(KongInputs(namespace="jan", cors_origins=(ORIGIN,)))
     (plugin,) = [plugin["config"] for plugin in config["plugins"] if plugin["name"] == "cors"]
-    return plugin
+    found: dict[str, Any] = plugin
+    return found
 
 
 def _words(header: str | None) -> set[str]:
