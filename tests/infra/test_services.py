@@ -164,12 +164,12 @@ def test_grafana_has_datasources_dashboards_and_alert_rules(prod: Rendered) -> N
         config_map = manifest(prod, "observability", "ConfigMap", f"grafana-dashboard-{name}")
         assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert {"jan-chat", "vllm", "gpu", "kong", "postgres"} <= set(dashboard_names())
-    alerts = {
-        rule["alert"]
+    ours = [
+        rules
         for rules in manifests(prod, "observability", "PrometheusRule")
-        for group in rules["spec"]["groups"]
-        for rule in group["rules"]
-    }
+        if rules["metadata"]["labels"].get("app.kubernetes.io/part-of") == "jan"
+    ]
+    alerts = {rule["alert"] for rules in ours for group in rules["spec"]["groups"] for rule in group["rules"]}
     assert len(alerts) >= 5
     assert any("GPU" in alert or "Gpu" in alert for alert in alerts)
     monitor = manifest(prod, "inference", "ServiceMonitor", "model-servers")
