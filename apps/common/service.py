@@ -92,7 +92,7 @@ def service_app(
                 internal_token=token,
                 ttl_seconds=auth.api_key_cache_seconds,
             )
-            app.state.authenticator = Authenticator(verifier, keys)
+            app.state.authenticator = Authenticator(verifier, keys, guests=keys)
             watch = asyncio.create_task(app.state.admission.watch_loop(), name="loop-lag")
             try:
                 if lifespan is None:

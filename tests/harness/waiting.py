@@ -6,8 +6,12 @@ import asyncio
 import time
 from collections.abc import Callable
 
+# Loopback requests in tests are given this long, not httpx's default 5 s: on a 2-core machine running
+# other work, a first request to a just-started app was seen taking longer than 5 s.
+CLIENT_TIMEOUT = 60.0
 
-def eventually(condition: Callable[[], object], timeout: float = 5.0) -> None:
+
+def eventually(condition: Callable[[], object], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"

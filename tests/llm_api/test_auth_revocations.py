@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from apps.common.auth.remote_keys import RemoteAPIKeyResolver
 from tests.harness.issuer import TestIssuer
+from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.llm_api.auth_support import INTERNAL_TOKEN, assert_error, serve_llm_api, sql, user_headers
 
 INTERNAL = {"X-Internal-Token": INTERNAL_TOKEN}
@@ -30,16 +31,29 @@ def digest(key: str) -> str:
 
 
 def feed(llm: str, since: float, headers: dict[str, str] = INTERNAL) -> httpx.Response:
-    return httpx.get(f"{llm}/internal/api-keys/revocations", params={"since": since}, headers=headers)
+    return httpx.get(
+        f"{llm}/internal/api-keys/revocations",
+        params={"since": since},
+        headers=headers,
+        timeout=CLIENT_TIMEOUT,
+    )
 
 
 def test_feed_names_revoked_and_expired_keys(llm: str, issuer: TestIssuer, database_url: str) -> None:
     headers = user_headers(issuer)
     started = time.time()
-    revoked = httpx.post(f"{llm}/v1/auth/api-keys", json={"name": "r"}, headers=headers).json()
-    expired = httpx.post(f"{llm}/v1/auth/api-keys", json={"name": "e"}, headers=headers).json()
-    live = httpx.post(f"{llm}/v1/auth/api-keys", json={"name": "l"}, headers=headers).json()
-    httpx.delete(f"{llm}/v1/auth/api-keys/{revoked['id']}", headers=headers).raise_for_status()
+    revoked = httpx.post(
+        f"{llm}/v1/auth/api-keys", json={"name": "r"}, headers=headers, timeout=CLIENT_TIMEOUT
+    ).json()
+    expired = httpx.post(
+        f"{llm}/v1/auth/api-keys", json={"name": "e"}, headers=headers, timeout=CLIENT_TIMEOUT
+    ).json()
+    live = httpx.post(
+        f"{llm}/v1/auth/api-keys", json={"name": "l"}, headers=headers, timeout=CLIENT_TIMEOUT
+    ).json()
+    httpx.delete(
+        f"{llm}/v1/auth/api-keys/{revoked['id']}", headers=headers, timeout=CLIENT_TIMEOUT
+    ).raise_for_status()
     sql(database_url, "update api_keys set expires_at = now() where public_id = :id", id=expired["id"])
     answer = feed(llm, started)
     assert answer.status_code == 200, answer.text

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from tests.harness.upstream import FakeUpstream, Reply
+from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.llm_api.conftest import FAKE_MODEL, LlmApi, eventually
 
 TOOL_CALL: dict[str, Any] = {
@@ -99,7 +100,9 @@ def test_stream_bytes_are_the_upstream_bytes(llm_api: LlmApi, upstream: FakeUpst
         relayed = b"".join(response.iter_raw())
     upstream.enqueue(Reply(content=["a", "b"]))
     direct_body = {**body, "model": "fake-model", "stream_options": {"include_usage": True}}
-    direct = httpx.post(f"{upstream.base_url}/chat/completions", json=direct_body).content
+    direct = httpx.post(
+        f"{upstream.base_url}/chat/completions", json=direct_body, timeout=CLIENT_TIMEOUT
+    ).content
     assert _normalised(relayed) == _normalised(direct)
     assert relayed.endswith(b"data: [DONE]\n\n")
 

@@ -26,8 +26,24 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str | None]] = [
         "tools[0].server_url",
     ),
     (
-        {"model": MODEL, "input": "hi", "tools": [{"type": "mcp", "require_approval": "always"}]},
+        {"model": MODEL, "input": "hi", "tools": [{"type": "mcp", "require_approval": "sometimes"}]},
         "tools[0].require_approval",
+    ),
+    (
+        {
+            "model": MODEL,
+            "input": "hi",
+            "tools": [{"type": "mcp", "require_approval": {"always": {"tool_names": "add"}}}],
+        },
+        "tools[0].require_approval.always",
+    ),
+    ({"model": MODEL, "input": [{"type": "mcp_approval_response", "approve": "yes"}]}, "input[0]"),
+    (
+        {
+            "model": MODEL,
+            "input": [{"type": "mcp_approval_response", "approve": True, "approval_request_id": "mcpr_nope"}],
+        },
+        "input[0].approval_request_id",
     ),
     ({"model": MODEL, "input": "hi", "tools": [{"type": "computer"}]}, None),
     ({"model": MODEL, "input": "hi", "background": True, "store": False}, "background"),

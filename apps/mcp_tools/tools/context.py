@@ -32,6 +32,8 @@ class ToolServices:
     files: FileSearch
     sandbox: Sandbox
     bridge: ProviderBridge
+    # How often a long tool tells the caller it is still running (`tools/progress.py`).
+    progress_seconds: float = 2.0
 
 
 def request_of(ctx: ToolContext) -> Request:
