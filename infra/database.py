@@ -98,11 +98,10 @@ class BootstrapArgs:
     """What must exist before the Job runs (the in-cluster server's release)."""
 
 
-def bootstrap(
-    name: str, args: BootstrapArgs, parent: pulumi.Resource, provider: k8s.Provider
-) -> DatabaseEndpoint:
-    """Create the per-app roles, databases and DSN Secrets; children are parented to `parent`."""
-    opts = pulumi.ResourceOptions(parent=parent, provider=provider)
+def bootstrap(name: str, args: BootstrapArgs, parent: pulumi.Resource) -> DatabaseEndpoint:
+    """Create the per-app roles, databases and DSN Secrets; children are parented to `parent`, whose
+    Kubernetes provider they inherit."""
+    opts = pulumi.ResourceOptions(parent=parent)
     labels = args.naming.labels("database")
     passwords = {
         role: random.RandomPassword(

@@ -14,12 +14,11 @@ Decisions:
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import json
-import os
 import tarfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,8 @@ from typing import Any
 import helm_python
 import yaml
 from helm_python import _native
+
+from infra.content_cache import cached_text
 
 CLUSTER_SCOPED = frozenset(
     {
@@ -51,9 +52,6 @@ CLUSTER_SCOPED = frozenset(
         "ClusterImageCatalog",
     }
 )
-
-
-_PARSED_CACHE = Path.home() / ".cache" / "jan-server" / "parsed-crds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +94,7 @@ class ReleaseRender:
     crds: list[dict[str, Any]]
     files: dict[str, str]
     namespace: str | None
+    _parsed: dict[str, list[dict[str, Any]]] = field(default_factory=dict, compare=False, repr=False)
 
     def template_crds(self) -> list[dict[str, Any]]:
         """Only the CRDs among the templates' objects (what capabilities need), cheaply."""
@@ -103,7 +102,7 @@ class ReleaseRender:
             document
             for filename in sorted(self.files)
             if "CustomResourceDefinition" in self.files[filename]
-            for document in _documents(self.files[filename])
+            for document in self._documents(filename)
             if document.get("kind") == "CustomResourceDefinition"
         ]
 
@@ -112,11 +111,17 @@ class ReleaseRender:
         objects = list(self.crds)
         for filename in sorted(self.files):
             if filename.endswith((".yaml", ".yml")):
-                objects += _documents(self.files[filename])
+                objects += self._documents(filename)
         for document in objects:
             if self.namespace and document.get("kind") not in CLUSTER_SCOPED:
                 document.setdefault("metadata", {}).setdefault("namespace", self.namespace)
         return objects
+
+    def _documents(self, filename: str) -> list[dict[str, Any]]:
+        """A file's documents, parsed once per render of the release."""
+        if filename not in self._parsed:
+            self._parsed[filename] = _file_documents(self.files[filename])
+        return self._parsed[filename]
 
 
 def render_release(
@@ -171,22 +176,24 @@ def shipped_crds(chart: helm_python.Chart, values: Mapping[str, Any]) -> list[di
 
 @lru_cache(maxsize=256)
 def _parsed_crds(text: str) -> list[dict[str, Any]]:
-    """CRD files parsed once per content, also across runs: a JSON copy in the user's cache directory
-    loads in a fraction of the YAML parse (the Prometheus Operator's CRDs are megabytes)."""
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    cached = _PARSED_CACHE / f"{digest}.json"
-    try:
-        loaded: list[dict[str, Any]] = json.loads(cached.read_text())
-    except (OSError, ValueError):
-        loaded = _documents(text)
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            temporary = cached.with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(json.dumps(loaded))
-            temporary.replace(cached)
-        except OSError:
-            pass  # a read-only home: parse each time
+    """Documents of a file that holds CRDs, parsed once per content, also across runs: a JSON copy in
+    the cache (`infra.content_cache`) loads in a fraction of the YAML parse (the Prometheus
+    Operator's CRDs are megabytes). Shared: callers must not change what they get."""
+    loaded: list[dict[str, Any]] = json.loads(
+        cached_text("parsed-crds-v1", text, lambda: json.dumps(_documents(text)))
+    )
     return loaded
+
+
+def _file_documents(text: str) -> list[dict[str, Any]]:
+    """A rendered file's documents; one holding CRDs comes from the shared parse, its other objects
+    copied, since `ReleaseRender.objects` gives them a namespace."""
+    if "CustomResourceDefinition" not in text:
+        return _documents(text)
+    return [
+        document if document.get("kind") == "CustomResourceDefinition" else copy.deepcopy(document)
+        for document in _parsed_crds(text)
+    ]
 
 
 @lru_cache(maxsize=64)

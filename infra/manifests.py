@@ -28,6 +28,8 @@ import kubernetes_validate.utils
 import yaml
 from referencing import Registry, Resource
 
+from infra.content_cache import cached_text
+
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when available: CRDs are large
 REDACTED = "[redacted]"
 _REDACTED_BYTES = "W3JlZGFjdGVkXQ=="  # base64 of REDACTED, so `data` stays well-formed
@@ -41,14 +43,21 @@ class Manifest:
     body: dict[str, Any]
 
 
+def manifest_path(namespace: str | None, kind: str, name: str) -> str:
+    """The file an object is written to, `<namespace or _cluster>/<kind>-<name>.yaml`; with `*` in
+    `name` (or `namespace`), the glob pattern of such files."""
+    return f"{namespace or '_cluster'}/{kind.lower()}-{name}.yaml"
+
+
 def to_manifests(objects: Iterable[dict[str, Any]]) -> list[Manifest]:
-    """File paths `<namespace or _cluster>/<kind>-<name>.yaml`, unique, in path order."""
+    """File paths from `manifest_path` (a `-2`, `-3`… suffix for a repeated one), in path order."""
     manifests: dict[str, Manifest] = {}
     for body in objects:
         body = redact(body)
         meta = body.get("metadata") or {}
-        kind = str(body.get("kind", "unknown")).lower()
-        stem = f"{meta.get('namespace') or '_cluster'}/{kind}-{meta.get('name', 'unnamed')}"
+        kind = str(body.get("kind", "unknown"))
+        stem = manifest_path(meta.get("namespace"), kind, str(meta.get("name", "unnamed")))
+        stem = stem.removesuffix(".yaml")
         path, index = f"{stem}.yaml", 1
         while path in manifests:
             index += 1
@@ -61,7 +70,18 @@ def write(manifests: Iterable[Manifest], directory: Path) -> None:
     for manifest in manifests:
         target = directory / manifest.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.dump(manifest.body, Dumper=_Dumper, sort_keys=True))
+        target.write_text(_yaml(manifest.body))
+
+
+def _yaml(body: dict[str, Any]) -> str:
+    def dump() -> str:
+        return yaml.dump(body, Dumper=_Dumper, sort_keys=True)
+
+    if body.get("kind") != "CustomResourceDefinition":
+        return dump()
+    # Upstream CRDs are nine tenths of a render's bytes and change only with a chart pin: printed once.
+    source = json.dumps(body, sort_keys=True)
+    return cached_text(f"crd-yaml-{yaml.__version__}-{_Dumper.__name__}", source, dump)
 
 
 def validate(manifests: Iterable[Manifest], kubernetes_version: str) -> list[str]:

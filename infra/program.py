@@ -9,14 +9,17 @@ mock engine, in four steps:
    (`DatabaseEndpoint`, `ObjectStoreEndpoint`); then `infra.services.build_services()` (observability,
    Kong, Keycloak with its database login from the `DatabaseEndpoint`, model servers, search, sandbox).
 4. `with_release()`: the four apps as Helm releases (`infra/release.py`), wired from the services.
+The layers import downwards only (`program > release > services > foundation > components > specs`,
+an import-linter contract); `Platform` (`infra.foundation`) is what the later layers take whole.
 Every Postgres gets one bootstrap Job for the apps' roles and Keycloak's (`SERVICE_DATABASES`).
 
 Adding a component: a module in `infra/components/` with a frozen keyword-only `<Name>Args` dataclass
-and one `ComponentResource` (type `jan:platform:<Name>`, children parented, the `k8s.Provider` from
-`Platform.cluster` passed in); pin its charts and images in `infra/versions.py` (upstream charts are
-installed from their repositories, ours come from `charts/`) and deploy them with `infra.helm`; build it
-here from `Platform`; if it calls a new invoke, answer it in `infra/mock_engine.py`. Its tests read
-the render (`tests/infra/conftest.py`), which also validates every object it adds.
+and one `ComponentResource` (type `jan:platform:<Name>`, children parented, so they inherit the
+providers its `opts` carry: the `k8s.Provider` from `Platform.cluster`, the AWS provider); pin its
+charts and images in `infra/versions.py` (upstream charts are installed from their repositories, ours
+come from `charts/`) and deploy them with `infra.helm`; build it here from `Platform`; if it calls a
+new invoke, answer it in `infra/mock_engine.py`. Its tests read the render (`tests/infra/conftest.py`),
+which also validates every object it adds.
 """
 
 from __future__ import annotations
@@ -44,9 +47,8 @@ from infra.components.network import Network, NetworkArgs
 from infra.components.object_store import ObjectStore, ObjectStoreArgs
 from infra.components.security import Security
 from infra.config import DatabaseMode, Environment, ObjectStoreMode, StackConfig, load_from_pulumi
-from infra.database import DatabaseEndpoint
+from infra.foundation import Platform
 from infra.naming import Naming
-from infra.object_storage import ObjectStoreEndpoint
 from infra.release import Release
 from infra.services import Services, build_security, build_services
 
@@ -57,27 +59,20 @@ SERVICE_DATABASES = (KEYCLOAK_DATABASE,)
 
 
 @dataclass(frozen=True, slots=True)
-class Platform:
-    """What later components build on."""
+class Deployed:
+    """What one run of the program built: the foundation, the services on it and the apps' release."""
 
-    config: StackConfig
-    naming: Naming
-    cluster: Cluster
-    database: DatabaseEndpoint | None
-    object_store: ObjectStoreEndpoint | None
-    aws_provider: aws.Provider | None = None
-    services: Services | None = None
-    release: Release | None = None
-    image_repository: str | None = None
-    gpu_pools: GpuNodePools | None = None
-    addons: ClusterAddons | None = None
+    platform: Platform
+    services: Services
+    release: Release
 
 
-def main() -> Platform:
+def main() -> Deployed:
     foundation = build(load_from_pulumi())
     security = build_security(foundation)
-    with_data = with_in_cluster_data(foundation, security)
-    platform = with_release(replace(with_data, services=build_services(with_data, security)))
+    platform = with_in_cluster_data(foundation, security)
+    services = build_services(platform, security)
+    release = with_release(platform, services)
     pulumi.export("appsNamespace", platform.cluster.apps_namespace)
     if platform.cluster.eks is not None:
         pulumi.export("clusterName", platform.cluster.eks.name)
@@ -86,9 +81,8 @@ def main() -> Platform:
         pulumi.export("databaseSecrets", dict(platform.database.dsn_secrets))
     if platform.object_store is not None:
         pulumi.export("mediaBucket", platform.object_store.bucket)
-    if platform.release is not None:
-        release_layer.export(platform.config, platform.release)
-    return platform
+    release_layer.export(platform.config, release)
+    return Deployed(platform, services, release)
 
 
 def build(config: StackConfig) -> Platform:
@@ -141,19 +135,18 @@ def build(config: StackConfig) -> Platform:
     )
     eks = cluster.eks
     assert eks is not None  # cluster.mode is eks on AWS (a config rule)
+    on_aws_and_cluster = pulumi.ResourceOptions(providers=[aws_provider, cluster.provider])
     addons = ClusterAddons(
         naming("addons"),
-        ClusterAddonsArgs(
-            cluster=eks, region=config.region or "", vpc_id=network.vpc_id, provider=cluster.provider
-        ),
-        on_aws,
+        ClusterAddonsArgs(cluster=eks, region=config.region or "", vpc_id=network.vpc_id),
+        on_aws_and_cluster,
     )
     gpu_pools = None
     if config.gpu_pools:
         gpu_pools = GpuNodePools(
             naming("gpu"),
-            GpuNodePoolsArgs(naming=naming, cluster=eks, pools=config.gpu_pools, provider=cluster.provider),
-            on_aws,
+            GpuNodePoolsArgs(naming=naming, cluster=eks, pools=config.gpu_pools),
+            on_aws_and_cluster,
         )
     database = None
     if config.database.mode is DatabaseMode.RDS:
@@ -166,12 +159,11 @@ def build(config: StackConfig) -> Platform:
                 vpc_id=network.vpc_id,
                 subnet_ids=network.private_subnet_ids,
                 client_security_group_id=eks.security_group_id,
-                provider=cluster.provider,
                 namespace=cluster.apps_namespace,
                 databases=APP_DATABASES,
                 service_roles=SERVICE_DATABASES,
             ),
-            on_aws,
+            on_aws_and_cluster,
         ).endpoint
     object_store = None
     if config.object_store.mode is ObjectStoreMode.S3:
@@ -208,6 +200,7 @@ def with_in_cluster_data(platform: Platform, security: Security) -> Platform:
     in_cluster_db = config.database.mode is DatabaseMode.IN_CLUSTER
     in_cluster_s3 = config.object_store.mode is ObjectStoreMode.IN_CLUSTER
     database, object_store = platform.database, platform.object_store
+    on_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
     if in_cluster_db:
         database = CloudNativePg(
             naming("postgres"),
@@ -215,25 +208,25 @@ def with_in_cluster_data(platform: Platform, security: Security) -> Platform:
                 naming=naming,
                 spec=config.database,
                 production=config.environment is Environment.PROD,
-                provider=cluster.provider,
                 namespace=_name_of(security, DATA_NAMESPACE),
                 operator_namespace=_name_of(security, security.inputs.cnpg_operator.namespace),
                 apps_namespace=cluster.apps_namespace,
                 databases=APP_DATABASES,
                 service_roles=SERVICE_DATABASES,
             ),
+            on_cluster,
         ).endpoint
     if in_cluster_s3:
         object_store = SeaweedFs(
             naming("objects"),
             SeaweedFsArgs(
                 naming=naming,
-                provider=cluster.provider,
                 namespace=_name_of(security, DATA_NAMESPACE),
                 apps_namespace=cluster.apps_namespace,
                 bucket=naming("media"),
                 service_account=AppName.MEDIA_API.value,
             ),
+            on_cluster,
         ).endpoint
     return replace(platform, database=database, object_store=object_store)
 
@@ -243,23 +236,7 @@ def _name_of(security: Security, namespace: str) -> pulumi.Output[str]:
     return security.namespaces[namespace].metadata.apply(lambda meta: str(meta.name))
 
 
-def with_release(platform: Platform) -> Platform:
-    """The four apps, once the stack has a database, an object store and the services."""
-    if (
-        platform.database is None
-        or platform.object_store is None
-        or platform.services is None
-        or platform.image_repository is None
-    ):
-        return platform
-    release = release_layer.deploy(
-        platform.config,
-        platform.naming,
-        platform.cluster.provider,
-        platform.cluster.apps_namespace,
-        platform.database,
-        platform.object_store,
-        platform.services,
-        platform.image_repository,
-    )
-    return replace(platform, release=release)
+def with_release(platform: Platform, services: Services) -> Release:
+    """The four apps, once the stack has a database, an object store and the services; building it
+    earlier is a programming error and fails (`MissingPhase`) instead of silently deploying no apps."""
+    return release_layer.deploy(platform=platform, services=services)

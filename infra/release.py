@@ -23,27 +23,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from apps.gateway.routes import AppName
 from infra import registry
 from infra.components import in_cluster_data
 from infra.components.apps import MODEL_SERVER_KEY_ENV, AppsArgs, JanApps
 from infra.components.cluster import APPS_NAMESPACE
+from infra.components.identity import ADMIN_PASSWORD_KEY as KEYCLOAK_PASSWORD_KEY
+from infra.components.identity import ADMIN_SECRET as KEYCLOAK_ADMIN_SECRET
 from infra.components.identity import BACKEND_SECRET, BACKEND_SECRET_KEY
 from infra.components.inference import API_KEY_KEY
+from infra.components.observability import GRAFANA_ADMIN_SECRET, GRAFANA_PASSWORD_KEY
+from infra.components.security import OBSERVABILITY_NAMESPACE
 from infra.config import Environment, ObjectStoreMode, StackConfig
-from infra.database import ADMIN_SECRET, DatabaseEndpoint
+from infra.database import ADMIN_SECRET
+from infra.foundation import Platform
 from infra.naming import Naming
-from infra.object_storage import ObjectStoreEndpoint
 from infra.services import Services
 from infra.specs import vllm
-from infra.specs.network_policies import NAME_LABEL, Workload
+from infra.specs.network_policies import NAME_LABEL, NetworkInputs, Workload
 from infra.specs.vllm import SecretRef
 
 # Where the other components put their admin credentials (Secret, namespace, key).
-KEYCLOAK_ADMIN = ("keycloak-admin", "identity", "password")
-GRAFANA_ADMIN = ("grafana-admin", "observability", "admin-password")
+KEYCLOAK_ADMIN = (KEYCLOAK_ADMIN_SECRET, NetworkInputs().keycloak.namespace, KEYCLOAK_PASSWORD_KEY)
+GRAFANA_ADMIN = (GRAFANA_ADMIN_SECRET, OBSERVABILITY_NAMESPACE, GRAFANA_PASSWORD_KEY)
 KONG_PROXY = ("gateway", "kong-kong-proxy", 80)
 GRAFANA_SERVICE = ("observability", "grafana", 80)
 GRAFANA_LOCAL_PORT = 3001
@@ -69,24 +72,17 @@ class Release:
     image_repository: str
 
 
-def deploy(
-    config: StackConfig,
-    naming: Naming,
-    provider: k8s.Provider,
-    namespace: pulumi.Output[str],
-    database: DatabaseEndpoint,
-    object_store: ObjectStoreEndpoint,
-    services: Services,
-    repository: str,
-) -> Release:
+def deploy(*, platform: Platform, services: Services) -> Release:
+    """The apps' releases on `platform` (which must have its data phase: `MissingPhase` otherwise)."""
+    database, object_store = platform.data()
+    config, naming, repository = platform.config, platform.naming, platform.image_repository
     providers = services.inference.providers
     uses_model_key = any(entry.api_key_env == MODEL_SERVER_KEY_ENV for entry in providers)
     apps = JanApps(
         naming("apps"),
         AppsArgs(
             naming=naming,
-            provider=provider,
-            namespace=namespace,
+            namespace=platform.cluster.apps_namespace,
             environment=config.environment.value,
             image_repository=repository,
             image_tag=config.release.image_tag,
@@ -107,6 +103,7 @@ def deploy(
             # the components: those include the model servers, whose readiness may take a cold start.
             depends_on=[*services.identity.app_secrets, *services.inference.app_secrets],
         ),
+        pulumi.ResourceOptions(providers=[platform.cluster.provider]),
     )
     return Release(apps, repository)
 

@@ -17,7 +17,6 @@ their inline env from exactly these values, so there is one source of truth and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pulumi
 
@@ -32,13 +31,11 @@ from infra.components.search import SearchAndSandbox, SearchArgs
 from infra.components.security import OBSERVABILITY_NAMESPACE, Security, SecurityArgs
 from infra.config import DatabaseMode, Environment
 from infra.database import EXPORTER_ROLE
+from infra.foundation import Platform
 from infra.specs.identity import IdentityInputs
 from infra.specs.kong import KongInputs
 from infra.specs.network_policies import NetworkInputs
 from infra.specs.otel import ObservabilityInputs, kong_traces_endpoint
-
-if TYPE_CHECKING:
-    from infra.program import Platform
 
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
 
@@ -64,7 +61,8 @@ def build_security(platform: Platform) -> Security:
     config, naming = platform.config, platform.naming
     return Security(
         naming("security"),
-        SecurityArgs(config=config, apps_namespace=APPS_NAMESPACE, provider=platform.cluster.provider),
+        SecurityArgs(config=config, apps_namespace=APPS_NAMESPACE),
+        pulumi.ResourceOptions(providers=[platform.cluster.provider]),
     )
 
 
@@ -84,8 +82,9 @@ def postgres_metrics(platform: Platform) -> CnpgMetrics | ExporterTarget | None:
 
 
 def build_services(platform: Platform, security: Security) -> Services:
-    config, naming, cluster = platform.config, platform.naming, platform.cluster
-    provider = cluster.provider
+    config, naming = platform.config, platform.naming
+    # The components deploy through the cluster's provider, which their children inherit.
+    on_cluster = pulumi.ResourceOptions(providers=[platform.cluster.provider])
     net = security.inputs
     namespaces: list[pulumi.Resource] = list(security.namespaces.values())
     gpu_pools = platform.gpu_pools
@@ -99,11 +98,11 @@ def build_services(platform: Platform, security: Security) -> Services:
             inputs=otel,
             gpus=bool(config.gpu_pools),
             collector_replicas=1 if config.environment is Environment.DEV else 2,
-            provider=provider,
             depends_on=namespaces,
             postgres=postgres_metrics(platform),
             gpu_node_groups=list(node_groups.values()),
         ),
+        on_cluster,
     )
     after_monitoring = [*namespaces, observability.monitoring]
     certificate_arn: pulumi.Input[str] | None = None
@@ -127,9 +126,10 @@ def build_services(platform: Platform, security: Security) -> Services:
             ),
             replicas=config.gateway.replicas,
             certificate_arn=certificate_arn,
-            provider=provider,
+            monitoring_namespace=otel.namespace,
             depends_on=[*after_monitoring, *load_balancers],
         ),
+        on_cluster,
     )
     identity_inputs = IdentityInputs(public_url=config.identity_url, namespace=net.keycloak.namespace)
     identity = Identity(
@@ -141,9 +141,9 @@ def build_services(platform: Platform, security: Security) -> Services:
             apps_namespace=APPS_NAMESPACE,
             certificate_arn=certificate_arn,
             database=platform.database,
-            provider=provider,
             depends_on=[*after_monitoring, *load_balancers],
         ),
+        on_cluster,
     )
     inference = Inference(
         naming("inference"),
@@ -153,11 +153,12 @@ def build_services(platform: Platform, security: Security) -> Services:
             namespace=net.model_servers.namespace,
             apps_namespace=APPS_NAMESPACE,
             prometheus_url=otel.prometheus_url,
-            provider=provider,
+            monitoring_namespace=otel.namespace,
             depends_on=after_monitoring,
             pool_nodes=dict(gpu_pools.pool_nodes) if gpu_pools else {},
             node_groups=node_groups,
         ),
+        on_cluster,
     )
     search = SearchAndSandbox(
         naming("search"),
@@ -167,9 +168,9 @@ def build_services(platform: Platform, security: Security) -> Services:
             apps_namespace=APPS_NAMESPACE,
             client_app=AppName.MCP_TOOLS.value,
             cluster_cidrs=[str(config.network.cidr)] if config.on_aws else PRIVATE_RANGES,
-            provider=provider,
             depends_on=namespaces,
         ),
+        on_cluster,
     )
     return Services(
         security=security,

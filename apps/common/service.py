@@ -28,6 +28,7 @@ from apps.common.admission import Admission, AdmissionMiddleware
 from apps.common.auth.jwks import JWKSVerifier
 from apps.common.auth.principal import Authenticator
 from apps.common.auth.remote_keys import REVOCATIONS_PATH, RemoteAPIKeyResolver
+from apps.common.cors import CORS
 from apps.common.db import create_engine, database_check
 from apps.common.errors import ExceptionBoundary, install_error_handlers
 from apps.common.guard import GuardedRoute
@@ -121,20 +122,13 @@ def service_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
+        # The policy Kong applies too (apps.common.cors); only the origins are the settings'.
         allow_origins=list(settings.cors_origins),
-        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-        allow_headers=[
-            "Authorization",
-            "Content-Type",
-            "X-API-Key",
-            "Idempotency-Key",
-            "X-Request-Id",
-            "Mcp-Session-Id",
-            "Mcp-Protocol-Version",
-        ],
-        expose_headers=["X-Request-Id"],
-        allow_credentials=True,
-        max_age=3600,
+        allow_methods=list(CORS.methods),
+        allow_headers=list(CORS.headers),
+        expose_headers=list(CORS.exposed_headers),
+        allow_credentials=CORS.credentials,
+        max_age=CORS.max_age_seconds,
     )
     # Inside the request-id middleware, so a 500 it answers carries the id and is access-logged.
     app.add_middleware(ExceptionBoundary)

@@ -52,7 +52,6 @@ MODEL_SERVER_KEY_ENV = "MODEL_SERVER_API_KEY"  # what `infra.specs.vllm.provider
 @dataclass(frozen=True, kw_only=True)
 class AppsArgs:
     naming: Naming
-    provider: k8s.Provider
     # The apps namespace as the Cluster component created it (so everything here waits for it).
     namespace: pulumi.Output[str]
     environment: str
@@ -83,7 +82,7 @@ class JanApps(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AppsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:JanApps", name, None, opts)
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        on_cluster = pulumi.ResourceOptions(parent=self)
         secrets = [
             self._generated(f"{name}-{secret}", secret, key, args)
             for secret, key in ((INTERNAL_TOKEN_SECRET, "token"), (PROVIDER_KEYS_SECRET, "secret"))
@@ -115,7 +114,7 @@ class JanApps(pulumi.ComponentResource):
                 name=secret_name, namespace=args.namespace, labels=args.naming.labels("apps")
             ),
             string_data={key: value.result},
-            opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
 

@@ -31,7 +31,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import iam
-from infra.config import ClusterConfig, ClusterMode
+from infra.cluster_config import ClusterConfig, ClusterMode
 from infra.naming import Naming
 
 APPS_NAMESPACE = "jan"

@@ -41,7 +41,6 @@ class ClusterAddonsArgs:
     cluster: EksHandles
     region: str
     vpc_id: pulumi.Input[str]
-    provider: k8s.Provider
 
 
 class ClusterAddons(pulumi.ComponentResource):
@@ -55,7 +54,7 @@ class ClusterAddons(pulumi.ComponentResource):
     ) -> None:
         super().__init__("jan:platform:ClusterAddons", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        on_cluster = pulumi.ResourceOptions(parent=self)
         cluster_name = args.cluster.name
         autoscaler_identity = _pod_identity(
             f"{name}-autoscaler",

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra import database
@@ -38,7 +37,6 @@ class RdsDatabaseArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     client_security_group_id: pulumi.Input[str]
-    provider: k8s.Provider
     namespace: pulumi.Input[str]
     databases: Mapping[str, str]
     service_roles: Sequence[str] = ()
@@ -124,6 +122,5 @@ class RdsDatabase(pulumi.ComponentResource):
                 monitoring_roles=(database.EXPORTER_ROLE,),
             ),
             parent=self,
-            provider=args.provider,
         )
         self.register_outputs({"host": self.endpoint.host})

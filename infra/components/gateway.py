@@ -14,7 +14,8 @@ template rolls Kong when the routes change (DB-less Kong reads its config only a
   certificate instead of timing out the first `pulumi up`. Elsewhere (dev) the proxy is a ClusterIP
   Service reached with `kubectl port-forward` (README, "Platform").
 - Traces go to the collector (`opentelemetry` plugin plus Kong's tracing settings); metrics are the
-  `prometheus` plugin on the status port, scraped through the chart's ServiceMonitor.
+  `prometheus` plugin on the status port, scraped through the chart's ServiceMonitor; Kong's dashboard
+  and alert ship here, with Kong (`infra.specs.monitoring`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import pulumi_kubernetes as k8s
 
 from infra import helm
 from infra.components.cluster_addons import nlb_annotations
+from infra.components.objects import monitoring_objects
 from infra.specs.kong import KongInputs, kong_config, kong_env
 from infra.versions import CHARTS, IMAGES
 
@@ -45,22 +47,20 @@ class GatewayArgs:
     namespace: str
     kong: KongInputs
     replicas: int
-    provider: k8s.Provider
     certificate_arn: pulumi.Input[str] | None = None
     """Set on AWS: the proxy becomes an NLB with this ACM certificate on 443."""
+    monitoring_namespace: str
+    """Where Kong's dashboard and alert rules go (Grafana's and Prometheus')."""
     depends_on: list[pulumi.Resource]
 
 
 class Gateway(pulumi.ComponentResource):
-    """Kong's declarative config and its Helm release."""
-
-    config: dict[str, Any]
+    """Kong's declarative config, its Helm release, and its dashboard and alert rules."""
 
     def __init__(self, name: str, args: GatewayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:Gateway", name, None, opts)
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on)
-        self.config = kong_config(args.kong)
-        text = json.dumps(self.config, indent=2, sort_keys=True)
+        on_cluster = pulumi.ResourceOptions(parent=self, depends_on=args.depends_on)
+        text = json.dumps(kong_config(args.kong), indent=2, sort_keys=True)
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -77,6 +77,7 @@ class Gateway(pulumi.ComponentResource):
             values=values,
             opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[config_map])),
         )
+        monitoring_objects(name, "kong", args.monitoring_namespace, on_cluster)
         self.register_outputs({})
 
 

@@ -26,8 +26,8 @@ import pulumi_kubernetes as k8s
 
 from infra import helm
 from infra.capacity import smallest_of
+from infra.cluster_config import GpuPool
 from infra.components.cluster import EksHandles
-from infra.config import GpuPool
 from infra.instances import InstanceFacts, from_aws
 from infra.naming import Naming
 from infra.versions import NVIDIA_DEVICE_PLUGIN
@@ -49,7 +49,6 @@ class GpuNodePoolsArgs:
     naming: Naming
     cluster: EksHandles
     pools: Sequence[GpuPool]
-    provider: k8s.Provider
 
 
 class GpuNodePools(pulumi.ComponentResource):
@@ -79,7 +78,7 @@ class GpuNodePools(pulumi.ComponentResource):
                     for type_ in pool.instance_types
                 ]
             )
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        on_cluster = pulumi.ResourceOptions(parent=self)
         namespace = k8s.core.v1.Namespace(
             f"{name}-device-plugin",
             metadata=k8s.meta.v1.ObjectMetaArgs(

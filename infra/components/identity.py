@@ -47,6 +47,7 @@ SECRET_PLACEHOLDER_ENV = "JAN_BACKEND_CLIENT_SECRET"  # noqa: S105 - an environm
 BACKEND_SECRET = "keycloak-backend-client"  # noqa: S105 - a Secret's name
 BACKEND_SECRET_KEY = "client-secret"  # noqa: S105 - a key name
 ADMIN_SECRET = "keycloak-admin"  # noqa: S105 - a Secret's name
+ADMIN_PASSWORD_KEY = "password"  # noqa: S105 - a key in that Secret
 DATABASE = "keycloak"  # its role and database on the stack's Postgres
 _SELECTOR = {"app.kubernetes.io/name": "keycloakx", "app.kubernetes.io/instance": RELEASE}
 
@@ -57,7 +58,6 @@ class IdentityArgs:
     settings: IdentityConfig
     web_origins: tuple[str, ...]
     apps_namespace: str
-    provider: k8s.Provider
     certificate_arn: pulumi.Input[str] | None = None
     # The stack's Postgres, with a login for `DATABASE` (`DatabaseEndpoint.service_passwords`).
     database: DatabaseEndpoint | None = None
@@ -76,7 +76,7 @@ class Identity(pulumi.ComponentResource):
         super().__init__("jan:platform:Identity", name, None, opts)
         namespace = args.identity.namespace
         child = pulumi.ResourceOptions(parent=self)
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on)
+        on_cluster = pulumi.ResourceOptions(parent=self, depends_on=args.depends_on)
         self.realm = realm(args)
         self.app_env = app_auth_env(args.identity)
         backend = random.RandomPassword(f"{name}-backend-client-secret", length=40, special=False, opts=child)
@@ -106,7 +106,7 @@ class Identity(pulumi.ComponentResource):
                 f"{name}-admin",
                 ADMIN_SECRET,
                 namespace,
-                {"username": "jan-admin", "password": admin.result},
+                {"username": "jan-admin", ADMIN_PASSWORD_KEY: admin.result},
                 on_cluster,
             ),
         ]
@@ -168,7 +168,7 @@ def keycloak_values(args: IdentityArgs) -> dict[str, Any]:
     env += [
         _from_secret(SECRET_PLACEHOLDER_ENV, BACKEND_SECRET, BACKEND_SECRET_KEY),
         _from_secret("KC_BOOTSTRAP_ADMIN_USERNAME", ADMIN_SECRET, "username"),
-        _from_secret("KC_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_SECRET, "password"),
+        _from_secret("KC_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_SECRET, ADMIN_PASSWORD_KEY),
     ]
     database = args.settings.database_secret
     for variable, key in (

@@ -57,7 +57,6 @@ class CloudNativePgArgs:
     naming: Naming
     spec: DatabaseConfig
     production: bool
-    provider: k8s.Provider
     namespace: pulumi.Output[str]
     operator_namespace: pulumi.Output[str]
     apps_namespace: pulumi.Input[str]
@@ -74,7 +73,7 @@ class CloudNativePg(pulumi.ComponentResource):
         self, name: str, args: CloudNativePgArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("jan:platform:CloudNativePg", name, None, opts)
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        on_cluster = pulumi.ResourceOptions(parent=self)
         image = IMAGES["postgres"]
         if image.tag.split(".")[0] != args.spec.engine_version.split(".")[0]:
             raise ValueError(
@@ -124,7 +123,6 @@ class CloudNativePg(pulumi.ComponentResource):
                 depends_on=[cluster],
             ),
             parent=self,
-            provider=args.provider,
         )
         self.register_outputs({"host": host})
 
@@ -165,7 +163,6 @@ def cluster_values(spec: DatabaseConfig, *, production: bool) -> dict[str, objec
 @dataclass(frozen=True, kw_only=True)
 class SeaweedFsArgs:
     naming: Naming
-    provider: k8s.Provider
     namespace: pulumi.Output[str]
     apps_namespace: pulumi.Input[str]
     bucket: str
@@ -181,7 +178,7 @@ class SeaweedFs(pulumi.ComponentResource):
     def __init__(self, name: str, args: SeaweedFsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:SeaweedFs", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        on_cluster = pulumi.ResourceOptions(parent=self)
         access_key = random.RandomPassword(f"{name}-access-key", length=20, special=False, opts=child)
         secret_key = random.RandomPassword(f"{name}-secret-key", length=40, special=False, opts=child)
         config = k8s.core.v1.Secret(

@@ -17,6 +17,8 @@ Decisions:
 - A model's pods wait for their pool's node group, get CPU and memory sized from its instance type
   (`InferenceArgs.pool_nodes`, from AWS at deploy time) and a rollout timeout that covers a cold start
   (`infra.specs.vllm.cold_start_seconds`); the apps never wait for a model server to be ready.
+- vLLM's dashboard and alert rules ship here, with the model servers (`infra.specs.monitoring`): the
+  dev CPU server exports none of vLLM's metrics.
 - Under KEDA, Pulumi leaves `spec.replicas` alone (`ignore_changes`), or each update would undo it;
   KEDA is installed by this component (pinned chart) only when a stack enables it.
 """
@@ -31,25 +33,24 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra import helm
+from infra.cluster_config import GpuPool
 from infra.components.gpu_pools import GPU_TAINT_KEY, node_labels
-from infra.components.objects import k8s_object, object_name
-from infra.config import GpuPool, InferenceConfig
+from infra.components.objects import k8s_object, monitoring_objects, object_name
+from infra.config import InferenceConfig
 from infra.instances import InstanceFacts
 from infra.specs.autoscaling import QueueScaling, vllm_scaled_object
+from infra.specs.llama_cpp import CpuModelInputs, llama_cpp_manifests, llama_cpp_provider
+from infra.specs.vllm import GpuPool as PoolScheduling
 from infra.specs.vllm import (
-    CpuModelInputs,
     InferenceInputs,
     ModelServing,
     ProviderEntry,
     SecretRef,
     cold_start_seconds,
-    llama_cpp_manifests,
-    llama_cpp_provider,
     model_server_monitor,
     vllm_manifests,
     vllm_provider,
 )
-from infra.specs.vllm import GpuPool as PoolScheduling
 from infra.versions import CHARTS
 
 API_KEY_SECRET = "model-server-api-key"  # noqa: S105 - a Secret's name
@@ -64,7 +65,8 @@ class InferenceArgs:
     namespace: str
     apps_namespace: str
     prometheus_url: str
-    provider: k8s.Provider
+    monitoring_namespace: str
+    """Where vLLM's dashboard and alert rules go (Grafana's and Prometheus')."""
     depends_on: list[pulumi.Resource]
     # Per GPU pool: its smallest instance type and its node group (what a model's pods wait for).
     pool_nodes: Mapping[str, InstanceFacts] = field(default_factory=dict)
@@ -81,7 +83,7 @@ class Inference(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: InferenceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:Inference", name, None, opts)
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on)
+        on_cluster = pulumi.ResourceOptions(parent=self, depends_on=args.depends_on)
         inputs = InferenceInputs(
             namespace=args.namespace,
             api_key=SecretRef(name=API_KEY_SECRET, key=API_KEY_KEY),
@@ -134,7 +136,7 @@ class Inference(pulumi.ComponentResource):
         scaling = args.settings.autoscaling
         keda: list[pulumi.Resource] = []
         if scaling.enabled:
-            on_keda = pulumi.ResourceOptions(parent=self, provider=args.provider)
+            on_keda = pulumi.ResourceOptions(parent=self)
             namespace = k8s.core.v1.Namespace(
                 f"{name}-keda",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -201,4 +203,5 @@ class Inference(pulumi.ComponentResource):
             providers.append(vllm_provider(model, inputs))
         monitor = model_server_monitor(args.namespace)
         k8s_object(f"{name}-{object_name(monitor)}", monitor, on_cluster)
+        monitoring_objects(name, "vllm", args.monitoring_namespace, on_cluster)
         return providers

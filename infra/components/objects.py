@@ -7,11 +7,13 @@ so every object shows up in previews and in the offline render with its full bod
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+from infra.specs.monitoring import monitoring_manifests
 
 _TYPED: dict[tuple[str, str], Any] = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
@@ -39,3 +41,22 @@ def object_name(body: Mapping[str, Any]) -> str:
     meta = body.get("metadata") or {}
     namespace = meta.get("namespace") or "cluster"
     return f"{namespace}-{str(body['kind']).lower()}-{meta['name']}"
+
+
+def monitoring_objects(
+    name: str,
+    source: str,
+    namespace: str,
+    opts: pulumi.ResourceOptions,
+    *,
+    crds: Sequence[pulumi.Resource] = (),
+) -> list[pulumi.CustomResource]:
+    """The dashboards and alert rules of a metric source, for the component that runs the source
+    (`infra.specs.monitoring`); the rules also wait for `crds` (the Prometheus Operator's)."""
+    after_crds = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(crds)))
+    return [
+        k8s_object(
+            f"{name}-{object_name(body)}", body, after_crds if body["kind"] == "PrometheusRule" else opts
+        )
+        for body in monitoring_manifests(source, namespace)
+    ]

@@ -6,8 +6,10 @@ Prometheus scrapes vLLM, Kong, Keycloak, CloudNativePG and DCGM through ServiceM
 - Grafana is its own release from the `grafana-community` repository (kube-prometheus-stack's bundled
   Grafana is switched off), with the datasources provisioned under fixed uids and the dashboards as
   labelled ConfigMaps its sidecar loads, so dashboards are reviewed files, not clicks.
-- The alert rules are a `PrometheusRule` object of the program (not chart values), so they show up in
-  previews and are validated in the offline render.
+- The alert rules are `PrometheusRule` objects of the program (not chart values), so they show up in
+  previews and are validated in the offline render. Dashboards and rules ship with what exports their
+  metrics (`infra.specs.monitoring`): the apps' and Postgres' here, the GPUs' with the DCGM exporter,
+  Kong's and vLLM's with the gateway and the model servers.
 - The DCGM exporter runs only on stacks with GPU pools, on GPU nodes only (their taint tolerated).
 - Postgres metrics: a PodMonitor on CloudNativePG's own exporter where CNPG runs, the
   prometheus-postgres-exporter release where the server is RDS (`infra.specs.postgres_metrics`).
@@ -27,12 +29,10 @@ import pulumi_random as random
 
 from infra import helm
 from infra.components.gpu_pools import GPU_PRESENT_LABEL, GPU_TAINT_KEY
-from infra.components.objects import k8s_object, object_name
-from infra.specs.alerts import alert_rules
+from infra.components.objects import k8s_object, monitoring_objects, object_name
 from infra.specs.otel import (
     ObservabilityInputs,
     collector_chart_values,
-    dashboard_configmaps,
     grafana_datasources,
     prometheus_values,
 )
@@ -46,6 +46,7 @@ from infra.specs.postgres_metrics import (
 from infra.versions import CHARTS, IMAGES
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"  # noqa: S105 - a Secret's name
+GRAFANA_PASSWORD_KEY = "admin-password"  # noqa: S105 - a key in that Secret
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +72,6 @@ class ObservabilityArgs:
     inputs: ObservabilityInputs
     gpus: bool
     collector_replicas: int
-    provider: k8s.Provider
     depends_on: list[pulumi.Resource]
     # The GPU node groups the DCGM exporter's DaemonSet runs on.
     gpu_node_groups: list[pulumi.Resource] = field(default_factory=list)
@@ -89,7 +89,7 @@ class Observability(pulumi.ComponentResource):
     ) -> None:
         super().__init__("jan:platform:Observability", name, None, opts)
         namespace = args.inputs.namespace
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on)
+        on_cluster = pulumi.ResourceOptions(parent=self, depends_on=args.depends_on)
         prometheus = helm.upstream_release(
             "kube-prometheus-stack",
             CHARTS["kube-prometheus-stack"],
@@ -117,24 +117,20 @@ class Observability(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=GRAFANA_ADMIN_SECRET, namespace=namespace, labels={"app.kubernetes.io/part-of": "jan"}
             ),
-            string_data=pulumi.Output.secret({"admin-user": "admin", "admin-password": password.result}),
+            string_data=pulumi.Output.secret({"admin-user": "admin", GRAFANA_PASSWORD_KEY: password.result}),
             opts=on_cluster,
         )
-        dashboards = [
-            k8s_object(f"{name}-{object_name(body)}", body, on_cluster)
-            for body in dashboard_configmaps(namespace)
-        ]
+        # The apps' metrics arrive through the collector: their dashboards and rules ship with it.
+        apps_monitoring = monitoring_objects(name, "apps", namespace, on_cluster, crds=[prometheus])
         helm.upstream_release(
             "grafana",
             CHARTS["grafana"],
             namespace=namespace,
             values=grafana_values(args.inputs),
             opts=pulumi.ResourceOptions.merge(
-                on_cluster, pulumi.ResourceOptions(depends_on=[admin, *dashboards])
+                on_cluster, pulumi.ResourceOptions(depends_on=[admin, *apps_monitoring])
             ),
         )
-        rules = alert_rules(namespace)
-        k8s_object(f"{name}-{object_name(rules)}", rules, after_crds)
         if args.postgres is not None:
             _postgres_metrics(name, args.postgres, namespace, on_cluster, after_crds)
         if args.gpus:
@@ -147,6 +143,7 @@ class Observability(pulumi.ComponentResource):
                     after_crds, pulumi.ResourceOptions(depends_on=args.gpu_node_groups)
                 ),
             )
+            monitoring_objects(name, "dcgm", namespace, after_crds)
         self.register_outputs({})
 
 
@@ -162,6 +159,7 @@ def _postgres_metrics(
     on_cluster: pulumi.ResourceOptions,
     after_crds: pulumi.ResourceOptions,
 ) -> None:
+    monitoring_objects(name, "postgres", namespace, after_crds)
     if isinstance(postgres, CnpgMetrics):
         monitor = cnpg_pod_monitor(postgres.namespace, postgres.cluster, namespace)
         k8s_object(f"{name}-{object_name(monitor)}", monitor, after_crds)
@@ -216,7 +214,7 @@ def grafana_values(inputs: ObservabilityInputs) -> dict[str, Any]:
         "admin": {
             "existingSecret": GRAFANA_ADMIN_SECRET,
             "userKey": "admin-user",
-            "passwordKey": "admin-password",
+            "passwordKey": GRAFANA_PASSWORD_KEY,
         },
         "datasources": {"datasources.yaml": grafana_datasources(inputs)},
         "sidecar": {

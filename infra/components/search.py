@@ -35,7 +35,6 @@ class SearchArgs:
     client_app: str
     """The app that calls both (mcp-tools), by its `app.kubernetes.io/name`."""
     cluster_cidrs: list[str]
-    provider: k8s.Provider
     depends_on: list[pulumi.Resource]
 
 
@@ -46,7 +45,7 @@ class SearchAndSandbox(pulumi.ComponentResource):
     def __init__(self, name: str, args: SearchArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:SearchAndSandbox", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on)
+        on_cluster = pulumi.ResourceOptions(parent=self, depends_on=args.depends_on)
         secret_key = random.RandomPassword(f"{name}-searxng-secret-key", length=48, special=False, opts=child)
         valkey = random.RandomPassword(f"{name}-valkey-password", length=32, special=False, opts=child)
         secret = k8s.core.v1.Secret(

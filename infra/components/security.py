@@ -26,6 +26,7 @@ import pulumi_kubernetes as k8s
 from apps.gateway.routes import AppName
 from infra.components.objects import k8s_object, object_name
 from infra.config import DatabaseMode, ObjectStoreMode, StackConfig
+from infra.specs.llama_cpp import LLAMA_CPP_PORT
 from infra.specs.network_policies import (
     NAME_LABEL,
     PSA_VERSION,
@@ -37,7 +38,7 @@ from infra.specs.network_policies import (
     namespace_manifests,
     network_policies,
 )
-from infra.specs.vllm import LLAMA_CPP_PORT, VLLM_PORT
+from infra.specs.vllm import VLLM_PORT
 
 OBSERVABILITY_NAMESPACE = "observability"
 POD_IDENTITY_AGENT = "169.254.170.23/32"  # EKS Pod Identity agent, on every node
@@ -69,7 +70,6 @@ def network_inputs(config: StackConfig, apps_namespace: str) -> NetworkInputs:
 class SecurityArgs:
     config: StackConfig
     apps_namespace: str
-    provider: k8s.Provider
 
 
 class Security(pulumi.ComponentResource):
@@ -82,7 +82,7 @@ class Security(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SecurityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jan:platform:Security", name, None, opts)
-        on_cluster = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        on_cluster = pulumi.ResourceOptions(parent=self)
         self.inputs = network_inputs(args.config, args.apps_namespace)
         self.namespaces = {}
         manifests: list[dict[str, Any]] = [

@@ -1,8 +1,7 @@
 """Kong's DB-less declarative config (`kong.yml`), generated from the route table.
 
 The route table (`apps.gateway.routes`) is the one source of truth; this module turns its public routes
-into Kong entities, and `kong_route_target` answers which app Kong sends a path to, using Kong's own
-matching rules for what we emit, so a test can prove the two agree. Decisions:
+into Kong entities (the tests hold them to the table with Kong's own matching rules). Decisions:
 
 - Paths are regexes, `~/v1/media(?:/|$)`: Kong anchors regex paths at the start, so this matches
   `/v1/media` and `/v1/media/…` but not `/v1/mediax`, exactly like `Route.matches`. (A plain Kong prefix
@@ -22,7 +21,8 @@ matching rules for what we emit, so a test can prove the two agree. Decisions:
 - Streaming routes turn off response buffering, or nginx would hold server-sent events back.
 - Rate limits: the `rate-limiting` plugin per route, `policy: local`, limited by client IP (we have no
   Kong consumers; the apps authenticate). With local counters the effective limit is per Kong replica.
-- CORS: one global `cors` plugin from the configured origins (none configured: no plugin).
+- CORS: one global `cors` plugin from the configured origins (none configured: no plugin) with the
+  apps' policy (`apps.common.cors`).
 - Request ids: the global `correlation-id` plugin uses `X-Request-Id` (the header the apps log and
   echo), generating one when the client sent none, and echoes it to the client.
 - Headers toward the apps (`request-transformer`, per route): `X-Jan-Gateway: kong` and `X-Jan-Route`
@@ -37,11 +37,11 @@ matching rules for what we emit, so a test can prove the two agree. Decisions:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from apps.common.cors import CORS
 from apps.gateway.routes import APPS, ROUTES, AppName, Route
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -57,8 +57,6 @@ class KongInputs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     namespace: str = Field(min_length=1)
-    # Helm release (= Service) name of each app; defaults to the app name.
-    release_names: Mapping[AppName, str] = Field(default_factory=dict)
     cors_origins: tuple[str, ...] = ()
     # OTLP/HTTP traces endpoint of the collector, e.g. http://otel-collector.observability:4318/v1/traces
     otel_traces_endpoint: str | None = None
@@ -74,12 +72,10 @@ class KongInputs(BaseModel):
                 raise ValueError(f"CORS origin {origin!r} must be scheme://host[:port] (no path, no '*')")
         return origins
 
-    def release_of(self, app: AppName) -> str:
-        return self.release_names.get(app, app.value)
-
 
 def app_url(app: AppName, inputs: KongInputs) -> str:
-    return f"http://{inputs.release_of(app)}.{inputs.namespace}.svc.cluster.local:{APPS[app].port}"
+    # Each app's Helm release, hence its Service, is named after the app.
+    return f"http://{app.value}.{inputs.namespace}.svc.cluster.local:{APPS[app].port}"
 
 
 def path_regex(prefix: str) -> str:
@@ -201,20 +197,12 @@ def _global_plugins(inputs: KongInputs) -> list[dict[str, Any]]:
                 "name": "cors",
                 "config": {
                     "origins": list(inputs.cors_origins),
-                    "methods": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-                    "headers": [
-                        "Authorization",
-                        "Content-Type",
-                        "X-API-Key",
-                        REQUEST_ID_HEADER,
-                        "OpenAI-Beta",
-                        "Mcp-Session-Id",
-                        "Mcp-Protocol-Version",
-                    ],
-                    "exposed_headers": [REQUEST_ID_HEADER, "Mcp-Session-Id"],
-                    # Bearer tokens, no cookies: browsers need not send credentials.
-                    "credentials": False,
-                    "max_age": 3600,
+                    # The apps' policy too (apps.common.cors): one answer with or without Kong.
+                    "methods": list(CORS.methods),
+                    "headers": list(CORS.headers),
+                    "exposed_headers": list(CORS.exposed_headers),
+                    "credentials": CORS.credentials,
+                    "max_age": CORS.max_age_seconds,
                 },
             }
         )
@@ -234,39 +222,3 @@ def _global_plugins(inputs: KongInputs) -> list[dict[str, Any]]:
             }
         )
     return plugins
-
-
-def kong_route_target(config: Mapping[str, Any], path: str) -> AppName | None:
-    """The app Kong proxies `path` to under `config`, or None when no route matches.
-
-    Kong's rules for what `kong_config` emits: a `~` path is a regex anchored at the start of the
-    (normalized) request path, a plain path a string prefix; among matching routes the highest
-    `regex_priority` wins, then the longest path. Two routes still tied would make Kong's choice depend
-    on creation order, which we refuse as ambiguous.
-    """
-    candidates: list[tuple[int, int, str, Mapping[str, Any]]] = []
-    for service in config.get("services", []):
-        for route in service.get("routes", []):
-            for kong_path in route.get("paths", []):
-                if _kong_path_matches(kong_path, path):
-                    rank = (int(route.get("regex_priority", 0)), len(kong_path))
-                    candidates.append((*rank, route["name"], service))
-    if not candidates:
-        return None
-    candidates.sort(key=lambda candidate: candidate[:2], reverse=True)
-    if len(candidates) > 1 and candidates[0][:2] == candidates[1][:2]:
-        raise ValueError(f"ambiguous Kong routes for {path}: {candidates[0][2]}, {candidates[1][2]}")
-    return _service_app(candidates[0][3])
-
-
-def _kong_path_matches(kong_path: str, path: str) -> bool:
-    if kong_path.startswith("~"):
-        return re.match(kong_path[1:], path) is not None
-    return path.startswith(kong_path)
-
-
-def _service_app(service: Mapping[str, Any]) -> AppName:
-    apps = [tag.removeprefix("app:") for tag in service.get("tags", []) if tag.startswith("app:")]
-    if len(apps) != 1:
-        raise ValueError(f"Kong service {service.get('name')} names no single app")
-    return AppName(apps[0])

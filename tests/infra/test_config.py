@@ -6,11 +6,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 
 from infra import docs
-from infra.config import REPO_ROOT, ConfigError, StackConfig, load_stack_file, parse, stack_file
+from infra.config import (
+    REPO_ROOT,
+    ConfigError,
+    StackConfig,
+    load_from_pulumi,
+    load_stack_file,
+    parse,
+    stack_file,
+    stack_values,
+)
 
 VALID: dict[str, Any] = yaml.safe_load(stack_file("staging").read_text())["config"]
 
@@ -161,3 +171,13 @@ def test_docs_check_detects_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     stale.write_text((REPO_ROOT / "README.md").read_text().replace("| `owner` |", "| `owners` |"))
     monkeypatch.setattr(docs, "README", stale)
     assert docs.main(["--check"]) == 1
+
+
+def test_the_program_reads_its_config_through_pulumis_public_api() -> None:
+    values = stack_values(stack_file("prod"))
+    encoded = {key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}
+    pulumi.runtime.set_all_config(encoded)
+    try:
+        assert load_from_pulumi() == parse(values)
+    finally:
+        pulumi.runtime.set_all_config({})

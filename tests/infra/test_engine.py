@@ -7,7 +7,8 @@ import pulumi_aws as aws
 import pytest
 
 from infra import mock_engine
-from infra.config import SUPPORTED_KUBERNETES, Environment
+from infra.cluster_config import SUPPORTED_KUBERNETES
+from infra.config import Environment
 from infra.naming import Naming
 
 

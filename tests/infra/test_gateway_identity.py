@@ -11,10 +11,11 @@ import yaml
 
 from apps.gateway.routes import APPS, ROUTES, match
 from infra.specs.keycloak_realm import REALM_ROLES, client, impersonating_clients, token_audiences
-from infra.specs.kong import kong_route_target, path_regex
+from infra.specs.kong import path_regex
 from infra.versions import CHARTS, IMAGES
 from tests.infra.conftest import STACKS, Rendered
 from tests.infra.services_helpers import manifest, release, values
+from tests.infra_specs.kong_matching import kong_route_target
 
 PUBLIC = tuple(route for route in ROUTES if route.public)
 AUTH_KEYS = ("AUTH__ISSUER", "AUTH__AUDIENCE", "AUTH__JWKS_URL")

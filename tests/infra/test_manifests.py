@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.manifests import Manifest, to_manifests, validate
+from infra.manifests import Manifest, manifest_path, to_manifests, validate
 
 CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -71,3 +71,11 @@ def test_secret_payloads_are_redacted_and_paths_are_unique() -> None:
     assert found["jan/secret-s.yaml"]["data"] == {"k": "W3JlZGFjdGVkXQ=="}
     assert found["jan/secret-s-2.yaml"]["stringData"] == {"k": "[redacted]"}
     assert validate(to_manifests([secret, twin]), "1.34") == []
+
+
+def test_files_are_named_by_the_one_naming_helper() -> None:
+    namespaced = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "jan"}}
+    cluster = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "jan"}}
+    paths = [manifest.path for manifest in to_manifests([namespaced, cluster])]
+    assert paths == [manifest_path(None, "Namespace", "jan"), manifest_path("jan", "ConfigMap", "a")]
+    assert paths == ["_cluster/namespace-jan.yaml", "jan/configmap-a.yaml"]

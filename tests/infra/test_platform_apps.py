@@ -19,7 +19,7 @@ from infra.components import in_cluster_data
 from infra.components.apps import FILES_DIR, PROVIDERS_FILE, PROVIDERS_FILE_ENV
 from infra.config import REPO_ROOT, ConfigError, StackConfig, load_stack_file, parse, stack_file, stack_values
 from infra.helm import declared_version
-from infra.specs import identity, kong, otel, vllm
+from infra.specs import identity, kong, llama_cpp, otel, vllm
 from infra.versions import CHARTS, IMAGES
 from tests.infra.conftest import STACKS, Rendered
 
@@ -234,7 +234,7 @@ def test_media_api_uses_pod_identity_on_aws_and_keys_in_cluster(rendered: dict[s
 def test_llm_api_reads_the_providers_file_and_its_keycloak_secret(rendered: dict[str, Rendered]) -> None:
     dev = rendered["dev"]
     files = _objects(dev, "ConfigMap")[("jan", "llm-api-files")]["data"][PROVIDERS_FILE]
-    assert files == vllm.providers_file([vllm.llama_cpp_provider(vllm.CpuModelInputs())])
+    assert files == vllm.providers_file([llama_cpp.llama_cpp_provider(llama_cpp.CpuModelInputs())])
     (provider,) = yaml.safe_load(files)["providers"]
     assert provider["base_url"] == "http://llama-cpp.inference.svc.cluster.local:8080/v1"
     assert _app_env(dev, "llm-api")[PROVIDERS_FILE_ENV] == f"{FILES_DIR}/{PROVIDERS_FILE}"

@@ -14,9 +14,11 @@ import yaml
 from apps.cli import main as cli
 from infra import helm, mock_engine, program, render
 from infra.config import stack_file
+from infra.foundation import Platform
 from infra.helm import ChartSource
 from infra.versions import NVIDIA_DEVICE_PLUGIN
 from tests.infra.conftest import STACKS, Rendered, render_stack, require_chart_cache
+from tests.infra.services_helpers import manifest, manifest_file
 
 _RELEASE = "kubernetes:helm.sh/v3:Release"
 
@@ -37,7 +39,7 @@ def test_every_stack_renders_deterministically(
 ) -> None:
     first = rendered[stack]
     assert first.exit_code == 0
-    assert (first.out / "manifests" / "_cluster" / "namespace-jan.yaml").is_file()
+    assert manifest_file(first, None, "Namespace", "jan").is_file()
     again = render_stack(stack, tmp_path / stack)
     assert again.exit_code == 0
     assert _same_tree(first.out, again.out)
@@ -65,7 +67,7 @@ def test_strict_validation_catches_a_planted_invalid_manifest(
     require_chart_cache()
     build = program.build
 
-    def with_a_bad_deployment(config: Any) -> program.Platform:
+    def with_a_bad_deployment(config: Any) -> Platform:
         platform = build(config)
         spec: Any = {
             "replicaz": 2,  # the typo strict validation must catch
@@ -221,14 +223,14 @@ def test_releases_of_our_charts_are_expanded_into_the_render(
 
 def test_upstream_objects_are_rendered_validated_and_written(rendered: dict[str, Rendered]) -> None:
     prod = rendered["prod"]
-    kong = yaml.safe_load((prod.out / "manifests" / "gateway" / "deployment-kong-kong.yaml").read_text())
+    kong = manifest(prod, "gateway", "Deployment", "kong-kong")
     assert kong["spec"]["replicas"] == 3
     # CRDs the charts ship (crds/ directories and templates) are part of the render and validate CRs.
-    crds = prod.out / "manifests" / "_cluster"
-    assert (crds / "customresourcedefinition-servicemonitors.monitoring.coreos.com.yaml").is_file()
-    assert (crds / "customresourcedefinition-scaledobjects.keda.sh.yaml").is_file()
+    crd = "CustomResourceDefinition"
+    assert manifest_file(prod, None, crd, "servicemonitors.monitoring.coreos.com").is_file()
+    assert manifest_file(prod, None, crd, "scaledobjects.keda.sh").is_file()
     # A chart gating an object on the cluster's API versions sees the CRDs of the render.
-    assert (prod.out / "manifests" / "gateway" / "servicemonitor-kong-kong.yaml").is_file()
+    assert manifest_file(prod, "gateway", "ServiceMonitor", "kong-kong").is_file()
     assert prod.exit_code == 0
 
 
@@ -239,7 +241,7 @@ def test_nulls_the_program_sends_reach_helm(rendered: dict[str, Rendered]) -> No
     assert config["service"]["pipelines"]["logs"] is None
     # ... and Helm deleted those chart defaults: the collector's config has none of them.
     config_map = yaml.safe_load(
-        (rendered["prod"].out / "manifests" / "observability" / "configmap-otel-collector.yaml").read_text()
+        manifest_file(rendered["prod"], "observability", "ConfigMap", "otel-collector").read_text()
     )
     relay = yaml.safe_load(config_map["data"]["relay"])
     assert not {"jaeger", "zipkin", "prometheus"} & set(relay["receivers"])

@@ -14,7 +14,7 @@ from infra.config import stack_file
 from infra.specs.otel import dashboard_names
 from infra.versions import CHARTS, EXACT_TAG
 from tests.infra.conftest import STACKS, Rendered, render_stack
-from tests.infra.services_helpers import RELEASE, manifest, manifests, release, values
+from tests.infra.services_helpers import RELEASE, has_manifest, manifest, manifests, release, values
 
 OWNED_NAMESPACES = ("jan", "gateway", "identity", "inference", "search", "sandbox")
 
@@ -45,7 +45,7 @@ def test_prod_serves_each_model_with_vllm_on_its_gpu_pool(prod: Rendered) -> Non
         "--enable-prefix-caching"
         in _pod(manifest(prod, "inference", "Deployment", "vllm-qwen3-8b"))["containers"][0]["args"]
     )
-    assert not (prod.out / "manifests" / "inference" / "deployment-llama-cpp.yaml").exists()
+    assert not has_manifest(prod, "inference", "Deployment", "llama-cpp")
 
 
 def test_prod_scales_models_on_queue_depth_with_keda(prod: Rendered) -> None:
@@ -86,7 +86,7 @@ def test_dev_runs_the_cpu_model_server_and_no_gpu_workload(rendered: dict[str, R
     pod = _pod(deployment)
     assert "tolerations" not in pod and "nodeSelector" not in pod
     assert pod["containers"][0]["image"].startswith("ghcr.io/ggml-org/llama.cpp:server-b")
-    assert not list((dev.out / "manifests" / "inference").glob("deployment-vllm-*.yaml"))
+    assert not has_manifest(dev, "inference", "Deployment", "vllm-*")
     names = {item["name"] for item in dev.of_type(RELEASE)}
     assert "keda" not in names and "dcgm-exporter" not in names
 
@@ -164,8 +164,12 @@ def test_grafana_has_datasources_dashboards_and_alert_rules(prod: Rendered) -> N
         config_map = manifest(prod, "observability", "ConfigMap", f"grafana-dashboard-{name}")
         assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert {"jan-chat", "vllm", "gpu", "kong", "postgres"} <= set(dashboard_names())
-    rules = manifest(prod, "observability", "PrometheusRule", "jan-platform")
-    alerts = {rule["alert"] for group in rules["spec"]["groups"] for rule in group["rules"]}
+    ours = [
+        rules
+        for rules in manifests(prod, "observability", "PrometheusRule")
+        if rules["metadata"]["labels"].get("app.kubernetes.io/part-of") == "jan"
+    ]
+    alerts = {rule["alert"] for rules in ours for group in rules["spec"]["groups"] for rule in group["rules"]}
     assert len(alerts) >= 5
     assert any("GPU" in alert or "Gpu" in alert for alert in alerts)
     monitor = manifest(prod, "inference", "ServiceMonitor", "model-servers")
@@ -207,13 +211,11 @@ def test_allows_follow_the_data_flows(rendered: dict[str, Rendered]) -> None:
     # On S3 stacks media-api fetches its credentials from the node's Pod Identity agent.
     agent = manifest(prod, "jan", "NetworkPolicy", "allow-media-api-to-pod-identity-egress")
     assert agent["spec"]["egress"][0]["to"] == [{"ipBlock": {"cidr": "169.254.170.23/32"}}]
-    assert not (
-        dev.out / "manifests" / "jan" / "networkpolicy-allow-media-api-to-pod-identity-egress.yaml"
-    ).exists()
+    assert not has_manifest(dev, "jan", "NetworkPolicy", "allow-media-api-to-pod-identity-egress")
     # The sandbox namespace gets no DNS: code it runs resolves nothing.
-    assert not (prod.out / "manifests" / "sandbox" / "networkpolicy-allow-dns.yaml").exists()
+    assert not has_manifest(prod, "sandbox", "NetworkPolicy", "allow-dns")
     for namespace in ("jan", "gateway", "search"):
-        assert (prod.out / "manifests" / namespace / "networkpolicy-allow-dns.yaml").exists()
+        assert has_manifest(prod, namespace, "NetworkPolicy", "allow-dns")
 
 
 def _images(node: Any) -> list[str]:
@@ -285,8 +287,8 @@ def test_a_cpu_stack_may_use_an_external_upstream_instead(tmp_path: Path) -> Non
         "name": "upstream-key",
         "key": "api-key",
     }
-    inference = rendered.out / "manifests" / "inference"
-    assert not list(inference.glob("deployment-*.yaml")) and not list(inference.glob("secret-*.yaml"))
+    assert not has_manifest(rendered, "inference", "Deployment", "*")
+    assert not has_manifest(rendered, "inference", "Secret", "*")
     egress = manifest(rendered, "jan", "NetworkPolicy", "allow-llm-api-to-upstreams-egress")
     assert egress["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 443}]
 
@@ -305,4 +307,4 @@ def test_a_gated_model_gets_the_hf_token_and_one_replica_keeps_its_weights_on_a_
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
     claim = manifest(rendered, "inference", "PersistentVolumeClaim", "vllm-qwen3-8b-weights")
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
-    assert not (rendered.out / "manifests" / "inference" / "scaledobject-vllm-qwen3-8b.yaml").exists()
+    assert not has_manifest(rendered, "inference", "ScaledObject", "vllm-qwen3-8b")

@@ -14,7 +14,7 @@ from infra import release as release_layer
 from infra.config import load_stack_file, stack_file
 from infra.specs.network_policies import NetworkInputs
 from tests.infra.conftest import STACKS, Rendered
-from tests.infra.services_helpers import manifest, manifests, release, values
+from tests.infra.services_helpers import has_manifest, manifest, manifests, release, values
 
 APPS = [app.value for app in AppName]
 JOB = "kubernetes:batch/v1:Job"
@@ -122,7 +122,7 @@ def test_keycloak_gets_its_database_from_the_bootstrap_job(stack: str, rendered:
     role_passwords = manifest(out, "jan", "Secret", "jan-db-roles")["stringData"]
     assert set(role_passwords) == set(roles) | set((env.get("MONITORING_ROLES") or "").split())
     # No DSN Secret for Keycloak in the apps namespace: its login lives only where Keycloak runs.
-    assert not (out.out / "manifests" / "jan" / "secret-keycloak-database.yaml").exists()
+    assert not has_manifest(out, "jan", "Secret", "keycloak-database")
 
 
 def test_one_owner_per_namespace_and_cnpg_deploys_into_securitys(rendered: dict[str, Rendered]) -> None:

@@ -149,7 +149,7 @@ def test_postgres_dashboard_and_alert_query_what_the_stack_exports(
     dashboard = manifest(rendered[stack], "observability", "ConfigMap", "grafana-dashboard-postgres")
     panels = json.loads(dashboard["data"]["postgres.json"])["panels"]
     exprs = [target["expr"] for panel in panels for target in panel["targets"]]
-    rules = manifest(rendered[stack], "observability", "PrometheusRule", "jan-platform")["spec"]["groups"][0][
+    rules = manifest(rendered[stack], "observability", "PrometheusRule", "jan-postgres")["spec"]["groups"][0][
         "rules"
     ]
     (alert,) = [rule["expr"] for rule in rules if rule["alert"] == "PostgresConnectionsNearLimit"]

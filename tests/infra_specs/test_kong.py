@@ -9,12 +9,12 @@ import yaml
 from pydantic import ValidationError
 
 from apps.gateway.routes import ROUTES, AppName, match
-from infra.specs.kong import KongInputs, kong_config, kong_env, kong_route_target, route_name
+from infra.specs.kong import KongInputs, kong_config, kong_env, route_name
+from tests.infra_specs.kong_matching import kong_route_target
 
 PUBLIC = tuple(route for route in ROUTES if route.public)
 INPUTS = KongInputs(
     namespace="jan",
-    release_names={AppName.MEDIA_API: "media"},
     cors_origins=("https://chat.example.com", "http://localhost:3000"),
     otel_traces_endpoint="http://otel-collector.observability.svc.cluster.local:4318/v1/traces",
 )
@@ -92,7 +92,7 @@ def test_every_public_route_is_present_with_its_settings() -> None:
 def test_services_point_at_the_app_releases_with_safe_retries() -> None:
     config = kong_config(INPUTS)
     by_name = {service["name"]: service for service in config["services"]}
-    assert by_name["media-api-120s"]["url"] == "http://media.jan.svc.cluster.local:8285"
+    assert by_name["media-api-120s"]["url"] == "http://media-api.jan.svc.cluster.local:8285"
     assert by_name["llm-api-600s"]["url"] == "http://llm-api.jan.svc.cluster.local:8080"
     routes = _routes(config)
     assert routes["llm-api-v1-models"][0]["retries"] == 2

@@ -9,7 +9,8 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-from infra.specs.alerts import AlertThresholds, alert_rules
+from infra.specs.alerts import RULE_SOURCES, AlertThresholds, alert_rules
+from infra.specs.monitoring import DASHBOARDS_BY_SOURCE, monitoring_manifests
 from infra.specs.otel import (
     DASHBOARD_DIR,
     JAEGER_UID,
@@ -122,17 +123,52 @@ def test_dashboards_are_valid_and_query_known_metrics() -> None:
         assert used & metrics, f"no dashboard shows {source}"
 
 
+def _exprs_by_title(name: str) -> dict[str, str]:
+    board = dashboard(name)
+    return {panel["title"]: " ".join(t["expr"] for t in panel["targets"]) for panel in board["panels"]}
+
+
 def test_chat_dashboard_has_the_chat_path_panels() -> None:
-    board = dashboard("jan-chat")
-    by_title = {panel["title"]: " ".join(t["expr"] for t in panel["targets"]) for panel in board["panels"]}
+    by_title = _exprs_by_title("jan-chat")
+    assert 'http_target="/v1/chat/completions"' in by_title["Chat completion latency (whole response)"]
+    failures = by_title["Model failures answered by llm-api (502/504)"]
+    assert 'job="jan/llm-api"' in failures and 'http_status_code=~"502|504"' in failures
+    # The chat path as the apps serve it: only the apps' metrics, so it shows data on every stack.
+    for expr in by_title.values():
+        assert promql_metric_names(expr) <= METRICS_BY_SOURCE["apps"], expr
+
+
+def test_per_model_panels_are_on_the_vllm_dashboard() -> None:
+    by_title = _exprs_by_title("vllm")
     assert any("vllm:time_to_first_token_seconds_bucket" in expr for expr in by_title.values())
     assert any("vllm:generation_tokens_total" in expr for expr in by_title.values())
-    assert 'http_target="/v1/chat/completions"' in by_title["Chat completion latency (whole response)"]
-    assert "Errors per model (model server 5xx)" in by_title
+    assert 'status="5xx"' in by_title["Model server 5xx by Service"]
+
+
+def test_each_dashboard_and_rule_watches_one_source_and_queries_only_its_metrics() -> None:
+    owned = [name for names in DASHBOARDS_BY_SOURCE.values() for name in names]
+    assert sorted(owned) == dashboard_names(), "every dashboard belongs to exactly one source"
+    assert set(RULE_SOURCES) <= set(DASHBOARDS_BY_SOURCE)
+    postgres = METRICS_BY_SOURCE["cnpg"] | METRICS_BY_SOURCE["postgres-exporter"]
+    for source in DASHBOARDS_BY_SOURCE:
+        exported = postgres if source == "postgres" else METRICS_BY_SOURCE[source]
+        for body in monitoring_manifests(source, "observability"):
+            if body["kind"] == "PrometheusRule":
+                assert body["metadata"]["name"] == f"jan-{source}"
+                exprs = [rule["expr"] for group in body["spec"]["groups"] for rule in group["rules"]]
+            else:
+                [text] = body["data"].values()
+                exprs = _targets_exprs(json.loads(text))
+            for expr in exprs:
+                assert promql_metric_names(expr) <= exported, (source, expr)
+
+
+def _targets_exprs(board: dict[str, Any]) -> list[str]:
+    return [target["expr"] for target in _targets(board)]
 
 
 def test_dashboard_configmaps_carry_the_sidecar_label() -> None:
-    maps = dashboard_configmaps("observability")
+    maps = dashboard_configmaps("observability", dashboard_names())
     assert len(maps) == len(dashboard_names())
     for config_map in maps:
         kubernetes_validate.validate(config_map, "1.31.0", strict=True)
@@ -142,9 +178,12 @@ def test_dashboard_configmaps_carry_the_sidecar_label() -> None:
 
 
 def test_alert_rules() -> None:
-    manifest = alert_rules("observability", AlertThresholds(queue_depth=7))
-    assert (manifest["apiVersion"], manifest["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
-    rules = [rule for group in manifest["spec"]["groups"] for rule in group["rules"]]
+    thresholds = AlertThresholds(queue_depth=7)
+    manifests = [alert_rules("observability", source, thresholds) for source in RULE_SOURCES]
+    for manifest in manifests:
+        assert (manifest["apiVersion"], manifest["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    groups = [group for manifest in manifests for group in manifest["spec"]["groups"]]
+    rules = [rule for group in groups for rule in group["rules"]]
     for rule in rules:
         assert re.fullmatch(r"\d+[smh]", rule["for"]), rule["alert"]
         assert rule["labels"]["severity"] in {"warning", "critical"}

@@ -12,16 +12,13 @@ from pydantic import ValidationError
 
 from apps.gateway.embedded import LOCAL_MODEL_ALIAS
 from infra.instances import INSTANCES
+from infra.specs.llama_cpp import DEV_MODEL_ALIAS, CpuModelInputs, llama_cpp_manifests, llama_cpp_provider
 from infra.specs.network_policies import NetworkInputs
 from infra.specs.vllm import (
-    DEV_MODEL_ALIAS,
-    CpuModelInputs,
     GpuPool,
     InferenceInputs,
     ModelServing,
     ProviderEntry,
-    llama_cpp_manifests,
-    llama_cpp_provider,
     model_server_monitor,
     providers_file,
     startup_failure_threshold,

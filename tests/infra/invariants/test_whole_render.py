@@ -1,17 +1,15 @@
 """The whole-render invariants (`infra.invariants`) over the dev, staging and prod renders.
 
-Each (check, stack) case must hold except for the defects listed in `KNOWN`: those are issue 13
-items another branch fixes, each its own strict xfail case, so the day the fix lands here the case
-passes, the strict xfail turns red, and its entry must go.
+Every (check, stack) case holds with no exception: the issue 13 defects the checks found are fixed,
+the last being the vLLM and GPU dashboards and alerts the dev stack shipped without running either
+(each now ships with the component that exports its metrics, `infra.specs.monitoring`).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 
@@ -30,37 +28,6 @@ CHECKS: dict[str, Callable[[RenderView], list[Finding]]] = {
 }
 
 
-@dataclass(frozen=True)
-class Known:
-    item: str
-    branch: str
-    check: str
-    stacks: tuple[str, ...]
-    pattern: str
-    """fnmatch pattern over `<subject>: <problem>`."""
-
-    def matches(self, finding: Finding) -> bool:
-        return finding.check == self.check and fnmatch.fnmatchcase(
-            f"{finding.subject}: {finding.problem}", self.pattern
-        )
-
-
-KNOWN = (
-    # Items 1, 2, 3, 8 and 10 (branch platfix) and 13 (branch dayone) are fixed: their cases went.
-    # Not in issue 13's list, reported to the lead: dev runs llama.cpp on CPU (no vLLM, no GPU) yet
-    # ships the vLLM and GPU dashboards and alerts.
-    Known("unowned", "none", "metrics", ("dev",), "*: queries *vllm:*"),
-    Known("unowned", "none", "metrics", ("dev",), "*: queries *DCGM_FI_*"),
-    Known(
-        "unowned",
-        "none",
-        "metrics",
-        ("dev",),
-        "dashboard jan-chat.json panel *: queries http_requests_total*",
-    ),
-)
-
-
 @pytest.fixture(scope="session")
 def findings(rendered: dict[str, Rendered]) -> Callable[[str, str], list[Finding]]:
     cache: dict[tuple[str, str], list[Finding]] = {}
@@ -76,36 +43,8 @@ def findings(rendered: dict[str, Rendered]) -> Callable[[str, str], list[Finding
 @pytest.mark.parametrize("stack", STACKS)
 @pytest.mark.parametrize("check", CHECKS)
 def test_invariant_holds(check: str, stack: str, findings: Callable[[str, str], list[Finding]]) -> None:
-    known = [k for k in KNOWN if k.check == check and stack in k.stacks]
-    unexpected = [f for f in findings(stack, check) if not any(k.matches(f) for k in known)]
-    assert not unexpected, "\n".join(str(f) for f in unexpected)
-
-
-def _reason(known: Known) -> str:
-    if known.item == "unowned":
-        return "found by the render invariants, owned by no issue 13 item: reported"
-    return f"issue 13 item {known.item}: fixed on branch {known.branch}"
-
-
-def _known_cases() -> list[object]:
-    return [
-        pytest.param(
-            known,
-            stack,
-            id=f"item{known.item}-{known.check}-{stack}-{index}",
-            marks=pytest.mark.xfail(strict=True, reason=_reason(known)),
-        )
-        for index, known in enumerate(KNOWN)
-        for stack in known.stacks
-    ]
-
-
-@pytest.mark.parametrize(("known", "stack"), _known_cases())
-def test_known_defect_is_gone(
-    known: Known, stack: str, findings: Callable[[str, str], list[Finding]]
-) -> None:
-    matching = [f for f in findings(stack, known.check) if known.matches(f)]
-    assert not matching, "\n".join(str(f) for f in matching)
+    found = findings(stack, check)
+    assert not found, "\n".join(str(f) for f in found)
 
 
 @pytest.mark.parametrize("stack", STACKS)
