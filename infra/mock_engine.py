@@ -123,8 +123,32 @@ class _RecordingMonitor(mocks.MockMonitor):
     def __init__(self, answers: _Answers) -> None:
         super().__init__(answers)
         self.records: list[Record] = []
+        # Pulumi's mock monitor gives each worker thread an event loop and never closes it; the
+        # monitor's handlers get one from here instead, so `close_loops` can release them.
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._thread = threading.local()
+
+    def _own_loop(self) -> None:
+        if getattr(self._thread, "loop", None) is None:
+            self._thread.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._thread.loop)
+            self._loops.append(self._thread.loop)
+
+    def close_loops(self) -> None:
+        for loop in self._loops:
+            loop.close()
+        self._loops.clear()
+
+    def Invoke(self, request: Any) -> Any:
+        self._own_loop()
+        return super().Invoke(request)  # type: ignore[no-untyped-call]
+
+    def ReadResource(self, request: Any) -> Any:
+        self._own_loop()
+        return super().ReadResource(request)  # type: ignore[no-untyped-call]
 
     def RegisterResource(self, request: Any) -> Any:
+        self._own_loop()
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             inputs = _plain(_with_nulls(request.object, rpc.deserialize_properties(request.object)))
@@ -185,7 +209,10 @@ def _run(
     pulumi.runtime.set_all_config({key: _config_string(value) for key, value in config.items()})
     mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     # `pulumi.runtime.test` runs a function under the mocks and waits for every registration to finish.
-    pulumi.runtime.test(lambda: _discard(program()))()  # type: ignore[no-untyped-call]
+    try:
+        pulumi.runtime.test(lambda: _discard(program()))()  # type: ignore[no-untyped-call]
+    finally:
+        monitor.close_loops()
     return sorted(monitor.records, key=lambda record: record.urn)
 
 
