@@ -94,8 +94,13 @@ class IdentityConfig(_Model):
         [], description="Redirect URIs of the public client (absolute URLs, no wildcard host)."
     )
     registration_allowed: bool = Field(True, description="Users may register themselves.")
+    login_redirects: list[str] = Field(
+        [],
+        description="Exact URLs a finished browser login (`/v1/auth/login`) may send the browser to, "
+        "e.g. the web app's sign-in landing page; without one the login answers its tokens as JSON.",
+    )
 
-    @field_validator("redirect_uris")
+    @field_validator("redirect_uris", "login_redirects")
     @classmethod
     def _absolute(cls, value: list[str]) -> list[str]:
         for uri in value:

@@ -131,7 +131,12 @@ def build_services(platform: Platform, security: Security) -> Services:
         ),
         on_cluster,
     )
-    identity_inputs = IdentityInputs(public_url=config.identity_url, namespace=net.keycloak.namespace)
+    identity_inputs = IdentityInputs(
+        public_url=config.identity_url,
+        namespace=net.keycloak.namespace,
+        api_origin=config.gateway_origin,
+        login_redirects=tuple(config.identity.login_redirects),
+    )
     identity = Identity(
         naming("identity"),
         IdentityArgs(

@@ -36,7 +36,7 @@ from infra import helm
 from infra.components.cluster_addons import nlb_annotations
 from infra.database import DatabaseEndpoint
 from infra.service_config import IdentityConfig
-from infra.specs.identity import IdentityInputs, app_auth_env, keycloak_env
+from infra.specs.identity import IdentityInputs, app_auth_env, keycloak_env, login_callback_url
 from infra.specs.keycloak_realm import RealmInputs, TokenLifetimes, realm_json
 from infra.versions import CHARTS, IMAGES
 
@@ -134,6 +134,7 @@ def realm(args: IdentityArgs) -> dict[str, Any]:
             identity=args.identity,
             backend_client_secret=SecretStr(f"${{{SECRET_PLACEHOLDER_ENV}}}"),
             redirect_uris=tuple(settings.redirect_uris),
+            api_callback_urls=tuple(url for url in [login_callback_url(args.identity)] if url),
             web_origins=args.web_origins,
             lifetimes=TokenLifetimes(
                 access_token_seconds=settings.access_token_seconds,

@@ -24,6 +24,7 @@ apart. Decisions:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -45,6 +46,10 @@ class IdentityInputs(BaseModel):
     public_client_id: str = "jan-client"
     backend_client_id: str = "backend"
     guest_role: str = "guest"
+    # The API's public origin (https://api.<domain>): llm-api's browser-login callback lives under it.
+    api_origin: str | None = None
+    # Where a finished browser login may send the browser (exact URLs).
+    login_redirects: tuple[str, ...] = ()
 
     @field_validator("public_url")
     @classmethod
@@ -85,6 +90,29 @@ def llm_api_keycloak_env(inputs: IdentityInputs) -> dict[str, str]:
         "KEYCLOAK__REALM": inputs.realm,
         "KEYCLOAK__BACKEND_CLIENT_ID": inputs.backend_client_id,
         "KEYCLOAK__GUEST_ROLE": inputs.guest_role,
+    } | llm_api_login_env(inputs)
+
+
+def login_callback_url(inputs: IdentityInputs) -> str | None:
+    """llm-api's `/v1/auth/callback` as browsers reach it: a redirect URI of the public client."""
+    return f"{inputs.api_origin}/v1/auth/callback" if inputs.api_origin else None
+
+
+def llm_api_login_env(inputs: IdentityInputs) -> dict[str, str]:
+    """llm-api's browser-login settings (apps.llm_api.auth.settings.OIDCSettings), with the public client.
+
+    Discovery goes to Keycloak's in-cluster address; with a dynamic backchannel its document names the
+    public authorize endpoint for browsers and in-cluster token endpoints for llm-api.
+    """
+    callback = login_callback_url(inputs)
+    if callback is None:
+        return {}
+    realm_url = f"{internal_base_url(inputs)}/realms/{inputs.realm}"
+    return {
+        "OIDC__DISCOVERY_URL": f"{realm_url}/.well-known/openid-configuration",
+        "OIDC__CALLBACK_URL": callback,
+        "OIDC__CLIENT_ID": inputs.public_client_id,
+        "OIDC__ALLOWED_REDIRECTS": json.dumps(list(inputs.login_redirects)),
     }
 
 

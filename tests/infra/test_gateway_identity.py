@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from apps.gateway.routes import APPS, ROUTES, match
+from apps.llm_api.settings import LlmApiSettings
 from infra.specs.keycloak_realm import REALM_ROLES, client, impersonating_clients, token_audiences
 from infra.specs.kong import path_regex
 from infra.versions import CHARTS, IMAGES
@@ -19,6 +20,12 @@ from tests.infra_specs.kong_matching import kong_route_target
 
 PUBLIC = tuple(route for route in ROUTES if route.public)
 AUTH_KEYS = ("AUTH__ISSUER", "AUTH__AUDIENCE", "AUTH__JWKS_URL")
+PUBLIC_API = {
+    "dev": "https://api.jan.localtest.me",
+    "staging": "https://api.staging.jan.ai",
+    "prod": "https://api.jan.ai",
+}
+LOGIN_REDIRECTS = {"dev": ("http://localhost:3000/",), "staging": (), "prod": ("https://chat.jan.ai/",)}
 
 
 def _kong_config(rendered: Rendered) -> dict[str, object]:
@@ -127,6 +134,28 @@ def test_issuer_audience_and_jwks_agree_between_keycloak_and_the_apps(
     assert llm_api["KEYCLOAK__REALM"] == realm["realm"]
     assert app_env["AUTH__JWKS_URL"].startswith(llm_api["KEYCLOAK__BASE_URL"])
     assert impersonating_clients(realm) == {llm_api["KEYCLOAK__BACKEND_CLIENT_ID"]}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_browser_login_settings_parse_and_name_a_redirect_uri_of_the_public_client(
+    stack: str, rendered: dict[str, Rendered], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # llm-api's own settings model reads the rendered environment, as it will in the pod.
+    for key, value in manifest(rendered[stack], "jan", "ConfigMap", "llm-api")["data"].items():
+        monkeypatch.setenv(key, value)
+    # What the pod reads from Secrets instead.
+    for name in ("DATABASE_URL", "KEYCLOAK__BACKEND_CLIENT_SECRET", "MODEL_PROVIDER_SECRET"):
+        monkeypatch.setenv(name, "from-a-secret")
+    oidc = LlmApiSettings().oidc
+    assert oidc is not None
+    public = client(_realm(rendered[stack]), "jan-client")
+    assert oidc.callback_url in public["redirectUris"]  # type: ignore[operator]
+    assert oidc.client_id == "jan-client" and public["publicClient"] is True
+    assert urlsplit(oidc.callback_url).hostname == urlsplit(PUBLIC_API[stack]).hostname
+    assert oidc.allowed_redirects == LOGIN_REDIRECTS[stack]
+    assert oidc.discovery_url.endswith(
+        f"/realms/{_realm(rendered[stack])['realm']}/.well-known/openid-configuration"
+    )
 
 
 def test_realm_roles_clients_and_lifetimes_come_from_config(prod: Rendered) -> None:
