@@ -71,6 +71,7 @@ def create_app(settings: MediaApiSettings | None = None, *, dns: DnsResolver = s
                     lease,
                     max_bytes=settings.media_max_bytes,
                     reservation_grace=timedelta(seconds=settings.media_reservation_grace_seconds),
+                    ready_cache_seconds=settings.media_resolve_cache_seconds,
                 )
                 app.state.media = service
                 app.state.resolver = Resolver(service, store)
