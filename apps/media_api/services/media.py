@@ -34,8 +34,8 @@ from apps.common.errors import APIError
 from apps.common.ids import WorkerLeaseLost, jan_id, parse_jan_id
 from apps.media_api.db import PENDING, READY, MediaObject
 from apps.media_api.services.ingest import Payload, too_large
-from apps.media_api.services.sniff import ALLOWED_TYPES, Inspected, TooLarge, normalize_mime
 from apps.media_api.services.ready_cache import ReadyKeyCache
+from apps.media_api.services.sniff import ALLOWED_TYPES, Inspected, TooLarge, normalize_mime
 from apps.media_api.services.storage import ObjectStore, PresignedUpload
 
 log = logging.getLogger(__name__)

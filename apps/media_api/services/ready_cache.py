@@ -25,7 +25,9 @@ Key = tuple[str, int]
 
 
 class ReadyKeyCache:
-    def __init__(self, ttl: float, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl: float, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._ttl = ttl
         self._max = max_entries
         self._clock = clock
