@@ -5,9 +5,9 @@ timeout is the longest silence allowed while a model streams, and for conversati
 owns), the MCP connection pool, the registry of running responses and
 the listener for cancels sent by other replicas, the sweeper that fails responses a dead
 process left running, and the one-shot copy of this app's former conversations to llm-api
-(`services/legacy.py`, migration 0003); then the startup heap is frozen (apps/common/heap.py) so full
-garbage collections stop walking it on the request path. On shutdown, responses still running are stopped and
-recorded as failed before the pools close.
+(`services/legacy.py`, migration 0003); then the startup heap is frozen (apps/common/heap.py) so
+full garbage collections stop walking it on the request path. On shutdown, responses still running
+are stopped and recorded as failed before the pools close.
 """
 
 from __future__ import annotations
