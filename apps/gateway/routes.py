@@ -66,6 +66,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("/v1/models", AppName.LLM_API),
     Route("/v1/conversations", AppName.LLM_API),
+    Route("/v1/projects", AppName.LLM_API),
     Route("/v1/auth/guest-login", AppName.LLM_API, auth=False, rate_limit_per_minute=30),
     Route("/v1/auth/refresh", AppName.LLM_API, auth=False, rate_limit_per_minute=60),
     Route("/v1/auth", AppName.LLM_API),

@@ -20,11 +20,19 @@ from apps.llm_api.providers.config import ProviderConfig, ProvidersFileError, lo
 from apps.llm_api.providers.crypto import KeyBox
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
 from apps.llm_api.providers.upstream import make_session
-from apps.llm_api.routes import admin_providers, chat, conversations, internal_conversations, models
+from apps.llm_api.routes import (
+    admin_providers,
+    chat,
+    conversations,
+    internal_conversations,
+    models,
+    projects,
+)
 from apps.llm_api.services.chat import ChatService
 from apps.llm_api.services.conversations import ConversationStore
 from apps.llm_api.services.media import MediaResolver
 from apps.llm_api.services.persistence import TurnWriter
+from apps.llm_api.services.projects import ProjectStore
 from apps.llm_api.services.providers import ProviderAdmin
 from apps.llm_api.settings import LlmApiSettings
 
@@ -44,6 +52,7 @@ def configured_providers(settings: LlmApiSettings) -> list[Provider]:
             kind=settings.default_provider_kind,
             base_url=settings.default_provider_url,
             api_key=key.get_secret_value() if key else None,
+            catalog=settings.default_provider_catalog,
         )
         if any(p.name == config.name for p in providers):
             raise ProvidersFileError(f"provider '{config.name}' is in the providers file and the environment")
@@ -52,7 +61,7 @@ def configured_providers(settings: LlmApiSettings) -> list[Provider]:
 
 
 def include_chat_routes(app: FastAPI) -> None:
-    for module in (chat, models, conversations, internal_conversations, admin_providers):
+    for module in (chat, models, conversations, projects, internal_conversations, admin_providers):
         app.include_router(module.router)
 
 
@@ -80,6 +89,7 @@ async def chat_services(
         writer.start()
         app.state.registry = registry
         app.state.conversations = store
+        app.state.projects = ProjectStore(app.state.sessions)
         app.state.provider_admin = admin
         app.state.turn_writer = writer
         app.state.chat = ChatService(

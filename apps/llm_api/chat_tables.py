@@ -1,8 +1,11 @@
-"""Tables of the chat side of llm-api: providers registered through the admin API, conversations, items.
+"""Tables of the chat side of llm-api: providers registered through the admin API, projects,
+conversations, items.
 
 Conversations are keyed by `Principal.user_id` (the token subject), so the chat tables do not depend on
-the users table. An item keeps its OpenAI shape in `body` (content parts, call ids, arguments); the
-columns beside it are what we filter or report on.
+the users table; so are projects. A conversation names its project by the project's public id (a
+foreign key on it, `ON DELETE SET NULL`: deleting a project detaches its conversations), so rendering
+a conversation never needs a join. An item keeps its OpenAI shape in `body` (content parts, call
+ids, arguments); the columns beside it are what we filter or report on.
 """
 
 from __future__ import annotations
@@ -10,7 +13,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Integer, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,6 +49,22 @@ class ProviderRow(Base):
     )
 
 
+class ProjectRow(Base):
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_projects_user_id_name"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(120))
+    instructions: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
 class ConversationRow(Base):
     __tablename__ = "conversations"
 
@@ -44,6 +73,9 @@ class ConversationRow(Base):
     user_id: Mapped[str] = mapped_column(String(255))
     title: Mapped[str | None] = mapped_column(String(256))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
+    project_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("projects.public_id", ondelete="SET NULL"), default=None
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from apps.llm_api.providers.registry import ProviderRegistry
 from apps.llm_api.services.chat import ChatService
 from apps.llm_api.services.conversations import ConversationStore
+from apps.llm_api.services.projects import ProjectStore
 from apps.llm_api.services.providers import ProviderAdmin
 
 
@@ -23,6 +24,11 @@ async def _chat(request: Request) -> ChatService:
 
 async def _conversations(request: Request) -> ConversationStore:
     store: ConversationStore = request.app.state.conversations
+    return store
+
+
+async def _projects(request: Request) -> ProjectStore:
+    store: ProjectStore = request.app.state.projects
     return store
 
 
@@ -38,5 +44,6 @@ async def _provider_admin(request: Request) -> ProviderAdmin:
 
 ChatDep = Annotated[ChatService, Depends(_chat)]
 ConversationsDep = Annotated[ConversationStore, Depends(_conversations)]
+ProjectsDep = Annotated[ProjectStore, Depends(_projects)]
 RegistryDep = Annotated[ProviderRegistry, Depends(_registry)]
 ProviderAdminDep = Annotated[ProviderAdmin, Depends(_provider_admin)]

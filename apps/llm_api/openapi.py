@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from apps.common.openapi import ErrorStatuses, ResponseModels
+from apps.llm_api.providers.catalog import Capabilities, ModelCatalog
 
 
 class Open(BaseModel):
@@ -24,6 +25,29 @@ class Conversation(Open):
     created_at: int
     title: str | None = None
     metadata: dict[str, Any]
+    project_id: str | None = None
+
+
+class Project(Open):
+    """A project: its instructions are put before every chat turn and response of its conversations
+    (as a system message, never stored as an item). Deleting a project keeps its conversations and
+    detaches them (`project_id` becomes null)."""
+
+    id: str
+    object: Literal["project"]
+    name: str
+    instructions: str | None = None
+    metadata: dict[str, Any]
+    created_at: int
+    updated_at: int
+
+
+class ProjectDeleted(Open):
+    """The project is gone; its conversations remain, with `project_id: null`."""
+
+    id: str
+    object: Literal["project.deleted"]
+    deleted: bool
 
 
 class ConversationDeleted(Open):
@@ -51,15 +75,34 @@ class ConversationList(Page):
     data: list[Conversation]
 
 
+class ProjectList(Page):
+    data: list[Project]
+
+
 class ConversationItemList(Page):
     data: list[ConversationItem]
 
 
+class ModelProvider(Open):
+    id: str
+    name: str
+    kind: str
+
+
 class Model(Open):
+    """OpenAI's model object plus its catalog metadata and the provider that serves it; a capability
+    nobody declared is `false` ("not declared")."""
+
     id: str
     object: Literal["model"]
     created: int
     owned_by: str | None = None
+    aliases: list[str] = []
+    context_length: int | None = None
+    max_output_tokens: int | None = None
+    capabilities: Capabilities | None = None
+    description: str | None = None
+    provider: ModelProvider | None = None
 
 
 class ModelList(Open):
@@ -78,6 +121,7 @@ class Provider(Open):
     source: str
     api_key_hint: str | None = None
     models: list[str]
+    catalog: dict[str, ModelCatalog] = {}
 
 
 class ProviderList(Open):
@@ -104,6 +148,7 @@ class ChatCompletion(Open):
 _CONVERSATION = "/v1/conversations/{conversation_id}"
 _ITEMS = f"{_CONVERSATION}/items"
 _PROVIDERS = "/v1/admin/providers"
+_PROJECT = "/v1/projects/{project_id}"
 
 RESPONSE_MODELS: ResponseModels = {
     ("POST", "/v1/chat/completions"): ChatCompletion,
@@ -118,6 +163,12 @@ RESPONSE_MODELS: ResponseModels = {
     ("POST", _ITEMS): ConversationItemList,
     ("GET", f"{_ITEMS}/{{item_id}}"): ConversationItem,
     ("DELETE", f"{_ITEMS}/{{item_id}}"): Conversation,
+    ("POST", "/v1/projects"): Project,
+    ("GET", "/v1/projects"): ProjectList,
+    ("GET", _PROJECT): Project,
+    ("POST", _PROJECT): Project,
+    ("PATCH", _PROJECT): Project,
+    ("DELETE", _PROJECT): ProjectDeleted,
     ("GET", _PROVIDERS): ProviderList,
     ("POST", _PROVIDERS): Provider,
     ("POST", f"{_PROVIDERS}/sync"): ProviderList,
@@ -132,4 +183,5 @@ ERROR_STATUSES: ErrorStatuses = {
     ("POST", "/v1/chat/completions"): (404, 502, 504),
     ("POST", "/v1/auth/api-keys"): (403,),  # guests may not create keys
     ("POST", _PROVIDERS): (409,),
+    ("POST", "/v1/conversations"): (404,),  # a `project_id` that is not the caller's
 }

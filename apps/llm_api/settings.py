@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 
 from apps.common.settings import ServiceSettings
 from apps.llm_api.auth.settings import APIKeySettings, KeycloakSettings, LocalTokenSettings
+from apps.llm_api.providers.catalog import Catalog
 
 
 class LlmApiSettings(ServiceSettings):
@@ -27,6 +28,8 @@ class LlmApiSettings(ServiceSettings):
     default_provider_api_key: SecretStr | None = None
     default_provider_kind: str = "vllm"
     default_provider_name: str = "local"
+    # Its models' catalog metadata (JSON in DEFAULT_PROVIDER_CATALOG; see providers/catalog.py).
+    default_provider_catalog: Catalog = Field(default_factory=dict)
     # Key material for provider API keys stored in the database (AES-256-GCM). No default: without
     # it, providers registered through the admin API cannot carry an API key.
     model_provider_secret: SecretStr | None = None

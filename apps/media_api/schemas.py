@@ -71,6 +71,17 @@ class MediaUpload(MediaInfo):
     expires_at: int
 
 
+class PresignedMedia(BaseModel):
+    """A fresh presigned GET URL of a stored object, valid for `expires_in` seconds (until `expires_at`)."""
+
+    id: str
+    object: Literal["media.presigned_url"] = "media.presigned_url"
+    url: str
+    mime_type: str
+    expires_in: int
+    expires_at: int
+
+
 class PreparedUpload(BaseModel):
     id: str
     object: Literal["media.upload"] = "media.upload"

@@ -19,6 +19,7 @@ SAMPLES: dict[str, tuple[str, str]] = {
     "/v1/chat/completions": ("POST", "/v1/chat/completions"),
     "/v1/models": ("GET", "/v1/models"),
     "/v1/conversations": ("GET", "/v1/conversations/conv_x"),
+    "/v1/projects": ("GET", "/v1/projects"),
     "/v1/auth": ("GET", "/v1/auth/me"),
     "/v1/admin": ("GET", "/v1/admin/providers"),
     "/v1/responses": ("POST", "/v1/responses"),

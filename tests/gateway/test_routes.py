@@ -14,6 +14,12 @@ def test_longest_prefix_wins_and_segments_are_whole() -> None:
     assert match("/v1/mediax") is None
     media = match("/v1/media/jan_1/content")
     assert media is not None and media.app is AppName.MEDIA_API
+    presign = match("/v1/media/jan_1/presign")
+    assert presign is not None and presign.app is AppName.MEDIA_API
+    project = match("/v1/projects/proj_1")
+    assert project is not None and project.app is AppName.LLM_API and project.auth is True
+    model = match("/v1/models/local/smollm2-135m-instruct")
+    assert model is not None and model.app is AppName.LLM_API
 
 
 def test_every_app_has_a_public_route_and_prefixes_are_unique() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -17,6 +17,7 @@ from apps.gateway.asgi import LocalGateway
 from apps.gateway.embedded import free_port
 from apps.gateway.local_apps import LocalEnvironment, build_apps
 from apps.gateway.routes import AppName
+from apps.llm_api.providers.catalog import ModelCatalog
 
 
 class ServerThread:
@@ -94,6 +95,7 @@ def serve_local(
     internal_token: str = "t",
     model_kind: str = "openai_compatible",
     model_check: ReadinessCheck | None = None,
+    model_catalog: Mapping[str, ModelCatalog] | None = None,
     stopped: frozenset[AppName] = frozenset(),
 ) -> Iterator[tuple[str, LocalEnvironment]]:
     """The four apps behind the local gateway, wired as `make dev` wires them; yields (url, environment).
@@ -111,6 +113,7 @@ def serve_local(
         internal_token=internal_token,
         model_kind=model_kind,
         model_check=model_check,
+        model_catalog=model_catalog or {},
     )
     apps = {name: app for name, app in build_apps(env).items() if name not in stopped}
     with serve(LocalGateway(apps), port=port) as server:

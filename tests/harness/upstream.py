@@ -52,6 +52,8 @@ class DroppedConnection(Exception):
 class FakeUpstream:
     models: list[str] = field(default_factory=lambda: ["fake-model", "fake-model-2"])
     api_key: str | None = None
+    # Extra fields of every `/models` entry, as some servers add them (vLLM's `max_model_len`).
+    listing_extra: dict[str, Any] = field(default_factory=dict)
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -82,7 +84,10 @@ class FakeUpstream:
     async def _models(self, request: Request) -> Response:
         if not self._authorized(request):
             return JSONResponse({"error": {"message": "bad key"}}, status_code=401)
-        data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"} for m in self.models]
+        data = [
+            {"id": m, "object": "model", "created": 1700000000, "owned_by": "fake", **self.listing_extra}
+            for m in self.models
+        ]
         return JSONResponse({"object": "list", "data": data})
 
     async def _embeddings(self, request: Request) -> Response:

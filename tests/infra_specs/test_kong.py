@@ -45,6 +45,10 @@ def test_segment_and_longest_prefix_cases() -> None:
     assert kong_route_target(config, "/v1/media") is AppName.MEDIA_API
     assert kong_route_target(config, "/v1/media/jan_1/content") is AppName.MEDIA_API
     assert kong_route_target(config, "/v1/responses/resp_1/cancel") is AppName.RESPONSE_API
+    assert kong_route_target(config, "/v1/media/jan_1/presign") is AppName.MEDIA_API
+    assert kong_route_target(config, "/v1/projects") is AppName.LLM_API
+    assert kong_route_target(config, "/v1/projects/proj_1") is AppName.LLM_API
+    assert kong_route_target(config, "/v1/models/local/smollm2-135m-instruct") is AppName.LLM_API
     routes = _routes(config)
     guest = routes[route_name(match("/v1/auth/guest-login") or PUBLIC[0])][1]
     auth = routes["llm-api-v1-auth"][1]

@@ -20,7 +20,13 @@ import openai
 import pytest
 
 from apps.common.auth.issuer import LocalIssuer
-from apps.gateway.embedded import LOCAL_MODEL_ALIAS, LOCAL_MODEL_KIND, local_model
+from apps.gateway.embedded import (
+    LOCAL_MODEL_ALIAS,
+    LOCAL_MODEL_CONTEXT,
+    LOCAL_MODEL_KIND,
+    local_model,
+    local_model_catalog,
+)
 from apps.gateway.local_apps import LOCAL_AUDIENCE
 from apps.gateway.model_server import ModelSupervisor
 from tests.harness.server import serve_local
@@ -91,6 +97,7 @@ def local(database_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPath
             model_url=model.base_url,
             model_kind=LOCAL_MODEL_KIND,
             model_check=model.check,
+            model_catalog=local_model_catalog(),
         ) as (url, env),
     ):
         issuer = LocalIssuer.from_key_file(data_dir / "issuer-key.pem", env.base_url, LOCAL_AUDIENCE)
@@ -100,7 +107,9 @@ def local(database_url: str, s3_endpoint: str, tmp_path_factory: pytest.TempPath
 def test_local_model_answers_plain_and_streamed(local: Local) -> None:
     client = local.client()
     listed = {m.id: m for m in client.models.list()}
-    assert (listed[MODEL].model_extra or {})["aliases"] == [LOCAL_MODEL_ALIAS]
+    described = listed[MODEL].model_extra or {}
+    assert described["aliases"] == [LOCAL_MODEL_ALIAS]
+    assert described["context_length"] == LOCAL_MODEL_CONTEXT and described["capabilities"]["tools"] is True
     completion = client.chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "Name three colours."}],

@@ -59,13 +59,17 @@ def existing_ids(url: str, token: str) -> dict[str, list[str]]:
     png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(64))).decode()
     with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
         message = {"type": "message", "role": "user", "content": "hello"}
-        conversation = http.post("/v1/conversations", json={"items": [message]}).json()
+        project = http.post("/v1/projects", json={"name": "fuzz", "instructions": "Be brief."}).json()
+        conversation = http.post(
+            "/v1/conversations", json={"items": [message], "project_id": project["id"]}
+        ).json()
         items = http.get(f"/v1/conversations/{conversation['id']}/items").json()["data"]
         source = {"type": "data_url", "data_url": f"data:image/png;base64,{png}"}
         media = http.post("/v1/media", json={"source": source}).json()
         response = http.post("/v1/responses", json={"model": "local/fake-model", "input": "hi", "tools": []})
     return {
         "conversation_id": [conversation["id"]],
+        "project_id": [project["id"]],
         "item_id": [item["id"] for item in items],
         "media_id": [media["id"]],
         "response_id": [response.json()["id"]],

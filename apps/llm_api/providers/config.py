@@ -10,6 +10,9 @@ File format (YAML, `${NAME}` and `${NAME:-default}` expanded from the environmen
         vendor: jan                 # optional: the `<vendor>/` part of public model ids
         active: true
         models: [jan-v1-4b]         # optional: only these upstream ids (default: all from /models)
+        catalog:                    # optional: what /v1/models/{id} tells clients (see catalog.py)
+          jan-v1-4b: {context_length: 32768, capabilities: {tools: true, reasoning: true}}
+          "*": {context_length: 8192}
 
 Any error (unknown key, wrong type, missing variable, duplicate name) stops start-up with a message
 naming the file and the offending entry. Keys from the file or the environment stay in memory only;
@@ -25,6 +28,8 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from apps.llm_api.providers.catalog import Catalog
 
 # Hosted kinds are their own vendor; self-hosted kinds take the provider's name as vendor.
 HOSTED_KINDS = frozenset(
@@ -65,6 +70,7 @@ class ProviderConfig(BaseModel):
     vendor: str | None = Field(None, max_length=64)
     active: bool = True
     models: tuple[str, ...] | None = None
+    catalog: Catalog = Field(default_factory=dict)
 
     @field_validator("kind")
     @classmethod

@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 import httpx
 
+from apps.llm_api.providers.catalog import ModelCatalog, catalog_entry, reported_context_length
 from apps.llm_api.providers.compat import Compat, compat_for
 from apps.llm_api.providers.config import (
     ProviderConfig,
@@ -58,6 +60,7 @@ class Provider:
     rank: int
     only_models: tuple[str, ...] | None = None
     api_key_hint: str | None = None
+    catalog: Mapping[str, ModelCatalog] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -84,6 +87,7 @@ class Provider:
             source=source,
             rank=rank,
             only_models=config.models,
+            catalog=config.catalog,
         )
 
 
@@ -95,6 +99,11 @@ class ModelRoute:
     upstream_id: str
     provider: Provider
     created: int
+    reported_context: int | None = None  # the context length the provider's /models gave
+
+    @property
+    def catalog(self) -> ModelCatalog:
+        return catalog_entry(self.provider.catalog, self.upstream_id, self.public_id, self.reported_context)
 
 
 class ProviderRegistry:
@@ -145,7 +154,8 @@ class ProviderRegistry:
                 routes[provider.id] = fetched
             elif provider.id in routes:  # keep the last good list, but with the provider as it is now
                 routes[provider.id] = [
-                    ModelRoute(r.public_id, r.upstream_id, provider, r.created) for r in routes[provider.id]
+                    ModelRoute(r.public_id, r.upstream_id, provider, r.created, r.reported_context)
+                    for r in routes[provider.id]
                 ]
         self._routes_by_provider = routes
         self._rebuild()
@@ -188,6 +198,7 @@ class ProviderRegistry:
                     upstream_id=upstream_id,
                     provider=provider,
                     created=created if isinstance(created, int) else now,
+                    reported_context=reported_context_length(entry),
                 )
             )
         return routes

@@ -1,4 +1,9 @@
-"""Conversations and their items, in OpenAI's Conversations API shapes; every call is owner-scoped."""
+"""Conversations and their items, in OpenAI's Conversations API shapes; every call is owner-scoped.
+
+Beyond OpenAI's shapes: a conversation may belong to one of the caller's projects (`project_id` on
+create and update, `?project_id=` to list one project's conversations). A project that is not the
+caller's is a 404 naming `project_id`, as a missing one.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +49,11 @@ async def create_conversation(
     body: ConversationCreate, principal: PrincipalDep, store: ConversationsDep
 ) -> dict[str, Any]:
     row = await store.create(
-        principal.user_id, title=body.title, metadata=body.metadata, items=[new_item(i) for i in body.items]
+        principal.user_id,
+        title=body.title,
+        metadata=body.metadata,
+        items=[new_item(i) for i in body.items],
+        project_id=body.project_id,
     )
     return conversation_json(row)
 
@@ -56,8 +65,11 @@ async def list_conversations(
     limit: Limit = 20,
     order: OrderQuery = "desc",
     after: str | None = None,
+    project_id: Annotated[str | None, Query(description="Only the conversations of this project.")] = None,
 ) -> dict[str, Any]:
-    page = await store.list_conversations(principal.user_id, limit=limit, after=after, order=order)
+    page = await store.list_conversations(
+        principal.user_id, limit=limit, after=after, order=order, project_id=project_id
+    )
     return list_json([conversation_json(row) for row in page.rows], page.has_more)
 
 
@@ -72,7 +84,13 @@ async def get_conversation(
 async def update_conversation(
     conversation_id: str, body: ConversationUpdate, principal: PrincipalDep, store: ConversationsDep
 ) -> dict[str, Any]:
-    row = await store.update(principal.user_id, conversation_id, title=body.title, metadata=body.metadata)
+    row = await store.update(
+        principal.user_id,
+        conversation_id,
+        title=body.title,
+        metadata=body.metadata,
+        project_id=body.project_id if "project_id" in body.model_fields_set else ...,
+    )
     if row is None:
         raise _missing(conversation_id)
     return conversation_json(row)

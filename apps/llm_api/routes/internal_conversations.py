@@ -6,7 +6,10 @@ credentials, so ownership is decided here, exactly as on the public routes: anot
 conversation is a 404.
 
 - `GET …/{id}/items`: the items a response continues from, oldest first, all statuses, in one call
-  (the most recent `REPLAY_MAX_ITEMS`).
+  (the most recent `REPLAY_MAX_ITEMS`), and `project_instructions`: the instructions of the
+  conversation's project (null without one), which response-api puts before the response's own.
+- `GET …/{id}`: the conversation with its `project_instructions` alone (a response continuing a
+  previous one reads its history from response-api's store, but its project from here).
 - `POST …/{id}/items`: one response's input and output items, appended in one transaction with their
   ids kept. A conversation without a title gets one from the first user message, as chat turns do.
 - `POST …/import`: a conversation from response-api's former own store, with its id, owner and age
@@ -25,7 +28,7 @@ from apps.common.guard import GuardedRoute
 from apps.llm_api.auth.routes.internal import require_internal_token
 from apps.llm_api.deps import ConversationsDep
 from apps.llm_api.services.items import items_to_messages, title_from
-from apps.llm_api.wire.conversations import item_json, list_json
+from apps.llm_api.wire.conversations import conversation_json, item_json, list_json
 from apps.llm_api.wire.response_items import AppendItems, ImportConversation, stored_item
 
 REPLAY_MAX_ITEMS = 1000
@@ -44,15 +47,27 @@ def _missing(conversation_id: str) -> APIError:
     )
 
 
+@router.get("/{conversation_id}")
+async def conversation_context(
+    conversation_id: str, principal: PrincipalDep, store: ConversationsDep
+) -> dict[str, Any]:
+    found = await store.get_with_instructions(principal.user_id, conversation_id)
+    if found is None:
+        raise _missing(conversation_id)
+    conversation, instructions = found
+    return {**conversation_json(conversation), "project_instructions": instructions}
+
+
 @router.get("/{conversation_id}/items")
 async def replay_items(
     conversation_id: str, principal: PrincipalDep, store: ConversationsDep
 ) -> dict[str, Any]:
-    conversation = await store.get(principal.user_id, conversation_id)
-    if conversation is None:
+    found = await store.get_with_instructions(principal.user_id, conversation_id)
+    if found is None:
         raise _missing(conversation_id)
+    conversation, instructions = found
     rows = await store.replay_items(conversation, REPLAY_MAX_ITEMS)
-    return list_json([item_json(row) for row in rows], False)
+    return {**list_json([item_json(row) for row in rows], False), "project_instructions": instructions}
 
 
 @router.post("/{conversation_id}/items")

@@ -1,7 +1,10 @@
 """`GET /v1/models` and `GET /v1/models/{id}` (ids contain `/`, e.g. `openai/gpt-4o`).
 
 Each entry lists the slash-free `aliases` that select it (see the registry); retrieving by an alias
-answers with the model it selects, under its id.
+answers with the model it selects, under its id. Beside OpenAI's fields (`id`, `object`, `created`,
+`owned_by`) every model carries its catalog metadata (`context_length`, `max_output_tokens`,
+`capabilities` {tools, vision, reasoning}, `description`; see `providers/catalog.py`) and the
+`provider` that serves it (id, name, kind); OpenAI's clients keep unknown fields of a model.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ router = APIRouter(tags=["models"], route_class=GuardedRoute)
 
 
 def model_json(route: ModelRoute, registry: ProviderRegistry) -> dict[str, Any]:
+    provider = route.provider
     return {
         "id": route.public_id,
         "object": "model",
         "created": route.created,
-        "owned_by": route.provider.vendor,
+        "owned_by": provider.vendor,
         "aliases": registry.aliases_of(route),
+        **route.catalog.model_dump(),
+        "provider": {"id": provider.id, "name": provider.name, "kind": provider.kind},
     }
 
 

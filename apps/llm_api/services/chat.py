@@ -9,6 +9,9 @@ conversation (`conversation: {}`) is inserted in that same transaction, so a tur
 stored leaves no empty conversation behind.
 
 Decisions:
+- Project instructions: a conversation in a project gets the project's instructions as the first
+  system message of every turn, before the request's own; they are not stored as an item (the
+  project may change them, and every later turn gets the current ones).
 - History: with a conversation, its last `history_max_items` completed items are put after the
   request's leading system/developer messages and before the rest. Clients send only the new turn.
 - Stored: every non-system message of the request (the new input) and the assistant reply, with its
@@ -105,7 +108,7 @@ class ChatService:
                 headers={"Retry-After": "1"},
             )
         messages: list[dict[str, Any]] = body["messages"]
-        conversation, history = await self._conversation(request, principal)
+        conversation, history, instructions = await self._conversation(request, principal)
         store = request.store is not False
         new_conversation = conversation is not None and conversation.id is None
         upstream_messages = _with_history(messages, history)
@@ -113,6 +116,8 @@ class ChatService:
         # message has none (resolve() returns at once when there is nothing to do).
         if has_placeholder(raw) or history:
             upstream_messages = await self.media.resolve(upstream_messages, principal.forward_headers())
+        if instructions:
+            upstream_messages = [{"role": "system", "content": instructions}, *upstream_messages]
         title = None
         if conversation is not None and not conversation.title:
             title = title_from(messages)
@@ -132,28 +137,44 @@ class ChatService:
 
     async def _conversation(
         self, request: ChatRequest, principal: Principal
-    ) -> tuple[ConversationRow | None, list[dict[str, Any]]]:
+    ) -> tuple[ConversationRow | None, list[dict[str, Any]], str | None]:
+        """The conversation, its recent history and its project's instructions."""
         ref = request.conversation
         if ref is None:
-            return None, []
+            return None, [], None
         if isinstance(ref, str):
             ref = ConversationRef(id=ref)
         if ref.id is None:
+            instructions = None
+            if ref.project_id is not None:
+                instructions = await self.store.project_instructions(principal.user_id, ref.project_id)
             if request.store is False:  # no turn to carry it: the conversation alone is created
-                created = await self.store.create(principal.user_id, title=ref.title, metadata=ref.metadata)
-                return created, []
+                created = await self.store.create(
+                    principal.user_id, title=ref.title, metadata=ref.metadata, project_id=ref.project_id
+                )
+                return created, [], instructions
             draft = ConversationRow(
                 public_id=random_id("conv"),
                 user_id=principal.user_id,
                 title=ref.title,
                 metadata_=ref.metadata or {},
+                project_id=ref.project_id,
             )
-            return draft, []
-        conversation = await self.store.get(principal.user_id, ref.id)
-        if conversation is None:
+            return draft, [], instructions
+        if ref.project_id is not None:
+            raise APIError(
+                400,
+                "'conversation.project_id' is for a new conversation; move an existing one with "
+                "POST /v1/conversations/{id}.",
+                param="conversation.project_id",
+                code="invalid_value",
+            )
+        found = await self.store.get_with_instructions(principal.user_id, ref.id)
+        if found is None:
             raise APIError(404, f"Conversation '{ref.id}' not found.", param="conversation", code="not_found")
+        conversation, instructions = found
         items = await self.store.recent_items(conversation.id, self.history_max_items)
-        return conversation, items_to_messages([item_body(row) for row in items])
+        return conversation, items_to_messages([item_body(row) for row in items]), instructions
 
     async def _plain(self, prepared: Prepared) -> Response:
         response = await open_chat(self.session, prepared.route, prepared.upstream_body)

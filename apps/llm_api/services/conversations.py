@@ -5,6 +5,11 @@ missing one (the routes answer 404 for both). Items are numbered per conversatio
 writer takes a row lock on the conversation before numbering, so concurrent turns never collide.
 Cursors are public ids: `after=<id>` continues after that object in the requested order.
 
+A conversation may belong to one of its owner's projects (`project_id`); attaching takes a key-share
+lock on the project row, so a project deleted at the same moment either detaches the conversation
+after it (the foreign key's `SET NULL`) or is already gone and the attach is refused (404). A turn
+reads its conversation and its project's instructions in one query (`get_with_instructions`).
+
 Items that come with an id (a response's items, appended by response-api) keep it, so a response's
 output item and the conversation item are one object; an id already taken (a client replaying an
 earlier item as input) is replaced by a fresh one rather than failing the write.
@@ -14,14 +19,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import EllipsisType
 from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apps.common.ids import random_id
-from apps.llm_api.chat_tables import ConversationRow, ItemRow
+from apps.llm_api.chat_tables import ConversationRow, ItemRow, ProjectRow
 from apps.llm_api.services.items import ItemBody
+from apps.llm_api.services.projects import find_project, project_missing
 
 Order = Literal["asc", "desc"]
 T = TypeVar("T")
@@ -56,10 +63,17 @@ class ConversationStore:
         title: str | None = None,
         metadata: dict[str, str] | None = None,
         items: list[NewItem] | None = None,
+        project_id: str | None = None,
     ) -> ConversationRow:
         async with self._sessions() as session, session.begin():
+            if project_id is not None:
+                await self._attachable(session, user_id, project_id)
             row = ConversationRow(
-                public_id=random_id("conv"), user_id=user_id, title=title, metadata_=metadata or {}
+                public_id=random_id("conv"),
+                user_id=user_id,
+                title=title,
+                metadata_=metadata or {},
+                project_id=project_id,
             )
             session.add(row)
             await session.flush()
@@ -71,11 +85,38 @@ class ConversationStore:
         async with self._sessions() as session:
             return await self._owned(session, user_id, public_id)
 
+    async def get_with_instructions(
+        self, user_id: str, public_id: str
+    ) -> tuple[ConversationRow, str | None] | None:
+        """The caller's conversation and its project's instructions (None without a project)."""
+        query = (
+            select(ConversationRow, ProjectRow.instructions)
+            .outerjoin(
+                ProjectRow,
+                (ProjectRow.public_id == ConversationRow.project_id)
+                & (ProjectRow.user_id == ConversationRow.user_id),
+            )
+            .where(ConversationRow.public_id == public_id, ConversationRow.user_id == user_id)
+        )
+        async with self._sessions() as session:
+            found = (await session.execute(query)).first()
+        return None if found is None else (found[0], found[1])
+
+    async def project_instructions(self, user_id: str, project_id: str) -> str | None:
+        """The instructions of the caller's project; a 404 (`param: conversation`) if it is not theirs."""
+        async with self._sessions() as session:
+            project = await find_project(session, user_id, project_id)
+        if project is None:
+            raise project_missing(project_id, "conversation")
+        return project.instructions
+
     async def list_conversations(
-        self, user_id: str, *, limit: int, after: str | None, order: Order
+        self, user_id: str, *, limit: int, after: str | None, order: Order, project_id: str | None = None
     ) -> Page[ConversationRow]:
         async with self._sessions() as session:
             query = select(ConversationRow).where(ConversationRow.user_id == user_id)
+            if project_id is not None:
+                query = query.where(ConversationRow.project_id == project_id)
             if after is not None:
                 anchor = await self._owned(session, user_id, after)
                 if anchor is None:
@@ -90,12 +131,23 @@ class ConversationStore:
         return Page(rows[:limit], len(rows) > limit)
 
     async def update(
-        self, user_id: str, public_id: str, *, title: str | None, metadata: dict[str, str] | None
+        self,
+        user_id: str,
+        public_id: str,
+        *,
+        title: str | None,
+        metadata: dict[str, str] | None,
+        project_id: str | EllipsisType | None = ...,
     ) -> ConversationRow | None:
+        """Change what is given; `project_id` moves the conversation (None detaches, `...` keeps)."""
         async with self._sessions() as session, session.begin():
             row = await self._owned(session, user_id, public_id)
             if row is None:
                 return None
+            if not isinstance(project_id, EllipsisType):
+                if project_id is not None:
+                    await self._attachable(session, user_id, project_id)
+                row.project_id = project_id
             if title is not None:
                 row.title = title
             if metadata is not None:
@@ -161,11 +213,17 @@ class ConversationStore:
         """
         async with self._sessions() as session, session.begin():
             if new:
+                project_id = conversation.project_id
+                if project_id is not None and not await find_project(
+                    session, conversation.user_id, project_id, lock=True
+                ):
+                    project_id = None  # deleted while the turn ran: the conversation starts detached
                 row: ConversationRow | None = ConversationRow(
                     public_id=conversation.public_id,
                     user_id=conversation.user_id,
                     title=conversation.title,
                     metadata_=conversation.metadata_ or {},
+                    project_id=project_id,
                 )
                 session.add(row)
                 await session.flush()
@@ -251,6 +309,12 @@ class ConversationStore:
             ConversationRow.public_id == public_id, ConversationRow.user_id == user_id
         )
         return (await session.scalars(query)).first()
+
+    @staticmethod
+    async def _attachable(session: AsyncSession, user_id: str, project_id: str) -> None:
+        """The caller's project exists and stays until commit (key-share lock), or a 404."""
+        if await find_project(session, user_id, project_id, lock=True) is None:
+            raise project_missing(project_id, "project_id")
 
     @staticmethod
     async def _item(session: AsyncSession, conversation: ConversationRow, item_id: str) -> ItemRow | None:

@@ -1,11 +1,14 @@
 """Providers registered through the admin API: stored in Postgres with their keys sealed.
 
 Changes reload the registry at once (this replica) and on the next periodic sync (other replicas).
-Providers from the file or the environment are read-only here: they are changed where they are
-defined, so a restart never undoes an admin's edit.
+A provider's model catalog (`catalog`, see `providers/catalog.py`) is kept in its `metadata` column;
+an update replaces it whole. Providers from the file or the environment are read-only here: they are
+changed where they are defined, so a restart never undoes an admin's edit.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -13,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from apps.common.errors import APIError
 from apps.common.ids import random_id
 from apps.llm_api.chat_tables import ProviderRow
+from apps.llm_api.providers.catalog import ModelCatalog
 from apps.llm_api.providers.config import provider_vendor
 from apps.llm_api.providers.crypto import KeyBox, key_hint
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
@@ -47,7 +51,7 @@ class ProviderAdmin:
                 vendor=body.vendor,
                 base_url=body.base_url,
                 active=body.active,
-                metadata_={},
+                metadata_=_with_catalog({}, body.catalog),
             )
             self._set_key(row, body.api_key)
             session.add(row)
@@ -71,6 +75,8 @@ class ProviderAdmin:
                     setattr(row, field, value)
             if body.api_key is not None:
                 self._set_key(row, body.api_key or None)
+            if body.catalog is not None:
+                row.metadata_ = _with_catalog(row.metadata_ or {}, body.catalog)
         await self.reload()
         return self._registered(provider_id)
 
@@ -93,6 +99,7 @@ class ProviderAdmin:
             source="admin",
             rank=ADMIN_RANK_BASE + row.id,
             api_key_hint=row.api_key_hint,
+            catalog=_catalog_of(row.metadata_ or {}),
         )
 
     def _set_key(self, row: ProviderRow, api_key: str | None) -> None:
@@ -122,6 +129,21 @@ class ProviderAdmin:
     @staticmethod
     async def _by_name(session: AsyncSession, name: str) -> ProviderRow | None:
         return (await session.scalars(select(ProviderRow).where(ProviderRow.name == name))).first()
+
+
+def _with_catalog(metadata: dict[str, Any], catalog: dict[str, ModelCatalog] | None) -> dict[str, Any]:
+    """The metadata with `catalog` replaced (a new dict, so the JSONB column is seen as changed)."""
+    if catalog is None:
+        return dict(metadata)
+    return {
+        **metadata,
+        "catalog": {key: entry.model_dump(exclude_none=True) for key, entry in catalog.items()},
+    }
+
+
+def _catalog_of(metadata: dict[str, Any]) -> dict[str, ModelCatalog]:
+    stored = metadata.get("catalog") or {}
+    return {key: ModelCatalog.model_validate(entry) for key, entry in stored.items()}
 
 
 async def _stored_row(session: AsyncSession, provider_id: str) -> ProviderRow:

@@ -48,6 +48,7 @@ class ConversationRef(BaseModel):
     id: StrictStr | None = None
     title: StrictStr | None = Field(None, max_length=256)
     metadata: dict[str, StrictStr] | None = None
+    project_id: StrictStr | None = Field(None, max_length=64)  # a new conversation's project
 
 
 class _Open(BaseModel):

@@ -62,19 +62,26 @@ ItemIn = Annotated[
 ]
 
 
+ProjectId = Annotated[StrictStr, Field(max_length=64)]
+
+
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: StrictStr | None = Field(None, max_length=256)
     metadata: Metadata | None = None
+    project_id: ProjectId | None = None
     items: list[ItemIn] = Field(default_factory=list, max_length=MAX_ITEMS_PER_CALL)
 
 
 class ConversationUpdate(BaseModel):
+    """`project_id` moves the conversation to that project; `null` takes it out of its project."""
+
     model_config = ConfigDict(extra="forbid")
 
     title: StrictStr | None = Field(None, max_length=256)
     metadata: Metadata | None = None
+    project_id: ProjectId | None = None
 
 
 class ItemsCreate(BaseModel):
@@ -101,6 +108,7 @@ def conversation_json(row: ConversationRow) -> dict[str, Any]:
         "created_at": int(row.created_at.timestamp()),
         "title": row.title,
         "metadata": row.metadata_ or {},
+        "project_id": row.project_id,
     }
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from apps.llm_api.providers.catalog import Catalog
 from apps.llm_api.providers.config import known_kind
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
 
@@ -19,6 +20,7 @@ class ProviderCreate(BaseModel):
     api_key: str | None = Field(None, max_length=4096)
     vendor: str | None = Field(None, max_length=64)
     active: bool = True
+    catalog: Catalog | None = Field(None, description="Model catalog metadata by upstream model id or '*'")
 
     @field_validator("kind")
     @classmethod
@@ -39,6 +41,7 @@ class ProviderUpdate(BaseModel):
     api_key: str | None = Field(None, max_length=4096, description='"" removes the key')
     vendor: str | None = Field(None, max_length=64)
     active: bool | None = None
+    catalog: Catalog | None = Field(None, description="Replaces the provider's whole catalog")
 
 
 def provider_json(provider: Provider, registry: ProviderRegistry) -> dict[str, Any]:
@@ -53,4 +56,5 @@ def provider_json(provider: Provider, registry: ProviderRegistry) -> dict[str, A
         "source": provider.source,
         "api_key_hint": provider.api_key_hint,
         "models": [route.public_id for route in registry.models_of(provider.id)],
+        "catalog": {key: entry.model_dump() for key, entry in provider.catalog.items()},
     }

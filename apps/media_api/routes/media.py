@@ -30,6 +30,7 @@ from apps.media_api.schemas import (
     MediaUpload,
     PreparedUpload,
     PrepareUploadRequest,
+    PresignedMedia,
 )
 from apps.media_api.services.form_stream import FormStream
 from apps.media_api.services.ingest import read_data_url, read_remote
@@ -163,6 +164,25 @@ async def list_media(
 async def get_media(media_id: str, principal: PrincipalDep, media: MediaDep) -> MediaInfo:
     """Metadata of one media object."""
     return MediaInfo.of(await media.get(principal.user_id, media_id))
+
+
+@router.get("/{media_id}/presign", responses=error_responses(409))
+async def presign_media(media_id: str, principal: PrincipalDep, media: MediaDep) -> PresignedMedia:
+    """A fresh presigned GET URL for one of the caller's objects, with its expiry.
+
+    Only the owner gets one (anyone else's id is a 404, as for a missing one); an upload not yet
+    completed is a 409. The URL is signed here, without a call to the object store.
+    """
+    stored = await media.get_ready(principal.user_id, media_id)
+    ttl = media.store.ttl
+    signed_at = int(time.time())  # before signing, so `expires_at` is never later than the URL's own
+    return PresignedMedia(
+        id=jan_id(stored.id),
+        url=media.store.presign_get(stored.storage_key),
+        mime_type=stored.mime_type,
+        expires_in=ttl,
+        expires_at=signed_at + ttl,
+    )
 
 
 _CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -5,6 +5,12 @@ conversation is a 404, as for a missing one); the internal routes also need the 
 (`AUTH__INTERNAL_TOKEN`, the one already used for API-key checks). A new conversation is created
 through the public `POST /v1/conversations`, exactly as a client would.
 
+A conversation in a project carries the project's instructions (`project_instructions`, read with
+the items in the same call); `with_project_instructions` puts them before the response's own
+`instructions` as a system message of their own. They are not stored anywhere by response-api: the
+project's current instructions apply to every turn, and the response's `instructions` field stays
+what the caller sent.
+
 Errors: a missing conversation is the caller's 404 (`param: conversation`); llm-api being
 unreachable, misconfigured (403 on the internal token) or failing is a 503 with `Retry-After`.
 """
@@ -41,9 +47,25 @@ class Conversations:
 
     async def items(self, conversation_id: str, headers: dict[str, str]) -> list[dict[str, Any]]:
         """The conversation's items, oldest first."""
+        return (await self.history(conversation_id, headers))[0]
+
+    async def history(
+        self, conversation_id: str, headers: dict[str, str]
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The conversation's items, oldest first, and its project's instructions (None without)."""
         body = await self._call("GET", self._items_path(conversation_id), headers, missing=conversation_id)
         data: list[dict[str, Any]] = body["data"]
-        return data
+        return data, _instructions(body)
+
+    async def project_instructions(self, conversation_id: str, headers: dict[str, str]) -> str | None:
+        """The instructions of the conversation's project; None without one, or if it is gone (the
+        response's own write to it reports that)."""
+        path = f"/internal/conversations/{quote(conversation_id, safe='')}"
+        try:
+            body = await self._call("GET", path, headers, missing=conversation_id)
+        except ConversationMissing:
+            return None
+        return _instructions(body)
 
     async def append(
         self, conversation_id: str, items: list[dict[str, Any]], headers: dict[str, str]
@@ -86,6 +108,20 @@ class Conversations:
         except ValueError as exc:
             raise _unavailable("llm-api answered something other than JSON") from exc
         return body
+
+
+def with_project_instructions(
+    messages: list[dict[str, Any]], instructions: str | None
+) -> list[dict[str, Any]]:
+    """The project's instructions first, as a system message of their own, then the response's."""
+    if not instructions:
+        return messages
+    return [{"role": "system", "content": instructions}, *messages]
+
+
+def _instructions(body: dict[str, Any]) -> str | None:
+    found = body.get("project_instructions")  # absent from an llm-api older than projects
+    return found if isinstance(found, str) and found else None
 
 
 def _refused(response: httpx.Response) -> APIError:

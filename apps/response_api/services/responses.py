@@ -51,7 +51,11 @@ from apps.common.durable import durably
 from apps.common.errors import APIError, bad_request
 from apps.common.ids import random_id
 from apps.response_api.schemas import CreateResponseRequest, McpTool, check_tools
-from apps.response_api.services.conversations import ConversationMissing, Conversations
+from apps.response_api.services.conversations import (
+    ConversationMissing,
+    Conversations,
+    with_project_instructions,
+)
 from apps.response_api.services.items import normalize_input, to_messages
 from apps.response_api.services.llm import LlmApiError, LlmClient
 from apps.response_api.services.loop import Executions, Limits, ToolLoop, ToolSet
@@ -125,12 +129,16 @@ class ResponseService:
         history: list[dict[str, Any]] = []
         conversation_id = request.conversation_id
         headers = principal.forward_headers()
+        project_instructions: str | None = None
         if request.previous_response_id:
             history, conversation_id = await self._store.previous_history(
                 principal.user_id, request.previous_response_id
             )
+            if conversation_id:
+                conversations = self._conversations
+                project_instructions = await conversations.project_instructions(conversation_id, headers)
         elif conversation_id:
-            history = await self._conversations.items(conversation_id, headers)
+            history, project_instructions = await self._conversations.history(conversation_id, headers)
         body = self._initial_body(request)
         if request.store:
             if conversation_id is None:
@@ -153,7 +161,9 @@ class ResponseService:
             request.background,
             request=request,
             principal=principal,
-            messages=to_messages([*history, *input_items], request.instructions),
+            messages=with_project_instructions(
+                to_messages([*history, *input_items], request.instructions), project_instructions
+            ),
             input_items=input_items,
             listed_labels=frozenset(
                 str(item.get("server_label"))
