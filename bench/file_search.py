@@ -301,6 +301,7 @@ def neighbourhood(points: np.ndarray, probes: int = 500, k: int = 20) -> tuple[f
     """Median local intrinsic dimension (MLE over k neighbours), relative contrast (mean distance over
     the nearest) and relative gap between the 5th and 6th neighbour, by cosine distance, for
     `probes` points against all the others."""
+    probes = min(probes, len(points))
     unit = points / np.linalg.norm(points, axis=1, keepdims=True)
     distances = 1.0 - unit[:probes] @ unit.T
     distances[np.arange(probes), np.arange(probes)] = np.inf
