@@ -45,9 +45,9 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
+from apps.common import heap
 from apps.common.migrations import upgrade
 from apps.gateway.embedded import embedded_postgres
-from apps.response_api import main as response_api_main
 from apps.response_api.main import create_app
 from apps.response_api.services import conversations, llm, mcp, store
 from apps.response_api.settings import ResponseApiSettings
@@ -191,7 +191,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.no_freeze:
-        response_api_main.freeze_startup_heap = lambda: None
+        heap._frozen = True  # as if already frozen: the startup heap stays with the collector
     instrument()
     issuer, upstream, tools = TestIssuer(), FakeUpstream(), FakeMcpTools()
     print(
