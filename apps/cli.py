@@ -1,7 +1,8 @@
 """The `jan-server` command.
 
 jan-server dev                  the whole API on http://127.0.0.1:8000 (local mode)
-jan-server serve <app>          one app, configured from the environment (what a container runs)
+jan-server serve <app>          one app, configured from the environment (what a container runs);
+                                `--workers N` runs N processes on one port (a host without Kubernetes)
 jan-server migrate <app>|all    apply an app's database migrations (`DATABASE_URL`)
 jan-server render --stack …     the platform program's desired state, rendered offline
 jan-server charts pull          fill the chart cache with the pinned upstream charts
@@ -16,8 +17,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apps.gateway.routes import APPS, AppName
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 _APP_CHOICES = [name.value for name in AppName]
 
@@ -32,6 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("app", choices=_APP_CHOICES)
     serve.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))  # noqa: S104 - container default
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WEB_CONCURRENCY", "1")),
+        help="worker processes (default $WEB_CONCURRENCY or 1; in Kubernetes keep 1 and let the HPA scale)",
+    )
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("app", choices=[*_APP_CHOICES, "all"])
     render = commands.add_parser("render", help="render the platform program offline")
@@ -72,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(LocalConfig())
         return 0
     if args.command == "serve":
-        return _serve(AppName(args.app), args.host, args.port)
+        return _serve(AppName(args.app), args.host, args.port, args.workers)
     if args.command == "migrate":
         return _migrate(args.app)
     if args.command == "charts":
@@ -82,17 +93,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _render(args.stack, args.out, args.diff)
 
 
-def _serve(app: AppName, host: str, port: int | None) -> int:
+def _serve(app: AppName, host: str, port: int | None, workers: int = 1) -> int:
+    """Run one app: one process, or `workers` processes sharing the port (uvicorn's supervisor).
+
+    One process per pod is the Kubernetes design: a process saturates one core at its knee
+    (`bench/load.py`), so pods ask for one core and the HPA adds pods at a CPU target below the knee
+    (charts/jan-server values, infra/specs); replicas spread over nodes and each is probed and
+    restarted on its own. `--workers` is for a host without an orchestrator (a VM, `docker run` on a
+    many-core box). Each worker is a whole app: its own pools, caches and admission bounds, so the
+    host's total concurrency is `workers` times `ADMISSION__MAX_CONCURRENT`, and its database pool
+    `workers` times `DB_POOL_SIZE` + `DB_MAX_OVERFLOW` connections.
+    """
     import uvicorn  # noqa: PLC0415
 
+    spec = APPS[app]
+    if workers > 1:
+        _built(app)  # a bad setting stops here, once, not in every worker
+        os.environ[_SERVE_APP_ENV] = app.value
+        uvicorn.run(
+            "apps.cli:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port or spec.port,
+            log_config=None,
+            access_log=False,
+        )
+        return 0
+    uvicorn.run(_built(app), host=host, port=port or spec.port, log_config=None, access_log=False)
+    return 0
+
+
+_SERVE_APP_ENV = "JAN_SERVE_APP"
+
+
+def worker_app() -> FastAPI:
+    """The app a `serve --workers N` worker process runs (named by the supervisor's environment)."""
+    return _built(AppName(os.environ[_SERVE_APP_ENV]))
+
+
+def _built(app: AppName) -> FastAPI:
     from apps.common.logs import configure_logging  # noqa: PLC0415
 
-    spec = APPS[app]
-    main_module = importlib.import_module(f"{spec.package}.main")
-    application = main_module.create_app()
+    main_module = importlib.import_module(f"{APPS[app].package}.main")
+    application: FastAPI = main_module.create_app()
     configure_logging(application.state.settings.log_level, application.state.settings.log_format)
-    uvicorn.run(application, host=host, port=port or spec.port, log_config=None, access_log=False)
-    return 0
+    return application
 
 
 def _migrate(target: str) -> int:

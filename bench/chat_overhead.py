@@ -102,7 +102,9 @@ def start_upstream(stack: ExitStack) -> str:
     return f"http://127.0.0.1:{port}/v1"
 
 
-def start_llm_api(stack: ExitStack, tmp: Path, upstream: str) -> tuple[Arm, int]:
+def start_llm_api(
+    stack: ExitStack, tmp: Path, upstream: str, extra: dict[str, str] | None = None
+) -> tuple[Arm, int]:
     database = stack.enter_context(embedded_postgres(tmp / "pg"))
     upgrade("apps.llm_api", database.url)
     port = free_port()
@@ -118,6 +120,7 @@ def start_llm_api(stack: ExitStack, tmp: Path, upstream: str) -> tuple[Arm, int]
         "DEFAULT_PROVIDER_URL": upstream,
         "DEFAULT_PROVIDER_NAME": "bench",
         "MODEL_SYNC_INTERVAL_SECONDS": "0",
+        **(extra or {}),
     }
     command = [
         *(sys.executable, "-m", "uvicorn", "apps.llm_api.main:create_app", "--factory"),
@@ -146,7 +149,7 @@ def start_litellm(stack: ExitStack, tmp: Path, upstream: str) -> Arm:
     process = stack.enter_context(
         _process(command, {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"})
     )
-    wait_ready(f"http://127.0.0.1:{port}/health/liveliness", process, 120)
+    wait_ready(f"http://127.0.0.1:{port}/health/liveliness", process, 300)  # slow to import on a busy box
     return Arm("litellm", f"http://127.0.0.1:{port}/v1", "litellm-", {"Authorization": "Bearer sk-master"})
 
 

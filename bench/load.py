@@ -16,7 +16,13 @@ the turns stored (read from Postgres once the step has drained) against those ac
 `--no-admission` runs the same steps with admission control off (`ADMISSION__ENABLED=false`), to
 see the congestion collapse that admission control prevents. Loopback only; about 2 minutes.
 
-Run: `.venv/bin/python -m bench.load [--rates 50,100,200,300] [--seconds 6] [--no-admission]`.
+Beside each step, the CPU the llm-api process used per answer (from /proc: unlike latencies, it does
+not depend on who else uses the machine), and at the end the fitted CPU cost of a served request and
+of a refusal per series (the CPU-bound knee of one process is about 1000 / that many requests/s), the
+knee found (the highest step served in full) and how the steps at twice the knee compare with it.
+
+Run: `.venv/bin/python -m bench.load [--rates 50,100,200] [--seconds 6] [--no-admission] [--set K=V]`
+(`--set ADMISSION__MAX_LOOP_LAG_MS=50` passes a setting to llm-api).
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ class Step:
     errors: int = 0
     stored: int | None = None
     kinds: dict[str, int] = field(default_factory=dict)  # what the errors were
+    load: str = ""  # /proc/loadavg's 1-minute figure after the step (the machine is shared)
+    cpu: float = 0.0  # seconds of CPU the llm-api process used during the step
     wall: float = 0.0  # from the first request sent to the last answer
 
     @property
@@ -72,9 +80,17 @@ class Target:
     base: str
     headers: list[dict[str, str]]
     database_url: str
+    pid: int
 
 
-def start_llm_api(stack: ExitStack, tmp: Path, upstream: str, users: int, admission: bool) -> Target:
+def start_llm_api(
+    stack: ExitStack,
+    tmp: Path,
+    upstream: str,
+    users: int,
+    admission: bool,
+    extra: dict[str, str] | None = None,
+) -> Target:
     database = stack.enter_context(embedded_postgres(tmp / "pg"))
     upgrade("apps.llm_api", database.url)
     port = free_port()
@@ -92,6 +108,7 @@ def start_llm_api(stack: ExitStack, tmp: Path, upstream: str, users: int, admiss
         "MODEL_SYNC_INTERVAL_SECONDS": "0",
         "LOG_LEVEL": "WARNING",
         "ADMISSION__ENABLED": "true" if admission else "false",
+        **(extra or {}),
     }
     command = [
         *(sys.executable, "-m", "uvicorn", "apps.llm_api.main:create_app", "--factory"),
@@ -102,7 +119,7 @@ def start_llm_api(stack: ExitStack, tmp: Path, upstream: str, users: int, admiss
     headers = [
         {"Authorization": f"Bearer {issuer.mint(f'load-user-{n}', ttl_seconds=3600)}"} for n in range(users)
     ]
-    return Target(base, headers, database.url)
+    return Target(base, headers, database.url, process.pid)
 
 
 async def one(session: aiohttp.ClientSession, target: Target, step: Step, number: int) -> None:
@@ -168,6 +185,12 @@ async def settled_turns(database_url: str) -> int:
     return count
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process: what a request costs, whoever else shares the cores."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -187,7 +210,10 @@ async def measure(target: Target, rates: list[float], seconds: float) -> list[St
         for conversation in (False, True):
             for rate in rates:
                 step = Step(rate, seconds, conversation)
+                cpu = cpu_seconds(target.pid)
                 step.wall = await run_step(session, target, step)
+                step.cpu = cpu_seconds(target.pid) - cpu
+                step.load = os.getloadavg()[0].__format__(".1f")
                 if conversation:
                     now = await settled_turns(target.database_url)
                     step.stored, before = now - before, now
@@ -198,39 +224,124 @@ async def measure(target: Target, rates: list[float], seconds: float) -> list[St
 
 
 HEADER = (
-    "| offered | conversation | achieved | p50 / p99 ms (200s) | errors | refused (p99 ms) "
-    "| stored / acked |\n"
-    "|---|---|---|---|---|---|---|"
+    "| offered | conversation | achieved | p50 / p99 ms (200s) | errors | refused "
+    "| refusal p50 / p99 / max ms | server CPU ms / answer | stored / acked | loadavg |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
+def achieved(step: Step) -> float:
+    return step.acknowledged / max(step.seconds, step.wall)
+
+
 def row(step: Step) -> str:
-    achieved = step.acknowledged / max(step.seconds, step.wall)
-    refused = f"{step.refused} ({pct(step.refusal_latencies, 0.99):.0f})" if step.refused else "0"
-    stored = f"{step.stored} / {step.acknowledged}" if step.stored is not None else "—"
-    return (
-        f"| {step.rate:.0f} req/s | {'yes' if step.conversation else 'no'} | {achieved:.1f} req/s "
-        f"| {pct(step.latencies, 0.5):.0f} / {pct(step.latencies, 0.99):.0f} | {step.errors} | {refused} "
-        f"| {stored} |" + (f" {step.kinds}" if step.kinds else "")
+    refusals = step.refusal_latencies
+    timing = (
+        f"{pct(refusals, 0.5):.0f} / {pct(refusals, 0.99):.0f} / {max(refusals) * 1000:.0f}"
+        if refusals
+        else "—"
     )
+    stored = f"{step.stored} / {step.acknowledged}" if step.stored is not None else "—"
+    cpu_ms = step.cpu * 1000 / max(step.acknowledged + step.refused, 1)
+    return (
+        f"| {step.rate:.0f} req/s | {'yes' if step.conversation else 'no'} | {achieved(step):.1f} req/s "
+        f"| {pct(step.latencies, 0.5):.0f} / {pct(step.latencies, 0.99):.0f} "
+        f"| {step.errors} | {step.refused} "
+        f"| {timing} | {cpu_ms:.2f} | {stored} | {step.load} |" + (f" {step.kinds}" if step.kinds else "")
+    )
+
+
+def knee(steps: list[Step]) -> Step | None:
+    """The highest step served in full: at least 95% of the offered rate, under 1% refused."""
+    served = [s for s in steps if achieved(s) >= 0.95 * s.rate and s.refused <= 0.01 * s.rate * s.seconds]
+    return max(served, key=lambda s: s.rate, default=None)
+
+
+def cpu_costs(steps: list[Step]) -> tuple[float, float] | None:
+    """CPU ms per served request and per refusal, least squares over the steps (cpu = a*served + r*refused).
+
+    This is what the knee is made of: one process on one free core serves about 1000 / a requests/s,
+    whatever the machine's other load does to the latencies measured beside it."""
+    sxx = sxy = syy = sxc = syc = 0.0
+    for step in steps:
+        x, y, c = float(step.acknowledged), float(step.refused), step.cpu * 1000
+        sxx, sxy, syy, sxc, syc = sxx + x * x, sxy + x * y, syy + y * y, sxc + x * c, syc + y * c
+    det = sxx * syy - sxy * sxy
+    if det <= 0:
+        served = sum(s.acknowledged for s in steps)
+        return (sum(s.cpu for s in steps) * 1000 / served, float("nan")) if served else None
+    return (sxc * syy - syc * sxy) / det, (sxx * syc - sxy * sxc) / det
+
+
+def summary(steps: list[Step]) -> None:
+    costs: dict[bool, float] = {}
+    for conversation in (False, True):
+        fitted = cpu_costs([s for s in steps if s.conversation is conversation])
+        if fitted is not None:
+            costs[conversation] = fitted[0]
+            label = "conversation turn" if conversation else "plain request"
+            print(
+                f"CPU per {label}: {fitted[0]:.2f} ms served, {fitted[1]:.2f} ms refused; "
+                f"one free core serves ~{1000 / fitted[0]:.0f} req/s"
+            )
+    if len(costs) == 2:
+        share = costs[False] / costs[True]
+        verdict = "ok" if share >= 0.8 else "MISSED"
+        print(f"CPU-bound knee, conversation / plain = {share:.2f} (target >= 0.80) {verdict}")
+    knees: dict[bool, Step] = {}
+    for conversation in (False, True):
+        series = [s for s in steps if s.conversation is conversation]
+        found = knee(series)
+        label = "conversation turns" if conversation else "plain"
+        if found is None:
+            print(f"{label}: no step was served in full")
+            continue
+        knees[conversation] = found
+        p99 = pct(found.latencies, 0.99)
+        print(f"{label}: knee {found.rate:.0f} req/s ({achieved(found):.1f} achieved, p99 {p99:.0f} ms)")
+        for past in (s for s in series if s.rate >= 1.9 * found.rate):
+            rate_ratio = achieved(past) / achieved(found)
+            p99_ratio = pct(past.latencies, 0.99) / p99
+            print(
+                f"  at {past.rate / found.rate:.1f}x the knee ({past.rate:.0f} req/s): achieved / knee's = "
+                f"{rate_ratio:.2f} (target >= 0.90) {'ok' if rate_ratio >= 0.9 else 'MISSED'}, "
+                f"p99 / knee's = {p99_ratio:.2f} (target <= 2) {'ok' if p99_ratio <= 2 else 'MISSED'}"
+            )
+    if len(knees) == 2:
+        share = achieved(knees[True]) / achieved(knees[False])
+        verdict = "ok" if share >= 0.8 else "MISSED"
+        print(f"conversation knee / plain knee = {share:.2f} (target >= 0.80) {verdict}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--rates", default="50,100,150,200,300")
+    parser.add_argument("--rates", default="50,100,150,200,300,400,600")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--no-admission", action="store_true")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="llm-api setting, e.g. ADMISSION__MAX_CONCURRENT=16",
+    )
     args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.set)
     rates = [float(r) for r in args.rates.split(",")]
     with tempfile.TemporaryDirectory(prefix="jan-load-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
         upstream = start_upstream(stack)
-        target = start_llm_api(stack, tmp, upstream, args.users, admission=not args.no_admission)
-        print(f"admission control {'off' if args.no_admission else 'on'}; {args.seconds:.0f} s per step")
+        target = start_llm_api(stack, tmp, upstream, args.users, not args.no_admission, extra)
+        print(
+            f"machine: {os.cpu_count()} cores, loadavg {Path('/proc/loadavg').read_text().strip()}; "
+            f"admission control {'off' if args.no_admission else 'on'} {extra or ''}; "
+            f"{args.seconds:.0f} s per step"
+        )
         print(HEADER, flush=True)
-        asyncio.run(measure(target, rates, args.seconds))
+        steps = asyncio.run(measure(target, rates, args.seconds))
+        summary(steps)
 
 
 if __name__ == "__main__":

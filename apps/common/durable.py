@@ -79,11 +79,14 @@ async def durably(
     budget: float,
     what: str,
     committed: Callable[[], Awaitable[bool]] | None = None,
+    transient: Callable[[BaseException], bool] = is_transient,
 ) -> T | None:
     """Run `write` (one transaction) until it succeeds or `budget` seconds are spent.
 
     Returns what `write` returned, or None when `committed` found an earlier attempt had landed.
-    Raises `StorageUnavailable` when the database stayed away; other errors as they are.
+    Raises `StorageUnavailable` when the store stayed away; other errors as they are. `transient`
+    tells an absent store from a refused write (by default, for a database; a write through
+    another service passes its own, and must be idempotent, since a lost answer is retried).
     """
     deadline = time.monotonic() + budget
     delay = FIRST_DELAY
@@ -96,7 +99,7 @@ async def durably(
             async with asyncio.timeout(max(deadline - time.monotonic(), FIRST_DELAY)):
                 return await write()
         except Exception as exc:
-            if not (is_transient(exc) or isinstance(exc, TimeoutError)):
+            if not (transient(exc) or isinstance(exc, TimeoutError)):
                 raise
             left = deadline - time.monotonic()
             if left <= 0:

@@ -32,7 +32,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from apps.common.admission import admit
-from apps.common.auth.principal import get_optional_principal, get_principal
+from apps.common.auth.principal import get_principal
 from apps.common.errors import APIError
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -108,15 +108,10 @@ def _is_json(request: Request) -> bool:
 
 def guarded(dependant: Dependant, handler: Handler) -> Handler:
     required = _uses(dependant, get_principal)
-    optional = not required and _uses(dependant, get_optional_principal)
 
     async def guard(request: Request) -> Response:
-        principal = None
         if required:
             principal = await get_principal(request)
-        elif optional:
-            principal = await get_optional_principal(request)
-        if principal is not None:
             await admit(request.scope, principal.user_id)
         for name, value in request.path_params.items():
             if isinstance(value, str) and unstorable(value):

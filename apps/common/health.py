@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from apps.common.guard import GuardedRoute
+from apps.common.state import app_state
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -57,7 +58,7 @@ async def healthz(request: Request) -> dict[str, str]:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(request: Request) -> JSONResponse:
-    readiness: Readiness = request.app.state.readiness
+    readiness = app_state(request, "readiness", Readiness)
     ready, checks = await readiness.run()
     body = {
         "status": "ready" if ready else "not_ready",

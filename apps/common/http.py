@@ -1,10 +1,57 @@
-"""The one way apps build outbound HTTP clients: explicit timeouts and pooled connections."""
+"""Outbound HTTP: the one way apps build clients, and the one place that says which stack is where.
+
+Three HTTP client stacks run in the apps, each where something outside our taste decides it:
+
+- **httpx** (`make_client` below) is the default, for every service-to-service call: API-key checks,
+  conversations, media resolution, model lists, safe fetches, S3-less uploads. It is the stack the
+  OpenTelemetry instrumentation wraps (`Telemetry.instrument_httpx`), and one client per purpose is
+  built in each lifespan.
+- **aiohttp** carries only llm-api's chat completions to a model provider (`apps/llm_api/providers/
+  upstream.py`), the token path. Measured on the dev machine (uvloop, loopback): httpx costs ~0.67 ms
+  of CPU per request and ~0.22 ms per streamed chunk read, aiohttp ~0.14 ms and ~0.10 ms (its HTTP
+  parser is C). That difference is per token stream, on the path every chat request takes.
+- **httpx2** is what the MCP SDK (2.x) speaks: `streamable_http_client` takes an `httpx2.AsyncClient`,
+  so response-api's MCP sessions to mcp-tools and mcp-tools' calls to configured MCP providers use it.
+  It is a dependency, not a choice; nothing else should.
+
+A failure on the wire is classified by one function, `transport_failure`, whichever stack raised it,
+so the apps answer a timeout, an unreachable peer and a connection lost halfway alike (504 for a
+timeout, 502/503 for the rest, as each caller documents).
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
+import aiohttp
 import httpx
+import httpx2
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
+
+TransportFailure = Literal["timeout", "unreachable", "disconnected"]
+
+
+def transport_failure(exc: BaseException) -> TransportFailure | None:
+    """What went wrong on the wire, for an error from httpx, httpx2 or aiohttp; None when `exc` is
+    not a transport failure (an error status, a bad URL, a bug), which callers raise as it is.
+
+    `timeout`: the peer did not answer in time (connect, read or write); `unreachable`: no
+    connection could be opened; `disconnected`: the connection broke after it was opened.
+    """
+    # aiohttp's read timeout is also a connection error, and asyncio's TimeoutError an OSError:
+    # timeouts first.
+    if isinstance(exc, TimeoutError | httpx.TimeoutException | httpx2.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError | httpx2.ConnectError | aiohttp.ClientConnectorError):
+        return "unreachable"
+    if isinstance(exc, httpx.TransportError | httpx2.TransportError | ConnectionError):
+        return "disconnected"
+    if isinstance(exc, aiohttp.ClientError) and not isinstance(
+        exc, aiohttp.ClientResponseError | aiohttp.InvalidURL
+    ):
+        return "disconnected"  # connection lost, payload cut short, server disconnected
+    return None
 
 
 def make_client(

@@ -31,7 +31,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from apps.common.auth.principal import get_optional_principal, get_principal, require_admin
+from apps.common.auth.principal import get_principal, require_admin
 from apps.common.errors import envelope, error_type_for
 
 
@@ -198,7 +198,7 @@ def _statuses(path: str, method: str, operation: dict[str, Any], dependant: Depe
         statuses.add(413)
     if dependant is not None:
         calls = set(_dependency_calls(dependant))
-        if calls & {get_principal, get_optional_principal}:
+        if get_principal in calls:
             # Authenticated calls are admitted per user (apps/common/admission.py): 429 over the share.
             statuses |= {401, 429}
         if require_admin in calls:

@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import Receive, Scope, Send
 
 from apps.common.admission import Admission, AdmissionMiddleware
 from apps.common.auth.jwks import JWKSVerifier
@@ -49,6 +50,10 @@ class ServiceApp(FastAPI):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.router.route_class = GuardedRoute
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Admission's door comes before every middleware, so an overloaded process refuses cheaply.
+        await self.state.admission.door(scope, receive, send, super().__call__)
 
     def include_router(self, router: APIRouter, **kwargs: Any) -> None:
         if not issubclass(router.route_class, GuardedRoute):
@@ -91,7 +96,7 @@ def service_app(
                 internal_token=token,
                 ttl_seconds=auth.api_key_cache_seconds,
             )
-            app.state.authenticator = Authenticator(verifier, keys)
+            app.state.authenticator = Authenticator(verifier, keys, guests=keys)
             watch = asyncio.create_task(app.state.admission.watch_loop(), name="loop-lag")
             try:
                 if lifespan is None:

@@ -45,6 +45,9 @@ class AdmissionSettings(BaseModel):
     # Per user: a quarter of the app, so at least four users can be served at any time.
     max_concurrent_per_user: int = Field(8, ge=1)
     max_waiting: int = Field(64, ge=0)
+    # Requests inside the process at once, admitted or still queued for the CPU before admission;
+    # past it, 503 at the door before any middleware runs (`Admission.door`).
+    max_in_process: int = Field(256, ge=1)
     max_wait_ms: int = Field(50, ge=0, le=10_000)
     retry_after_seconds: int = Field(1, ge=1)
     # Refuse (503) while the event loop lags more than this: the process is out of CPU. 0: never, the

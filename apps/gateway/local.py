@@ -49,6 +49,8 @@ class LocalConfig(BaseSettings):
     upstream_url: str | None = Field(None, validation_alias=AliasChoices("LLM_UPSTREAM_URL"))
     upstream_api_key: SecretStr | None = Field(None, validation_alias="LLM_UPSTREAM_API_KEY")
     start_local_model: bool = Field(True, validation_alias="JAN_LOCAL_MODEL")
+    # Comma-separated URLs a browser login may return to (e.g. a local web app's callback page).
+    login_redirects: str = Field("", validation_alias="JAN_LOGIN_REDIRECTS")
 
 
 def run(config: LocalConfig) -> None:
@@ -86,6 +88,7 @@ def run(config: LocalConfig) -> None:
             model_kind=model_kind,
             model_check=model_check,
             model_catalog=model_catalog,
+            login_redirects=tuple(url.strip() for url in config.login_redirects.split(",") if url.strip()),
         )
         gateway = LocalGateway(build_apps(env))
         log.info("jan-server is serving", extra={"url": base_url})

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from apps.common.health import ReadinessCheck
 from apps.common.settings import AuthSettings
 from apps.gateway.routes import AppName
+from apps.llm_api.auth.settings import OIDCSettings
 from apps.llm_api.main import create_app as create_llm_api
 from apps.llm_api.providers.catalog import ModelCatalog
 from apps.llm_api.settings import LlmApiSettings
@@ -41,6 +42,8 @@ class LocalEnvironment:
     model_check: ReadinessCheck | None = None
     # Catalog metadata for the environment provider's models (the local model's, when it runs).
     model_catalog: Mapping[str, ModelCatalog] = field(default_factory=dict)
+    # Where a finished browser login may send the browser, besides this server's own root.
+    login_redirects: tuple[str, ...] = ()
 
     @property
     def media_resolve_url(self) -> str:
@@ -81,6 +84,12 @@ def llm_api(env: LocalEnvironment) -> FastAPI:
             default_provider_catalog=dict(env.model_catalog),
             media_resolve_url=env.media_resolve_url,
             model_provider_secret=SecretStr(_local_secret(env.data_dir / "provider-secret")),
+            # llm-api's own local identity provider plays Keycloak for the browser login.
+            oidc=OIDCSettings(
+                discovery_url=f"{env.base_url}/.well-known/openid-configuration",
+                callback_url=f"{env.base_url}/v1/auth/callback",
+                allowed_redirects=(f"{env.base_url}/", *env.login_redirects),
+            ),
         )
     )
     if env.model_check is not None:

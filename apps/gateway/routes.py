@@ -69,6 +69,11 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/projects", AppName.LLM_API),
     Route("/v1/auth/guest-login", AppName.LLM_API, auth=False, rate_limit_per_minute=30),
     Route("/v1/auth/refresh", AppName.LLM_API, auth=False, rate_limit_per_minute=60),
+    # Browser login; logout and revoke are authenticated by the refresh token in their body.
+    Route("/v1/auth/login", AppName.LLM_API, auth=False, rate_limit_per_minute=60),
+    Route("/v1/auth/callback", AppName.LLM_API, auth=False, rate_limit_per_minute=60),
+    Route("/v1/auth/logout", AppName.LLM_API, auth=False, rate_limit_per_minute=60),
+    Route("/v1/auth/revoke", AppName.LLM_API, auth=False, rate_limit_per_minute=60),
     Route("/v1/auth", AppName.LLM_API),
     Route("/v1/admin", AppName.LLM_API),
     Route(
@@ -78,6 +83,9 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/mcp", AppName.MCP_TOOLS, timeout_seconds=180, rate_limit_per_minute=300, streaming=True),
     # The local issuer's keys. In a cluster the issuer is Keycloak, which publishes its own.
     Route("/.well-known/jwks.json", AppName.LLM_API, auth=False, rate_limit_per_minute=None, public=False),
+    # The local identity provider (apps/llm_api/auth/routes/provider.py); Keycloak's in a cluster.
+    Route("/.well-known/openid-configuration", AppName.LLM_API, auth=False, public=False),
+    Route("/oidc", AppName.LLM_API, auth=False, rate_limit_per_minute=60, public=False),
     # Service-to-service endpoints (API-key validation); guarded by the internal token as well.
     Route("/internal", AppName.LLM_API, auth=False, rate_limit_per_minute=None, public=False),
 )

@@ -91,7 +91,6 @@ async def chat_services(
         app.state.conversations = store
         app.state.projects = ProjectStore(app.state.sessions)
         app.state.provider_admin = admin
-        app.state.turn_writer = writer
         app.state.chat = ChatService(
             registry=registry,
             session=session,

@@ -97,3 +97,5 @@ class ItemRow(Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The idempotency key of the append that stored this item (a response id), if it had one.
+    append_key: Mapped[str | None] = mapped_column(String(64))

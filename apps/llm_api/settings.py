@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from apps.common.settings import ServiceSettings
-from apps.llm_api.auth.settings import APIKeySettings, KeycloakSettings, LocalTokenSettings
+from apps.llm_api.auth.settings import APIKeySettings, KeycloakSettings, LocalTokenSettings, OIDCSettings
 from apps.llm_api.providers.catalog import Catalog
 
 
@@ -20,6 +20,8 @@ class LlmApiSettings(ServiceSettings):
     api_keys: APIKeySettings = APIKeySettings()
     local_tokens: LocalTokenSettings = LocalTokenSettings()
     keycloak: KeycloakSettings | None = None
+    # Browser login (`/v1/auth/login`): the identity provider's OpenID Connect client settings.
+    oidc: OIDCSettings | None = None
 
     # Chat completions: providers, upstream calls, persistence, media (see apps/llm_api/providers).
     providers_file: Path | None = None

@@ -46,7 +46,7 @@ def create_app(settings: McpToolsSettings | None = None) -> FastAPI:
         ):
             app.state.telemetry.instrument_httpx(http)
             app.state.tools = await build_services(settings, http, session_factory(engine))
-            async with server.session_manager.run():
+            async with endpoint.plain.run(), endpoint.streaming.run():
                 yield
 
     app = service_app(
@@ -76,6 +76,7 @@ async def build_services(
         ),
         sandbox=Sandbox(http, settings.sandbox_fusion_url, settings.sandbox_timeout_seconds),
         bridge=bridge,
+        progress_seconds=settings.tool_progress_seconds,
     )
 
 

@@ -3,6 +3,11 @@
 - Built on the official SDK (`mcp` 2.x, `MCPServer`), stateless with JSON responses: every POST is
   answered on its own, so plain JSON-RPC POSTs work without `initialize` and any replica can serve
   any request; the SDK's client works too (it initializes, the server simply keeps no session).
+- Progress: a JSON answer has no room for the notifications sent while a tool runs, so a request that
+  asks for them (a `_meta.progressToken`, which the SDK's client sends when given a progress
+  callback) is answered as an SSE stream instead, by a second session manager of the same server:
+  its `notifications/progress` come first, the result last. Every other request keeps its single
+  JSON answer. Long tools report progress through `tools/progress.py`.
 - Credentials are checked before the SDK sees the request, with the kit's `Authenticator` (bearer
   JWT or API key); a failure is a 401 in the OpenAI error envelope. The `Principal` goes on the
   request state, where tool handlers read it (see tools/context.py).
@@ -23,15 +28,16 @@ import logging
 import re
 from typing import Any
 
+import orjson
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, TextContent
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from apps.common.admission import admit
 from apps.common.auth.principal import Authenticator
@@ -126,7 +132,7 @@ def transport_security(settings: McpToolsSettings) -> TransportSecuritySettings:
 
 
 def mcp_endpoint(server: MCPServer[Any], settings: McpToolsSettings) -> AuthenticatedEndpoint:
-    """The ASGI app for `/v1/mcp`; `server.session_manager.run()` must wrap the app's lifetime."""
+    """The ASGI app for `/v1/mcp`; `run_managers()` must wrap the app's lifetime."""
     # Called for the session manager it sets up; the Starlette app it returns is not needed, the
     # route (behind our auth) is mounted by create_app.
     server.streamable_http_app(
@@ -135,14 +141,35 @@ def mcp_endpoint(server: MCPServer[Any], settings: McpToolsSettings) -> Authenti
         transport_security=transport_security(settings),
         max_request_body_size=settings.mcp_max_body_bytes,
     )
-    return AuthenticatedEndpoint(StreamableHTTPASGIApp(server.session_manager))
+    streaming = StreamableHTTPSessionManager(
+        app=server.session_manager.app,  # the same low-level server answers both ways
+        json_response=False,
+        stateless=True,
+        security_settings=transport_security(settings),
+        max_request_body_size=settings.mcp_max_body_bytes,
+    )
+    return AuthenticatedEndpoint(server.session_manager, streaming)
+
+
+def _wants_progress(body: bytes) -> bool:
+    """Whether a JSON-RPC request asks for progress notifications (`params._meta.progressToken`)."""
+    if b'"progressToken"' not in body:  # the common case, without parsing
+        return False
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    params = message.get("params") if isinstance(message, dict) else None
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and meta.get("progressToken") is not None
 
 
 class AuthenticatedEndpoint:
     """Authenticates and admits the caller (`apps.common.admission`), then hands over to the MCP transport."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, plain: StreamableHTTPSessionManager, streaming: StreamableHTTPSessionManager) -> None:
+        self.plain = plain
+        self.streaming = streaming
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
@@ -169,4 +196,28 @@ class AuthenticatedEndpoint:
                 *(item for item in scope["headers"] if item[0] != b"accept"),
                 _DEFAULT_ACCEPT,
             ]
-        await self.app(scope, receive, send)
+        body, replay = await _buffered(receive)
+        accepts_sse = "text/event-stream" in dict(scope["headers"]).get(b"accept", b"").decode("latin-1")
+        manager = self.streaming if accepts_sse and _wants_progress(body) else self.plain
+        await manager.asgi_app(scope, replay, send)
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole request body (bounded by the app's body limit), and a `receive` that gives it again."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"", _replaying([message], receive)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    return body, _replaying([{"type": "http.request", "body": body, "more_body": False}], receive)
+
+
+def _replaying(pending: list[Message], receive: Receive) -> Receive:
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay

@@ -58,3 +58,5 @@ class McpToolsSettings(ServiceSettings):
     # Python exec: SandboxFusion. `sandbox_timeout_seconds` bounds every call, whatever the caller asks.
     sandbox_fusion_url: str | None = None
     sandbox_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    # Long tools (python_exec, scrape, file indexing) report progress this often to callers that ask.
+    tool_progress_seconds: float = Field(2.0, gt=0)

@@ -4,6 +4,9 @@
   (status, output items, usage, error), the columns beside it are what queries filter on.
 - `response_input_items`: the input items of a response, in order (the `input_items` endpoint and
   the history that `previous_response_id` replays).
+- `response_events`: the events of a background response created with `stream: true`, as the SSE
+  frames sent, by sequence number (`responses.event_log` marks such responses); any replica replays
+  and follows them (`services/events.py`).
 - `tool_executions`: every MCP tool call the loop ran: call id, tool, arguments, result or error,
   status, timing and order. Kept by response id without a foreign key, so calls made for
   `store: false` responses are still recorded.
@@ -19,7 +22,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    false,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -48,6 +63,7 @@ class ResponseRow(Base):
     previous_response_id: Mapped[str | None] = mapped_column(String(64))
     conversation_id: Mapped[str | None] = mapped_column(String(64), index=True)
     body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    event_log: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -60,6 +76,16 @@ class ResponseInputItem(Base):
     )
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     item: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class ResponseEvent(Base):
+    __tablename__ = "response_events"
+
+    response_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True
+    )
+    sequence_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    frame: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ToolExecution(Base):

@@ -1,17 +1,12 @@
-"""FastAPI dependencies of response-api."""
+"""FastAPI dependencies of response-api: the service built in the lifespan (`apps.common.state`)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from apps.common.state import state_dependency
 from apps.response_api.services.responses import ResponseService
 
-
-def get_service(request: Request) -> ResponseService:
-    service: ResponseService = request.app.state.responses
-    return service
-
-
-ServiceDep = Annotated[ResponseService, Depends(get_service)]
+ServiceDep = Annotated[ResponseService, Depends(state_dependency("responses", ResponseService))]

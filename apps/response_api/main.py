@@ -3,7 +3,8 @@
 The lifespan builds the database engine, the llm-api clients (for chat completions, whose read
 timeout is the longest silence allowed while a model streams, and for conversations, which llm-api
 owns), the MCP connection pool, the registry of running responses and
-the listener for cancels sent by other replicas, the sweeper that fails responses a dead
+the listener for what other replicas send (cancels, and the notices that wake followers of a
+resumable stream), the sweeper that fails responses a dead
 process left running, and the one-shot copy of this app's former conversations to llm-api
 (`services/legacy.py`, migration 0003); then the startup heap is frozen (apps/common/heap.py) so
 full garbage collections stop walking it on the request path. On shutdown, responses still running
@@ -26,13 +27,14 @@ from apps.common.openapi import document_models
 from apps.common.service import open_database, service_app
 from apps.response_api.openapi import ERROR_STATUSES, RESPONSE_MODELS
 from apps.response_api.routes.responses import router as responses_router
-from apps.response_api.services.cancel_bus import CancelListener
+from apps.response_api.services.cancel_bus import CHANNEL, EVENTS_CHANNEL, NotifyListener
 from apps.response_api.services.conversations import Conversations
+from apps.response_api.services.events import EventHub
 from apps.response_api.services.legacy import copy_legacy_conversations
 from apps.response_api.services.llm import LlmClient
 from apps.response_api.services.loop import Limits
 from apps.response_api.services.mcp import McpConnector
-from apps.response_api.services.responses import ResponseService, ServiceConfig
+from apps.response_api.services.responses import ResponseRun, ResponseService, ServiceConfig
 from apps.response_api.services.runs import RunRegistry
 from apps.response_api.services.store import ResponseStore
 from apps.response_api.settings import ResponseApiSettings
@@ -47,8 +49,11 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_database(app, settings) as engine:
             database_url = engine.url.render_as_string(hide_password=False)
-            registry = RunRegistry(settings.max_running_responses)
-            listener = CancelListener(database_url, registry.cancel_soon)
+            registry = RunRegistry[ResponseRun](settings.max_running_responses)
+            hub = EventHub()
+            listener = NotifyListener(
+                database_url, {CHANNEL: registry.cancel_soon, EVENTS_CHANNEL: hub.notified}
+            )
             await listener.begin()
             mcp_pool = httpx2.AsyncHTTPTransport(
                 limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50)
@@ -69,6 +74,7 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
                 app.state.responses = ResponseService(
                     store=store,
                     registry=registry,
+                    hub=hub,
                     llm=LlmClient(llm_http, settings.llm_api_url),
                     conversations=conversations,
                     mcp=McpConnector(
@@ -82,6 +88,8 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
                         tools_cache_seconds=settings.mcp_tools_cache_seconds,
                         storage_budget=settings.storage_retry_seconds,
                         background_storage_budget=settings.background_storage_retry_seconds,
+                        event_flush_seconds=settings.event_log_flush_seconds,
+                        follow_quiet_seconds=settings.stream_follow_quiet_seconds,
                     ),
                 )
                 # Nothing legitimately runs past the deadline plus one tool timeout; leave a minute's slack.

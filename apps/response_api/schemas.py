@@ -10,8 +10,9 @@ Input is kept as plain JSON items (a string becomes one user message); their che
 
 Tools are a union discriminated by `type` (`function` or `mcp`), so a wrong tool gets an error about
 that tool, not about the other kind. An `mcp` tool means this deployment's MCP tools (mcp-tools);
-OpenAI's remote servers by URL (`server_url`, `connector_id`) and approval flows are refused with a
-400 naming the field (`check_tools`), not silently ignored.
+OpenAI's remote servers by URL (`server_url`, `connector_id`) are refused with a
+400 naming the field (`check_tools`), not silently ignored. `require_approval` is honoured
+(`services/approvals.py`); a malformed one is a 400.
 """
 
 from __future__ import annotations
@@ -74,12 +75,35 @@ def check_tools(tools: list[FunctionTool | McpTool] | None) -> None:
                     param=f"tools[{index}].{name}",
                     code="unsupported_parameter",
                 )
-        if tool.require_approval not in (None, "never"):
+        check_require_approval(tool.require_approval, f"tools[{index}].require_approval")
+
+
+_FILTER_KEYS = frozenset({"tool_names", "read_only"})
+
+
+def check_require_approval(value: object, param: str) -> None:
+    """A clear 400 for a `require_approval` that is not one of OpenAI's shapes."""
+    if value is None or value in ("always", "never"):
+        return
+    problem = f"'{param}' must be 'always', 'never' or an object with 'always' and/or 'never' filters."
+    if not isinstance(value, dict) or not value or set(value) - {"always", "never"}:
+        raise bad_request(problem, param=param)
+    for key, spec in value.items():
+        if spec is None:
+            continue
+        names = spec.get("tool_names") if isinstance(spec, dict) else None
+        read_only = spec.get("read_only") if isinstance(spec, dict) else None
+        if (
+            not isinstance(spec, dict)
+            or set(spec) - _FILTER_KEYS
+            or (
+                names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names))
+            )
+            or (read_only is not None and not isinstance(read_only, bool))
+        ):
             raise bad_request(
-                f"Tool approvals are not supported: set 'tools[{index}].require_approval' to 'never' "
-                "or leave it out.",
-                param=f"tools[{index}].require_approval",
-                code="unsupported_parameter",
+                f"'{param}.{key}' must be an object with 'tool_names' (a list of names) and/or 'read_only'.",
+                param=f"{param}.{key}",
             )
 
 

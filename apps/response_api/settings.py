@@ -41,6 +41,12 @@ class ResponseApiSettings(ServiceSettings):
     # How long the final write of a background response (nobody waits for it) is retried through a
     # database outage; past it the row stays running until the orphan sweeper fails it.
     background_storage_retry_seconds: float = Field(120.0, gt=0)
+    # How long the event log of a streamed background response gathers events before writing them
+    # (one statement per batch; the live stream never waits for it).
+    event_log_flush_seconds: float = Field(0.05, ge=0)
+    # A follower of a resumable stream is woken by a notice for each batch; it also looks again after
+    # this much silence, in case a notice was missed while the listener reconnected.
+    stream_follow_quiet_seconds: float = Field(10.0, gt=0)
 
     @field_validator("max_tool_execution_depth", mode="after")
     @classmethod

@@ -10,7 +10,11 @@ Decisions:
   as the narrower identity).
 - The public client (`jan-client`) is what browser and desktop apps log in with: authorization code
   with PKCE `S256` only, no direct grants, no implicit flow, redirect URIs and web origins from the
-  stack config (never `*`).
+  stack config (never `*`). llm-api's own browser login (`GET /v1/auth/login`) is this client too:
+  its callback (`<api>/v1/auth/callback`, `api_callback_urls`) joins the redirect URIs, and its
+  logout and revocation (`POST /v1/auth/logout|revoke`) use the client's end-session and revocation
+  endpoints with the refresh token. Guest upgrade uses the backend's `manage-users` (update the user,
+  reset its password, unmap `guest`, log its sessions out).
 - The confidential backend client (`backend`) is llm-api's: client-credentials only (service account),
   its secret passed in (a Pulumi `RandomPassword`, stored in a Secret), and the service account holds
   the realm-management roles guest creation needs: `manage-users`, `view-users`, `query-users`, plus
@@ -71,13 +75,15 @@ class RealmInputs(BaseModel):
     identity: IdentityInputs
     backend_client_secret: SecretStr
     redirect_uris: tuple[str, ...] = ()
+    # llm-api's `/v1/auth/callback` as browsers reach it (one per public API host).
+    api_callback_urls: tuple[str, ...] = ()
     web_origins: tuple[str, ...] = ()
     lifetimes: TokenLifetimes = TokenLifetimes()
     registration_allowed: bool = True
     guest_impersonation: bool = True
     display_name: str = "Jan"
 
-    @field_validator("redirect_uris", "web_origins")
+    @field_validator("redirect_uris", "api_callback_urls", "web_origins")
     @classmethod
     def _no_wildcard_hosts(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         for value in values:
@@ -171,7 +177,7 @@ def _public_client(inputs: RealmInputs) -> dict[str, Any]:
         "directAccessGrantsEnabled": False,
         "serviceAccountsEnabled": False,
         "frontchannelLogout": True,
-        "redirectUris": list(inputs.redirect_uris),
+        "redirectUris": list(dict.fromkeys((*inputs.redirect_uris, *inputs.api_callback_urls))),
         "webOrigins": list(inputs.web_origins),
         "attributes": {"pkce.code.challenge.method": "S256", "post.logout.redirect.uris": "+"},
         "protocolMappers": [_audience_mapper(identity.audience)],

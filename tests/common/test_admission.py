@@ -22,7 +22,7 @@ from apps.common.service import service_app
 from apps.common.settings import AdmissionSettings, ServiceSettings
 from tests.harness.issuer import TestIssuer
 from tests.harness.server import serve
-from tests.harness.waiting import eventually
+from tests.harness.waiting import CLIENT_TIMEOUT, eventually
 
 
 def build(issuer: TestIssuer, **limits: Any) -> FastAPI:
@@ -210,6 +210,53 @@ def test_a_stream_holds_its_slot_until_it_ends(served: tuple[str, FastAPI], issu
             assert (await client.get("/work", headers=auth(issuer, "a"))).status_code == 200
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "served", [{"max_concurrent": 8, "max_concurrent_per_user": 8, "max_in_process": 2}], indirect=True
+)
+def test_past_max_in_process_the_door_refuses_before_authentication_and_probes_pass(
+    served: tuple[str, FastAPI], issuer: TestIssuer
+) -> None:
+    url, app = served
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            held = [asyncio.create_task(client.get("/work", headers=auth(issuer, "a"))) for _ in range(2)]
+            await asyncio.to_thread(eventually, lambda: admission(app).in_flight == 2)
+            assert admission(app).inside == 2
+            assert_refused(await client.get("/work", headers=auth(issuer, "b")), 503, "server_overloaded")
+            # Refused at the door: not even authenticated (no 401), and no slot or share taken.
+            assert_refused(await client.get("/work"), 503, "server_overloaded")
+            assert admission(app).per_user == {"a": 2}
+            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/readyz")).status_code == 200
+            app.state.gate["open"] = True
+            assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+            await asyncio.to_thread(eventually, lambda: admission(app).inside == 0)
+            assert (await client.get("/work", headers=auth(issuer, "b"))).status_code == 200
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("served", [{"max_loop_lag_ms": 10_000}], indirect=True)
+def test_while_the_loop_lags_the_door_refuses_and_probes_pass(
+    served: tuple[str, FastAPI], issuer: TestIssuer
+) -> None:
+    url, app = served
+    app.state.gate["open"] = True
+    gate = admission(app)
+    measured = gate.saturated
+    # Stands for `watch_loop` measuring a lag past the limit (a saturated core), which it re-measures
+    # every 50 ms: that measurement itself is tested below.
+    gate.saturated = lambda: True  # type: ignore[method-assign]
+    assert_refused(
+        httpx.get(f"{url}/work", headers=auth(issuer, "a"), timeout=CLIENT_TIMEOUT), 503, "server_overloaded"
+    )
+    assert httpx.get(f"{url}/healthz", timeout=CLIENT_TIMEOUT).status_code == 200
+    assert gate.inside == 0 and gate.in_flight == 0
+    gate.saturated = measured  # type: ignore[method-assign]
+    assert httpx.get(f"{url}/work", headers=auth(issuer, "a"), timeout=CLIENT_TIMEOUT).status_code == 200
 
 
 def test_a_waiter_that_times_out_is_refused_and_leaves_no_slot_behind() -> None:

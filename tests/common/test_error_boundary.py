@@ -16,8 +16,8 @@ from apps.common.service import service_app
 from apps.common.settings import ServiceSettings
 from apps.llm_api.main import create_app as create_llm_api
 from tests.harness.issuer import TestIssuer
+from tests.harness.llm_api import llm_api_settings
 from tests.harness.server import serve
-from tests.llm_api.conftest import llm_api_settings
 
 
 def local_port(response: httpx.Response) -> int:

@@ -11,6 +11,7 @@ from apps.common.service import service_app
 from apps.common.settings import ServiceSettings
 from tests.harness.issuer import TestIssuer
 from tests.harness.server import serve
+from tests.harness.waiting import CLIENT_TIMEOUT
 
 
 class FakeCollector:
@@ -63,7 +64,7 @@ def test_spans_and_metrics_reach_the_collector(issuer: TestIssuer) -> None:
 
         with serve(app) as server:
             for _ in range(3):
-                assert httpx.get(f"{server.url}/hello").status_code == 200
+                assert httpx.get(f"{server.url}/hello", timeout=CLIENT_TIMEOUT).status_code == 200
         # Stopping the app flushed both providers.
         assert ("otlp-test", "GET /hello") in collector.spans
         assert any(

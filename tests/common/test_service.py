@@ -21,7 +21,7 @@ from apps.common.service import service_app
 from apps.common.settings import ServiceSettings
 from tests.harness.issuer import TestIssuer
 from tests.harness.server import serve
-from tests.harness.waiting import eventually
+from tests.harness.waiting import CLIENT_TIMEOUT, eventually
 
 
 class Item(BaseModel):
@@ -79,45 +79,50 @@ def kit(issuer: TestIssuer) -> Iterator[tuple[str, FastAPI]]:
 
 
 def test_validation_error_is_400_in_the_openai_envelope(kit: tuple[str, FastAPI]) -> None:
-    response = httpx.post(f"{kit[0]}/items", json={"name": "a", "count": "many"})
+    response = httpx.post(f"{kit[0]}/items", json={"name": "a", "count": "many"}, timeout=CLIENT_TIMEOUT)
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["param"] == "count" and error["type"] == "invalid_request_error"
 
 
 def test_malformed_json_is_400(kit: tuple[str, FastAPI]) -> None:
-    response = httpx.post(f"{kit[0]}/items", content=b"{nope", headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{kit[0]}/items",
+        content=b"{nope",
+        headers={"content-type": "application/json"},
+        timeout=CLIENT_TIMEOUT,
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_json"
 
 
 def test_unexpected_exception_is_a_500_envelope_without_internals(kit: tuple[str, FastAPI]) -> None:
-    response = httpx.get(f"{kit[0]}/boom")
+    response = httpx.get(f"{kit[0]}/boom", timeout=CLIENT_TIMEOUT)
     assert response.status_code == 500
     assert "secret" not in response.text
     assert response.json()["error"]["type"] == "server_error"
 
 
 def test_unreachable_dependencies_are_503_not_500(kit: tuple[str, FastAPI]) -> None:
-    database = httpx.get(f"{kit[0]}/db-down")
+    database = httpx.get(f"{kit[0]}/db-down", timeout=CLIENT_TIMEOUT)
     assert database.status_code == 503 and database.headers["retry-after"] == "5"
     assert database.json()["error"]["code"] == "database_unavailable"
-    peer = httpx.get(f"{kit[0]}/peer-down")
+    peer = httpx.get(f"{kit[0]}/peer-down", timeout=CLIENT_TIMEOUT)
     assert peer.status_code == 503 and peer.json()["error"]["code"] == "dependency_unavailable"
 
 
 def test_api_error_keeps_its_status_and_code(kit: tuple[str, FastAPI]) -> None:
-    response = httpx.get(f"{kit[0]}/teapot")
+    response = httpx.get(f"{kit[0]}/teapot", timeout=CLIENT_TIMEOUT)
     assert response.status_code == 418 and response.json()["error"]["code"] == "teapot"
 
 
 def test_unknown_path_is_404_envelope(kit: tuple[str, FastAPI]) -> None:
-    response = httpx.get(f"{kit[0]}/nowhere")
+    response = httpx.get(f"{kit[0]}/nowhere", timeout=CLIENT_TIMEOUT)
     assert response.status_code == 404 and "error" in response.json()
 
 
 def test_oversized_body_is_413(kit: tuple[str, FastAPI]) -> None:
-    response = httpx.post(f"{kit[0]}/items", json={"name": "x" * 2000, "count": 1})
+    response = httpx.post(f"{kit[0]}/items", json={"name": "x" * 2000, "count": 1}, timeout=CLIENT_TIMEOUT)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
 
@@ -129,14 +134,19 @@ def test_oversized_chunked_body_is_413(kit: tuple[str, FastAPI]) -> None:
             yield b"x" * 100
         yield b'", "count": 1}'
 
-    response = httpx.post(f"{kit[0]}/items", content=chunks(), headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{kit[0]}/items",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=CLIENT_TIMEOUT,
+    )
     assert response.status_code == 413
 
 
 def test_request_id_is_echoed_or_generated(kit: tuple[str, FastAPI]) -> None:
-    echoed = httpx.get(f"{kit[0]}/healthz", headers={"X-Request-Id": "abc-123"})
+    echoed = httpx.get(f"{kit[0]}/healthz", headers={"X-Request-Id": "abc-123"}, timeout=CLIENT_TIMEOUT)
     assert echoed.headers["x-request-id"] == "abc-123"
-    generated = httpx.get(f"{kit[0]}/healthz")
+    generated = httpx.get(f"{kit[0]}/healthz", timeout=CLIENT_TIMEOUT)
     assert len(generated.headers["x-request-id"]) == 32
 
 
@@ -144,7 +154,7 @@ def test_access_log_is_json_with_request_id(
     kit: tuple[str, FastAPI], caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="jan.access"):
-        httpx.get(f"{kit[0]}/healthz", headers={"X-Request-Id": "log-me"})
+        httpx.get(f"{kit[0]}/healthz", headers={"X-Request-Id": "log-me"}, timeout=CLIENT_TIMEOUT)
         # The access line is written after the response is sent, on the server's thread.
         eventually(lambda: any(r.name == "jan.access" for r in caplog.records))
     record = next(r for r in caplog.records if r.name == "jan.access")
@@ -154,25 +164,32 @@ def test_access_log_is_json_with_request_id(
 
 def test_readiness_reports_each_check(kit: tuple[str, FastAPI]) -> None:
     url, app = kit
-    assert httpx.get(f"{url}/readyz").status_code == 200
+    assert httpx.get(f"{url}/readyz", timeout=CLIENT_TIMEOUT).status_code == 200
     app.state.flaky["down"] = True
     try:
-        response = httpx.get(f"{url}/readyz")
+        response = httpx.get(f"{url}/readyz", timeout=CLIENT_TIMEOUT)
         assert response.status_code == 503
         assert response.json()["checks"]["database"]["status"] == "error"
-        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert httpx.get(f"{url}/healthz", timeout=CLIENT_TIMEOUT).status_code == 200
     finally:
         app.state.flaky["down"] = False
-    assert httpx.get(f"{url}/readyz").status_code == 200
+    assert httpx.get(f"{url}/readyz", timeout=CLIENT_TIMEOUT).status_code == 200
 
 
 def test_principal_dependency(kit: tuple[str, FastAPI], issuer: TestIssuer) -> None:
     url = kit[0]
-    assert httpx.get(f"{url}/me").status_code == 401
-    assert httpx.get(f"{url}/me", headers={"Authorization": "Bearer junk"}).status_code == 401
-    ok = httpx.get(f"{url}/me", headers={"Authorization": f"Bearer {issuer.mint('carol')}"})
+    assert httpx.get(f"{url}/me", timeout=CLIENT_TIMEOUT).status_code == 401
+    assert (
+        httpx.get(f"{url}/me", headers={"Authorization": "Bearer junk"}, timeout=CLIENT_TIMEOUT).status_code
+        == 401
+    )
+    ok = httpx.get(
+        f"{url}/me", headers={"Authorization": f"Bearer {issuer.mint('carol')}"}, timeout=CLIENT_TIMEOUT
+    )
     assert ok.status_code == 200 and ok.json() == {"sub": "carol"}
-    expired = httpx.get(f"{url}/me", headers={"Authorization": f"Bearer {issuer.mint_expired()}"})
+    expired = httpx.get(
+        f"{url}/me", headers={"Authorization": f"Bearer {issuer.mint_expired()}"}, timeout=CLIENT_TIMEOUT
+    )
     assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
 
 
@@ -180,7 +197,7 @@ def test_requests_are_traced(kit: tuple[str, FastAPI], issuer: TestIssuer) -> No
     url, app = kit
     exporter = InMemorySpanExporter()
     app.state.telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    httpx.post(f"{url}/items", json={"name": "a", "count": 1})
+    httpx.post(f"{url}/items", json={"name": "a", "count": 1}, timeout=CLIENT_TIMEOUT)
     # The server span ends after the response is sent, on the server's thread.
     eventually(
         lambda: any(

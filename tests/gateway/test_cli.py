@@ -1,4 +1,4 @@
-"""The `jan-server` command's migrate step."""
+"""The `jan-server` command's migrate and serve steps."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import sys
 import uuid
 
 import asyncpg
+import httpx
 from sqlalchemy.engine import make_url
 
+from apps.gateway.embedded import free_port, stop_process
 from apps.gateway.routes import APPS
+from tests.harness.waiting import eventually
 
 
 def _asyncpg_kwargs(url: str, database: str | None = None) -> dict[str, object]:
@@ -70,3 +73,43 @@ def test_migrate_without_a_database_url_fails_clearly() -> None:
         timeout=60,
     )
     assert result.returncode == 2 and "DATABASE_URL" in result.stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_serve_runs_several_worker_processes_on_one_port(database_url: str) -> None:
+    name = f"workers_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_query(database_url, f'CREATE DATABASE "{name}"'))
+    env = {
+        **os.environ,
+        "DATABASE_URL": make_url(database_url).set(database=name).render_as_string(hide_password=False),
+        "MODEL_SYNC_INTERVAL_SECONDS": "0",
+    }
+    migrated = subprocess.run(
+        [sys.executable, "-m", "apps.cli", "migrate", "llm-api"], env=env, capture_output=True, timeout=120
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    port = free_port()
+    command = [sys.executable, "-m", "apps.cli", "serve", "llm-api", "--host", "127.0.0.1"]
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--workers", "2"], env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        eventually(lambda: _answers(f"http://127.0.0.1:{port}/readyz"), timeout=90)
+        children = f"/proc/{server.pid}/task/{server.pid}/children"
+        # uvicorn's supervisor, its two workers, and multiprocessing's resource tracker.
+        eventually(lambda: len(open(children).read().split()) >= 2, timeout=30)
+        workers = [
+            pid
+            for pid in open(children).read().split()
+            if "resource_tracker" not in open(f"/proc/{pid}/cmdline").read()
+        ]
+        assert len(workers) == 2
+        assert all(_answers(f"http://127.0.0.1:{port}/healthz") for _ in range(10))
+    finally:
+        stop_process(server)

@@ -19,6 +19,7 @@ from apps.gateway.embedded import EmbeddedPostgres, free_port
 from apps.gateway.local_apps import LOCAL_AUDIENCE, LocalEnvironment, build_apps
 from apps.gateway.routes import AppName
 from tests.harness.server import serve
+from tests.harness.waiting import CLIENT_TIMEOUT
 
 
 def test_readiness_follows_the_database(
@@ -35,16 +36,16 @@ def test_readiness_follows_the_database(
         internal_token="t",
     )
     with serve(LocalGateway(build_apps(env)), port=port) as server:
-        health = httpx.get(f"{server.url}/healthz").json()
+        health = httpx.get(f"{server.url}/healthz", timeout=CLIENT_TIMEOUT).json()
         assert set(health["apps"]) == {name.value for name in AppName}
-        ready = httpx.get(f"{server.url}/readyz")
+        ready = httpx.get(f"{server.url}/readyz", timeout=CLIENT_TIMEOUT)
         assert ready.status_code == 200, ready.text
         own_postgres.stop()
         try:
             down = httpx.get(f"{server.url}/readyz", timeout=10)
             assert down.status_code == 503
             assert down.json()["apps"]["llm-api"]["checks"]["database"]["status"] == "error"
-            assert httpx.get(f"{server.url}/healthz").status_code == 200
+            assert httpx.get(f"{server.url}/healthz", timeout=CLIENT_TIMEOUT).status_code == 200
             token = LocalIssuer.from_key_file(tmp_path / "issuer-key.pem", env.base_url, LOCAL_AUDIENCE).mint(
                 "u"
             )
@@ -74,7 +75,7 @@ def test_unrouted_paths_are_404_envelopes(
         internal_token="t",
     )
     with serve(LocalGateway(build_apps(env))) as server:
-        response = httpx.get(f"{server.url}/v2/anything")
+        response = httpx.get(f"{server.url}/v2/anything", timeout=CLIENT_TIMEOUT)
         assert response.status_code == 404 and response.json()["error"]["type"] == "not_found_error"
 
 
@@ -89,7 +90,7 @@ def test_jan_server_dev_serves_the_whole_platform() -> None:
             ready = httpx.get(f"{url}/readyz", timeout=5)
             assert ready.status_code == 200, ready.text
             assert set(ready.json()["apps"]) == {"llm-api", "response-api", "media-api", "mcp-tools"}
-            assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
+            assert httpx.get(f"{url}/healthz", timeout=CLIENT_TIMEOUT).json()["status"] == "ok"
             assert (data_dir / "issuer-key.pem").exists()
         finally:
             _interrupt(process)

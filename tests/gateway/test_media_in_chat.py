@@ -10,9 +10,10 @@ import pytest
 
 from apps.common.auth.issuer import LocalIssuer
 from apps.gateway.local_apps import LOCAL_AUDIENCE
+from tests.harness.media import data_url, unique_png
 from tests.harness.server import serve_local
 from tests.harness.upstream import FakeUpstream
-from tests.media_api.conftest import data_url, unique_png
+from tests.harness.waiting import CLIENT_TIMEOUT
 
 
 def test_placeholder_is_resolved_through_the_real_media_api(
@@ -26,6 +27,7 @@ def test_placeholder_is_resolved_through_the_real_media_api(
             f"{url}/v1/media",
             json={"source": {"type": "data_url", "data_url": data_url(png)}},
             headers={"Authorization": f"Bearer {owner}"},
+            timeout=CLIENT_TIMEOUT,
         )
         assert created.status_code == 200, created.text
         placeholder = f"data:image/png;{created.json()['id']}"
@@ -44,7 +46,7 @@ def test_placeholder_is_resolved_through_the_real_media_api(
         client.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
         sent = upstream.requests[-1]["messages"][-1]["content"][1]["image_url"]["url"]
         assert "jan_" not in sent and sent.startswith("http")
-        assert httpx.get(sent).content == png
+        assert httpx.get(sent, timeout=CLIENT_TIMEOUT).content == png
 
         intruder = openai.OpenAI(base_url=f"{url}/v1", api_key=stranger, max_retries=0)
         calls = len(upstream.requests)

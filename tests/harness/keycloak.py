@@ -71,6 +71,17 @@ class FakeKeycloak:
         self.app.add_api_route(
             admin + "/users/{user_id}/role-mappings/realm", self._map_roles, methods=["POST"]
         )
+        # What guest upgrade uses: update the user, set its password, unmap a role, log it out.
+        self.app.add_api_route(admin + "/users/{user_id}", self._update_user, methods=["PUT"])
+        self.app.add_api_route(
+            admin + "/users/{user_id}/reset-password", self._reset_password, methods=["PUT"]
+        )
+        self.app.add_api_route(
+            admin + "/users/{user_id}/role-mappings/realm", self._unmap_roles, methods=["DELETE"]
+        )
+        self.app.add_api_route(admin + "/users/{user_id}/logout", self._logout_user, methods=["POST"])
+        self.passwords: dict[str, str] = {}
+        self.sessions: dict[str, set[str]] = {}  # user id -> its live sessions (sid)
 
     # --- what tests configure the app with ---------------------------------------------------------
 
@@ -171,11 +182,14 @@ class FakeKeycloak:
         user = self.users.get(str(claims.get("sub")))
         if claims.get("typ") != "Refresh" or user is None or not user.get("enabled", True):
             return _oauth_error(400, "invalid_grant", "Invalid refresh token")
+        if claims.get("sid") not in self.sessions.get(user["id"], set()):
+            return _oauth_error(400, "invalid_grant", "Session not active")
         return self._token_pair(user, azp=str(claims.get("azp", self.client_id)), exchanged=False)
 
     def _token_pair(self, user: dict[str, Any], *, azp: str, exchanged: bool) -> Response:
         roles = (*DEFAULT_ROLES, *sorted(self.role_mappings.get(user["id"], set())))
         session = str(uuid.uuid4())
+        self.sessions.setdefault(user["id"], set()).add(session)
         profile = {"preferred_username": user["username"], "azp": azp, "sid": session}
         if user.get("email"):
             profile["email"] = user["email"]
@@ -261,6 +275,47 @@ class FakeKeycloak:
         ):
             return _error(404, "Role not found")
         self.role_mappings.setdefault(user_id, set()).update(role["name"] for role in wanted)
+        return Response(status_code=204)
+
+    async def _update_user(self, realm: str, user_id: str, request: Request) -> Response:
+        if (refusal := self._admin_refusal(request, realm)) is not None:
+            return refusal
+        user = self.users.get(user_id)
+        if user is None:
+            return _error(404, "User not found")
+        changes = await request.json()
+        email = changes.get("email")
+        if email and any(u.get("email") == email for uid, u in self.users.items() if uid != user_id):
+            return _error(409, "User exists with same email", key="errorMessage")
+        user.update({key: value for key, value in changes.items() if key not in ("id", "username")})
+        return Response(status_code=204)
+
+    async def _reset_password(self, realm: str, user_id: str, request: Request) -> Response:
+        if (refusal := self._admin_refusal(request, realm)) is not None:
+            return refusal
+        if user_id not in self.users:
+            return _error(404, "User not found")
+        credential = await request.json()
+        if credential.get("type") != "password" or not credential.get("value"):
+            return _error(400, "invalid credential", key="errorMessage")
+        self.passwords[user_id] = str(credential["value"])
+        return Response(status_code=204)
+
+    async def _unmap_roles(self, realm: str, user_id: str, request: Request) -> Response:
+        if (refusal := self._admin_refusal(request, realm)) is not None:
+            return refusal
+        if user_id not in self.users:
+            return _error(404, "User not found")
+        for role in await request.json():
+            self.role_mappings.get(user_id, set()).discard(role.get("name"))
+        return Response(status_code=204)
+
+    async def _logout_user(self, realm: str, user_id: str, request: Request) -> Response:
+        if (refusal := self._admin_refusal(request, realm)) is not None:
+            return refusal
+        if user_id not in self.users:
+            return _error(404, "User not found")
+        self.sessions.pop(user_id, None)
         return Response(status_code=204)
 
 

@@ -7,7 +7,8 @@ codes, stderr and time-limit kills are real. The answer is SandboxFusion's `RunC
 TimeLimitExceeded, execution_time, return_code, stdout, stderr}, executor_pod_name, files}`.
 
 Faults: `fail(SandboxFault(status=503))` for an HTTP error, `stall=True` for a sandbox that never
-answers, `sandbox_error=True` for SandboxFusion's own `SandboxError` status.
+answers, `sandbox_error=True` for SandboxFusion's own `SandboxError` status, `hold=threading.Event()`
+for a slow sandbox that answers only once the test sets the event.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import base64
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ class SandboxFault:
     status: int | None = None
     stall: bool = False
     sandbox_error: bool = False
+    hold: threading.Event | None = None
 
 
 @dataclass
@@ -59,6 +62,8 @@ class FakeSandbox:
         fault = self._faults.popleft() if self._faults else None
         if fault and fault.stall:
             await asyncio.sleep(3600)
+        if fault and fault.hold is not None:
+            await asyncio.to_thread(fault.hold.wait, 60)
         if fault and fault.status:
             return JSONResponse({"detail": "injected failure"}, status_code=fault.status)
         if fault and fault.sandbox_error:

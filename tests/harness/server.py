@@ -44,7 +44,11 @@ class ServerThread:
     def _run(self) -> None:
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self.server.serve())
+        try:
+            self.loop.run_until_complete(self.server.serve())
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
 
     def start(self, timeout: float = 30.0) -> None:
         self.thread.start()
@@ -97,6 +101,7 @@ def serve_local(
     model_check: ReadinessCheck | None = None,
     model_catalog: Mapping[str, ModelCatalog] | None = None,
     stopped: frozenset[AppName] = frozenset(),
+    login_redirects: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, LocalEnvironment]]:
     """The four apps behind the local gateway, wired as `make dev` wires them; yields (url, environment).
 
@@ -114,6 +119,7 @@ def serve_local(
         model_kind=model_kind,
         model_check=model_check,
         model_catalog=model_catalog or {},
+        login_redirects=login_redirects,
     )
     apps = {name: app for name, app in build_apps(env).items() if name not in stopped}
     with serve(LocalGateway(apps), port=port) as server:

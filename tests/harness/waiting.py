@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Literal, TypeVar
+
+T = TypeVar("T")
+
+# Loopback requests in tests are given this long, not httpx's default 5 s: on a 2-core machine running
+# other work, a first request to a just-started app was seen taking longer than 5 s.
+CLIENT_TIMEOUT = 60.0
 
 
-def eventually(condition: Callable[[], object], timeout: float = 5.0) -> None:
+def eventually(condition: Callable[[], T | Literal[False] | None], timeout: float = 30.0) -> T:
+    """Poll `condition` until it returns something truthy; that value."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (result := condition()):
         assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+        time.sleep(0.02)
+    return result
 
 
 async def eventually_async(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

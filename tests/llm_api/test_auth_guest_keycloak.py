@@ -10,6 +10,7 @@ import pytest
 from apps.gateway.embedded import free_port
 from tests.harness.keycloak import FakeKeycloak
 from tests.harness.server import serve_fake
+from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.llm_api.auth_support import assert_error, bearer, serve_llm_api
 
 
@@ -34,7 +35,7 @@ def llm(database_url: str, keycloak_server: FakeKeycloak) -> Iterator[str]:
 
 
 def test_guest_login_provisions_a_keycloak_guest(llm: str, keycloak: FakeKeycloak) -> None:
-    response = httpx.post(f"{llm}/v1/auth/guest-login")
+    response = httpx.post(f"{llm}/v1/auth/guest-login", timeout=CLIENT_TIMEOUT)
     assert response.status_code == 201, response.text
     login = response.json()
     user = login["user"]
@@ -45,43 +46,56 @@ def test_guest_login_provisions_a_keycloak_guest(llm: str, keycloak: FakeKeycloa
     assert created["username"].startswith("guest-") and created["attributes"] == {"guest": ["true"]}
     assert keycloak.role_mappings[user["subject"]] == {"guest"}
 
-    me = httpx.get(f"{llm}/v1/auth/me", headers=bearer(login["access_token"]))
+    me = httpx.get(f"{llm}/v1/auth/me", headers=bearer(login["access_token"]), timeout=CLIENT_TIMEOUT)
     assert me.status_code == 200 and me.json()["id"] == user["id"]
-    refused = httpx.post(f"{llm}/v1/auth/api-keys", json={"name": "k"}, headers=bearer(login["access_token"]))
+    refused = httpx.post(
+        f"{llm}/v1/auth/api-keys",
+        json={"name": "k"},
+        headers=bearer(login["access_token"]),
+        timeout=CLIENT_TIMEOUT,
+    )
     assert_error(refused, 403, "guest_not_allowed")
 
 
 def test_service_account_token_is_reused(llm: str, keycloak: FakeKeycloak) -> None:
     for _ in range(2):
-        assert httpx.post(f"{llm}/v1/auth/guest-login").status_code == 201
+        assert httpx.post(f"{llm}/v1/auth/guest-login", timeout=CLIENT_TIMEOUT).status_code == 201
     token_calls = [path for _, path in keycloak.calls if path.endswith("/token")]
     # One token exchange per login, and at most one service-account login for both.
     assert 2 <= len(token_calls) <= 3
 
 
 def test_refresh_goes_through_keycloak(llm: str, keycloak: FakeKeycloak) -> None:
-    login = httpx.post(f"{llm}/v1/auth/guest-login").json()
-    refreshed = httpx.post(f"{llm}/v1/auth/refresh", json={"refresh_token": login["refresh_token"]})
+    login = httpx.post(f"{llm}/v1/auth/guest-login", timeout=CLIENT_TIMEOUT).json()
+    refreshed = httpx.post(
+        f"{llm}/v1/auth/refresh", json={"refresh_token": login["refresh_token"]}, timeout=CLIENT_TIMEOUT
+    )
     assert refreshed.status_code == 200, refreshed.text
     tokens = refreshed.json()
-    me = httpx.get(f"{llm}/v1/auth/me", headers=bearer(tokens["access_token"])).json()
+    me = httpx.get(f"{llm}/v1/auth/me", headers=bearer(tokens["access_token"]), timeout=CLIENT_TIMEOUT).json()
     assert me["subject"] == login["user"]["subject"]
 
-    refused = httpx.post(f"{llm}/v1/auth/refresh", json={"refresh_token": "forged"})
+    refused = httpx.post(f"{llm}/v1/auth/refresh", json={"refresh_token": "forged"}, timeout=CLIENT_TIMEOUT)
     assert_error(refused, 401, "invalid_refresh_token")
 
 
 def test_admin_api_failure_is_a_502(llm: str, keycloak: FakeKeycloak) -> None:
     keycloak.admin_status = 500
-    error = assert_error(httpx.post(f"{llm}/v1/auth/guest-login"), 502, "guest_provisioning_failed")
+    error = assert_error(
+        httpx.post(f"{llm}/v1/auth/guest-login", timeout=CLIENT_TIMEOUT), 502, "guest_provisioning_failed"
+    )
     assert error["type"] == "upstream_error"
 
 
 def test_token_endpoint_down_is_a_503(llm: str, keycloak: FakeKeycloak) -> None:
-    login = httpx.post(f"{llm}/v1/auth/guest-login").json()
+    login = httpx.post(f"{llm}/v1/auth/guest-login", timeout=CLIENT_TIMEOUT).json()
     keycloak.token_status = 503
-    assert_error(httpx.post(f"{llm}/v1/auth/guest-login"), 503, "identity_provider_unavailable")
-    refresh = httpx.post(f"{llm}/v1/auth/refresh", json={"refresh_token": login["refresh_token"]})
+    assert_error(
+        httpx.post(f"{llm}/v1/auth/guest-login", timeout=CLIENT_TIMEOUT), 503, "identity_provider_unavailable"
+    )
+    refresh = httpx.post(
+        f"{llm}/v1/auth/refresh", json={"refresh_token": login["refresh_token"]}, timeout=CLIENT_TIMEOUT
+    )
     assert_error(refresh, 503, "identity_provider_unavailable")
 
 
@@ -89,7 +103,11 @@ def test_unreachable_keycloak_is_a_503(database_url: str, keycloak: FakeKeycloak
     closed = f"http://127.0.0.1:{free_port('127.0.0.1')}"
     settings = keycloak.keycloak_settings(base_url=closed, timeout_seconds=2.0)
     with serve_llm_api(database_url, auth=keycloak.auth_settings(), keycloak=settings) as url:
-        assert_error(httpx.post(f"{url}/v1/auth/guest-login"), 503, "identity_provider_unavailable")
+        assert_error(
+            httpx.post(f"{url}/v1/auth/guest-login", timeout=CLIENT_TIMEOUT),
+            503,
+            "identity_provider_unavailable",
+        )
 
 
 @pytest.mark.parametrize(
@@ -101,10 +119,14 @@ def test_misconfigured_keycloak_is_a_502(
 ) -> None:
     settings = keycloak.keycloak_settings(**overrides)
     with serve_llm_api(database_url, auth=keycloak.auth_settings(), keycloak=settings) as url:
-        assert_error(httpx.post(f"{url}/v1/auth/guest-login"), 502, "guest_provisioning_failed")
+        assert_error(
+            httpx.post(f"{url}/v1/auth/guest-login", timeout=CLIENT_TIMEOUT), 502, "guest_provisioning_failed"
+        )
 
 
 def test_tokens_for_another_audience_are_caught_at_login(database_url: str, keycloak: FakeKeycloak) -> None:
     auth = keycloak.auth_settings(audience="some-other-api")
     with serve_llm_api(database_url, auth=auth, keycloak=keycloak.keycloak_settings()) as url:
-        assert_error(httpx.post(f"{url}/v1/auth/guest-login"), 502, "identity_misconfigured")
+        assert_error(
+            httpx.post(f"{url}/v1/auth/guest-login", timeout=CLIENT_TIMEOUT), 502, "identity_misconfigured"
+        )

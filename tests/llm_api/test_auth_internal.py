@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from apps.common.auth.remote_keys import RemoteAPIKeyResolver
 from tests.harness.issuer import TestIssuer
+from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.llm_api.auth_support import INTERNAL_TOKEN, assert_error, new_subject, serve_llm_api, user_headers
 
 
@@ -21,7 +22,9 @@ def llm(database_url: str, issuer: TestIssuer) -> Iterator[str]:
 
 
 def new_key(llm: str, headers: dict[str, str]) -> dict[str, str]:
-    response = httpx.post(f"{llm}/v1/auth/api-keys", json={"name": "svc"}, headers=headers)
+    response = httpx.post(
+        f"{llm}/v1/auth/api-keys", json={"name": "svc"}, headers=headers, timeout=CLIENT_TIMEOUT
+    )
     response.raise_for_status()
     body: dict[str, str] = response.json()
     return body
@@ -29,7 +32,12 @@ def new_key(llm: str, headers: dict[str, str]) -> dict[str, str]:
 
 def validate(llm: str, api_key: object, token: str | None = INTERNAL_TOKEN) -> httpx.Response:
     headers = {"X-Internal-Token": token} if token is not None else {}
-    return httpx.post(f"{llm}/internal/api-keys/validate", json={"api_key": api_key}, headers=headers)
+    return httpx.post(
+        f"{llm}/internal/api-keys/validate",
+        json={"api_key": api_key},
+        headers=headers,
+        timeout=CLIENT_TIMEOUT,
+    )
 
 
 def test_valid_key_answers_the_shape_remote_resolvers_read(llm: str, issuer: TestIssuer) -> None:
@@ -52,7 +60,9 @@ def test_invalid_revoked_or_malformed_keys_are_401(llm: str, issuer: TestIssuer)
     created = new_key(llm, headers)
     assert_error(validate(llm, "sk_live_" + "0" * 48), 401, "invalid_api_key")
     assert_error(validate(llm, "not-a-key"), 401, "invalid_api_key")
-    httpx.delete(f"{llm}/v1/auth/api-keys/{created['id']}", headers=headers).raise_for_status()
+    httpx.delete(
+        f"{llm}/v1/auth/api-keys/{created['id']}", headers=headers, timeout=CLIENT_TIMEOUT
+    ).raise_for_status()
     assert_error(validate(llm, created["key"]), 401, "invalid_api_key")
     assert_error(validate(llm, 12345), 400)
 
@@ -63,7 +73,10 @@ def test_internal_token_is_required(llm: str, issuer: TestIssuer) -> None:
     assert_error(validate(llm, created["key"], token="guess"), 403, "forbidden")
     # A user's own credentials do not open the internal endpoint either.
     response = httpx.post(
-        f"{llm}/internal/api-keys/validate", json={"api_key": created["key"]}, headers=user_headers(issuer)
+        f"{llm}/internal/api-keys/validate",
+        json={"api_key": created["key"]},
+        headers=user_headers(issuer),
+        timeout=CLIENT_TIMEOUT,
     )
     assert_error(response, 403)
 
@@ -77,7 +90,7 @@ def test_unset_internal_token_refuses_everyone(database_url: str, issuer: TestIs
 
 async def test_remote_resolver_of_other_services_accepts_and_refuses(llm: str, issuer: TestIssuer) -> None:
     subject = new_subject()
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         created_response = await client.post(
             f"{llm}/v1/auth/api-keys", json={"name": "svc"}, headers=user_headers(issuer, subject)
         )

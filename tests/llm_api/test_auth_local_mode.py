@@ -19,6 +19,7 @@ from apps.gateway.asgi import LocalGateway
 from apps.gateway.embedded import free_port
 from apps.gateway.local_apps import LocalEnvironment, build_apps
 from tests.harness.server import serve
+from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.llm_api.auth_support import assert_error, bearer
 
 
@@ -42,7 +43,7 @@ def local(
 
 async def test_guest_session_api_key_and_service_key_check(local: LocalEnvironment) -> None:
     url = local.base_url
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT) as http:
         login = (await http.post("/v1/auth/guest-login")).json()
         created = await http.post(
             "/v1/auth/api-keys", json={"name": "dev"}, headers=bearer(login["access_token"])
@@ -68,9 +69,11 @@ async def test_guest_session_api_key_and_service_key_check(local: LocalEnvironme
 
 def test_the_issuer_key_is_kept_under_the_data_dir(local: LocalEnvironment) -> None:
     assert (Path(local.data_dir) / "issuer-key.pem").exists()
-    assert httpx.get(f"{local.base_url}/.well-known/jwks.json").status_code == 200
+    assert httpx.get(f"{local.base_url}/.well-known/jwks.json", timeout=CLIENT_TIMEOUT).status_code == 200
 
 
 def test_internal_endpoint_refuses_without_the_token(local: LocalEnvironment) -> None:
-    response = httpx.post(f"{local.base_url}/internal/api-keys/validate", json={"api_key": "sk_live_x"})
+    response = httpx.post(
+        f"{local.base_url}/internal/api-keys/validate", json={"api_key": "sk_live_x"}, timeout=CLIENT_TIMEOUT
+    )
     assert_error(response, 403)

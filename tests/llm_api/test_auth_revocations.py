@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from apps.common.auth.remote_keys import RemoteAPIKeyResolver
 from tests.harness.issuer import TestIssuer
+from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.llm_api.auth_support import INTERNAL_TOKEN, assert_error, serve_llm_api, sql, user_headers
 
 INTERNAL = {"X-Internal-Token": INTERNAL_TOKEN}
@@ -30,16 +31,29 @@ def digest(key: str) -> str:
 
 
 def feed(llm: str, since: float, headers: dict[str, str] = INTERNAL) -> httpx.Response:
-    return httpx.get(f"{llm}/internal/api-keys/revocations", params={"since": since}, headers=headers)
+    return httpx.get(
+        f"{llm}/internal/api-keys/revocations",
+        params={"since": since},
+        headers=headers,
+        timeout=CLIENT_TIMEOUT,
+    )
 
 
 def test_feed_names_revoked_and_expired_keys(llm: str, issuer: TestIssuer, database_url: str) -> None:
     headers = user_headers(issuer)
     started = time.time()
-    revoked = httpx.post(f"{llm}/v1/auth/api-keys", json={"name": "r"}, headers=headers).json()
-    expired = httpx.post(f"{llm}/v1/auth/api-keys", json={"name": "e"}, headers=headers).json()
-    live = httpx.post(f"{llm}/v1/auth/api-keys", json={"name": "l"}, headers=headers).json()
-    httpx.delete(f"{llm}/v1/auth/api-keys/{revoked['id']}", headers=headers).raise_for_status()
+    revoked = httpx.post(
+        f"{llm}/v1/auth/api-keys", json={"name": "r"}, headers=headers, timeout=CLIENT_TIMEOUT
+    ).json()
+    expired = httpx.post(
+        f"{llm}/v1/auth/api-keys", json={"name": "e"}, headers=headers, timeout=CLIENT_TIMEOUT
+    ).json()
+    live = httpx.post(
+        f"{llm}/v1/auth/api-keys", json={"name": "l"}, headers=headers, timeout=CLIENT_TIMEOUT
+    ).json()
+    httpx.delete(
+        f"{llm}/v1/auth/api-keys/{revoked['id']}", headers=headers, timeout=CLIENT_TIMEOUT
+    ).raise_for_status()
     sql(database_url, "update api_keys set expires_at = now() where public_id = :id", id=expired["id"])
     answer = feed(llm, started)
     assert answer.status_code == 200, answer.text
@@ -56,7 +70,7 @@ def test_feed_needs_the_internal_token(llm: str, issuer: TestIssuer) -> None:
 
 async def test_resolver_drops_a_revoked_key_without_waiting_for_its_ttl(llm: str, issuer: TestIssuer) -> None:
     headers = user_headers(issuer)
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         created = (await client.post(f"{llm}/v1/auth/api-keys", json={"name": "c"}, headers=headers)).json()
         resolver = RemoteAPIKeyResolver(
             url=f"{llm}/internal/api-keys/validate",
@@ -83,7 +97,7 @@ async def test_a_cached_key_is_not_trusted_while_the_feed_is_unreachable(
 ) -> None:
     """No feed, no stale yes: the key is asked about again (and then found revoked)."""
     headers = user_headers(issuer)
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         created = (await client.post(f"{llm}/v1/auth/api-keys", json={"name": "f"}, headers=headers)).json()
         resolver = RemoteAPIKeyResolver(
             url=f"{llm}/internal/api-keys/validate",

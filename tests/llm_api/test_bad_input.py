@@ -7,8 +7,8 @@ from typing import Any
 import openai
 import pytest
 
+from tests.harness.llm_api import FAKE_MODEL, LlmApi
 from tests.harness.upstream import FakeUpstream
-from tests.llm_api.conftest import FAKE_MODEL, LlmApi
 
 
 def assert_envelope(

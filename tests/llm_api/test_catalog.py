@@ -13,9 +13,9 @@ from pydantic import BaseModel
 
 from apps.llm_api.providers.config import ProvidersFileError, load_providers_file
 from tests.harness.issuer import TestIssuer
+from tests.harness.llm_api import LlmApi, llm_api_settings, running_llm_api
 from tests.harness.server import serve_fake
 from tests.harness.upstream import FakeUpstream
-from tests.llm_api.conftest import LlmApi, llm_api_settings, running_llm_api
 
 
 @pytest.fixture(scope="module")

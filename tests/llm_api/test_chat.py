@@ -9,8 +9,9 @@ import openai
 import orjson
 import pytest
 
+from tests.harness.llm_api import FAKE_MODEL, LlmApi
 from tests.harness.upstream import FakeUpstream, Reply
-from tests.llm_api.conftest import FAKE_MODEL, LlmApi, eventually
+from tests.harness.waiting import CLIENT_TIMEOUT, eventually
 
 TOOL_CALL: dict[str, Any] = {
     "id": "call_abc123",
@@ -99,7 +100,9 @@ def test_stream_bytes_are_the_upstream_bytes(llm_api: LlmApi, upstream: FakeUpst
         relayed = b"".join(response.iter_raw())
     upstream.enqueue(Reply(content=["a", "b"]))
     direct_body = {**body, "model": "fake-model", "stream_options": {"include_usage": True}}
-    direct = httpx.post(f"{upstream.base_url}/chat/completions", json=direct_body).content
+    direct = httpx.post(
+        f"{upstream.base_url}/chat/completions", json=direct_body, timeout=CLIENT_TIMEOUT
+    ).content
     assert _normalised(relayed) == _normalised(direct)
     assert relayed.endswith(b"data: [DONE]\n\n")
 
@@ -171,7 +174,7 @@ def test_conversation_event_comes_right_before_done(llm_api: LlmApi, upstream: F
 
 
 def test_history_is_bounded(database_url: str, issuer: Any, upstream: FakeUpstream) -> None:
-    from tests.llm_api.conftest import llm_api_settings, running_llm_api
+    from tests.harness.llm_api import llm_api_settings, running_llm_api
 
     settings = llm_api_settings(
         database_url,
@@ -271,14 +274,16 @@ def test_upstream_drop_mid_stream_is_an_error_event(llm_api: LlmApi, upstream: F
     assert again.choices[0].message.content == "echo: ok?"
 
 
-def test_upstream_errors_and_the_one_retry(llm_api: LlmApi, upstream: FakeUpstream) -> None:
+def test_an_upstream_503_is_retried_once(llm_api: LlmApi, upstream: FakeUpstream) -> None:
     client = llm_api.client()
     upstream.enqueue(Reply(status=503), Reply(content="second try"))
     completion = client.chat.completions.create(model=FAKE_MODEL, messages=[{"role": "user", "content": "x"}])
     assert completion.choices[0].message.content == "second try"
     assert len(upstream.requests) == 2
 
-    upstream.reset()
+
+def test_an_upstream_500_is_a_502_and_not_retried(llm_api: LlmApi, upstream: FakeUpstream) -> None:
+    client = llm_api.client()
     upstream.enqueue(Reply(status=500, error_body={"error": {"message": "model exploded"}}))
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(
@@ -288,6 +293,9 @@ def test_upstream_errors_and_the_one_retry(llm_api: LlmApi, upstream: FakeUpstre
     assert "model exploded" in caught.value.message
     assert len(upstream.requests) == 1  # a 500 may have reached the model: no retry
 
+
+def test_an_upstream_400_is_the_callers_400(llm_api: LlmApi, upstream: FakeUpstream) -> None:
+    client = llm_api.client()
     upstream.enqueue(Reply(status=400, error_body={"error": {"message": "max_tokens too large"}}))
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(

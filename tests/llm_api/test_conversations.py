@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.llm_api.conftest import LlmApi
+from tests.harness.llm_api import LlmApi
 
 
 def test_conversation_crud(llm_api: LlmApi) -> None:

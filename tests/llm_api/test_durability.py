@@ -21,9 +21,10 @@ import orjson
 
 from apps.gateway.embedded import EmbeddedPostgres
 from tests.harness.issuer import TestIssuer
+from tests.harness.llm_api import FAKE_MODEL, LlmApi, llm_api_settings, running_llm_api
+from tests.harness.sse import sse_data
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.harness.waiting import eventually_async as eventually
-from tests.llm_api.conftest import FAKE_MODEL, LlmApi, llm_api_settings, running_llm_api
 
 N = 8  # concurrent turns: half streamed, half plain; half into existing conversations, half new
 CONTENT = ["The ", "answer ", "is ", "stored."]
@@ -73,10 +74,7 @@ async def stream_turn(http: httpx.AsyncClient, outcome: Outcome, conversation: A
         if response.status_code != 200:
             outcome.error = orjson.loads(await response.aread())["error"]
             return outcome
-        async for line in response.aiter_lines():
-            if not line.startswith("data: "):
-                continue
-            data = line.removeprefix("data: ")
+        async for data in sse_data(response):
             assert not outcome.acknowledged, "nothing may follow [DONE]"
             if data == "[DONE]":
                 outcome.acknowledged = True

@@ -30,7 +30,7 @@ from apps.gateway.embedded import (
 from apps.gateway.local_apps import LOCAL_AUDIENCE
 from apps.gateway.model_server import ModelSupervisor
 from tests.harness.server import serve_local
-from tests.llm_api.conftest import eventually
+from tests.harness.waiting import eventually
 
 pytestmark = pytest.mark.model
 MODEL = f"local/{LOCAL_MODEL_ALIAS}"

@@ -8,8 +8,8 @@ import openai
 import pytest
 
 from tests.harness.fake_media import FakeMedia
+from tests.harness.llm_api import FAKE_MODEL, LlmApi
 from tests.harness.upstream import FakeUpstream
-from tests.llm_api.conftest import FAKE_MODEL, LlmApi
 
 PLACEHOLDER = "data:image/png;jan_01hqr8v9k2x3f4g5h6j7k8m9n0"
 PRESIGNED = "http://127.0.0.1:9/media/images/jan_01hqr8v9k2x3f4g5h6j7k8m9n0.png?X-Amz-Signature=abc"
@@ -75,7 +75,7 @@ def test_media_failure_is_502_and_nothing_goes_upstream(
 
 def test_unreachable_media_is_502(database_url: str, issuer: Any, upstream: FakeUpstream) -> None:
     from apps.gateway.embedded import free_port
-    from tests.llm_api.conftest import llm_api_settings, running_llm_api
+    from tests.harness.llm_api import llm_api_settings, running_llm_api
 
     settings = llm_api_settings(
         database_url,
@@ -93,7 +93,7 @@ def test_unreachable_media_is_502(database_url: str, issuer: Any, upstream: Fake
 def test_history_keeps_placeholders_and_resolves_them_again(
     llm_api: LlmApi, upstream: FakeUpstream, fake_media: FakeMedia
 ) -> None:
-    from tests.llm_api.conftest import eventually
+    from tests.harness.waiting import eventually
 
     fake_media.add("jan_01hqr8v9k2x3f4g5h6j7k8m9n0", PRESIGNED)
     token = llm_api.token()

@@ -11,8 +11,9 @@ import pytest
 
 from apps.common.settings import AdmissionSettings
 from tests.harness.issuer import TestIssuer
+from tests.harness.llm_api import FAKE_MODEL, LlmApi, llm_api_settings, running_llm_api
 from tests.harness.upstream import FakeUpstream, Reply
-from tests.llm_api.conftest import FAKE_MODEL, LlmApi, eventually, llm_api_settings, running_llm_api
+from tests.harness.waiting import eventually
 
 FLOOD = 24
 

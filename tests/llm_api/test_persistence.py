@@ -11,6 +11,7 @@ from apps.common.durable import StorageUnavailable
 from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.services.conversations import NewItem
 from apps.llm_api.services.persistence import Turn, TurnWriter
+from apps.llm_api.services.turn_store import TurnRecord
 
 
 class FlakyStore:
@@ -22,16 +23,15 @@ class FlakyStore:
         self.landed = landed  # a failed write's commit landed anyway (the answer was lost)
         self.written: list[tuple[str, list[NewItem], str | None]] = []
 
-    async def record_turn(
-        self, conversation: ConversationRow, items: list[NewItem], *, title: str | None, new: bool
-    ) -> None:
+    async def record_turns(self, turns: list[TurnRecord]) -> None:
         await asyncio.sleep(self.delay)
+        rows = [(t.conversation.public_id, t.items, t.title) for t in turns]
         if self.failures:
             self.failures -= 1
             if self.landed:
-                self.written.append((conversation.public_id, items, title))
+                self.written.extend(rows)
             raise ConnectionError("database away")
-        self.written.append((conversation.public_id, items, title))
+        self.written.extend(rows)
 
     async def has_item(self, public_id: str) -> bool:
         return any(items[0].public_id == public_id for _, items, _ in self.written)
@@ -80,7 +80,7 @@ async def test_a_data_error_is_not_retried() -> None:
     class BadData(FlakyStore):
         calls = 0
 
-        async def record_turn(self, *args: Any, **kwargs: Any) -> None:
+        async def record_turns(self, turns: list[TurnRecord]) -> None:
             self.calls += 1
             raise ValueError("not storable")
 
@@ -120,3 +120,33 @@ async def test_the_backlog_bound_is_reported_so_new_turns_can_be_refused() -> No
     await writer.stop()
     assert writer.has_room()
     assert sorted(int(c.removeprefix("conv_")) for c, _, _ in store.written) == list(range(5))
+
+
+async def test_turns_committed_together_share_one_transaction_and_each_is_acknowledged() -> None:
+    store = FlakyStore(delay=0.01)
+    batches: list[int] = []
+    record = store.record_turns
+
+    async def counting(turns: list[TurnRecord]) -> None:
+        batches.append(len(turns))
+        await record(turns)
+
+    store.record_turns = counting  # type: ignore[method-assign]
+    writer = writer_for(store)
+    await asyncio.gather(*(writer.commit(turn(number)) for number in range(10)))
+    assert sorted(int(c.removeprefix("conv_")) for c, _, _ in store.written) == list(range(10))
+    assert sum(batches) == 10 and len(batches) < 10  # turns that arrived together rode together
+
+
+async def test_one_unstorable_turn_in_a_batch_fails_alone() -> None:
+    class OneBad(FlakyStore):
+        async def record_turns(self, turns: list[TurnRecord]) -> None:
+            if any(t.conversation.public_id == "conv_3" for t in turns):
+                raise ValueError("not storable")
+            await super().record_turns(turns)
+
+    store = OneBad(delay=0.01)
+    writer = writer_for(store)
+    outcomes = await asyncio.gather(*(writer.commit(turn(n)) for n in range(6)), return_exceptions=True)
+    assert [isinstance(o, ValueError) for o in outcomes] == [n == 3 for n in range(6)]
+    assert sorted(int(c.removeprefix("conv_")) for c, _, _ in store.written) == [0, 1, 2, 4, 5]

@@ -9,8 +9,8 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from tests.harness.llm_api import FAKE_MODEL, LlmApi
 from tests.harness.upstream import FakeUpstream
-from tests.llm_api.conftest import FAKE_MODEL, LlmApi
 from tests.llm_api.test_chat import stored_items
 
 

@@ -4,7 +4,8 @@ requests rewritten for providers that cannot take OpenAI's shapes, and model ali
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -12,10 +13,9 @@ import openai
 import pytest
 
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
-from tests.harness.fake_media import FakeMedia
-from tests.harness.issuer import TestIssuer
+from tests.harness.llm_api import FAKE_MODEL, LlmApi
 from tests.harness.upstream import FakeUpstream, Reply
-from tests.llm_api.conftest import FAKE_MODEL, LlmApi, llm_api_settings, running_llm_api
+from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.llm_api.test_chat import stored_items
 
 TOOL_CALL: Any = {
@@ -26,19 +26,9 @@ TOOL_CALL: Any = {
 
 
 @pytest.fixture(scope="module")
-def llama_cpp_python_api(
-    database_url: str, issuer: TestIssuer, upstream_server: FakeUpstream, fake_media_server: FakeMedia
-) -> Iterator[LlmApi]:
+def llama_cpp_python_api(wired_llm_api: Callable[..., AbstractContextManager[LlmApi]]) -> Iterator[LlmApi]:
     """llm-api whose environment provider is of kind `llama_cpp_python` (local mode's model)."""
-    settings = llm_api_settings(
-        database_url,
-        issuer,
-        default_provider_url=upstream_server.base_url,
-        default_provider_name="local",
-        default_provider_kind="llama_cpp_python",
-        media_resolve_url=fake_media_server.resolve_url,
-    )
-    with running_llm_api(settings, issuer) as api:
+    with wired_llm_api(default_provider_name="local", default_provider_kind="llama_cpp_python") as api:
         yield api
 
 
@@ -214,7 +204,7 @@ async def test_an_alias_goes_where_the_lowest_ranked_provider_is(upstream_server
             rank=rank,
         )
 
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         registry = ProviderRegistry(client, [provider("later", 2), provider("first", 1)])
         await registry.sync()
     alias = registry.select("fake-model")

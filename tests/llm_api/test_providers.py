@@ -23,9 +23,10 @@ from apps.llm_api.providers.config import (
 from apps.llm_api.providers.crypto import KeyBox
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
 from tests.harness.issuer import TestIssuer
+from tests.harness.llm_api import LlmApi, llm_api_settings, running_llm_api
 from tests.harness.server import serve_fake
 from tests.harness.upstream import FakeUpstream
-from tests.llm_api.conftest import LlmApi, llm_api_settings, running_llm_api
+from tests.harness.waiting import CLIENT_TIMEOUT
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,7 @@ async def test_selection_is_by_rank_and_sync_keeps_last_good_list(upstream_serve
             rank=rank,
         )
 
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         second, first = (
             provider("second", upstream_server.base_url, 2),
             provider("first", upstream_server.base_url, 1),

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from tests.harness.llm_api import FAKE_MODEL, LlmApi
 from tests.harness.upstream import FakeUpstream, Reply
-from tests.llm_api.conftest import FAKE_MODEL, LlmApi
 from tests.llm_api.test_bad_input import assert_envelope
 
 HI = [{"role": "user", "content": "hi"}]

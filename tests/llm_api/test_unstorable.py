@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.harness.llm_api import FAKE_MODEL, LlmApi
 from tests.harness.upstream import FakeUpstream
-from tests.llm_api.conftest import FAKE_MODEL, LlmApi
 from tests.llm_api.test_bad_input import assert_envelope
 
 NUL = "a\x00b"

@@ -13,9 +13,10 @@ from apps.gateway.embedded import free_port
 from apps.mcp_tools.main import create_app
 from apps.mcp_tools.services.file_search import chunk_text
 from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_client import McpServer, error_text, mcp_session, payload
+from tests.harness.media_content import FakeMedia
 from tests.harness.server import serve
 from tests.harness.upstream import FakeUpstream
-from tests.mcp_tools.conftest import FakeMedia, McpServer, error_text, mcp_session, payload
 
 DOCUMENTS = {
     "volcanoes": "Volcanoes erupt when magma rises through the crust; lava flows and ash clouds follow.",
@@ -269,3 +270,21 @@ async def test_a_database_outage_is_a_tool_error(settings_factory: Any, issuer: 
             await call(McpServer(server.url, app), issuer.mint("x"), "file_search_query", query="anything")
         )
     assert "document store is unavailable" in message
+
+
+async def test_indexing_reports_progress_to_a_caller_that_asks(
+    mcp_server: McpServer, issuer: TestIssuer, upstream: FakeUpstream
+) -> None:
+    notes: list[str | None] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        notes.append(message)
+
+    async with mcp_session(mcp_server.url, issuer.mint("indexer")) as session:
+        result = await session.call_tool(
+            "file_search_index",
+            {"document_id": "progress-doc", "text": "Tides rise twice a day.", "collection": "progress"},
+            progress_callback=on_progress,
+        )
+    assert payload(result)["status"] == "indexed"
+    assert notes[0] == "file_search_index: started"

@@ -12,6 +12,7 @@ from apps.gateway.local_apps import LocalEnvironment, mcp_tools
 from apps.gateway.routes import AppName
 from apps.mcp_tools.settings import McpToolsSettings
 from tests.harness.server import serve
+from tests.harness.waiting import CLIENT_TIMEOUT
 
 
 def test_backends_come_from_the_environment(
@@ -53,6 +54,7 @@ def test_the_gateway_routes_v1_mcp_and_it_needs_credentials(database_url: str, t
             f"{server.url}/v1/mcp",
             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
             headers={"accept": "application/json, text/event-stream"},
+            timeout=CLIENT_TIMEOUT,
         )
     assert response.status_code == 401
     assert response.json()["error"]["type"] == "authentication_error"

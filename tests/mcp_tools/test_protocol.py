@@ -10,8 +10,9 @@ import pytest
 
 from apps.mcp_tools.main import create_app
 from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_client import API_KEY, McpServer, error_text, mcp_session, payload
 from tests.harness.server import serve
-from tests.mcp_tools.conftest import API_KEY, McpServer, error_text, mcp_session, payload
+from tests.harness.waiting import CLIENT_TIMEOUT
 
 TOOLS = {"google_search", "scrape", "file_search_index", "file_search_query", "python_exec"}
 JSON_RPC = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
@@ -35,7 +36,7 @@ async def test_initialize_and_list_every_tool_with_a_valid_schema(
 
 
 async def test_initialize_reports_the_server(mcp_server: McpServer, issuer: TestIssuer) -> None:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         response = await client.post(
             mcp_server.endpoint,
             headers={**JSON_RPC, "authorization": f"Bearer {issuer.mint('alice')}"},
@@ -60,7 +61,7 @@ async def test_initialize_reports_the_server(mcp_server: McpServer, issuer: Test
 async def test_plain_json_rpc_post_calls_a_tool_without_a_handshake(
     mcp_server: McpServer, issuer: TestIssuer
 ) -> None:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         response = await client.post(
             mcp_server.endpoint,
             # No Accept header at all, as curl sends it: the endpoint fills it in.
@@ -80,7 +81,7 @@ async def test_plain_json_rpc_post_calls_a_tool_without_a_handshake(
 
 
 async def test_no_credentials_is_a_401_in_the_openai_envelope(mcp_server: McpServer) -> None:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         response = await client.post(
             mcp_server.endpoint, headers=JSON_RPC, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
         )
@@ -98,7 +99,7 @@ async def test_bad_tokens_are_refused(mcp_server: McpServer, issuer: TestIssuer,
         "unsigned": issuer.mint_unsigned(),
         "garbage": "not-a-jwt",
     }[kind]
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         response = await client.post(
             mcp_server.endpoint,
             headers={**JSON_RPC, "authorization": f"Bearer {token}"},
@@ -113,7 +114,7 @@ async def test_api_keys_work_in_either_header(mcp_server: McpServer) -> None:
         assert len((await session.list_tools()).tools) == len(TOOLS)
     async with mcp_session(mcp_server.url, **{"X-API-Key": API_KEY}) as session:
         assert len((await session.list_tools()).tools) == len(TOOLS)
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         response = await client.post(
             mcp_server.endpoint,
             headers={**JSON_RPC, "x-api-key": "sk_unknown"},
@@ -163,7 +164,7 @@ async def test_a_body_over_the_limit_is_413(settings_factory: Any, issuer: TestI
         "params": {"name": "python_exec", "arguments": {"code": "x" * 100_000}},
     }
     with serve(app) as server:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
             response = await client.post(
                 f"{server.url}/v1/mcp",
                 headers={**JSON_RPC, "authorization": f"Bearer {issuer.mint('alice')}"},
@@ -186,7 +187,7 @@ async def test_a_body_over_the_limit_is_413(settings_factory: Any, issuer: TestI
 async def test_malformed_json_rpc_is_a_400_with_a_json_rpc_error(
     mcp_server: McpServer, issuer: TestIssuer, body: bytes, code: int
 ) -> None:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         response = await client.post(
             mcp_server.endpoint,
             headers={**JSON_RPC, "authorization": f"Bearer {issuer.mint('alice')}"},
@@ -198,7 +199,7 @@ async def test_malformed_json_rpc_is_a_400_with_a_json_rpc_error(
 
 async def test_get_and_delete_are_refused_cleanly(mcp_server: McpServer, issuer: TestIssuer) -> None:
     headers = {"authorization": f"Bearer {issuer.mint('alice')}", "accept": "text/event-stream"}
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         get = await client.get(mcp_server.endpoint, headers=headers)
         delete = await client.delete(mcp_server.endpoint, headers=headers)
     assert get.status_code == delete.status_code == 405
@@ -206,7 +207,7 @@ async def test_get_and_delete_are_refused_cleanly(mcp_server: McpServer, issuer:
 
 
 async def test_unknown_method_is_method_not_found(mcp_server: McpServer, issuer: TestIssuer) -> None:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         response = await client.post(
             mcp_server.endpoint,
             headers={**JSON_RPC, "authorization": f"Bearer {issuer.mint('alice')}"},
@@ -221,7 +222,7 @@ async def test_allowed_hosts_are_configurable(settings_factory: Any, issuer: Tes
     request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     headers = {**JSON_RPC, "authorization": f"Bearer {issuer.mint('alice')}"}
     with serve(app) as server:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
 
             async def post(host: str) -> int:
                 response = await client.post(
@@ -238,7 +239,7 @@ async def test_allowed_hosts_are_configurable(settings_factory: Any, issuer: Tes
 
 
 async def test_any_host_is_served_by_default(mcp_server: McpServer, issuer: TestIssuer) -> None:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         response = await client.post(
             mcp_server.endpoint,
             headers={**JSON_RPC, "authorization": f"Bearer {issuer.mint('alice')}", "host": "mcp-tools:8091"},
@@ -248,7 +249,7 @@ async def test_any_host_is_served_by_default(mcp_server: McpServer, issuer: Test
 
 
 async def test_health_endpoints(mcp_server: McpServer) -> None:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         assert (await client.get(f"{mcp_server.url}/healthz")).status_code == 200
         ready = await client.get(f"{mcp_server.url}/readyz")
     assert ready.status_code == 200, ready.text

@@ -17,8 +17,8 @@ from apps.gateway.embedded import free_port
 from apps.mcp_tools.main import create_app
 from apps.mcp_tools.services.providers import load_providers
 from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_client import McpServer, error_text, mcp_session, payload
 from tests.harness.server import ServerThread, serve
-from tests.mcp_tools.conftest import McpServer, error_text, mcp_session, payload
 
 
 def build_docs_server(seen_headers: list[dict[str, str]]) -> FastAPI:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import threading
 from typing import Any
+
+import httpx
+import orjson
 
 from apps.mcp_tools.main import create_app
 from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_client import McpServer, error_text, mcp_session, payload
 from tests.harness.sandbox import FakeSandbox, SandboxFault
 from tests.harness.server import serve
-from tests.mcp_tools.conftest import McpServer, error_text, mcp_session, payload
 
 
 async def run(server_url: str, issuer: TestIssuer, **arguments: Any) -> Any:
@@ -108,3 +112,58 @@ async def test_without_a_sandbox_the_tool_says_so(
         message = error_text(await run(server.url, issuer, code="print(1)"))
     assert "no sandbox is configured" in message and "SANDBOX_FUSION_URL" in message
     assert sandbox.requests == []
+
+
+async def test_a_slow_run_reports_progress_before_its_result(
+    mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    hold = threading.Event()
+    sandbox.fail(SandboxFault(hold=hold))
+    notes: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        notes.append((progress, total, message))
+        hold.set()  # the sandbox answers only once progress has reached the caller
+
+    async with mcp_session(mcp_server.url, issuer.mint("coder")) as session:
+        result = await session.call_tool(
+            "python_exec", {"code": "print('late')"}, progress_callback=on_progress
+        )
+    assert payload(result)["stdout"] == "late\n"
+    assert notes[0] == (0, 3.0, "python_exec: started")
+    assert [p for p, _, _ in notes] == sorted(p for p, _, _ in notes)
+
+
+async def test_a_request_without_a_progress_token_keeps_its_json_answer(
+    mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call"}
+    headers = {
+        "authorization": f"Bearer {issuer.mint('coder')}",
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        plain = await http.post(
+            mcp_server.endpoint,
+            headers=headers,
+            json={**call, "params": {"name": "python_exec", "arguments": {"code": "print(1)"}}},
+        )
+        assert plain.headers["content-type"].startswith("application/json")
+        streamed = await http.post(
+            mcp_server.endpoint,
+            headers=headers,
+            json={
+                **call,
+                "params": {
+                    "name": "python_exec",
+                    "arguments": {"code": "print(2)"},
+                    "_meta": {"progressToken": "p1"},
+                },
+            },
+        )
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    frames = [line for line in streamed.text.splitlines() if line.startswith("data: {")]
+    methods = [orjson.loads(line[6:]).get("method") for line in frames]
+    assert methods[0] == "notifications/progress" and methods[-1] is None  # the result comes last
+    assert orjson.loads(frames[-1][6:])["result"]["isError"] is False

@@ -13,10 +13,10 @@ from apps.common.safe_fetch import FetchPolicy, SafeFetcher
 from apps.mcp_tools.main import create_app
 from apps.mcp_tools.tools.context import ToolServices
 from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_client import McpServer, error_text, mcp_session, payload
 from tests.harness.search import FakeSearch
 from tests.harness.server import serve
 from tests.harness.ssrf import UNSAFE_URLS, fake_dns
-from tests.mcp_tools.conftest import McpServer, error_text, mcp_session, payload
 
 ARTICLE = """<!doctype html>
 <html lang="en-GB">
@@ -192,3 +192,17 @@ async def test_serper_scraper_failure_falls_back_to_a_direct_fetch(
     result = payload(await scrape(with_serper_scraper, issuer, url=f"{site}/tides"))
     assert result["backend"] == "direct" and "lunar day" in result["text"]
     assert [engine for engine, *_ in search.requests] == ["serper-scrape"]
+
+
+async def test_a_caller_that_asks_is_told_the_scrape_started(
+    mcp_server: McpServer, issuer: TestIssuer, site: str
+) -> None:
+    notes: list[str | None] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        notes.append(message)
+
+    async with mcp_session(mcp_server.url, issuer.mint("reader")) as session:
+        result = await session.call_tool("scrape", {"url": f"{site}/tides"}, progress_callback=on_progress)
+    assert "Tides explained" in payload(result)["text"]
+    assert notes[0] == "scrape: started"

@@ -10,9 +10,9 @@ from pydantic import SecretStr
 
 from apps.mcp_tools.main import create_app
 from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_client import McpServer, error_text, mcp_session, payload
 from tests.harness.search import SERPER_KEY, FakeSearch, Fault
 from tests.harness.server import serve
-from tests.mcp_tools.conftest import McpServer, error_text, mcp_session, payload
 
 
 async def search_as_alice(server_url: str, issuer: TestIssuer, arguments: dict[str, Any]) -> Any:

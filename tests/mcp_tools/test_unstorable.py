@@ -6,8 +6,8 @@ import uuid
 from typing import Any
 
 from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_client import McpServer, error_text, mcp_session, payload
 from tests.harness.upstream import FakeUpstream
-from tests.mcp_tools.conftest import McpServer, error_text, mcp_session, payload
 
 
 async def test_nul_in_arguments_is_named(

@@ -1,5 +1,7 @@
 """media-api served on loopback against the session's Postgres, moto and JWKS issuer.
 
+What tests import (sample files, `settings_for`, upload helpers) lives in `tests/harness/media.py`.
+
 Two app instances: `media` is configured like a deployment (SSRF guard on, only the fake-DNS name
 `public.test` allowed, redirect to presigned GET), `alt` allows loopback remote fetches, streams
 content through the service and lets upload reservations expire within a second.
@@ -8,35 +10,18 @@ content through the service and lets upload reservations expire within a second.
 from __future__ import annotations
 
 import asyncio
-import base64
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
-from pydantic import SecretStr
 
-from apps.common.settings import AdmissionSettings
 from apps.media_api.main import create_app
-from apps.media_api.settings import MediaApiSettings
 from tests.harness.issuer import TestIssuer
+from tests.harness.media import MAX_BYTES, PNG, settings_for
 from tests.harness.server import serve
-
-MAX_BYTES = 64 * 1024
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 3
-PDF = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n%%EOF\n"
-
-
-def data_url(data: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
-
-
-def unique_png() -> bytes:
-    return PNG + uuid.uuid4().bytes
 
 
 async def fake_dns(host: str, port: int) -> list[str]:
@@ -86,29 +71,6 @@ def build_site() -> FastAPI:
 def site() -> Iterator[int]:
     with serve(build_site()) as server:
         yield server.port
-
-
-def settings_for(
-    database_url: str, s3_endpoint: str, issuer: TestIssuer, **overrides: Any
-) -> MediaApiSettings:
-    values: dict[str, Any] = {
-        "database_url": SecretStr(database_url),
-        "auth": issuer.auth_settings(),
-        "media_s3_endpoint": s3_endpoint,
-        "media_s3_bucket": "media-tests",
-        "media_s3_use_path_style": True,
-        "media_s3_access_key": SecretStr("test"),
-        "media_s3_secret_key": SecretStr("test"),
-        "media_s3_create_bucket": True,
-        "media_max_bytes": MAX_BYTES,
-        "media_remote_fetch_timeout": 1.0,
-        "media_remote_fetch_allow": ("public.test",),
-        # These tests upload many files at once as one user on purpose (id races, S3 faults);
-        # admission's per-user share is tested in tests/common/test_admission.py.
-        "admission": AdmissionSettings(max_concurrent=64, max_concurrent_per_user=64),
-    }
-    values.update(overrides)
-    return MediaApiSettings(**values)
 
 
 @pytest.fixture(scope="session")

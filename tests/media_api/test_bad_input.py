@@ -7,7 +7,7 @@ import base64
 import httpx
 import pytest
 
-from tests.media_api.conftest import JPEG, MAX_BYTES, PNG, data_url
+from tests.harness.media import JPEG, MAX_BYTES, PNG, data_url
 
 
 async def upload_data_url(client: httpx.AsyncClient, value: str) -> httpx.Response:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from tests.media_api.conftest import JPEG, PNG, unique_png
+from tests.harness.media import JPEG, PNG, unique_png
 
 
 async def prepare(

@@ -8,7 +8,7 @@ import time
 import httpx
 
 from apps.common.ids import parse_jan_id, snowflake_timestamp_ms
-from tests.media_api.conftest import data_url, unique_png
+from tests.harness.media import data_url, unique_png
 
 
 async def upload_many(client: httpx.AsyncClient, count: int) -> list[str]:

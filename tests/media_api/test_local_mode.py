@@ -8,8 +8,9 @@ import httpx
 
 from apps.common.auth.issuer import LocalIssuer
 from apps.gateway.local_apps import LOCAL_AUDIENCE
+from tests.harness.media import data_url, unique_png
 from tests.harness.server import serve_local
-from tests.media_api.conftest import data_url, unique_png
+from tests.harness.waiting import CLIENT_TIMEOUT
 
 
 def test_upload_and_resolve_through_the_local_gateway(
@@ -29,4 +30,4 @@ def test_upload_and_resolve_through_the_local_gateway(
             placeholder = f"data:image/png;{created.json()['id']}"
             resolved = client.post("/v1/media/resolve", json={"payload": {"url": placeholder}})
             assert resolved.status_code == 200, resolved.text
-        assert httpx.get(resolved.json()["payload"]["url"]).content == png
+        assert httpx.get(resolved.json()["payload"]["url"], timeout=CLIENT_TIMEOUT).content == png

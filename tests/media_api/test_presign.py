@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from tests.harness.media import data_url, unique_png
 from tests.harness.waiting import eventually_async
-from tests.media_api.conftest import data_url, unique_png
 
 
 async def upload(client: httpx.AsyncClient, data: bytes) -> str:

@@ -17,10 +17,8 @@ from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 
 from apps.common.db import create_engine
 from apps.common.ids import MAX_WORKER_ID, SEQUENCE_BITS, SnowflakeGenerator, parse_jan_id
@@ -30,7 +28,7 @@ from apps.media_api.services.media import MediaService
 from apps.media_api.services.sniff import inspect_bytes
 from apps.media_api.services.storage import ObjectStore
 from tests.harness.issuer import TestIssuer
-from tests.media_api.conftest import data_url, settings_for, unique_png
+from tests.harness.media import s3_client, settings_for, unique_png, upload_data_url
 
 BUCKET = "media-replicas"
 
@@ -94,8 +92,7 @@ async def upload_batch(url: str, token: str, count: int) -> list[str]:
     ) as client:
 
         async def one() -> str:
-            body = {"source": {"type": "data_url", "data_url": data_url(unique_png())}}
-            response = await client.post("/v1/media", json=body)
+            response = await upload_data_url(client, unique_png())
             assert response.status_code == 200, response.text
             media_id: str = response.json()["id"]
             return media_id
@@ -133,14 +130,7 @@ def payload(data: bytes) -> Payload:
 
 @pytest.fixture
 def s3(s3_endpoint: str) -> Any:
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-west-2",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(s3={"addressing_style": "path"}),
-    )
+    client = s3_client(s3_endpoint)
     try:
         client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     except client.exceptions.BucketAlreadyOwnedByYou:

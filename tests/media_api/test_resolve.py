@@ -13,7 +13,7 @@ from apps.common.errors import APIError
 from apps.media_api.services.media import MediaService
 from apps.media_api.services.resolve import Resolver
 from apps.media_api.services.storage import ObjectStore
-from tests.media_api.conftest import JPEG, data_url, unique_png
+from tests.harness.media import JPEG, data_url, unique_png
 
 
 async def upload(client: httpx.AsyncClient, data: bytes, mime: str = "image/png") -> str:

@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 from moto.server import ThreadedMotoServer
-from sqlalchemy import text
 
-from apps.common.db import create_engine
 from apps.gateway.embedded import free_port
 from apps.media_api.main import create_app
 from tests.harness.issuer import TestIssuer
+from tests.harness.media import media_rows, settings_for, unique_png, upload_data_url
 from tests.harness.server import serve
-from tests.media_api.conftest import data_url, settings_for, unique_png
 
 UPLOADS = 30
 
@@ -88,7 +86,7 @@ async def test_uploads_while_s3_is_down_are_stored_or_refused_never_lost(
                 media_id = outcome.body["id"]
                 content = await client.get(f"/v1/media/{media_id}/content", follow_redirects=True)
                 assert content.status_code == 200 and content.content == outcome.data
-    assert await _rows(database_url, user) == len(acknowledged)  # no row for what was refused
+    assert await media_rows(database_url, user) == len(acknowledged)  # no row for what was refused
 
 
 async def _upload_through_an_outage(client: httpx.AsyncClient, s3: S3Switch) -> list[Outcome]:
@@ -97,9 +95,7 @@ async def _upload_through_an_outage(client: httpx.AsyncClient, s3: S3Switch) -> 
 
     async def one() -> Outcome:
         data = unique_png()
-        response = await client.post(
-            "/v1/media", json={"source": {"type": "data_url", "data_url": data_url(data)}}
-        )
+        response = await upload_data_url(client, data)
         return Outcome(data, response.status_code, response.json(), response.headers.get("retry-after"))
 
     async def wave(count: int) -> None:
@@ -114,15 +110,3 @@ async def _upload_through_an_outage(client: httpx.AsyncClient, s3: S3Switch) -> 
     await wave(wave_size)  # concurrently with the restart
     await restart
     return outcomes
-
-
-async def _rows(database_url: str, user: str) -> int:
-    engine = create_engine(database_url, schema="media_api")
-    try:
-        async with engine.connect() as connection:
-            count = await connection.scalar(
-                text("SELECT count(*) FROM media_objects WHERE user_id = :u"), {"u": user}
-            )
-    finally:
-        await engine.dispose()
-    return int(count or 0)

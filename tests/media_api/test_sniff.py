@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apps.media_api.services.sniff import ContentInspector, TooLarge, inspect_bytes, normalize_mime
-from tests.media_api.conftest import JPEG, PDF, PNG
+from tests.harness.media import JPEG, PDF, PNG
 
 BMP = (
     b"BM"

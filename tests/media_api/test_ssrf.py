@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.media_api.conftest import PNG
+from tests.harness.media import PNG
 
 
 @pytest.mark.parametrize(

@@ -15,18 +15,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
-from sqlalchemy import text
 
-from apps.common.db import create_engine
 from apps.gateway.embedded import free_port, stop_process, wait_ready
 from apps.media_api.main import create_app
 from tests.harness.issuer import TestIssuer
+from tests.harness.media import PNG, media_rows, s3_client, settings_for, upload_form
 from tests.harness.server import serve
-from tests.media_api.conftest import PNG, settings_for
 
 MiB = 1024 * 1024
 PART = 5 * MiB
@@ -83,14 +79,7 @@ async def client(big_url: str, issuer: TestIssuer, user: str) -> AsyncIterator[h
 
 @pytest.fixture
 def s3(s3_endpoint: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-west-2",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(s3={"addressing_style": "path"}),
-    )
+    return s3_client(s3_endpoint)
 
 
 def png_of(size: int) -> bytes:
@@ -98,37 +87,19 @@ def png_of(size: int) -> bytes:
     return body + bytes(range(256)) * ((size - len(body)) // 256 + 1)
 
 
-async def upload(client: httpx.AsyncClient, data: bytes, mime: str = "image/png") -> httpx.Response:
-    return await client.post(
-        "/v1/media", files={"file": ("big.bin", data, mime)}, data={"filename": "named.png"}
-    )
-
-
 @pytest.mark.usefixtures("no_disk")
 @pytest.mark.parametrize("size", [3 * MiB, 11 * MiB + 123], ids=["one-part", "multipart"])
 async def test_large_form_uploads_stream_without_touching_disk(client: httpx.AsyncClient, size: int) -> None:
     data = png_of(size)[:size]
-    response = await upload(client, data)
+    response = await upload_form(client, data)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["bytes"] == size and body["mime_type"] == "image/png" and body["filename"] == "named.png"
     content = await client.get(f"/v1/media/{body['id']}/content")
     assert content.status_code == 200 and content.content == data
 
-    again = await upload(client, data)  # the same bytes again: deduplicated, nothing new stored
+    again = await upload_form(client, data)  # the same bytes again: deduplicated, nothing new stored
     assert again.json()["id"] == body["id"] and again.json()["deduplicated"] is True
-
-
-async def rows_of(database_url: str, user: str) -> int:
-    engine = create_engine(database_url, schema="media_api")
-    try:
-        async with engine.connect() as connection:
-            count = await connection.scalar(
-                text("SELECT count(*) FROM media_objects WHERE user_id = :u"), {"u": user}
-            )
-    finally:
-        await engine.dispose()
-    return int(count or 0)
 
 
 @pytest.mark.usefixtures("no_disk")
@@ -137,18 +108,18 @@ async def test_a_failure_partway_leaves_nothing_behind(
 ) -> None:
     before = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
 
-    too_big = await upload(client, png_of(LIMIT + MiB))
+    too_big = await upload_form(client, png_of(LIMIT + MiB))
     assert too_big.status_code == 413, too_big.text
     assert too_big.json()["error"]["code"] == "too_large"
 
     text_then_binary = b"plain words\n" * (PART // 12 + 1) + b"\x00\x01binary" * 1000
-    turned = await upload(client, text_then_binary, "text/plain")
+    turned = await upload_form(client, text_then_binary, "text/plain")
     assert turned.status_code == 415, turned.text
 
     after = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
     assert after == before
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
-    assert await rows_of(database_url, user) == 0
+    assert await media_rows(database_url, user) == 0
 
 
 async def test_a_form_without_a_file_part_is_a_400(client: httpx.AsyncClient) -> None:

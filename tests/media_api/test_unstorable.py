@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from tests.media_api.conftest import PNG, data_url
+from tests.harness.media import PNG, data_url
 
 
 async def test_filenames_with_nul_are_refused(alice: httpx.AsyncClient) -> None:

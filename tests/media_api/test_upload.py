@@ -13,8 +13,9 @@ from apps.media_api.main import create_app
 from apps.media_api.services.storage import ObjectStore
 from apps.media_api.settings import MediaApiSettings
 from tests.harness.issuer import TestIssuer
+from tests.harness.media import JPEG, PDF, data_url, settings_for, unique_png
 from tests.harness.server import serve
-from tests.media_api.conftest import JPEG, PDF, data_url, settings_for, unique_png
+from tests.harness.waiting import CLIENT_TIMEOUT
 
 
 async def test_data_url_upload_round_trip(alice: httpx.AsyncClient, web: httpx.AsyncClient) -> None:
@@ -133,7 +134,7 @@ async def test_unknown_and_malformed_ids(alice: httpx.AsyncClient) -> None:
 
 
 async def test_credentials_are_required(media_url: str) -> None:
-    async with httpx.AsyncClient(base_url=media_url) as anonymous:
+    async with httpx.AsyncClient(base_url=media_url, timeout=CLIENT_TIMEOUT) as anonymous:
         response = await anonymous.get("/v1/media")
     assert response.status_code == 401 and "error" in response.json()
 
@@ -146,14 +147,14 @@ async def test_proxied_download_streams_the_bytes(alt: httpx.AsyncClient) -> Non
 
 
 async def test_readiness_reports_s3_and_postgres(media_url: str) -> None:
-    async with httpx.AsyncClient(base_url=media_url) as client:
+    async with httpx.AsyncClient(base_url=media_url, timeout=CLIENT_TIMEOUT) as client:
         ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"database": {"status": "ok"}, "s3": {"status": "ok"}}
 
 
 async def test_openapi_documents_both_upload_bodies(media_url: str) -> None:
-    async with httpx.AsyncClient(base_url=media_url) as client:
+    async with httpx.AsyncClient(base_url=media_url, timeout=CLIENT_TIMEOUT) as client:
         spec = (await client.get("/openapi.json")).json()
     body = spec["paths"]["/v1/media"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "multipart/form-data"}

@@ -14,16 +14,14 @@ behind `LLM_API_URL` and `MCP_TOOLS_URL`:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from openai import AsyncOpenAI
 from pydantic import SecretStr
 
-from apps.common.settings import AuthSettings
 from apps.llm_api.main import create_app as create_llm_api
 from apps.llm_api.settings import LlmApiSettings
 from apps.mcp_tools.main import create_app as create_mcp_tools
@@ -32,27 +30,10 @@ from apps.response_api.main import create_app
 from apps.response_api.settings import ResponseApiSettings
 from tests.harness.issuer import TestIssuer
 from tests.harness.mcp_tools_fake import FakeMcpTools
+from tests.harness.response_api import MAX_DEPTH, TOOL_TIMEOUT, Peers, ServerFactory, auth_settings
 from tests.harness.sandbox import FakeSandbox
 from tests.harness.server import serve, serve_fake
 from tests.harness.upstream import FakeUpstream
-
-TOOL_TIMEOUT = 2.0
-MAX_DEPTH = 3
-MODEL = "fake/fake-model"
-INTERNAL_TOKEN = "response-api-tests-internal-token"
-
-
-def auth_settings(issuer: TestIssuer) -> AuthSettings:
-    """The issuer's settings plus the internal token llm-api and response-api share."""
-    return issuer.auth_settings(internal_token=SecretStr(INTERNAL_TOKEN))
-
-
-@dataclass(frozen=True)
-class Peers:
-    llm_api_url: str
-    mcp_tools_url: str
-    # The Authorization headers llm-api received, oldest first.
-    llm_api_authorizations: Callable[[], list[str]]
 
 
 @pytest.fixture(scope="session")
@@ -123,9 +104,6 @@ def real_mcp_tools(
     )
     with serve(create_mcp_tools(settings)) as server:
         yield server.url
-
-
-ServerFactory = Callable[..., AbstractContextManager[str]]
 
 
 @pytest.fixture(scope="session")

@@ -21,9 +21,9 @@ from apps.common.auth.issuer import LocalIssuer
 from apps.gateway.local_apps import LOCAL_AUDIENCE
 from tests.harness.issuer import TestIssuer
 from tests.harness.mcp_tools_fake import FakeMcpTools
+from tests.harness.response_api import MODEL, ServerFactory
 from tests.harness.server import serve_local
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import MODEL, ServerFactory
 from tests.response_api.scripts import answer, call, tool_round
 
 POLLS = 400

@@ -14,11 +14,9 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import orjson
 from pydantic import SecretStr
 
 from apps.gateway.embedded import EmbeddedPostgres, free_port
@@ -27,32 +25,16 @@ from apps.mcp_tools.settings import McpToolsSettings
 from apps.response_api.main import create_app
 from apps.response_api.settings import ResponseApiSettings
 from tests.harness.issuer import TestIssuer
+from tests.harness.response_api import MAX_DEPTH, MODEL, TOOL_TIMEOUT, Peers, auth_settings
+from tests.harness.responses import KINDS, Outcome, assert_none_acknowledged_and_lost, create, poll
 from tests.harness.sandbox import FakeSandbox
 from tests.harness.server import serve
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.harness.waiting import eventually_async as eventually
-from tests.response_api.conftest import MAX_DEPTH, MODEL, TOOL_TIMEOUT, Peers, auth_settings
 from tests.response_api.scripts import answer, call, tool_round
 from tests.response_api.test_loop import executions
 
 TEXT = ["Stored ", "or ", "refused."]
-KINDS = ("plain", "stream", "background")
-RUNNING = ("queued", "in_progress")
-
-
-@dataclass
-class Outcome:
-    kind: str
-    id: str | None = None
-    acknowledged: bool = False
-    status: str | None = None  # the response status the client was given at its end
-    http_status: int = 0
-    error: dict[str, Any] | None = None
-    retry_after: str | None = None
-    text: str = ""
-    text_done: threading.Event = field(default_factory=threading.Event)
-    output_types: list[str] = field(default_factory=list)
-    response_error: dict[str, Any] | None = None  # the `error` of the response the client was given
 
 
 @contextmanager
@@ -71,92 +53,19 @@ def response_api(url: str, issuer: TestIssuer, peers: Peers, **overrides: Any) -
         yield server.url
 
 
-async def create(http: httpx.AsyncClient, outcome: Outcome, body: dict[str, Any]) -> Outcome:
-    body = {"model": MODEL, **body}
-    if outcome.kind == "stream":
-        return await _stream(http, outcome, {**body, "stream": True})
-    response = await http.post("/v1/responses", json={**body, "background": outcome.kind == "background"})
-    outcome.http_status = response.status_code
-    payload = response.json()
-    if response.status_code != 200:
-        outcome.error = payload["error"]
-        outcome.retry_after = response.headers.get("retry-after")
-        return outcome
-    outcome.id = payload["id"]
-    if outcome.kind == "plain":
-        _ended(outcome, payload)
-    return outcome
-
-
-def _ended(outcome: Outcome, response: dict[str, Any]) -> None:
-    outcome.acknowledged = True
-    outcome.status = response["status"]
-    outcome.output_types = [item["type"] for item in response["output"]]
-    outcome.response_error = response.get("error")
-
-
-async def _stream(http: httpx.AsyncClient, outcome: Outcome, body: dict[str, Any]) -> Outcome:
-    async with http.stream("POST", "/v1/responses", json=body) as response:
-        outcome.http_status = response.status_code
-        if response.status_code != 200:
-            outcome.error = orjson.loads(await response.aread())["error"]
-            return outcome
-        async for line in response.aiter_lines():
-            if not line.startswith("data: "):
-                continue
-            event = orjson.loads(line.removeprefix("data: "))
-            assert not outcome.acknowledged, "nothing may follow the terminal event"
-            kind = event["type"]
-            if kind == "response.created":
-                outcome.id = event["response"]["id"]
-            elif kind == "response.output_text.delta":
-                outcome.text += event["delta"]
-            elif kind == "response.output_text.done":
-                outcome.text_done.set()
-            elif kind == "error":
-                outcome.error = event
-            elif kind in ("response.completed", "response.failed", "response.incomplete"):
-                _ended(outcome, event["response"])
-    return outcome
-
-
-async def poll(http: httpx.AsyncClient, outcome: Outcome) -> None:
-    """A background response's end, as a polling client reads it."""
-    while True:
-        response = await http.get(f"/v1/responses/{outcome.id}")
-        assert response.status_code == 200, response.text
-        if response.json()["status"] not in RUNNING:
-            _ended(outcome, response.json())
-            return
-        await asyncio.sleep(0.05)
-
-
 async def start_all(
     http: httpx.AsyncClient, upstream: FakeUpstream, replies: list[Reply], per_kind: int, body: dict[str, Any]
 ) -> tuple[list[Outcome], list[asyncio.Task[Outcome]]]:
     """`per_kind` responses of each kind, all held at their first model round."""
     upstream.enqueue(*replies)
     outcomes = [Outcome(kind) for kind in KINDS for _ in range(per_kind)]
-    tasks = [asyncio.create_task(create(http, outcome, body)) for outcome in outcomes]
+    tasks = [asyncio.create_task(create(http, outcome, {"model": MODEL, **body})) for outcome in outcomes]
     await eventually(lambda: len(upstream.requests) == len(outcomes), "every response reached the model")
     for outcome, task in zip(outcomes, tasks, strict=True):
         if outcome.kind == "background":  # its 200 came back before the model was asked
             await task
             assert outcome.id is not None and outcome.http_status == 200, outcome
     return outcomes, tasks
-
-
-async def assert_none_acknowledged_and_lost(http: httpx.AsyncClient, outcomes: list[Outcome]) -> None:
-    for outcome in outcomes:
-        stored = await http.get(f"/v1/responses/{outcome.id}") if outcome.id else None
-        if outcome.acknowledged:
-            assert stored is not None and stored.status_code == 200, (outcome, stored)
-            body = stored.json()
-            assert body["status"] == outcome.status, (outcome, body)
-            assert [item["type"] for item in body["output"]] == outcome.output_types
-        else:
-            assert outcome.error is not None, f"the client was told nothing: {outcome}"
-            assert stored is None or stored.status_code == 404, (outcome, stored and stored.text)
 
 
 def headers(issuer: TestIssuer) -> dict[str, str]:
@@ -180,7 +89,9 @@ async def test_postgres_down_longer_than_the_retry_budget(
                     *(t for o, t in zip(outcomes, tasks, strict=True) if o.kind != "background")
                 )
                 # A background response cannot start while the database is away: the client is told.
-                refused = await create(http, Outcome("background"), {"input": "now?", "tools": []})
+                refused = await create(
+                    http, Outcome("background"), {"model": MODEL, "input": "now?", "tools": []}
+                )
                 assert refused.http_status == 503 and refused.retry_after, refused
                 assert refused.error is not None and refused.error["code"] == "storage_unavailable"
             finally:

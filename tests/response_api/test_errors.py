@@ -9,8 +9,9 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
+from tests.harness.response_api import MODEL
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import MODEL
+from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.response_api.scripts import answer
 
 BAD_REQUESTS: list[tuple[dict[str, Any], str | None]] = [
@@ -26,8 +27,24 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str | None]] = [
         "tools[0].server_url",
     ),
     (
-        {"model": MODEL, "input": "hi", "tools": [{"type": "mcp", "require_approval": "always"}]},
+        {"model": MODEL, "input": "hi", "tools": [{"type": "mcp", "require_approval": "sometimes"}]},
         "tools[0].require_approval",
+    ),
+    (
+        {
+            "model": MODEL,
+            "input": "hi",
+            "tools": [{"type": "mcp", "require_approval": {"always": {"tool_names": "add"}}}],
+        },
+        "tools[0].require_approval.always",
+    ),
+    ({"model": MODEL, "input": [{"type": "mcp_approval_response", "approve": "yes"}]}, "input[0]"),
+    (
+        {
+            "model": MODEL,
+            "input": [{"type": "mcp_approval_response", "approve": True, "approval_request_id": "mcpr_nope"}],
+        },
+        "input[0].approval_request_id",
     ),
     ({"model": MODEL, "input": "hi", "tools": [{"type": "computer"}]}, None),
     ({"model": MODEL, "input": "hi", "background": True, "store": False}, "background"),
@@ -42,7 +59,7 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str | None]] = [
 async def test_bad_input_is_a_400(
     response_api_url: str, token: str, body: dict[str, Any], param: str | None
 ) -> None:
-    async with httpx.AsyncClient(base_url=response_api_url) as http:
+    async with httpx.AsyncClient(base_url=response_api_url, timeout=CLIENT_TIMEOUT) as http:
         reply = await http.post("/v1/responses", json=body, headers={"Authorization": f"Bearer {token}"})
     assert reply.status_code == 400, reply.text
     error = reply.json()["error"]
@@ -52,7 +69,7 @@ async def test_bad_input_is_a_400(
 
 
 async def test_missing_credentials_is_a_401(response_api_url: str) -> None:
-    async with httpx.AsyncClient(base_url=response_api_url) as http:
+    async with httpx.AsyncClient(base_url=response_api_url, timeout=CLIENT_TIMEOUT) as http:
         reply = await http.post("/v1/responses", json={"model": MODEL, "input": "hi"})
     assert reply.status_code == 401
 

@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apps.common.db import create_engine
 from apps.common.migrations import alembic_config, upgrade
+from tests.harness.response_api import INTERNAL_TOKEN, MODEL, Peers, ServerFactory
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import INTERNAL_TOKEN, MODEL, Peers, ServerFactory
+from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.response_api.scripts import answer
 from tests.response_api.test_conversations import POLLS, chat_view, items_of, summary
 
@@ -160,7 +161,7 @@ async def test_repeating_an_import_changes_nothing(peers: Peers, llm: AsyncOpenA
         "created_at": "2025-01-01T00:00:00+00:00",
         "items": [{"created_at": "2025-01-01T00:00:01+00:00", "item": message("msg_x1", "user", "hi")}],
     }
-    async with httpx.AsyncClient(base_url=peers.llm_api_url) as http:
+    async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
         unguarded = await http.post("/internal/conversations/import", json=payload)
         assert unguarded.status_code == 403
         guarded = {"X-Internal-Token": INTERNAL_TOKEN}
@@ -240,7 +241,7 @@ async def test_the_internal_conversation_routes_need_the_token_and_the_caller(
     path = f"/internal/conversations/{conversation.id}/items"
     caller = {"Authorization": f"Bearer {token}"}
     internal = {"X-Internal-Token": INTERNAL_TOKEN}
-    async with httpx.AsyncClient(base_url=peers.llm_api_url) as http:
+    async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
         assert (await http.get(path, headers=caller)).status_code == 403
         assert (await http.get(path, headers=internal)).status_code == 401
         assert (await http.get(path, headers={**caller, **internal})).json()["data"] == []

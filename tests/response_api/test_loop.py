@@ -10,8 +10,8 @@ from sqlalchemy import text
 from apps.common.db import create_engine
 from apps.gateway.embedded import free_port
 from tests.harness.mcp_tools_fake import FakeMcpTools
+from tests.harness.response_api import MAX_DEPTH, MODEL, TOOL_TIMEOUT, Peers, ServerFactory
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import MAX_DEPTH, MODEL, TOOL_TIMEOUT, Peers, ServerFactory
 from tests.response_api.scripts import answer, call, tool_round
 
 

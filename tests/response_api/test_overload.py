@@ -9,8 +9,8 @@ import pytest
 from openai import AsyncOpenAI
 
 from tests.harness.mcp_tools_fake import FakeMcpTools
+from tests.harness.response_api import MODEL, ServerFactory
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import MODEL, ServerFactory
 from tests.response_api.scripts import answer, call, tool_round
 
 

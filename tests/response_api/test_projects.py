@@ -10,8 +10,8 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
+from tests.harness.response_api import MODEL
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import MODEL
 from tests.response_api.scripts import answer
 from tests.response_api.test_conversations import chat_view, items_of
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,9 +11,9 @@ import orjson
 import pytest
 from openai import AsyncOpenAI
 
+from tests.harness.response_api import MODEL, ServerFactory
 from tests.harness.sandbox import FakeSandbox, SandboxFault
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import MODEL, ServerFactory
 from tests.response_api.scripts import answer, call, tool_round
 from tests.response_api.test_loop import executions
 
@@ -108,3 +109,31 @@ async def test_cancel_during_a_long_sandbox_run(
     assert len(upstream.requests) == 1
     rows = await executions(database_url, created.id)
     assert [(r["tool_name"], r["status"]) for r in rows] == [("python_exec", "cancelled")]
+
+
+async def test_progress_of_a_slow_run_streams_before_its_result(
+    client: AsyncOpenAI, upstream: FakeUpstream, sandbox: FakeSandbox
+) -> None:
+    hold = threading.Event()
+    sandbox.fail(SandboxFault(hold=hold))
+    upstream.enqueue(tool_round(run("print('slow')", "g1")), answer("done"))
+    item_ids: list[Any] = []
+    async with client.responses.stream(model=MODEL, input="run it") as stream:
+        types: list[str] = []
+        async for event in stream:
+            kind: str = event.type  # ours is not among the SDK's event names
+            types.append(kind)
+            if kind == "response.output_item.added":
+                added: Any = event
+                item_ids.append(added.item.id)
+            if kind == "response.mcp_call.progress" and not hold.is_set():
+                first: Any = event
+                assert first.item_id == item_ids[0] and first.output_index == 0
+                assert (first.progress, first.total, first.message) == (0, 30.0, "python_exec: started")
+                hold.set()  # the sandbox answers only once progress has reached the client
+        final = await stream.get_final_response()
+    assert stdout(final.output[0]) == "slow\n"
+    progress = types.index("response.mcp_call.progress")
+    assert (
+        types.index("response.mcp_call.in_progress") < progress < types.index("response.mcp_call.completed")
+    )

@@ -9,8 +9,8 @@ import openai
 from openai import AsyncOpenAI
 from openai.types.responses import Response
 
+from tests.harness.response_api import MODEL
 from tests.harness.upstream import FakeUpstream, Reply
-from tests.response_api.conftest import MODEL
 from tests.response_api.scripts import answer, call, tool_round
 
 

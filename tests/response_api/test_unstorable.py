@@ -6,8 +6,8 @@ import json
 
 import httpx
 
+from tests.harness.response_api import MODEL
 from tests.harness.upstream import FakeUpstream
-from tests.response_api.conftest import MODEL
 
 
 def test_unstorable_text_and_impossible_ids(

@@ -6,8 +6,8 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
+from tests.harness.response_api import MODEL
 from tests.harness.upstream import FakeUpstream, Reply
-from tests.response_api.conftest import MODEL
 from tests.response_api.scripts import answer, call, tool_round
 
 

@@ -13,6 +13,7 @@ from apps.gateway.routes import AppName
 from apps.smoke import passed, print_table, run_smoke
 from tests.harness.server import serve_local
 from tests.harness.upstream import FakeUpstream, Reply
+from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.response_api.scripts import answer, call, tool_round
 
 
@@ -30,7 +31,7 @@ async def test_every_step_passes_against_the_local_apps(
 ) -> None:
     script_a_user_session(upstream)
     with serve_local(database_url, s3_endpoint, tmp_path, model_url=upstream.base_url) as (url, _):
-        async with httpx.AsyncClient(base_url=url) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT) as http:
             token = (await http.post("/v1/auth/guest-login")).json()["access_token"]
             results = await run_smoke(url, credential=token, timeout=120)
             table = io.StringIO()

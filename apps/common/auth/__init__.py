@@ -2,10 +2,9 @@
 
 from apps.common.auth.principal import (
     Authenticator,
-    OptionalPrincipalDep,
     Principal,
     PrincipalDep,
     require_admin,
 )
 
-__all__ = ["Authenticator", "OptionalPrincipalDep", "Principal", "PrincipalDep", "require_admin"]
+__all__ = ["Authenticator", "Principal", "PrincipalDep", "require_admin"]

@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 
 from apps.common.auth.jwks import JWKSVerifier, TokenError
 from apps.common.errors import APIError
+from apps.common.state import app_state
 
 API_KEY_PREFIX = "sk_"
 MAX_API_KEY_LENGTH = 256
@@ -63,6 +64,12 @@ class APIKeyResolver(Protocol):
     async def resolve(self, api_key: str) -> Principal | None: ...
 
 
+class GuestSessions(Protocol):
+    async def guest_ended(self, principal: Principal) -> bool:
+        """Whether this guest was upgraded to an account since (its guest tokens are refused)."""
+        ...
+
+
 def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
     roles: set[str] = set()
     realm_access = claims.get("realm_access")
@@ -85,9 +92,15 @@ def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
 class Authenticator:
     """Turns request credentials into a `Principal`, or a 401 in the OpenAI envelope."""
 
-    def __init__(self, verifier: JWKSVerifier, api_keys: APIKeyResolver | None = None) -> None:
+    def __init__(
+        self,
+        verifier: JWKSVerifier,
+        api_keys: APIKeyResolver | None = None,
+        guests: GuestSessions | None = None,
+    ) -> None:
         self.verifier = verifier
         self.api_keys = api_keys
+        self.guests = guests
 
     async def authenticate(self, authorization: str | None, api_key_header: str | None) -> Principal:
         credential = _bearer(authorization) or (api_key_header or "").strip()
@@ -99,7 +112,10 @@ class Authenticator:
             claims = await self.verifier.verify(credential)
         except TokenError as exc:
             raise unauthorized(f"Invalid bearer token: {exc}.", code="invalid_token") from exc
-        return principal_from_claims(claims, credential)
+        principal = principal_from_claims(claims, credential)
+        if principal.is_guest and self.guests is not None and await self.guests.guest_ended(principal):
+            raise guest_session_ended()
+        return principal
 
     async def _api_key(self, credential: str) -> Principal:
         if self.api_keys is None:
@@ -116,6 +132,13 @@ def unauthorized(message: str, *, code: str = "unauthorized") -> APIError:
     return APIError(401, message, code=code, headers={"WWW-Authenticate": "Bearer"})
 
 
+def guest_session_ended() -> APIError:
+    return unauthorized(
+        "This guest session has ended: the guest became a registered account. Sign in again.",
+        code="guest_session_ended",
+    )
+
+
 def _bearer(authorization: str | None) -> str | None:
     if not authorization:
         return None
@@ -129,7 +152,7 @@ async def get_principal(request: Request) -> Principal:
     known: Principal | None = getattr(request.state, "principal", None)
     if known is not None:  # already checked by the route guard (`apps.common.guard`)
         return known
-    authenticator: Authenticator = request.app.state.authenticator
+    authenticator = app_state(request, "authenticator", Authenticator)
     principal = await authenticator.authenticate(
         request.headers.get("authorization"), request.headers.get("x-api-key")
     )
@@ -137,14 +160,7 @@ async def get_principal(request: Request) -> Principal:
     return principal
 
 
-async def get_optional_principal(request: Request) -> Principal | None:
-    if not request.headers.get("authorization") and not request.headers.get("x-api-key"):
-        return None
-    return await get_principal(request)
-
-
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
-OptionalPrincipalDep = Annotated[Principal | None, Depends(get_optional_principal)]
 
 
 async def require_admin(principal: PrincipalDep) -> Principal:

@@ -12,6 +12,14 @@ provably fresh:
   than `FRESH_SECONDS` ago; otherwise the key is asked about again (and an unreachable llm-api is a
   503, never a stale yes).
 
+The same feed names guests that became registered accounts (`ended_guests`, subjects): their guest
+tokens must stop working everywhere, although a JWT is checked locally. While guest tokens are seen
+(and for `GUEST_WATCH_SECONDS` after), the feed is followed as for keys; a guest token is trusted
+only when the feed was read less than `FRESH_SECONDS` ago, else the feed is read first (from
+`GUEST_LOOKBACK_SECONDS` back when the watch starts, which must exceed the guest access-token
+lifetime). A registered account's subject is the guest's, so only tokens with the `guest` role are
+refused; cached keys of such a subject are dropped so they come back with the `user` role.
+
 Why a feed over HTTP rather than Postgres `LISTEN`/`NOTIFY`: in a cluster each app has its own
 database (see `infra/database.py`), and a notification does not cross databases; the feed works
 wherever the validation endpoint does, with the same internal token. Polling runs only while there
@@ -40,6 +48,8 @@ REVOCATIONS_PATH = "/internal/api-keys/revocations"  # llm-api's route (its acce
 POLL_SECONDS = 0.25
 FRESH_SECONDS = 0.8
 _MAX_ENTRIES = 10_000
+GUEST_WATCH_SECONDS = 60.0
+GUEST_LOOKBACK_SECONDS = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,35 @@ class RemoteAPIKeyResolver:
         self._polled = float("-inf")  # monotonic start of the last successful feed read
         self._poller: asyncio.Task[None] | None = None
         self._feed_failing = False
+        self._ended_guests: dict[str, float] = {}  # subject -> monotonic time it may be forgotten
+        self._guest_watch = float("-inf")  # monotonic time until which the feed is followed for guests
+        self._guests_synced = False  # ended guests read from the look-back start of the current watch
+        self._sync_lock = asyncio.Lock()
+
+    async def guest_ended(self, principal: Principal) -> bool:
+        if not self._headers:
+            return False  # no internal token, no feed (nor key checks): guest tokens live out their time
+        self._guest_watch = time.monotonic() + GUEST_WATCH_SECONDS
+        if not self._guests_fresh():
+            async with self._sync_lock:
+                if not self._guests_fresh():
+                    await self._sync_guests()
+            self._follow()
+        return principal.subject in self._ended_guests
+
+    def _guests_fresh(self) -> bool:
+        return self._guests_synced and time.monotonic() - self._polled < FRESH_SECONDS
+
+    async def _sync_guests(self) -> None:
+        cursor = self._cursor
+        since = cursor if self._guests_synced and cursor is not None else time.time() - GUEST_LOOKBACK_SECONDS
+        started = time.monotonic()
+        try:
+            await self._read_feed(since)
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise APIError(503, "Session checks are unavailable; try again shortly.") from exc
+        self._polled = started
+        self._guests_synced = True
 
     async def resolve(self, api_key: str) -> Principal | None:
         digest = key_digest(api_key)
@@ -120,10 +159,16 @@ class RemoteAPIKeyResolver:
             await asyncio.sleep(POLL_SECONDS)
             now = time.monotonic()
             live = [e for e in self._cache.values() if e.principal is not None and e.expires > now]
-            if not live:
+            if not live and self._guest_watch <= now:
                 self._cursor = None  # nothing to drop; the next cached key starts a new watch
+                self._guests_synced = False
                 return
-            since = self._cursor if self._cursor is not None else min(e.fetched_wall for e in live)
+            if self._cursor is not None:
+                since = self._cursor
+            elif live:
+                since = min(e.fetched_wall for e in live)
+            else:
+                since = time.time() - GUEST_LOOKBACK_SECONDS
             try:
                 await self._read_feed(since)
             except (httpx.HTTPError, ValueError, KeyError) as exc:
@@ -139,6 +184,13 @@ class RemoteAPIKeyResolver:
         response.raise_for_status()
         data = response.json()
         self.forget([str(digest) for digest in data["revoked"]])
+        ended = {str(subject) for subject in data.get("ended_guests", [])}
+        if ended:
+            now = time.monotonic()
+            if len(self._ended_guests) > _MAX_ENTRIES:  # past the look-back, no guest token is left
+                self._ended_guests = {s: t for s, t in self._ended_guests.items() if t > now}
+            self._ended_guests.update(dict.fromkeys(ended, now + GUEST_LOOKBACK_SECONDS))
+            self.forget([d for d, e in self._cache.items() if e.principal and e.principal.subject in ended])
         self._cursor = float(data["until"])
 
     async def _ask(self, api_key: str) -> Principal | None:

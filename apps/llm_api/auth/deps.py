@@ -5,32 +5,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from apps.common.auth.principal import PrincipalDep
+from apps.common.state import optional_state_dependency, state_dependency
 from apps.llm_api.auth.services.api_keys import APIKeyStore
 from apps.llm_api.auth.services.tokens import SessionIssuer
 from apps.llm_api.auth.services.users import UserDirectory, UserRecord
 
-
-def get_users(request: Request) -> UserDirectory:
-    users: UserDirectory = request.app.state.users
-    return users
-
-
-def get_api_keys(request: Request) -> APIKeyStore:
-    store: APIKeyStore = request.app.state.api_keys
-    return store
-
-
-def get_session_issuer(request: Request) -> SessionIssuer | None:
-    issuer: SessionIssuer | None = request.app.state.session_issuer
-    return issuer
-
-
-UsersDep = Annotated[UserDirectory, Depends(get_users)]
-APIKeysDep = Annotated[APIKeyStore, Depends(get_api_keys)]
-SessionIssuerDep = Annotated[SessionIssuer | None, Depends(get_session_issuer)]
+UsersDep = Annotated[UserDirectory, Depends(state_dependency("users", UserDirectory))]
+APIKeysDep = Annotated[APIKeyStore, Depends(state_dependency("api_keys", APIKeyStore))]
+SessionIssuerDep = Annotated[
+    SessionIssuer | None,
+    Depends(optional_state_dependency("session_issuer", SessionIssuer)),
+]
 
 
 async def get_current_user(principal: PrincipalDep, users: UsersDep) -> UserRecord:

@@ -96,3 +96,39 @@ class RevokedKeys(BaseModel):
 
     revoked: list[str]
     until: float
+    # Subjects of guests that became registered accounts: refuse their tokens with the `guest` role.
+    ended_guests: list[str] = []
+
+
+class LoginTokens(TokenResponse):
+    """What `GET /v1/auth/callback` answers when the login named no redirect target."""
+
+    id_token: str
+    user: UserObject
+
+
+class SessionRequest(StrictModel):
+    """`POST /v1/auth/logout` and `POST /v1/auth/revoke`: the refresh token is the credential."""
+
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=16_384)]
+
+
+class SessionEnded(BaseModel):
+    object: Literal["auth.session"] = "auth.session"
+    status: Literal["logged_out", "revoked"]
+
+
+class UpgradeRequest(StrictModel):
+    """Either an email and a password (a new account at the identity provider), or the `id_token`
+    of a login just made (`/v1/auth/callback`) whose identity the guest takes over."""
+
+    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)] | None = (
+        None
+    )
+    password: Annotated[str, StringConstraints(min_length=8, max_length=256)] | None = None
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)] | None = None
+    id_token: Annotated[str, StringConstraints(min_length=1, max_length=16_384)] | None = None
+
+
+class UpgradeResponse(TokenResponse):
+    user: UserObject

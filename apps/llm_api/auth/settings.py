@@ -45,3 +45,26 @@ class KeycloakSettings(BaseModel):
     audience: str | None = None
     guest_role: str = "guest"
     timeout_seconds: float = Field(10.0, gt=0)
+
+
+class OIDCSettings(BaseModel):
+    """Browser login: llm-api as an OpenID Connect client (authorization code + PKCE S256).
+
+    `discovery_url` is the provider's `/.well-known/openid-configuration` as llm-api reaches it (in a
+    cluster Keycloak's in-cluster address, whose document names the public endpoints for browsers).
+    `callback_url` is `/v1/auth/callback` as browsers reach it; it must be a redirect URI of the client
+    at the provider. `allowed_redirects` are the only places a finished login may send the browser
+    (exact URLs); a login without one answers the tokens as JSON.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    discovery_url: str
+    callback_url: str
+    client_id: str = "jan-client"
+    # Only for a confidential client; the realm's `jan-client` is public and relies on PKCE.
+    client_secret: SecretStr | None = None
+    allowed_redirects: tuple[str, ...] = ()
+    scope: str = "openid profile email"
+    login_ttl_seconds: int = Field(600, ge=30, le=3600)
+    timeout_seconds: float = Field(10.0, gt=0)

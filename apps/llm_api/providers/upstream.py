@@ -1,9 +1,8 @@
 """Calls to a provider's `/chat/completions`: aiohttp, with the one retry that is always safe.
 
-Why aiohttp here when the rest of the platform uses httpx: this is the token path. Measured on the
-dev machine (uvloop, loopback), httpx costs ~0.67 ms of CPU per request and ~0.22 ms per streamed
-chunk read, aiohttp ~0.14 ms and ~0.10 ms (its HTTP parser is C). LiteLLM made the same switch for
-the same reason. Trace context is propagated by hand (`traceparent`), since no instrumentation wraps
+Why aiohttp here when the rest of the platform uses httpx: this is the token path (measured, see
+`apps.common.http`, which also classifies its errors). LiteLLM made the same switch for the same
+reason. Trace context is propagated by hand (`traceparent`), since no instrumentation wraps
 this client, and our request id goes along as `X-Request-Id`.
 
 A request is retried once when it failed before any response byte arrived: the connection could not
@@ -23,13 +22,13 @@ import orjson
 from opentelemetry.propagate import inject
 
 from apps.common.errors import APIError
+from apps.common.http import transport_failure
 from apps.common.logs import request_id_var
 from apps.llm_api.providers.registry import ModelRoute
 
 log = logging.getLogger(__name__)
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
-_RETRY_ERRORS = (aiohttp.ClientConnectionError,)  # connect failures, resets, server disconnects
 
 
 class StreamBroken(Exception):
@@ -51,9 +50,12 @@ class UpstreamResponse:
     async def read(self) -> bytes:
         try:
             return await self._response.read()
-        except TimeoutError as exc:
-            raise APIError(504, "The model did not answer in time.", code="upstream_timeout") from exc
-        except aiohttp.ClientError as exc:
+        except Exception as exc:
+            failure = transport_failure(exc)
+            if failure == "timeout":
+                raise APIError(504, "The model did not answer in time.", code="upstream_timeout") from exc
+            if failure is None:
+                raise
             raise APIError(
                 502, "The connection to the model was lost.", code="upstream_disconnected"
             ) from exc
@@ -63,9 +65,13 @@ class UpstreamResponse:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except TimeoutError as exc:
-            raise StreamBroken("upstream_timeout", "The model stopped sending tokens (timed out).") from exc
-        except aiohttp.ClientError as exc:
+        except Exception as exc:
+            failure = transport_failure(exc)
+            if failure == "timeout":
+                message = "The model stopped sending tokens (timed out)."
+                raise StreamBroken("upstream_timeout", message) from exc
+            if failure is None:
+                raise
             raise StreamBroken(
                 "upstream_disconnected", "The connection to the model was lost mid-stream."
             ) from exc
@@ -96,17 +102,18 @@ async def open_chat(session: aiohttp.ClientSession, route: ModelRoute, body: byt
     for attempt in (1, 2):
         try:
             response = await session.post(route.provider.chat_url, data=body, headers=headers)
-        except TimeoutError as exc:  # first: aiohttp's read timeout is also a connection error
-            raise APIError(
-                504, f"The model provider '{route.provider.name}' timed out.", code="upstream_timeout"
-            ) from exc
-        except _RETRY_ERRORS as exc:
-            if attempt == 1:
+        except Exception as exc:
+            failure = transport_failure(exc)
+            if failure == "timeout":
+                raise APIError(
+                    504, f"The model provider '{route.provider.name}' timed out.", code="upstream_timeout"
+                ) from exc
+            if failure is not None and attempt == 1:  # nothing reached the model: always safe
                 log.info("retrying upstream", extra={"provider": route.provider.name, "error": repr(exc)})
                 continue
-            raise upstream_unreachable(route, exc) from exc
-        except aiohttp.ClientError as exc:
-            raise upstream_unreachable(route, exc) from exc
+            if failure is not None or isinstance(exc, aiohttp.ClientError):
+                raise upstream_unreachable(route, exc) from exc
+            raise
         if response.status in _RETRY_STATUSES and attempt == 1:
             response.close()
             log.info("retrying upstream", extra={"provider": route.provider.name, "status": response.status})

@@ -12,15 +12,17 @@ conversation is a 404.
   previous one reads its history from response-api's store, but its project from here).
 - `POST …/{id}/items`: one response's input and output items, appended in one transaction with their
   ids kept. A conversation without a title gets one from the first user message, as chat turns do.
+  An `Idempotency-Key` (response-api sends the response id) makes a repeated append store nothing:
+  response-api retries an append whose answer it did not get, so the turn is stored exactly once.
 - `POST …/import`: a conversation from response-api's former own store, with its id, owner and age
   (see response-api's migration 0003). Repeating an import is harmless.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Header
 
 from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
@@ -72,14 +74,18 @@ async def replay_items(
 
 @router.post("/{conversation_id}/items")
 async def append_items(
-    conversation_id: str, body: AppendItems, principal: PrincipalDep, store: ConversationsDep
+    conversation_id: str,
+    body: AppendItems,
+    principal: PrincipalDep,
+    store: ConversationsDep,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=64)] = None,
 ) -> dict[str, Any]:
     conversation = await store.get(principal.user_id, conversation_id)
     if conversation is None:
         raise _missing(conversation_id)
     items = [stored_item(item) for item in body.items]
     title = None if conversation.title else _title([item.body for item in items])
-    rows = await store.append_response(conversation, items, title=title)
+    rows = await store.append_response(conversation, items, title=title, key=idempotency_key)
     if rows is None:  # deleted between the lookup and the write
         raise _missing(conversation_id)
     return list_json([item_json(row) for row in rows], False)

@@ -41,7 +41,7 @@ from apps.llm_api.providers.compat import adapt
 from apps.llm_api.providers.registry import ModelRoute, ProviderRegistry
 from apps.llm_api.providers.stream_usage import UsageWatch, prompt_chars
 from apps.llm_api.providers.upstream import open_chat, upstream_failure
-from apps.llm_api.services.conversations import ConversationStore, item_body
+from apps.llm_api.services.conversations import ConversationStore
 from apps.llm_api.services.items import items_to_messages, title_from
 from apps.llm_api.services.media import MediaResolver, has_placeholder
 from apps.llm_api.services.persistence import Turn, TurnWriter
@@ -169,12 +169,11 @@ class ChatService:
                 param="conversation.project_id",
                 code="invalid_value",
             )
-        found = await self.store.get_with_instructions(principal.user_id, ref.id)
+        found = await self.store.conversation_with_history(principal.user_id, ref.id, self.history_max_items)
         if found is None:
             raise APIError(404, f"Conversation '{ref.id}' not found.", param="conversation", code="not_found")
-        conversation, instructions = found
-        items = await self.store.recent_items(conversation.id, self.history_max_items)
-        return conversation, items_to_messages([item_body(row) for row in items]), instructions
+        conversation, history, instructions = found
+        return conversation, items_to_messages(history), instructions
 
     async def _plain(self, prepared: Prepared) -> Response:
         response = await open_chat(self.session, prepared.route, prepared.upstream_body)

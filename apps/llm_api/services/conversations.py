@@ -23,12 +23,14 @@ from types import EllipsisType
 from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from apps.common.ids import random_id
 from apps.llm_api.chat_tables import ConversationRow, ItemRow, ProjectRow
+from apps.llm_api.services import turn_store
 from apps.llm_api.services.items import ItemBody
 from apps.llm_api.services.projects import find_project, project_missing
+from apps.llm_api.services.turn_store import TurnRecord
 
 Order = Literal["asc", "desc"]
 T = TypeVar("T")
@@ -203,37 +205,21 @@ class ConversationStore:
                 return []
             return await self._insert_items(session, locked, items)
 
-    async def record_turn(
-        self, conversation: ConversationRow, items: list[NewItem], *, title: str | None, new: bool
-    ) -> None:
-        """Append one completion's items in one transaction; sets the title if there is none yet.
+    async def conversation_with_history(
+        self, user_id: str, public_id: str, limit: int
+    ) -> tuple[ConversationRow, list[ItemBody], str | None] | None:
+        """The caller's conversation, its recent history and its project's instructions (None without
+        a project), in one round trip (`turn_store.py`)."""
+        return await turn_store.conversation_with_history(self._engine, user_id, public_id, limit)
 
-        A `new` conversation (`conversation: {}` on a stored turn) is inserted here, with its first
-        turn, so a turn that cannot be stored leaves no empty conversation behind.
-        """
-        async with self._sessions() as session, session.begin():
-            if new:
-                project_id = conversation.project_id
-                if project_id is not None and not await find_project(
-                    session, conversation.user_id, project_id, lock=True
-                ):
-                    project_id = None  # deleted while the turn ran: the conversation starts detached
-                row: ConversationRow | None = ConversationRow(
-                    public_id=conversation.public_id,
-                    user_id=conversation.user_id,
-                    title=conversation.title,
-                    metadata_=conversation.metadata_ or {},
-                    project_id=project_id,
-                )
-                session.add(row)
-                await session.flush()
-            else:
-                row = await session.get(ConversationRow, conversation.id, with_for_update=True)
-            if row is None:  # deleted while the completion ran
-                return
-            if title and not row.title:
-                row.title = title
-            await self._insert_items(session, row, items)
+    async def record_turns(self, turns: list[TurnRecord]) -> None:
+        """Several turns in one transaction (group commit, `turn_store.py`)."""
+        await turn_store.write_turns(self._engine, turns)
+
+    @property
+    def _engine(self) -> AsyncEngine:
+        engine: AsyncEngine = self._sessions.kw["bind"]
+        return engine
 
     async def replay_items(self, conversation: ConversationRow, limit: int) -> list[ItemRow]:
         """The last `limit` items of any status, oldest first (what a response continues from)."""
@@ -249,16 +235,39 @@ class ConversationStore:
         return rows
 
     async def append_response(
-        self, conversation: ConversationRow, items: list[NewItem], *, title: str | None
+        self,
+        conversation: ConversationRow,
+        items: list[NewItem],
+        *,
+        title: str | None,
+        key: str | None = None,
     ) -> list[ItemRow] | None:
-        """Append one response's items in one transaction; None if the conversation is gone."""
+        """Append one response's items in one transaction; None if the conversation is gone.
+
+        With an idempotency `key`, an append whose key the conversation already holds (a retry after
+        a lost answer) stores nothing and returns the items stored the first time. The check runs
+        under the conversation's row lock, which every writer of its items takes, so two deliveries
+        of one append cannot both pass it.
+        """
         async with self._sessions() as session, session.begin():
             locked = await session.get(ConversationRow, conversation.id, with_for_update=True)
             if locked is None:
                 return None
+            if key is not None:
+                stored = await session.scalars(
+                    select(ItemRow)
+                    .where(ItemRow.conversation_id == locked.id, ItemRow.append_key == key)
+                    .order_by(ItemRow.sequence)
+                )
+                earlier = list(stored.all())
+                if earlier:
+                    return earlier
             if title and not locked.title:
                 locked.title = title
-            return await self._insert_items(session, locked, items)
+            rows = await self._insert_items(session, locked, items)
+            for row in rows:
+                row.append_key = key
+            return rows
 
     async def import_conversation(
         self, public_id: str, user_id: str, created_at: datetime, items: list[NewItem]

@@ -1,10 +1,11 @@
 """Items a response adds to a conversation, as response-api sends them to the internal routes.
 
 These are OpenAI's Responses item shapes (the ones `conversations.items.list` returns at OpenAI):
-`message`, `function_call`, `function_call_output`, `mcp_call` and `mcp_list_tools`, told apart by
-`type`. Unlike the public `POST /v1/conversations/{id}/items` (OpenAI's 20-item, three-kind surface),
-a response appends all of its items in one call, keeps their ids (so a response's output item and
-the conversation item are the same object), and keeps the OpenAI fields we do not model.
+`message`, `function_call`, `function_call_output`, `mcp_call`, `mcp_list_tools`, and the MCP
+approval pair `mcp_approval_request` / `mcp_approval_response`, told apart by `type`. Unlike the
+public `POST /v1/conversations/{id}/items` (OpenAI's 20-item, three-kind surface), a response
+appends all of its items in one call, keeps their ids (so a response's output item and the
+conversation item are the same object), and keeps the OpenAI fields we do not model.
 """
 
 from __future__ import annotations
@@ -65,10 +66,30 @@ class McpListToolsItem(_Item):
     error: Any = None
 
 
-ResponseItem = Annotated[
-    MessageItem | FunctionCallItem | FunctionCallOutputItem | McpCallItem | McpListToolsItem,
-    Field(discriminator="type"),
-]
+class McpApprovalRequestItem(_Item):
+    type: Literal["mcp_approval_request"]
+    server_label: StrictStr
+    name: StrictStr
+    arguments: StrictStr
+
+
+class McpApprovalResponseItem(_Item):
+    type: Literal["mcp_approval_response"]
+    approval_request_id: StrictStr
+    approve: bool
+    reason: StrictStr | None = None
+
+
+AnyResponseItem = (
+    MessageItem
+    | FunctionCallItem
+    | FunctionCallOutputItem
+    | McpCallItem
+    | McpListToolsItem
+    | McpApprovalRequestItem
+    | McpApprovalResponseItem
+)
+ResponseItem = Annotated[AnyResponseItem, Field(discriminator="type")]
 
 
 class AppendItems(BaseModel):
@@ -97,10 +118,7 @@ class ImportConversation(BaseModel):
     items: list[ImportedItem] = Field(max_length=MAX_ITEMS_PER_IMPORT)
 
 
-def stored_item(
-    item: MessageItem | FunctionCallItem | FunctionCallOutputItem | McpCallItem | McpListToolsItem,
-    created_at: datetime | None = None,
-) -> NewItem:
+def stored_item(item: AnyResponseItem, created_at: datetime | None = None) -> NewItem:
     """The item as a row to insert: its id kept when it has one, everything else in the body."""
     data = item.model_dump()
     body = {"type": item.type, **{k: v for k, v in data.items() if k not in _NOT_IN_BODY}}

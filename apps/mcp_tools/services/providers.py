@@ -37,6 +37,8 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from apps.common.http import transport_failure
+
 log = logging.getLogger(__name__)
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -129,7 +131,7 @@ class ProviderBridge:
 
 
 def _failure_message(provider: ProviderSpec, exc: Exception) -> str:
-    if isinstance(exc, TimeoutError | httpx2.TimeoutException):
+    if transport_failure(exc) == "timeout":
         return (
             f"The '{provider.name}' tool server did not answer within {provider.timeout:g}s; try again later."
         )

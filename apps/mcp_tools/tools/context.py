@@ -15,6 +15,7 @@ from mcp.server.mcpserver import Context
 from starlette.requests import Request
 
 from apps.common.auth.principal import Principal
+from apps.common.state import app_state
 from apps.mcp_tools.services.errors import ToolFailure
 from apps.mcp_tools.services.file_search import FileSearch
 from apps.mcp_tools.services.providers import ProviderBridge
@@ -32,6 +33,8 @@ class ToolServices:
     files: FileSearch
     sandbox: Sandbox
     bridge: ProviderBridge
+    # How often a long tool tells the caller it is still running (`tools/progress.py`).
+    progress_seconds: float = 2.0
 
 
 def request_of(ctx: ToolContext) -> Request:
@@ -42,8 +45,7 @@ def request_of(ctx: ToolContext) -> Request:
 
 
 def services_of(ctx: ToolContext) -> ToolServices:
-    services: ToolServices = request_of(ctx).app.state.tools
-    return services
+    return app_state(request_of(ctx), "tools", ToolServices)
 
 
 def principal_of(ctx: ToolContext) -> Principal:

@@ -16,6 +16,7 @@ from pydantic import Field
 from apps.mcp_tools.services.errors import ToolFailure
 from apps.mcp_tools.services.file_search import IndexRequest, QueryRequest
 from apps.mcp_tools.tools.context import ToolContext, principal_of, services_of
+from apps.mcp_tools.tools.progress import with_progress
 
 MAX_TEXT_CHARS = 2_000_000
 MAX_METADATA_BYTES = 16 * 1024
@@ -69,7 +70,9 @@ async def file_search_index(
         tags=tuple(tags),
         metadata=metadata or {},
     )
-    return await services_of(ctx).files.index(request, principal_of(ctx))
+    services = services_of(ctx)
+    work = services.files.index(request, principal_of(ctx))
+    return await with_progress(ctx, work, what="file_search_index", every=services.progress_seconds)
 
 
 async def file_search_query(

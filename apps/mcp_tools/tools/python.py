@@ -10,6 +10,7 @@ from pydantic import Field
 from apps.mcp_tools.services.errors import ToolFailure
 from apps.mcp_tools.services.sandbox import RunRequest
 from apps.mcp_tools.tools.context import ToolContext, services_of
+from apps.mcp_tools.tools.progress import with_progress
 
 MAX_FILES = 20
 MAX_FILES_CHARS = 1_000_000
@@ -54,7 +55,11 @@ async def python_exec(
     if files:
         _check_files(files)
     request = RunRequest(code=code, language=language, timeout_seconds=timeout, files=files, stdin=stdin)
-    return await services_of(ctx).sandbox.run(request)
+    services = services_of(ctx)
+    limit = min(timeout or services.sandbox.max_timeout_seconds, services.sandbox.max_timeout_seconds)
+    return await with_progress(
+        ctx, services.sandbox.run(request), what="python_exec", every=services.progress_seconds, total=limit
+    )
 
 
 def register(server: MCPServer[Any]) -> None:

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from apps.mcp_tools.services.search import SearchQuery
 from apps.mcp_tools.tools.context import ToolContext, services_of
+from apps.mcp_tools.tools.progress import with_progress
 
 SEARCH_DESCRIPTION = (
     "Search the web (Google results through Serper, or a SearXNG metasearch instance). Returns ranked "
@@ -72,7 +73,9 @@ async def scrape(
     ctx: ToolContext,
     includeMarkdown: Annotated[bool, Field(description="Also return the page as Markdown.")] = False,
 ) -> dict[str, Any]:
-    return await services_of(ctx).scraper.scrape(url, includeMarkdown)
+    services = services_of(ctx)
+    work = services.scraper.scrape(url, includeMarkdown)
+    return await with_progress(ctx, work, what="scrape", every=services.progress_seconds)
 
 
 def register(server: MCPServer[Any]) -> None:

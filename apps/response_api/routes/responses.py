@@ -1,4 +1,5 @@
-"""`/v1/responses`: create (plain, streamed or background), retrieve, cancel, delete, input items."""
+"""`/v1/responses`: create (plain, streamed or background), retrieve (or stream again), cancel, delete,
+input items."""
 
 from __future__ import annotations
 
@@ -55,8 +56,22 @@ async def _relay(run: ResponseRun, service: ResponseService) -> AsyncIterator[by
 
 
 @router.get("/{response_id}")
-async def get_response(response_id: str, principal: PrincipalDep, service: ServiceDep) -> Response:
-    """A stored response (while it runs, its current state)."""
+async def get_response(
+    response_id: str,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    stream: bool = False,
+    starting_after: Annotated[int | None, Query(ge=0)] = None,
+) -> Response:
+    """A stored response (while it runs, its current state).
+
+    With `stream=true`, a background response created with `stream: true` is streamed again: its
+    `response.*` events after sequence number `starting_after` (all of them without it), then the
+    new ones live until it ends, from whichever replica runs it.
+    """
+    if stream:
+        frames = await service.stream(principal, response_id, starting_after)
+        return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
     return _json(await service.get(principal, response_id))
 
 

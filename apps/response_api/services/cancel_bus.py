@@ -1,11 +1,17 @@
-"""Cancels that cross replicas: Postgres `LISTEN`/`NOTIFY` on one channel.
+"""What crosses replicas: Postgres `LISTEN`/`NOTIFY`, one listening connection per replica.
 
-A response runs on the replica that created it; a cancel request may land on any replica. The one
-that receives it marks the response cancelled and, in the same transaction, sends
-`NOTIFY response_api_cancel, '<response id>'` (see `ResponseStore.mark_cancelled`). Every replica
-keeps one connection listening on that channel and cancels the response if it runs it. The
-listener reconnects if its connection drops; cancels sent meanwhile still mark the response, and the
-running replica finds out only when the listener is back.
+Two channels:
+- `response_api_cancel` (cancels). A response runs on the replica that created it; a cancel request
+  may land on any replica. The one that receives it marks the response cancelled and, in the same
+  transaction, sends `NOTIFY response_api_cancel, '<response id>'` (see
+  `ResponseStore.mark_cancelled`). Every replica cancels the response if it runs it. While the
+  listener reconnects after its connection dropped, cancels still mark the response, and the running
+  replica finds out only when the listener is back.
+- `response_api_events` (stream followers). The replica running a streamed background response
+  writes its events in batches (`services/events.py`); each batch's statement also sends
+  `NOTIFY response_api_events, '<response id>'`, delivered at commit. Followers on every replica wait
+  for that instead of polling; since a notice can be missed while the listener reconnects, they also
+  look again after a quiet interval.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from sqlalchemy.engine import make_url
 log = logging.getLogger(__name__)
 
 CHANNEL = "response_api_cancel"
+EVENTS_CHANNEL = "response_api_events"
 RECONNECT_SECONDS = 1.0
 
 
@@ -28,10 +35,12 @@ def asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-class CancelListener:
-    def __init__(self, url: str, on_cancel: Callable[[str], None]) -> None:
+class NotifyListener:
+    """Calls `handlers[channel](payload)` for every notice on the channels it is given."""
+
+    def __init__(self, url: str, handlers: dict[str, Callable[[str], None]]) -> None:
         self._dsn = asyncpg_dsn(url)
-        self._on_cancel = on_cancel
+        self._handlers = handlers
         self._connection: Any = None
         self._reconnect: asyncio.Task[None] | None = None
         self._closed = False
@@ -41,13 +50,14 @@ class CancelListener:
         try:
             await self.start()
         except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("cancel listener could not connect; retrying", extra={"error": repr(exc)})
+            log.warning("notify listener could not connect; retrying", extra={"error": repr(exc)})
             self._reconnect = asyncio.get_running_loop().create_task(self._reconnect_loop())
 
     async def start(self) -> None:
         self._connection = await asyncpg.connect(self._dsn)
         self._connection.add_termination_listener(self._lost)
-        await self._connection.add_listener(CHANNEL, self._notified)
+        for channel in self._handlers:
+            await self._connection.add_listener(channel, self._notified)
 
     async def stop(self) -> None:
         self._closed = True
@@ -56,12 +66,12 @@ class CancelListener:
         if self._connection is not None and not self._connection.is_closed():
             await self._connection.close()
 
-    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        self._on_cancel(payload)
+    def _notified(self, _connection: Any, _pid: int, channel: str, payload: str) -> None:
+        self._handlers[channel](payload)
 
     def _lost(self, _connection: Any) -> None:
         if not self._closed:
-            log.warning("cancel listener lost its database connection; reconnecting")
+            log.warning("notify listener lost its database connection; reconnecting")
             self._reconnect = asyncio.get_running_loop().create_task(self._reconnect_loop())
 
     async def _reconnect_loop(self) -> None:
@@ -71,4 +81,4 @@ class CancelListener:
                 await self.start()
                 return
             except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("cancel listener could not reconnect", extra={"error": repr(exc)})
+                log.warning("notify listener could not reconnect", extra={"error": repr(exc)})

@@ -13,6 +13,8 @@ what the caller sent.
 
 Errors: a missing conversation is the caller's 404 (`param: conversation`); llm-api being
 unreachable, misconfigured (403 on the internal token) or failing is a 503 with `Retry-After`.
+Appending a response's items is the write behind its acknowledgement: it is idempotent (keyed by
+the response id) and retried through a short llm-api outage (`append`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ import httpx
 import orjson
 
 from apps.common.auth.remote_keys import INTERNAL_TOKEN_HEADER
+from apps.common.durable import durably
 from apps.common.errors import APIError
+from apps.common.http import transport_failure
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 
 
 class ConversationMissing(APIError):
@@ -68,11 +74,33 @@ class Conversations:
         return _instructions(body)
 
     async def append(
-        self, conversation_id: str, items: list[dict[str, Any]], headers: dict[str, str]
+        self,
+        conversation_id: str,
+        items: list[dict[str, Any]],
+        headers: dict[str, str],
+        *,
+        key: str,
+        budget: float,
     ) -> None:
-        """Append a response's items in one write (raises `ConversationMissing` if it is gone)."""
-        await self._call(
-            "POST", self._items_path(conversation_id), headers, json={"items": items}, missing=conversation_id
+        """Append a response's items in one write, exactly once (raises `ConversationMissing` if the
+        conversation is gone).
+
+        `key` (the response id) is sent as `Idempotency-Key`: llm-api stores one append per key, so
+        an attempt whose answer was lost with the connection is simply sent again. llm-api being
+        away (unreachable, or answering 502/503/504) is retried for `budget` seconds, then raises
+        `StorageUnavailable` (a 503, or the stream's `error` event); any other refusal at once.
+        """
+        path = self._items_path(conversation_id)
+        sent = {**headers, IDEMPOTENCY_KEY_HEADER: key}
+
+        async def once() -> None:
+            await self._call("POST", path, sent, json={"items": items}, missing=conversation_id)
+
+        await durably(
+            once,
+            budget=budget,
+            what="the response in its conversation",
+            transient=lambda exc: isinstance(exc, LlmApiAway),
         )
 
     async def import_legacy(self, payload: dict[str, Any]) -> None:
@@ -98,7 +126,9 @@ class Conversations:
         try:
             response = await self._http.request(method, self._base + path, content=content, headers=sent)
         except httpx.HTTPError as exc:
-            raise _unavailable(f"llm-api is unreachable ({exc.__class__.__name__})") from exc
+            if transport_failure(exc) is None:  # not the wire: retrying would not help
+                raise _Unavailable(f"llm-api could not be read ({exc.__class__.__name__})") from exc
+            raise LlmApiAway(f"llm-api is unreachable ({exc.__class__.__name__})") from exc
         if response.status_code == 404 and missing is not None:
             raise ConversationMissing(missing)
         if response.status_code >= 300:
@@ -106,8 +136,22 @@ class Conversations:
         try:
             body: dict[str, Any] = response.json()
         except ValueError as exc:
-            raise _unavailable("llm-api answered something other than JSON") from exc
+            raise _Unavailable("llm-api answered something other than JSON") from exc
         return body
+
+
+class _Unavailable(APIError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            503,
+            f"The conversation store is unavailable: {detail}.",
+            code="conversations_unavailable",
+            headers={"Retry-After": "5"},
+        )
+
+
+class LlmApiAway(_Unavailable):
+    """llm-api could not be reached or said it is away: worth trying again shortly."""
 
 
 def with_project_instructions(
@@ -133,13 +177,7 @@ def _refused(response: httpx.Response) -> APIError:
     status = response.status_code
     if status in (401, 400, 409, 413, 429):  # about the caller or the request: theirs to see
         return APIError(status, message or f"llm-api answered {status}.", code=error.get("code"))
-    return _unavailable(f"conversations are unavailable (llm-api answered {status}: {message or '-'})")
-
-
-def _unavailable(detail: str) -> APIError:
-    return APIError(
-        503,
-        f"The conversation store is unavailable: {detail}.",
-        code="conversations_unavailable",
-        headers={"Retry-After": "5"},
-    )
+    detail = f"conversations are unavailable (llm-api answered {status}: {message or '-'})"
+    if status in (502, 503, 504):  # llm-api or its database is away for now
+        return LlmApiAway(detail)
+    return _Unavailable(detail)

@@ -11,6 +11,9 @@ outputs of earlier responses); `to_messages` turns any such list into chat messa
   tool messages always follow the assistant message that asked for them, as chat servers require.
   (Items do not record which model round they came from; splitting a parallel round into
   call/result pairs is still a valid history.)
+- an `mcp_approval_request` gives no message by itself: approved, its call comes later as an
+  `mcp_call` item; refused, the `mcp_approval_response` that refuses it becomes the call and a tool
+  message saying it was refused (`services/approvals.py`);
 - `mcp_list_tools` items (and any other kind a conversation may hold that a chat model has no
   message for) are kept in the history but give no message.
 """
@@ -68,6 +71,23 @@ def _normalize_item(item: Any, index: int) -> dict[str, Any]:
         if not isinstance(item.get("server_label"), str) or not isinstance(item.get("tools"), list):
             raise bad_request(f"'{param}' needs a string 'server_label' and a list of 'tools'.", param=param)
         return {**item, "id": item.get("id") or random_id("mcpl")}
+    if kind == "mcp_approval_response":
+        if not isinstance(item.get("approval_request_id"), str) or not isinstance(item.get("approve"), bool):
+            raise bad_request(
+                f"'{param}' needs a string 'approval_request_id' and a boolean 'approve'.", param=param
+            )
+        reason = item.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise bad_request(f"'{param}.reason' must be a string.", param=f"{param}.reason")
+        answer = {key: item[key] for key in ("approval_request_id", "approve", "reason") if key in item}
+        return {"id": item.get("id") or random_id("mcpa"), "type": kind, **answer}
+    if kind == "mcp_approval_request":
+        # An earlier output sent back as input (stateless clients replay the whole history).
+        if not all(isinstance(item.get(key), str) for key in ("id", "name", "arguments", "server_label")):
+            raise bad_request(
+                f"'{param}' needs string 'id', 'name', 'arguments' and 'server_label'.", param=param
+            )
+        return {key: item[key] for key in ("id", "type", "name", "arguments", "server_label")}
     raise bad_request(f"'{param}.type' {kind!r} is not supported.", param=f"{param}.type")
 
 
@@ -119,9 +139,20 @@ def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[d
         messages.extend(results)
         results.clear()
 
+    requests: dict[str, dict[str, Any]] = {}
     for item in items:
         kind = item["type"]
-        if kind in ("function_call", "mcp_call"):
+        if kind == "mcp_approval_request":
+            requests[str(item["id"])] = item
+        elif kind == "mcp_approval_response" and not item["approve"]:
+            request = requests.get(str(item["approval_request_id"]))
+            if request is not None:
+                if assistant is None or results:
+                    flush()
+                    assistant = {"role": "assistant", "content": None}
+                assistant.setdefault("tool_calls", []).append(_tool_call(request))
+                results.append(_tool_message(_call_id(request), refusal_text(item)))
+        elif kind in ("function_call", "mcp_call"):
             if assistant is None or results:  # a call after answered calls starts a new turn
                 flush()
                 assistant = {"role": "assistant", "content": None}
@@ -167,6 +198,12 @@ def _chat_message(item: dict[str, Any]) -> dict[str, Any]:
         for part in parts
     ]
     return {"role": role, "content": content}
+
+
+def refusal_text(answer: dict[str, Any]) -> str:
+    """What the model reads for a call the user refused to approve."""
+    reason = answer.get("reason")
+    return "The user did not approve this tool call" + (f": {reason}" if reason else ".")
 
 
 def mcp_result_text(item: dict[str, Any]) -> str:

@@ -3,7 +3,9 @@
 Every model round streams (`stream: true`, usage included), whether or not the caller streams: text
 deltas can then be relayed as they arrive, and a non-streamed response simply ignores them. The
 caller's own credentials go with each request, so llm-api applies the caller's limits and models.
-Chunks are decoded incrementally and only the fields the loop needs are read.
+Chunks are decoded incrementally and only the fields the loop needs are read; a chunk that is not
+the JSON object it should be fails the round as an upstream error (`bad_upstream_response`, 502),
+not as a failure of this server.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class RoundEnd:
 
 ModelEvent = TextDelta | ToolCallDelta | RoundEnd
 
+# The code of a response failed because llm-api's stream could not be read.
+MALFORMED = "bad_upstream_response"
+
 
 class LlmApiError(Exception):
     """llm-api refused or failed the request; `status` is its HTTP status (502 when unreachable)."""
@@ -72,14 +77,21 @@ class LlmClient:
             async for event in aiter_events(response):
                 if event.data == "[DONE]":
                     continue
-                chunk = orjson.loads(event.data)
-                if chunk.get("error"):
-                    raise LlmApiError(502, str(chunk["error"].get("message", "model error")))
-                usage = chunk.get("usage") or usage
-                for choice in chunk.get("choices") or ():
-                    finish = choice.get("finish_reason") or finish
-                    for model_event in _deltas(choice.get("delta") or {}):
-                        yield model_event
+                try:
+                    chunk = orjson.loads(event.data)
+                    if chunk.get("error"):
+                        raise LlmApiError(502, str(chunk["error"].get("message", "model error")))
+                    usage = chunk.get("usage") or usage
+                    model_events: list[ModelEvent] = []
+                    for choice in chunk.get("choices") or ():
+                        finish = choice.get("finish_reason") or finish
+                        model_events.extend(_deltas(choice.get("delta") or {}))
+                except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+                    raise LlmApiError(
+                        502, f"llm-api sent a malformed stream chunk: {event.data[:200]!r}", MALFORMED
+                    ) from exc
+                for model_event in model_events:
+                    yield model_event
             yield RoundEnd(finish, usage)
         except httpx.HTTPError as exc:
             raise LlmApiError(502, f"llm-api stream broke off: {exc.__class__.__name__}") from exc

@@ -10,6 +10,11 @@ Decisions:
 - At most `MAX_TOOL_EXECUTION_DEPTH` rounds of tools run. If the model still asks for tools after
   that, the response ends `incomplete` with reason `max_tool_execution_depth`; the calls it asked
   for are listed with status `incomplete`.
+- An MCP tool that needs approval (`services/approvals.py`) is not run when the model calls it: the
+  call becomes an `mcp_approval_request` item and the response ends `completed` after the round's
+  other calls have run. Calls approved by the request's input run before the first round.
+- A tool's MCP progress notifications are relayed as `response.mcp_call.progress` events while it
+  runs (see `ResponseState.call_progress`).
 - A forced `tool_choice` (`required` or a named tool) applies to the first round only; later rounds
   use `auto`, or the model could never stop calling tools.
 - Tool executions are collected in memory and written with the response's final
@@ -26,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apps.response_api.schemas import CreateResponseRequest, FunctionTool, McpTool
+from apps.response_api.services.approvals import needs_approval
 from apps.response_api.services.items import mcp_result_text, parse_arguments
 from apps.response_api.services.llm import LlmClient, RoundEnd, TextDelta, ToolCallDelta
 from apps.response_api.services.mcp import McpSession, McpToolInfo, ToolAccess, ToolOutcome
@@ -47,6 +53,8 @@ class ToolSet:
     chat_tools: list[dict[str, Any]] = field(default_factory=list)
     functions: set[str] = field(default_factory=set)
     mcp: set[str] = field(default_factory=set)
+    # MCP tools whose calls wait for the caller's approval.
+    approval: set[str] = field(default_factory=set)
     server_label: str = "jan"
 
     @classmethod
@@ -63,11 +71,13 @@ class ToolSet:
                 tools.chat_tools.append({"type": "function", "function": function})
                 tools.functions.add(tool.name)
         allowed = _allowed_mcp_names(request)
+        mcp_tools = [tool for tool in request.tools or () if isinstance(tool, McpTool)]
         for info in listed:
             if info.name not in tools.functions and (allowed is None or info.name in allowed):
                 tools.chat_tools.append(info.chat_tool())
                 tools.mcp.add(info.name)
-        mcp_tools = [tool for tool in request.tools or () if isinstance(tool, McpTool)]
+                if needs_approval(mcp_tools, info):
+                    tools.approval.add(info.name)
         if mcp_tools:
             tools.server_label = mcp_tools[0].server_label
         return tools
@@ -86,6 +96,7 @@ class _Call:
     index: int
     call_id: str
     name: str
+    kind: str = "mcp_call"
 
 
 @dataclass
@@ -132,7 +143,7 @@ class ToolLoop:
                 reason = "max_output_tokens" if model_round.finish_reason == "length" else None
                 state.finish("incomplete" if reason else "completed", reason=reason)
                 return
-            server_calls = [call for call in model_round.calls if call.name not in tools.functions]
+            server_calls = [call for call in model_round.calls if call.kind == "mcp_call"]
             if server_calls and depth >= self._limits.max_depth:
                 for call in server_calls:
                     state.call_skipped(call.index)
@@ -147,7 +158,7 @@ class ToolLoop:
                 for c in server_calls
             )
             if len(server_calls) < len(model_round.calls):
-                state.finish("completed")  # the client runs its function calls
+                state.finish("completed")  # the client runs its function calls, or approves calls
                 return
             depth += 1
 
@@ -181,8 +192,23 @@ class ToolLoop:
     def _open_call(state: ResponseState, event: ToolCallDelta, tools: ToolSet) -> _Call:
         name = event.name or ""
         call_id = event.call_id or f"call_{event.index}_{len(state.output)}"
-        kind = "function_call" if name in tools.functions else "mcp_call"
-        return _Call(state.open_call(kind, call_id, name, tools.server_label), call_id, name)
+        if name in tools.functions:
+            kind = "function_call"
+        elif name in tools.approval:
+            kind = "mcp_approval_request"
+        else:
+            kind = "mcp_call"
+        return _Call(state.open_call(kind, call_id, name, tools.server_label), call_id, name, kind)
+
+    async def run_approved(
+        self, state: ResponseState, requests: list[dict[str, Any]], tools: ToolSet, access: ToolAccess | None
+    ) -> None:
+        """Run the calls the caller approved (their results join the output, for the model to read)."""
+        if not requests:
+            return
+        calls = [_Call(state.approved_call(r), str(r["id"]), str(r["name"])) for r in requests]
+        session = await access.session() if access and any(c.name in tools.mcp for c in calls) else None
+        await self._run_tools(state, calls, tools, session, parallel=True)
 
     async def _run_tools(
         self,
@@ -209,7 +235,7 @@ class ToolLoop:
         clock = time.perf_counter()
         try:
             raw_arguments = state.output[call.index]["arguments"]
-            outcome = await self._execute(call, raw_arguments, tools, session, row)
+            outcome = await self._execute(state, call, raw_arguments, tools, session, row)
         except asyncio.CancelledError:
             row.update(status="cancelled", error_message="The response was cancelled during the call.")
             raise
@@ -242,7 +268,13 @@ class ToolLoop:
         return row
 
     async def _execute(
-        self, call: _Call, raw_arguments: str, tools: ToolSet, session: McpSession | None, row: dict[str, Any]
+        self,
+        state: ResponseState,
+        call: _Call,
+        raw_arguments: str,
+        tools: ToolSet,
+        session: McpSession | None,
+        row: dict[str, Any],
     ) -> ToolOutcome:
         try:
             row["arguments"] = parse_arguments(raw_arguments)
@@ -251,7 +283,13 @@ class ToolLoop:
             return _failure(f"The arguments for '{call.name}' are not a JSON object.")
         if call.name not in tools.mcp or session is None:
             return _failure(f"Tool '{call.name}' is not available.")
-        return await session.call(call.name, row["arguments"], timeout=self._limits.tool_timeout)
+
+        async def report(progress: float, total: float | None, message: str | None) -> None:
+            state.call_progress(call.index, progress, total, message)
+
+        return await session.call(
+            call.name, row["arguments"], timeout=self._limits.tool_timeout, progress=report
+        )
 
 
 def _failure(message: str) -> ToolOutcome:

@@ -40,8 +40,11 @@ import httpx2
 import orjson
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp_types import DiscoverResult
+
+from apps.common.http import transport_failure
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class McpToolInfo:
     name: str
     description: str | None
     input_schema: dict[str, Any]
+    read_only: bool | None = None  # the tool's MCP `readOnlyHint`, which approval filters may name
 
     def chat_tool(self) -> dict[str, Any]:
         function: dict[str, Any] = {"name": self.name, "parameters": self.input_schema}
@@ -116,7 +120,7 @@ class McpConnector:
                 yield McpSession(session)
         except BaseExceptionGroup as group:
             cause = _sole(group)
-            if isinstance(cause, httpx2.TransportError):
+            if transport_failure(cause) is not None:
                 raise McpUnavailable(repr(cause)) from cause
             raise cause from None
 
@@ -159,15 +163,26 @@ class McpSession:
         while True:
             params = {"cursor": cursor} if cursor else None
             result = await self._session.list_tools(params=params)  # type: ignore[arg-type]
-            tools.extend(McpToolInfo(t.name, t.description, t.input_schema) for t in result.tools)
+            tools.extend(
+                McpToolInfo(
+                    t.name,
+                    t.description,
+                    t.input_schema,
+                    t.annotations.read_only_hint if t.annotations else None,
+                )
+                for t in result.tools
+            )
             cursor = result.next_cursor
             if not cursor:
                 return tools
 
-    async def call(self, name: str, arguments: dict[str, Any], *, timeout: float) -> ToolOutcome:
+    async def call(
+        self, name: str, arguments: dict[str, Any], *, timeout: float, progress: ProgressFnT | None = None
+    ) -> ToolOutcome:
+        """Call a tool; `progress` receives the server's progress notifications for it, if any."""
         try:
             async with asyncio.timeout(timeout):
-                result = await self._session.call_tool(name, arguments)
+                result = await self._session.call_tool(name, arguments, progress_callback=progress)
         except TimeoutError:
             message = f"Tool '{name}' did not finish within {timeout:g} s."
             return ToolOutcome(None, {"type": "mcp_protocol_error", "code": TIMEOUT_CODE, "message": message})

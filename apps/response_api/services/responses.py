@@ -13,7 +13,8 @@ Decisions:
   response's, or a new one created in llm-api at the start) and reports it in `conversation.id`.
 - A stored response that ends `completed` or `incomplete` appends its input and output items to its
   conversation, in OpenAI's item shapes, before its own row is written (one llm-api transaction,
-  not retried: a lost answer could otherwise add the turn twice). If llm-api cannot take them, that
+  keyed by the response id so a retry after a lost answer stores nothing twice, and retried through
+  a short llm-api outage like any storage write). If llm-api cannot take them, that
   is a storage failure like any other (below): the client gets a 503 or an SSE `error` and the
   response is not stored; a background response is stored `failed` (`conversation_unavailable`),
   since nobody is waiting to be told. A conversation deleted meanwhile is simply not written to.
@@ -22,10 +23,13 @@ Decisions:
   history or the input already holds one for that server label, as at OpenAI.
 - A foreground response is written once, when it ends; a background one also when it starts, so
   it can be polled. (A foreground response that is still running is therefore visible, and
-  cancellable, only on the replica that runs it.)
+  cancellable, only on the replica that runs it.) A background response created with `stream: true`
+  also keeps its events (`services/events.py`), so `GET /v1/responses/{id}?stream=true&starting_after=N`
+  can replay and follow it on any replica; others are refused with a 400 there, as at OpenAI.
 - Durability: the client is acknowledged only for what is stored. The background insert comes before
   the 200 that returns the id; the final write (state, input items, tool executions, new
-  conversation: one transaction) comes before the plain 200 and before the stream's terminal event.
+  conversation, the last logged events: one transaction) comes before the plain 200 and before the
+  stream's terminal event.
   Writes are retried through a short outage (`STORAGE_RETRY_SECONDS`); past that the client gets a
   503 or an SSE `error` event and nothing was written. A background response's end, which nobody
   waits for, is retried for longer (`BACKGROUND_STORAGE_RETRY_SECONDS`).
@@ -41,28 +45,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from apps.common.auth.principal import Principal
 from apps.common.durable import durably
 from apps.common.errors import APIError, bad_request
-from apps.common.ids import random_id
 from apps.response_api.schemas import CreateResponseRequest, McpTool, check_tools
+from apps.response_api.services.approvals import approved_requests
+from apps.response_api.services.body import error_body, initial_body
 from apps.response_api.services.conversations import (
     ConversationMissing,
     Conversations,
     with_project_instructions,
 )
+from apps.response_api.services.events import EventHub, EventLog, Frame, follow
 from apps.response_api.services.items import normalize_input, to_messages
 from apps.response_api.services.llm import LlmApiError, LlmClient
 from apps.response_api.services.loop import Executions, Limits, ToolLoop, ToolSet
 from apps.response_api.services.mcp import McpConnector, McpToolInfo, McpUnavailable, ToolAccess, ToolCatalog
 from apps.response_api.services.runs import Run, RunRegistry
 from apps.response_api.services.state import EventQueue, ResponseState
-from apps.response_api.services.store import ResponseStore
+from apps.response_api.services.store import RUNNING, ResponseStore
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +82,26 @@ class ServiceConfig:
     tools_cache_seconds: float
     storage_budget: float = 10.0
     background_storage_budget: float = 120.0
+    event_flush_seconds: float = 0.05
+    follow_quiet_seconds: float = 10.0
 
 
-@dataclass(eq=False)
+class ToolsUnavailable(Exception):
+    """The request names MCP tools and mcp-tools could not list them: the response fails (502)."""
+
+
+@dataclass(eq=False, kw_only=True)
 class ResponseRun(Run):
-    request: CreateResponseRequest | None = None
-    principal: Principal | None = None
-    messages: list[dict[str, Any]] | None = None
-    input_items: list[dict[str, Any]] = field(default_factory=list)
-    listed_labels: frozenset[str] = frozenset()
+    request: CreateResponseRequest
+    principal: Principal
+    # Earlier items (the previous responses' chain, or the conversation) and this request's input.
+    history: list[dict[str, Any]]
+    input_items: list[dict[str, Any]]
+    # Approval requests of the history that this input approves: they run before the first round.
+    approved: list[dict[str, Any]]
+    # The instructions of the conversation's project, put before the request's own.
+    project_instructions: str | None
+    listed_labels: frozenset[str]
     events: EventQueue | None = None
     refused: LlmApiError | None = None
     # Set when the final state could not be stored: the client is told this instead of the response.
@@ -96,7 +113,8 @@ class ResponseService:
         self,
         *,
         store: ResponseStore,
-        registry: RunRegistry,
+        registry: RunRegistry[ResponseRun],
+        hub: EventHub,
         llm: LlmClient,
         conversations: Conversations,
         mcp: McpConnector,
@@ -105,6 +123,7 @@ class ResponseService:
         self._store = store
         self._conversations = conversations
         self._registry = registry
+        self._hub = hub
         self._llm = llm
         self._mcp = mcp
         self._config = config
@@ -139,7 +158,11 @@ class ResponseService:
                 project_instructions = await conversations.project_instructions(conversation_id, headers)
         elif conversation_id:
             history, project_instructions = await self._conversations.history(conversation_id, headers)
-        body = self._initial_body(request)
+        approved = approved_requests(history, input_items)
+        body = initial_body(
+            request, offer_mcp=self._config.offer_mcp_by_default, server_label=self._config.server_label
+        )
+        logged = request.background and request.stream
         if request.store:
             if conversation_id is None:
                 conversation_id = await self._conversations.create(headers)
@@ -147,7 +170,7 @@ class ResponseService:
         if request.background:
 
             async def insert() -> None:
-                await self._store.insert(body, input_items, principal.user_id)
+                await self._store.insert(body, input_items, principal.user_id, event_log=logged)
 
             await durably(
                 insert,
@@ -155,16 +178,17 @@ class ResponseService:
                 what="this response",
                 committed=lambda: self._store.exists(body["id"]),
             )
+        log = self._event_log(str(body["id"])) if logged else None
         run = ResponseRun(
-            ResponseState(body),
-            principal.user_id,
-            request.background,
+            state=ResponseState(body, log),
+            user_id=principal.user_id,
+            background=request.background,
             request=request,
             principal=principal,
-            messages=with_project_instructions(
-                to_messages([*history, *input_items], request.instructions), project_instructions
-            ),
+            history=history,
+            project_instructions=project_instructions,
             input_items=input_items,
+            approved=approved,
             listed_labels=frozenset(
                 str(item.get("server_label"))
                 for item in (*history, *input_items)
@@ -176,42 +200,13 @@ class ResponseService:
         self._registry.start(run, self._execute)
         return run
 
-    def _initial_body(self, request: CreateResponseRequest) -> dict[str, Any]:
-        if request.tools:
-            tools = [tool.model_dump(exclude_none=True) for tool in request.tools]
-        elif self._config.offer_mcp_by_default:
-            tools = [{"type": "mcp", "server_label": self._config.server_label, "require_approval": "never"}]
-        else:
-            tools = []
-        return {
-            "id": random_id("resp"),
-            "object": "response",
-            "created_at": int(time.time()),
-            "status": "queued" if request.background else "in_progress",
-            "background": request.background,
-            "model": request.model,
-            "instructions": request.instructions,
-            "output": [],
-            "error": None,
-            "incomplete_details": None,
-            "metadata": request.metadata or {},
-            "parallel_tool_calls": request.parallel_tool_calls,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "max_output_tokens": request.max_output_tokens,
-            "previous_response_id": request.previous_response_id,
-            "conversation": None,
-            "tool_choice": request.tool_choice or "auto",
-            "tools": tools,
-            "text": request.text or {"format": {"type": "text"}},
-            "store": request.store,
-            "user": request.user,
-            "usage": None,
-            "completed_at": None,
-        }
+    def _event_log(self, response_id: str) -> EventLog:
+        async def write(events: list[Frame]) -> None:
+            await self._store.append_events(response_id, events)
 
-    async def _execute(self, run: Run) -> None:
-        assert isinstance(run, ResponseRun) and run.request and run.principal and run.messages is not None
+        return EventLog(write, self._config.event_flush_seconds)
+
+    async def _execute(self, run: ResponseRun) -> None:
         state, request = run.state, run.request
         headers = run.principal.forward_headers()
         executions: Executions = []
@@ -229,13 +224,19 @@ class ResponseService:
                 tools = ToolSet.build(request, listed, self._config.server_label)
                 if _names_mcp(request) and tools.server_label not in run.listed_labels:
                     state.list_tools(tools.server_label, [i.listed() for i in listed if i.name in tools.mcp])
-                await loop.run(state, request, run.messages, tools, access)
+                await loop.run_approved(state, run.approved, tools, access)
+                # A response replays as its input then its output: the approved calls come after the input.
+                items = [*run.history, *run.input_items, *state.output]
+                messages = with_project_instructions(
+                    to_messages(items, request.instructions), run.project_instructions
+                )
+                await loop.run(state, request, messages, tools, access)
         except asyncio.CancelledError:
             if not state.finished:  # a cancel that lands while the MCP session closes changes nothing
                 state.cancel()
                 if not run.cancel_requested:
                     message = "The server stopped during the response."
-                    state.finish("failed", error=_error("server_error", message))
+                    state.finish("failed", error=error_body("server_error", message))
             if not run.cancel_requested:  # the server is stopping
                 raise
             current = asyncio.current_task()
@@ -243,7 +244,7 @@ class ResponseService:
                 current.uncancel()
         except TimeoutError:
             state.finish(
-                "failed", error=_error("timeout", "The response did not finish within its deadline.")
+                "failed", error=error_body("timeout", "The response did not finish within its deadline.")
             )
         except McpUnavailable:
             message = "The MCP tools could not be reached during the response."
@@ -251,14 +252,17 @@ class ResponseService:
                 if row["status"] in ("running", "cancelled"):
                     row.update(status="failed", error_message=message)
             state.fail_open_calls({"type": "http_error", "code": 502, "message": message})
-            state.finish("failed", error=_error("tools_unavailable", message))
+            state.finish("failed", error=error_body("tools_unavailable", message))
+        except ToolsUnavailable:
+            message = "The MCP tools could not be listed."
+            state.finish("failed", error=error_body("tools_unavailable", message))
         except LlmApiError as exc:
             if 400 <= exc.status < 500 and not state.output:
                 run.refused = exc
-            state.finish("failed", error=_error(exc.code or "model_error", exc.message))
+            state.finish("failed", error=error_body(exc.code or "model_error", exc.message))
         except Exception:
             log.exception("response failed", extra={"response_id": state.id})
-            state.finish("failed", error=_error("server_error", "The response failed on the server."))
+            state.finish("failed", error=error_body("server_error", "The response failed on the server."))
         finally:
             run.finishing = True  # from here on, cancels wait instead of interrupting the write
             await self._finish(run, executions)
@@ -276,17 +280,25 @@ class ResponseService:
             run.storage_error = APIError(500, "The response could not be stored.", code="storage_failed")
             state.storage_failed({"code": "storage_failed", "message": run.storage_error.message})
         else:
-            state.announce_end()
+            state.deliver_end()
         finally:
             state.close_stream()
+            leftover = state.detach_log()  # only if the final write failed before taking it
+            if leftover is not None:
+                await leftover.close()
 
     async def _persist(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
         body = run.state.body
         await self._add_to_conversation(run)
+        end = run.state.end_event()  # numbered now, sent once stored (and logged with the ending)
         if run.background:
+            event_log = run.state.detach_log()
+            events = await event_log.close() if event_log is not None else None
+            if events is not None and end is not None:
+                events.append(end)
 
             async def save() -> None:
-                await self._store.save(body, executions)
+                await self._store.save(body, executions, events)
 
             await durably(
                 save,
@@ -324,10 +336,17 @@ class ResponseService:
         conversation = body.get("conversation")
         if not body["store"] or not conversation or body["status"] not in ("completed", "incomplete"):
             return
-        assert run.principal is not None
         items = [*run.input_items, *body["output"]]
+        config = self._config
+        budget = config.background_storage_budget if run.background else config.storage_budget
         try:
-            await self._conversations.append(conversation["id"], items, run.principal.forward_headers())
+            await self._conversations.append(
+                conversation["id"],
+                items,
+                run.principal.forward_headers(),
+                key=run.state.id,
+                budget=budget,
+            )
         except ConversationMissing:
             log.info("conversation deleted during the response", extra={"response_id": run.state.id})
         except APIError as exc:
@@ -336,7 +355,9 @@ class ResponseService:
                 raise  # the client is told (a 503, or an SSE error) and nothing is stored
             # Nobody waits for a background response: whoever polls it reads that it failed.
             message = "The response could not be added to its conversation; run it again."
-            body.update(status="failed", error=_error("conversation_unavailable", message), completed_at=None)
+            body.update(
+                status="failed", error=error_body("conversation_unavailable", message), completed_at=None
+            )
 
     async def _open_tools(
         self, stack: AsyncExitStack, request: CreateResponseRequest, headers: dict[str, str]
@@ -349,7 +370,7 @@ class ResponseService:
             return access, await access.list_tools()
         except Exception as exc:
             if explicit:
-                raise LlmApiError(502, "The MCP tools could not be listed.", "tools_unavailable") from exc
+                raise ToolsUnavailable(repr(exc)) from exc
             log.warning("MCP tools unavailable; answering without them", extra={"error": repr(exc)})
             return None, []
 
@@ -364,12 +385,33 @@ class ResponseService:
             await run.done.wait()
         return await self._store.get(principal.user_id, response_id)
 
+    async def stream(
+        self, principal: Principal, response_id: str, starting_after: int | None
+    ) -> AsyncIterator[bytes]:
+        """The events of a streamed background response after `starting_after`, then live to its end."""
+        user_id = principal.user_id
+        if not await self._store.has_event_log(user_id, response_id):
+            raise bad_request(
+                "Only background responses created with 'stream: true' can be streamed again; "
+                "retrieve this one without 'stream'.",
+                param="stream",
+            )
+
+        async def read(after: int, limit: int) -> tuple[bool, list[Frame]]:
+            found = await self._store.events_after(user_id, response_id, after, limit)
+            if found is None:
+                return True, []  # deleted meanwhile: the stream ends
+            status, frames = found
+            return status not in RUNNING, frames
+
+        after = -1 if starting_after is None else starting_after
+        return follow(self._hub, response_id, after, read, quiet=self._config.follow_quiet_seconds)
+
     async def cancel(self, principal: Principal, response_id: str) -> dict[str, Any]:
         run = self._registry.get(principal.user_id, response_id)
         if run is None:
             return await self._store.mark_cancelled(principal.user_id, response_id)
         await self._registry.cancel(run)
-        assert isinstance(run, ResponseRun)
         if run.storage_error is not None and run.state.body["store"]:
             raise run.storage_error
         return run.state.body
@@ -400,7 +442,3 @@ class ResponseService:
 
 def _names_mcp(request: CreateResponseRequest) -> bool:
     return any(isinstance(tool, McpTool) for tool in request.tools or ())
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"code": code, "message": message}

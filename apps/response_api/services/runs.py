@@ -16,14 +16,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from apps.response_api.services.state import ResponseState
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class Run:
+    """What the registry needs of a run; apps subclass it with their own required fields."""
+
     state: ResponseState
     user_id: str
     background: bool
@@ -33,21 +36,24 @@ class Run:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class RunRegistry:
-    """The runs this process holds, at most `max_runs` of them.
+R = TypeVar("R", bound=Run)
+
+
+class RunRegistry(Generic[R]):
+    """The runs this process holds, at most `max_runs` of them, as the run type they were started as.
 
     A background run outlives its request, so admission control (`apps.common.admission`) does not
     bound them; this does: past `max_runs`, a new response is refused (503) before anything is stored.
     """
 
     def __init__(self, max_runs: int = 256) -> None:
-        self._runs: dict[str, Run] = {}
+        self._runs: dict[str, R] = {}
         self.max_runs = max_runs
 
     def has_room(self) -> bool:
         return len(self._runs) < self.max_runs
 
-    def start(self, run: Run, execute: Callable[[Run], Awaitable[None]]) -> None:
+    def start(self, run: R, execute: Callable[[R], Awaitable[None]]) -> None:
         self._runs[run.state.id] = run
 
         async def main() -> None:
@@ -59,7 +65,7 @@ class RunRegistry:
 
         run.task = asyncio.create_task(main(), name=f"response {run.state.id}")
 
-    def get(self, user_id: str, response_id: str) -> Run | None:
+    def get(self, user_id: str, response_id: str) -> R | None:
         run = self._runs.get(response_id)
         return run if run is not None and run.user_id == user_id else None
 
@@ -69,7 +75,7 @@ class RunRegistry:
         if run is not None:
             self._interrupt(run)
 
-    async def cancel(self, run: Run) -> None:
+    async def cancel(self, run: R) -> None:
         """Stop the run and wait until it has recorded its final state."""
         self._interrupt(run)
         await run.done.wait()

@@ -8,9 +8,15 @@ The terminal event (`response.completed`, `response.failed`, `response.incomplet
 acknowledgement, so `finish` only records the outcome; `announce_end` sends that event once the
 response is stored, and `storage_failed` sends an `error` event instead when it could not be.
 
-Events are encoded as they happen and queued for the one listener (the streaming request). With no
-listener (plain or background requests) `emit` returns at once: nothing is encoded and nothing is
-written per token; text is kept as a list of pieces and joined once when its item closes.
+Events are encoded as they happen and queued for the one listener (the streaming request) and, for a
+streamed background response, for its event log (`services/events.py`), which any replica replays.
+With neither (plain requests, background ones that were not streamed) `emit` returns at once:
+nothing is encoded and nothing is written per token; text is kept as a list of pieces and joined
+once when its item closes.
+
+The terminal event is numbered before the final write (`end_event`), so that it can be stored with
+it, and sent once that write has committed (`deliver_end`); if the write fails, its number goes to
+the `error` event that replaces it, so the stream has no gap.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 from apps.common.ids import random_id
 from apps.common.sse import encode_json
+from apps.response_api.services.events import EventLog, Frame
 from apps.response_api.services.items import output_message
 from apps.response_api.services.mcp import ToolOutcome
 
@@ -29,11 +36,13 @@ EventQueue = asyncio.Queue[bytes | None]
 
 
 class ResponseState:
-    def __init__(self, body: dict[str, Any]) -> None:
+    def __init__(self, body: dict[str, Any], log: EventLog | None = None) -> None:
         self.body = body
         self.output: list[dict[str, Any]] = body["output"]
         self.sequence = 0
         self._queue: EventQueue | None = None
+        self._log = log
+        self._end: Frame | None = None
         self._pieces: dict[int, list[str]] = {}
         self._usage = [0, 0]
 
@@ -58,13 +67,29 @@ class ResponseState:
     def stop_listening(self) -> None:
         self._queue = None
 
-    def emit(self, event_type: str, payload: dict[str, Any]) -> None:
-        if self._queue is None:
-            return
+    @property
+    def _encoding(self) -> bool:
+        return self._queue is not None or self._log is not None
+
+    def _number(self, event_type: str, payload: dict[str, Any]) -> Frame:
         payload["type"] = event_type
-        payload["sequence_number"] = self.sequence
+        payload["sequence_number"] = number = self.sequence
         self.sequence += 1
-        self._queue.put_nowait(encode_json(payload, event=event_type))
+        return number, encode_json(payload, event=event_type)
+
+    def emit(self, event_type: str, payload: dict[str, Any]) -> None:
+        if not self._encoding:
+            return
+        number, frame = self._number(event_type, payload)
+        if self._log is not None:
+            self._log.append(number, frame)
+        if self._queue is not None:
+            self._queue.put_nowait(frame)
+
+    def detach_log(self) -> EventLog | None:
+        """The event log, taken out of the path of later events (they go with the final write)."""
+        log, self._log = self._log, None
+        return log
 
     def close_stream(self) -> None:
         if self._queue is not None:
@@ -93,18 +118,26 @@ class ResponseState:
         if status == "completed":
             self.body["completed_at"] = int(time.time())
 
-    def announce_end(self) -> None:
-        """The terminal event, sent once the final state is stored (a cancelled response has none)."""
+    def end_event(self) -> Frame | None:
+        """The terminal event, numbered and encoded but not sent (a cancelled response has none)."""
         event = {
             "completed": "response.completed",
             "failed": "response.failed",
             "incomplete": "response.incomplete",
         }.get(self.status)
-        if event is not None:
-            self.emit(event, {"response": self.body})
+        if event is not None and self._encoding:
+            self._end = self._number(event, {"response": self.body})
+        return self._end
+
+    def deliver_end(self) -> None:
+        """Send the terminal event: the final state is stored."""
+        if self._end is not None and self._queue is not None:
+            self._queue.put_nowait(self._end[1])
 
     def storage_failed(self, error: dict[str, Any]) -> None:
         """The final state could not be stored: the stream ends with this error, not a terminal event."""
+        if self._end is not None:
+            self.sequence, self._end = self._end[0], None  # the error takes the withdrawn event's number
         self.emit("error", {"code": error["code"], "message": error["message"], "param": None})
 
     def cancel(self) -> None:
@@ -140,7 +173,7 @@ class ResponseState:
 
     def text_delta(self, index: int, text: str) -> None:
         self._pieces[index].append(text)
-        if self._queue is not None:
+        if self._encoding:
             item_id = self.output[index]["id"]
             self.emit(
                 "response.output_text.delta",
@@ -183,21 +216,38 @@ class ResponseState:
         self.emit("response.output_item.done", {"output_index": index, "item": item})
 
     def open_call(self, kind: str, call_id: str, name: str, server_label: str) -> int:
+        """A call item the model is streaming: `function_call`, `mcp_call` or `mcp_approval_request`."""
         index = len(self.output)
         item: dict[str, Any]
         if kind == "function_call":
             item = {"id": random_id("fc"), "type": kind, "call_id": call_id, "name": name, "arguments": ""}
+            item["status"] = "in_progress"
+        elif kind == "mcp_approval_request":
+            # OpenAI's shape: the request's id is what the approval answers, and names the call later.
+            item = {"id": random_id("mcpr"), "type": kind, "name": name, "arguments": ""}
+            item["server_label"] = server_label
         else:
             item = {"id": random_id("mcp"), "type": kind, "call_id": call_id, "name": name, "arguments": ""}
-            item.update(server_label=server_label, output=None, error=None)
-        item["status"] = "in_progress"
+            item.update(server_label=server_label, output=None, error=None, status="in_progress")
         self.output.append(item)
         self.emit("response.output_item.added", {"output_index": index, "item": item})
+        return index
+
+    def approved_call(self, request: dict[str, Any]) -> int:
+        """The `mcp_call` item of a call an earlier response asked approval for, approved in this one."""
+        index = self.open_call(
+            "mcp_call", str(request["id"]), str(request["name"]), str(request["server_label"])
+        )
+        item = self.output[index]
+        item.update(arguments=str(request.get("arguments") or ""), approval_request_id=request["id"])
+        self.close_arguments(index)
         return index
 
     def arguments_delta(self, index: int, delta: str) -> None:
         item = self.output[index]
         item["arguments"] += delta
+        if item["type"] == "mcp_approval_request":
+            return  # the request is shown whole, when its arguments are complete
         event = "response.function_call_arguments.delta"
         if item["type"] == "mcp_call":
             event = "response.mcp_call_arguments.delta"
@@ -210,6 +260,8 @@ class ResponseState:
             item["status"] = "completed"
             self.emit("response.function_call_arguments.done", {**where, "name": item["name"]})
             self.emit("response.output_item.done", {"output_index": index, "item": item})
+        elif item["type"] == "mcp_approval_request":
+            self.emit("response.output_item.done", {"output_index": index, "item": item})
         else:
             self.emit("response.mcp_call_arguments.done", where)
 
@@ -217,6 +269,22 @@ class ResponseState:
         item = self.output[index]
         item["status"] = "calling"
         self.emit("response.mcp_call.in_progress", {"item_id": item["id"], "output_index": index})
+
+    def call_progress(self, index: int, progress: float, total: float | None, message: str | None) -> None:
+        """A progress notification of the MCP call in flight (`response.mcp_call.progress`, ours)."""
+        item = self.output[index]
+        if item.get("status") != "calling":
+            return  # a late notice: the call has already ended
+        self.emit(
+            "response.mcp_call.progress",
+            {
+                "item_id": item["id"],
+                "output_index": index,
+                "progress": progress,
+                "total": total,
+                "message": message,
+            },
+        )
 
     def call_finished(self, index: int, outcome: ToolOutcome) -> None:
         item = self.output[index]

@@ -10,6 +10,10 @@ can be polled; its end is then an update plus the tool executions, in one transa
 Orphans: a background response whose process died stays `in_progress` in its row; `fail_orphans`,
 run periodically by every replica, fails rows older than the overall deadline allows.
 
+Event log (`services/events.py`): a streamed background response's events are written in batches
+(`append_events`, one statement that also notifies followers); its last events go in the final
+transaction with its ending (`save`), so a reader that sees the ending sees every event.
+
 History replay: `previous_response_id` walks the chain of earlier responses (a recursive query) and
 replays each one's input items then output items, oldest first. (`conversation` is replayed from
 llm-api, which owns conversations.)
@@ -26,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from apps.common.db import session_factory, transaction
 from apps.common.errors import not_found
 from apps.response_api.db import ResponseInputItem, ResponseRow, ToolExecution
-from apps.response_api.services.cancel_bus import CHANNEL
+from apps.response_api.services.cancel_bus import CHANNEL, EVENTS_CHANNEL
+from apps.response_api.services.events import Frame
 
 MAX_CHAIN = 1000
 RUNNING = ("queued", "in_progress")
@@ -53,8 +58,10 @@ _CHAIN = text(
 _INSERT = text(
     """
     WITH response AS (
-        INSERT INTO responses (id, user_id, status, model, previous_response_id, conversation_id, body)
-        VALUES (:id, :user_id, :status, :model, :previous_response_id, :conversation_id, CAST(:body AS jsonb))
+        INSERT INTO responses (id, user_id, status, model, previous_response_id, conversation_id, body,
+                               event_log)
+        VALUES (:id, :user_id, :status, :model, :previous_response_id, :conversation_id, CAST(:body AS jsonb),
+                :event_log)
     ), items AS (
         INSERT INTO response_input_items (response_id, position, item)
         SELECT :id, ordinality - 1, value FROM jsonb_array_elements(CAST(:items AS jsonb)) WITH ORDINALITY
@@ -81,6 +88,37 @@ _FAIL_ORPHANS = text(
                 'code', 'server_error',
                 'message', 'The response was interrupted: the server running it stopped.'))
     WHERE status IN ('queued', 'in_progress') AND created_at < now() - make_interval(secs => :age)
+    RETURNING id, event_log
+    """
+)
+
+
+# A batch of events, and a notice to every replica's followers (sent when the statement commits).
+# A batch sent again after a lost commit answer skips the events already stored.
+_APPEND_EVENTS = text(
+    """
+    WITH stored AS (
+        INSERT INTO response_events (response_id, sequence_number, frame)
+        SELECT :id, number, frame
+        FROM unnest(CAST(:numbers AS int[]), CAST(:frames AS bytea[])) AS e(number, frame)
+        ON CONFLICT DO NOTHING
+    )
+    SELECT pg_notify(:channel, :id)
+    """
+)
+
+# The status and the events after a cursor, in one snapshot (see `services/events.py`).
+_EVENTS_AFTER = text(
+    """
+    SELECT r.status, e.sequence_number, e.frame
+    FROM responses r
+    LEFT JOIN LATERAL (
+        SELECT sequence_number, frame FROM response_events
+        WHERE response_id = r.id AND sequence_number > :after
+        ORDER BY sequence_number LIMIT :limit
+    ) e ON true
+    WHERE r.id = :id AND r.user_id = :user_id
+    ORDER BY e.sequence_number
     """
 )
 
@@ -111,6 +149,7 @@ class ResponseStore:
         user_id: str,
         *,
         executions: list[dict[str, Any]] | None = None,
+        event_log: bool = False,
     ) -> None:
         """Store a response with its input items and tool executions: one statement."""
         params = {
@@ -123,18 +162,59 @@ class ResponseStore:
             "body": _json(body),
             "items": _json(input_items),
             "executions": _json(executions or []),
+            "event_log": event_log,
         }
         async with self._autocommit.connect() as connection:
             await connection.execute(_INSERT, params)
 
-    async def save(self, body: dict[str, Any], executions: list[dict[str, Any]] | None = None) -> None:
+    async def save(
+        self,
+        body: dict[str, Any],
+        executions: list[dict[str, Any]] | None = None,
+        events: list[Frame] | None = None,
+    ) -> None:
+        """A background response's ending: its row, tool executions and last events, one transaction."""
         async with transaction(self._sessions) as session:
+            if events is not None:  # a logged response: its followers are told it ended, events or not
+                await session.execute(_APPEND_EVENTS, _events_params(body["id"], events))
             await session.execute(
                 update(ResponseRow)
                 .where(ResponseRow.id == body["id"])
                 .values(status=body["status"], body=body, updated_at=text("now()"))
             )
             await self._record(session, executions)
+
+    async def append_events(self, response_id: str, events: list[Frame]) -> None:
+        if events:
+            async with self._autocommit.connect() as connection:
+                await connection.execute(_APPEND_EVENTS, _events_params(response_id, events))
+
+    async def events_after(
+        self, user_id: str, response_id: str, after: int, limit: int
+    ) -> tuple[str, list[Frame]] | None:
+        """(status, up to `limit` events after `after`), or None if the caller has no such response."""
+        async with self._autocommit.connect() as connection:
+            rows = (
+                await connection.execute(
+                    _EVENTS_AFTER, {"id": response_id, "user_id": user_id, "after": after, "limit": limit}
+                )
+            ).all()
+        if not rows:
+            return None
+        frames = [(row.sequence_number, bytes(row.frame)) for row in rows if row.sequence_number is not None]
+        return str(rows[0].status), frames
+
+    async def has_event_log(self, user_id: str, response_id: str) -> bool:
+        """Whether the caller's response keeps an event log (404 if there is no such response)."""
+        async with self._autocommit.connect() as connection:
+            flag = await connection.scalar(
+                select(ResponseRow.event_log).where(
+                    ResponseRow.id == response_id, ResponseRow.user_id == user_id
+                )
+            )
+        if flag is None:
+            raise not_found("Response", response_id)
+        return bool(flag)
 
     async def exists(self, response_id: str) -> bool:
         """Whether a response row is stored (a retried insert asks: did the lost commit land?)."""
@@ -151,8 +231,11 @@ class ResponseStore:
     async def fail_orphans(self, older_than_seconds: float) -> int:
         """Mark responses left running by a dead process as failed; returns how many."""
         async with self._autocommit.connect() as connection:
-            result = await connection.execute(_FAIL_ORPHANS, {"age": older_than_seconds})
-        return int(result.rowcount)
+            rows = (await connection.execute(_FAIL_ORPHANS, {"age": older_than_seconds})).all()
+            for row in rows:
+                if row.event_log:  # its followers learn it ended
+                    await connection.execute(select(func.pg_notify(EVENTS_CHANNEL, row.id)))
+        return len(rows)
 
     async def get(self, user_id: str, response_id: str) -> dict[str, Any]:
         async with self._sessions() as session:
@@ -175,6 +258,7 @@ class ResponseStore:
                     .values(status="cancelled", body=body, updated_at=text("now()"))
                 )
                 await session.execute(select(func.pg_notify(CHANNEL, response_id)))
+                await session.execute(select(func.pg_notify(EVENTS_CHANNEL, response_id)))
         return body
 
     async def input_items(self, user_id: str, response_id: str) -> list[dict[str, Any]]:
@@ -211,6 +295,15 @@ class ResponseStore:
     async def _record(session: AsyncSession, rows: list[dict[str, Any]] | None) -> None:
         if rows:
             await session.execute(insert(ToolExecution), rows)
+
+
+def _events_params(response_id: str, events: list[Frame]) -> dict[str, Any]:
+    return {
+        "id": response_id,
+        "numbers": [number for number, _ in events],
+        "frames": [frame for _, frame in events],
+        "channel": EVENTS_CHANNEL,
+    }
 
 
 def _json(value: Any) -> str:

@@ -18,8 +18,9 @@ from apps.common.auth.principal import unauthorized
 from apps.common.auth.remote_keys import INTERNAL_TOKEN_HEADER, REVOCATIONS_PATH
 from apps.common.errors import APIError
 from apps.common.guard import GuardedRoute
-from apps.llm_api.auth.deps import APIKeysDep
+from apps.llm_api.auth.deps import APIKeysDep, UsersDep
 from apps.llm_api.auth.schemas import RevokedKeys, ValidatedKey, ValidateKeyRequest
+from apps.llm_api.auth.services.api_keys import FEED_OVERLAP_SECONDS
 
 
 async def require_internal_token(
@@ -56,7 +57,11 @@ async def validate_api_key(body: ValidateKeyRequest, store: APIKeysDep) -> Valid
 
 
 @router.get(REVOCATIONS_PATH.removeprefix("/internal"))
-async def revoked_api_keys(store: APIKeysDep, since: Annotated[float, Query(ge=0)]) -> RevokedKeys:
-    """What the other apps' key caches must drop: keys revoked or expired since `since`."""
+async def revoked_api_keys(
+    store: APIKeysDep, users: UsersDep, since: Annotated[float, Query(ge=0)]
+) -> RevokedKeys:
+    """What the other apps' caches must drop: keys revoked or expired since `since`, and guests
+    upgraded since then (their guest tokens are refused)."""
+    ended_guests = await users.upgraded_since(since, FEED_OVERLAP_SECONDS)
     hashes, until = await store.revoked_since(since)
-    return RevokedKeys(revoked=list(hashes), until=until)
+    return RevokedKeys(revoked=list(hashes), until=until, ended_guests=ended_guests)

@@ -48,6 +48,10 @@ def provisioning_failed(detail: str) -> APIError:
     return APIError(502, f"Failed to provision a guest account: {detail}.", code="guest_provisioning_failed")
 
 
+def upgrade_failed(detail: str) -> APIError:
+    return APIError(502, f"Failed to upgrade the guest account: {detail}.", code="upgrade_failed")
+
+
 class KeycloakSessions:
     def __init__(self, settings: KeycloakSettings, client: httpx.AsyncClient) -> None:
         self._settings = settings
@@ -67,6 +71,49 @@ class KeycloakSessions:
         response = await self._token_request(form)
         if response.status_code != 200:
             raise provisioning_failed(f"token exchange refused ({_oauth_error(response)})")
+        return _pair(response)
+
+    async def upgrade(self, user_id: str, email: str, password: str, name: str | None) -> TokenPair:
+        """The guest's Keycloak user becomes a registered one in place (same id, hence same `sub`):
+        email and password set, `guest` attribute and realm role removed, its sessions logged out (so
+        the guest's refresh tokens die), then fresh tokens by the same exchange guest login uses."""
+        # The username stays (`guest-…`; Keycloak may forbid renaming): the realm logs in by email.
+        profile = {
+            "email": email,
+            "emailVerified": False,
+            "firstName": name or email.split("@", 1)[0],
+            "attributes": {"guest": ["false"]},
+        }
+        response = await self._admin("PUT", f"/users/{user_id}", json=profile)
+        if response.status_code == 409:
+            raise APIError(
+                409, "An account with this email already exists.", param="email", code="email_taken"
+            )
+        if response.status_code not in (200, 204):
+            raise upgrade_failed(f"user update answered {response.status_code}")
+        credential = {"type": "password", "value": password, "temporary": False}
+        response = await self._admin("PUT", f"/users/{user_id}/reset-password", json=credential)
+        if response.status_code == 400:
+            raise APIError(400, "The identity provider refused this password.", param="password")
+        if response.status_code not in (200, 204):
+            raise upgrade_failed(f"password reset answered {response.status_code}")
+        role = await self._admin("GET", f"/roles/{self._settings.guest_role}")
+        if role.status_code != 200:
+            raise upgrade_failed(f"guest role lookup answered {role.status_code}")
+        mapping = [{"id": role.json()["id"], "name": role.json()["name"]}]
+        response = await self._admin("DELETE", f"/users/{user_id}/role-mappings/realm", json=mapping)
+        if response.status_code not in (200, 204):
+            raise upgrade_failed(f"guest role removal answered {response.status_code}")
+        response = await self._admin("POST", f"/users/{user_id}/logout")
+        if response.status_code not in (200, 204):
+            raise upgrade_failed(f"logout answered {response.status_code}")
+        form = {"grant_type": TOKEN_EXCHANGE_GRANT, "requested_subject": user_id}
+        form["requested_token_type"] = REFRESH_TOKEN_TYPE
+        if self._settings.audience:
+            form["audience"] = self._settings.audience
+        response = await self._token_request(form)
+        if response.status_code != 200:
+            raise upgrade_failed(f"token exchange refused ({_oauth_error(response)})")
         return _pair(response)
 
     async def refresh(self, refresh_token: str) -> TokenPair:

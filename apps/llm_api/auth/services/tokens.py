@@ -6,7 +6,10 @@ tokens; `refresh()` trades a refresh token for a new pair.
 Local mode: llm-api signs the tokens with its `LocalIssuer`. A refresh token is a JWT of the same key
 with `typ: Refresh` and audience `REFRESH_AUDIENCE`, so no service accepts it as an access token (they
 require the API audience), and only llm-api, which checks that audience, accepts it as a refresh token.
-Refreshing rotates both tokens; the old refresh token stays valid until it expires (stateless).
+Refreshing rotates both tokens. Refresh tokens are stateless JWTs, but each carries a `jti` and, when it
+comes from a browser login, the provider session's `sid`: `TokenState` (the local provider's tables,
+`services/local_provider.py`) refuses a revoked token, a token of an ended session, and a guest's
+token once the guest was upgraded to an account.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ class TokenPair:
     token_type: str = "Bearer"  # noqa: S105 - a scheme name
 
 
+class TokenState(Protocol):
+    async def check_refresh(self, claims: dict[str, Any]) -> None:
+        """Raise `invalid_refresh_token(...)` when a well-signed refresh token must be refused."""
+        ...
+
+
 class SessionIssuer(Protocol):
     async def guest_login(self) -> TokenPair: ...
 
@@ -48,18 +57,28 @@ def invalid_refresh_token(reason: str) -> APIError:
 class LocalSessions:
     """Sessions signed by llm-api's own issuer key."""
 
-    def __init__(self, issuer: LocalIssuer, settings: LocalTokenSettings) -> None:
+    def __init__(
+        self, issuer: LocalIssuer, settings: LocalTokenSettings, state: TokenState | None = None
+    ) -> None:
         self._issuer = issuer
         self._settings = settings
+        self.state = state
         jwk = issuer.jwks()["keys"][0]
         self._public_key: Any = RSAAlgorithm.from_jwk(jwk)
 
     async def guest_login(self) -> TokenPair:
         subject = str(uuid.uuid4())
         profile = {"preferred_username": f"guest-{subject[:8]}", "name": "Guest"}
-        return self._pair(subject, (GUEST_ROLE,), profile)
+        return self.pair(subject, (GUEST_ROLE,), profile)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
+        claims = await self.verify_refresh(refresh_token)
+        roles = tuple(str(role) for role in claims.get("realm_access", {}).get("roles", []))
+        profile: dict[str, Any] = {key: claims[key] for key in _PROFILE_CLAIMS if key in claims}
+        return self.pair(str(claims["sub"]), roles, profile, session_id=claims.get("sid"))
+
+    async def verify_refresh(self, refresh_token: str) -> dict[str, Any]:
+        """The claims of a refresh token this server issued and still honours."""
         try:
             claims = jwt.decode(
                 refresh_token,
@@ -75,19 +94,27 @@ class LocalSessions:
             raise invalid_refresh_token("it was not issued by this server") from exc
         if claims.get("typ") != "Refresh":
             raise invalid_refresh_token("it is not a refresh token")
-        roles = tuple(str(role) for role in claims.get("realm_access", {}).get("roles", []))
-        profile: dict[str, Any] = {key: claims[key] for key in _PROFILE_CLAIMS if key in claims}
-        return self._pair(str(claims["sub"]), roles, profile)
+        if self.state is not None:
+            await self.state.check_refresh(claims)
+        return claims
 
-    def _pair(self, subject: str, roles: tuple[str, ...], profile: dict[str, Any]) -> TokenPair:
+    def pair(
+        self,
+        subject: str,
+        roles: tuple[str, ...],
+        profile: dict[str, Any],
+        *,
+        session_id: str | None = None,
+    ) -> TokenPair:
         access_ttl = self._settings.access_ttl_seconds
+        common = {**profile, **({"sid": session_id} if session_id else {})}
         access = self._issuer.mint(
-            subject, ttl_seconds=access_ttl, roles=roles, extra={**profile, "typ": "Bearer"}
+            subject, ttl_seconds=access_ttl, roles=roles, extra={**common, "typ": "Bearer"}
         )
         refresh = self._issuer.mint(
             subject,
             ttl_seconds=self._settings.refresh_ttl_seconds,
             roles=roles,
-            extra={**profile, "typ": "Refresh", "aud": REFRESH_AUDIENCE},
+            extra={**common, "typ": "Refresh", "aud": REFRESH_AUDIENCE},
         )
         return TokenPair(access_token=access, refresh_token=refresh, expires_in=access_ttl)

@@ -1,0 +1,158 @@
+"""Closed-loop load beside the peer: throughput and latency at 64 concurrent clients, per arm.
+
+Arms, all in one run against the same fake upstream (`bench.fake_upstream`): direct, llm-api (one
+uvicorn process, JWT auth), llm-api with a conversation on every request (`llm-api+conv`: each client
+continues its own conversation, so the history read, the history sent upstream and the commit before
+the acknowledgement are all on the path), and LiteLLM's proxy (one process, `bench.chat_overhead`
+installs it into `.bench/litellm`). Each arm runs `--concurrency` clients for `--seconds`, each sending
+its next request as soon as the previous one is answered, non-streaming (`fake-model`, answered at
+once) and streaming (8 chunks, 5 ms apart). Arms are run one after another, in the order of `--arms`.
+
+Per arm and mode: requests/s, p50/p99 latency (to the last byte), errors, and the "added" p50/p99
+(arm minus direct). The machine is shared and small, so the proxy, the upstream and the client compete
+for the same cores: read the ratios beside each other, with the load average printed.
+
+Run: `.venv/bin/python -m bench.closed_loop [--seconds 20] [--concurrency 64] [--without-litellm]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+
+from bench.chat_overhead import Arm, start_litellm, start_llm_api, start_upstream
+
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+STREAM_CHUNKS = 8
+
+
+@dataclass
+class Result:
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)  # by status or exception
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def client_loop(
+    session: aiohttp.ClientSession,
+    arm: Arm,
+    stream: bool,
+    extra: dict[str, Any],
+    until: float,
+    result: Result,
+) -> None:
+    body: dict[str, Any] = {"model": arm.prefix + "fake-model", "messages": MESSAGES, **extra}
+    if stream:
+        body |= {"stream": True, "max_tokens": STREAM_CHUNKS}
+    while time.perf_counter() < until:
+        started = time.perf_counter()
+        try:
+            async with session.post(
+                f"{arm.url}/chat/completions", json=body, headers=arm.headers
+            ) as response:
+                content = await response.read()
+                kind = str(response.status) if response.status != 200 else ""
+                if not kind and b'"error"' in content[-300:]:
+                    kind = "error event"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            kind = type(exc).__name__
+        if kind:
+            result.errors[kind] = result.errors.get(kind, 0) + 1
+        else:
+            result.latencies.append(time.perf_counter() - started)
+
+
+async def run_arm(
+    arm: Arm, stream: bool, concurrency: int, seconds: float, conversations: list[str]
+) -> Result:
+    connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=2)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        warm = Result()
+        await client_loop(session, arm, stream, {}, time.perf_counter() + 1, warm)
+        result = Result()
+        started = time.perf_counter()
+        until = started + seconds
+        extras = [{"conversation": conversations[n]} if conversations else {} for n in range(concurrency)]
+        await asyncio.gather(
+            *(client_loop(session, arm, stream, extras[n], until, result) for n in range(concurrency))
+        )
+        result.seconds = time.perf_counter() - started
+    return result
+
+
+def conversations_for(arm: Arm, count: int) -> list[str]:
+    with httpx.Client(base_url=arm.url, headers=arm.headers, timeout=30) as client:
+        return [client.post("/conversations", json={}).json()["id"] for _ in range(count)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--without-litellm", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="jan-closed-") as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
+        upstream = start_upstream(stack)
+        # One benchmark user drives all clients: admission's bounds are raised to let 64 of them in (the
+        # point is the proxy's cost, not its refusals; `bench.load` measures those).
+        limits = {"ADMISSION__MAX_CONCURRENT": "128", "ADMISSION__MAX_CONCURRENT_PER_USER": "128"}
+        llm_api, _ = start_llm_api(stack, tmp, upstream, limits)
+        arms: list[tuple[Arm, list[str]]] = [(Arm("direct", upstream, "", {}), []), (llm_api, [])]
+        conv = Arm("llm-api+conv", llm_api.url, llm_api.prefix, llm_api.headers)
+        arms.append((conv, conversations_for(llm_api, args.concurrency)))
+        if not args.without_litellm:
+            arms.append((start_litellm(stack, tmp, upstream), []))
+        print(
+            f"machine: {os.cpu_count()} cores; loadavg {Path('/proc/loadavg').read_text().strip()}; "
+            f"{args.concurrency} clients x {args.seconds:.0f} s per arm and mode"
+        )
+        print("| mode | arm | req/s | / direct | p50 ms | p99 ms | +p50 | +p99 | errors | loadavg |")
+        print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+        rates: dict[tuple[bool, str], float] = {}
+        for stream in (False, True):
+            base: Result | None = None
+            for arm, conversations in arms:
+                result = asyncio.run(run_arm(arm, stream, args.concurrency, args.seconds, conversations))
+                base = base or result
+                rates[stream, arm.name] = result.rate
+                p50, p99 = pct(result.latencies, 0.5), pct(result.latencies, 0.99)
+                print(
+                    f"| {'stream' if stream else 'plain'} | {arm.name} | {result.rate:.0f} "
+                    f"| {result.rate / base.rate:.2f} | {p50:.1f} | {p99:.1f} "
+                    f"| {p50 - pct(base.latencies, 0.5):+.1f} | {p99 - pct(base.latencies, 0.99):+.1f} "
+                    f"| {sum(result.errors.values())} {result.errors or ''} | {os.getloadavg()[0]:.1f} |",
+                    flush=True,
+                )
+        if not args.without_litellm:
+            for stream in (False, True):
+                ratio = rates[stream, "llm-api"] / rates[stream, "litellm"]
+                mode = "stream" if stream else "plain"
+                verdict = "ok" if ratio >= 3 else "MISSED"
+                print(f"{mode}: llm-api / litellm throughput = {ratio:.2f} (target >= 3) {verdict}")
+
+
+if __name__ == "__main__":
+    main()
