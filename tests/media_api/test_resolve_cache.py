@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from apps.media_api.services.ready_cache import ReadyKeyCache
-from tests.media_api.conftest import unique_png
+from tests.harness.media import unique_png
 from tests.media_api.test_resolve import chat_payload, upload
 
 
