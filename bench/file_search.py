@@ -1,9 +1,19 @@
 """File search at scale: the HNSW path against the exact scan, at 10k / 100k (/ 1M) chunks of one user.
 
-Vectors are synthetic (no embedding model runs): 384-dimension points drawn around 1000 random
-centres with Gaussian noise, a mixture that clusters the way sentence embeddings do; uniform noise
-would be the index's worst case and unlike any real corpus. Queries come from the same mixture and
-are not stored points. Everything runs on a fresh embedded Postgres (pgserver, pgvector 0.6).
+Vectors are synthetic (no embedding model runs at a million chunks here), in one of two shapes:
+
+- `topics` (the default), shaped like sentence embeddings: points of a low-dimensional latent space
+  (`LATENT` dimensions, `TOPICS` Gaussian topics) mapped into 384 dimensions by a fixed random
+  orthonormal map, normalised to unit length as MiniLM's are, plus a little isotropic noise.
+  Sentence embeddings lie near such a low-dimensional set; `--calibrate` embeds real text with the
+  bundled MiniLM and prints the same neighbourhood statistics (local intrinsic dimension, relative
+  contrast, the gap between the 5th and 6th neighbour) for it and for both shapes, at equal count;
+- `mixture`: 1000 random centres with full-dimensional Gaussian noise. Inside a cluster the points
+  are isotropic 384-d noise, so at a million chunks each query's neighbours are nearly equidistant:
+  the index's worst case, kept to show it, not a likeness of any corpus.
+
+Queries come from the same generator and are not stored points. Everything runs on a fresh embedded
+Postgres (pgserver, pgvector 0.6).
 
 For each size, from empty tables at migration 0002:
 
@@ -18,12 +28,14 @@ For each size, from empty tables at migration 0002:
 5. a small collection (500 chunks, another user) in the same big table -> latency of the exact
    fallback, whose recall is 1 by construction.
 
-Run: `.venv/bin/python -m bench.file_search [sizes...]` (default `10000 100000`; 100k takes a few
-minutes on two busy cores, mostly the index build).
+Run: `.venv/bin/python -m bench.file_search [--vectors topics|mixture] [sizes...]` (default
+`10000 100000`; 100k takes a few minutes on two busy cores, 1M most of an hour, mostly the index
+build); `--calibrate` compares the shapes with real MiniLM vectors instead.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform
@@ -49,16 +61,24 @@ from apps.mcp_tools.services.nearest import ANN_DIMENSIONS, Scope, ann_statement
 MODEL = "synthetic-384"
 CENTRES = 1000
 NOISE = 0.6
+TOPICS = 1000
+LATENT = 32
+SPREAD = 1.0
+AMBIENT = 0.01
 PER_DOCUMENT = 100
 QUERIES = 200
 TOP_K = 5
 INCREMENTAL = 2_000
 SMALL = 500
-SWEEP = (40, 64, 100, 200)
+SWEEP = (40, 64, 100, 200, 400)
 COLUMNS = ("user_id", "collection", "model", "chunk_index", "text", "embedding", "document_pk")
 
 
 class Mixture:
+    """Isotropic Gaussian clusters: the worst case (see the module's docstring)."""
+
+    label = f"mixture: {CENTRES} Gaussian centres, isotropic noise {NOISE} in all 384 dimensions"
+
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self.centres = self.rng.normal(0.0, 1.0, (CENTRES, ANN_DIMENSIONS)).astype(np.float32)
@@ -70,12 +90,39 @@ class Mixture:
         return result
 
 
+class Topics:
+    """Embedding-like: a low-dimensional latent mixture mapped into 384 dimensions, unit length."""
+
+    label = (
+        f"topics: {TOPICS} Gaussian topics (spread {SPREAD}) in {LATENT} latent dimensions, "
+        f"random orthonormal map to 384, unit length, isotropic noise {AMBIENT}"
+    )
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.basis = np.linalg.qr(self.rng.normal(0.0, 1.0, (ANN_DIMENSIONS, LATENT)))[0].astype(np.float32)
+        self.centres = self.rng.normal(0.0, 1.0, (TOPICS, LATENT)).astype(np.float32)
+
+    def draw(self, count: int) -> np.ndarray:
+        picks = self.rng.integers(0, TOPICS, count)
+        latent = self.centres[picks] + self.rng.normal(0.0, SPREAD, (count, LATENT)).astype(np.float32)
+        points = latent @ self.basis.T
+        points /= np.linalg.norm(points, axis=1, keepdims=True)
+        noise = self.rng.normal(0.0, AMBIENT, (count, ANN_DIMENSIONS)).astype(np.float32)
+        result: np.ndarray = points + noise
+        return result
+
+
+Vectors = Mixture | Topics
+SHAPES: dict[str, type[Vectors]] = {"topics": Topics, "mixture": Mixture}
+
+
 def summary(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered) * 1000, ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
 
 
-async def load(conn: Any, mixture: Mixture, user: str, count: int, first_document: int) -> float:
+async def load(conn: Any, mixture: Vectors, user: str, count: int, first_document: int) -> float:
     """COPY `count` chunks of `user` in documents of PER_DOCUMENT; returns seconds."""
     started = time.perf_counter()
     for start in range(0, count, 10_000):
@@ -109,7 +156,7 @@ async def load(conn: Any, mixture: Mixture, user: str, count: int, first_documen
     return time.perf_counter() - started
 
 
-async def incremental(conn: Any, mixture: Mixture, user: str, first_document: int) -> float:
+async def incremental(conn: Any, mixture: Vectors, user: str, first_document: int) -> float:
     """INSERTs with the HNSW index maintained, one statement per document as the tool writes."""
     started = time.perf_counter()
     for number in range(INCREMENTAL // PER_DOCUMENT):
@@ -135,7 +182,7 @@ def queries_for(size: int) -> int:
     return QUERIES if size < 500_000 else QUERIES // 4
 
 
-async def queries(url: str, mixture: Mixture, user: str, scale: int) -> dict[str, Any]:
+async def queries(url: str, mixture: Vectors, user: str, scale: int) -> dict[str, Any]:
     engine = create_engine(url, schema="mcp_tools")
     sessions = session_factory(engine)
     scope = Scope(user, "bench", MODEL)
@@ -177,7 +224,7 @@ async def queries(url: str, mixture: Mixture, user: str, scale: int) -> dict[str
     return {"timings": timings, "recall": recall}
 
 
-async def explain(url: str, mixture: Mixture, user: str) -> str:
+async def explain(url: str, mixture: Vectors, user: str) -> str:
     engine = create_engine(url, schema="mcp_tools")
     probe = [float(v) for v in mixture.draw(1)[0]]
     statement = ann_statement(Scope(user, "bench", MODEL), probe, TOP_K)
@@ -188,8 +235,8 @@ async def explain(url: str, mixture: Mixture, user: str) -> str:
     return "index walked" if any("hnsw" in line for line in plan) else "NOT walked: " + " / ".join(plan[:3])
 
 
-async def one_size(url: str, size: int) -> None:
-    mixture = Mixture(size)
+async def one_size(url: str, size: int, shape: type[Vectors]) -> None:
+    mixture = shape(size)
     await asyncio.to_thread(upgrade, "apps.mcp_tools", url, "0002")
     conn = await asyncpg.connect(url, server_settings={"search_path": "mcp_tools,public"})
     await register_vector(conn)
@@ -209,7 +256,7 @@ async def one_size(url: str, size: int) -> None:
         await asyncio.to_thread(command.downgrade, alembic_config("apps.mcp_tools", url), "0002")
 
 
-async def report(url: str, mixture: Mixture, size: int, load_s: float, build_s: float, inc_s: float) -> None:
+async def report(url: str, mixture: Vectors, size: int, load_s: float, build_s: float, inc_s: float) -> None:
     probes = queries_for(size)
     print(f"\n## {size:,} chunks of user 'big' (+{SMALL} of user 'small'), top_k={TOP_K}, {probes} queries")
     print(f"bulk load (COPY, no vector index):   {size / load_s:9,.0f} chunks/s ({load_s:.1f} s)")
@@ -227,15 +274,16 @@ async def report(url: str, mixture: Mixture, size: int, load_s: float, build_s: 
     print(f"| small collection ({SMALL}), nearest (exact) | {p50:.2f} | {p99:.2f} | {recall:.3f} |")
 
 
-async def run(sizes: list[int]) -> None:
+async def run(sizes: list[int], shape: type[Vectors]) -> None:
     print(
         f"# file search at scale: {platform.machine()}, {os.cpu_count()} cores, "
-        f"load average {os.getloadavg()[0]:.1f}, Python {platform.python_version()}"
+        f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}, Python {platform.python_version()}"
     )
-    print(f"synthetic 384-d vectors ({CENTRES} Gaussian centres, noise {NOISE}); nearest(): EXACT_MAX=")
+    print(f"vectors: {shape.label}")
     print(
-        f"{nearest_module.EXACT_MAX}, EF_MIN={nearest_module.EF_MIN}, EF_MAX={nearest_module.EF_MAX}, "
-        f"OVERSAMPLE={nearest_module.OVERSAMPLE}; HNSW m=16, ef_construction=64, cosine"
+        f"nearest(): EXACT_MAX={nearest_module.EXACT_MAX}, EF_MIN={nearest_module.EF_MIN}, "
+        f"EF_MAX={nearest_module.EF_MAX}, OVERSAMPLE={nearest_module.OVERSAMPLE}; "
+        "HNSW m=16, ef_construction=64, cosine"
     )
     with tempfile.TemporaryDirectory(prefix="jan-bench-") as tmp:
         os.chmod(tmp, 0o755)
@@ -246,12 +294,77 @@ async def run(sizes: list[int]) -> None:
             await conn.execute("SELECT pg_reload_conf()")
             await conn.close()
             for size in sizes:
-                await one_size(postgres.url, size)
+                await one_size(postgres.url, size, shape)
+
+
+def neighbourhood(points: np.ndarray, probes: int = 500, k: int = 20) -> tuple[float, float, float]:
+    """Median local intrinsic dimension (MLE over k neighbours), relative contrast (mean distance over
+    the nearest) and relative gap between the 5th and 6th neighbour, by cosine distance, for
+    `probes` points against all the others."""
+    probes = min(probes, len(points))
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    distances = 1.0 - unit[:probes] @ unit.T
+    distances[np.arange(probes), np.arange(probes)] = np.inf
+    ordered = np.sqrt(np.maximum(np.sort(distances, axis=1)[:, :k], 1e-12))
+    lid = -1.0 / np.mean(np.log(ordered[:, :-1] / ordered[:, -1:]), axis=1)
+    finite = np.where(np.isinf(distances), np.nan, distances)
+    contrast = np.nanmean(np.sqrt(np.maximum(finite, 0)), axis=1) / ordered[:, 0]
+    gap = (ordered[:, 5] - ordered[:, 4]) / ordered[:, 4]
+    return float(np.median(lid)), float(np.median(contrast)), float(np.median(gap))
+
+
+def docstrings(count: int) -> list[str]:
+    """First paragraphs of the standard library's docstrings: real prose about many topics."""
+    import ast
+
+    found: dict[str, None] = {}
+    for path in sorted((Path(sys.base_prefix) / "lib").glob("python3*/**/*.py")):
+        if "test" in path.parts[-2] or len(found) >= count:
+            continue
+        try:
+            tree = ast.parse(path.read_text(errors="ignore"))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                paragraph = " ".join((ast.get_docstring(node) or "").split("\n\n")[0].split())
+                if len(paragraph) > 40:
+                    found[paragraph[:400]] = None
+    return sorted(list(found)[:count], key=len)
+
+
+def calibrate(count: int) -> None:
+    from apps.mcp_tools.services.embeddings import bundled_model_dir
+    from apps.mcp_tools.services.minilm import MiniLM
+
+    folder = bundled_model_dir()
+    if folder is None:
+        raise SystemExit("the bundled MiniLM is not installed")
+    texts = docstrings(count)
+    started = time.perf_counter()
+    real = MiniLM(folder).encode(texts)
+    took = time.perf_counter() - started
+    print(f"# calibration: {len(texts)} standard-library docstrings through MiniLM ({took:.0f} s)")
+    print("| vectors | count | local intrinsic dim | relative contrast | 5th-6th gap |")
+    print("|---|---:|---:|---:|---:|")
+    rows: list[tuple[str, np.ndarray]] = [("MiniLM, real text", real)]
+    for name, shape in SHAPES.items():
+        rows += [(name, shape(1).draw(len(texts))), (name, shape(1).draw(20 * len(texts)))]
+    for name, points in rows:
+        lid, contrast, gap = neighbourhood(points)
+        print(f"| {name} | {len(points):,} | {lid:.1f} | {contrast:.2f} | {gap:.4f} |")
 
 
 def main() -> None:
-    sizes = [int(arg) for arg in sys.argv[1:]] or [10_000, 100_000]
-    asyncio.run(run(sizes))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[10_000, 100_000])
+    parser.add_argument("--vectors", choices=sorted(SHAPES), default="topics")
+    parser.add_argument("--calibrate", type=int, metavar="TEXTS", help="compare the shapes with MiniLM")
+    args = parser.parse_args()
+    if args.calibrate:
+        calibrate(args.calibrate)
+    else:
+        asyncio.run(run(args.sizes, SHAPES[args.vectors]))
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def media_api(env: dict[str, str]) -> Iterator[str]:
     process = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded machine starts slowly
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"media-api exited with {process.returncode}")
@@ -211,7 +211,12 @@ def main() -> None:
         issuer = LocalIssuer.generate("https://bench.test", AUDIENCE)
         jwks = stack.enter_context(serve(jwks_app(issuer)))
         env = media_env(database_url, s3, jwks.url)
-        url = stack.enter_context(media_api(env))
+        # Two media-api processes on the same data: resolve without its ready-id cache (the
+        # baseline: one query per request) and with it (MEDIA_RESOLVE_CACHE_SECONDS, default 10).
+        arms = {
+            "cache off": stack.enter_context(media_api({**env, "MEDIA_RESOLVE_CACHE_SECONDS": "0"})),
+            "cache on": stack.enter_context(media_api(env)),
+        }
         store = ObjectStore(
             MediaApiSettings(
                 media_s3_endpoint=s3,
@@ -222,7 +227,10 @@ def main() -> None:
             )
         )
         try:
-            asyncio.run(measure(url, issuer.mint("bench-user"), store))
+            print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+            for name, url in arms.items():
+                print(f"\n## resolve, {name}")
+                asyncio.run(measure(url, issuer.mint("bench-user"), store))
         finally:
             store.close()
 

@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from apps.common.heap import freeze_startup_heap
 from apps.common.ids import WorkerLease
 from apps.common.safe_fetch import FetchPolicy, SafeFetcher, system_resolver
 from apps.common.safe_fetch import Resolver as DnsResolver
@@ -71,6 +72,7 @@ def create_app(settings: MediaApiSettings | None = None, *, dns: DnsResolver = s
                     lease,
                     max_bytes=settings.media_max_bytes,
                     reservation_grace=timedelta(seconds=settings.media_reservation_grace_seconds),
+                    ready_cache_seconds=settings.media_resolve_cache_seconds,
                 )
                 app.state.media = service
                 app.state.resolver = Resolver(service, store)
@@ -89,6 +91,7 @@ def create_app(settings: MediaApiSettings | None = None, *, dns: DnsResolver = s
                 )
                 try:
                     async with lease.held():
+                        freeze_startup_heap()  # full collections stay off the request path
                         yield
                 finally:
                     purge.cancel()

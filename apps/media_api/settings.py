@@ -45,3 +45,5 @@ class MediaApiSettings(ServiceSettings):
     # An unconfirmed prepare-upload reservation lives this long after its upload URL expired.
     media_reservation_grace_seconds: int = Field(600, ge=0)
     media_cleanup_interval_seconds: float = Field(60.0, gt=0)
+    # Resolve remembers each owner's ready ids this long (0 turns it off); see services/ready_cache.py.
+    media_resolve_cache_seconds: float = Field(10.0, ge=0, le=300)

@@ -6,8 +6,9 @@ owns), the MCP connection pool, the registry of running responses and
 the listener for what other replicas send (cancels, and the notices that wake followers of a
 resumable stream), the sweeper that fails responses a dead
 process left running, and the one-shot copy of this app's former conversations to llm-api
-(`services/legacy.py`, migration 0003). On shutdown, responses still running are stopped and
-recorded as failed before the pools close.
+(`services/legacy.py`, migration 0003); then the startup heap is frozen (apps/common/heap.py) so
+full garbage collections stop walking it on the request path. On shutdown, responses still running
+are stopped and recorded as failed before the pools close.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from contextlib import asynccontextmanager
 import httpx2
 from fastapi import FastAPI
 
+from apps.common.heap import freeze_startup_heap
 from apps.common.http import make_client
 from apps.common.openapi import document_models
 from apps.common.service import open_database, service_app
@@ -94,6 +96,7 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
                 orphan_age = settings.response_deadline + settings.tool_execution_timeout + 60
                 sweeper = asyncio.create_task(_sweep_orphans(store, orphan_age))
                 legacy = asyncio.create_task(copy_legacy_conversations(engine, conversations))
+                freeze_startup_heap()
                 try:
                     yield
                 finally:

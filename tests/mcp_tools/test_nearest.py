@@ -21,6 +21,7 @@ from apps.mcp_tools.db import Chunk, Document
 from apps.mcp_tools.services import nearest as nearest_module
 from apps.mcp_tools.services.nearest import (
     ANN_DIMENSIONS,
+    EF_LARGE,
     EF_MIN,
     EXACT_MAX,
     Scope,
@@ -188,9 +189,20 @@ async def test_a_short_approximate_answer_falls_back_to_the_exact_scan(
 
 
 def test_ef_search_grows_with_the_tables_share_and_gives_up_past_its_ceiling() -> None:
-    assert ef_search_for(5, 1_000_000, 1_000_000) == EF_MIN
+    assert ef_search_for(5, 10_000, 10_000) == EF_MIN
     assert ef_search_for(5, 100_000, 1_000_000) == 200
+    assert ef_search_for(5, 20_000, 1_000_000) == 1000
     assert ef_search_for(5, 10_000, 1_000_000) is None
+
+
+def test_a_bigger_scope_walks_wider_for_the_same_recall() -> None:
+    assert [ef_search_for(5, n, n) for n in (5_000, 20_000, 50_000, 200_000, 1_000_000)] == [
+        EF_MIN,
+        EF_MIN,
+        100,
+        100,
+        EF_LARGE,
+    ]
 
 
 def _sql(statement: Select[Any]) -> str:

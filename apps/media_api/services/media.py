@@ -34,6 +34,7 @@ from apps.common.errors import APIError
 from apps.common.ids import WorkerLeaseLost, jan_id, parse_jan_id
 from apps.media_api.db import PENDING, READY, MediaObject
 from apps.media_api.services.ingest import Payload, too_large
+from apps.media_api.services.ready_cache import ReadyKeyCache
 from apps.media_api.services.sniff import ALLOWED_TYPES, Inspected, TooLarge, normalize_mime
 from apps.media_api.services.storage import ObjectStore, PresignedUpload
 
@@ -100,8 +101,10 @@ class MediaService:
         *,
         max_bytes: int,
         reservation_grace: timedelta,
+        ready_cache_seconds: float = 0.0,
     ) -> None:
         self.engine = engine
+        self.ready_cache = ReadyKeyCache(ready_cache_seconds)
         self.sessions = session_factory(engine)
         self.store = store
         self.ids = ids
@@ -259,6 +262,7 @@ class MediaService:
                 )
                 .returning(MediaObject.storage_key)
             )
+        self.ready_cache.forget(media.user_id, media.id)  # once committed: no lookup can find it again
         if dropped is not None:
             await self.store.delete(dropped)
 
@@ -298,12 +302,18 @@ class MediaService:
         return rows[:limit], len(rows) > limit
 
     async def ready_keys(self, user_id: str, media_ids: set[int]) -> dict[int, str]:
-        """Storage keys of the caller's ready objects among `media_ids`, in one query."""
+        """Storage keys of the caller's ready objects among `media_ids`: those resolved lately from
+        memory (see ready_cache.py), the others in one query."""
+        found, unknown = self.ready_cache.split(user_id, media_ids)
+        if not unknown:
+            return found
         # Core on a plain connection: this runs before every inference with media, and the ORM
         # session's bookkeeping costs more than the query itself.
         async with self.engine.connect() as connection:
-            rows = await connection.execute(_READY_KEYS, {"ids": sorted(media_ids), "user_id": user_id})
-        return dict(rows.tuples().all())
+            rows = await connection.execute(_READY_KEYS, {"ids": sorted(unknown), "user_id": user_id})
+        looked_up = dict(rows.tuples().all())
+        self.ready_cache.remember(user_id, looked_up)
+        return found | looked_up
 
     async def ready_by_hash(self, user_id: str, sha256: str) -> MediaObject | None:
         async with self.sessions() as session:
