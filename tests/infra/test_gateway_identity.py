@@ -149,7 +149,7 @@ def test_browser_login_settings_parse_and_name_a_redirect_uri_of_the_public_clie
     oidc = LlmApiSettings().oidc
     assert oidc is not None
     public = client(_realm(rendered[stack]), "jan-client")
-    assert oidc.callback_url in public["redirectUris"]  # type: ignore[operator]
+    assert oidc.callback_url in public["redirectUris"]
     assert oidc.client_id == "jan-client" and public["publicClient"] is True
     assert urlsplit(oidc.callback_url).hostname == urlsplit(PUBLIC_API[stack]).hostname
     assert oidc.allowed_redirects == LOGIN_REDIRECTS[stack]
