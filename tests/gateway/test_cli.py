@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -103,11 +104,11 @@ def test_serve_runs_several_worker_processes_on_one_port(database_url: str) -> N
         eventually(lambda: _answers(f"http://127.0.0.1:{port}/readyz"), timeout=90)
         children = f"/proc/{server.pid}/task/{server.pid}/children"
         # uvicorn's supervisor, its two workers, and multiprocessing's resource tracker.
-        eventually(lambda: len(open(children).read().split()) >= 2, timeout=30)
+        eventually(lambda: len(Path(children).read_text().split()) >= 2, timeout=30)
         workers = [
             pid
-            for pid in open(children).read().split()
-            if "resource_tracker" not in open(f"/proc/{pid}/cmdline").read()
+            for pid in Path(children).read_text().split()
+            if "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()
         ]
         assert len(workers) == 2
         assert all(_answers(f"http://127.0.0.1:{port}/healthz") for _ in range(10))

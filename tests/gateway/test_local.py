@@ -108,7 +108,7 @@ def test_jan_server_dev_stops_everything_after_an_earlier_run_was_killed() -> No
         data_dir.mkdir()
         first, _ = _start_dev(data_dir)
         first.kill()
-        first.wait(timeout=30)
+        _reap(first)
         assert _postgres_processes(data_dir), "the killed run's Postgres is expected to survive it"
         second, url = _start_dev(data_dir)
         try:
@@ -147,10 +147,17 @@ def _interrupt(process: subprocess.Popen[bytes]) -> None:
     """Ctrl-C, as a terminal sends it."""
     process.send_signal(signal.SIGINT)
     try:
-        process.wait(timeout=30)
+        _reap(process)
     except subprocess.TimeoutExpired:
         process.kill()
         raise
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    """Wait for the process and close our end of its output pipe."""
+    process.wait(timeout=30)
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def _postgres_processes(data_dir: Path) -> list[int]:
@@ -185,7 +192,7 @@ def test_a_child_of_a_killed_dev_run_does_not_outlive_it() -> None:
     child = int(parent.stdout.readline())
     assert Path(f"/proc/{child}").exists()
     parent.kill()
-    parent.wait(timeout=30)
+    _reap(parent)
     deadline = time.monotonic() + 30
     try:
         while _running(child):

@@ -163,7 +163,10 @@ def test_realm_roles_clients_and_lifetimes_come_from_config(prod: Rendered) -> N
     names = {role["name"] for role in realm["roles"]["realm"]}  # type: ignore[index]
     assert set(REALM_ROLES) | {"default-roles-jan"} <= names
     public = client(realm, "jan-client")
-    assert public["publicClient"] is True and public["redirectUris"] == ["https://chat.jan.ai/*"]
+    assert public["publicClient"] is True and public["redirectUris"] == [
+        "https://chat.jan.ai/*",
+        "https://api.jan.ai/v1/auth/callback",
+    ]
     assert public["webOrigins"] == ["https://chat.jan.ai"]
     backend = client(realm, "backend")
     assert backend["serviceAccountsEnabled"] is True
