@@ -7,15 +7,14 @@ each module stays readable. Same rules as there: unknown keys are errors, cross-
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from ipaddress import IPv4Network
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from infra.service_config import RuleError
+from infra.service_config import ConfigModel, RuleError, each_matches
 
 SUPPORTED_KUBERNETES = ("1.31", "1.32", "1.33", "1.34", "1.35")
 
@@ -25,11 +24,7 @@ class ClusterMode(StrEnum):
     EXISTING = "existing"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
-
-
-class Scaling(_Model):
+class Scaling(ConfigModel):
     """Node counts of a managed node group; the autoscaler owns the desired size after creation."""
 
     min_size: int = Field(description="Fewest nodes.", ge=0, le=100)
@@ -43,7 +38,7 @@ class Scaling(_Model):
         return self
 
 
-class SystemNodes(_Model):
+class SystemNodes(ConfigModel):
     """The node group for everything but model servers."""
 
     instance_types: list[str] = Field(["m7i.xlarge"], min_length=1, description="EC2 instance types.")
@@ -51,7 +46,7 @@ class SystemNodes(_Model):
     disk_gib: int = Field(50, ge=20, le=2000, description="Root volume size in GiB.")
 
 
-class ClusterConfig(_Model):
+class ClusterConfig(ConfigModel):
     """Where the platform runs: a new EKS cluster, or an existing cluster from the kubeconfig."""
 
     mode: ClusterMode = Field(
@@ -83,10 +78,9 @@ class ClusterConfig(_Model):
     @field_validator("admin_arns")
     @classmethod
     def _arns(cls, value: list[str]) -> list[str]:
-        for arn in value:
-            if not re.fullmatch(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:[\w+=,.@/-]+", arn):
-                raise ValueError(f"{arn!r} is not an IAM principal ARN")
-        return value
+        return each_matches(
+            value, r"arn:aws[a-z-]*:(iam|sts)::\d{12}:[\w+=,.@/-]+", "is not an IAM principal ARN"
+        )
 
     @model_validator(mode="after")
     def _mode_fields(self) -> Self:
@@ -104,7 +98,7 @@ class ClusterConfig(_Model):
         return self
 
 
-class GpuPool(_Model):
+class GpuPool(ConfigModel):
     """One managed node group of NVIDIA GPU nodes, tainted `nvidia.com/gpu=true:NoSchedule`."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,19}$", description="Pool name (node label `jan.ai/pool`).")
@@ -119,7 +113,7 @@ class GpuPool(_Model):
     labels: dict[str, str] = Field({}, description="Extra node labels.")
 
 
-class NetworkConfig(_Model):
+class NetworkConfig(ConfigModel):
     """The VPC of an `eks` cluster."""
 
     cidr: IPv4Network = Field(IPv4Network("10.0.0.0/16"), description="VPC CIDR (/16 to /20).")

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from infra.capacity import check as check_capacity
 from infra.cluster_config import ClusterConfig, ClusterMode, GpuPool, NetworkConfig
 from infra.config_errors import describe, report
 from infra.service_config import (
     AutoscalingConfig,
+    ConfigModel,
     ExternalUpstream,
     GatewayConfig,
     IdentityConfig,
@@ -65,11 +65,7 @@ class ConfigError(ValueError):
     """The stack config is invalid; the message has one `key: problem` line per error."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
-
-
-class DatabaseConfig(_Model):
+class DatabaseConfig(ConfigModel):
     """Postgres for the four apps: RDS, or the in-cluster server behind the same interface."""
 
     mode: DatabaseMode = Field(description="`rds` (needs cluster.mode eks) or `in-cluster`.")
@@ -90,7 +86,7 @@ class DatabaseConfig(_Model):
         return self
 
 
-class ObjectStoreConfig(_Model):
+class ObjectStoreConfig(ConfigModel):
     """The media bucket: S3 with Pod Identity, or the in-cluster S3-compatible store."""
 
     mode: ObjectStoreMode = Field(description="`s3` (needs cluster.mode eks) or `in-cluster`.")
@@ -99,7 +95,7 @@ class ObjectStoreConfig(_Model):
     )
 
 
-class InferenceConfig(_Model):
+class InferenceConfig(ConfigModel):
     """Model serving: vLLM per model on GPU pools, or (cpu) the llama.cpp dev server or an external API."""
 
     accelerator: Literal["cpu", "gpu"] = Field(description="`cpu`, or `gpu` (needs gpuPools).")
@@ -130,7 +126,7 @@ class InferenceConfig(_Model):
         return self
 
 
-class ReleaseConfig(_Model):
+class ReleaseConfig(ConfigModel):
     """The release the stack deploys: the one image the four apps run from, at a fixed tag."""
 
     image_repository: str | None = Field(
@@ -160,7 +156,7 @@ class ReleaseConfig(_Model):
         return value
 
 
-class StackConfig(_Model):
+class StackConfig(ConfigModel):
     """Everything a stack file says about the platform."""
 
     environment: Environment = Field(

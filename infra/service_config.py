@@ -19,8 +19,6 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-_ORIGIN = re.compile(r"https?://[^/\s*]+")
-
 
 class RuleError(ValueError):
     """A cross-field rule failed; `key` is relative to the model that raised it."""
@@ -30,18 +28,23 @@ class RuleError(ValueError):
         self.key = key
 
 
-class _Model(BaseModel):
+class ConfigModel(BaseModel):
+    """The base of every model of the stack config (this module's, `infra.cluster_config`'s and
+    `infra.config`'s): frozen, keys camelCase as in the stack file, unknown keys are errors."""
+
     model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
-def _origins(values: list[str]) -> list[str]:
+def each_matches(values: list[str], pattern: str, problem: str) -> list[str]:
+    """`values` when each matches `pattern` whole; else a `ValueError` naming the first that does not
+    (`'<value>' <problem>`)."""
     for value in values:
-        if not _ORIGIN.fullmatch(value):
-            raise ValueError(f"{value!r} must be scheme://host[:port] (no path, no '*')")
+        if not re.fullmatch(pattern, value):
+            raise ValueError(f"{value!r} {problem}")
     return values
 
 
-class GatewayConfig(_Model):
+class GatewayConfig(ConfigModel):
     """Kong, the single public entry."""
 
     replicas: int = Field(2, ge=1, le=20, description="Kong proxy replicas.")
@@ -66,10 +69,10 @@ class GatewayConfig(_Model):
     @field_validator("cors_origins")
     @classmethod
     def _check_origins(cls, value: list[str]) -> list[str]:
-        return _origins(value)
+        return each_matches(value, r"https?://[^/\s*]+", "must be scheme://host[:port] (no path, no '*')")
 
 
-class IdentityConfig(_Model):
+class IdentityConfig(ConfigModel):
     """Keycloak 26 and the realm it imports at start."""
 
     public_url: str | None = Field(
@@ -103,10 +106,9 @@ class IdentityConfig(_Model):
     @field_validator("redirect_uris", "login_redirects")
     @classmethod
     def _absolute(cls, value: list[str]) -> list[str]:
-        for uri in value:
-            if not re.fullmatch(r"https?://[^/\s*]+(/\S*)?", uri):
-                raise ValueError(f"{uri!r} must be an absolute http(s) URL without a wildcard host")
-        return value
+        return each_matches(
+            value, r"https?://[^/\s*]+(/\S*)?", "must be an absolute http(s) URL without a wildcard host"
+        )
 
     @model_validator(mode="after")
     def _sessions(self) -> Self:
@@ -115,7 +117,7 @@ class IdentityConfig(_Model):
         return self
 
 
-class ModelConfig(_Model):
+class ModelConfig(ConfigModel):
     """One model served by vLLM on a GPU pool."""
 
     model: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="Hugging Face repository id.")
@@ -127,7 +129,7 @@ class ModelConfig(_Model):
     weights_gib: float = Field(16, gt=0, description="Size of the weights (sizes the cache volume).")
 
 
-class AutoscalingConfig(_Model):
+class AutoscalingConfig(ConfigModel):
     """KEDA scaling of each model on its vLLM request queue."""
 
     enabled: bool = Field(False, description="Install KEDA and scale every model on queue depth.")
@@ -142,7 +144,7 @@ class AutoscalingConfig(_Model):
         return self
 
 
-class ExternalUpstream(_Model):
+class ExternalUpstream(ConfigModel):
     """An OpenAI-compatible API llm-api uses instead of an in-cluster model server."""
 
     base_url: str = Field(pattern=r"^https://[^\s]+/v1$", description="Base URL ending in `/v1`.")
