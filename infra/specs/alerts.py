@@ -45,10 +45,6 @@ def _rule(name: str, expr: str, wait: str, severity: str, summary: str) -> dict[
     }
 
 
-# The sources that have alert rules (keys of `infra.specs.otel.METRICS_BY_SOURCE`, Postgres as one).
-RULE_SOURCES = ("apps", "kong", "vllm", "dcgm", "postgres")
-
-
 def alert_rules(namespace: str, source: str, thresholds: AlertThresholds | None = None) -> dict[str, Any]:
     """The alerts on one metric source's metrics as a PrometheusRule manifest (`jan-<source>`)."""
     rules = _rules(thresholds or AlertThresholds())[source]
@@ -135,3 +131,7 @@ def _rules(t: AlertThresholds) -> dict[str, list[dict[str, Any]]]:
             ),
         ],
     }
+
+
+# The sources that have alert rules (keys of `infra.specs.otel.METRICS_BY_SOURCE`, Postgres as one).
+RULE_SOURCES = tuple(_rules(AlertThresholds()))
