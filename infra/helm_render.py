@@ -18,7 +18,7 @@ import copy
 import json
 import tarfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,6 @@ class ReleaseRender:
     crds: list[dict[str, Any]]
     files: dict[str, str]
     namespace: str | None
-    _parsed: dict[str, list[dict[str, Any]]] = field(default_factory=dict, compare=False, repr=False)
 
     def template_crds(self) -> list[dict[str, Any]]:
         """Only the CRDs among the templates' objects (what capabilities need), cheaply."""
@@ -102,7 +101,7 @@ class ReleaseRender:
             document
             for filename in sorted(self.files)
             if "CustomResourceDefinition" in self.files[filename]
-            for document in self._documents(filename)
+            for document in _file_documents(self.files[filename])
             if document.get("kind") == "CustomResourceDefinition"
         ]
 
@@ -111,17 +110,11 @@ class ReleaseRender:
         objects = list(self.crds)
         for filename in sorted(self.files):
             if filename.endswith((".yaml", ".yml")):
-                objects += self._documents(filename)
+                objects += _file_documents(self.files[filename])
         for document in objects:
             if self.namespace and document.get("kind") not in CLUSTER_SCOPED:
                 document.setdefault("metadata", {}).setdefault("namespace", self.namespace)
         return objects
-
-    def _documents(self, filename: str) -> list[dict[str, Any]]:
-        """A file's documents, parsed once per render of the release."""
-        if filename not in self._parsed:
-            self._parsed[filename] = _file_documents(self.files[filename])
-        return self._parsed[filename]
 
 
 def render_release(
@@ -178,11 +171,13 @@ def shipped_crds(chart: helm_python.Chart, values: Mapping[str, Any]) -> list[di
 def _parsed_crds(text: str) -> list[dict[str, Any]]:
     """Documents of a file that holds CRDs, parsed once per content, also across runs: a JSON copy in
     the cache (`infra.content_cache`) loads in a fraction of the YAML parse (the Prometheus
-    Operator's CRDs are megabytes). Shared: callers must not change what they get."""
-    loaded: list[dict[str, Any]] = json.loads(
-        cached_text("parsed-crds-v1", text, lambda: json.dumps(_documents(text)))
-    )
-    return loaded
+    Operator's CRDs are megabytes). Shared: callers must not change what they get.
+
+    The cache holds the parse alone, keyed by what it depends on: the YAML library, its loader and
+    our resolvers (`_LOADER_VERSION`); which documents are kept (`_kept`) is decided after it."""
+    key = f"parsed-yaml-{_LOADER_VERSION}-{yaml.__version__}-{_Loader.__mro__[1].__name__}"
+    parsed = json.loads(cached_text(key, text, lambda: json.dumps(list(yaml.load_all(text, Loader=_Loader)))))
+    return _kept(parsed)
 
 
 def _file_documents(text: str) -> list[dict[str, Any]]:
@@ -248,6 +243,8 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
     enums of operators list it); libyaml when available, since CRDs are large."""
 
 
+# Part of the parse cache's key (`_parsed_crds`): a change to `_Loader` must change it.
+_LOADER_VERSION = 1
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:value"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -255,9 +252,14 @@ _Loader.yaml_implicit_resolvers = {
 
 
 def _documents(text: str) -> list[dict[str, Any]]:
+    return _kept(yaml.load_all(text, Loader=_Loader))
+
+
+def _kept(documents: Iterable[Any]) -> list[dict[str, Any]]:
+    """The objects among a file's documents: not empty, not a `helm test` hook."""
     return [
         document
-        for document in yaml.load_all(text, Loader=_Loader)
+        for document in documents
         if isinstance(document, dict) and document and not _is_test_hook(document)
     ]
 
