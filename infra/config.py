@@ -43,6 +43,7 @@ from infra.versions import CLUSTER_AUTOSCALER, FLOATING_TAGS
 
 PROJECT = "jan-server"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEV_GATEWAY_URL = "http://localhost:8000"  # Kong through `kubectl port-forward ... 8000:80`
 
 
 class Environment(StrEnum):
@@ -194,6 +195,12 @@ class StackConfig(ConfigModel):
     @property
     def gateway_origin(self) -> str:
         return f"https://api.{self.domain}"
+
+    @property
+    def gateway_url(self) -> str:
+        """Where browsers and clients reach the API: `gateway_origin` on AWS; off AWS (dev), Kong
+        through `kubectl port-forward` (README, "Platform"), since nothing serves `api.<domain>`."""
+        return self.gateway_origin if self.on_aws else DEV_GATEWAY_URL
 
     @property
     def identity_url(self) -> str:

@@ -113,9 +113,8 @@ def urls(config: StackConfig) -> dict[str, str]:
     kong_namespace, kong_service, kong_port = KONG_PROXY
     grafana_namespace, grafana_service, grafana_port = GRAFANA_SERVICE
     grafana_ports = f"{GRAFANA_LOCAL_PORT}:{grafana_port}"
-    gateway = config.gateway_origin if config.on_aws else "http://localhost:8000"
     found = {
-        "gatewayUrl": gateway,
+        "gatewayUrl": config.gateway_url,
         "gatewayPortForward": f"kubectl -n {kong_namespace} port-forward svc/{kong_service} 8000:{kong_port}",
         "keycloakUrl": config.identity_url,
         "grafanaUrl": f"http://localhost:{GRAFANA_LOCAL_PORT}",

@@ -134,7 +134,7 @@ def build_services(platform: Platform, security: Security) -> Services:
     identity_inputs = IdentityInputs(
         public_url=config.identity_url,
         namespace=net.keycloak.namespace,
-        api_origin=config.gateway_origin,
+        api_origin=config.gateway_url,
         login_redirects=tuple(config.identity.login_redirects),
     )
     identity = Identity(

@@ -46,7 +46,7 @@ class IdentityInputs(BaseModel):
     public_client_id: str = "jan-client"
     backend_client_id: str = "backend"
     guest_role: str = "guest"
-    # The API's public origin (https://api.<domain>): llm-api's browser-login callback lives under it.
+    # Where browsers reach the API (`StackConfig.gateway_url`): llm-api's login callback lives under it.
     api_origin: str | None = None
     # Where a finished browser login may send the browser (exact URLs).
     login_redirects: tuple[str, ...] = ()

@@ -21,7 +21,7 @@ from tests.infra_specs.kong_matching import kong_route_target
 PUBLIC = tuple(route for route in ROUTES if route.public)
 AUTH_KEYS = ("AUTH__ISSUER", "AUTH__AUDIENCE", "AUTH__JWKS_URL")
 PUBLIC_API = {
-    "dev": "https://api.jan.localtest.me",
+    "dev": "http://localhost:8000",  # Kong through `kubectl port-forward` (README, "Platform")
     "staging": "https://api.staging.jan.ai",
     "prod": "https://api.jan.ai",
 }
@@ -152,6 +152,7 @@ def test_browser_login_settings_parse_and_name_a_redirect_uri_of_the_public_clie
     assert oidc.callback_url in public["redirectUris"]
     assert oidc.client_id == "jan-client" and public["publicClient"] is True
     assert urlsplit(oidc.callback_url).hostname == urlsplit(PUBLIC_API[stack]).hostname
+    assert oidc.callback_url == f"{PUBLIC_API[stack]}/v1/auth/callback"
     assert oidc.allowed_redirects == LOGIN_REDIRECTS[stack]
     assert oidc.discovery_url.endswith(
         f"/realms/{_realm(rendered[stack])['realm']}/.well-known/openid-configuration"
