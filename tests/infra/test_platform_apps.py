@@ -385,5 +385,8 @@ def test_aws_stacks_autoscale_every_app_and_dev_runs_one_replica(
         else:
             spec = autoscalers[("jan", app)]["spec"]
             assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 10)
+            # Scale out at 600m per pod (~60% of a process's one-core knee), whatever the request.
+            (cpu,) = [metric["resource"] for metric in spec["metrics"]]
+            assert cpu == {"name": "cpu", "target": {"type": "AverageValue", "averageValue": "600m"}}
             assert "replicas" not in deployment["spec"]
             assert ("jan", app) in budgets
