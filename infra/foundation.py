@@ -41,19 +41,19 @@ class Platform:
     gpu_pools: GpuNodePools | None = None
     addons: ClusterAddons | None = None
 
-    def on_cluster(self, **options: object) -> pulumi.ResourceOptions:
+    def on_cluster(self) -> pulumi.ResourceOptions:
         """Options for a component that deploys to the cluster: the Kubernetes provider travels in
         `opts` (Pulumi's convention; its children inherit it), as the AWS provider does."""
-        return pulumi.ResourceOptions(providers=[self.cluster.provider], **options)  # type: ignore[arg-type]
+        return pulumi.ResourceOptions(providers=[self.cluster.provider])
 
     def data(self) -> tuple[DatabaseEndpoint, ObjectStoreEndpoint]:
         """The database and the object store, which exist once the data phase ran."""
-        missing = [
-            name
-            for name, value in (("database", self.database), ("object store", self.object_store))
-            if value is None
-        ]
-        if missing or self.database is None or self.object_store is None:
+        if self.database is None or self.object_store is None:
+            missing = [
+                name
+                for name, value in (("database", self.database), ("object store", self.object_store))
+                if value is None
+            ]
             raise MissingPhase(
                 f"the platform has no {' and no '.join(missing)} yet: build the data phase "
                 "(`program.with_in_cluster_data`) before the services and the release"

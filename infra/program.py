@@ -200,7 +200,7 @@ def with_in_cluster_data(platform: Platform, security: Security) -> Platform:
     in_cluster_db = config.database.mode is DatabaseMode.IN_CLUSTER
     in_cluster_s3 = config.object_store.mode is ObjectStoreMode.IN_CLUSTER
     database, object_store = platform.database, platform.object_store
-    on_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
+    on_cluster = platform.on_cluster()
     if in_cluster_db:
         database = CloudNativePg(
             naming("postgres"),

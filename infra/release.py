@@ -103,7 +103,7 @@ def deploy(*, platform: Platform, services: Services) -> Release:
             # the components: those include the model servers, whose readiness may take a cold start.
             depends_on=[*services.identity.app_secrets, *services.inference.app_secrets],
         ),
-        pulumi.ResourceOptions(providers=[platform.cluster.provider]),
+        platform.on_cluster(),
     )
     return Release(apps, repository)
 

@@ -62,7 +62,7 @@ def build_security(platform: Platform) -> Security:
     return Security(
         naming("security"),
         SecurityArgs(config=config, apps_namespace=APPS_NAMESPACE),
-        pulumi.ResourceOptions(providers=[platform.cluster.provider]),
+        platform.on_cluster(),
     )
 
 
@@ -84,7 +84,7 @@ def postgres_metrics(platform: Platform) -> CnpgMetrics | ExporterTarget | None:
 def build_services(platform: Platform, security: Security) -> Services:
     config, naming = platform.config, platform.naming
     # The components deploy through the cluster's provider, which their children inherit.
-    on_cluster = pulumi.ResourceOptions(providers=[platform.cluster.provider])
+    on_cluster = platform.on_cluster()
     net = security.inputs
     namespaces: list[pulumi.Resource] = list(security.namespaces.values())
     gpu_pools = platform.gpu_pools
