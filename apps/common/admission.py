@@ -37,9 +37,9 @@ first, in the app's own `__call__` before any middleware: while the loop lags pa
 503 with a prebuilt body, at a small fraction of a request's cost. Health, readiness, JWKS and the
 internal routes pass the door unconditionally.
 
-Slots are held until the response is completely sent: `AdmissionMiddleware` gives each request a
-`Ticket`, the guard fills it, and the middleware releases it when the app's ASGI call returns, which for
-a streaming response is when the stream has ended (or the client has gone).
+Slots are held until the response is completely sent: the door gives each request a `Ticket`, the
+guard fills it, and the door releases it when the app's ASGI call returns, which for a streaming
+response is when the stream has ended (or the client has gone).
 """
 
 from __future__ import annotations
@@ -79,19 +79,25 @@ class Admission:
         ]
 
     async def door(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
-        """Run `app` for this request, or answer 503 at once when the process cannot take it."""
-        if scope["type"] != "http" or not self.settings.enabled or _exempt(scope):
+        """Run `app` for this request, or answer 503 at once when the process cannot take it.
+
+        The request's `Ticket` is given here and released when `app` returns: for a streaming
+        response, when the stream has ended (or the client has gone)."""
+        if scope["type"] != "http" or not self.settings.enabled:
             await app(scope, receive, send)
             return
-        if self.inside >= self.settings.max_in_process or self.saturated():
+        counted = not _exempt(scope)
+        if counted and (self.inside >= self.settings.max_in_process or self.saturated()):
             await send({"type": "http.response.start", "status": 503, "headers": self._door_headers})
             await send({"type": "http.response.body", "body": self._door_body})
             return
-        self.inside += 1
+        ticket = scope[SCOPE_KEY] = Ticket(self)
+        self.inside += counted
         try:
             await app(scope, receive, send)
         finally:
-            self.inside -= 1
+            self.inside -= counted
+            ticket.release()
 
     async def watch_loop(self, interval: float = LAG_INTERVAL) -> None:
         """Measure how late the event loop wakes a sleeper; runs for the app's lifetime."""
@@ -193,7 +199,7 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
 
 @dataclass
 class Ticket:
-    """One request's admission: filled by the route guard, released by the middleware."""
+    """One request's admission: filled by the route guard, released by the door."""
 
     admission: Admission
     user_id: str | None = field(default=None, init=False)
@@ -215,22 +221,3 @@ async def admit(scope: Scope, user_id: str) -> None:
     ticket: Ticket | None = scope.get(SCOPE_KEY)
     if ticket is not None:
         await ticket.admit(user_id)
-
-
-class AdmissionMiddleware:
-    """Holds each request's `Ticket` until the response, streamed or not, is completely sent."""
-
-    def __init__(self, app: ASGIApp, admission: Admission) -> None:
-        self.app = app
-        self.admission = admission
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.admission.settings.enabled:
-            await self.app(scope, receive, send)
-            return
-        ticket = Ticket(self.admission)
-        scope[SCOPE_KEY] = ticket
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            ticket.release()

@@ -24,7 +24,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Receive, Scope, Send
 
-from apps.common.admission import Admission, AdmissionMiddleware
+from apps.common.admission import Admission
 from apps.common.auth.jwks import JWKSVerifier
 from apps.common.auth.principal import Authenticator
 from apps.common.auth.remote_keys import REVOCATIONS_PATH, RemoteAPIKeyResolver
@@ -53,7 +53,8 @@ class ServiceApp(FastAPI):
         self.router.route_class = GuardedRoute
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Admission's door comes before every middleware, so an overloaded process refuses cheaply.
+        # Admission's door comes before every middleware, so an overloaded process refuses cheaply;
+        # it also holds each request's slot until the response, streamed or not, is completely sent.
         await self.state.admission.door(scope, receive, send, super().__call__)
 
     def include_router(self, router: APIRouter, **kwargs: Any) -> None:
@@ -116,9 +117,7 @@ def service_app(
     install_error_handlers(app)
     install_openapi(app, extra_paths=openapi_paths)
     app.include_router(health_router)
-    # Innermost: a slot is held until the response, streamed or not, is completely sent.
     app.state.admission = Admission(settings.admission)
-    app.add_middleware(AdmissionMiddleware, admission=app.state.admission)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(
         CORSMiddleware,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,7 +23,7 @@ from apps.common.service import service_app
 from apps.common.settings import AdmissionSettings, ServiceSettings
 from tests.harness.issuer import TestIssuer
 from tests.harness.server import serve
-from tests.harness.waiting import CLIENT_TIMEOUT, eventually
+from tests.harness.waiting import CLIENT_TIMEOUT, eventually_async
 
 
 def build(issuer: TestIssuer, **limits: Any) -> FastAPI:
@@ -57,21 +58,52 @@ def build(issuer: TestIssuer, **limits: Any) -> FastAPI:
     return app
 
 
+@dataclass
+class Served:
+    """The app under test, a client of it, and the moves every scenario makes."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    issuer: TestIssuer
+
+    @property
+    def admission(self) -> Admission:
+        result: Admission = self.app.state.admission
+        return result
+
+    def auth(self, user: str | None) -> dict[str, str]:
+        """`user`'s credentials (a bearer token minted for them); none for None."""
+        return {"Authorization": f"Bearer {self.issuer.mint(user)}"} if user else {}
+
+    def get(self, path: str, user: str | None = None) -> Coroutine[Any, Any, httpx.Response]:
+        """`GET path` as `user`, or unauthenticated."""
+        return self.client.get(path, headers=self.auth(user))
+
+    def hold(self, count: int, user: str) -> list[asyncio.Task[httpx.Response]]:
+        """`count` requests of `user` to `/work`, which stay in flight until `open_gate`."""
+        return [asyncio.create_task(self.get("/work", user)) for _ in range(count)]
+
+    def open_gate(self) -> None:
+        self.app.state.gate["open"] = True
+
+    async def until(self, condition: Callable[[], bool], what: str) -> None:
+        await eventually_async(condition, what)
+
+
+def limits(**values: Any) -> pytest.MarkDecorator:
+    """The admission settings the test's `served` app is built with."""
+    return pytest.mark.parametrize("served", [values], indirect=True)
+
+
 @pytest.fixture
-def served(issuer: TestIssuer, request: pytest.FixtureRequest) -> Iterator[tuple[str, FastAPI]]:
+async def served(issuer: TestIssuer, request: pytest.FixtureRequest) -> AsyncIterator[Served]:
     app = build(issuer, **request.param)
     with serve(app) as server:
-        yield server.url, app
+        async with httpx.AsyncClient(
+            base_url=server.url, timeout=CLIENT_TIMEOUT, limits=httpx.Limits(max_connections=200)
+        ) as client:
+            yield Served(app, client, issuer)
         app.state.gate["open"] = True
-
-
-def auth(issuer: TestIssuer, user: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issuer.mint(user)}"}
-
-
-def admission(app: FastAPI) -> Admission:
-    result: Admission = app.state.admission
-    return result
 
 
 def assert_refused(response: httpx.Response, status: int, code: str) -> None:
@@ -82,239 +114,156 @@ def assert_refused(response: httpx.Response, status: int, code: str) -> None:
     assert error["type"] == ("rate_limit_error" if status == 429 else "service_unavailable")
 
 
-@pytest.mark.parametrize(
-    "served", [{"max_concurrent": 8, "max_concurrent_per_user": 2, "max_wait_ms": 5000}], indirect=True
-)
-def test_a_user_past_their_bound_gets_429_and_admitted_requests_succeed(
-    served: tuple[str, FastAPI], issuer: TestIssuer
+@limits(max_concurrent=8, max_concurrent_per_user=2, max_wait_ms=5000)
+async def test_a_user_past_their_bound_gets_429_and_admitted_requests_succeed(served: Served) -> None:
+    held = served.hold(2, "flooder")
+    await served.until(lambda: served.admission.per_user.get("flooder") == 2, "the flooder holds 2 slots")
+    for response in await asyncio.gather(*(served.get("/work", "flooder") for _ in range(5))):
+        assert_refused(response, 429, "too_many_concurrent_requests")
+    served.open_gate()
+    for response in await asyncio.gather(*held):
+        assert response.status_code == 200
+    # The slot is released just after the last byte is sent, so the client may see it first.
+    await served.until(
+        lambda: served.admission.in_flight == 0 and served.admission.per_user == {}, "every slot is free"
+    )
+
+
+@limits(max_concurrent=2, max_concurrent_per_user=2, max_waiting=0)
+async def test_at_capacity_a_request_gets_503_and_health_stays_exempt(served: Served) -> None:
+    held = served.hold(2, "a")
+    await served.until(lambda: served.admission.in_flight == 2, "the app is at capacity")
+    assert_refused(await served.get("/work", "b"), 503, "server_overloaded")
+    assert (await served.get("/healthz")).status_code == 200
+    assert (await served.get("/readyz")).status_code == 200
+    # Unauthenticated requests are refused by auth, not counted.
+    assert (await served.get("/work")).status_code == 401
+    served.open_gate()
+    assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+
+
+@limits(max_concurrent=1, max_concurrent_per_user=1, max_waiting=1, max_wait_ms=10_000)
+async def test_a_queued_request_takes_the_slot_a_finished_one_frees(served: Served) -> None:
+    (first,) = served.hold(1, "a")
+    await served.until(lambda: served.admission.in_flight == 1, "the first request holds the slot")
+    (queued,) = served.hold(1, "b")
+    await served.until(lambda: len(served.admission._waiters) == 1, "the second request waits")
+    # The queue is full: the next one is refused at once.
+    assert_refused(await served.get("/work", "c"), 503, "server_overloaded")
+    served.open_gate()
+    assert (await first).status_code == 200
+    assert (await queued).status_code == 200
+    await served.until(lambda: served.admission.in_flight == 0, "the slot is free")
+
+
+@limits(max_concurrent=6, max_concurrent_per_user=2, max_wait_ms=10_000)
+async def test_one_user_flooding_does_not_keep_another_user_out(served: Served) -> None:
+    flood = served.hold(60, "flooder")
+    await served.until(lambda: served.admission.per_user.get("flooder") == 2, "the flooder holds 2 slots")
+    # While the flood is held, the other user's request is admitted (it holds a slot) ...
+    (other,) = served.hold(1, "quiet")
+    await served.until(lambda: served.admission.per_user.get("quiet") == 1, "the quiet user holds a slot")
+    assert not served.admission._waiters
+    served.open_gate()
+    # ... and answered; the flooder got its share and 429s for the rest, never a 503.
+    assert (await other).status_code == 200
+    statuses = [r.status_code for r in await asyncio.gather(*flood)]
+    assert set(statuses) <= {200, 429} and statuses.count(200) >= 2
+
+
+@limits(max_concurrent=4, max_concurrent_per_user=1)
+async def test_a_stream_holds_its_slot_until_it_ends(served: Served) -> None:
+    async with served.client.stream("GET", "/stream", headers=served.auth("a")) as stream:
+        assert stream.status_code == 200
+        lines = stream.aiter_lines()
+        assert await anext(lines) == "data: first"
+        # The handler has returned; the stream has not ended: the slot is still held.
+        assert_refused(await served.get("/work", "a"), 429, "too_many_concurrent_requests")
+        served.open_gate()
+        rest = [line async for line in lines]
+        assert "data: last" in rest
+    await served.until(lambda: served.admission.in_flight == 0, "the stream's slot is free")
+    assert (await served.get("/work", "a")).status_code == 200
+
+
+@limits(max_concurrent=8, max_concurrent_per_user=8, max_in_process=2)
+async def test_past_max_in_process_the_door_refuses_before_authentication_and_probes_pass(
+    served: Served,
 ) -> None:
-    url, app = served
-
-    async def scenario() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            held = [
-                asyncio.create_task(client.get("/work", headers=auth(issuer, "flooder"))) for _ in range(2)
-            ]
-            await asyncio.to_thread(eventually, lambda: admission(app).per_user.get("flooder") == 2)
-            extra = await asyncio.gather(
-                *(client.get("/work", headers=auth(issuer, "flooder")) for _ in range(5))
-            )
-            for response in extra:
-                assert_refused(response, 429, "too_many_concurrent_requests")
-            app.state.gate["open"] = True
-            for response in await asyncio.gather(*held):
-                assert response.status_code == 200
-            # The slot is released just after the last byte is sent, so the client may see it first.
-            await asyncio.to_thread(
-                eventually, lambda: admission(app).in_flight == 0 and admission(app).per_user == {}
-            )
-
-    asyncio.run(scenario())
+    held = served.hold(2, "a")
+    await served.until(lambda: served.admission.in_flight == 2, "two requests are in flight")
+    assert served.admission.inside == 2
+    assert_refused(await served.get("/work", "b"), 503, "server_overloaded")
+    # Refused at the door: not even authenticated (no 401), and no slot or share taken.
+    assert_refused(await served.get("/work"), 503, "server_overloaded")
+    assert served.admission.per_user == {"a": 2}
+    assert (await served.get("/healthz")).status_code == 200
+    assert (await served.get("/readyz")).status_code == 200
+    served.open_gate()
+    assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+    await served.until(lambda: served.admission.inside == 0, "no request is inside")
+    assert (await served.get("/work", "b")).status_code == 200
 
 
-@pytest.mark.parametrize(
-    "served", [{"max_concurrent": 2, "max_concurrent_per_user": 2, "max_waiting": 0}], indirect=True
-)
-def test_at_capacity_a_request_gets_503_and_health_stays_exempt(
-    served: tuple[str, FastAPI], issuer: TestIssuer
-) -> None:
-    url, app = served
-
-    async def scenario() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            held = [asyncio.create_task(client.get("/work", headers=auth(issuer, "a"))) for _ in range(2)]
-            await asyncio.to_thread(eventually, lambda: admission(app).in_flight == 2)
-            assert_refused(await client.get("/work", headers=auth(issuer, "b")), 503, "server_overloaded")
-            assert (await client.get("/healthz")).status_code == 200
-            assert (await client.get("/readyz")).status_code == 200
-            # Unauthenticated requests are refused by auth, not counted.
-            assert (await client.get("/work")).status_code == 401
-            app.state.gate["open"] = True
-            assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
-
-    asyncio.run(scenario())
-
-
-@pytest.mark.parametrize(
-    "served",
-    [{"max_concurrent": 1, "max_concurrent_per_user": 1, "max_waiting": 1, "max_wait_ms": 10_000}],
-    indirect=True,
-)
-def test_a_queued_request_takes_the_slot_a_finished_one_frees(
-    served: tuple[str, FastAPI], issuer: TestIssuer
-) -> None:
-    url, app = served
-
-    async def scenario() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            first = asyncio.create_task(client.get("/work", headers=auth(issuer, "a")))
-            await asyncio.to_thread(eventually, lambda: admission(app).in_flight == 1)
-            queued = asyncio.create_task(client.get("/work", headers=auth(issuer, "b")))
-            await asyncio.to_thread(eventually, lambda: len(admission(app)._waiters) == 1)
-            # The queue is full: the next one is refused at once.
-            assert_refused(await client.get("/work", headers=auth(issuer, "c")), 503, "server_overloaded")
-            app.state.gate["open"] = True
-            assert (await first).status_code == 200
-            assert (await queued).status_code == 200
-            await asyncio.to_thread(eventually, lambda: admission(app).in_flight == 0)
-
-    asyncio.run(scenario())
-
-
-@pytest.mark.parametrize(
-    "served", [{"max_concurrent": 6, "max_concurrent_per_user": 2, "max_wait_ms": 10_000}], indirect=True
-)
-def test_one_user_flooding_does_not_keep_another_user_out(
-    served: tuple[str, FastAPI], issuer: TestIssuer
-) -> None:
-    url, app = served
-
-    async def scenario() -> None:
-        limits = httpx.Limits(max_connections=200)
-        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
-            flood = [
-                asyncio.create_task(client.get("/work", headers=auth(issuer, "flooder"))) for _ in range(60)
-            ]
-            await asyncio.to_thread(eventually, lambda: admission(app).per_user.get("flooder") == 2)
-            # While the flood is held, the other user's request is admitted (it holds a slot) ...
-            other = asyncio.create_task(client.get("/work", headers=auth(issuer, "quiet")))
-            await asyncio.to_thread(eventually, lambda: admission(app).per_user.get("quiet") == 1)
-            assert not admission(app)._waiters
-            app.state.gate["open"] = True
-            # ... and answered; the flooder got its share and 429s for the rest, never a 503.
-            assert (await other).status_code == 200
-            statuses = [r.status_code for r in await asyncio.gather(*flood)]
-            assert set(statuses) <= {200, 429} and statuses.count(200) >= 2
-
-    asyncio.run(scenario())
-
-
-@pytest.mark.parametrize("served", [{"max_concurrent": 4, "max_concurrent_per_user": 1}], indirect=True)
-def test_a_stream_holds_its_slot_until_it_ends(served: tuple[str, FastAPI], issuer: TestIssuer) -> None:
-    url, app = served
-
-    async def scenario() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            async with client.stream("GET", "/stream", headers=auth(issuer, "a")) as stream:
-                assert stream.status_code == 200
-                lines = stream.aiter_lines()
-                assert await anext(lines) == "data: first"
-                # The handler has returned; the stream has not ended: the slot is still held.
-                assert_refused(
-                    await client.get("/work", headers=auth(issuer, "a")), 429, "too_many_concurrent_requests"
-                )
-                app.state.gate["open"] = True
-                rest = [line async for line in lines]
-                assert "data: last" in rest
-            await asyncio.to_thread(eventually, lambda: admission(app).in_flight == 0)
-            assert (await client.get("/work", headers=auth(issuer, "a"))).status_code == 200
-
-    asyncio.run(scenario())
-
-
-@pytest.mark.parametrize(
-    "served", [{"max_concurrent": 8, "max_concurrent_per_user": 8, "max_in_process": 2}], indirect=True
-)
-def test_past_max_in_process_the_door_refuses_before_authentication_and_probes_pass(
-    served: tuple[str, FastAPI], issuer: TestIssuer
-) -> None:
-    url, app = served
-
-    async def scenario() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            held = [asyncio.create_task(client.get("/work", headers=auth(issuer, "a"))) for _ in range(2)]
-            await asyncio.to_thread(eventually, lambda: admission(app).in_flight == 2)
-            assert admission(app).inside == 2
-            assert_refused(await client.get("/work", headers=auth(issuer, "b")), 503, "server_overloaded")
-            # Refused at the door: not even authenticated (no 401), and no slot or share taken.
-            assert_refused(await client.get("/work"), 503, "server_overloaded")
-            assert admission(app).per_user == {"a": 2}
-            assert (await client.get("/healthz")).status_code == 200
-            assert (await client.get("/readyz")).status_code == 200
-            app.state.gate["open"] = True
-            assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
-            await asyncio.to_thread(eventually, lambda: admission(app).inside == 0)
-            assert (await client.get("/work", headers=auth(issuer, "b"))).status_code == 200
-
-    asyncio.run(scenario())
-
-
-@pytest.mark.parametrize("served", [{"max_loop_lag_ms": 10_000}], indirect=True)
-def test_while_the_loop_lags_the_door_refuses_and_probes_pass(
-    served: tuple[str, FastAPI], issuer: TestIssuer
-) -> None:
-    url, app = served
-    app.state.gate["open"] = True
-    gate = admission(app)
+@limits(max_loop_lag_ms=10_000)
+async def test_while_the_loop_lags_the_door_refuses_and_probes_pass(served: Served) -> None:
+    served.open_gate()
+    gate = served.admission
     measured = gate.saturated
     # Stands for `watch_loop` measuring a lag past the limit (a saturated core), which it re-measures
     # every 50 ms: that measurement itself is tested below.
     gate.saturated = lambda: True  # type: ignore[method-assign]
-    assert_refused(
-        httpx.get(f"{url}/work", headers=auth(issuer, "a"), timeout=CLIENT_TIMEOUT), 503, "server_overloaded"
-    )
-    assert httpx.get(f"{url}/healthz", timeout=CLIENT_TIMEOUT).status_code == 200
+    assert_refused(await served.get("/work", "a"), 503, "server_overloaded")
+    assert (await served.get("/healthz")).status_code == 200
     assert gate.inside == 0 and gate.in_flight == 0
     gate.saturated = measured  # type: ignore[method-assign]
-    assert httpx.get(f"{url}/work", headers=auth(issuer, "a"), timeout=CLIENT_TIMEOUT).status_code == 200
+    assert (await served.get("/work", "a")).status_code == 200
 
 
-def test_a_waiter_that_times_out_is_refused_and_leaves_no_slot_behind() -> None:
-    async def scenario() -> None:
-        gate = Admission(AdmissionSettings(max_concurrent=1, max_concurrent_per_user=5, max_wait_ms=1))
+async def test_a_waiter_that_times_out_is_refused_and_leaves_no_slot_behind() -> None:
+    gate = Admission(AdmissionSettings(max_concurrent=1, max_concurrent_per_user=5, max_wait_ms=1))
+    await gate.admit("a")
+    with pytest.raises(APIError) as refused:
+        await gate.admit("b")
+    assert refused.value.status_code == 503 and refused.value.headers == {"Retry-After": "1"}
+    assert gate.per_user == {"a": 1} and not gate._waiters
+    gate.release("a")
+    assert gate.in_flight == 0 and gate.per_user == {}
+
+
+async def test_a_waiter_cancelled_after_being_handed_a_slot_gives_it_back() -> None:
+    gate = Admission(AdmissionSettings(max_concurrent=1, max_wait_ms=10_000))
+    await gate.admit("a")
+    waiting = asyncio.create_task(gate.admit("b"))
+    await asyncio.sleep(0)
+    assert len(gate._waiters) == 1
+    gate.release("a")  # hands the slot to "b" ...
+    waiting.cancel()  # ... which is cancelled before it resumes
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert gate.in_flight == 0 and gate.per_user == {}
+
+
+async def test_a_lagging_event_loop_refuses_new_requests_with_503() -> None:
+    gate = Admission(AdmissionSettings(max_loop_lag_ms=100))
+    gate.loop_lag = 0.5  # as `watch_loop` measures it when the process is out of CPU
+    with pytest.raises(APIError) as refused:
         await gate.admit("a")
-        with pytest.raises(APIError) as refused:
-            await gate.admit("b")
-        assert refused.value.status_code == 503 and refused.value.headers == {"Retry-After": "1"}
-        assert gate.per_user == {"a": 1} and not gate._waiters
-        gate.release("a")
-        assert gate.in_flight == 0 and gate.per_user == {}
-
-    asyncio.run(scenario())
+    assert refused.value.status_code == 503 and refused.value.code == "server_overloaded"
+    assert gate.in_flight == 0 and gate.per_user == {}
+    gate.loop_lag = 0.0
+    await gate.admit("a")
+    assert gate.in_flight == 1
 
 
-def test_a_waiter_cancelled_after_being_handed_a_slot_gives_it_back() -> None:
-    async def scenario() -> None:
-        gate = Admission(AdmissionSettings(max_concurrent=1, max_wait_ms=10_000))
-        await gate.admit("a")
-        waiting = asyncio.create_task(gate.admit("b"))
+async def test_the_loop_watch_measures_a_blocked_loop() -> None:
+    gate = Admission(AdmissionSettings(max_loop_lag_ms=100))
+    watch = asyncio.create_task(gate.watch_loop(interval=0.01))
+    await asyncio.sleep(0)
+    time.sleep(0.3)  # noqa: ASYNC251 - blocking the loop on purpose, as a saturated core does
+    for _ in range(100):  # until the watch has woken (late) once
         await asyncio.sleep(0)
-        assert len(gate._waiters) == 1
-        gate.release("a")  # hands the slot to "b" ...
-        waiting.cancel()  # ... which is cancelled before it resumes
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-        assert gate.in_flight == 0 and gate.per_user == {}
-
-    asyncio.run(scenario())
-
-
-def test_a_lagging_event_loop_refuses_new_requests_with_503() -> None:
-    async def scenario() -> None:
-        gate = Admission(AdmissionSettings(max_loop_lag_ms=100))
-        gate.loop_lag = 0.5  # as `watch_loop` measures it when the process is out of CPU
-        with pytest.raises(APIError) as refused:
-            await gate.admit("a")
-        assert refused.value.status_code == 503 and refused.value.code == "server_overloaded"
-        assert gate.in_flight == 0 and gate.per_user == {}
-        gate.loop_lag = 0.0
-        await gate.admit("a")
-        assert gate.in_flight == 1
-
-    asyncio.run(scenario())
-
-
-def test_the_loop_watch_measures_a_blocked_loop() -> None:
-    async def scenario() -> None:
-        gate = Admission(AdmissionSettings(max_loop_lag_ms=100))
-        watch = asyncio.create_task(gate.watch_loop(interval=0.01))
-        await asyncio.sleep(0)
-        time.sleep(0.3)  # noqa: ASYNC251 - blocking the loop on purpose, as a saturated core does
-        for _ in range(100):  # until the watch has woken (late) once
-            await asyncio.sleep(0)
-            if gate.loop_lag:
-                break
-        watch.cancel()
-        assert gate.saturated()
-
-    asyncio.run(scenario())
+        if gate.loop_lag:
+            break
+    watch.cancel()
+    assert gate.saturated()

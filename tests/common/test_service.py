@@ -78,83 +78,77 @@ def kit(issuer: TestIssuer) -> Iterator[tuple[str, FastAPI]]:
         yield server.url, app
 
 
-def test_validation_error_is_400_in_the_openai_envelope(kit: tuple[str, FastAPI]) -> None:
-    response = httpx.post(f"{kit[0]}/items", json={"name": "a", "count": "many"}, timeout=CLIENT_TIMEOUT)
+@pytest.fixture(scope="module")
+def client(kit: tuple[str, FastAPI]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=kit[0], timeout=CLIENT_TIMEOUT) as kit_client:
+        yield kit_client
+
+
+def test_validation_error_is_400_in_the_openai_envelope(client: httpx.Client) -> None:
+    response = client.post("/items", json={"name": "a", "count": "many"})
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["param"] == "count" and error["type"] == "invalid_request_error"
 
 
-def test_malformed_json_is_400(kit: tuple[str, FastAPI]) -> None:
-    response = httpx.post(
-        f"{kit[0]}/items",
-        content=b"{nope",
-        headers={"content-type": "application/json"},
-        timeout=CLIENT_TIMEOUT,
-    )
+def test_malformed_json_is_400(client: httpx.Client) -> None:
+    response = client.post("/items", content=b"{nope", headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_json"
 
 
-def test_unexpected_exception_is_a_500_envelope_without_internals(kit: tuple[str, FastAPI]) -> None:
-    response = httpx.get(f"{kit[0]}/boom", timeout=CLIENT_TIMEOUT)
+def test_unexpected_exception_is_a_500_envelope_without_internals(client: httpx.Client) -> None:
+    response = client.get("/boom")
     assert response.status_code == 500
     assert "secret" not in response.text
     assert response.json()["error"]["type"] == "server_error"
 
 
-def test_unreachable_dependencies_are_503_not_500(kit: tuple[str, FastAPI]) -> None:
-    database = httpx.get(f"{kit[0]}/db-down", timeout=CLIENT_TIMEOUT)
+def test_unreachable_dependencies_are_503_not_500(client: httpx.Client) -> None:
+    database = client.get("/db-down")
     assert database.status_code == 503 and database.headers["retry-after"] == "5"
     assert database.json()["error"]["code"] == "database_unavailable"
-    peer = httpx.get(f"{kit[0]}/peer-down", timeout=CLIENT_TIMEOUT)
+    peer = client.get("/peer-down")
     assert peer.status_code == 503 and peer.json()["error"]["code"] == "dependency_unavailable"
 
 
-def test_api_error_keeps_its_status_and_code(kit: tuple[str, FastAPI]) -> None:
-    response = httpx.get(f"{kit[0]}/teapot", timeout=CLIENT_TIMEOUT)
+def test_api_error_keeps_its_status_and_code(client: httpx.Client) -> None:
+    response = client.get("/teapot")
     assert response.status_code == 418 and response.json()["error"]["code"] == "teapot"
 
 
-def test_unknown_path_is_404_envelope(kit: tuple[str, FastAPI]) -> None:
-    response = httpx.get(f"{kit[0]}/nowhere", timeout=CLIENT_TIMEOUT)
+def test_unknown_path_is_404_envelope(client: httpx.Client) -> None:
+    response = client.get("/nowhere")
     assert response.status_code == 404 and "error" in response.json()
 
 
-def test_oversized_body_is_413(kit: tuple[str, FastAPI]) -> None:
-    response = httpx.post(f"{kit[0]}/items", json={"name": "x" * 2000, "count": 1}, timeout=CLIENT_TIMEOUT)
+def test_oversized_body_is_413(client: httpx.Client) -> None:
+    response = client.post("/items", json={"name": "x" * 2000, "count": 1})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
 
 
-def test_oversized_chunked_body_is_413(kit: tuple[str, FastAPI]) -> None:
+def test_oversized_chunked_body_is_413(client: httpx.Client) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"name": "'
         for _ in range(20):
             yield b"x" * 100
         yield b'", "count": 1}'
 
-    response = httpx.post(
-        f"{kit[0]}/items",
-        content=chunks(),
-        headers={"content-type": "application/json"},
-        timeout=CLIENT_TIMEOUT,
-    )
+    response = client.post("/items", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413
 
 
-def test_request_id_is_echoed_or_generated(kit: tuple[str, FastAPI]) -> None:
-    echoed = httpx.get(f"{kit[0]}/healthz", headers={"X-Request-Id": "abc-123"}, timeout=CLIENT_TIMEOUT)
+def test_request_id_is_echoed_or_generated(client: httpx.Client) -> None:
+    echoed = client.get("/healthz", headers={"X-Request-Id": "abc-123"})
     assert echoed.headers["x-request-id"] == "abc-123"
-    generated = httpx.get(f"{kit[0]}/healthz", timeout=CLIENT_TIMEOUT)
+    generated = client.get("/healthz")
     assert len(generated.headers["x-request-id"]) == 32
 
 
-def test_access_log_is_json_with_request_id(
-    kit: tuple[str, FastAPI], caplog: pytest.LogCaptureFixture
-) -> None:
+def test_access_log_is_json_with_request_id(client: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="jan.access"):
-        httpx.get(f"{kit[0]}/healthz", headers={"X-Request-Id": "log-me"}, timeout=CLIENT_TIMEOUT)
+        client.get("/healthz", headers={"X-Request-Id": "log-me"})
         # The access line is written after the response is sent, on the server's thread.
         eventually(lambda: any(r.name == "jan.access" for r in caplog.records))
     record = next(r for r in caplog.records if r.name == "jan.access")
@@ -162,42 +156,34 @@ def test_access_log_is_json_with_request_id(
     assert line["status"] == 200 and line["path"] == "/healthz" and line["service"] == "kit-test"
 
 
-def test_readiness_reports_each_check(kit: tuple[str, FastAPI]) -> None:
-    url, app = kit
-    assert httpx.get(f"{url}/readyz", timeout=CLIENT_TIMEOUT).status_code == 200
+def test_readiness_reports_each_check(kit: tuple[str, FastAPI], client: httpx.Client) -> None:
+    app = kit[1]
+    assert client.get("/readyz").status_code == 200
     app.state.flaky["down"] = True
     try:
-        response = httpx.get(f"{url}/readyz", timeout=CLIENT_TIMEOUT)
+        response = client.get("/readyz")
         assert response.status_code == 503
         assert response.json()["checks"]["database"]["status"] == "error"
-        assert httpx.get(f"{url}/healthz", timeout=CLIENT_TIMEOUT).status_code == 200
+        assert client.get("/healthz").status_code == 200
     finally:
         app.state.flaky["down"] = False
-    assert httpx.get(f"{url}/readyz", timeout=CLIENT_TIMEOUT).status_code == 200
+    assert client.get("/readyz").status_code == 200
 
 
-def test_principal_dependency(kit: tuple[str, FastAPI], issuer: TestIssuer) -> None:
-    url = kit[0]
-    assert httpx.get(f"{url}/me", timeout=CLIENT_TIMEOUT).status_code == 401
-    assert (
-        httpx.get(f"{url}/me", headers={"Authorization": "Bearer junk"}, timeout=CLIENT_TIMEOUT).status_code
-        == 401
-    )
-    ok = httpx.get(
-        f"{url}/me", headers={"Authorization": f"Bearer {issuer.mint('carol')}"}, timeout=CLIENT_TIMEOUT
-    )
+def test_principal_dependency(client: httpx.Client, issuer: TestIssuer) -> None:
+    assert client.get("/me").status_code == 401
+    assert client.get("/me", headers={"Authorization": "Bearer junk"}).status_code == 401
+    ok = client.get("/me", headers={"Authorization": f"Bearer {issuer.mint('carol')}"})
     assert ok.status_code == 200 and ok.json() == {"sub": "carol"}
-    expired = httpx.get(
-        f"{url}/me", headers={"Authorization": f"Bearer {issuer.mint_expired()}"}, timeout=CLIENT_TIMEOUT
-    )
+    expired = client.get("/me", headers={"Authorization": f"Bearer {issuer.mint_expired()}"})
     assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
 
 
-def test_requests_are_traced(kit: tuple[str, FastAPI], issuer: TestIssuer) -> None:
-    url, app = kit
+def test_requests_are_traced(kit: tuple[str, FastAPI], client: httpx.Client) -> None:
+    app = kit[1]
     exporter = InMemorySpanExporter()
     app.state.telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    httpx.post(f"{url}/items", json={"name": "a", "count": 1}, timeout=CLIENT_TIMEOUT)
+    client.post("/items", json={"name": "a", "count": 1})
     # The server span ends after the response is sent, on the server's thread.
     eventually(
         lambda: any(

@@ -58,9 +58,8 @@ class FaultProxy:
         self._stopping = asyncio.Event()
         server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self._ready.set()
-        async with server:
+        async with server:  # closes the server on the way out
             await self._stopping.wait()
-            server.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -61,6 +61,14 @@ async def upload_data_url(client: httpx.AsyncClient, data: bytes, mime: str = "i
     )
 
 
+async def uploaded(client: httpx.AsyncClient, data: bytes, mime: str = "image/png") -> str:
+    """The id of the bytes uploaded as a data URL; the upload must succeed."""
+    response = await upload_data_url(client, data, mime)
+    assert response.status_code == 200, response.text
+    media_id: str = response.json()["id"]
+    return media_id
+
+
 async def upload_form(client: httpx.AsyncClient, data: bytes, mime: str = "image/png") -> httpx.Response:
     """`POST /v1/media` as a multipart form with a file part (the streamed upload)."""
     return await client.post(

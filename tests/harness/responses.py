@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.harness.sse import sse_data
+from apps.common.sse import aiter_events
 
 KINDS = ("plain", "stream", "background")
 RUNNING = ("queued", "in_progress")
@@ -69,8 +69,8 @@ async def _stream(http: httpx.AsyncClient, outcome: Outcome, body: dict[str, Any
         if response.status_code != 200:
             outcome.error = orjson.loads(await response.aread())["error"]
             return outcome
-        async for data in sse_data(response):
-            event = orjson.loads(data)
+        async for sse in aiter_events(response):
+            event = sse.json()
             assert not outcome.acknowledged, "nothing may follow the terminal event"
             kind = event["type"]
             if kind == "response.created":

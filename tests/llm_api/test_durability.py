@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import orjson
 
+from apps.common.sse import aiter_events
 from apps.gateway.embedded import EmbeddedPostgres
 from tests.harness.issuer import TestIssuer
 from tests.harness.llm_api import FAKE_MODEL, LlmApi, llm_api_settings, running_llm_api
-from tests.harness.sse import sse_data
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.harness.waiting import eventually_async as eventually
 
@@ -74,7 +74,8 @@ async def stream_turn(http: httpx.AsyncClient, outcome: Outcome, conversation: A
         if response.status_code != 200:
             outcome.error = orjson.loads(await response.aread())["error"]
             return outcome
-        async for data in sse_data(response):
+        async for sse in aiter_events(response):
+            data = sse.data
             assert not outcome.acknowledged, "nothing may follow [DONE]"
             if data == "[DONE]":
                 outcome.acknowledged = True

@@ -8,19 +8,11 @@ import time
 import httpx
 
 from apps.common.ids import parse_jan_id, snowflake_timestamp_ms
-from tests.harness.media import data_url, unique_png
+from tests.harness.media import data_url, unique_png, uploaded
 
 
 async def upload_many(client: httpx.AsyncClient, count: int) -> list[str]:
-    async def one() -> str:
-        response = await client.post(
-            "/v1/media", json={"source": {"type": "data_url", "data_url": data_url(unique_png())}}
-        )
-        assert response.status_code == 200, response.text
-        media_id: str = response.json()["id"]
-        return media_id
-
-    return list(await asyncio.gather(*(one() for _ in range(count))))
+    return list(await asyncio.gather(*(uploaded(client, unique_png()) for _ in range(count))))
 
 
 async def test_ids_are_unique_and_time_ordered(alice: httpx.AsyncClient) -> None:

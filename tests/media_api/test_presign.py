@@ -7,24 +7,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from tests.harness.media import data_url, unique_png
+from tests.harness.media import unique_png, uploaded
 from tests.harness.waiting import eventually_async
-
-
-async def upload(client: httpx.AsyncClient, data: bytes) -> str:
-    created = await client.post(
-        "/v1/media", json={"source": {"type": "data_url", "data_url": data_url(data)}}
-    )
-    assert created.status_code == 200, created.text
-    media_id: str = created.json()["id"]
-    return media_id
 
 
 async def test_owner_gets_a_url_that_downloads_the_object(
     alice: httpx.AsyncClient, web: httpx.AsyncClient
 ) -> None:
     png = unique_png()
-    media_id = await upload(alice, png)
+    media_id = await uploaded(alice, png)
     before = int(time.time())
     presigned = await alice.get(f"/v1/media/{media_id}/presign")
     assert presigned.status_code == 200, presigned.text
@@ -38,7 +29,7 @@ async def test_owner_gets_a_url_that_downloads_the_object(
 
 
 async def test_each_call_signs_a_fresh_url(alice: httpx.AsyncClient) -> None:
-    media_id = await upload(alice, unique_png())
+    media_id = await uploaded(alice, unique_png())
     first = (await alice.get(f"/v1/media/{media_id}/presign")).json()
     # The signature covers the signing time (whole seconds): wait for the next second, not a duration.
     start = int(time.time())
@@ -48,7 +39,7 @@ async def test_each_call_signs_a_fresh_url(alice: httpx.AsyncClient) -> None:
 
 
 async def test_another_users_media_is_not_found(alice: httpx.AsyncClient, bob: httpx.AsyncClient) -> None:
-    media_id = await upload(alice, unique_png())
+    media_id = await uploaded(alice, unique_png())
     foreign = await bob.get(f"/v1/media/{media_id}/presign")
     assert foreign.status_code == 404
     assert foreign.json()["error"]["code"] == "media_not_found"
@@ -65,7 +56,7 @@ async def test_an_unfinished_direct_upload_has_no_url_yet(alice: httpx.AsyncClie
 
 
 async def test_expiry_follows_the_configured_ttl(alt: httpx.AsyncClient) -> None:
-    media_id = await upload(alt, unique_png())
+    media_id = await uploaded(alt, unique_png())
     body = (await alt.get(f"/v1/media/{media_id}/presign")).json()
     assert body["expires_in"] == 1
     assert parse_qs(urlsplit(body["url"]).query)["X-Amz-Expires"] == ["1"]

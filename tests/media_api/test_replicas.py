@@ -28,7 +28,7 @@ from apps.media_api.services.media import MediaService
 from apps.media_api.services.sniff import inspect_bytes
 from apps.media_api.services.storage import ObjectStore
 from tests.harness.issuer import TestIssuer
-from tests.harness.media import s3_client, settings_for, unique_png, upload_data_url
+from tests.harness.media import s3_client, settings_for, unique_png, uploaded
 
 BUCKET = "media-replicas"
 
@@ -90,14 +90,7 @@ async def upload_batch(url: str, token: str, count: int) -> list[str]:
     async with httpx.AsyncClient(
         base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
     ) as client:
-
-        async def one() -> str:
-            response = await upload_data_url(client, unique_png())
-            assert response.status_code == 200, response.text
-            media_id: str = response.json()["id"]
-            return media_id
-
-        return list(await asyncio.gather(*(one() for _ in range(count))))
+        return list(await asyncio.gather(*(uploaded(client, unique_png()) for _ in range(count))))
 
 
 def test_two_replicas_minting_concurrently_never_share_an_id(

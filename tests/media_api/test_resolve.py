@@ -13,15 +13,7 @@ from apps.common.errors import APIError
 from apps.media_api.services.media import MediaService
 from apps.media_api.services.resolve import Resolver
 from apps.media_api.services.storage import ObjectStore
-from tests.harness.media import JPEG, data_url, unique_png
-
-
-async def upload(client: httpx.AsyncClient, data: bytes, mime: str = "image/png") -> str:
-    source = {"type": "data_url", "data_url": data_url(data, mime)}
-    response = await client.post("/v1/media", json={"source": source})
-    assert response.status_code == 200, response.text
-    media_id: str = response.json()["id"]
-    return media_id
+from tests.harness.media import JPEG, unique_png, uploaded
 
 
 def chat_payload(*ids: str) -> dict[str, Any]:
@@ -44,7 +36,7 @@ def chat_payload(*ids: str) -> dict[str, Any]:
 
 async def test_placeholders_become_presigned_urls(alice: httpx.AsyncClient, web: httpx.AsyncClient) -> None:
     png, jpeg = unique_png(), JPEG + b"resolve"
-    first, second = await upload(alice, png), await upload(alice, jpeg, "image/jpeg")
+    first, second = await uploaded(alice, png), await uploaded(alice, jpeg, "image/jpeg")
     payload = chat_payload(first, second, first)
     response = await alice.post("/v1/media/resolve", json={"payload": payload})
     assert response.status_code == 200, response.text
@@ -70,7 +62,7 @@ async def test_payload_without_placeholders_is_unchanged(alice: httpx.AsyncClien
 
 
 async def test_unknown_ids_are_named(alice: httpx.AsyncClient) -> None:
-    known = await upload(alice, unique_png())
+    known = await uploaded(alice, unique_png())
     response = await alice.post("/v1/media/resolve", json={"payload": chat_payload(known, "jan_12345")})
     assert response.status_code == 404
     error = response.json()["error"]
@@ -131,7 +123,7 @@ async def test_anything_that_looks_like_a_placeholder_is_resolved_or_refused(
 
 async def test_placeholders_with_an_escaped_slash(alice: httpx.AsyncClient, web: httpx.AsyncClient) -> None:
     png = unique_png()
-    media_id = await upload(alice, png)
+    media_id = await uploaded(alice, png)
     body = b'{"payload": {"url": "data:image\\/png;' + media_id.encode() + b'"}}'
     response = await alice.post(
         "/v1/media/resolve", content=body, headers={"Content-Type": "application/json"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 from apps.media_api.services.ready_cache import ReadyKeyCache
-from tests.harness.media import unique_png
-from tests.media_api.test_resolve import chat_payload, upload
+from tests.harness.media import unique_png, uploaded
+from tests.media_api.test_resolve import chat_payload
 
 
 async def resolve(client: httpx.AsyncClient, *ids: str) -> httpx.Response:
@@ -14,7 +14,7 @@ async def resolve(client: httpx.AsyncClient, *ids: str) -> httpx.Response:
 
 
 async def test_a_resolved_id_stays_its_owners(alice: httpx.AsyncClient, bob: httpx.AsyncClient) -> None:
-    media_id = await upload(alice, unique_png())
+    media_id = await uploaded(alice, unique_png())
     assert (await resolve(alice, media_id)).status_code == 200
     refused = await resolve(bob, media_id)
     assert refused.status_code == 404 and media_id in refused.json()["error"]["message"]
@@ -22,7 +22,7 @@ async def test_a_resolved_id_stays_its_owners(alice: httpx.AsyncClient, bob: htt
 
 
 async def test_a_deleted_id_stops_resolving_at_once(alice: httpx.AsyncClient) -> None:
-    media_id = await upload(alice, unique_png())
+    media_id = await uploaded(alice, unique_png())
     assert (await resolve(alice, media_id)).status_code == 200
     assert (await alice.delete(f"/v1/media/{media_id}")).status_code in (200, 204)
     gone = await resolve(alice, media_id)
@@ -30,9 +30,9 @@ async def test_a_deleted_id_stops_resolving_at_once(alice: httpx.AsyncClient) ->
 
 
 async def test_remembered_and_new_ids_resolve_together(alice: httpx.AsyncClient) -> None:
-    known = await upload(alice, unique_png())
+    known = await uploaded(alice, unique_png())
     assert (await resolve(alice, known)).status_code == 200
-    fresh = await upload(alice, unique_png())
+    fresh = await uploaded(alice, unique_png())
     both = await resolve(alice, known, fresh, "jan_1")
     assert both.status_code == 404 and "'jan_1'" in both.json()["error"]["message"]
     assert known not in both.json()["error"]["message"] and fresh not in both.json()["error"]["message"]

@@ -16,7 +16,6 @@ import pytest
 
 from apps.gateway.asgi import LocalGateway
 from apps.gateway.local_apps import LocalEnvironment, build_apps
-from tests.harness.waiting import CLIENT_TIMEOUT
 
 ENVELOPE = {"$ref": "#/components/schemas/ErrorResponse"}
 METHODS = {"get", "post", "put", "patch", "delete"}
@@ -40,9 +39,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> LocalGateway:
 @pytest.fixture
 async def client(gateway: LocalGateway) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=gateway)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://127.0.0.1:8000", timeout=CLIENT_TIMEOUT
-    ) as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
         yield http
 
 
