@@ -143,7 +143,17 @@ async def test_the_large_collection_walks_the_hnsw_index(world: World) -> None:
     assert INDEX_NAME not in exact_plan, exact_plan
 
 
-async def test_approximate_results_stay_the_users_own_and_agree_with_the_exact_scan(world: World) -> None:
+async def test_approximate_results_stay_the_users_own_and_agree_with_the_exact_scan(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fallbacks: list[Scope] = []
+
+    def counted(scope: Scope, vector: list[float], top_k: int) -> Select[Any]:
+        fallbacks.append(scope)
+        return exact_statement(scope, vector, top_k)
+
+    # Only nearest()'s own fallback is counted; `ranked(..., exact=True)` calls the imported name.
+    monkeypatch.setattr(nearest_module, "exact_statement", counted)
     scope = Scope("big", world.collection, MODEL)
     found = total = 0
     for _ in range(20):
@@ -154,6 +164,7 @@ async def test_approximate_results_stay_the_users_own_and_agree_with_the_exact_s
         found += len(set(approximate) & set(exact))
         total += 5
     assert found / total >= 0.9
+    assert fallbacks == []  # every answer came from the index walk, not from the exact scan
 
 
 @pytest.mark.parametrize("user", ["small", "other"])
