@@ -14,6 +14,7 @@ from tests.harness.issuer import TestIssuer
 from tests.harness.mcp_client import McpServer, error_text, mcp_session, payload
 from tests.harness.sandbox import FakeSandbox, SandboxFault
 from tests.harness.server import serve
+from tests.harness.waiting import CLIENT_TIMEOUT
 
 
 async def run(server_url: str, issuer: TestIssuer, **arguments: Any) -> Any:
@@ -143,7 +144,7 @@ async def test_a_request_without_a_progress_token_keeps_its_json_answer(
         "content-type": "application/json",
         "accept": "application/json, text/event-stream",
     }
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as http:
         plain = await http.post(
             mcp_server.endpoint,
             headers=headers,
