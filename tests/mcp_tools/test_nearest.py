@@ -29,6 +29,7 @@ from apps.mcp_tools.services.nearest import (
     ef_search_for,
     exact_statement,
     nearest,
+    sizes,
 )
 
 MODEL = "synthetic-384"
@@ -226,6 +227,13 @@ async def test_vectors_of_another_dimension_are_stored_and_ranked_exactly(
 ) -> None:
     # Outside the partial index (its cast would refuse them) and never sent down the approximate path.
     monkeypatch.setattr(nearest_module, "EXACT_MAX", 0)
+    sized: list[Scope] = []
+
+    async def counted(session: AsyncSession, scope: Scope) -> tuple[int, int]:
+        sized.append(scope)
+        return await sizes(session, scope)
+
+    monkeypatch.setattr(nearest_module, "sizes", counted)
     rng = random.Random(8)
     await store(
         world.sessions, "eight", world.collection, [[rng.gauss(0, 1) for _ in range(8)] for _ in range(30)]
@@ -234,3 +242,4 @@ async def test_vectors_of_another_dimension_are_stored_and_ranked_exactly(
     vector = [rng.gauss(0, 1) for _ in range(8)]
     got = await ranked(world, scope, vector, 30, exact=False)
     assert len(got) == 30 and got == await ranked(world, scope, vector, 30, exact=True)
+    assert sized == []  # no round trip to size a scope whose vectors the index cannot hold
