@@ -46,7 +46,7 @@ def create_app(settings: McpToolsSettings | None = None) -> FastAPI:
         ):
             app.state.telemetry.instrument_httpx(http)
             app.state.tools = await build_services(settings, http, session_factory(engine))
-            async with endpoint.plain.run(), endpoint.streaming.run():
+            async with endpoint.run():
                 yield
 
     app = service_app(

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -132,7 +134,7 @@ def transport_security(settings: McpToolsSettings) -> TransportSecuritySettings:
 
 
 def mcp_endpoint(server: MCPServer[Any], settings: McpToolsSettings) -> AuthenticatedEndpoint:
-    """The ASGI app for `/v1/mcp`; `run_managers()` must wrap the app's lifetime."""
+    """The ASGI app for `/v1/mcp`; its `run()` must wrap the app's lifetime."""
     # Called for the session manager it sets up; the Starlette app it returns is not needed, the
     # route (behind our auth) is mounted by create_app.
     server.streamable_http_app(
@@ -170,6 +172,12 @@ class AuthenticatedEndpoint:
     def __init__(self, plain: StreamableHTTPSessionManager, streaming: StreamableHTTPSessionManager) -> None:
         self.plain = plain
         self.streaming = streaming
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        """Both session managers' task groups, for the app's lifetime."""
+        async with self.plain.run(), self.streaming.run():
+            yield
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)

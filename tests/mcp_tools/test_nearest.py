@@ -29,6 +29,7 @@ from apps.mcp_tools.services.nearest import (
     ef_search_for,
     exact_statement,
     nearest,
+    sizes,
 )
 
 MODEL = "synthetic-384"
@@ -143,7 +144,17 @@ async def test_the_large_collection_walks_the_hnsw_index(world: World) -> None:
     assert INDEX_NAME not in exact_plan, exact_plan
 
 
-async def test_approximate_results_stay_the_users_own_and_agree_with_the_exact_scan(world: World) -> None:
+async def test_approximate_results_stay_the_users_own_and_agree_with_the_exact_scan(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fallbacks: list[Scope] = []
+
+    def counted(scope: Scope, vector: list[float], top_k: int) -> Select[Any]:
+        fallbacks.append(scope)
+        return exact_statement(scope, vector, top_k)
+
+    # Only nearest()'s own fallback is counted; `ranked(..., exact=True)` calls the imported name.
+    monkeypatch.setattr(nearest_module, "exact_statement", counted)
     scope = Scope("big", world.collection, MODEL)
     found = total = 0
     for _ in range(20):
@@ -154,6 +165,7 @@ async def test_approximate_results_stay_the_users_own_and_agree_with_the_exact_s
         found += len(set(approximate) & set(exact))
         total += 5
     assert found / total >= 0.9
+    assert fallbacks == []  # every answer came from the index walk, not from the exact scan
 
 
 @pytest.mark.parametrize("user", ["small", "other"])
@@ -215,6 +227,13 @@ async def test_vectors_of_another_dimension_are_stored_and_ranked_exactly(
 ) -> None:
     # Outside the partial index (its cast would refuse them) and never sent down the approximate path.
     monkeypatch.setattr(nearest_module, "EXACT_MAX", 0)
+    sized: list[Scope] = []
+
+    async def counted(session: AsyncSession, scope: Scope) -> tuple[int, int]:
+        sized.append(scope)
+        return await sizes(session, scope)
+
+    monkeypatch.setattr(nearest_module, "sizes", counted)
     rng = random.Random(8)
     await store(
         world.sessions, "eight", world.collection, [[rng.gauss(0, 1) for _ in range(8)] for _ in range(30)]
@@ -223,3 +242,4 @@ async def test_vectors_of_another_dimension_are_stored_and_ranked_exactly(
     vector = [rng.gauss(0, 1) for _ in range(8)]
     got = await ranked(world, scope, vector, 30, exact=False)
     assert len(got) == 30 and got == await ranked(world, scope, vector, 30, exact=True)
+    assert sized == []  # no round trip to size a scope whose vectors the index cannot hold

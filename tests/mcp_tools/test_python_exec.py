@@ -14,6 +14,7 @@ from tests.harness.issuer import TestIssuer
 from tests.harness.mcp_client import McpServer, error_text, mcp_session, payload
 from tests.harness.sandbox import FakeSandbox, SandboxFault
 from tests.harness.server import serve
+from tests.harness.waiting import CLIENT_TIMEOUT
 
 
 async def run(server_url: str, issuer: TestIssuer, **arguments: Any) -> Any:
@@ -134,6 +135,29 @@ async def test_a_slow_run_reports_progress_before_its_result(
     assert [p for p, _, _ in notes] == sorted(p for p, _, _ in notes)
 
 
+async def test_a_run_still_going_reports_how_long_it_has_run(
+    settings_factory: Any, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    hold = threading.Event()
+    sandbox.fail(SandboxFault(hold=hold))
+    notes: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        notes.append((progress, total, message))
+        if len(notes) == 2:
+            hold.set()  # the sandbox answers only once a periodic report has reached the caller
+
+    with serve(create_app(settings_factory(tool_progress_seconds=0.2))) as server:
+        async with mcp_session(server.url, issuer.mint("coder")) as session:
+            result = await session.call_tool(
+                "python_exec", {"code": "print('late')"}, progress_callback=on_progress
+            )
+    assert payload(result)["stdout"] == "late\n"
+    progress, total, message = notes[1]
+    assert progress > 0 and total == 3.0
+    assert message is not None and message.startswith("python_exec: running for ")
+
+
 async def test_a_request_without_a_progress_token_keeps_its_json_answer(
     mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
 ) -> None:
@@ -143,7 +167,7 @@ async def test_a_request_without_a_progress_token_keeps_its_json_answer(
         "content-type": "application/json",
         "accept": "application/json, text/event-stream",
     }
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as http:
         plain = await http.post(
             mcp_server.endpoint,
             headers=headers,

@@ -124,12 +124,12 @@ def ef_search_for(top_k: int, scope: int, table: int) -> int | None:
 
 async def nearest(session: AsyncSession, scope: Scope, vector: list[float], top_k: int) -> list[Row[Any]]:
     """The `top_k` chunks of `scope` closest to `vector`, closest first (run inside a transaction)."""
+    if len(vector) != ANN_DIMENSIONS:  # never in the index: the scope's size cannot change the path
+        return list((await session.execute(exact_statement(scope, vector, top_k))).all())
     size, table = await sizes(session, scope)
     if size == 0:
         return []
-    ef_search = None
-    if len(vector) == ANN_DIMENSIONS and size > EXACT_MAX:
-        ef_search = ef_search_for(top_k, size, table)
+    ef_search = ef_search_for(top_k, size, table) if size > EXACT_MAX else None
     if ef_search is not None:
         if ef_search > EF_MIN:
             await session.execute(select(func.set_config("hnsw.ef_search", str(ef_search), True)))

@@ -49,13 +49,17 @@ class Sandbox:
         self._url = base_url.rstrip("/") + "/run_code" if base_url else None
         self.max_timeout_seconds = max_timeout_seconds
 
+    def run_timeout(self, requested: float | None) -> float:
+        """The time limit a run gets: the caller's, capped by the server's (which is the default)."""
+        return min(requested or self.max_timeout_seconds, self.max_timeout_seconds)
+
     async def run(self, request: RunRequest) -> dict[str, Any]:
         if self._url is None:
             raise ToolFailure(
                 "Code execution is not available on this server (no sandbox is configured; the operator "
                 "must set SANDBOX_FUSION_URL). Do not retry; reason about the code instead."
             )
-        run_timeout = min(request.timeout_seconds or self.max_timeout_seconds, self.max_timeout_seconds)
+        run_timeout = self.run_timeout(request.timeout_seconds)
         body: dict[str, Any] = {
             "code": request.code,
             "language": request.language,

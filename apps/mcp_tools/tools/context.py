@@ -34,7 +34,7 @@ class ToolServices:
     sandbox: Sandbox
     bridge: ProviderBridge
     # How often a long tool tells the caller it is still running (`tools/progress.py`).
-    progress_seconds: float = 2.0
+    progress_seconds: float
 
 
 def request_of(ctx: ToolContext) -> Request:

@@ -56,7 +56,7 @@ async def python_exec(
         _check_files(files)
     request = RunRequest(code=code, language=language, timeout_seconds=timeout, files=files, stdin=stdin)
     services = services_of(ctx)
-    limit = min(timeout or services.sandbox.max_timeout_seconds, services.sandbox.max_timeout_seconds)
+    limit = services.sandbox.run_timeout(timeout)
     return await with_progress(
         ctx, services.sandbox.run(request), what="python_exec", every=services.progress_seconds, total=limit
     )
