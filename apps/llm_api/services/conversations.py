@@ -183,21 +183,6 @@ class ConversationStore:
             rows = list((await session.scalars(query)).all())
         return Page(rows[:limit], len(rows) > limit)
 
-    async def recent_items(self, conversation_id: int, limit: int) -> list[ItemRow]:
-        """The last `limit` completed items, oldest first (the history a new turn continues)."""
-        if limit <= 0:
-            return []
-        async with self._sessions() as session:
-            query = (
-                select(ItemRow)
-                .where(ItemRow.conversation_id == conversation_id, ItemRow.status == "completed")
-                .order_by(ItemRow.sequence.desc())
-                .limit(limit)
-            )
-            rows = list((await session.scalars(query)).all())
-        rows.reverse()
-        return rows
-
     async def append_items(self, conversation: ConversationRow, items: list[NewItem]) -> list[ItemRow]:
         async with self._sessions() as session, session.begin():
             locked = await session.get(ConversationRow, conversation.id, with_for_update=True)
