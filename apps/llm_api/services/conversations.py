@@ -8,7 +8,8 @@ Cursors are public ids: `after=<id>` continues after that object in the requeste
 A conversation may belong to one of its owner's projects (`project_id`); attaching takes a key-share
 lock on the project row, so a project deleted at the same moment either detaches the conversation
 after it (the foreign key's `SET NULL`) or is already gone and the attach is refused (404). A turn
-reads its conversation and its project's instructions in one query (`get_with_instructions`).
+reads its conversation, its recent history and its project's instructions in one query
+(`conversation_with_history`).
 
 Items that come with an id (a response's items, appended by response-api) keep it, so a response's
 output item and the conversation item are one object; an id already taken (a client replaying an
@@ -26,7 +27,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from apps.common.ids import random_id
-from apps.llm_api.chat_tables import ConversationRow, ItemRow, ProjectRow
+from apps.llm_api.chat_tables import ConversationRow, ItemRow
 from apps.llm_api.services import turn_store
 from apps.llm_api.services.items import ItemBody
 from apps.llm_api.services.projects import find_project, project_missing
@@ -91,18 +92,8 @@ class ConversationStore:
         self, user_id: str, public_id: str
     ) -> tuple[ConversationRow, str | None] | None:
         """The caller's conversation and its project's instructions (None without a project)."""
-        query = (
-            select(ConversationRow, ProjectRow.instructions)
-            .outerjoin(
-                ProjectRow,
-                (ProjectRow.public_id == ConversationRow.project_id)
-                & (ProjectRow.user_id == ConversationRow.user_id),
-            )
-            .where(ConversationRow.public_id == public_id, ConversationRow.user_id == user_id)
-        )
-        async with self._sessions() as session:
-            found = (await session.execute(query)).first()
-        return None if found is None else (found[0], found[1])
+        found = await self.conversation_with_history(user_id, public_id, 0)
+        return None if found is None else (found[0], found[2])
 
     async def project_instructions(self, user_id: str, project_id: str) -> str | None:
         """The instructions of the caller's project; a 404 (`param: conversation`) if it is not theirs."""
