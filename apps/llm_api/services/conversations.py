@@ -263,10 +263,10 @@ class ConversationStore:
                 await self._insert_items(session, row, items)
         return True
 
-    async def has_item(self, public_id: str) -> bool:
-        """Whether an item is stored (a retried write asks this: did the lost commit land?)."""
+    async def has_any_item(self, public_ids: list[str]) -> bool:
+        """Whether any of these items is stored (a retried write asks this: did the lost commit land?)."""
         async with self._sessions() as session:
-            found = await session.scalar(select(ItemRow.id).where(ItemRow.public_id == public_id))
+            found = await session.scalar(select(ItemRow.id).where(ItemRow.public_id.in_(public_ids)).limit(1))
         return found is not None
 
     async def get_item(self, conversation: ConversationRow, item_id: str) -> ItemRow | None:

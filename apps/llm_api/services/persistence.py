@@ -243,11 +243,12 @@ class TurnWriter:
         async def write() -> None:
             await self.store.record_turns(records)
 
-        # One transaction: if any of its items is stored, all of them are.
-        first = next((record.items[0].public_id for record in records if record.items), None)
+        # One transaction: if any of its items is stored, all of them are. Each turn's first item is
+        # asked for, since a turn whose conversation was deleted meanwhile stores nothing.
+        firsts = [record.items[0].public_id for record in records if record.items]
 
         async def committed() -> bool:
-            return first is not None and await self.store.has_item(first)
+            return bool(firsts) and await self.store.has_any_item(firsts)
 
         await durably(write, budget=budget, what="this conversation turn", committed=committed)
 
