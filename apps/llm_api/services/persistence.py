@@ -47,10 +47,9 @@ class Turn:
     completion: dict[str, Any] | None = None  # a plain response, parsed
     stream_bytes: list[bytes] | None = None  # a streamed response, as relayed
     incomplete_reason: str | None = None
-    new_conversation: bool = False  # not inserted yet: it goes in with this turn
 
     def record(self) -> TurnRecord:
-        return TurnRecord(self.conversation, self.items(), self.title, self.new_conversation)
+        return TurnRecord(self.conversation, self.items(), self.title)
 
     def items(self) -> list[NewItem]:
         items = [NewItem(body) for message in self.inputs for body in message_to_items(message)]

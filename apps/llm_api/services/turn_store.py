@@ -48,7 +48,11 @@ class TurnRecord:
     conversation: ConversationRow
     items: list[NewItem]
     title: str | None
-    new: bool
+
+    @property
+    def new(self) -> bool:
+        """A conversation drafted for this turn (`conversation: {}`): it has no row, hence no id, yet."""
+        return self.conversation.id is None
 
 
 async def conversation_with_history(
