@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import EllipsisType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -30,17 +30,9 @@ from apps.common.ids import random_id
 from apps.llm_api.chat_tables import ConversationRow, ItemRow
 from apps.llm_api.services import turn_store
 from apps.llm_api.services.items import ItemBody
+from apps.llm_api.services.paging import Order, Page, keyset_page
 from apps.llm_api.services.projects import find_project, project_missing
 from apps.llm_api.services.turn_store import TurnRecord
-
-Order = Literal["asc", "desc"]
-T = TypeVar("T")
-
-
-@dataclass
-class Page(Generic[T]):
-    rows: list[T]
-    has_more: bool
 
 
 @dataclass
@@ -110,18 +102,13 @@ class ConversationStore:
             query = select(ConversationRow).where(ConversationRow.user_id == user_id)
             if project_id is not None:
                 query = query.where(ConversationRow.project_id == project_id)
+            key: int | None = None
             if after is not None:
                 anchor = await self._owned(session, user_id, after)
                 if anchor is None:
                     return Page([], False)
-                query = query.where(
-                    ConversationRow.id < anchor.id if order == "desc" else ConversationRow.id > anchor.id
-                )
-            query = query.order_by(
-                ConversationRow.id.desc() if order == "desc" else ConversationRow.id
-            ).limit(limit + 1)
-            rows = list((await session.scalars(query)).all())
-        return Page(rows[:limit], len(rows) > limit)
+                key = anchor.id
+            return await keyset_page(session, query, ConversationRow.id, key, limit=limit, order=order)
 
     async def update(
         self,
@@ -162,17 +149,13 @@ class ConversationStore:
     ) -> Page[ItemRow] | None:
         async with self._sessions() as session:
             query = select(ItemRow).where(ItemRow.conversation_id == conversation.id)
+            key: int | None = None
             if after is not None:
                 anchor = await self._item(session, conversation, after)
                 if anchor is None:
                     return None
-                seq = ItemRow.sequence
-                query = query.where(seq < anchor.sequence if order == "desc" else seq > anchor.sequence)
-            query = query.order_by(ItemRow.sequence.desc() if order == "desc" else ItemRow.sequence).limit(
-                limit + 1
-            )
-            rows = list((await session.scalars(query)).all())
-        return Page(rows[:limit], len(rows) > limit)
+                key = anchor.sequence
+            return await keyset_page(session, query, ItemRow.sequence, key, limit=limit, order=order)
 
     async def append_items(self, conversation: ConversationRow, items: list[NewItem]) -> list[ItemRow]:
         async with self._sessions() as session, session.begin():
