@@ -223,10 +223,7 @@ class ConversationStore:
                     return earlier
             if title and not locked.title:
                 locked.title = title
-            rows = await self._insert_items(session, locked, items)
-            for row in rows:
-                row.append_key = key
-            return rows
+            return await self._insert_items(session, locked, items, append_key=key)
 
     async def import_conversation(
         self, public_id: str, user_id: str, created_at: datetime, items: list[NewItem]
@@ -293,7 +290,10 @@ class ConversationStore:
 
     @staticmethod
     async def _insert_items(
-        session: AsyncSession, conversation: ConversationRow, items: list[NewItem]
+        session: AsyncSession,
+        conversation: ConversationRow,
+        items: list[NewItem],
+        append_key: str | None = None,
     ) -> list[ItemRow]:
         last = await session.scalar(
             select(func.coalesce(func.max(ItemRow.sequence), 0)).where(
@@ -319,6 +319,7 @@ class ConversationStore:
                 finish_reason=item.finish_reason,
                 usage=item.usage,
                 incomplete_details=item.incomplete_details,
+                append_key=append_key,
             )
             if item.created_at is not None:
                 row.created_at = item.created_at
