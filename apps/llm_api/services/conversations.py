@@ -337,11 +337,3 @@ async def _taken_ids(session: AsyncSession, items: list[NewItem]) -> set[str]:
         return set()
     found = await session.scalars(select(ItemRow.public_id).where(ItemRow.public_id.in_(kept)))
     return set(found)
-
-
-def item_body(row: ItemRow) -> ItemBody:
-    """The stored item as the type/role/fields dict the conversions work with."""
-    body: ItemBody = {"type": row.type, **row.body}
-    if row.role is not None:
-        body["role"] = row.role
-    return body
