@@ -32,7 +32,7 @@ from apps.llm_api.services import turn_store
 from apps.llm_api.services.items import ItemBody
 from apps.llm_api.services.paging import Order, Page, keyset_page
 from apps.llm_api.services.projects import find_project, project_missing
-from apps.llm_api.services.turn_store import TurnRecord
+from apps.llm_api.services.turn_store import TurnRecord, item_values, taken_ids
 
 
 @dataclass
@@ -300,40 +300,11 @@ class ConversationStore:
                 ItemRow.conversation_id == conversation.id
             )
         )
-        taken = await _taken_ids(session, items)
-        rows: list[ItemRow] = []
-        for offset, item in enumerate(items, start=1):
-            body = {k: v for k, v in item.body.items() if k not in ("type", "role")}
-            public_id = item.public_id
-            if public_id in taken:
-                public_id = random_id(public_id.partition("_")[0] or "item")
-            taken.add(public_id)
-            row = ItemRow(
-                public_id=public_id,
-                conversation_id=conversation.id,
-                sequence=int(last or 0) + offset,
-                type=item.body["type"],
-                role=item.body.get("role"),
-                status=item.status,
-                body=body,
-                finish_reason=item.finish_reason,
-                usage=item.usage,
-                incomplete_details=item.incomplete_details,
-                append_key=append_key,
-            )
-            if item.created_at is not None:
-                row.created_at = item.created_at
-            rows.append(row)
+        taken = await taken_ids(session, items)
+        rows = [
+            ItemRow(**values) for values in item_values(items, conversation.id, last or 0, taken, append_key)
+        ]
         session.add_all(rows)
         conversation.updated_at = datetime.now(UTC)
         await session.flush()
         return rows
-
-
-async def _taken_ids(session: AsyncSession, items: list[NewItem]) -> set[str]:
-    """Ids among the kept ones that already name an item (fresh random ids never collide)."""
-    kept = {item.public_id for item in items if item.keep_id}
-    if not kept:
-        return set()
-    found = await session.scalars(select(ItemRow.public_id).where(ItemRow.public_id.in_(kept)))
-    return set(found)
