@@ -40,6 +40,7 @@ import aiohttp
 import asyncpg
 
 from bench.chat_overhead import launch_llm_api, start_upstream
+from bench.closed_loop import pct
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 STREAM_CHUNKS = 8
@@ -166,13 +167,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process: what a request costs, whoever else shares the cores."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 async def measure(target: Target, rates: list[float], seconds: float) -> list[Step]:
