@@ -102,9 +102,18 @@ def start_upstream(stack: ExitStack) -> str:
     return f"http://127.0.0.1:{port}/v1"
 
 
-def start_llm_api(
+@dataclass
+class LlmApiProcess:
+    base: str
+    issuer: LocalIssuer
+    database_url: str
+    pid: int
+
+
+def launch_llm_api(
     stack: ExitStack, tmp: Path, upstream: str, extra: dict[str, str] | None = None
-) -> tuple[Arm, int]:
+) -> LlmApiProcess:
+    """llm-api as one uvicorn process on its own embedded Postgres, in front of `upstream`."""
     database = stack.enter_context(embedded_postgres(tmp / "pg"))
     upgrade("apps.llm_api", database.url)
     port = free_port()
@@ -128,8 +137,15 @@ def start_llm_api(
     ]
     process = stack.enter_context(_process(command, env))
     wait_ready(f"{base}/readyz", process, 60)
-    headers = {"Authorization": f"Bearer {issuer.mint('bench-user', ttl_seconds=3600 * 4)}"}
-    return Arm("llm-api", base + "/v1", "bench/", headers), process.pid
+    return LlmApiProcess(base, issuer, database.url, process.pid)
+
+
+def start_llm_api(
+    stack: ExitStack, tmp: Path, upstream: str, extra: dict[str, str] | None = None
+) -> tuple[Arm, int]:
+    llm_api = launch_llm_api(stack, tmp, upstream, extra)
+    headers = {"Authorization": f"Bearer {llm_api.issuer.mint('bench-user', ttl_seconds=3600 * 4)}"}
+    return Arm("llm-api", llm_api.base + "/v1", "bench/", headers), llm_api.pid
 
 
 def start_litellm(stack: ExitStack, tmp: Path, upstream: str) -> Arm:

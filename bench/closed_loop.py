@@ -6,7 +6,7 @@ continues its own conversation, so the history read, the history sent upstream a
 the acknowledgement are all on the path), and LiteLLM's proxy (one process, `bench.chat_overhead`
 installs it into `.bench/litellm`). Each arm runs `--concurrency` clients for `--seconds`, each sending
 its next request as soon as the previous one is answered, non-streaming (`fake-model`, answered at
-once) and streaming (8 chunks, 5 ms apart). Arms are run one after another, in the order of `--arms`.
+once) and streaming (8 chunks, 5 ms apart). Arms are run one after another, in the order above.
 
 Per arm and mode: requests/s, p50/p99 latency (to the last byte), errors, and the "added" p50/p99
 (arm minus direct). The machine is shared and small, so the proxy, the upstream and the client compete

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -40,12 +39,9 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from apps.common.auth.issuer import LocalIssuer
-from apps.common.migrations import upgrade
-from apps.gateway.embedded import embedded_postgres, free_port, wait_ready
-from bench.chat_overhead import _process, start_upstream
+from bench.chat_overhead import launch_llm_api, start_upstream
+from bench.closed_loop import pct
 
-AUDIENCE = "jan-bench"
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 STREAM_CHUNKS = 8
 DRAIN_SECONDS = 60.0
@@ -91,35 +87,17 @@ def start_llm_api(
     admission: bool,
     extra: dict[str, str] | None = None,
 ) -> Target:
-    database = stack.enter_context(embedded_postgres(tmp / "pg"))
-    upgrade("apps.llm_api", database.url)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    key_file = tmp / "issuer-key.pem"
-    issuer = LocalIssuer.from_key_file(key_file, base, AUDIENCE)
-    env = {
-        "DATABASE_URL": database.url,
-        "LOCAL_ISSUER_KEY_FILE": str(key_file),
-        "AUTH__ISSUER": base,
-        "AUTH__AUDIENCE": AUDIENCE,
-        "AUTH__JWKS_URL": f"{base}/.well-known/jwks.json",
-        "DEFAULT_PROVIDER_URL": upstream,
-        "DEFAULT_PROVIDER_NAME": "bench",
-        "MODEL_SYNC_INTERVAL_SECONDS": "0",
+    settings = {
         "LOG_LEVEL": "WARNING",
         "ADMISSION__ENABLED": "true" if admission else "false",
         **(extra or {}),
     }
-    command = [
-        *(sys.executable, "-m", "uvicorn", "apps.llm_api.main:create_app", "--factory"),
-        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"),
-    ]
-    process = stack.enter_context(_process(command, env))
-    wait_ready(f"{base}/readyz", process, 60)
+    llm_api = launch_llm_api(stack, tmp, upstream, settings)
     headers = [
-        {"Authorization": f"Bearer {issuer.mint(f'load-user-{n}', ttl_seconds=3600)}"} for n in range(users)
+        {"Authorization": f"Bearer {llm_api.issuer.mint(f'load-user-{n}', ttl_seconds=3600)}"}
+        for n in range(users)
     ]
-    return Target(base, headers, database.url, process.pid)
+    return Target(llm_api.base, headers, llm_api.database_url, llm_api.pid)
 
 
 async def one(session: aiohttp.ClientSession, target: Target, step: Step, number: int) -> None:
@@ -189,13 +167,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process: what a request costs, whoever else shares the cores."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 async def measure(target: Target, rates: list[float], seconds: float) -> list[Step]:

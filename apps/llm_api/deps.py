@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Query
 
 from apps.common.state import state_dependency
 from apps.llm_api.providers.registry import ProviderRegistry
 from apps.llm_api.services.chat import ChatService
 from apps.llm_api.services.conversations import ConversationStore
+from apps.llm_api.services.paging import Order
 from apps.llm_api.services.projects import ProjectStore
 from apps.llm_api.services.providers import ProviderAdmin
 
@@ -19,3 +20,7 @@ ConversationsDep = Annotated[ConversationStore, Depends(state_dependency("conver
 ProjectsDep = Annotated[ProjectStore, Depends(state_dependency("projects", ProjectStore))]
 RegistryDep = Annotated[ProviderRegistry, Depends(state_dependency("registry", ProviderRegistry))]
 ProviderAdminDep = Annotated[ProviderAdmin, Depends(state_dependency("provider_admin", ProviderAdmin))]
+
+# The paging parameters of every list route.
+Limit = Annotated[int, Query(ge=1, le=100)]
+OrderQuery = Annotated[Order, Query()]

@@ -3,7 +3,8 @@ provider, the provider's own `/models`, and the admin API; the official client s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from apps.llm_api.providers.config import ProvidersFileError, load_providers_file
-from tests.harness.issuer import TestIssuer
-from tests.harness.llm_api import LlmApi, llm_api_settings, running_llm_api
+from tests.harness.llm_api import LlmApi
 from tests.harness.server import serve_fake
 from tests.harness.upstream import FakeUpstream
 
@@ -30,7 +30,7 @@ def extra(model: BaseModel) -> dict[str, Any]:
 
 
 def test_catalog_from_the_file_the_environment_and_the_provider(
-    tmp_path: Path, database_url: str, issuer: TestIssuer, upstream: FakeUpstream, vllm_like: FakeUpstream
+    tmp_path: Path, wired_llm_api: Callable[..., AbstractContextManager[LlmApi]], vllm_like: FakeUpstream
 ) -> None:
     path = tmp_path / "providers.yml"
     path.write_text(
@@ -49,15 +49,9 @@ providers:
         capabilities: {{vision: true}}
 """
     )
-    settings = llm_api_settings(
-        database_url,
-        issuer,
-        providers_file=path,
-        default_provider_url=upstream.base_url,
-        default_provider_name="fake",
-        default_provider_catalog={"fake/fake-model": {"context_length": 1024}},
-    )
-    with running_llm_api(settings, issuer) as api:
+    with wired_llm_api(
+        providers_file=path, default_provider_catalog={"fake/fake-model": {"context_length": 1024}}
+    ) as api:
         client = api.client()
         small = client.models.retrieve("cat/small")
         assert small.id == "cat/small" and small.object == "model" and small.owned_by == "cat"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -173,17 +175,10 @@ def test_conversation_event_comes_right_before_done(llm_api: LlmApi, upstream: F
     assert orjson.loads(events[-4][6:])["usage"]["total_tokens"] > 0
 
 
-def test_history_is_bounded(database_url: str, issuer: Any, upstream: FakeUpstream) -> None:
-    from tests.harness.llm_api import llm_api_settings, running_llm_api
-
-    settings = llm_api_settings(
-        database_url,
-        issuer,
-        default_provider_url=upstream.base_url,
-        default_provider_name="fake",
-        history_max_items=2,
-    )
-    with running_llm_api(settings, issuer) as api:
+def test_history_is_bounded(
+    wired_llm_api: Callable[..., AbstractContextManager[LlmApi]], upstream: FakeUpstream
+) -> None:
+    with wired_llm_api(history_max_items=2) as api:
         token = api.token()
         client = api.client(token)
         first = client.chat.completions.create(

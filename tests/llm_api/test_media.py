@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import openai
@@ -73,18 +75,13 @@ def test_media_failure_is_502_and_nothing_goes_upstream(
     assert upstream.requests == []
 
 
-def test_unreachable_media_is_502(database_url: str, issuer: Any, upstream: FakeUpstream) -> None:
+def test_unreachable_media_is_502(
+    wired_llm_api: Callable[..., AbstractContextManager[LlmApi]], upstream: FakeUpstream
+) -> None:
     from apps.gateway.embedded import free_port
-    from tests.harness.llm_api import llm_api_settings, running_llm_api
 
-    settings = llm_api_settings(
-        database_url,
-        issuer,
-        default_provider_url=upstream.base_url,
-        default_provider_name="fake",
-        media_resolve_url=f"http://127.0.0.1:{free_port()}/v1/media/resolve",
-    )
-    with running_llm_api(settings, issuer) as api, pytest.raises(openai.APIStatusError) as caught:
+    unreachable = f"http://127.0.0.1:{free_port()}/v1/media/resolve"
+    with wired_llm_api(media_resolve_url=unreachable) as api, pytest.raises(openai.APIStatusError) as caught:
         api.client().chat.completions.create(model=FAKE_MODEL, messages=[image_message(PLACEHOLDER)])
     assert caught.value.status_code == 502 and caught.value.code == "media_unavailable"
     assert upstream.requests == []

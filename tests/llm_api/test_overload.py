@@ -4,14 +4,14 @@ conversation turn is stored (and nothing refused is)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 
 import httpx
 import pytest
 
 from apps.common.settings import AdmissionSettings
-from tests.harness.issuer import TestIssuer
-from tests.harness.llm_api import FAKE_MODEL, LlmApi, llm_api_settings, running_llm_api
+from tests.harness.llm_api import FAKE_MODEL, LlmApi
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.harness.waiting import eventually
 
@@ -19,15 +19,9 @@ FLOOD = 24
 
 
 @pytest.fixture(scope="module")
-def tight_llm_api(database_url: str, issuer: TestIssuer, upstream_server: FakeUpstream) -> Iterator[LlmApi]:
-    settings = llm_api_settings(
-        database_url,
-        issuer,
-        default_provider_url=upstream_server.base_url,
-        default_provider_name="fake",
-        admission=AdmissionSettings(max_concurrent=4, max_concurrent_per_user=2, max_waiting=0),
-    )
-    with running_llm_api(settings, issuer) as api:
+def tight_llm_api(wired_llm_api: Callable[..., AbstractContextManager[LlmApi]]) -> Iterator[LlmApi]:
+    admission = AdmissionSettings(max_concurrent=4, max_concurrent_per_user=2, max_waiting=0)
+    with wired_llm_api(admission=admission) as api:
         yield api
 
 

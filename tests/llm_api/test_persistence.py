@@ -33,8 +33,8 @@ class FlakyStore:
             raise ConnectionError("database away")
         self.written.extend(rows)
 
-    async def has_item(self, public_id: str) -> bool:
-        return any(items[0].public_id == public_id for _, items, _ in self.written)
+    async def has_any_item(self, public_ids: list[str]) -> bool:
+        return any(items[0].public_id in public_ids for _, items, _ in self.written)
 
 
 def turn(number: int) -> Turn:
@@ -74,6 +74,20 @@ async def test_a_commit_whose_answer_was_lost_is_not_written_twice() -> None:
     store = FlakyStore(failures=1, landed=True)
     await writer_for(store).commit(turn(1))
     assert len(store.written) == 1
+
+
+async def test_a_lost_answer_with_a_deleted_conversation_first_in_the_batch_is_not_written_twice() -> None:
+    """The batch's commit landed but its answer was lost; its first turn stored nothing (its
+    conversation was deleted meanwhile), so "did it land?" must look past that turn."""
+
+    class FirstGone(FlakyStore):
+        async def record_turns(self, turns: list[TurnRecord]) -> None:
+            await super().record_turns([t for t in turns if t.conversation.public_id != "conv_0"])
+
+    store = FirstGone(failures=1, landed=True)
+    writer = writer_for(store)
+    await asyncio.gather(writer.commit(turn(0)), writer.commit(turn(1)))
+    assert [conversation for conversation, _, _ in store.written] == ["conv_1"]
 
 
 async def test_a_data_error_is_not_retried() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from apps.llm_api.providers.config import (
 from apps.llm_api.providers.crypto import KeyBox
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
 from tests.harness.issuer import TestIssuer
-from tests.harness.llm_api import LlmApi, llm_api_settings, running_llm_api
+from tests.harness.llm_api import LlmApi, llm_api_settings
 from tests.harness.server import serve_fake
 from tests.harness.upstream import FakeUpstream
 from tests.harness.waiting import CLIENT_TIMEOUT
@@ -252,9 +253,8 @@ def test_models_endpoints(llm_api: LlmApi) -> None:
 
 def test_file_providers_rank_before_the_environment(
     tmp_path: Path,
-    database_url: str,
-    issuer: TestIssuer,
-    upstream: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+    wired_llm_api: Callable[..., AbstractContextManager[LlmApi]],
     keyed_upstream: FakeUpstream,
 ) -> None:
     path = write(
@@ -268,23 +268,11 @@ providers:
     models: [Keyed-Model]
 """,
     )
-    import os
-
-    os.environ["KEYED_KEY"] = keyed_upstream.api_key or ""
-    try:
-        settings = llm_api_settings(
-            database_url,
-            issuer,
-            providers_file=path,
-            default_provider_url=upstream.base_url,
-            default_provider_name="fake",
+    monkeypatch.setenv("KEYED_KEY", keyed_upstream.api_key or "")
+    with wired_llm_api(providers_file=path) as api:
+        ids = {m.id for m in api.client().models.list()}
+        assert ids == {"fake/keyed-model", "fake/fake-model", "fake/fake-model-2"}
+        reply = api.client().chat.completions.create(
+            model="fake/keyed-model", messages=[{"role": "user", "content": "hi"}]
         )
-        with running_llm_api(settings, issuer) as api:
-            ids = {m.id for m in api.client().models.list()}
-            assert ids == {"fake/keyed-model", "fake/fake-model", "fake/fake-model-2"}
-            reply = api.client().chat.completions.create(
-                model="fake/keyed-model", messages=[{"role": "user", "content": "hi"}]
-            )
-            assert reply.choices[0].message.content == "echo: hi"
-    finally:
-        del os.environ["KEYED_KEY"]
+        assert reply.choices[0].message.content == "echo: hi"

@@ -7,7 +7,7 @@ caller's is a 404 naming `project_id`, as a missing one.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -15,7 +15,7 @@ from apps.common.auth.principal import Principal, PrincipalDep
 from apps.common.errors import APIError
 from apps.common.guard import GuardedRoute
 from apps.llm_api.chat_tables import ConversationRow
-from apps.llm_api.deps import ConversationsDep
+from apps.llm_api.deps import ConversationsDep, Limit, OrderQuery
 from apps.llm_api.services.conversations import ConversationStore
 from apps.llm_api.wire.conversations import (
     ConversationCreate,
@@ -28,9 +28,6 @@ from apps.llm_api.wire.conversations import (
 )
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"], route_class=GuardedRoute)
-
-Limit = Annotated[int, Query(ge=1, le=100)]
-OrderQuery = Annotated[Literal["asc", "desc"], Query()]
 
 
 def _missing(conversation_id: str) -> APIError:

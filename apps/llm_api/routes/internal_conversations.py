@@ -28,7 +28,9 @@ from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
 from apps.common.guard import GuardedRoute
 from apps.llm_api.auth.routes.internal import require_internal_token
+from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.deps import ConversationsDep
+from apps.llm_api.services.conversations import ConversationStore
 from apps.llm_api.services.items import items_to_messages, title_from
 from apps.llm_api.wire.conversations import conversation_json, item_json, list_json
 from apps.llm_api.wire.response_items import AppendItems, ImportConversation, stored_item
@@ -49,14 +51,21 @@ def _missing(conversation_id: str) -> APIError:
     )
 
 
+async def _context(
+    store: ConversationStore, user_id: str, conversation_id: str
+) -> tuple[ConversationRow, str | None]:
+    """The caller's conversation and its project's instructions, or a 404."""
+    found = await store.get_with_instructions(user_id, conversation_id)
+    if found is None:
+        raise _missing(conversation_id)
+    return found
+
+
 @router.get("/{conversation_id}")
 async def conversation_context(
     conversation_id: str, principal: PrincipalDep, store: ConversationsDep
 ) -> dict[str, Any]:
-    found = await store.get_with_instructions(principal.user_id, conversation_id)
-    if found is None:
-        raise _missing(conversation_id)
-    conversation, instructions = found
+    conversation, instructions = await _context(store, principal.user_id, conversation_id)
     return {**conversation_json(conversation), "project_instructions": instructions}
 
 
@@ -64,10 +73,7 @@ async def conversation_context(
 async def replay_items(
     conversation_id: str, principal: PrincipalDep, store: ConversationsDep
 ) -> dict[str, Any]:
-    found = await store.get_with_instructions(principal.user_id, conversation_id)
-    if found is None:
-        raise _missing(conversation_id)
-    conversation, instructions = found
+    conversation, instructions = await _context(store, principal.user_id, conversation_id)
     rows = await store.replay_items(conversation, REPLAY_MAX_ITEMS)
     return {**list_json([item_json(row) for row in rows], False), "project_instructions": instructions}
 

@@ -7,22 +7,19 @@ conversations (they stay, with `project_id: null`); see `services/projects.py` f
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from apps.common.auth.principal import PrincipalDep
 from apps.common.guard import GuardedRoute
 from apps.common.openapi import error_responses
-from apps.llm_api.deps import ProjectsDep
+from apps.llm_api.deps import Limit, OrderQuery, ProjectsDep
 from apps.llm_api.services.projects import project_missing
 from apps.llm_api.wire.conversations import list_json
 from apps.llm_api.wire.projects import ProjectCreate, ProjectUpdate, project_json
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"], route_class=GuardedRoute)
-
-Limit = Annotated[int, Query(ge=1, le=100)]
-OrderQuery = Annotated[Literal["asc", "desc"], Query()]
 
 
 @router.post("", responses=error_responses(409))
@@ -43,8 +40,8 @@ async def list_projects(
     after: str | None = None,
 ) -> dict[str, Any]:
     """The caller's projects, newest first by default; pass the last id as `after` for the next page."""
-    rows, has_more = await store.list_projects(principal.user_id, limit=limit, after=after, order=order)
-    return list_json([project_json(row) for row in rows], has_more)
+    page = await store.list_projects(principal.user_id, limit=limit, after=after, order=order)
+    return list_json([project_json(row) for row in page.rows], page.has_more)
 
 
 @router.get("/{project_id}")

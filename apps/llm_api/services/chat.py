@@ -64,7 +64,6 @@ class Prepared:
     title: str | None
     inputs: list[dict[str, Any]]
     store: bool
-    new_conversation: bool = False  # drafted here, inserted with the turn
 
     @property
     def recording(self) -> bool:
@@ -110,7 +109,6 @@ class ChatService:
         messages: list[dict[str, Any]] = body["messages"]
         conversation, history, instructions = await self._conversation(request, principal)
         store = request.store is not False
-        new_conversation = conversation is not None and conversation.id is None
         upstream_messages = _with_history(messages, history)
         # Stored items keep their placeholders, so history may need resolving even when the new
         # message has none (resolve() returns at once when there is nothing to do).
@@ -132,7 +130,6 @@ class ChatService:
             title=title,
             inputs=[m for m in messages if m.get("role") not in _INSTRUCTION_ROLES],
             store=store,
-            new_conversation=new_conversation,
         )
 
     async def _conversation(
@@ -238,7 +235,6 @@ class ChatService:
         assert prepared.conversation is not None
         return Turn(
             conversation=prepared.conversation,
-            new_conversation=prepared.new_conversation,
             inputs=prepared.inputs,
             title=prepared.title,
             completion=completion,

@@ -8,7 +8,8 @@ Cursors are public ids: `after=<id>` continues after that object in the requeste
 A conversation may belong to one of its owner's projects (`project_id`); attaching takes a key-share
 lock on the project row, so a project deleted at the same moment either detaches the conversation
 after it (the foreign key's `SET NULL`) or is already gone and the attach is refused (404). A turn
-reads its conversation and its project's instructions in one query (`get_with_instructions`).
+reads its conversation, its recent history and its project's instructions in one query
+(`conversation_with_history`).
 
 Items that come with an id (a response's items, appended by response-api) keep it, so a response's
 output item and the conversation item are one object; an id already taken (a client replaying an
@@ -20,26 +21,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import EllipsisType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from apps.common.ids import random_id
-from apps.llm_api.chat_tables import ConversationRow, ItemRow, ProjectRow
+from apps.llm_api.chat_tables import ConversationRow, ItemRow
 from apps.llm_api.services import turn_store
 from apps.llm_api.services.items import ItemBody
+from apps.llm_api.services.paging import Order, Page, keyset_page
 from apps.llm_api.services.projects import find_project, project_missing
-from apps.llm_api.services.turn_store import TurnRecord
-
-Order = Literal["asc", "desc"]
-T = TypeVar("T")
-
-
-@dataclass
-class Page(Generic[T]):
-    rows: list[T]
-    has_more: bool
+from apps.llm_api.services.turn_store import TurnRecord, item_values, taken_ids
 
 
 @dataclass
@@ -91,18 +84,8 @@ class ConversationStore:
         self, user_id: str, public_id: str
     ) -> tuple[ConversationRow, str | None] | None:
         """The caller's conversation and its project's instructions (None without a project)."""
-        query = (
-            select(ConversationRow, ProjectRow.instructions)
-            .outerjoin(
-                ProjectRow,
-                (ProjectRow.public_id == ConversationRow.project_id)
-                & (ProjectRow.user_id == ConversationRow.user_id),
-            )
-            .where(ConversationRow.public_id == public_id, ConversationRow.user_id == user_id)
-        )
-        async with self._sessions() as session:
-            found = (await session.execute(query)).first()
-        return None if found is None else (found[0], found[1])
+        found = await self.conversation_with_history(user_id, public_id, 0)
+        return None if found is None else (found[0], found[2])
 
     async def project_instructions(self, user_id: str, project_id: str) -> str | None:
         """The instructions of the caller's project; a 404 (`param: conversation`) if it is not theirs."""
@@ -119,18 +102,13 @@ class ConversationStore:
             query = select(ConversationRow).where(ConversationRow.user_id == user_id)
             if project_id is not None:
                 query = query.where(ConversationRow.project_id == project_id)
+            key: int | None = None
             if after is not None:
                 anchor = await self._owned(session, user_id, after)
                 if anchor is None:
                     return Page([], False)
-                query = query.where(
-                    ConversationRow.id < anchor.id if order == "desc" else ConversationRow.id > anchor.id
-                )
-            query = query.order_by(
-                ConversationRow.id.desc() if order == "desc" else ConversationRow.id
-            ).limit(limit + 1)
-            rows = list((await session.scalars(query)).all())
-        return Page(rows[:limit], len(rows) > limit)
+                key = anchor.id
+            return await keyset_page(session, query, ConversationRow.id, key, limit=limit, order=order)
 
     async def update(
         self,
@@ -171,32 +149,13 @@ class ConversationStore:
     ) -> Page[ItemRow] | None:
         async with self._sessions() as session:
             query = select(ItemRow).where(ItemRow.conversation_id == conversation.id)
+            key: int | None = None
             if after is not None:
                 anchor = await self._item(session, conversation, after)
                 if anchor is None:
                     return None
-                seq = ItemRow.sequence
-                query = query.where(seq < anchor.sequence if order == "desc" else seq > anchor.sequence)
-            query = query.order_by(ItemRow.sequence.desc() if order == "desc" else ItemRow.sequence).limit(
-                limit + 1
-            )
-            rows = list((await session.scalars(query)).all())
-        return Page(rows[:limit], len(rows) > limit)
-
-    async def recent_items(self, conversation_id: int, limit: int) -> list[ItemRow]:
-        """The last `limit` completed items, oldest first (the history a new turn continues)."""
-        if limit <= 0:
-            return []
-        async with self._sessions() as session:
-            query = (
-                select(ItemRow)
-                .where(ItemRow.conversation_id == conversation_id, ItemRow.status == "completed")
-                .order_by(ItemRow.sequence.desc())
-                .limit(limit)
-            )
-            rows = list((await session.scalars(query)).all())
-        rows.reverse()
-        return rows
+                key = anchor.sequence
+            return await keyset_page(session, query, ItemRow.sequence, key, limit=limit, order=order)
 
     async def append_items(self, conversation: ConversationRow, items: list[NewItem]) -> list[ItemRow]:
         async with self._sessions() as session, session.begin():
@@ -264,10 +223,7 @@ class ConversationStore:
                     return earlier
             if title and not locked.title:
                 locked.title = title
-            rows = await self._insert_items(session, locked, items)
-            for row in rows:
-                row.append_key = key
-            return rows
+            return await self._insert_items(session, locked, items, append_key=key)
 
     async def import_conversation(
         self, public_id: str, user_id: str, created_at: datetime, items: list[NewItem]
@@ -287,10 +243,10 @@ class ConversationStore:
                 await self._insert_items(session, row, items)
         return True
 
-    async def has_item(self, public_id: str) -> bool:
-        """Whether an item is stored (a retried write asks this: did the lost commit land?)."""
+    async def has_any_item(self, public_ids: list[str]) -> bool:
+        """Whether any of these items is stored (a retried write asks this: did the lost commit land?)."""
         async with self._sessions() as session:
-            found = await session.scalar(select(ItemRow.id).where(ItemRow.public_id == public_id))
+            found = await session.scalar(select(ItemRow.id).where(ItemRow.public_id.in_(public_ids)).limit(1))
         return found is not None
 
     async def get_item(self, conversation: ConversationRow, item_id: str) -> ItemRow | None:
@@ -334,54 +290,21 @@ class ConversationStore:
 
     @staticmethod
     async def _insert_items(
-        session: AsyncSession, conversation: ConversationRow, items: list[NewItem]
+        session: AsyncSession,
+        conversation: ConversationRow,
+        items: list[NewItem],
+        append_key: str | None = None,
     ) -> list[ItemRow]:
         last = await session.scalar(
             select(func.coalesce(func.max(ItemRow.sequence), 0)).where(
                 ItemRow.conversation_id == conversation.id
             )
         )
-        taken = await _taken_ids(session, items)
-        rows: list[ItemRow] = []
-        for offset, item in enumerate(items, start=1):
-            body = {k: v for k, v in item.body.items() if k not in ("type", "role")}
-            public_id = item.public_id
-            if public_id in taken:
-                public_id = random_id(public_id.partition("_")[0] or "item")
-            taken.add(public_id)
-            row = ItemRow(
-                public_id=public_id,
-                conversation_id=conversation.id,
-                sequence=int(last or 0) + offset,
-                type=item.body["type"],
-                role=item.body.get("role"),
-                status=item.status,
-                body=body,
-                finish_reason=item.finish_reason,
-                usage=item.usage,
-                incomplete_details=item.incomplete_details,
-            )
-            if item.created_at is not None:
-                row.created_at = item.created_at
-            rows.append(row)
+        taken = await taken_ids(session, items)
+        rows = [
+            ItemRow(**values) for values in item_values(items, conversation.id, last or 0, taken, append_key)
+        ]
         session.add_all(rows)
         conversation.updated_at = datetime.now(UTC)
         await session.flush()
         return rows
-
-
-async def _taken_ids(session: AsyncSession, items: list[NewItem]) -> set[str]:
-    """Ids among the kept ones that already name an item (fresh random ids never collide)."""
-    kept = {item.public_id for item in items if item.keep_id}
-    if not kept:
-        return set()
-    found = await session.scalars(select(ItemRow.public_id).where(ItemRow.public_id.in_(kept)))
-    return set(found)
-
-
-def item_body(row: ItemRow) -> ItemBody:
-    """The stored item as the type/role/fields dict the conversions work with."""
-    body: ItemBody = {"type": row.type, **row.body}
-    if row.role is not None:
-        body["role"] = row.role
-    return body

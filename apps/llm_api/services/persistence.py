@@ -47,10 +47,9 @@ class Turn:
     completion: dict[str, Any] | None = None  # a plain response, parsed
     stream_bytes: list[bytes] | None = None  # a streamed response, as relayed
     incomplete_reason: str | None = None
-    new_conversation: bool = False  # not inserted yet: it goes in with this turn
 
     def record(self) -> TurnRecord:
-        return TurnRecord(self.conversation, self.items(), self.title, self.new_conversation)
+        return TurnRecord(self.conversation, self.items(), self.title)
 
     def items(self) -> list[NewItem]:
         items = [NewItem(body) for message in self.inputs for body in message_to_items(message)]
@@ -243,11 +242,12 @@ class TurnWriter:
         async def write() -> None:
             await self.store.record_turns(records)
 
-        # One transaction: if any of its items is stored, all of them are.
-        first = next((record.items[0].public_id for record in records if record.items), None)
+        # One transaction: if any of its items is stored, all of them are. Each turn's first item is
+        # asked for, since a turn whose conversation was deleted meanwhile stores nothing.
+        firsts = [record.items[0].public_id for record in records if record.items]
 
         async def committed() -> bool:
-            return first is not None and await self.store.has_item(first)
+            return bool(firsts) and await self.store.has_any_item(firsts)
 
         await durably(write, budget=budget, what="this conversation turn", committed=committed)
 

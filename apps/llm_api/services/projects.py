@@ -14,7 +14,7 @@ The foreign key does the detaching, in the same statement as the delete.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -23,8 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from apps.common.errors import APIError
 from apps.common.ids import random_id
 from apps.llm_api.chat_tables import ProjectRow
-
-Order = Literal["asc", "desc"]
+from apps.llm_api.services.paging import Order, Page, keyset_page
 
 
 def project_missing(project_id: str, param: str | None = None) -> APIError:
@@ -63,20 +62,17 @@ class ProjectStore:
 
     async def list_projects(
         self, user_id: str, *, limit: int, after: str | None, order: Order
-    ) -> tuple[list[ProjectRow], bool]:
-        """One page of the caller's projects and whether more follow; `after` is a project id."""
+    ) -> Page[ProjectRow]:
+        """One page of the caller's projects; `after` is a project id."""
         async with self._sessions() as session:
             query = select(ProjectRow).where(ProjectRow.user_id == user_id)
+            key: int | None = None
             if after is not None:
                 anchor = await find_project(session, user_id, after)
                 if anchor is None:
-                    return [], False
-                following = ProjectRow.id < anchor.id if order == "desc" else ProjectRow.id > anchor.id
-                query = query.where(following)
-            sort = ProjectRow.id.desc() if order == "desc" else ProjectRow.id
-            query = query.order_by(sort).limit(limit + 1)
-            rows = list((await session.scalars(query)).all())
-        return rows[:limit], len(rows) > limit
+                    return Page([], False)
+                key = anchor.id
+            return await keyset_page(session, query, ProjectRow.id, key, limit=limit, order=order)
 
     async def update(self, user_id: str, public_id: str, changes: dict[str, Any]) -> ProjectRow | None:
         """Apply the fields given (`name`, `instructions`, `metadata`); null or "" instructions clear

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, true, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from apps.common.ids import random_id
 from apps.llm_api.chat_tables import ConversationRow, ItemRow, ProjectRow
@@ -48,7 +48,11 @@ class TurnRecord:
     conversation: ConversationRow
     items: list[NewItem]
     title: str | None
-    new: bool
+
+    @property
+    def new(self) -> bool:
+        """A conversation drafted for this turn (`conversation: {}`): it has no row, hence no id, yet."""
+        return self.conversation.id is None
 
 
 async def conversation_with_history(
@@ -179,35 +183,51 @@ async def _insert_new(connection: AsyncConnection, turns: list[TurnRecord]) -> d
 async def _item_rows(
     connection: AsyncConnection, turns: list[TurnRecord], ids: dict[int, int], last: dict[int, int]
 ) -> list[dict[str, Any]]:
-    kept = {item.public_id for t in turns for item in t.items if item.keep_id}
-    taken: set[str] = set()
-    if kept:
-        taken = set(await connection.scalars(select(_items.c.public_id).where(_items.c.public_id.in_(kept))))
+    taken = await taken_ids(connection, [item for turn in turns for item in turn.items])
     rows: list[dict[str, Any]] = []
     for turn in turns:
         conversation_id = ids.get(id(turn))
         if conversation_id is None:  # deleted while the completion ran
             continue
         sequence = last.get(conversation_id) or 0
-        for item in turn.items:
-            sequence += 1
-            public_id = item.public_id
-            if public_id in taken:
-                public_id = random_id(public_id.partition("_")[0] or "item")
-            taken.add(public_id)
-            rows.append(
-                {
-                    "public_id": public_id,
-                    "conversation_id": conversation_id,
-                    "sequence": sequence,
-                    "type": item.body["type"],
-                    "role": item.body.get("role"),
-                    "status": item.status,
-                    "body": {k: v for k, v in item.body.items() if k not in ("type", "role")},
-                    "finish_reason": item.finish_reason,
-                    "usage": item.usage,
-                    "incomplete_details": item.incomplete_details,
-                }
-            )
-        last[conversation_id] = sequence
+        rows += item_values(turn.items, conversation_id, sequence, taken)
+        last[conversation_id] = sequence + len(turn.items)
+    return rows
+
+
+async def taken_ids(db: AsyncConnection | AsyncSession, items: list[NewItem]) -> set[str]:
+    """Ids among the kept ones that already name an item (fresh random ids never collide)."""
+    kept = {item.public_id for item in items if item.keep_id}
+    if not kept:
+        return set()
+    return set(await db.scalars(select(_items.c.public_id).where(_items.c.public_id.in_(kept))))
+
+
+def item_values(
+    items: list[NewItem], conversation_id: int, last: int, taken: set[str], append_key: str | None = None
+) -> list[dict[str, Any]]:
+    """The rows of `items` appended after sequence `last`; a kept id already `taken` is replaced by a
+    fresh one (and `taken` grows with the ids used)."""
+    rows: list[dict[str, Any]] = []
+    for sequence, item in enumerate(items, start=last + 1):
+        public_id = item.public_id
+        if public_id in taken:
+            public_id = random_id(public_id.partition("_")[0] or "item")
+        taken.add(public_id)
+        row = {
+            "public_id": public_id,
+            "conversation_id": conversation_id,
+            "sequence": sequence,
+            "type": item.body["type"],
+            "role": item.body.get("role"),
+            "status": item.status,
+            "body": {k: v for k, v in item.body.items() if k not in ("type", "role")},
+            "finish_reason": item.finish_reason,
+            "usage": item.usage,
+            "incomplete_details": item.incomplete_details,
+            "append_key": append_key,
+        }
+        if item.created_at is not None:  # only when importing; otherwise the database's now()
+            row["created_at"] = item.created_at
+        rows.append(row)
     return rows
