@@ -5,7 +5,7 @@ which also emits the matching event (`response.output_item.added`, `response.out
 with the next `sequence_number`, so a streamed response and a stored one cannot disagree.
 
 The terminal event (`response.completed`, `response.failed`, `response.incomplete`) is the client's
-acknowledgement, so `finish` only records the outcome; `announce_end` sends that event once the
+acknowledgement, so `finish` only records the outcome; `deliver_end` sends that event once the
 response is stored, and `storage_failed` sends an `error` event instead when it could not be.
 
 Events are encoded as they happen and queued for the one listener (the streaming request) and, for a
