@@ -201,7 +201,9 @@ async def test_live_events_never_wait_for_the_event_log() -> None:
     await eventually_async(lambda: bool(attempts), "the log's first write is under way")
     state.text_delta(index, "second")  # while that write hangs
     frames = [live.get_nowait() for _ in range(live.qsize())]
-    assert len(frames) == 6 and b'"delta":"second"' in frames[-1]
+    assert len(frames) == 6
+    last = frames[-1]
+    assert last is not None and b'"delta":"second"' in last
     log = state.detach_log()
     assert log is not None
     assert [frame for _, frame in await log.close()] == frames
