@@ -30,7 +30,9 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,7 @@ from apps.response_api.main import create_app
 from apps.response_api.settings import ResponseApiSettings
 from tests.harness.issuer import TestIssuer
 from tests.harness.mcp_tools_fake import FakeMcpTools
-from tests.harness.server import serve
+from tests.harness.server import ServerThread, serve
 from tests.harness.upstream import FakeUpstream, Reply
 
 ROUNDS = (0, 1, 5)
@@ -217,10 +219,18 @@ def report(results: dict[tuple[str, int], list[float]], samples: int) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=100)
-    args = parser.parse_args()
+@dataclass(frozen=True)
+class Loopback:
+    api: ServerThread
+    model_url: str
+    mcp_url: str
+    token: str
+    upstream: FakeUpstream
+
+
+@contextmanager
+def loopback() -> Iterator[Loopback]:
+    """Embedded Postgres, the fake model with conversations, fake mcp-tools and response-api on loopback."""
     issuer, upstream, tools = TestIssuer(), FakeUpstream(), FakeMcpTools()
     with tempfile.TemporaryDirectory(prefix="jan-bench-") as tmp:
         os.chmod(tmp, 0o755)
@@ -241,9 +251,17 @@ def main() -> None:
                 log_level="WARNING",
             )
             with serve(create_app(settings)) as api:
-                asyncio.run(
-                    bench(model.url, tools_server.url, api.url, issuer.mint("bench"), upstream, args.samples)
-                )
+                yield Loopback(api, model.url, tools_server.url, issuer.mint("bench"), upstream)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=100)
+    args = parser.parse_args()
+    with loopback() as setup:
+        asyncio.run(
+            bench(setup.model_url, setup.mcp_url, setup.api.url, setup.token, setup.upstream, args.samples)
+        )
 
 
 if __name__ == "__main__":

@@ -33,28 +33,19 @@ import gc
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-from pydantic import SecretStr
 
 from apps.common import heap
-from apps.common.migrations import upgrade
-from apps.gateway.embedded import embedded_postgres
-from apps.response_api.main import create_app
 from apps.response_api.services import conversations, llm, mcp, store
-from apps.response_api.settings import ResponseApiSettings
-from bench.responses_loop import script, with_conversations
-from tests.harness.issuer import TestIssuer
-from tests.harness.mcp_tools_fake import FakeMcpTools
-from tests.harness.server import ServerThread, serve
+from bench.responses_loop import loopback, p, script
+from tests.harness.server import ServerThread
 from tests.harness.upstream import FakeUpstream
 
 WARMUP = 10
@@ -158,11 +149,6 @@ async def measure(
         report(r, results[r])
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def report(rounds: int, samples: list[Sample]) -> None:
     cpu = {"cpu: response-api thread", "cpu: whole process"} | {n for s in samples for n in s if "gc" in n}
     spans = sorted({name for s in samples for name in s} - {"total", "other", *cpu})
@@ -178,7 +164,7 @@ def report(rounds: int, samples: list[Sample]) -> None:
         seen = sum(1 for s in samples if name in s) / len(samples)
         mid = statistics.fmean(s.get(name, 0.0) for s in middle)
         slow = statistics.fmean(s.get(name, 0.0) for s in tail)
-        cells = (pct(values, 0.5), pct(values, 0.99), seen, mid, slow)
+        cells = (p(values, 0.5), p(values, 0.99), seen, mid, slow)
         print(f"| {name} | " + " | ".join(f"{cell:.2f}" for cell in cells) + " |")
 
 
@@ -193,32 +179,13 @@ def main() -> None:
     if args.no_freeze:
         heap._frozen = True  # as if already frozen: the startup heap stays with the collector
     instrument()
-    issuer, upstream, tools = TestIssuer(), FakeUpstream(), FakeMcpTools()
     print(
         f"# responses_trace{' --no-freeze' if args.no_freeze else ''}: {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, "
         f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
     )
-    with tempfile.TemporaryDirectory(prefix="jan-bench-") as tmp:
-        os.chmod(tmp, 0o755)
-        with (
-            embedded_postgres(Path(tmp) / "pg") as postgres,
-            serve(issuer.app) as issuer_server,
-            serve(with_conversations(upstream.app)) as model,
-            serve(tools.app) as tools_server,
-        ):
-            issuer.url = issuer_server.url
-            upstream.url = model.url
-            upgrade("apps.response_api", postgres.url)
-            settings = ResponseApiSettings(
-                database_url=SecretStr(postgres.url),
-                auth=issuer.auth_settings(),
-                llm_api_url=model.url,
-                mcp_tools_url=tools_server.url,
-                log_level="WARNING",
-            )
-            with serve(create_app(settings)) as api:
-                asyncio.run(measure(api, issuer.mint("bench"), upstream, tuple(args.rounds), args.samples))
+    with loopback() as setup:
+        asyncio.run(measure(setup.api, setup.token, setup.upstream, tuple(args.rounds), args.samples))
     print(f"load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 

@@ -34,7 +34,7 @@ from apps.response_api.services.legacy import copy_legacy_conversations
 from apps.response_api.services.llm import LlmClient
 from apps.response_api.services.loop import Limits
 from apps.response_api.services.mcp import McpConnector
-from apps.response_api.services.responses import ResponseRun, ResponseService, ServiceConfig
+from apps.response_api.services.responses import ResponseService, ServiceConfig
 from apps.response_api.services.runs import RunRegistry
 from apps.response_api.services.store import ResponseStore
 from apps.response_api.settings import ResponseApiSettings
@@ -49,7 +49,7 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_database(app, settings) as engine:
             database_url = engine.url.render_as_string(hide_password=False)
-            registry = RunRegistry[ResponseRun](settings.max_running_responses)
+            registry = RunRegistry(settings.max_running_responses)
             hub = EventHub()
             listener = NotifyListener(
                 database_url, {CHANNEL: registry.cancel_soon, EVENTS_CHANNEL: hub.notified}

@@ -89,22 +89,19 @@ def check_require_approval(value: object, param: str) -> None:
     if not isinstance(value, dict) or not value or set(value) - {"always", "never"}:
         raise bad_request(problem, param=param)
     for key, spec in value.items():
-        if spec is None:
-            continue
-        names = spec.get("tool_names") if isinstance(spec, dict) else None
-        read_only = spec.get("read_only") if isinstance(spec, dict) else None
-        if (
-            not isinstance(spec, dict)
-            or set(spec) - _FILTER_KEYS
-            or (
-                names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names))
-            )
-            or (read_only is not None and not isinstance(read_only, bool))
-        ):
+        if spec is not None and not _is_filter(spec):
             raise bad_request(
                 f"'{param}.{key}' must be an object with 'tool_names' (a list of names) and/or 'read_only'.",
                 param=f"{param}.{key}",
             )
+
+
+def _is_filter(spec: object) -> bool:
+    if not isinstance(spec, dict) or set(spec) - _FILTER_KEYS:
+        return False
+    names, read_only = spec.get("tool_names"), spec.get("read_only")
+    names_ok = names is None or (isinstance(names, list) and all(isinstance(n, str) for n in names))
+    return names_ok and (read_only is None or isinstance(read_only, bool))
 
 
 class ConversationRef(BaseModel):

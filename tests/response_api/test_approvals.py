@@ -29,6 +29,11 @@ async def ask(client: AsyncOpenAI, upstream: FakeUpstream) -> Any:
     return first
 
 
+def approval(request_id: str, *, approve: bool, **extra: str) -> Any:
+    """The input that answers an approval request."""
+    return [{"type": "mcp_approval_response", "approval_request_id": request_id, "approve": approve, **extra}]
+
+
 def tool_message(upstream: FakeUpstream, call_id: str) -> str:
     messages = upstream.requests[-1]["messages"]
     calls = [c["id"] for m in messages if m["role"] == "assistant" for c in m.get("tool_calls") or ()]
@@ -53,7 +58,7 @@ async def test_an_approved_call_runs_in_the_next_response(
         model=MODEL,
         previous_response_id=first.id,
         tools=TOOLS,
-        input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}],
+        input=approval(request.id, approve=True),
     )
     assert second.status == "completed" and second.output_text == "2 + 3 = 5"
     ran = second.output[0]
@@ -68,7 +73,7 @@ async def test_an_approved_call_runs_in_the_next_response(
             model=MODEL,
             previous_response_id=second.id,
             tools=TOOLS,
-            input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}],
+            input=approval(request.id, approve=True),
         )
     assert twice.value.body["param"] == "input[0].approval_request_id"  # type: ignore[index]
 
@@ -84,14 +89,7 @@ async def test_a_refused_approval_skips_the_call(
         model=MODEL,
         previous_response_id=first.id,
         tools=TOOLS,
-        input=[
-            {
-                "type": "mcp_approval_response",
-                "approval_request_id": request.id,
-                "approve": False,
-                "reason": "not today",
-            }
-        ],
+        input=approval(request.id, approve=False, reason="not today"),
     )
     assert second.status == "completed" and second.output_text == "Fine, I will not add."
     assert [item.type for item in second.output] == ["message"]
@@ -128,7 +126,7 @@ async def test_approval_through_a_conversation(
         model=MODEL,
         conversation=conversation.id,
         tools=TOOLS,
-        input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}],
+        input=approval(request.id, approve=True),
     )
     assert second.output[0].type == "mcp_call" and second.output[0].output == "2"
     assert mcp_tools.calls == [("add", {"a": 1, "b": 1})]

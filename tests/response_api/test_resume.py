@@ -7,6 +7,7 @@ shows the cross-replica `NOTIFY` at work, not a periodic re-read.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from apps.response_api.services.events import EventLog, Frame
+from apps.response_api.services.state import ResponseState
 from tests.harness.response_api import MODEL, ServerFactory
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.harness.waiting import eventually_async
@@ -179,6 +181,32 @@ async def test_the_event_log_writes_a_burst_in_one_statement() -> None:
     assert len(writes) == 1 and [number for number, _ in writes[0]] == list(range(100))
     log.append(100, b"last")
     assert await log.close() == [(100, b"last")]  # left for the final transaction
+
+
+async def test_live_events_never_wait_for_the_event_log() -> None:
+    """The streaming client gets each event as it happens while the log's write hangs (a database
+    that does not answer); what the log could not store stays queued for the final write."""
+    hung = asyncio.Event()
+    attempts: list[list[Frame]] = []
+
+    async def write(batch: list[Frame]) -> None:
+        attempts.append(batch)
+        await hung.wait()
+
+    state = ResponseState({"id": "resp_live", "status": "queued", "output": []}, EventLog(write, linger=0.0))
+    live = state.listen()
+    state.start()
+    index = state.open_message()
+    state.text_delta(index, "first")
+    await eventually_async(lambda: bool(attempts), "the log's first write is under way")
+    state.text_delta(index, "second")  # while that write hangs
+    frames = [live.get_nowait() for _ in range(live.qsize())]
+    assert len(frames) == 6
+    last = frames[-1]
+    assert last is not None and b'"delta":"second"' in last
+    log = state.detach_log()
+    assert log is not None
+    assert [frame for _, frame in await log.close()] == frames
 
 
 async def test_a_cancel_through_another_replica_ends_the_followers(

@@ -15,7 +15,8 @@ from apps.common.errors import APIError
 from apps.common.guard import GuardedRoute
 from apps.response_api.deps import ServiceDep
 from apps.response_api.schemas import CreateResponseRequest, DeletedResponse, InputItemsPage
-from apps.response_api.services.responses import ResponseRun, ResponseService
+from apps.response_api.services.responses import ResponseService
+from apps.response_api.services.runs import ResponseRun
 
 router = APIRouter(prefix="/v1/responses", tags=["responses"], route_class=GuardedRoute)
 

@@ -51,10 +51,6 @@ class Conversations:
         body = await self._call("POST", "/v1/conversations", headers, json={}, internal=False)
         return str(body["id"])
 
-    async def items(self, conversation_id: str, headers: dict[str, str]) -> list[dict[str, Any]]:
-        """The conversation's items, oldest first."""
-        return (await self.history(conversation_id, headers))[0]
-
     async def history(
         self, conversation_id: str, headers: dict[str, str]
     ) -> tuple[list[dict[str, Any]], str | None]:

@@ -32,7 +32,6 @@ from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
-QUIET_SECONDS = 10.0
 PAGE = 500
 
 Frame = tuple[int, bytes]
@@ -111,7 +110,7 @@ ReadAfter = Callable[[int, int], Awaitable[tuple[bool, list[Frame]]]]
 
 
 async def follow(
-    hub: EventHub, response_id: str, after: int, read: ReadAfter, *, quiet: float = QUIET_SECONDS
+    hub: EventHub, response_id: str, after: int, read: ReadAfter, *, quiet: float
 ) -> AsyncIterator[bytes]:
     """The stored frames after `after`, then the new ones as they are stored, until the end."""
     with hub.subscribe(response_id) as waiter:

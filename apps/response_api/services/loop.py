@@ -14,7 +14,8 @@ Decisions:
   call becomes an `mcp_approval_request` item and the response ends `completed` after the round's
   other calls have run. Calls approved by the request's input run before the first round.
 - A tool's MCP progress notifications are relayed as `response.mcp_call.progress` events while it
-  runs (see `ResponseState.call_progress`).
+  runs (see `ResponseState.call_progress`). They are asked for only when the events reach someone
+  (a streaming client or the event log): a plain or unstreamed background response would drop them.
 - A forced `tool_choice` (`required` or a named tool) applies to the first round only; later rounds
   use `auto`, or the model could never stop calling tools.
 - Tool executions are collected in memory and written with the response's final
@@ -288,7 +289,10 @@ class ToolLoop:
             state.call_progress(call.index, progress, total, message)
 
         return await session.call(
-            call.name, row["arguments"], timeout=self._limits.tool_timeout, progress=report
+            call.name,
+            row["arguments"],
+            timeout=self._limits.tool_timeout,
+            progress=report if state.observed else None,
         )
 
 

@@ -26,10 +26,10 @@ Decisions:
   cancellable, only on the replica that runs it.) A background response created with `stream: true`
   also keeps its events (`services/events.py`), so `GET /v1/responses/{id}?stream=true&starting_after=N`
   can replay and follow it on any replica; others are refused with a 400 there, as at OpenAI.
-- Durability: the client is acknowledged only for what is stored. The background insert comes before
-  the 200 that returns the id; the final write (state, input items, tool executions, new
-  conversation, the last logged events: one transaction) comes before the plain 200 and before the
-  stream's terminal event.
+- Durability (`services/ending.py`): the client is acknowledged only for what is stored. The
+  background insert comes before the 200 that returns the id; the final write (state, input items,
+  tool executions, new conversation, the last logged events: one transaction) comes before the
+  plain 200 and before the stream's terminal event.
   Writes are retried through a short outage (`STORAGE_RETRY_SECONDS`); past that the client gets a
   503 or an SSE `error` event and nothing was written. A background response's end, which nobody
   waits for, is retried for longer (`BACKGROUND_STORAGE_RETRY_SECONDS`).
@@ -51,23 +51,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from apps.common.auth.principal import Principal
-from apps.common.durable import durably
 from apps.common.errors import APIError, bad_request
 from apps.response_api.schemas import CreateResponseRequest, McpTool, check_tools
 from apps.response_api.services.approvals import approved_requests
 from apps.response_api.services.body import error_body, initial_body
-from apps.response_api.services.conversations import (
-    ConversationMissing,
-    Conversations,
-    with_project_instructions,
-)
+from apps.response_api.services.conversations import Conversations, with_project_instructions
+from apps.response_api.services.ending import ResponseWriter
 from apps.response_api.services.events import EventHub, EventLog, Frame, follow
 from apps.response_api.services.items import normalize_input, to_messages
 from apps.response_api.services.llm import LlmApiError, LlmClient
 from apps.response_api.services.loop import Executions, Limits, ToolLoop, ToolSet
 from apps.response_api.services.mcp import McpConnector, McpToolInfo, McpUnavailable, ToolAccess, ToolCatalog
-from apps.response_api.services.runs import Run, RunRegistry
-from apps.response_api.services.state import EventQueue, ResponseState
+from apps.response_api.services.runs import ResponseRun, RunRegistry
+from apps.response_api.services.state import ResponseState
 from apps.response_api.services.store import RUNNING, ResponseStore
 
 log = logging.getLogger(__name__)
@@ -90,30 +86,12 @@ class ToolsUnavailable(Exception):
     """The request names MCP tools and mcp-tools could not list them: the response fails (502)."""
 
 
-@dataclass(eq=False, kw_only=True)
-class ResponseRun(Run):
-    request: CreateResponseRequest
-    principal: Principal
-    # Earlier items (the previous responses' chain, or the conversation) and this request's input.
-    history: list[dict[str, Any]]
-    input_items: list[dict[str, Any]]
-    # Approval requests of the history that this input approves: they run before the first round.
-    approved: list[dict[str, Any]]
-    # The instructions of the conversation's project, put before the request's own.
-    project_instructions: str | None
-    listed_labels: frozenset[str]
-    events: EventQueue | None = None
-    refused: LlmApiError | None = None
-    # Set when the final state could not be stored: the client is told this instead of the response.
-    storage_error: APIError | None = None
-
-
 class ResponseService:
     def __init__(
         self,
         *,
         store: ResponseStore,
-        registry: RunRegistry[ResponseRun],
+        registry: RunRegistry,
         hub: EventHub,
         llm: LlmClient,
         conversations: Conversations,
@@ -128,6 +106,12 @@ class ResponseService:
         self._mcp = mcp
         self._config = config
         self._catalog = ToolCatalog(config.tools_cache_seconds)
+        self._writer = ResponseWriter(
+            store,
+            conversations,
+            budget=config.storage_budget,
+            background_budget=config.background_storage_budget,
+        )
 
     async def create(self, request: CreateResponseRequest, principal: Principal) -> ResponseRun:
         if not self._registry.has_room():
@@ -168,16 +152,7 @@ class ResponseService:
                 conversation_id = await self._conversations.create(headers)
             body["conversation"] = {"id": conversation_id}
         if request.background:
-
-            async def insert() -> None:
-                await self._store.insert(body, input_items, principal.user_id, event_log=logged)
-
-            await durably(
-                insert,
-                budget=self._config.storage_budget,
-                what="this response",
-                committed=lambda: self._store.exists(body["id"]),
-            )
+            await self._writer.insert(body, input_items, principal.user_id, event_log=logged)
         log = self._event_log(str(body["id"])) if logged else None
         run = ResponseRun(
             state=ResponseState(body, log),
@@ -265,99 +240,7 @@ class ResponseService:
             state.finish("failed", error=error_body("server_error", "The response failed on the server."))
         finally:
             run.finishing = True  # from here on, cancels wait instead of interrupting the write
-            await self._finish(run, executions)
-
-    async def _finish(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
-        """Store the final state, then tell the client: the terminal event, or an error instead."""
-        state = run.state
-        try:
-            await self._persist(run, executions)
-        except APIError as exc:
-            run.storage_error = exc
-            state.storage_failed({"code": exc.code or "storage_unavailable", "message": exc.message})
-        except Exception:
-            log.exception("storing a response failed", extra={"response_id": state.id})
-            run.storage_error = APIError(500, "The response could not be stored.", code="storage_failed")
-            state.storage_failed({"code": "storage_failed", "message": run.storage_error.message})
-        else:
-            state.deliver_end()
-        finally:
-            state.close_stream()
-            leftover = state.detach_log()  # only if the final write failed before taking it
-            if leftover is not None:
-                await leftover.close()
-
-    async def _persist(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
-        body = run.state.body
-        await self._add_to_conversation(run)
-        end = run.state.end_event()  # numbered now, sent once stored (and logged with the ending)
-        if run.background:
-            event_log = run.state.detach_log()
-            events = await event_log.close() if event_log is not None else None
-            if events is not None and end is not None:
-                events.append(end)
-
-            async def save() -> None:
-                await self._store.save(body, executions, events)
-
-            await durably(
-                save,
-                budget=self._config.background_storage_budget,
-                what="this response",
-                committed=lambda: self._store.ended(body["id"]),
-            )
-        elif body["store"]:
-
-            async def insert() -> None:
-                await self._store.insert(body, run.input_items, run.user_id, executions=executions)
-
-            await durably(
-                insert,
-                budget=self._config.storage_budget,
-                what="this response",
-                committed=lambda: self._store.exists(body["id"]),
-            )
-        else:
-            # Nothing was promised to the client (`store: false`): its tool calls are recorded before
-            # it is answered, like any other, but a failure to do so is logged, not reported.
-            try:
-                await durably(
-                    lambda: self._store.record_executions(executions),
-                    budget=self._config.storage_budget,
-                    what="the tool executions",
-                )
-            except Exception:
-                log.exception(
-                    "tool executions of an unstored response were lost", extra={"response_id": body["id"]}
-                )
-
-    async def _add_to_conversation(self, run: ResponseRun) -> None:
-        body = run.state.body
-        conversation = body.get("conversation")
-        if not body["store"] or not conversation or body["status"] not in ("completed", "incomplete"):
-            return
-        items = [*run.input_items, *body["output"]]
-        config = self._config
-        budget = config.background_storage_budget if run.background else config.storage_budget
-        try:
-            await self._conversations.append(
-                conversation["id"],
-                items,
-                run.principal.forward_headers(),
-                key=run.state.id,
-                budget=budget,
-            )
-        except ConversationMissing:
-            log.info("conversation deleted during the response", extra={"response_id": run.state.id})
-        except APIError as exc:
-            log.warning("could not extend the conversation", extra={"error": exc.message})
-            if not run.background:
-                raise  # the client is told (a 503, or an SSE error) and nothing is stored
-            # Nobody waits for a background response: whoever polls it reads that it failed.
-            message = "The response could not be added to its conversation; run it again."
-            body.update(
-                status="failed", error=error_body("conversation_unavailable", message), completed_at=None
-            )
+            await self._writer.finish(run, executions)
 
     async def _open_tools(
         self, stack: AsyncExitStack, request: CreateResponseRequest, headers: dict[str, str]

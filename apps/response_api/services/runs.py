@@ -16,44 +16,59 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any
 
-from apps.response_api.services.state import ResponseState
+from apps.common.auth.principal import Principal
+from apps.common.errors import APIError
+from apps.response_api.schemas import CreateResponseRequest
+from apps.response_api.services.llm import LlmApiError
+from apps.response_api.services.state import EventQueue, ResponseState
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False, kw_only=True)
-class Run:
-    """What the registry needs of a run; apps subclass it with their own required fields."""
+class ResponseRun:
+    """One response this process runs: its state, what it was asked, and what its client is told."""
 
     state: ResponseState
     user_id: str
     background: bool
+    request: CreateResponseRequest
+    principal: Principal
+    # Earlier items (the previous responses' chain, or the conversation) and this request's input.
+    history: list[dict[str, Any]]
+    input_items: list[dict[str, Any]]
+    # Approval requests of the history that this input approves: they run before the first round.
+    approved: list[dict[str, Any]]
+    # The instructions of the conversation's project, put before the request's own.
+    project_instructions: str | None
+    listed_labels: frozenset[str]
+    events: EventQueue | None = None
+    refused: LlmApiError | None = None
+    # Set when the final state could not be stored: the client is told this instead of the response.
+    storage_error: APIError | None = None
     cancel_requested: bool = False
     finishing: bool = False
     task: asyncio.Task[None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-R = TypeVar("R", bound=Run)
-
-
-class RunRegistry(Generic[R]):
-    """The runs this process holds, at most `max_runs` of them, as the run type they were started as.
+class RunRegistry:
+    """The runs this process holds, at most `max_runs` of them.
 
     A background run outlives its request, so admission control (`apps.common.admission`) does not
     bound them; this does: past `max_runs`, a new response is refused (503) before anything is stored.
     """
 
     def __init__(self, max_runs: int = 256) -> None:
-        self._runs: dict[str, R] = {}
+        self._runs: dict[str, ResponseRun] = {}
         self.max_runs = max_runs
 
     def has_room(self) -> bool:
         return len(self._runs) < self.max_runs
 
-    def start(self, run: R, execute: Callable[[R], Awaitable[None]]) -> None:
+    def start(self, run: ResponseRun, execute: Callable[[ResponseRun], Awaitable[None]]) -> None:
         self._runs[run.state.id] = run
 
         async def main() -> None:
@@ -65,7 +80,7 @@ class RunRegistry(Generic[R]):
 
         run.task = asyncio.create_task(main(), name=f"response {run.state.id}")
 
-    def get(self, user_id: str, response_id: str) -> R | None:
+    def get(self, user_id: str, response_id: str) -> ResponseRun | None:
         run = self._runs.get(response_id)
         return run if run is not None and run.user_id == user_id else None
 
@@ -75,13 +90,13 @@ class RunRegistry(Generic[R]):
         if run is not None:
             self._interrupt(run)
 
-    async def cancel(self, run: R) -> None:
+    async def cancel(self, run: ResponseRun) -> None:
         """Stop the run and wait until it has recorded its final state."""
         self._interrupt(run)
         await run.done.wait()
 
     @staticmethod
-    def _interrupt(run: Run) -> None:
+    def _interrupt(run: ResponseRun) -> None:
         # A run that is writing its final state is let finish: the response is over, and
         # interrupting the write would lose it.
         if run.task is not None and not run.task.done() and not run.finishing:

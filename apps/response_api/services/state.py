@@ -5,7 +5,7 @@ which also emits the matching event (`response.output_item.added`, `response.out
 with the next `sequence_number`, so a streamed response and a stored one cannot disagree.
 
 The terminal event (`response.completed`, `response.failed`, `response.incomplete`) is the client's
-acknowledgement, so `finish` only records the outcome; `announce_end` sends that event once the
+acknowledgement, so `finish` only records the outcome; `deliver_end` sends that event once the
 response is stored, and `storage_failed` sends an `error` event instead when it could not be.
 
 Events are encoded as they happen and queued for the one listener (the streaming request) and, for a
@@ -68,7 +68,8 @@ class ResponseState:
         self._queue = None
 
     @property
-    def _encoding(self) -> bool:
+    def observed(self) -> bool:
+        """Whether anyone receives the events: a streaming client, or the event log."""
         return self._queue is not None or self._log is not None
 
     def _number(self, event_type: str, payload: dict[str, Any]) -> Frame:
@@ -78,7 +79,7 @@ class ResponseState:
         return number, encode_json(payload, event=event_type)
 
     def emit(self, event_type: str, payload: dict[str, Any]) -> None:
-        if not self._encoding:
+        if not self.observed:
             return
         number, frame = self._number(event_type, payload)
         if self._log is not None:
@@ -125,7 +126,7 @@ class ResponseState:
             "failed": "response.failed",
             "incomplete": "response.incomplete",
         }.get(self.status)
-        if event is not None and self._encoding:
+        if event is not None and self.observed:
             self._end = self._number(event, {"response": self.body})
         return self._end
 
@@ -173,7 +174,7 @@ class ResponseState:
 
     def text_delta(self, index: int, text: str) -> None:
         self._pieces[index].append(text)
-        if self._encoding:
+        if self.observed:
             item_id = self.output[index]["id"]
             self.emit(
                 "response.output_text.delta",

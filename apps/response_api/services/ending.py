@@ -1,0 +1,135 @@
+"""A response's writes: stored first, then its client is told (the durability decisions of
+`services/responses.py`).
+
+`ResponseWriter.insert` is the write behind a background response's 200 (and a foreground one's
+ending); `finish` ends a run: the conversation append, the final write with the last logged events,
+then the terminal event, or, when storage failed, an `error` instead. Every write goes through
+`durably` with its budget: `STORAGE_RETRY_SECONDS` when a client waits, the longer
+`BACKGROUND_STORAGE_RETRY_SECONDS` for a background response's end.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from apps.common.durable import durably
+from apps.common.errors import APIError
+from apps.response_api.services.body import error_body
+from apps.response_api.services.conversations import ConversationMissing, Conversations
+from apps.response_api.services.runs import ResponseRun
+from apps.response_api.services.store import ResponseStore
+
+log = logging.getLogger(__name__)
+
+
+class ResponseWriter:
+    def __init__(
+        self, store: ResponseStore, conversations: Conversations, *, budget: float, background_budget: float
+    ) -> None:
+        self._store = store
+        self._conversations = conversations
+        self._budget = budget
+        self._background_budget = background_budget
+
+    async def insert(
+        self,
+        body: dict[str, Any],
+        input_items: list[dict[str, Any]],
+        user_id: str,
+        *,
+        executions: list[dict[str, Any]] | None = None,
+        event_log: bool = False,
+    ) -> None:
+        """Store a new response row (a retry first asks whether a lost commit landed)."""
+
+        async def insert() -> None:
+            await self._store.insert(body, input_items, user_id, executions=executions, event_log=event_log)
+
+        await durably(
+            insert,
+            budget=self._budget,
+            what="this response",
+            committed=lambda: self._store.exists(body["id"]),
+        )
+
+    async def finish(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
+        """Store the final state, then tell the client: the terminal event, or an error instead."""
+        state = run.state
+        try:
+            await self._persist(run, executions)
+        except APIError as exc:
+            run.storage_error = exc
+            state.storage_failed({"code": exc.code or "storage_unavailable", "message": exc.message})
+        except Exception:
+            log.exception("storing a response failed", extra={"response_id": state.id})
+            run.storage_error = APIError(500, "The response could not be stored.", code="storage_failed")
+            state.storage_failed({"code": "storage_failed", "message": run.storage_error.message})
+        else:
+            state.deliver_end()
+        finally:
+            state.close_stream()
+            leftover = state.detach_log()  # only if the final write failed before taking it
+            if leftover is not None:
+                await leftover.close()
+
+    async def _persist(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
+        body = run.state.body
+        await self._add_to_conversation(run)
+        end = run.state.end_event()  # numbered now, sent once stored (and logged with the ending)
+        if run.background:
+            event_log = run.state.detach_log()
+            events = await event_log.close() if event_log is not None else None
+            if events is not None and end is not None:
+                events.append(end)
+
+            async def save() -> None:
+                await self._store.save(body, executions, events)
+
+            await durably(
+                save,
+                budget=self._background_budget,
+                what="this response",
+                committed=lambda: self._store.ended(body["id"]),
+            )
+        elif body["store"]:
+            await self.insert(body, run.input_items, run.user_id, executions=executions)
+        else:
+            # Nothing was promised to the client (`store: false`): its tool calls are recorded before
+            # it is answered, like any other, but a failure to do so is logged, not reported.
+            try:
+                await durably(
+                    lambda: self._store.record_executions(executions),
+                    budget=self._budget,
+                    what="the tool executions",
+                )
+            except Exception:
+                log.exception(
+                    "tool executions of an unstored response were lost", extra={"response_id": body["id"]}
+                )
+
+    async def _add_to_conversation(self, run: ResponseRun) -> None:
+        body = run.state.body
+        conversation = body.get("conversation")
+        if not body["store"] or not conversation or body["status"] not in ("completed", "incomplete"):
+            return
+        items = [*run.input_items, *body["output"]]
+        try:
+            await self._conversations.append(
+                conversation["id"],
+                items,
+                run.principal.forward_headers(),
+                key=run.state.id,
+                budget=self._background_budget if run.background else self._budget,
+            )
+        except ConversationMissing:
+            log.info("conversation deleted during the response", extra={"response_id": run.state.id})
+        except APIError as exc:
+            log.warning("could not extend the conversation", extra={"error": exc.message})
+            if not run.background:
+                raise  # the client is told (a 503, or an SSE error) and nothing is stored
+            # Nobody waits for a background response: whoever polls it reads that it failed.
+            message = "The response could not be added to its conversation; run it again."
+            body.update(
+                status="failed", error=error_body("conversation_unavailable", message), completed_at=None
+            )
