@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from apps.common.errors import APIError
+from apps.llm_api.auth.services.oauth import oauth_error, token_pair, unavailable
 from apps.llm_api.auth.services.tokens import TokenPair, invalid_refresh_token
 from apps.llm_api.auth.settings import KeycloakSettings
 
@@ -34,14 +35,6 @@ log = logging.getLogger(__name__)
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
 REFRESH_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:refresh_token"  # noqa: S105 - a URN
 _SERVICE_TOKEN_MARGIN_SECONDS = 30.0
-
-
-def unavailable(detail: str) -> APIError:
-    return APIError(
-        503,
-        f"The identity provider is unavailable ({detail}); try again shortly.",
-        code="identity_provider_unavailable",
-    )
 
 
 def provisioning_failed(detail: str) -> APIError:
@@ -70,7 +63,7 @@ class KeycloakSessions:
             form["audience"] = self._settings.audience
         response = await self._token_request(form)
         if response.status_code != 200:
-            raise provisioning_failed(f"token exchange refused ({_oauth_error(response)})")
+            raise provisioning_failed(f"token exchange refused ({oauth_error(response)})")
         return _pair(response)
 
     async def upgrade(self, user_id: str, email: str, password: str, name: str | None) -> TokenPair:
@@ -113,13 +106,13 @@ class KeycloakSessions:
             form["audience"] = self._settings.audience
         response = await self._token_request(form)
         if response.status_code != 200:
-            raise upgrade_failed(f"token exchange refused ({_oauth_error(response)})")
+            raise upgrade_failed(f"token exchange refused ({oauth_error(response)})")
         return _pair(response)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         response = await self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
         if response.status_code in (400, 401):
-            raise invalid_refresh_token(f"the identity provider refused it ({_oauth_error(response)})")
+            raise invalid_refresh_token(f"the identity provider refused it ({oauth_error(response)})")
         if response.status_code != 200:
             raise unavailable(f"token endpoint answered {response.status_code}")
         return _pair(response)
@@ -178,7 +171,7 @@ class KeycloakSessions:
             return cached[1]
         response = await self._token_request({"grant_type": "client_credentials"})
         if response.status_code != 200:
-            raise provisioning_failed(f"service account login refused ({_oauth_error(response)})")
+            raise provisioning_failed(f"service account login refused ({oauth_error(response)})")
         body = response.json()
         lifetime = float(body.get("expires_in", 60))
         token = str(body["access_token"])
@@ -202,23 +195,8 @@ class KeycloakSessions:
         return response
 
 
-def _oauth_error(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return f"HTTP {response.status_code}"
-    if isinstance(body, dict) and body.get("error"):
-        return str(body["error"])
-    return f"HTTP {response.status_code}"
-
-
 def _pair(response: httpx.Response) -> TokenPair:
     try:
-        body = response.json()
-        return TokenPair(
-            access_token=str(body["access_token"]),
-            refresh_token=str(body["refresh_token"]),
-            expires_in=int(body.get("expires_in", 0)),
-        )
+        return token_pair(response.json())
     except (KeyError, TypeError, ValueError) as exc:
         raise provisioning_failed("the identity provider's token response is incomplete") from exc

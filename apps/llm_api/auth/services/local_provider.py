@@ -18,8 +18,6 @@ identity of a fresh login moves that login's credentials onto the guest's subjec
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import secrets
 import uuid
@@ -42,6 +40,8 @@ from apps.llm_api.auth.models import (
     LocalSession,
     User,
 )
+from apps.llm_api.auth.services.api_keys import hash_secret
+from apps.llm_api.auth.services.oauth import s256
 from apps.llm_api.auth.services.passwords import hash_password, verify_password
 from apps.llm_api.auth.services.tokens import GUEST_ROLE, LocalSessions, TokenPair, invalid_refresh_token
 
@@ -63,15 +63,6 @@ class OAuthError(Exception):
 class ProviderTokens:
     pair: TokenPair
     id_token: str
-
-
-def s256(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def normalized_email(email: str) -> str:
@@ -182,7 +173,7 @@ class LocalProvider:
             session.add(LocalSession(id=session_id, subject=subject))
             session.add(
                 LocalAuthCode(
-                    code_hash=_digest(code),
+                    code_hash=hash_secret(code),
                     client_id=client_id,
                     redirect_uri=redirect_uri,
                     code_challenge=code_challenge,
@@ -200,7 +191,7 @@ class LocalProvider:
         now = datetime.now(UTC)
         async with transaction(self._sessions) as session:
             row = await session.scalar(
-                select(LocalAuthCode).where(LocalAuthCode.code_hash == _digest(code)).with_for_update()
+                select(LocalAuthCode).where(LocalAuthCode.code_hash == hash_secret(code)).with_for_update()
             )
             if row is None or row.expires_at <= now:
                 raise OAuthError("invalid_grant", "The authorization code is unknown or expired.")
