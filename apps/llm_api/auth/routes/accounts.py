@@ -19,13 +19,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from apps.common.auth.jwks import TokenError
-from apps.common.auth.principal import Authenticator, PrincipalDep, principal_from_claims
+from apps.common.auth.principal import PrincipalDep, principal_from_claims
 from apps.common.errors import APIError, bad_request
 from apps.common.guard import GuardedRoute
 from apps.common.openapi import error_responses
 from apps.llm_api.auth.deps import CurrentUserDep, UsersDep
-from apps.llm_api.auth.routes.session import user_object
+from apps.llm_api.auth.routes.session import issued_user, user_object
 from apps.llm_api.auth.schemas import (
     LoginTokens,
     SessionEnded,
@@ -85,17 +84,7 @@ async def callback(
         detail = error_description or error or "no authorization code"
         raise bad_request(f"The identity provider did not sign you in: {detail}.", code="login_failed")
     result = await oidc.finish(code, state)
-    authenticator: Authenticator = request.app.state.authenticator
-    try:
-        claims = await authenticator.verifier.verify(result.pair.access_token)
-    except TokenError as exc:
-        raise APIError(
-            502,
-            f"The identity provider issued a token this server does not accept: {exc}.",
-            code="identity_misconfigured",
-        ) from exc
-    principal = principal_from_claims(claims, result.pair.access_token)
-    user = await users.ensure(principal)
+    principal, user = await issued_user(request, users, result.pair.access_token)
     if result.target is not None:
         fragment = urlencode(
             {
