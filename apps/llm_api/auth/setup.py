@@ -58,7 +58,6 @@ def _accounts(app: FastAPI, settings: LlmApiSettings) -> AccountUpgrader | None:
         redirect_uris=(oidc.callback_url,) if oidc else (),
     )
     app.state.local_provider = local
-    app.state.local_sessions = issuer
     return LocalUpgrader(local, issuer, app.state.sessions)
 
 

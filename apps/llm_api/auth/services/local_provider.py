@@ -232,7 +232,10 @@ class LocalProvider:
         )
         return ProviderTokens(pair=pair, id_token=id_token)
 
-    # Refresh tokens: what `LocalSessions.verify_refresh` asks (`TokenState`)
+    # Refresh tokens: the refresh grant, and what `LocalSessions.verify_refresh` asks (`TokenState`)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        return await self._tokens.refresh(refresh_token)
 
     async def check_refresh(self, claims: dict[str, Any]) -> None:
         async with self._sessions() as session:
