@@ -33,7 +33,7 @@ from apps.llm_api.auth.schemas import (
     UpgradeResponse,
 )
 from apps.llm_api.auth.services.oidc import OIDCClient
-from apps.llm_api.auth.services.upgrade import AccountUpgrader
+from apps.llm_api.auth.services.upgrade import AccountUpgrader, LocalUpgrader, link_unavailable
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=GuardedRoute)
 
@@ -140,6 +140,8 @@ async def upgrade(
     if body.id_token is not None:
         if body.email is not None or body.password is not None:
             raise bad_request("Send either id_token or email and password, not both.", param="id_token")
+        if not isinstance(upgrader, LocalUpgrader):
+            raise link_unavailable()  # whatever the token: refused before any verification
         login_claims = await _oidc(request).verify_id_token(body.id_token)
         tokens = await upgrader.link(user.subject, login_claims)
         email = login_claims.get("email")

@@ -34,10 +34,18 @@ from apps.llm_api.chat_tables import ConversationRow
 class AccountUpgrader(Protocol):
     async def with_password(self, subject: str, email: str, password: str, name: str | None) -> TokenPair: ...
 
-    async def link(self, subject: str, login: dict[str, Any]) -> TokenPair: ...
+
+def link_unavailable() -> APIError:
+    return APIError(
+        501,
+        "Linking a login to a guest is not available with Keycloak; upgrade with email and password.",
+        code="link_unavailable",
+    )
 
 
 class LocalUpgrader:
+    """Email and password, or linking a login's identity (only the local provider can do that)."""
+
     def __init__(
         self, provider: LocalProvider, tokens: LocalSessions, sessions: async_sessionmaker[AsyncSession]
     ) -> None:
@@ -85,10 +93,3 @@ class KeycloakUpgrader:
 
     async def with_password(self, subject: str, email: str, password: str, name: str | None) -> TokenPair:
         return await self._keycloak.upgrade(subject, email, password, name)
-
-    async def link(self, subject: str, login: dict[str, Any]) -> TokenPair:  # noqa: ARG002 - the protocol's
-        raise APIError(
-            501,
-            "Linking a login to a guest is not available with Keycloak; upgrade with email and password.",
-            code="link_unavailable",
-        )
