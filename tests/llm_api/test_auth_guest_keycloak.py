@@ -163,6 +163,7 @@ def test_a_keycloak_guest_is_upgraded_in_place(llm: str, keycloak: FakeKeycloak)
         assert mine.status_code == 200, mine.text
         me = client.get("/v1/auth/me", headers=bearer(account["access_token"])).json()
         assert "guest" not in me["roles"] and me["email"] == "ada@example.test"
+        assert account["user"]["roles"] == me["roles"]  # what the new token says, not a made-up role
 
 
 def test_keycloak_upgrade_refusals(llm: str, keycloak: FakeKeycloak) -> None:

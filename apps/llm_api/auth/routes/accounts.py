@@ -19,12 +19,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from apps.common.auth.principal import PrincipalDep, principal_from_claims
+from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError, bad_request
 from apps.common.guard import GuardedRoute
 from apps.common.openapi import error_responses
 from apps.llm_api.auth.deps import CurrentUserDep, UsersDep
-from apps.llm_api.auth.routes.session import issued_user, user_object
+from apps.llm_api.auth.routes.session import issued_principal, user_object
 from apps.llm_api.auth.schemas import (
     LoginTokens,
     SessionEnded,
@@ -84,7 +84,8 @@ async def callback(
         detail = error_description or error or "no authorization code"
         raise bad_request(f"The identity provider did not sign you in: {detail}.", code="login_failed")
     result = await oidc.finish(code, state)
-    principal, user = await issued_user(request, users, result.pair.access_token)
+    principal = await issued_principal(request, result.pair.access_token)
+    user = await users.ensure(principal)
     if result.target is not None:
         fragment = urlencode(
             {
@@ -151,12 +152,9 @@ async def upgrade(
             raise bad_request("An email and a password (8+ characters) are required.", param="email")
         tokens = await upgrader.with_password(user.subject, body.email, body.password, body.name)
         email, name = body.email.lower(), body.name
+    account = await issued_principal(request, tokens.access_token)
     upgraded = await users.upgrade(user, str(email) if email else None, str(name) if name else None)
     response.headers["Cache-Control"] = "no-store"
-    account = principal_from_claims(
-        {"sub": upgraded.subject, "iss": upgraded.issuer, "realm_access": {"roles": ["user"]}},
-        tokens.access_token,
-    )
     return UpgradeResponse(
         access_token=tokens.access_token,
         refresh_token=tokens.refresh_token,

@@ -19,7 +19,7 @@ from apps.common.state import app_state
 from apps.llm_api.auth.deps import CurrentUserDep, SessionIssuerDep, UsersDep
 from apps.llm_api.auth.schemas import GuestLoginResponse, RefreshRequest, TokenResponse, UserObject
 from apps.llm_api.auth.services.tokens import SessionIssuer, TokenPair
-from apps.llm_api.auth.services.users import UserDirectory, UserRecord
+from apps.llm_api.auth.services.users import UserRecord
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=GuardedRoute)
 
@@ -29,7 +29,8 @@ async def guest_login(
     request: Request, issuer: SessionIssuerDep, users: UsersDep, response: Response
 ) -> GuestLoginResponse:
     tokens = await _configured(issuer).guest_login()
-    principal, user = await issued_user(request, users, tokens.access_token)
+    principal = await issued_principal(request, tokens.access_token)
+    user = await users.ensure(principal)
     response.headers["Cache-Control"] = "no-store"
     return GuestLoginResponse(**_tokens(tokens).model_dump(), user=user_object(user, principal))
 
@@ -46,11 +47,9 @@ async def me(principal: PrincipalDep, user: CurrentUserDep) -> UserObject:
     return user_object(user, principal)
 
 
-async def issued_user(
-    request: Request, users: UserDirectory, access_token: str
-) -> tuple[Principal, UserRecord]:
-    """The principal and user row of an access token the provider just issued (guest login, browser
-    login), verified as described above."""
+async def issued_principal(request: Request, access_token: str) -> Principal:
+    """The caller an access token the provider just issued (guest login, browser login, upgrade) names,
+    verified as described above."""
     authenticator = app_state(request, "authenticator", Authenticator)
     try:
         claims = await authenticator.verifier.verify(access_token)
@@ -60,8 +59,7 @@ async def issued_user(
             f"The identity provider issued a token this server does not accept: {exc}.",
             code="identity_misconfigured",
         ) from exc
-    principal = principal_from_claims(claims, access_token)
-    return principal, await users.ensure(principal)
+    return principal_from_claims(claims, access_token)
 
 
 def user_object(user: UserRecord, principal: Principal) -> UserObject:
