@@ -69,6 +69,15 @@ def normalized_email(email: str) -> str:
     return email.strip().lower()
 
 
+def account_profile(account: LocalAccount) -> dict[str, Any]:
+    """The profile claims of an account's tokens."""
+    return {
+        "preferred_username": account.email,
+        "email": account.email,
+        **({"name": account.name} if account.name else {}),
+    }
+
+
 class LocalProvider:
     def __init__(
         self,
@@ -214,9 +223,7 @@ class LocalProvider:
             raise OAuthError("invalid_grant", "The code_verifier does not match the code_challenge.")
         if account is None:
             raise OAuthError("invalid_grant", "The account no longer exists.")
-        profile = {"preferred_username": account.email, "email": account.email}
-        if account.name:
-            profile["name"] = account.name
+        profile = account_profile(account)
         pair = self._tokens.pair(subject, (USER_ROLE,), profile, session_id=session_id)
         id_token = self._issuer.mint(
             subject,
