@@ -93,7 +93,6 @@ class LocalProvider:
         self._issuer = issuer
         self.client_id = client_id
         self.redirect_uris = redirect_uris
-        tokens.state = self
 
     def discovery(self) -> dict[str, Any]:
         base = self._issuer.issuer.rstrip("/")
