@@ -10,14 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from tests.accounts.conftest import LANDING
-from tests.accounts.support import (
-    assert_envelope,
-    bearer,
-    browser_login,
-    open_login,
-    query_of,
-    submit,
-)
+from tests.accounts.support import browser_login, open_login, query_of, submit
+from tests.llm_api.auth_support import assert_error, bearer
 
 
 def new_email() -> str:
@@ -78,14 +72,14 @@ def test_a_foreign_redirect_target_is_refused(gateway: str) -> None:
     with httpx.Client(base_url=gateway, timeout=30) as client:
         for target in ("https://evil.example/steal", f"{LANDING}.evil.example", f"{LANDING}/../x"):
             refused = client.get("/v1/auth/login", params={"redirect_uri": target})
-            error = assert_envelope(refused, 400)
+            error = assert_error(refused, 400)
             assert error["param"] == "redirect_uri"
         # The provider too refuses a redirect URI its client did not register, without redirecting.
         page = open_login(client)
         request = query_of(str(page.url))
         request["redirect_uri"] = "https://evil.example/callback"
         refused = client.get("/oidc/authorize", params=request)
-        assert_envelope(refused, 400)
+        assert_error(refused, 400)
         assert "location" not in refused.headers
 
 
@@ -95,10 +89,10 @@ def test_a_forged_state_is_refused(gateway: str) -> None:
         done = submit(client, page, new_email(), "correct horse", action="register", follow=False)
         code = query_of(done.headers["location"])["code"]
         forged = client.get("/v1/auth/callback", params={"code": code, "state": "forged-state"})
-        assert_envelope(forged, 400, "invalid_state")
-        assert_envelope(client.get("/v1/auth/callback", params={"code": code}), 400)
+        assert_error(forged, 400, "invalid_state")
+        assert_error(client.get("/v1/auth/callback", params={"code": code}), 400)
         provider_error = client.get("/v1/auth/callback", params={"state": "x", "error": "access_denied"})
-        assert_envelope(provider_error, 400, "login_failed")
+        assert_error(provider_error, 400, "login_failed")
 
 
 def test_a_replayed_callback_or_code_is_refused(gateway: str) -> None:
@@ -109,16 +103,16 @@ def test_a_replayed_callback_or_code_is_refused(gateway: str) -> None:
         first = client.get(callback)
         assert first.status_code == 200, first.text
         # The same callback again: its state was used up.
-        assert_envelope(client.get(callback), 400, "invalid_state")
+        assert_error(client.get(callback), 400, "invalid_state")
         # The used code under a fresh, genuine state: the provider refuses the code.
         fresh_state = query_of(str(open_login(client).url))["state"]
         replayed = client.get(
             "/v1/auth/callback", params={"code": query_of(callback)["code"], "state": fresh_state}
         )
-        assert_envelope(replayed, 400, "invalid_grant")
+        assert_error(replayed, 400, "invalid_grant")
         # Replaying a code ends the session it opened: its refresh token stops working.
         refresh = client.post("/v1/auth/refresh", json={"refresh_token": first.json()["refresh_token"]})
-        assert_envelope(refresh, 401, "invalid_refresh_token")
+        assert_error(refresh, 401, "invalid_refresh_token")
 
 
 def test_the_provider_requires_the_pkce_verifier(gateway: str) -> None:
@@ -137,7 +131,7 @@ def test_the_provider_requires_the_pkce_verifier(gateway: str) -> None:
         assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
         # And no authorization request without an S256 challenge.
         del request["code_challenge"]
-        assert_envelope(client.get("/oidc/authorize", params=request), 400)
+        assert_error(client.get("/oidc/authorize", params=request), 400)
 
 
 def test_logout_ends_the_session_and_revoke_kills_a_refresh_token(gateway: str) -> None:
@@ -149,7 +143,7 @@ def test_logout_ends_the_session_and_revoke_kills_a_refresh_token(gateway: str) 
         revoked = client.post("/v1/auth/revoke", json={"refresh_token": first["refresh_token"]})
         assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
         refused = client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
-        assert_envelope(refused, 401, "invalid_refresh_token")
+        assert_error(refused, 401, "invalid_refresh_token")
 
         # Logout ends the second login's session: every refresh token of it, rotated ones included.
         rotated = client.post("/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}).json()
@@ -157,6 +151,6 @@ def test_logout_ends_the_session_and_revoke_kills_a_refresh_token(gateway: str) 
         assert ended.status_code == 200 and ended.json()["status"] == "logged_out"
         for token in (second["refresh_token"], rotated["refresh_token"]):
             refused = client.post("/v1/auth/refresh", json={"refresh_token": token})
-            assert_envelope(refused, 401, "invalid_refresh_token")
-        assert_envelope(client.post("/v1/auth/logout", json={"refresh_token": "junk"}), 401)
-        assert_envelope(client.post("/v1/auth/logout", json={}), 400)
+            assert_error(refused, 401, "invalid_refresh_token")
+        assert_error(client.post("/v1/auth/logout", json={"refresh_token": "junk"}), 401)
+        assert_error(client.post("/v1/auth/logout", json={}), 400)

@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 
-from tests.accounts.support import assert_envelope, bearer, browser_login
+from tests.accounts.support import browser_login
 from tests.harness.mcp_client import mcp_session, payload
 from tests.harness.upstream import FakeUpstream, Reply
+from tests.llm_api.auth_support import assert_error, bearer
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
@@ -98,7 +99,7 @@ async def assert_guest_refused_everywhere(http: httpx.AsyncClient, guest: dict[s
                 pending.discard(app)
     assert not pending, f"the guest token still works in {sorted(pending)}"
     refresh = await http.post("/v1/auth/refresh", json={"refresh_token": guest["refresh_token"]})
-    assert_envelope(refresh, 401, "invalid_refresh_token")
+    assert_error(refresh, 401, "invalid_refresh_token")
 
 
 async def test_upgrade_with_email_and_password_keeps_all_five_kinds_of_data(
@@ -137,7 +138,7 @@ async def test_upgrade_with_email_and_password_keeps_all_five_kinds_of_data(
             json={"email": email, "password": password},
             headers=bearer(account["access_token"]),
         )
-        assert_envelope(again, 409, "not_a_guest")
+        assert_error(again, 409, "not_a_guest")
 
 
 async def test_upgrade_by_linking_a_fresh_login_keeps_the_data(gateway: str, upstream: FakeUpstream) -> None:
@@ -164,18 +165,16 @@ async def test_upgrade_refusals(gateway: str) -> None:
     async with httpx.AsyncClient(base_url=gateway, timeout=60) as http:
         guest = (await http.post("/v1/auth/guest-login")).json()
         auth = bearer(guest["access_token"])
-        assert_envelope(await http.post("/v1/auth/upgrade", json={"email": "a@b.c"}), 401)
-        assert_envelope(await http.post("/v1/auth/upgrade", json={"email": "a@b.c"}, headers=auth), 400)
+        assert_error(await http.post("/v1/auth/upgrade", json={"email": "a@b.c"}), 401)
+        assert_error(await http.post("/v1/auth/upgrade", json={"email": "a@b.c"}, headers=auth), 400)
         short = {"email": "a@b.c", "password": "short"}
-        assert_envelope(await http.post("/v1/auth/upgrade", json=short, headers=auth), 400)
+        assert_error(await http.post("/v1/auth/upgrade", json=short, headers=auth), 400)
         forged = {"id_token": "eyJhbGciOiJub25lIn0.e30."}
-        assert_envelope(
-            await http.post("/v1/auth/upgrade", json=forged, headers=auth), 400, "invalid_id_token"
-        )
+        assert_error(await http.post("/v1/auth/upgrade", json=forged, headers=auth), 400, "invalid_id_token")
         with httpx.Client(base_url=gateway, timeout=60) as browser:
             taken = f"taken-{uuid.uuid4().hex[:8]}@example.test"
             browser_login(browser, taken, "correct horse battery", action="register")
         duplicate = {"email": taken, "password": "correct horse battery"}
-        assert_envelope(await http.post("/v1/auth/upgrade", json=duplicate, headers=auth), 409, "email_taken")
+        assert_error(await http.post("/v1/auth/upgrade", json=duplicate, headers=auth), 409, "email_taken")
         # The guest is still a guest after the refusals.
         assert (await http.get("/v1/auth/me", headers=auth)).json()["is_guest"] is True

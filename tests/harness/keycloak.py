@@ -8,7 +8,10 @@
 - `GET /realms/{realm}/protocol/openid-connect/certs`: the realm's JWKS. Access tokens are RS256 with
   `iss` = `<url>/realms/<realm>`, so the services' `JWKSVerifier` checks them like real ones.
 - Admin REST API (bearer service-account token required): `POST /admin/realms/{realm}/users` → 201 +
-  `Location`, 409 on a taken username; `GET …/roles/{name}`; `POST …/users/{id}/role-mappings/realm` → 204.
+  `Location`, 409 on a taken username; `GET …/roles/{name}`; `POST …/users/{id}/role-mappings/realm` → 204;
+  and what guest upgrade uses: `PUT …/users/{id}` (409 on a taken email), `PUT …/users/{id}/reset-password`,
+  `DELETE …/users/{id}/role-mappings/realm` (404 for a role that is not the realm's), and
+  `POST …/users/{id}/logout`.
 
 Faults: `admin_status` makes every admin call answer that status; `token_status` does the same for the
 token endpoint. Everything received is kept in `calls` (method, path) for assertions.
@@ -218,6 +221,22 @@ class FakeKeycloak:
 
     # --- admin REST API ------------------------------------------------------------------------------
 
+    def _user_refusal(self, request: Request, realm: str, user_id: str) -> Response | None:
+        """`_admin_refusal`, then a 404 for an unknown user (the user-scoped admin endpoints)."""
+        if (refusal := self._admin_refusal(request, realm)) is not None:
+            return refusal
+        return None if user_id in self.users else _error(404, "User not found")
+
+    async def _realm_roles(self, request: Request) -> set[str] | None:
+        """The names in a role-mapping body (`[{"id", "name"}]`), or None if one is not a realm role."""
+        wanted = await request.json()
+        known = {role["id"]: name for name, role in self.roles.items()}
+        if not isinstance(wanted, list) or any(
+            known.get(role.get("id")) != role.get("name") for role in wanted
+        ):
+            return None
+        return {str(role["name"]) for role in wanted}
+
     def _admin_refusal(self, request: Request, realm: str) -> Response | None:
         self.calls.append((request.method, request.url.path))
         if self.admin_status is not None:
@@ -264,25 +283,18 @@ class FakeKeycloak:
         return JSONResponse({**role, "composite": False, "clientRole": False, "containerId": realm})
 
     async def _map_roles(self, realm: str, user_id: str, request: Request) -> Response:
-        if (refusal := self._admin_refusal(request, realm)) is not None:
+        if (refusal := self._user_refusal(request, realm, user_id)) is not None:
             return refusal
-        if user_id not in self.users:
-            return _error(404, "User not found")
-        wanted = await request.json()
-        known = {role["id"]: name for name, role in self.roles.items()}
-        if not isinstance(wanted, list) or any(
-            known.get(role.get("id")) != role.get("name") for role in wanted
-        ):
+        wanted = await self._realm_roles(request)
+        if wanted is None:
             return _error(404, "Role not found")
-        self.role_mappings.setdefault(user_id, set()).update(role["name"] for role in wanted)
+        self.role_mappings.setdefault(user_id, set()).update(wanted)
         return Response(status_code=204)
 
     async def _update_user(self, realm: str, user_id: str, request: Request) -> Response:
-        if (refusal := self._admin_refusal(request, realm)) is not None:
+        if (refusal := self._user_refusal(request, realm, user_id)) is not None:
             return refusal
-        user = self.users.get(user_id)
-        if user is None:
-            return _error(404, "User not found")
+        user = self.users[user_id]
         changes = await request.json()
         email = changes.get("email")
         if email and any(u.get("email") == email for uid, u in self.users.items() if uid != user_id):
@@ -291,10 +303,8 @@ class FakeKeycloak:
         return Response(status_code=204)
 
     async def _reset_password(self, realm: str, user_id: str, request: Request) -> Response:
-        if (refusal := self._admin_refusal(request, realm)) is not None:
+        if (refusal := self._user_refusal(request, realm, user_id)) is not None:
             return refusal
-        if user_id not in self.users:
-            return _error(404, "User not found")
         credential = await request.json()
         if credential.get("type") != "password" or not credential.get("value"):
             return _error(400, "invalid credential", key="errorMessage")
@@ -302,19 +312,17 @@ class FakeKeycloak:
         return Response(status_code=204)
 
     async def _unmap_roles(self, realm: str, user_id: str, request: Request) -> Response:
-        if (refusal := self._admin_refusal(request, realm)) is not None:
+        if (refusal := self._user_refusal(request, realm, user_id)) is not None:
             return refusal
-        if user_id not in self.users:
-            return _error(404, "User not found")
-        for role in await request.json():
-            self.role_mappings.get(user_id, set()).discard(role.get("name"))
+        wanted = await self._realm_roles(request)
+        if wanted is None:
+            return _error(404, "Role not found")
+        self.role_mappings.get(user_id, set()).difference_update(wanted)
         return Response(status_code=204)
 
     async def _logout_user(self, realm: str, user_id: str, request: Request) -> Response:
-        if (refusal := self._admin_refusal(request, realm)) is not None:
+        if (refusal := self._user_refusal(request, realm, user_id)) is not None:
             return refusal
-        if user_id not in self.users:
-            return _error(404, "User not found")
         self.sessions.pop(user_id, None)
         return Response(status_code=204)
 

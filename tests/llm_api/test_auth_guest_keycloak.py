@@ -1,4 +1,6 @@
-"""Guest login and refresh against a fake Keycloak speaking the admin REST and OIDC token protocols."""
+"""Guest login, refresh and guest upgrade against a fake Keycloak speaking the admin REST and OIDC token
+protocols. Upgrade: the guest's Keycloak user becomes the account in place (same id, hence the same
+subject and data)."""
 
 from __future__ import annotations
 
@@ -130,3 +132,55 @@ def test_tokens_for_another_audience_are_caught_at_login(database_url: str, keyc
         assert_error(
             httpx.post(f"{url}/v1/auth/guest-login", timeout=CLIENT_TIMEOUT), 502, "identity_misconfigured"
         )
+
+
+def test_a_keycloak_guest_is_upgraded_in_place(llm: str, keycloak: FakeKeycloak) -> None:
+    with httpx.Client(base_url=llm, timeout=CLIENT_TIMEOUT) as client:
+        guest = client.post("/v1/auth/guest-login").json()
+        auth = bearer(guest["access_token"])
+        conversation = client.post("/v1/conversations", json={}, headers=auth).json()["id"]
+        upgraded = client.post(
+            "/v1/auth/upgrade",
+            json={"email": "ada@example.test", "password": "correct horse", "name": "Ada"},
+            headers=auth,
+        )
+        assert upgraded.status_code == 200, upgraded.text
+        account = upgraded.json()
+        assert account["user"]["id"] == guest["user"]["id"] and account["user"]["is_guest"] is False
+
+        subject = guest["user"]["subject"]
+        user = keycloak.users[subject]
+        assert user["email"] == "ada@example.test" and user["attributes"] == {"guest": ["false"]}
+        assert keycloak.passwords[subject] == "correct horse"
+        assert "guest" not in keycloak.role_mappings.get(subject, set())
+
+        # The guest's tokens stop working: the access token here, the refresh token at Keycloak.
+        assert_error(client.get("/v1/conversations", headers=auth), 401, "guest_session_ended")
+        refused = client.post("/v1/auth/refresh", json={"refresh_token": guest["refresh_token"]})
+        assert_error(refused, 401, "invalid_refresh_token")
+        # The account's tokens (no guest role) see the guest's data.
+        mine = client.get(f"/v1/conversations/{conversation}", headers=bearer(account["access_token"]))
+        assert mine.status_code == 200, mine.text
+        me = client.get("/v1/auth/me", headers=bearer(account["access_token"])).json()
+        assert "guest" not in me["roles"] and me["email"] == "ada@example.test"
+        assert account["user"]["roles"] == me["roles"]  # what the new token says, not a made-up role
+
+
+def test_keycloak_upgrade_refusals(llm: str, keycloak: FakeKeycloak) -> None:
+    with httpx.Client(base_url=llm, timeout=CLIENT_TIMEOUT) as client:
+        first = client.post("/v1/auth/guest-login").json()
+        body = {"email": "taken@example.test", "password": "correct horse"}
+        assert (
+            client.post("/v1/auth/upgrade", json=body, headers=bearer(first["access_token"])).status_code
+            == 200
+        )
+        second = bearer(client.post("/v1/auth/guest-login").json()["access_token"])
+        assert_error(client.post("/v1/auth/upgrade", json=body, headers=second), 409, "email_taken")
+        # Linking a login needs the local provider: refused as such, before the token is even read.
+        link = client.post("/v1/auth/upgrade", json={"id_token": "x.y.z"}, headers=second)
+        assert_error(link, 501, "link_unavailable")
+        # Browser login is not configured in this server: a clear 501, not a crash.
+        assert_error(client.get("/v1/auth/login"), 501, "login_unavailable")
+        keycloak.admin_status = 500  # the fixture resets it for the next test
+        other = {"email": "other@example.test", "password": "correct horse"}
+        assert_error(client.post("/v1/auth/upgrade", json=other, headers=second), 502, "upgrade_failed")

@@ -64,6 +64,19 @@ def test_repeat_calls_do_not_write_and_profile_changes_do(
     assert after["name"] == "Ada L." and after["id"] == before["id"]
 
 
+def test_repeat_guest_calls_do_not_write(llm: str, issuer: TestIssuer, database_url: str) -> None:
+    # A guest token is checked against the row on every request (an upgrade elsewhere ends it at
+    # once), with a read: the row is written once, not once per request.
+    subject = new_subject()
+    headers = user_headers(issuer, subject, roles=("guest",))
+    httpx.get(f"{llm}/v1/auth/me", headers=headers, timeout=CLIENT_TIMEOUT).raise_for_status()
+    (before,) = rows(database_url, subject)
+    for _ in range(2):
+        httpx.get(f"{llm}/v1/auth/me", headers=headers, timeout=CLIENT_TIMEOUT).raise_for_status()
+    (same,) = rows(database_url, subject)
+    assert before["is_guest"] is True and same["updated_at"] == before["updated_at"]
+
+
 def test_every_authenticated_route_records_the_user(llm: str, issuer: TestIssuer, database_url: str) -> None:
     subject = new_subject()
     httpx.get(

@@ -107,10 +107,8 @@ class LoginTokens(TokenResponse):
     user: UserObject
 
 
-class SessionRequest(StrictModel):
+class SessionRequest(RefreshRequest):
     """`POST /v1/auth/logout` and `POST /v1/auth/revoke`: the refresh token is the credential."""
-
-    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=16_384)]
 
 
 class SessionEnded(BaseModel):

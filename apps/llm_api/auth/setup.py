@@ -57,8 +57,8 @@ def _accounts(app: FastAPI, settings: LlmApiSettings) -> AccountUpgrader | None:
         client_id=oidc.client_id if oidc else "jan-client",
         redirect_uris=(oidc.callback_url,) if oidc else (),
     )
+    issuer.state = local  # refresh tokens are checked against its sessions and revocations
     app.state.local_provider = local
-    app.state.local_sessions = issuer
     return LocalUpgrader(local, issuer, app.state.sessions)
 
 

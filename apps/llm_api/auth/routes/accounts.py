@@ -19,13 +19,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from apps.common.auth.jwks import TokenError
-from apps.common.auth.principal import Authenticator, PrincipalDep, principal_from_claims
+from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError, bad_request
 from apps.common.guard import GuardedRoute
 from apps.common.openapi import error_responses
 from apps.llm_api.auth.deps import CurrentUserDep, UsersDep
-from apps.llm_api.auth.routes.session import user_object
+from apps.llm_api.auth.routes.session import issued_principal, user_object
 from apps.llm_api.auth.schemas import (
     LoginTokens,
     SessionEnded,
@@ -34,7 +33,7 @@ from apps.llm_api.auth.schemas import (
     UpgradeResponse,
 )
 from apps.llm_api.auth.services.oidc import OIDCClient
-from apps.llm_api.auth.services.upgrade import AccountUpgrader
+from apps.llm_api.auth.services.upgrade import AccountUpgrader, LocalUpgrader, link_unavailable
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=GuardedRoute)
 
@@ -85,16 +84,7 @@ async def callback(
         detail = error_description or error or "no authorization code"
         raise bad_request(f"The identity provider did not sign you in: {detail}.", code="login_failed")
     result = await oidc.finish(code, state)
-    authenticator: Authenticator = request.app.state.authenticator
-    try:
-        claims = await authenticator.verifier.verify(result.pair.access_token)
-    except TokenError as exc:
-        raise APIError(
-            502,
-            f"The identity provider issued a token this server does not accept: {exc}.",
-            code="identity_misconfigured",
-        ) from exc
-    principal = principal_from_claims(claims, result.pair.access_token)
+    principal = await issued_principal(request, result.pair.access_token)
     user = await users.ensure(principal)
     if result.target is not None:
         fragment = urlencode(
@@ -151,6 +141,8 @@ async def upgrade(
     if body.id_token is not None:
         if body.email is not None or body.password is not None:
             raise bad_request("Send either id_token or email and password, not both.", param="id_token")
+        if not isinstance(upgrader, LocalUpgrader):
+            raise link_unavailable()  # whatever the token: refused before any verification
         login_claims = await _oidc(request).verify_id_token(body.id_token)
         tokens = await upgrader.link(user.subject, login_claims)
         email = login_claims.get("email")
@@ -160,12 +152,9 @@ async def upgrade(
             raise bad_request("An email and a password (8+ characters) are required.", param="email")
         tokens = await upgrader.with_password(user.subject, body.email, body.password, body.name)
         email, name = body.email.lower(), body.name
+    account = await issued_principal(request, tokens.access_token)
     upgraded = await users.upgrade(user, str(email) if email else None, str(name) if name else None)
     response.headers["Cache-Control"] = "no-store"
-    account = principal_from_claims(
-        {"sub": upgraded.subject, "iss": upgraded.issuer, "realm_access": {"roles": ["user"]}},
-        tokens.access_token,
-    )
     return UpgradeResponse(
         access_token=tokens.access_token,
         refresh_token=tokens.refresh_token,

@@ -133,7 +133,7 @@ async def token(request: Request) -> Response:
             body["id_token"] = issued.id_token
         elif grant == "refresh_token":
             try:
-                pair = await request.app.state.local_sessions.refresh(form.get("refresh_token", ""))
+                pair = await provider.refresh(form.get("refresh_token", ""))
             except APIError as exc:
                 raise OAuthError("invalid_grant", exc.message) from exc
             body = _token_body(pair.access_token, pair.refresh_token, pair.expires_in)

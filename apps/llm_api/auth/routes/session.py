@@ -15,6 +15,7 @@ from apps.common.auth.principal import Authenticator, Principal, PrincipalDep, p
 from apps.common.errors import APIError
 from apps.common.guard import GuardedRoute
 from apps.common.openapi import error_responses
+from apps.common.state import app_state
 from apps.llm_api.auth.deps import CurrentUserDep, SessionIssuerDep, UsersDep
 from apps.llm_api.auth.schemas import GuestLoginResponse, RefreshRequest, TokenResponse, UserObject
 from apps.llm_api.auth.services.tokens import SessionIssuer, TokenPair
@@ -28,16 +29,7 @@ async def guest_login(
     request: Request, issuer: SessionIssuerDep, users: UsersDep, response: Response
 ) -> GuestLoginResponse:
     tokens = await _configured(issuer).guest_login()
-    authenticator: Authenticator = request.app.state.authenticator
-    try:
-        claims = await authenticator.verifier.verify(tokens.access_token)
-    except TokenError as exc:
-        raise APIError(
-            502,
-            f"The identity provider issued a token this server does not accept: {exc}.",
-            code="identity_misconfigured",
-        ) from exc
-    principal = principal_from_claims(claims, tokens.access_token)
+    principal = await issued_principal(request, tokens.access_token)
     user = await users.ensure(principal)
     response.headers["Cache-Control"] = "no-store"
     return GuestLoginResponse(**_tokens(tokens).model_dump(), user=user_object(user, principal))
@@ -53,6 +45,21 @@ async def refresh(body: RefreshRequest, issuer: SessionIssuerDep, response: Resp
 @router.get("/me")
 async def me(principal: PrincipalDep, user: CurrentUserDep) -> UserObject:
     return user_object(user, principal)
+
+
+async def issued_principal(request: Request, access_token: str) -> Principal:
+    """The caller an access token the provider just issued (guest login, browser login, upgrade) names,
+    verified as described above."""
+    authenticator = app_state(request, "authenticator", Authenticator)
+    try:
+        claims = await authenticator.verifier.verify(access_token)
+    except TokenError as exc:
+        raise APIError(
+            502,
+            f"The identity provider issued a token this server does not accept: {exc}.",
+            code="identity_misconfigured",
+        ) from exc
+    return principal_from_claims(claims, access_token)
 
 
 def user_object(user: UserRecord, principal: Principal) -> UserObject:

@@ -21,11 +21,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from apps.common.errors import APIError
+from apps.llm_api.auth.services.oauth import oauth_error, token_pair, unavailable
 from apps.llm_api.auth.services.tokens import TokenPair, invalid_refresh_token
 from apps.llm_api.auth.settings import KeycloakSettings
 
@@ -34,14 +36,6 @@ log = logging.getLogger(__name__)
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a URN
 REFRESH_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:refresh_token"  # noqa: S105 - a URN
 _SERVICE_TOKEN_MARGIN_SECONDS = 30.0
-
-
-def unavailable(detail: str) -> APIError:
-    return APIError(
-        503,
-        f"The identity provider is unavailable ({detail}); try again shortly.",
-        code="identity_provider_unavailable",
-    )
 
 
 def provisioning_failed(detail: str) -> APIError:
@@ -63,15 +57,11 @@ class KeycloakSessions:
 
     async def guest_login(self) -> TokenPair:
         user_id = await self._create_guest()
-        await self._grant_guest_role(user_id)
-        form = {"grant_type": TOKEN_EXCHANGE_GRANT, "requested_subject": user_id}
-        form["requested_token_type"] = REFRESH_TOKEN_TYPE
-        if self._settings.audience:
-            form["audience"] = self._settings.audience
-        response = await self._token_request(form)
-        if response.status_code != 200:
-            raise provisioning_failed(f"token exchange refused ({_oauth_error(response)})")
-        return _pair(response)
+        mapping = await self._guest_role(provisioning_failed)
+        response = await self._admin("POST", f"/users/{user_id}/role-mappings/realm", json=mapping)
+        if response.status_code not in (200, 204):
+            raise provisioning_failed(f"role mapping answered {response.status_code}")
+        return await self._exchange(user_id, provisioning_failed)
 
     async def upgrade(self, user_id: str, email: str, password: str, name: str | None) -> TokenPair:
         """The guest's Keycloak user becomes a registered one in place (same id, hence same `sub`):
@@ -97,29 +87,19 @@ class KeycloakSessions:
             raise APIError(400, "The identity provider refused this password.", param="password")
         if response.status_code not in (200, 204):
             raise upgrade_failed(f"password reset answered {response.status_code}")
-        role = await self._admin("GET", f"/roles/{self._settings.guest_role}")
-        if role.status_code != 200:
-            raise upgrade_failed(f"guest role lookup answered {role.status_code}")
-        mapping = [{"id": role.json()["id"], "name": role.json()["name"]}]
+        mapping = await self._guest_role(upgrade_failed)
         response = await self._admin("DELETE", f"/users/{user_id}/role-mappings/realm", json=mapping)
         if response.status_code not in (200, 204):
             raise upgrade_failed(f"guest role removal answered {response.status_code}")
         response = await self._admin("POST", f"/users/{user_id}/logout")
         if response.status_code not in (200, 204):
             raise upgrade_failed(f"logout answered {response.status_code}")
-        form = {"grant_type": TOKEN_EXCHANGE_GRANT, "requested_subject": user_id}
-        form["requested_token_type"] = REFRESH_TOKEN_TYPE
-        if self._settings.audience:
-            form["audience"] = self._settings.audience
-        response = await self._token_request(form)
-        if response.status_code != 200:
-            raise upgrade_failed(f"token exchange refused ({_oauth_error(response)})")
-        return _pair(response)
+        return await self._exchange(user_id, upgrade_failed)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         response = await self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
         if response.status_code in (400, 401):
-            raise invalid_refresh_token(f"the identity provider refused it ({_oauth_error(response)})")
+            raise invalid_refresh_token(f"the identity provider refused it ({oauth_error(response)})")
         if response.status_code != 200:
             raise unavailable(f"token endpoint answered {response.status_code}")
         return _pair(response)
@@ -140,16 +120,28 @@ class KeycloakSessions:
             raise provisioning_failed(f"user creation answered {response.status_code}")
         return user_id
 
-    async def _grant_guest_role(self, user_id: str) -> None:
+    async def _guest_role(self, failed: Callable[[str], APIError]) -> list[dict[str, Any]]:
+        """The guest realm role as a role-mapping body (what the mapping calls take)."""
         role_name = self._settings.guest_role
         response = await self._admin("GET", f"/roles/{role_name}")
         if response.status_code != 200:
-            raise provisioning_failed(f"realm role '{role_name}' lookup answered {response.status_code}")
+            raise failed(f"realm role '{role_name}' lookup answered {response.status_code}")
         role = response.json()
-        mapping = [{"id": role["id"], "name": role["name"]}]
-        response = await self._admin("POST", f"/users/{user_id}/role-mappings/realm", json=mapping)
-        if response.status_code not in (200, 204):
-            raise provisioning_failed(f"role mapping answered {response.status_code}")
+        return [{"id": role["id"], "name": role["name"]}]
+
+    async def _exchange(self, user_id: str, failed: Callable[[str], APIError]) -> TokenPair:
+        """Tokens for the user, by the backend client's direct impersonation (token exchange)."""
+        form = {
+            "grant_type": TOKEN_EXCHANGE_GRANT,
+            "requested_subject": user_id,
+            "requested_token_type": REFRESH_TOKEN_TYPE,
+        }
+        if self._settings.audience:
+            form["audience"] = self._settings.audience
+        response = await self._token_request(form)
+        if response.status_code != 200:
+            raise failed(f"token exchange refused ({oauth_error(response)})")
+        return _pair(response)
 
     async def _admin(self, method: str, path: str, *, json: Any = None) -> httpx.Response:
         response = await self._admin_once(method, path, json)
@@ -178,7 +170,7 @@ class KeycloakSessions:
             return cached[1]
         response = await self._token_request({"grant_type": "client_credentials"})
         if response.status_code != 200:
-            raise provisioning_failed(f"service account login refused ({_oauth_error(response)})")
+            raise provisioning_failed(f"service account login refused ({oauth_error(response)})")
         body = response.json()
         lifetime = float(body.get("expires_in", 60))
         token = str(body["access_token"])
@@ -202,23 +194,8 @@ class KeycloakSessions:
         return response
 
 
-def _oauth_error(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return f"HTTP {response.status_code}"
-    if isinstance(body, dict) and body.get("error"):
-        return str(body["error"])
-    return f"HTTP {response.status_code}"
-
-
 def _pair(response: httpx.Response) -> TokenPair:
     try:
-        body = response.json()
-        return TokenPair(
-            access_token=str(body["access_token"]),
-            refresh_token=str(body["refresh_token"]),
-            expires_in=int(body.get("expires_in", 0)),
-        )
+        return token_pair(response.json())
     except (KeyError, TypeError, ValueError) as exc:
         raise provisioning_failed("the identity provider's token response is incomplete") from exc

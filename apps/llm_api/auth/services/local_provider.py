@@ -18,8 +18,6 @@ identity of a fresh login moves that login's credentials onto the guest's subjec
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import secrets
 import uuid
@@ -42,6 +40,8 @@ from apps.llm_api.auth.models import (
     LocalSession,
     User,
 )
+from apps.llm_api.auth.services.api_keys import hash_secret
+from apps.llm_api.auth.services.oauth import s256
 from apps.llm_api.auth.services.passwords import hash_password, verify_password
 from apps.llm_api.auth.services.tokens import GUEST_ROLE, LocalSessions, TokenPair, invalid_refresh_token
 
@@ -65,17 +65,17 @@ class ProviderTokens:
     id_token: str
 
 
-def s256(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
 def normalized_email(email: str) -> str:
     return email.strip().lower()
+
+
+def account_profile(account: LocalAccount) -> dict[str, Any]:
+    """The profile claims of an account's tokens."""
+    return {
+        "preferred_username": account.email,
+        "email": account.email,
+        **({"name": account.name} if account.name else {}),
+    }
 
 
 class LocalProvider:
@@ -93,7 +93,6 @@ class LocalProvider:
         self._issuer = issuer
         self.client_id = client_id
         self.redirect_uris = redirect_uris
-        tokens.state = self
 
     def discovery(self) -> dict[str, Any]:
         base = self._issuer.issuer.rstrip("/")
@@ -182,7 +181,7 @@ class LocalProvider:
             session.add(LocalSession(id=session_id, subject=subject))
             session.add(
                 LocalAuthCode(
-                    code_hash=_digest(code),
+                    code_hash=hash_secret(code),
                     client_id=client_id,
                     redirect_uri=redirect_uri,
                     code_challenge=code_challenge,
@@ -200,7 +199,7 @@ class LocalProvider:
         now = datetime.now(UTC)
         async with transaction(self._sessions) as session:
             row = await session.scalar(
-                select(LocalAuthCode).where(LocalAuthCode.code_hash == _digest(code)).with_for_update()
+                select(LocalAuthCode).where(LocalAuthCode.code_hash == hash_secret(code)).with_for_update()
             )
             if row is None or row.expires_at <= now:
                 raise OAuthError("invalid_grant", "The authorization code is unknown or expired.")
@@ -223,9 +222,7 @@ class LocalProvider:
             raise OAuthError("invalid_grant", "The code_verifier does not match the code_challenge.")
         if account is None:
             raise OAuthError("invalid_grant", "The account no longer exists.")
-        profile = {"preferred_username": account.email, "email": account.email}
-        if account.name:
-            profile["name"] = account.name
+        profile = account_profile(account)
         pair = self._tokens.pair(subject, (USER_ROLE,), profile, session_id=session_id)
         id_token = self._issuer.mint(
             subject,
@@ -241,7 +238,10 @@ class LocalProvider:
         )
         return ProviderTokens(pair=pair, id_token=id_token)
 
-    # Refresh tokens: what `LocalSessions.verify_refresh` asks (`TokenState`)
+    # Refresh tokens: the refresh grant, and what `LocalSessions.verify_refresh` asks (`TokenState`)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        return await self._tokens.refresh(refresh_token)
 
     async def check_refresh(self, claims: dict[str, Any]) -> None:
         async with self._sessions() as session:

@@ -14,8 +14,6 @@ The provider's document is fetched once and kept; a failed fetch is retried on t
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -31,6 +29,8 @@ from apps.common.auth.jwks import JWKSVerifier, TokenError
 from apps.common.db import transaction
 from apps.common.errors import APIError, bad_request
 from apps.llm_api.auth.models import LoginAttempt
+from apps.llm_api.auth.services.api_keys import hash_secret
+from apps.llm_api.auth.services.oauth import oauth_error, s256, token_pair, unavailable
 from apps.llm_api.auth.services.tokens import TokenPair
 from apps.llm_api.auth.settings import OIDCSettings
 
@@ -40,22 +40,6 @@ class LoginResult:
     pair: TokenPair
     id_token: str
     target: str | None
-
-
-def _unavailable(detail: str) -> APIError:
-    return APIError(
-        503,
-        f"The identity provider is unavailable ({detail}); try again shortly.",
-        code="identity_provider_unavailable",
-    )
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-def challenge_of(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
 
 
 class OIDCClient:
@@ -94,7 +78,7 @@ class OIDCClient:
             await session.execute(delete(LoginAttempt).where(LoginAttempt.expires_at < now))
             session.add(
                 LoginAttempt(
-                    state_hash=_digest(state),
+                    state_hash=hash_secret(state),
                     code_verifier=verifier,
                     nonce=nonce,
                     redirect_target=target,
@@ -108,16 +92,17 @@ class OIDCClient:
             "scope": self.settings.scope,
             "state": state,
             "nonce": nonce,
-            "code_challenge": challenge_of(verifier),
+            "code_challenge": s256(verifier),
             "code_challenge_method": "S256",
         }
         return f"{endpoint}?{urlencode(query)}"
 
     async def finish(self, code: str, state: str) -> LoginResult:
+        live = LoginAttempt.expires_at > datetime.now(UTC)
         async with transaction(self._sessions) as session:
             attempt = await session.scalar(
                 delete(LoginAttempt)
-                .where(LoginAttempt.state_hash == _digest(state), LoginAttempt.expires_at > datetime.now(UTC))
+                .where(LoginAttempt.state_hash == hash_secret(state), live)
                 .returning(LoginAttempt)
             )
         if attempt is None:
@@ -134,11 +119,7 @@ class OIDCClient:
         }
         body = await self._token_call(form)
         try:
-            pair = TokenPair(
-                access_token=str(body["access_token"]),
-                refresh_token=str(body["refresh_token"]),
-                expires_in=int(body.get("expires_in", 0)),
-            )
+            pair = token_pair(body)
             id_token = str(body["id_token"])
         except (KeyError, TypeError, ValueError) as exc:
             raise APIError(502, "The identity provider's token response is incomplete.") from exc
@@ -161,7 +142,7 @@ class OIDCClient:
         if response.status_code in (400, 401):
             raise APIError(401, "Invalid refresh token.", code="invalid_refresh_token")
         if response.status_code >= 300:
-            raise _unavailable(f"end-session answered {response.status_code}")
+            raise unavailable(f"end-session answered {response.status_code}")
 
     async def revoke(self, refresh_token: str) -> None:
         endpoint = (await self._discovery()).get("revocation_endpoint")
@@ -171,21 +152,21 @@ class OIDCClient:
             str(endpoint), {"token": refresh_token, "token_type_hint": "refresh_token"}
         )
         if response.status_code in (400, 401):
-            detail = _oauth_error(response)
+            detail = oauth_error(response)
             raise bad_request(
                 f"The identity provider refused the revocation: {detail}.", code="invalid_request"
             )
         if response.status_code >= 300:
-            raise _unavailable(f"revocation answered {response.status_code}")
+            raise unavailable(f"revocation answered {response.status_code}")
 
     async def _token_call(self, form: dict[str, str]) -> dict[str, Any]:
         endpoint = str((await self._discovery())["token_endpoint"])
         response = await self._post(endpoint, form)
         if response.status_code in (400, 401):
-            detail = _oauth_error(response)
+            detail = oauth_error(response)
             raise bad_request(f"The identity provider refused the login: {detail}.", code="invalid_grant")
         if response.status_code != 200:
-            raise _unavailable(f"token endpoint answered {response.status_code}")
+            raise unavailable(f"token endpoint answered {response.status_code}")
         body: dict[str, Any] = response.json()
         return body
 
@@ -198,7 +179,7 @@ class OIDCClient:
                 url, data={**form, **credentials}, timeout=self.settings.timeout_seconds
             )
         except httpx.HTTPError as exc:
-            raise _unavailable(type(exc).__name__) from exc
+            raise unavailable(type(exc).__name__) from exc
 
     async def _discovery(self) -> dict[str, Any]:
         if self._document is None:
@@ -209,18 +190,8 @@ class OIDCClient:
                 response.raise_for_status()
                 document = response.json()
             except (httpx.HTTPError, ValueError) as exc:
-                raise _unavailable(f"discovery failed: {type(exc).__name__}") from exc
+                raise unavailable(f"discovery failed: {type(exc).__name__}") from exc
             if not isinstance(document, dict) or "authorization_endpoint" not in document:
-                raise _unavailable("discovery document without an authorization endpoint")
+                raise unavailable("discovery document without an authorization endpoint")
             self._document = document
         return self._document
-
-
-def _oauth_error(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return f"HTTP {response.status_code}"
-    if isinstance(body, dict) and body.get("error"):
-        return f"{body['error']}: {body.get('error_description', '')}".rstrip(": ")
-    return f"HTTP {response.status_code}"

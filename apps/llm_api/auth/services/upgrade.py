@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from apps.common.errors import APIError
 from apps.llm_api.auth.models import APIKey, User
 from apps.llm_api.auth.services.keycloak import KeycloakSessions
-from apps.llm_api.auth.services.local_provider import USER_ROLE, LocalProvider
+from apps.llm_api.auth.services.local_provider import USER_ROLE, LocalProvider, account_profile
 from apps.llm_api.auth.services.tokens import LocalSessions, TokenPair
 from apps.llm_api.chat_tables import ConversationRow
 
@@ -34,10 +34,18 @@ from apps.llm_api.chat_tables import ConversationRow
 class AccountUpgrader(Protocol):
     async def with_password(self, subject: str, email: str, password: str, name: str | None) -> TokenPair: ...
 
-    async def link(self, subject: str, login: dict[str, Any]) -> TokenPair: ...
+
+def link_unavailable() -> APIError:
+    return APIError(
+        501,
+        "Linking a login to a guest is not available with Keycloak; upgrade with email and password.",
+        code="link_unavailable",
+    )
 
 
 class LocalUpgrader:
+    """Email and password, or linking a login's identity (only the local provider can do that)."""
+
     def __init__(
         self, provider: LocalProvider, tokens: LocalSessions, sessions: async_sessionmaker[AsyncSession]
     ) -> None:
@@ -47,7 +55,7 @@ class LocalUpgrader:
 
     async def with_password(self, subject: str, email: str, password: str, name: str | None) -> TokenPair:
         account = await self._provider.register(email, password, name, subject=subject)
-        return self._pair(subject, account.email, account.name)
+        return self._tokens.pair(subject, (USER_ROLE,), account_profile(account))
 
     async def link(self, subject: str, login: dict[str, Any]) -> TokenPair:
         login_subject = str(login["sub"])
@@ -55,7 +63,7 @@ class LocalUpgrader:
             raise APIError(409, "This identity is already the guest's.", code="already_registered")
         await self._refuse_if_owner(str(login["iss"]), login_subject)
         account = await self._provider.link(subject, login_subject)
-        return self._pair(subject, account.email, account.name)
+        return self._tokens.pair(subject, (USER_ROLE,), account_profile(account))
 
     async def _refuse_if_owner(self, issuer: str, subject: str) -> None:
         """An identity that owns something in llm-api cannot be merged into the guest."""
@@ -74,10 +82,6 @@ class LocalUpgrader:
                 code="identity_in_use",
             )
 
-    def _pair(self, subject: str, email: str, name: str | None) -> TokenPair:
-        profile = {"preferred_username": email, "email": email, **({"name": name} if name else {})}
-        return self._tokens.pair(subject, (USER_ROLE,), profile)
-
 
 class KeycloakUpgrader:
     def __init__(self, keycloak: KeycloakSessions) -> None:
@@ -85,10 +89,3 @@ class KeycloakUpgrader:
 
     async def with_password(self, subject: str, email: str, password: str, name: str | None) -> TokenPair:
         return await self._keycloak.upgrade(subject, email, password, name)
-
-    async def link(self, subject: str, login: dict[str, Any]) -> TokenPair:  # noqa: ARG002 - the protocol's
-        raise APIError(
-            501,
-            "Linking a login to a guest is not available with Keycloak; upgrade with email and password.",
-            code="link_unavailable",
-        )

@@ -9,8 +9,8 @@ again within `ttl_seconds`.
 Guest upgrade keeps the row (its id and public id, which own the user's conversations and keys) and
 its (issuer, subject), which other apps key their data by; it only turns `is_guest` off and stamps
 `upgraded_at`. From then on a token with the `guest` role for that subject is refused (401
-`guest_session_ended`): here by reading the row, never the cache, for every guest token (so another
-llm-api replica's cache cannot keep it alive); in the other apps through the revocation feed
+`guest_session_ended`): here by reading the row, never the cache, for every guest token (`guest_ended`,
+so another llm-api replica's cache cannot keep it alive); in the other apps through the revocation feed
 (`upgraded_since`, `apps.common.auth.remote_keys`).
 """
 
@@ -84,12 +84,6 @@ class UserDirectory:
     async def ensure(self, principal: Principal) -> UserRecord:
         """The caller's row, created or refreshed from the principal when needed."""
         key = (principal.issuer, principal.subject)
-        if principal.is_guest and principal.auth_method == "jwt":
-            record = await self._upsert(principal)
-            if record.upgraded:
-                raise guest_session_ended()
-            self.remember(record)
-            return record
         cached = self._cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
             record = cached[1]
@@ -97,8 +91,22 @@ class UserDirectory:
             if principal.auth_method == "api_key" or record.matches(principal):
                 return record
         record = await self._upsert(principal)
+        if principal.is_guest and record.upgraded:
+            raise guest_session_ended()
         self.remember(record)
         return record
+
+    async def guest_ended(self, principal: Principal) -> bool:
+        """Whether this guest was upgraded (`GuestSessions`, asked by the authenticator once per
+        request with a guest token): read from the row, never the cache, so another replica's upgrade
+        counts at once; a read by the unique key, where an upsert would write on every guest request."""
+        async with self._sessions() as session:
+            upgraded = await session.scalar(
+                select(User.upgraded_at).where(
+                    User.issuer == principal.issuer, User.subject == principal.subject
+                )
+            )
+        return upgraded is not None
 
     def remember(self, record: UserRecord) -> None:
         if len(self._cache) >= self._max_entries:
