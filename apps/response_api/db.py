@@ -39,6 +39,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from apps.common.db import new_metadata
+from apps.response_api.types import ExecutionStatus, RunStatus
 
 
 class Base(DeclarativeBase):
@@ -58,7 +59,7 @@ class ResponseRow(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(128), index=True)
-    status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[RunStatus] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(256))
     previous_response_id: Mapped[str | None] = mapped_column(String(64))
     conversation_id: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -100,7 +101,7 @@ class ToolExecution(Base):
     arguments: Mapped[dict[str, Any]] = mapped_column(JSONB)
     result: Mapped[Any | None] = mapped_column(JSONB)
     error_message: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[ExecutionStatus] = mapped_column(String(32))
     execution_order: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     duration_ms: Mapped[float] = mapped_column()

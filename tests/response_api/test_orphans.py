@@ -35,7 +35,8 @@ async def test_orphaned_responses_are_failed_and_fresh_ones_kept(database_url: s
                 )
         assert await store.fail_orphans(older_than_seconds=3600) >= 1
         orphan = await store.get(user, old)
-        assert orphan["status"] == "failed" and orphan["error"]["code"] == "server_error"
+        error = orphan["error"]
+        assert orphan["status"] == "failed" and error is not None and error["code"] == "server_error"
         assert (await store.get(user, fresh))["status"] == "in_progress"
     finally:
         await engine.dispose()

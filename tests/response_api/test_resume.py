@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import openai
 import pytest
@@ -18,6 +18,7 @@ from openai import AsyncOpenAI
 
 from apps.response_api.services.events import EventLog, Frame
 from apps.response_api.services.state import ResponseState
+from apps.response_api.types import ResponseBody
 from tests.harness.response_api import MODEL, ServerFactory
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.harness.waiting import eventually_async
@@ -193,7 +194,8 @@ async def test_live_events_never_wait_for_the_event_log() -> None:
         attempts.append(batch)
         await hung.wait()
 
-    state = ResponseState({"id": "resp_live", "status": "queued", "output": []}, EventLog(write, linger=0.0))
+    body = cast(ResponseBody, {"id": "resp_live", "status": "queued", "output": []})  # what the test reads
+    state = ResponseState(body, EventLog(write, linger=0.0))
     live = state.listen()
     state.start()
     index = state.open_message()

@@ -11,10 +11,12 @@ from typing import Any
 
 from apps.common.ids import random_id
 from apps.response_api.schemas import CreateResponseRequest
+from apps.response_api.types import ErrorBody, ResponseBody
 
 
-def initial_body(request: CreateResponseRequest, *, offer_mcp: bool, server_label: str) -> dict[str, Any]:
+def initial_body(request: CreateResponseRequest, *, offer_mcp: bool, server_label: str) -> ResponseBody:
     """The response object as it starts: `queued` in background, `in_progress` otherwise."""
+    tools: list[dict[str, Any]]
     if request.tools:
         tools = [tool.model_dump(exclude_none=True) for tool in request.tools]
     elif offer_mcp:
@@ -49,5 +51,5 @@ def initial_body(request: CreateResponseRequest, *, offer_mcp: bool, server_labe
     }
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
+def error_body(code: str, message: str) -> ErrorBody:
     return {"code": code, "message": message}

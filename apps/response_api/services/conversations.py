@@ -19,6 +19,7 @@ the response id) and retried through a short llm-api outage (`append`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -72,7 +73,7 @@ class Conversations:
     async def append(
         self,
         conversation_id: str,
-        items: list[dict[str, Any]],
+        items: Sequence[Mapping[str, Any]],
         headers: dict[str, str],
         *,
         key: str,

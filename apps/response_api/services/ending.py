@@ -19,6 +19,7 @@ from apps.response_api.services.body import error_body
 from apps.response_api.services.conversations import ConversationMissing, Conversations
 from apps.response_api.services.runs import ResponseRun
 from apps.response_api.services.store import ResponseStore
+from apps.response_api.types import ResponseBody, ToolExecutionRow
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,11 @@ class ResponseWriter:
 
     async def insert(
         self,
-        body: dict[str, Any],
+        body: ResponseBody,
         input_items: list[dict[str, Any]],
         user_id: str,
         *,
-        executions: list[dict[str, Any]] | None = None,
+        executions: list[ToolExecutionRow] | None = None,
         event_log: bool = False,
     ) -> None:
         """Store a new response row (a retry first asks whether a lost commit landed)."""
@@ -53,7 +54,7 @@ class ResponseWriter:
             committed=lambda: self._store.exists(body["id"]),
         )
 
-    async def finish(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
+    async def finish(self, run: ResponseRun, executions: list[ToolExecutionRow]) -> None:
         """Store the final state, then tell the client: the terminal event, or an error instead."""
         state = run.state
         try:
@@ -73,7 +74,7 @@ class ResponseWriter:
             if leftover is not None:
                 await leftover.close()
 
-    async def _persist(self, run: ResponseRun, executions: list[dict[str, Any]]) -> None:
+    async def _persist(self, run: ResponseRun, executions: list[ToolExecutionRow]) -> None:
         body = run.state.body
         await self._add_to_conversation(run)
         end = run.state.end_event()  # numbered now, sent once stored (and logged with the ending)
@@ -131,5 +132,9 @@ class ResponseWriter:
             # Nobody waits for a background response: whoever polls it reads that it failed.
             message = "The response could not be added to its conversation; run it again."
             body.update(
-                status="failed", error=error_body("conversation_unavailable", message), completed_at=None
+                {
+                    "status": "failed",
+                    "error": error_body("conversation_unavailable", message),
+                    "completed_at": None,
+                }
             )

@@ -20,12 +20,14 @@ outputs of earlier responses); `to_messages` turns any such list into chat messa
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from apps.common.errors import bad_request
 from apps.common.ids import random_id
+from apps.response_api.types import ItemStatus, OutputMessage, OutputText
 
 MESSAGE_ROLES = frozenset({"user", "assistant", "system", "developer"})
 
@@ -125,7 +127,7 @@ def _parts_text(parts: list[Any]) -> str:
     return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
 
 
-def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
+def to_messages(items: Sequence[Mapping[str, Any]], instructions: str | None) -> list[dict[str, Any]]:
     """Chat-completions messages for a history of items, `instructions` first as the system message."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": instructions}] if instructions else []
     assistant: dict[str, Any] | None = None
@@ -139,7 +141,7 @@ def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[d
         messages.extend(results)
         results.clear()
 
-    requests: dict[str, dict[str, Any]] = {}
+    requests: dict[str, Mapping[str, Any]] = {}
     for item in items:
         kind = item["type"]
         if kind == "mcp_approval_request":
@@ -172,12 +174,12 @@ def to_messages(items: list[dict[str, Any]], instructions: str | None) -> list[d
     return messages
 
 
-def _tool_call(item: dict[str, Any]) -> dict[str, Any]:
+def _tool_call(item: Mapping[str, Any]) -> dict[str, Any]:
     function = {"name": item["name"], "arguments": item.get("arguments") or "{}"}
     return {"id": _call_id(item), "type": "function", "function": function}
 
 
-def _call_id(item: dict[str, Any]) -> str:
+def _call_id(item: Mapping[str, Any]) -> str:
     """OpenAI's `mcp_call` items have only an `id`; ours also keep the model's `call_id`."""
     return str(item.get("call_id") or item["id"])
 
@@ -186,7 +188,7 @@ def _tool_message(call_id: str, text: str) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": call_id, "content": text}
 
 
-def _chat_message(item: dict[str, Any]) -> dict[str, Any]:
+def _chat_message(item: Mapping[str, Any]) -> dict[str, Any]:
     role = "system" if item["role"] == "developer" else item["role"]
     parts = item["content"]
     if all(part["type"] != "input_image" for part in parts):
@@ -200,13 +202,13 @@ def _chat_message(item: dict[str, Any]) -> dict[str, Any]:
     return {"role": role, "content": content}
 
 
-def refusal_text(answer: dict[str, Any]) -> str:
+def refusal_text(answer: Mapping[str, Any]) -> str:
     """What the model reads for a call the user refused to approve."""
     reason = answer.get("reason")
     return "The user did not approve this tool call" + (f": {reason}" if reason else ".")
 
 
-def mcp_result_text(item: dict[str, Any]) -> str:
+def mcp_result_text(item: Mapping[str, Any]) -> str:
     """What the model reads back from an MCP call: its output, or its error."""
     if item.get("output") is not None:
         return str(item["output"])
@@ -216,8 +218,8 @@ def mcp_result_text(item: dict[str, Any]) -> str:
     return f"Tool error: {error.get('message', 'the tool call failed')}"
 
 
-def output_message(text: str, *, item_id: str, status: str = "completed") -> dict[str, Any]:
-    content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+def output_message(text: str, *, item_id: str, status: ItemStatus = "completed") -> OutputMessage:
+    content: list[OutputText] = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
     return {"id": item_id, "type": "message", "role": "assistant", "status": status, "content": content}
 
 

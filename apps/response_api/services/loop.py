@@ -18,9 +18,9 @@ Decisions:
   (a streaming client or the event log): a plain or unstreamed background response would drop them.
 - A forced `tool_choice` (`required` or a named tool) applies to the first round only; later rounds
   use `auto`, or the model could never stop calling tools.
-- Tool executions are collected in memory and written with the response's final
-  state, in the same transaction, whatever way the response ends (completed, failed, cancelled,
-  server stopping). A tool round therefore costs no database round trip.
+- Tool executions are collected in memory (`ToolLoop.executions`) and written with the response's
+  final state, in the same transaction, whatever way the response ends (completed, failed,
+  cancelled, server stopping). A tool round therefore costs no database round trip.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from apps.response_api.services.items import mcp_result_text, parse_arguments
 from apps.response_api.services.llm import LlmClient, RoundEnd, TextDelta, ToolCallDelta
 from apps.response_api.services.mcp import McpSession, McpToolInfo, ToolAccess, ToolOutcome
 from apps.response_api.services.state import ResponseState
+from apps.response_api.types import CallKind, ExecutionStatus, ToolExecutionRow
 
 DEPTH_REASON = "max_tool_execution_depth"
 
@@ -97,7 +98,7 @@ class _Call:
     index: int
     call_id: str
     name: str
-    kind: str = "mcp_call"
+    kind: CallKind = "mcp_call"
 
 
 @dataclass
@@ -107,25 +108,15 @@ class _Round:
     finish_reason: str | None = None
 
 
-# The tool executions of one response (rows of `tool_executions`), in the order they started.
-Executions = list[dict[str, Any]]
-
-
 class ToolLoop:
-    def __init__(
-        self,
-        *,
-        llm: LlmClient,
-        headers: dict[str, str],
-        limits: Limits,
-        executions: Executions,
-        user_id: str,
-    ) -> None:
+    def __init__(self, *, llm: LlmClient, headers: dict[str, str], limits: Limits, user_id: str) -> None:
         self._llm = llm
         self._headers = headers
         self._limits = limits
-        self._executions = executions
         self._user_id = user_id
+        # The response's tool executions, in the order they started; read by whoever ends the
+        # response, however it ends (so they are kept here, not returned).
+        self.executions: list[ToolExecutionRow] = []
 
     async def run(
         self,
@@ -193,6 +184,7 @@ class ToolLoop:
     def _open_call(state: ResponseState, event: ToolCallDelta, tools: ToolSet) -> _Call:
         name = event.name or ""
         call_id = event.call_id or f"call_{event.index}_{len(state.output)}"
+        kind: CallKind
         if name in tools.functions:
             kind = "function_call"
         elif name in tools.approval:
@@ -235,24 +227,28 @@ class ToolLoop:
         row = self._start_row(state, call)
         clock = time.perf_counter()
         try:
-            raw_arguments = state.output[call.index]["arguments"]
-            outcome = await self._execute(state, call, raw_arguments, tools, session, row)
+            outcome = await self._execute(state, call, state.arguments(call.index), tools, session, row)
         except asyncio.CancelledError:
-            row.update(status="cancelled", error_message="The response was cancelled during the call.")
+            row.update(
+                {"status": "cancelled", "error_message": "The response was cancelled during the call."}
+            )
             raise
         else:
             state.call_finished(call.index, outcome)
+            status: ExecutionStatus = "completed" if outcome.ok else "failed"
             row.update(
-                result=outcome.structured if outcome.structured is not None else outcome.output,
-                error_message=outcome.error_message,
-                status="completed" if outcome.ok else "failed",
+                {
+                    "result": outcome.structured if outcome.structured is not None else outcome.output,
+                    "error_message": outcome.error_message,
+                    "status": status,
+                }
             )
         finally:
             row["duration_ms"] = (time.perf_counter() - clock) * 1000
 
-    def _start_row(self, state: ResponseState, call: _Call) -> dict[str, Any]:
+    def _start_row(self, state: ResponseState, call: _Call) -> ToolExecutionRow:
         state.call_started(call.index)
-        row: dict[str, Any] = {
+        row: ToolExecutionRow = {
             "response_id": state.id,
             "user_id": self._user_id,
             "call_id": call.call_id,
@@ -261,11 +257,11 @@ class ToolLoop:
             "result": None,
             "error_message": None,
             "status": "running",
-            "execution_order": len(self._executions),
+            "execution_order": len(self.executions),
             "started_at": datetime.now(UTC),
             "duration_ms": 0.0,
         }
-        self._executions.append(row)
+        self.executions.append(row)
         return row
 
     async def _execute(
@@ -275,7 +271,7 @@ class ToolLoop:
         raw_arguments: str,
         tools: ToolSet,
         session: McpSession | None,
-        row: dict[str, Any],
+        row: ToolExecutionRow,
     ) -> ToolOutcome:
         try:
             row["arguments"] = parse_arguments(raw_arguments)
@@ -307,7 +303,7 @@ def _assistant_message(model_round: _Round, state: ResponseState) -> dict[str, A
             {
                 "id": call.call_id,
                 "type": "function",
-                "function": {"name": call.name, "arguments": state.output[call.index]["arguments"] or "{}"},
+                "function": {"name": call.name, "arguments": state.arguments(call.index) or "{}"},
             }
             for call in model_round.calls
         ]

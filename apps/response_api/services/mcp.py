@@ -45,6 +45,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import DiscoverResult
 
 from apps.common.http import transport_failure
+from apps.response_api.types import McpListedTool
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class McpToolInfo:
             function["description"] = self.description
         return {"type": "function", "function": function}
 
-    def listed(self) -> dict[str, Any]:
+    def listed(self) -> McpListedTool:
         """The tool as an `mcp_list_tools` item lists it."""
         return {
             "name": self.name,

@@ -60,11 +60,12 @@ from apps.response_api.services.ending import ResponseWriter
 from apps.response_api.services.events import EventHub, EventLog, Frame, follow
 from apps.response_api.services.items import normalize_input, to_messages
 from apps.response_api.services.llm import LlmApiError, LlmClient
-from apps.response_api.services.loop import Executions, Limits, ToolLoop, ToolSet
+from apps.response_api.services.loop import Limits, ToolLoop, ToolSet
 from apps.response_api.services.mcp import McpConnector, McpToolInfo, McpUnavailable, ToolAccess, ToolCatalog
 from apps.response_api.services.runs import ResponseRun, RunRegistry
 from apps.response_api.services.state import ResponseState
 from apps.response_api.services.store import RUNNING, ResponseStore
+from apps.response_api.types import ResponseBody
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class ResponseService:
             body["conversation"] = {"id": conversation_id}
         if request.background:
             await self._writer.insert(body, input_items, principal.user_id, event_log=logged)
-        log = self._event_log(str(body["id"])) if logged else None
+        log = self._event_log(body["id"]) if logged else None
         run = ResponseRun(
             state=ResponseState(body, log),
             user_id=principal.user_id,
@@ -184,14 +185,7 @@ class ResponseService:
     async def _execute(self, run: ResponseRun) -> None:
         state, request = run.state, run.request
         headers = run.principal.forward_headers()
-        executions: Executions = []
-        loop = ToolLoop(
-            llm=self._llm,
-            headers=headers,
-            limits=self._config.limits,
-            executions=executions,
-            user_id=run.user_id,
-        )
+        loop = ToolLoop(llm=self._llm, headers=headers, limits=self._config.limits, user_id=run.user_id)
         try:
             async with asyncio.timeout(self._config.deadline), AsyncExitStack() as stack:
                 state.start()
@@ -223,9 +217,9 @@ class ResponseService:
             )
         except McpUnavailable:
             message = "The MCP tools could not be reached during the response."
-            for row in executions:  # the calls in flight went down with the session
+            for row in loop.executions:  # the calls in flight went down with the session
                 if row["status"] in ("running", "cancelled"):
-                    row.update(status="failed", error_message=message)
+                    row.update({"status": "failed", "error_message": message})
             state.fail_open_calls({"type": "http_error", "code": 502, "message": message})
             state.finish("failed", error=error_body("tools_unavailable", message))
         except ToolsUnavailable:
@@ -240,7 +234,7 @@ class ResponseService:
             state.finish("failed", error=error_body("server_error", "The response failed on the server."))
         finally:
             run.finishing = True  # from here on, cancels wait instead of interrupting the write
-            await self._writer.finish(run, executions)
+            await self._writer.finish(run, loop.executions)
 
     async def _open_tools(
         self, stack: AsyncExitStack, request: CreateResponseRequest, headers: dict[str, str]
@@ -259,7 +253,7 @@ class ResponseService:
 
     # reads and control
 
-    async def get(self, principal: Principal, response_id: str) -> dict[str, Any]:
+    async def get(self, principal: Principal, response_id: str) -> ResponseBody:
         run = self._registry.get(principal.user_id, response_id)
         if run is not None and run.state.body["store"]:
             if not run.state.finished:
@@ -290,7 +284,7 @@ class ResponseService:
         after = -1 if starting_after is None else starting_after
         return follow(self._hub, response_id, after, read, quiet=self._config.follow_quiet_seconds)
 
-    async def cancel(self, principal: Principal, response_id: str) -> dict[str, Any]:
+    async def cancel(self, principal: Principal, response_id: str) -> ResponseBody:
         run = self._registry.get(principal.user_id, response_id)
         if run is None:
             return await self._store.mark_cancelled(principal.user_id, response_id)

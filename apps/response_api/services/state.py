@@ -30,15 +30,36 @@ from apps.common.sse import encode_json
 from apps.response_api.services.events import EventLog, Frame
 from apps.response_api.services.items import output_message
 from apps.response_api.services.mcp import ToolOutcome
+from apps.response_api.types import (
+    CallItem,
+    CallKind,
+    EndStatus,
+    ErrorBody,
+    ItemStatus,
+    McpCallItem,
+    McpListedTool,
+    McpListToolsItem,
+    OutputItem,
+    OutputMessage,
+    OutputText,
+    ResponseBody,
+    RunStatus,
+    Usage,
+)
 
-TERMINAL = frozenset({"completed", "failed", "incomplete", "cancelled"})
+TERMINAL: frozenset[RunStatus] = frozenset({"completed", "failed", "incomplete", "cancelled"})
+_END_EVENTS: dict[RunStatus, str] = {
+    "completed": "response.completed",
+    "failed": "response.failed",
+    "incomplete": "response.incomplete",
+}
 EventQueue = asyncio.Queue[bytes | None]
 
 
 class ResponseState:
-    def __init__(self, body: dict[str, Any], log: EventLog | None = None) -> None:
+    def __init__(self, body: ResponseBody, log: EventLog | None = None) -> None:
         self.body = body
-        self.output: list[dict[str, Any]] = body["output"]
+        self.output: list[OutputItem] = body["output"]
         self.sequence = 0
         self._queue: EventQueue | None = None
         self._log = log
@@ -48,11 +69,11 @@ class ResponseState:
 
     @property
     def id(self) -> str:
-        return str(self.body["id"])
+        return self.body["id"]
 
     @property
-    def status(self) -> str:
-        return str(self.body["status"])
+    def status(self) -> RunStatus:
+        return self.body["status"]
 
     @property
     def finished(self) -> bool:
@@ -109,7 +130,7 @@ class ResponseState:
             self._usage[1] += int(usage.get("completion_tokens") or 0)
             self.body["usage"] = usage_body(*self._usage)
 
-    def finish(self, status: str, *, error: dict[str, Any] | None = None, reason: str | None = None) -> None:
+    def finish(self, status: EndStatus, *, error: ErrorBody | None = None, reason: str | None = None) -> None:
         self.body["status"] = status
         if error is not None:
             self.body["error"] = error
@@ -121,11 +142,7 @@ class ResponseState:
 
     def end_event(self) -> Frame | None:
         """The terminal event, numbered and encoded but not sent (a cancelled response has none)."""
-        event = {
-            "completed": "response.completed",
-            "failed": "response.failed",
-            "incomplete": "response.incomplete",
-        }.get(self.status)
+        event = _END_EVENTS.get(self.status)
         if event is not None and self.observed:
             self._end = self._number(event, {"response": self.body})
         return self._end
@@ -135,7 +152,7 @@ class ResponseState:
         if self._end is not None and self._queue is not None:
             self._queue.put_nowait(self._end[1])
 
-    def storage_failed(self, error: dict[str, Any]) -> None:
+    def storage_failed(self, error: ErrorBody) -> None:
         """The final state could not be stored: the stream ends with this error, not a terminal event."""
         if self._end is not None:
             self.sequence, self._end = self._end[0], None  # the error takes the withdrawn event's number
@@ -146,15 +163,15 @@ class ResponseState:
         for index in list(self._pieces):
             self.close_message(index, status="incomplete")
         for item in self.output:
-            if item.get("status") in ("in_progress", "calling"):
+            if item["type"] in ("message", "function_call", "mcp_call") and item["status"] in _OPEN:
                 item["status"] = "incomplete"
         self.body["status"] = "cancelled"
 
     def fail_open_calls(self, error: dict[str, Any]) -> None:
         """Tool calls cut off by a lost MCP session end `failed` with this error."""
         for index, item in enumerate(self.output):
-            if item["type"] == "mcp_call" and item.get("status") in ("in_progress", "calling"):
-                item.update(status="failed", error=error)
+            if item["type"] == "mcp_call" and item["status"] in _OPEN:
+                item.update({"status": "failed", "error": error})
                 self.emit("response.mcp_call.failed", {"item_id": item["id"], "output_index": index})
                 self.emit("response.output_item.done", {"output_index": index, "item": item})
 
@@ -187,9 +204,9 @@ class ResponseState:
                 },
             )
 
-    def close_message(self, index: int, *, status: str = "completed") -> str:
+    def close_message(self, index: int, *, status: ItemStatus = "completed") -> str:
         text = "".join(self._pieces.pop(index))
-        item = self.output[index]
+        item = self._message(index)
         item["content"][0]["text"] = text
         item["status"] = status
         where = {"item_id": item["id"], "output_index": index, "content_index": 0}
@@ -198,11 +215,11 @@ class ResponseState:
         self.emit("response.output_item.done", {"output_index": index, "item": item})
         return text
 
-    def list_tools(self, server_label: str, tools: list[dict[str, Any]]) -> None:
+    def list_tools(self, server_label: str, tools: list[McpListedTool]) -> None:
         """The `mcp_list_tools` item: which tools of `server_label` the model is offered."""
         index = len(self.output)
         item_id = random_id("mcpl")
-        item: dict[str, Any] = {
+        item: McpListToolsItem = {
             "id": item_id,
             "type": "mcp_list_tools",
             "server_label": server_label,
@@ -216,20 +233,40 @@ class ResponseState:
         self.emit("response.mcp_list_tools.completed", {"item_id": item_id, "output_index": index})
         self.emit("response.output_item.done", {"output_index": index, "item": item})
 
-    def open_call(self, kind: str, call_id: str, name: str, server_label: str) -> int:
+    def open_call(self, kind: CallKind, call_id: str, name: str, server_label: str) -> int:
         """A call item the model is streaming: `function_call`, `mcp_call` or `mcp_approval_request`."""
         index = len(self.output)
-        item: dict[str, Any]
+        item: CallItem
         if kind == "function_call":
-            item = {"id": random_id("fc"), "type": kind, "call_id": call_id, "name": name, "arguments": ""}
-            item["status"] = "in_progress"
+            item = {
+                "id": random_id("fc"),
+                "type": kind,
+                "call_id": call_id,
+                "name": name,
+                "arguments": "",
+                "status": "in_progress",
+            }
         elif kind == "mcp_approval_request":
             # OpenAI's shape: the request's id is what the approval answers, and names the call later.
-            item = {"id": random_id("mcpr"), "type": kind, "name": name, "arguments": ""}
-            item["server_label"] = server_label
+            item = {
+                "id": random_id("mcpr"),
+                "type": kind,
+                "name": name,
+                "arguments": "",
+                "server_label": server_label,
+            }
         else:
-            item = {"id": random_id("mcp"), "type": kind, "call_id": call_id, "name": name, "arguments": ""}
-            item.update(server_label=server_label, output=None, error=None, status="in_progress")
+            item = {
+                "id": random_id("mcp"),
+                "type": kind,
+                "call_id": call_id,
+                "name": name,
+                "arguments": "",
+                "server_label": server_label,
+                "output": None,
+                "error": None,
+                "status": "in_progress",
+            }
         self.output.append(item)
         self.emit("response.output_item.added", {"output_index": index, "item": item})
         return index
@@ -239,13 +276,19 @@ class ResponseState:
         index = self.open_call(
             "mcp_call", str(request["id"]), str(request["name"]), str(request["server_label"])
         )
-        item = self.output[index]
-        item.update(arguments=str(request.get("arguments") or ""), approval_request_id=request["id"])
+        item = self._mcp_call(index)
+        item.update(
+            {"arguments": str(request.get("arguments") or ""), "approval_request_id": str(request["id"])}
+        )
         self.close_arguments(index)
         return index
 
+    def arguments(self, index: int) -> str:
+        """The arguments of the call item at `index`, as streamed so far."""
+        return self._call(index)["arguments"]
+
     def arguments_delta(self, index: int, delta: str) -> None:
-        item = self.output[index]
+        item = self._call(index)
         item["arguments"] += delta
         if item["type"] == "mcp_approval_request":
             return  # the request is shown whole, when its arguments are complete
@@ -255,7 +298,7 @@ class ResponseState:
         self.emit(event, {"item_id": item["id"], "output_index": index, "delta": delta})
 
     def close_arguments(self, index: int) -> None:
-        item = self.output[index]
+        item = self._call(index)
         where = {"item_id": item["id"], "output_index": index, "arguments": item["arguments"]}
         if item["type"] == "function_call":
             item["status"] = "completed"
@@ -267,14 +310,14 @@ class ResponseState:
             self.emit("response.mcp_call_arguments.done", where)
 
     def call_started(self, index: int) -> None:
-        item = self.output[index]
+        item = self._mcp_call(index)
         item["status"] = "calling"
         self.emit("response.mcp_call.in_progress", {"item_id": item["id"], "output_index": index})
 
     def call_progress(self, index: int, progress: float, total: float | None, message: str | None) -> None:
         """A progress notification of the MCP call in flight (`response.mcp_call.progress`, ours)."""
-        item = self.output[index]
-        if item.get("status") != "calling":
+        item = self._mcp_call(index)
+        if item["status"] != "calling":
             return  # a late notice: the call has already ended
         self.emit(
             "response.mcp_call.progress",
@@ -288,25 +331,44 @@ class ResponseState:
         )
 
     def call_finished(self, index: int, outcome: ToolOutcome) -> None:
-        item = self.output[index]
-        item.update(
-            output=outcome.output, error=outcome.error, status="completed" if outcome.ok else "failed"
-        )
+        item = self._mcp_call(index)
+        status: ItemStatus = "completed" if outcome.ok else "failed"
+        item.update({"output": outcome.output, "error": outcome.error, "status": status})
         event = "response.mcp_call.completed" if outcome.ok else "response.mcp_call.failed"
         self.emit(event, {"item_id": item["id"], "output_index": index})
         self.emit("response.output_item.done", {"output_index": index, "item": item})
 
     def call_skipped(self, index: int) -> None:
-        item = self.output[index]
+        item = self._mcp_call(index)
         item["status"] = "incomplete"
         self.emit("response.output_item.done", {"output_index": index, "item": item})
 
+    # The item at an index, of the kind the caller created there.
 
-def _part(text: str) -> dict[str, Any]:
+    def _message(self, index: int) -> OutputMessage:
+        item = self.output[index]
+        assert item["type"] == "message", item["type"]
+        return item
+
+    def _call(self, index: int) -> CallItem:
+        item = self.output[index]
+        assert item["type"] in ("function_call", "mcp_call", "mcp_approval_request"), item["type"]
+        return item
+
+    def _mcp_call(self, index: int) -> McpCallItem:
+        item = self.output[index]
+        assert item["type"] == "mcp_call", item["type"]
+        return item
+
+
+_OPEN: tuple[ItemStatus, ...] = ("in_progress", "calling")
+
+
+def _part(text: str) -> OutputText:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def usage_body(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+def usage_body(input_tokens: int, output_tokens: int) -> Usage:
     return {
         "input_tokens": input_tokens,
         "input_tokens_details": {"cached_tokens": 0},

@@ -21,7 +21,7 @@ llm-api, which owns conversations.)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import delete, func, insert, select, text, update
@@ -32,9 +32,10 @@ from apps.common.errors import not_found
 from apps.response_api.db import ResponseInputItem, ResponseRow, ToolExecution
 from apps.response_api.services.cancel_bus import CHANNEL, EVENTS_CHANNEL
 from apps.response_api.services.events import Frame
+from apps.response_api.types import ResponseBody, RunStatus, ToolExecutionRow
 
 MAX_CHAIN = 1000
-RUNNING = ("queued", "in_progress")
+RUNNING: tuple[RunStatus, ...] = ("queued", "in_progress")
 
 _CHAIN = text(
     """
@@ -144,11 +145,11 @@ class ResponseStore:
 
     async def insert(
         self,
-        body: dict[str, Any],
+        body: ResponseBody,
         input_items: list[dict[str, Any]],
         user_id: str,
         *,
-        executions: list[dict[str, Any]] | None = None,
+        executions: list[ToolExecutionRow] | None = None,
         event_log: bool = False,
     ) -> None:
         """Store a response with its input items and tool executions: one statement."""
@@ -157,8 +158,8 @@ class ResponseStore:
             "user_id": user_id,
             "status": body["status"],
             "model": body["model"],
-            "previous_response_id": body.get("previous_response_id"),
-            "conversation_id": (body.get("conversation") or {}).get("id"),
+            "previous_response_id": body["previous_response_id"],
+            "conversation_id": conversation["id"] if (conversation := body["conversation"]) else None,
             "body": _json(body),
             "items": _json(input_items),
             "executions": _json(executions or []),
@@ -169,8 +170,8 @@ class ResponseStore:
 
     async def save(
         self,
-        body: dict[str, Any],
-        executions: list[dict[str, Any]] | None = None,
+        body: ResponseBody,
+        executions: list[ToolExecutionRow] | None = None,
         events: list[Frame] | None = None,
     ) -> None:
         """A background response's ending: its row, tool executions and last events, one transaction."""
@@ -191,7 +192,7 @@ class ResponseStore:
 
     async def events_after(
         self, user_id: str, response_id: str, after: int, limit: int
-    ) -> tuple[str, list[Frame]] | None:
+    ) -> tuple[RunStatus, list[Frame]] | None:
         """(status, up to `limit` events after `after`), or None if the caller has no such response."""
         async with self._autocommit.connect() as connection:
             rows = (
@@ -202,7 +203,7 @@ class ResponseStore:
         if not rows:
             return None
         frames = [(row.sequence_number, bytes(row.frame)) for row in rows if row.sequence_number is not None]
-        return str(rows[0].status), frames
+        return cast(RunStatus, rows[0].status), frames
 
     async def has_event_log(self, user_id: str, response_id: str) -> bool:
         """Whether the caller's response keeps an event log (404 if there is no such response)."""
@@ -237,16 +238,16 @@ class ResponseStore:
                     await connection.execute(select(func.pg_notify(EVENTS_CHANNEL, row.id)))
         return len(rows)
 
-    async def get(self, user_id: str, response_id: str) -> dict[str, Any]:
+    async def get(self, user_id: str, response_id: str) -> ResponseBody:
         async with self._sessions() as session:
             body = await session.scalar(
                 select(ResponseRow.body).where(ResponseRow.id == response_id, ResponseRow.user_id == user_id)
             )
         if body is None:
             raise not_found("Response", response_id)
-        return dict(body)
+        return cast(ResponseBody, dict(body))  # stored as built (`ResponseState.body`)
 
-    async def mark_cancelled(self, user_id: str, response_id: str) -> dict[str, Any]:
+    async def mark_cancelled(self, user_id: str, response_id: str) -> ResponseBody:
         """Cancel a running response this process does not hold: mark it, and tell every replica."""
         body = await self.get(user_id, response_id)
         if body["status"] in RUNNING:
@@ -286,13 +287,13 @@ class ResponseStore:
                 )
             )
 
-    async def record_executions(self, rows: list[dict[str, Any]]) -> None:
+    async def record_executions(self, rows: list[ToolExecutionRow]) -> None:
         if rows:
             async with transaction(self._sessions) as session:
                 await self._record(session, rows)
 
     @staticmethod
-    async def _record(session: AsyncSession, rows: list[dict[str, Any]] | None) -> None:
+    async def _record(session: AsyncSession, rows: list[ToolExecutionRow] | None) -> None:
         if rows:
             await session.execute(insert(ToolExecution), rows)
 
