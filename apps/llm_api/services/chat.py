@@ -45,7 +45,7 @@ from apps.llm_api.services.conversations import ConversationStore
 from apps.llm_api.services.items import items_to_messages, title_from
 from apps.llm_api.services.media import MediaResolver, has_placeholder
 from apps.llm_api.services.persistence import Turn, TurnWriter
-from apps.llm_api.services.relay import StreamRelayResponse
+from apps.llm_api.services.relay import IncompleteReason, RelayOutcome, StreamRelayResponse
 from apps.llm_api.wire.chat import ChatRequest, ConversationRef, parse_chat_request
 
 _JAN_FIELDS = ("conversation", "store")
@@ -205,11 +205,16 @@ class ChatService:
         async def commit(chunks: list[bytes]) -> None:
             await self.writer.commit(self._turn(prepared, stream_bytes=chunks))
 
-        def on_done(chunks: list[bytes] | None, incomplete: str | None) -> None:
+        def on_done(chunks: list[bytes] | None, outcome: RelayOutcome | None) -> None:
             # A finished turn was committed before `[DONE]`; one that could not be stored stays out.
             # What remains is a turn cut short, recorded as incomplete without anyone waiting.
-            if prepared.recording and chunks is not None and incomplete not in (None, "storage_failed"):
-                self.writer.submit(self._turn(prepared, stream_bytes=chunks, incomplete=incomplete))
+            if (
+                prepared.recording
+                and chunks is not None
+                and outcome is not None
+                and outcome != "storage_failed"
+            ):
+                self.writer.submit(self._turn(prepared, stream_bytes=chunks, incomplete=outcome))
 
         event = None
         if prepared.conversation is not None:
@@ -230,7 +235,7 @@ class ChatService:
         *,
         completion: dict[str, Any] | None = None,
         stream_bytes: list[bytes] | None = None,
-        incomplete: str | None = None,
+        incomplete: IncompleteReason | None = None,
     ) -> Turn:
         assert prepared.conversation is not None
         return Turn(

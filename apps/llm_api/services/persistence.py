@@ -29,6 +29,7 @@ from apps.common.sse import SSEDecoder
 from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.services.conversations import ConversationStore, NewItem
 from apps.llm_api.services.items import message_to_items
+from apps.llm_api.services.relay import IncompleteReason
 from apps.llm_api.services.turn_store import TurnRecord
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class Turn:
     title: str | None
     completion: dict[str, Any] | None = None  # a plain response, parsed
     stream_bytes: list[bytes] | None = None  # a streamed response, as relayed
-    incomplete_reason: str | None = None
+    incomplete_reason: IncompleteReason | None = None  # a stream cut short: stored `incomplete`
 
     def record(self) -> TurnRecord:
         return TurnRecord(self.conversation, self.items(), self.title)

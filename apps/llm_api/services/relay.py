@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import anyio
 import orjson
@@ -38,8 +39,13 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 
-# (raw chunks or None, None when the stream completed, else why it is incomplete)
-OnDone = Callable[[list[bytes] | None, str | None], None]
+# Why a relayed stream ended without `[DONE]` (and its turn, if recorded, is stored `incomplete`
+# with this reason in `incomplete_details`).
+IncompleteReason = Literal["client_disconnected", "upstream_error"]
+# How a relay that did not complete ended: incomplete, or complete but not storable (no `[DONE]`).
+RelayOutcome = IncompleteReason | Literal["storage_failed"]
+# (raw chunks or None, None when the stream completed, else how it ended)
+OnDone = Callable[[list[bytes] | None, RelayOutcome | None], None]
 # Stores the turn from its raw chunks before `[DONE]` is sent; raises `APIError` when it cannot.
 Commit = Callable[[list[bytes]], Awaitable[None]]
 
@@ -127,7 +133,7 @@ class StreamRelayResponse(Response):
         self.stored = False  # `commit` succeeded: the turn is in the conversation
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
-        outcome: str | None = "client_disconnected"
+        outcome: RelayOutcome | None = "client_disconnected"
         async with anyio.create_task_group() as group:
             group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
             try:
@@ -142,7 +148,7 @@ class StreamRelayResponse(Response):
                 self.upstream.close()
                 self.on_done(self.chunks, None if self.done_sent or self.stored else outcome)
 
-    async def _relay(self, send: Send) -> str | None:
+    async def _relay(self, send: Send) -> RelayOutcome | None:
         tail = b""
         try:
             async for chunk in self.upstream.chunks():
@@ -169,7 +175,7 @@ class StreamRelayResponse(Response):
             )
         return None
 
-    async def _acknowledge(self, send: Send) -> str | None:
+    async def _acknowledge(self, send: Send) -> RelayOutcome | None:
         """The model is done: store the turn, then send `[DONE]` (or an error event instead)."""
         assert self.commit is not None and self.chunks is not None
         self.splicer.hold_done = False  # whatever follows goes straight through
@@ -190,7 +196,7 @@ class StreamRelayResponse(Response):
         self.done_sent = True
         return None
 
-    async def _fail(self, send: Send, message: str, code: str) -> str:
+    async def _fail(self, send: Send, message: str, code: str) -> RelayOutcome:
         pending = self.splicer.flush()
         await send(
             {"type": "http.response.body", "body": pending + error_event(message, code), "more_body": True}
