@@ -95,6 +95,35 @@ async def test_json_success_bodies_have_a_schema(client: httpx.AsyncClient) -> N
                 assert schema.get("title") != "Response", (method, path)
 
 
+def test_each_apps_v1_json_success_bodies_have_a_real_schema(gateway: LocalGateway) -> None:
+    """Every app's own document (not only the merged one): each 2xx answer of a `/v1` route is JSON
+    with a schema naming its fields, or a declared other media type (SSE, bytes), or no body."""
+    empty: tuple[dict[str, Any], ...] = (
+        {},
+        {"type": "object"},
+        {"type": "object", "additionalProperties": True},
+    )
+    for name, app in gateway.apps.items():
+        document = app.openapi()
+        schemas = document["components"]["schemas"]
+        for method, path, operation in operations(document):
+            if not path.startswith("/v1/"):
+                continue
+            for code, entry in operation["responses"].items():
+                if not code.startswith("2"):
+                    continue
+                where = (name, method, path, code)
+                content = entry.get("content", {})
+                if "application/json" not in content:
+                    assert code == "202" or set(content) - {"application/json"}, where
+                    continue
+                schema = content["application/json"].get("schema")
+                assert schema not in (None, *empty), where
+                if "$ref" in schema:
+                    target = schemas[schema["$ref"].rsplit("/", 1)[1]]
+                    assert target not in empty and target.get("title") != "Response", where
+
+
 async def test_the_authenticated_operations_say_how_to_authenticate(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     assert set(document["components"]["securitySchemes"]) == {"bearer", "apiKey"}
