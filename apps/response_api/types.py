@@ -81,6 +81,15 @@ class FunctionCallItem(TypedDict):
     status: ItemStatus
 
 
+class McpCallError(TypedDict):
+    """OpenAI's `mcp_call.error`: the tool's own error result (`content`), or a failure to run it."""
+
+    type: Literal["mcp_tool_execution_error", "mcp_protocol_error", "http_error"]
+    code: NotRequired[int]
+    message: NotRequired[str]
+    content: NotRequired[list[dict[str, Any]]]  # MCP content blocks
+
+
 class McpCallItem(TypedDict):
     id: str
     type: Literal["mcp_call"]
@@ -89,7 +98,7 @@ class McpCallItem(TypedDict):
     arguments: str
     server_label: str
     output: str | None
-    error: dict[str, Any] | None  # the MCP error, or the tool's own error result
+    error: McpCallError | None
     status: ItemStatus
     approval_request_id: NotRequired[str]  # when it ran because an earlier request was approved
 

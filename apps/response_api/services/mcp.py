@@ -45,7 +45,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import DiscoverResult
 
 from apps.common.http import transport_failure
-from apps.response_api.types import McpListedTool
+from apps.response_api.types import McpCallError, McpListedTool
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class McpToolInfo:
 @dataclass(frozen=True, slots=True)
 class ToolOutcome:
     output: str | None
-    error: dict[str, Any] | None
+    error: McpCallError | None
     structured: Any = None
 
     @property

@@ -36,6 +36,7 @@ from apps.response_api.types import (
     EndStatus,
     ErrorBody,
     ItemStatus,
+    McpCallError,
     McpCallItem,
     McpListedTool,
     McpListToolsItem,
@@ -167,7 +168,7 @@ class ResponseState:
                 item["status"] = "incomplete"
         self.body["status"] = "cancelled"
 
-    def fail_open_calls(self, error: dict[str, Any]) -> None:
+    def fail_open_calls(self, error: McpCallError) -> None:
         """Tool calls cut off by a lost MCP session end `failed` with this error."""
         for index, item in enumerate(self.output):
             if item["type"] == "mcp_call" and item["status"] in _OPEN:
