@@ -51,7 +51,7 @@ class Usage(TypedDict):
     total_tokens: int
 
 
-class ConversationRef(TypedDict):
+class ResponseConversation(TypedDict):
     id: str
 
 
@@ -151,7 +151,7 @@ class ResponseBody(TypedDict):
     top_p: float | None
     max_output_tokens: int | None
     previous_response_id: str | None
-    conversation: ConversationRef | None
+    conversation: ResponseConversation | None
     tool_choice: str | dict[str, Any]
     tools: list[dict[str, Any]]  # as the request gave them (or the deployment's `mcp` tool)
     text: dict[str, Any]
