@@ -39,7 +39,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from apps.common.db import new_metadata
-from apps.response_api.types import ExecutionStatus, RunStatus
+from apps.response_api.types import ExecutionStatus, ResponseBody, RunStatus
 
 
 class Base(DeclarativeBase):
@@ -63,7 +63,7 @@ class ResponseRow(Base):
     model: Mapped[str] = mapped_column(String(256))
     previous_response_id: Mapped[str | None] = mapped_column(String(64))
     conversation_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    body: Mapped[ResponseBody] = mapped_column(JSONB)
     event_log: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
