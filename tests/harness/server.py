@@ -35,20 +35,15 @@ class ServerThread:
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)
-        self.loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self.server.serve())
-        finally:
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
+        # asyncio.run, not a bare loop: tasks a response leaves behind (sse-starlette's shutdown
+        # watcher) are cancelled before the loop closes instead of being destroyed pending at exit.
+        asyncio.run(self.server.serve())
 
     def start(self, timeout: float = 30.0) -> None:
         self.thread.start()
