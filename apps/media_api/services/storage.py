@@ -3,9 +3,7 @@
 boto3 blocks, so every call that talks to S3 runs on a dedicated executor (its size bounds the
 concurrent S3 calls and matches the connection pool). Presigning is local CPU work (an HMAC) and runs
 inline. Presigned URLs come from a second client pointed at the public endpoint when one is set, so the
-host a browser sees is signed into the URL instead of being rewritten after signing. GET URLs for our
-own keys are signed by `GetPresigner` (services/presign.py), set up from one URL boto3 signs at start:
-the same URL at a fraction of boto3's per-call cost.
+host a browser sees is signed into the URL instead of being rewritten after signing.
 
 Credentials: static keys only when configured (moto, MinIO); otherwise boto3's default chain, which
 picks up EKS Pod Identity / IRSA on AWS.
@@ -27,7 +25,6 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from apps.common.errors import APIError
-from apps.media_api.services.presign import PROBE_KEY, GetPresigner
 from apps.media_api.services.sniff import ContentInspector, Inspected
 from apps.media_api.settings import MediaApiSettings
 
@@ -87,13 +84,6 @@ class ObjectStore:
         self._s3 = _client(settings, settings.media_s3_endpoint)
         public = settings.media_s3_public_endpoint
         self._signer = _client(settings, public) if public else self._s3
-        self._get_presigner: GetPresigner | None = None
-        secret = settings.media_s3_secret_key
-        if settings.media_s3_access_key and secret:  # static keys: nothing to refresh, no token
-            probe = self._signer.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": PROBE_KEY}, ExpiresIn=self.ttl
-            )
-            self._get_presigner = GetPresigner.from_probe(probe, secret_key=secret.get_secret_value())
         self._executor = ThreadPoolExecutor(settings.media_s3_max_workers, thread_name_prefix="s3")
 
     def close(self) -> None:
@@ -221,8 +211,6 @@ class ObjectStore:
             body.close()
 
     def presign_get(self, key: str) -> str:
-        if self._get_presigner is not None and GetPresigner.handles(key):
-            return self._get_presigner.presign_get(key, self.ttl)
         return self._signer.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.ttl
         )
