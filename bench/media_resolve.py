@@ -8,13 +8,16 @@ Arms, interleaved in rounds: resolve with k placeholders (sequential requests, o
 baseline: one bare `generate_presigned_url` call in this process with the service's S3 configuration.
 Reported: p50/p99 latency and resolves/s per k (sequential, and with 8 concurrent clients), and the
 cost of one more placeholder, (p50(k) - p50(0)) / k, in microseconds and as a multiple of the bare
-presign call.
+presign call; beside them the CPU time media-api's process spent per sequential resolve (bench.cpu:
+unlike latency, it holds on a shared machine) and per extra placeholder.
 
-Run: `.venv/bin/python -m bench.media_resolve` (about a minute).
+Run: `.venv/bin/python -m bench.media_resolve [--profile]` (about a minute). `--profile` samples
+media-api with py-spy over 1000 one-placeholder resolves (cache on) and prints the top frames.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import os
@@ -39,6 +42,7 @@ from apps.common.migrations import upgrade
 from apps.gateway.embedded import embedded_postgres, embedded_s3, free_port
 from apps.media_api.services.storage import ObjectStore
 from apps.media_api.settings import MediaApiSettings
+from bench.cpu import cpu_ns, sampling, show_profile
 from tests.harness.server import serve
 
 SIZES = (0, 1, 10, 100)
@@ -47,6 +51,7 @@ REQUESTS_PER_ROUND = 40
 PRESIGNS_PER_ROUND = 2000
 CONCURRENCY = 8
 CONCURRENT_REQUESTS = 200
+PROFILED_RESOLVES = 1000
 AUDIENCE = "jan-bench"
 BUCKET = "bench-media"
 JSON = {"Content-Type": "application/json"}
@@ -70,7 +75,8 @@ def media_env(database_url: str, s3: str, issuer_url: str) -> dict[str, str]:
 
 
 @contextmanager
-def media_api(env: dict[str, str]) -> Iterator[str]:
+def media_api(env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """media-api in its own uvicorn process: (its URL, its pid)."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "apps.media_api.main:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
@@ -89,7 +95,7 @@ def media_api(env: dict[str, str]) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("media-api did not become ready")
             time.sleep(0.2)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -158,7 +164,7 @@ def p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(url: str, token: str, store: ObjectStore) -> None:
+async def measure(url: str, pid: int, token: str, store: ObjectStore, profile_dir: Path | None) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
@@ -170,17 +176,30 @@ async def measure(url: str, token: str, store: ObjectStore) -> None:
                 await timed_resolve(client, bodies[k])
         presign_seconds(store, keys)
         latencies: dict[int, list[float]] = {k: [] for k in SIZES}
+        cpu: dict[int, list[float]] = {k: [] for k in SIZES}  # µs per resolve, one figure per round
         presigns: list[float] = []
         for _ in range(ROUNDS):
             for k in SIZES:
+                before = cpu_ns(pid)
                 for _ in range(REQUESTS_PER_ROUND):
                     latencies[k].append(await timed_resolve(client, bodies[k]))
+                cpu[k].append((cpu_ns(pid) - before) / REQUESTS_PER_ROUND / 1000)
             presigns += presign_seconds(store, keys)
         rates = {k: await concurrent_rate(client, bodies[k]) for k in SIZES}
-    report(latencies, presigns, rates)
+        report(latencies, presigns, rates, cpu)
+        if profile_dir is not None:
+            async with sampling(pid, profile_dir / "resolve-1.txt") as output:
+                for _ in range(PROFILED_RESOLVES):
+                    await timed_resolve(client, bodies[1])
+            show_profile("one placeholder", output, statistics.median(cpu[1]))
 
 
-def report(latencies: dict[int, list[float]], presigns: list[float], rates: dict[int, float]) -> None:
+def report(
+    latencies: dict[int, list[float]],
+    presigns: list[float],
+    rates: dict[int, float],
+    cpu: dict[int, list[float]],
+) -> None:
     presign_us = statistics.median(presigns) * 1e6
     base = statistics.median(latencies[0])
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}")
@@ -189,19 +208,25 @@ def report(latencies: dict[int, list[float]], presigns: list[float], rates: dict
     print()
     print(
         f"{'placeholders':>12} {'p50 ms':>8} {'p99 ms':>8} {'seq/s':>8} {f'conc{CONCURRENCY}/s':>9} "
-        f"{'us/placeholder':>15} {'x presign':>10}"
+        f"{'us/placeholder':>15} {'x presign':>10} {'CPU us':>8} {'CPU us/ph':>10}"
     )
+    cpu_base = statistics.median(cpu[0])
     for k in SIZES:
         median = statistics.median(latencies[k])
         per = (median - base) / k * 1e6 if k else float("nan")
         ratio = per / presign_us if k else float("nan")
+        cpu_us = statistics.median(cpu[k])
+        cpu_per = (cpu_us - cpu_base) / k if k else float("nan")
         print(
             f"{k:>12} {median * 1e3:>8.2f} {p(latencies[k], 0.99) * 1e3:>8.2f} {1 / median:>8.0f} "
-            f"{rates[k]:>9.0f} {per:>15.1f} {ratio:>10.2f}"
+            f"{rates[k]:>9.0f} {per:>15.1f} {ratio:>10.2f} {cpu_us:>8.0f} {cpu_per:>10.1f}"
         )
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile", action="store_true", help="sample media-api with py-spy")
+    args = parser.parse_args()
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jan-bench-media-")))
         os.chmod(tmp, 0o755)
@@ -228,9 +253,10 @@ def main() -> None:
         )
         try:
             print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-            for name, url in arms.items():
+            for name, (url, pid) in arms.items():
                 print(f"\n## resolve, {name}")
-                asyncio.run(measure(url, issuer.mint("bench-user"), store))
+                profile_dir = tmp if args.profile and name == "cache on" else None
+                asyncio.run(measure(url, pid, issuer.mint("bench-user"), store, profile_dir))
         finally:
             store.close()
 

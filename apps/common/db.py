@@ -3,15 +3,24 @@
 Each app owns one Postgres schema (`llm_api`, `media_api`, …). The engine sets `search_path` on every
 connection, so models are written without a schema and the same tables can live in any database.
 `postgresql://` URLs are accepted and switched to the asyncpg driver.
+
+A connection is checked before use without a round trip: `pool_pre_ping` cost one `SELECT` per
+checkout, on every hot path. Instead, a checkout drops a connection asyncpg already knows is closed
+(the server shut down or restarted: it closes the socket, and the event loop notices), and a
+statement that fails on a connection lost meanwhile makes SQLAlchemy invalidate the whole pool, so
+at most one attempt meets a dead connection; the writes that back an acknowledgement retry it
+(apps.common.durable).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -45,14 +54,21 @@ def async_url(url: str) -> str:
 
 
 def create_engine(url: str, *, schema: str, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"server_settings": {"search_path": f"{schema},public"}, "command_timeout": 30},
     )
+    event.listen(engine.sync_engine, "checkout", _drop_closed)
+    return engine
+
+
+def _drop_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Refuse a pooled connection whose socket is already closed; the pool then opens a new one."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the database closed this connection")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from apps.common.auth.issuer import LocalIssuer
 from apps.common.auth.jwks_route import router as jwks_router
 from apps.common.db import session_factory
+from apps.common.heap import freeze_startup_heap
 from apps.common.openapi import document_models
 from apps.common.service import open_database, service_app
 from apps.llm_api.auth.setup import include_auth_routes, start_auth
@@ -28,6 +29,7 @@ def create_app(settings: LlmApiSettings | None = None) -> FastAPI:
             app.state.sessions = session_factory(engine)
             start_auth(app, settings)
             async with chat_services(app, settings, providers):
+                freeze_startup_heap()  # full collections stay off the request path
                 yield
 
     app = service_app(settings, title="llm-api", lifespan=lifespan)

@@ -40,6 +40,10 @@ def build(issuer: TestIssuer) -> FastAPI:
     async def create(item: Item) -> Item:
         return item
 
+    @app.get("/items/{item_id}")
+    async def read(item_id: int) -> Item:
+        return Item(name=str(item_id), count=item_id)
+
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals")
@@ -193,3 +197,27 @@ def test_requests_are_traced(kit: tuple[str, FastAPI], client: httpx.Client) -> 
     )
     spans = exporter.get_finished_spans()
     assert all(s.resource.attributes["service.name"] == "kit-test" for s in spans)
+
+
+def test_span_names_stay_the_route_when_remembered(kit: tuple[str, FastAPI], client: httpx.Client) -> None:
+    """Static routes' span names are remembered (apps.common.telemetry.RouteNames); same names as before."""
+    exporter = InMemorySpanExporter()
+    kit[1].state.telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    for number in (1, 2):
+        assert client.post("/items", json={"name": "a", "count": number}).status_code == 200
+        assert client.get(f"/items/{number}").status_code == 200
+
+    def server_spans() -> list[tuple[str, object]]:
+        return sorted(
+            (span.name, (span.attributes or {}).get("http.route"))
+            for span in exporter.get_finished_spans()
+            if span.kind.name == "SERVER"
+        )
+
+    eventually(lambda: len(server_spans()) == 4)
+    assert server_spans() == [
+        ("GET /items/{item_id}", "/items/{item_id}"),
+        ("GET /items/{item_id}", "/items/{item_id}"),
+        ("POST /items", "/items"),
+        ("POST /items", "/items"),
+    ]

@@ -220,3 +220,19 @@ async def test_a_short_outage_is_ridden_out_and_every_turn_is_stored(
             await asyncio.gather(*tasks)
         assert all(o.acknowledged for o in outcomes), [o for o in outcomes if not o.acknowledged]
         assert_none_acknowledged_and_lost(api, token, outcomes)
+
+
+def test_after_a_restart_the_first_requests_get_live_connections(
+    own_postgres: EmbeddedPostgres, issuer: TestIssuer, upstream: FakeUpstream
+) -> None:
+    """Without a ping per checkout (apps.common.db), pooled connections the restart closed are not
+    handed out: reads, which are not retried, answer at once after Postgres is back."""
+    settings = llm_api_settings(
+        own_postgres.url, issuer, default_provider_url=upstream.base_url, default_provider_name="fake"
+    )
+    with running_llm_api(settings, issuer) as api, api.http() as http:
+        conversations = [http.post("/v1/conversations", json={}).json()["id"] for _ in range(3)]
+        own_postgres.stop()
+        own_postgres.start()
+        for conversation in conversations:
+            assert stored_items(http, conversation) == []
