@@ -20,6 +20,7 @@ from typing_extensions import TypedDict
 from apps.common.openapi import document_models, install_openapi
 from apps.gateway.asgi import LocalGateway
 from apps.gateway.local_apps import LocalEnvironment, build_apps
+from apps.gateway.routes import AppName
 
 ENVELOPE = {"$ref": "#/components/schemas/ErrorResponse"}
 METHODS = {"get", "post", "put", "patch", "delete"}
@@ -152,6 +153,22 @@ async def test_a_405_names_every_method_of_the_path(
     assert response.status_code == 405
     assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_list_page_is_documented_with_its_item_type(gateway: LocalGateway) -> None:
+    """`types.Page` is generic: each page is its own schema, named after what it lists."""
+    document = gateway.apps[AppName.LLM_API].openapi()
+    schemas = document["components"]["schemas"]
+    for path, item_type in [
+        ("/v1/conversations", "Conversation"),
+        ("/v1/conversations/{conversation_id}/items", "ConversationItem"),
+        ("/v1/projects", "Project"),
+    ]:
+        ok = document["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": f"#/components/schemas/{item_type}Page"}, path
+        page = schemas[f"{item_type}Page"]
+        assert page["properties"]["data"]["items"] == {"$ref": f"#/components/schemas/{item_type}"}
+        assert set(page["required"]) == {"object", "data", "first_id", "last_id", "has_more"}
 
 
 class Thing(BaseModel):
