@@ -88,7 +88,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse, "description": DESCRIPTIONS[status]} for status in statuses}
 
 
-# A pydantic model, or a TypedDict (a body typed for free at run time, `apps/response_api/types.py`).
+# A pydantic model or a TypedDict (a body typed for free at run time: `apps/*/types.py`), generic or not.
 ResponseModels = dict[tuple[str, str], type[Any]]
 ErrorStatuses = dict[tuple[str, str], tuple[int, ...]]
 
@@ -98,7 +98,10 @@ def document_models(app: FastAPI, models: ResponseModels, errors: ErrorStatuses 
     a route answers beyond the ones derived from its shape (both keyed by `(METHOD, path)`).
 
     The route keeps returning what it returns; only its document changes, so a route's signature
-    stays as it is. The models accept unknown fields, as the bodies may carry more.
+    stays as it is. A schema that does not refuse unknown fields (no `additionalProperties: false`)
+    lets the bodies carry more than it names, as OpenAI's objects do. A generic type given its
+    arguments (`Page[Conversation]`) is named after them (`ConversationPage`); a name that another schema
+    of the document has for another shape is refused.
     """
     app.state.openapi_models = {**getattr(app.state, "openapi_models", {}), **models}
     app.state.openapi_errors = {**getattr(app.state, "openapi_errors", {}), **(errors or {})}
