@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
@@ -88,7 +88,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse, "description": DESCRIPTIONS[status]} for status in statuses}
 
 
-# A pydantic model, or a TypedDict (a body typed for free at run time, `apps/response_api/types.py`).
+# A pydantic model or a TypedDict (a body typed for free at run time: `apps/*/types.py`), generic or not.
 ResponseModels = dict[tuple[str, str], type[Any]]
 ErrorStatuses = dict[tuple[str, str], tuple[int, ...]]
 
@@ -98,7 +98,10 @@ def document_models(app: FastAPI, models: ResponseModels, errors: ErrorStatuses 
     a route answers beyond the ones derived from its shape (both keyed by `(METHOD, path)`).
 
     The route keeps returning what it returns; only its document changes, so a route's signature
-    stays as it is. The models accept unknown fields, as the bodies may carry more.
+    stays as it is. A schema that does not refuse unknown fields (no `additionalProperties: false`)
+    lets the bodies carry more than it names, as OpenAI's objects do. A generic type given its
+    arguments (`Page[Conversation]`) is named after them (`ConversationPage`); a name that another schema
+    of the document has for another shape is refused.
     """
     app.state.openapi_models = {**getattr(app.state, "openapi_models", {}), **models}
     app.state.openapi_errors = {**getattr(app.state, "openapi_errors", {}), **(errors or {})}
@@ -176,15 +179,46 @@ def _add_models(document: dict[str, Any], models: ResponseModels, errors: ErrorS
     schemas = document["components"]["schemas"]
     for (method, path), model in models.items():
         operation = _operation(document, method, path)
+        name = _schema_name(model)
         schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
+        if get_origin(model) is not None:
+            schema["title"] = name  # not the generic's own name
+        for found, found_schema in [*schema.pop("$defs", {}).items(), (name, schema)]:
+            _add_schema(schemas, found, found_schema)
         success = next(code for code in sorted(operation["responses"]) if code.startswith("2"))
         content = operation["responses"][success].setdefault("content", {})
-        content.setdefault("application/json", {})["schema"] = {
-            "$ref": f"#/components/schemas/{model.__name__}"
-        }
+        content.setdefault("application/json", {})["schema"] = {"$ref": f"#/components/schemas/{name}"}
     return document
+
+
+def _schema_name(model: Any) -> str:
+    """A type's name in the document; a generic type given its arguments is named after them
+    (`Page[Conversation]` is `ConversationPage`)."""
+    origin = get_origin(model)
+    if origin is None:
+        return str(model.__name__)
+    return "".join(_schema_name(argument) for argument in get_args(model)) + _schema_name(origin)
+
+
+def _add_schema(schemas: dict[str, Any], name: str, schema: dict[str, Any]) -> None:
+    """Add a schema, refusing a name already used for another shape (a second type of that name
+    would replace the first one everywhere it is referenced).
+
+    Shapes, not whole schemas, are compared: FastAPI and pydantic's `TypeAdapter` render the same
+    model's constraints and defaults differently. The first rendering of a name is kept.
+    """
+    existing = schemas.setdefault(name, schema)
+    if _shape(existing) != _shape(schema):
+        raise ValueError(f"two different schemas are named {name!r} in the document: name one apart")
+
+
+def _shape(schema: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        schema.get("type"),
+        sorted(schema.get("properties", {})),
+        sorted(schema.get("required", [])),
+        schema.get("enum"),
+    )
 
 
 def _statuses(path: str, method: str, operation: dict[str, Any], dependant: Dependant | None) -> set[int]:

@@ -1,8 +1,9 @@
 """The bodies of llm-api's routes that build their JSON themselves, for its OpenAPI document.
 
-Documentation only (`apps.common.openapi.document_models`): the routes keep returning their dicts.
-Every model accepts more fields than it names, as OpenAI's objects grow and items carry their
-type's own fields.
+Documentation only (`apps.common.openapi.document_models`): the routes return their JSON as built.
+The schemas are the types the JSON is built with (`apps/llm_api/types.py`), so the document and the
+code cannot drift apart. Like OpenAI's objects, they may carry fields they do not name (an item
+carries its type's own fields).
 """
 
 from __future__ import annotations
@@ -12,131 +13,25 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from apps.common.openapi import ErrorStatuses, ResponseModels
-from apps.llm_api.providers.catalog import Capabilities, ModelCatalog
+from apps.llm_api.types import (
+    Conversation,
+    ConversationDeleted,
+    ConversationItem,
+    Model,
+    ModelList,
+    Page,
+    Project,
+    ProjectDeleted,
+    Provider,
+    ProviderDeleted,
+    ProviderList,
+)
 
 
-class Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class Conversation(Open):
-    id: str
-    object: Literal["conversation"]
-    created_at: int
-    title: str | None = None
-    metadata: dict[str, Any]
-    project_id: str | None = None
-
-
-class Project(Open):
-    """A project: its instructions are put before every chat turn and response of its conversations
-    (as a system message, never stored as an item). Deleting a project keeps its conversations and
-    detaches them (`project_id` becomes null)."""
-
-    id: str
-    object: Literal["project"]
-    name: str
-    instructions: str | None = None
-    metadata: dict[str, Any]
-    created_at: int
-    updated_at: int
-
-
-class ProjectDeleted(Open):
-    """The project is gone; its conversations remain, with `project_id: null`."""
-
-    id: str
-    object: Literal["project.deleted"]
-    deleted: bool
-
-
-class ConversationDeleted(Open):
-    id: str
-    object: Literal["conversation.deleted"]
-    deleted: bool
-
-
-class ConversationItem(Open):
-    id: str
-    object: Literal["conversation.item"]
-    type: str
-    status: str | None = None
-    created_at: int
-
-
-class Page(Open):
-    object: Literal["list"]
-    first_id: str | None
-    last_id: str | None
-    has_more: bool
-
-
-class ConversationList(Page):
-    data: list[Conversation]
-
-
-class ProjectList(Page):
-    data: list[Project]
-
-
-class ConversationItemList(Page):
-    data: list[ConversationItem]
-
-
-class ModelProvider(Open):
-    id: str
-    name: str
-    kind: str
-
-
-class Model(Open):
-    """OpenAI's model object plus its catalog metadata and the provider that serves it; a capability
-    nobody declared is `false` ("not declared")."""
-
-    id: str
-    object: Literal["model"]
-    created: int
-    owned_by: str | None = None
-    aliases: list[str] = []
-    context_length: int | None = None
-    max_output_tokens: int | None = None
-    capabilities: Capabilities | None = None
-    description: str | None = None
-    provider: ModelProvider | None = None
-
-
-class ModelList(Open):
-    object: Literal["list"]
-    data: list[Model]
-
-
-class Provider(Open):
-    id: str
-    object: Literal["provider"]
-    name: str
-    kind: str
-    vendor: str | None = None
-    base_url: str | None = None
-    active: bool
-    source: str
-    api_key_hint: str | None = None
-    models: list[str]
-    catalog: dict[str, ModelCatalog] = {}
-
-
-class ProviderList(Open):
-    object: Literal["list"]
-    data: list[Provider]
-
-
-class ProviderDeleted(Open):
-    id: str
-    object: Literal["provider.deleted"]
-    deleted: bool
-
-
-class ChatCompletion(Open):
+class ChatCompletion(BaseModel):
     """A `chat.completion` (or, with `stream: true`, `chat.completion.chunk` events as SSE)."""
+
+    model_config = ConfigDict(extra="allow")  # the model server's answer, relayed as it is
 
     id: str
     object: Literal["chat.completion"]
@@ -155,16 +50,16 @@ RESPONSE_MODELS: ResponseModels = {
     ("GET", "/v1/models"): ModelList,
     ("GET", "/v1/models/{model_id}"): Model,
     ("POST", "/v1/conversations"): Conversation,
-    ("GET", "/v1/conversations"): ConversationList,
+    ("GET", "/v1/conversations"): Page[Conversation],
     ("GET", _CONVERSATION): Conversation,
     ("POST", _CONVERSATION): Conversation,
     ("DELETE", _CONVERSATION): ConversationDeleted,
-    ("GET", _ITEMS): ConversationItemList,
-    ("POST", _ITEMS): ConversationItemList,
+    ("GET", _ITEMS): Page[ConversationItem],
+    ("POST", _ITEMS): Page[ConversationItem],
     ("GET", f"{_ITEMS}/{{item_id}}"): ConversationItem,
     ("DELETE", f"{_ITEMS}/{{item_id}}"): Conversation,
     ("POST", "/v1/projects"): Project,
-    ("GET", "/v1/projects"): ProjectList,
+    ("GET", "/v1/projects"): Page[Project],
     ("GET", _PROJECT): Project,
     ("POST", _PROJECT): Project,
     ("PATCH", _PROJECT): Project,

@@ -12,7 +12,9 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from apps.llm_api.providers.catalog import Capabilities, ModelCatalog, catalog_json
 from apps.llm_api.providers.config import ProvidersFileError, load_providers_file
+from apps.llm_api.types import CatalogEntry, ModelCapabilities
 from tests.harness.llm_api import LlmApi
 from tests.harness.server import serve_fake
 from tests.harness.upstream import FakeUpstream
@@ -135,3 +137,13 @@ def test_admin_sets_and_replaces_a_providers_catalog(llm_api: LlmApi, vllm_like:
             http.delete(f"/v1/admin/providers/{provider['id']}")
     with pytest.raises(openai.NotFoundError):
         llm_api.client().models.retrieve("catalogued/small")
+
+
+def test_the_catalog_entry_type_names_every_field_of_the_catalog_model() -> None:
+    """Models and providers show `ModelCatalog.model_dump()` as `types.CatalogEntry`: the type must
+    follow the model when a field is added."""
+    entry = ModelCatalog(context_length=8, capabilities=Capabilities(tools=True))
+    shown = catalog_json(entry)
+    assert set(shown) == set(CatalogEntry.__annotations__) == set(ModelCatalog.model_fields)
+    assert set(shown["capabilities"]) == set(ModelCapabilities.__annotations__)
+    assert shown == entry.model_dump()

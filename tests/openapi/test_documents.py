@@ -13,9 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel
+from typing_extensions import TypedDict
 
+from apps.common.openapi import document_models, install_openapi
 from apps.gateway.asgi import LocalGateway
 from apps.gateway.local_apps import LocalEnvironment, build_apps
+from apps.gateway.routes import AppName
 
 ENVELOPE = {"$ref": "#/components/schemas/ErrorResponse"}
 METHODS = {"get", "post", "put", "patch", "delete"}
@@ -148,3 +153,58 @@ async def test_a_405_names_every_method_of_the_path(
     assert response.status_code == 405
     assert {m.strip() for m in response.headers["allow"].split(",")} == allowed
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_list_page_is_documented_with_its_item_type(gateway: LocalGateway) -> None:
+    """`types.Page` is generic: each page is its own schema, named after what it lists."""
+    document = gateway.apps[AppName.LLM_API].openapi()
+    schemas = document["components"]["schemas"]
+    for path, item_type in [
+        ("/v1/conversations", "Conversation"),
+        ("/v1/conversations/{conversation_id}/items", "ConversationItem"),
+        ("/v1/projects", "Project"),
+    ]:
+        ok = document["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": f"#/components/schemas/{item_type}Page"}, path
+        page = schemas[f"{item_type}Page"]
+        assert page["properties"]["data"]["items"] == {"$ref": f"#/components/schemas/{item_type}"}
+        assert set(page["required"]) == {"object", "data", "first_id", "last_id", "has_more"}
+
+
+class Thing(BaseModel):
+    a: int
+    b: str = ""
+
+
+class ThingBody(TypedDict):  # what a route answers: one field of the request's model
+    a: int
+
+
+def _documented(answer: type[Any]) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/things", response_model=None)
+    async def create(body: Thing) -> dict[str, Any]:
+        return {"a": body.a}
+
+    install_openapi(app)
+    document_models(app, {("POST", "/things"): answer})
+    return app
+
+
+def test_a_documented_type_may_not_take_the_name_of_another_schema() -> None:
+    """Two types of one name would be one schema in the document, the second replacing the first."""
+
+    class Thing(TypedDict):  # the answer's type, named as the request's model
+        a: int
+
+    with pytest.raises(ValueError, match="'Thing'"):
+        _documented(Thing).openapi()
+    document = _documented(ThingBody).openapi()
+    assert set(document["components"]["schemas"]["Thing"]["properties"]) == {"a", "b"}
+    assert document["components"]["schemas"]["ThingBody"]["required"] == ["a"]
+
+
+def test_the_requests_own_model_documented_as_the_answer_is_one_schema() -> None:
+    schemas = _documented(Thing).openapi()["components"]["schemas"]
+    assert set(schemas["Thing"]["properties"]) == {"a", "b"}

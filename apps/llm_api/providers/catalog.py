@@ -12,9 +12,11 @@ when the catalog does not give one. A capability nobody declared is `false`: cli
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from apps.llm_api.types import CatalogEntry
 
 DEFAULT_KEY = "*"
 
@@ -39,6 +41,11 @@ class ModelCatalog(BaseModel):
 Catalog = Annotated[
     dict[Annotated[str, Field(min_length=1, max_length=255)], ModelCatalog], Field(max_length=1000)
 ]
+
+
+def catalog_json(entry: ModelCatalog) -> CatalogEntry:
+    """The entry as models and providers show it (`types.CatalogEntry` names the same fields)."""
+    return cast(CatalogEntry, entry.model_dump())
 
 
 def catalog_entry(

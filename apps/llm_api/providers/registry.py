@@ -26,7 +26,6 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 import httpx
 
@@ -40,10 +39,10 @@ from apps.llm_api.providers.config import (
     public_model_id,
     slug,
 )
+from apps.llm_api.types import ProviderSource
 
 log = logging.getLogger(__name__)
 
-ProviderSource = Literal["file", "environment", "admin"]
 SYNC_TIMEOUT_SECONDS = 10.0
 
 

@@ -7,7 +7,7 @@ caller's is a 404 naming `project_id`, as a missing one.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -17,14 +17,15 @@ from apps.common.guard import GuardedRoute
 from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.deps import ConversationsDep, Limit, OrderQuery
 from apps.llm_api.services.conversations import ConversationStore
+from apps.llm_api.types import Conversation, ConversationDeleted, ConversationItem, Page
 from apps.llm_api.wire.conversations import (
     ConversationCreate,
     ConversationUpdate,
     ItemsCreate,
     conversation_json,
     item_json,
-    list_json,
     new_item,
+    page_json,
 )
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"], route_class=GuardedRoute)
@@ -41,10 +42,10 @@ async def _owned(store: ConversationStore, principal: Principal, conversation_id
     return conversation
 
 
-@router.post("")
+@router.post("", response_model=None)
 async def create_conversation(
     body: ConversationCreate, principal: PrincipalDep, store: ConversationsDep
-) -> dict[str, Any]:
+) -> Conversation:
     row = await store.create(
         principal.user_id,
         title=body.title,
@@ -55,7 +56,7 @@ async def create_conversation(
     return conversation_json(row)
 
 
-@router.get("")
+@router.get("", response_model=None)
 async def list_conversations(
     principal: PrincipalDep,
     store: ConversationsDep,
@@ -63,24 +64,24 @@ async def list_conversations(
     order: OrderQuery = "desc",
     after: str | None = None,
     project_id: Annotated[str | None, Query(description="Only the conversations of this project.")] = None,
-) -> dict[str, Any]:
+) -> Page[Conversation]:
     page = await store.list_conversations(
         principal.user_id, limit=limit, after=after, order=order, project_id=project_id
     )
-    return list_json([conversation_json(row) for row in page.rows], page.has_more)
+    return page_json([conversation_json(row) for row in page.rows], page.has_more)
 
 
-@router.get("/{conversation_id}")
+@router.get("/{conversation_id}", response_model=None)
 async def get_conversation(
     conversation_id: str, principal: PrincipalDep, store: ConversationsDep
-) -> dict[str, Any]:
+) -> Conversation:
     return conversation_json(await _owned(store, principal, conversation_id))
 
 
-@router.post("/{conversation_id}")
+@router.post("/{conversation_id}", response_model=None)
 async def update_conversation(
     conversation_id: str, body: ConversationUpdate, principal: PrincipalDep, store: ConversationsDep
-) -> dict[str, Any]:
+) -> Conversation:
     row = await store.update(
         principal.user_id,
         conversation_id,
@@ -93,16 +94,16 @@ async def update_conversation(
     return conversation_json(row)
 
 
-@router.delete("/{conversation_id}")
+@router.delete("/{conversation_id}", response_model=None)
 async def delete_conversation(
     conversation_id: str, principal: PrincipalDep, store: ConversationsDep
-) -> dict[str, Any]:
+) -> ConversationDeleted:
     if not await store.delete(principal.user_id, conversation_id):
         raise _missing(conversation_id)
     return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
 
 
-@router.get("/{conversation_id}/items")
+@router.get("/{conversation_id}/items", response_model=None)
 async def list_items(
     conversation_id: str,
     principal: PrincipalDep,
@@ -110,27 +111,27 @@ async def list_items(
     limit: Limit = 20,
     order: OrderQuery = "desc",
     after: str | None = None,
-) -> dict[str, Any]:
+) -> Page[ConversationItem]:
     conversation = await _owned(store, principal, conversation_id)
     page = await store.list_items(conversation, limit=limit, after=after, order=order)
     if page is None:
         raise APIError(400, f"No item '{after}' in this conversation.", param="after", code="invalid_cursor")
-    return list_json([item_json(row) for row in page.rows], page.has_more)
+    return page_json([item_json(row) for row in page.rows], page.has_more)
 
 
-@router.post("/{conversation_id}/items")
+@router.post("/{conversation_id}/items", response_model=None)
 async def create_items(
     conversation_id: str, body: ItemsCreate, principal: PrincipalDep, store: ConversationsDep
-) -> dict[str, Any]:
+) -> Page[ConversationItem]:
     conversation = await _owned(store, principal, conversation_id)
     rows = await store.append_items(conversation, [new_item(i) for i in body.items])
-    return list_json([item_json(row) for row in rows], False)
+    return page_json([item_json(row) for row in rows], False)
 
 
-@router.get("/{conversation_id}/items/{item_id}")
+@router.get("/{conversation_id}/items/{item_id}", response_model=None)
 async def get_item(
     conversation_id: str, item_id: str, principal: PrincipalDep, store: ConversationsDep
-) -> dict[str, Any]:
+) -> ConversationItem:
     conversation = await _owned(store, principal, conversation_id)
     row = await store.get_item(conversation, item_id)
     if row is None:
@@ -138,10 +139,10 @@ async def get_item(
     return item_json(row)
 
 
-@router.delete("/{conversation_id}/items/{item_id}")
+@router.delete("/{conversation_id}/items/{item_id}", response_model=None)
 async def delete_item(
     conversation_id: str, item_id: str, principal: PrincipalDep, store: ConversationsDep
-) -> dict[str, Any]:
+) -> Conversation:
     conversation = await _owned(store, principal, conversation_id)
     if not await store.delete_item(conversation, item_id):
         raise APIError(404, f"Item '{item_id}' not found.", code="not_found")

@@ -32,7 +32,8 @@ from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.deps import ConversationsDep
 from apps.llm_api.services.conversations import ConversationStore
 from apps.llm_api.services.items import items_to_messages, title_from
-from apps.llm_api.wire.conversations import conversation_json, item_json, list_json
+from apps.llm_api.types import ConversationContext, ConversationImported, ConversationItem, ItemReplay, Page
+from apps.llm_api.wire.conversations import conversation_json, item_json, page_json
 from apps.llm_api.wire.response_items import AppendItems, ImportConversation, stored_item
 
 REPLAY_MAX_ITEMS = 1000
@@ -61,31 +62,29 @@ async def _context(
     return found
 
 
-@router.get("/{conversation_id}")
+@router.get("/{conversation_id}", response_model=None)
 async def conversation_context(
     conversation_id: str, principal: PrincipalDep, store: ConversationsDep
-) -> dict[str, Any]:
+) -> ConversationContext:
     conversation, instructions = await _context(store, principal.user_id, conversation_id)
     return {**conversation_json(conversation), "project_instructions": instructions}
 
 
-@router.get("/{conversation_id}/items")
-async def replay_items(
-    conversation_id: str, principal: PrincipalDep, store: ConversationsDep
-) -> dict[str, Any]:
+@router.get("/{conversation_id}/items", response_model=None)
+async def replay_items(conversation_id: str, principal: PrincipalDep, store: ConversationsDep) -> ItemReplay:
     conversation, instructions = await _context(store, principal.user_id, conversation_id)
     rows = await store.replay_items(conversation, REPLAY_MAX_ITEMS)
-    return {**list_json([item_json(row) for row in rows], False), "project_instructions": instructions}
+    return {**page_json([item_json(row) for row in rows], False), "project_instructions": instructions}
 
 
-@router.post("/{conversation_id}/items")
+@router.post("/{conversation_id}/items", response_model=None)
 async def append_items(
     conversation_id: str,
     body: AppendItems,
     principal: PrincipalDep,
     store: ConversationsDep,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=64)] = None,
-) -> dict[str, Any]:
+) -> Page[ConversationItem]:
     conversation = await store.get(principal.user_id, conversation_id)
     if conversation is None:
         raise _missing(conversation_id)
@@ -94,11 +93,11 @@ async def append_items(
     rows = await store.append_response(conversation, items, title=title, key=idempotency_key)
     if rows is None:  # deleted between the lookup and the write
         raise _missing(conversation_id)
-    return list_json([item_json(row) for row in rows], False)
+    return page_json([item_json(row) for row in rows], False)
 
 
-@router.post("/import")
-async def import_conversation(body: ImportConversation, store: ConversationsDep) -> dict[str, Any]:
+@router.post("/import", response_model=None)
+async def import_conversation(body: ImportConversation, store: ConversationsDep) -> ConversationImported:
     items = [stored_item(entry.item, entry.created_at) for entry in body.items]
     created = await store.import_conversation(body.id, body.user_id, body.created_at, items)
     if created is None:

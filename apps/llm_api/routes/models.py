@@ -9,20 +9,20 @@ answers with the model it selects, under its id. Beside OpenAI's fields (`id`, `
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
 from apps.common.guard import GuardedRoute
 from apps.llm_api.deps import RegistryDep
+from apps.llm_api.providers.catalog import catalog_json
 from apps.llm_api.providers.registry import ModelRoute, ProviderRegistry
+from apps.llm_api.types import Model, ModelList
 
 router = APIRouter(tags=["models"], route_class=GuardedRoute)
 
 
-def model_json(route: ModelRoute, registry: ProviderRegistry) -> dict[str, Any]:
+def model_json(route: ModelRoute, registry: ProviderRegistry) -> Model:
     provider = route.provider
     return {
         "id": route.public_id,
@@ -30,18 +30,18 @@ def model_json(route: ModelRoute, registry: ProviderRegistry) -> dict[str, Any]:
         "created": route.created,
         "owned_by": provider.vendor,
         "aliases": registry.aliases_of(route),
-        **route.catalog.model_dump(),
+        **catalog_json(route.catalog),
         "provider": {"id": provider.id, "name": provider.name, "kind": provider.kind},
     }
 
 
-@router.get("/v1/models")
-async def list_models(_: PrincipalDep, registry: RegistryDep) -> dict[str, Any]:
+@router.get("/v1/models", response_model=None)
+async def list_models(_: PrincipalDep, registry: RegistryDep) -> ModelList:
     return {"object": "list", "data": [model_json(route, registry) for route in registry.models()]}
 
 
-@router.get("/v1/models/{model_id:path}")
-async def get_model(model_id: str, _: PrincipalDep, registry: RegistryDep) -> dict[str, Any]:
+@router.get("/v1/models/{model_id:path}", response_model=None)
+async def get_model(model_id: str, _: PrincipalDep, registry: RegistryDep) -> Model:
     route = registry.select(model_id)
     if route is None:
         raise APIError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")

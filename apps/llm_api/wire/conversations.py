@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictStr, Tag
 
 from apps.llm_api.chat_tables import ConversationRow, ItemRow
 from apps.llm_api.services.conversations import NewItem
 from apps.llm_api.services.items import content_parts
+from apps.llm_api.types import Conversation, ConversationItem, Page, T
 
 MAX_ITEMS_PER_CALL = 20
 Metadata = Annotated[
@@ -101,7 +102,7 @@ def new_item(item: MessageItemIn | FunctionCallIn | FunctionCallOutputIn) -> New
     return NewItem(item.model_dump())
 
 
-def conversation_json(row: ConversationRow) -> dict[str, Any]:
+def conversation_json(row: ConversationRow) -> Conversation:
     return {
         "id": row.public_id,
         "object": "conversation",
@@ -112,7 +113,7 @@ def conversation_json(row: ConversationRow) -> dict[str, Any]:
     }
 
 
-def item_json(row: ItemRow) -> dict[str, Any]:
+def item_json(row: ItemRow) -> ConversationItem:
     item: dict[str, Any] = {
         "id": row.public_id,
         "object": "conversation.item",
@@ -129,10 +130,11 @@ def item_json(row: ItemRow) -> dict[str, Any]:
     if row.incomplete_details is not None:
         item["incomplete_details"] = row.incomplete_details
     item["created_at"] = int(row.created_at.timestamp())
-    return item
+    # The stored body holds the fields of the item's type, which the type does not name.
+    return cast(ConversationItem, item)
 
 
-def list_json(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+def page_json(data: list[T], has_more: bool) -> Page[T]:
     return {
         "object": "list",
         "data": data,

@@ -7,11 +7,10 @@ system message; they are never stored as a conversation item.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from apps.llm_api.chat_tables import ProjectRow
+from apps.llm_api.types import Project
 from apps.llm_api.wire.conversations import Metadata
 
 MAX_INSTRUCTIONS = 32_768
@@ -35,7 +34,7 @@ class ProjectUpdate(BaseModel):
     metadata: Metadata | None = None
 
 
-def project_json(row: ProjectRow) -> dict[str, Any]:
+def project_json(row: ProjectRow) -> Project:
     return {
         "id": row.public_id,
         "object": "project",

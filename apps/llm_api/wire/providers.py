@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from apps.llm_api.providers.catalog import Catalog
+from apps.llm_api.providers.catalog import Catalog, catalog_json
 from apps.llm_api.providers.config import known_kind
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
+from apps.llm_api.types import Provider as ProviderObject
 
 
 class ProviderCreate(BaseModel):
@@ -44,7 +43,7 @@ class ProviderUpdate(BaseModel):
     catalog: Catalog | None = Field(None, description="Replaces the provider's whole catalog")
 
 
-def provider_json(provider: Provider, registry: ProviderRegistry) -> dict[str, Any]:
+def provider_json(provider: Provider, registry: ProviderRegistry) -> ProviderObject:
     return {
         "id": provider.id,
         "object": "provider",
@@ -56,5 +55,5 @@ def provider_json(provider: Provider, registry: ProviderRegistry) -> dict[str, A
         "source": provider.source,
         "api_key_hint": provider.api_key_hint,
         "models": [route.public_id for route in registry.models_of(provider.id)],
-        "catalog": {key: entry.model_dump() for key, entry in provider.catalog.items()},
+        "catalog": {key: catalog_json(entry) for key, entry in provider.catalog.items()},
     }
