@@ -30,13 +30,28 @@ For each size, from empty tables at migration 0002:
 
 Run: `.venv/bin/python -m bench.file_search [--vectors topics|mixture] [sizes...]` (default
 `10000 100000`; 100k takes a few minutes on two busy cores, 1M most of an hour, mostly the index
-build); `--calibrate` compares the shapes with real MiniLM vectors instead.
+build); `--calibrate` compares the shapes with real MiniLM vectors instead. By default everything
+lives in a temporary directory, dropped at the end.
+
+Building once, querying many times (the 1M build is the slow part; the query phase takes minutes):
+
+- `--keep DIR` (one size): build into `DIR` (created; must hold no earlier build), run all five
+  steps, then stop Postgres but keep its data, the index and `DIR/build.json` (size, vector shape,
+  steps 1-3's figures);
+- `--reuse DIR`: start Postgres on what `--keep` left in `DIR` and run only steps 4 and 5 with the
+  code as it is now (size and shape come from `build.json`; steps 1-3's figures are reprinted
+  from it, marked as such), then stop Postgres again, data kept. Queries are drawn from a
+  generator of their own, so a `--keep` run and every `--reuse` of it ask the same questions.
+
+  nice -n 10 .venv/bin/python -m bench.file_search --keep /work/bench-data/fs-1m 1000000
+  .venv/bin/python -m bench.file_search --reuse /work/bench-data/fs-1m
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import statistics
@@ -71,6 +86,7 @@ TOP_K = 5
 INCREMENTAL = 2_000
 SMALL = 500
 SWEEP = (40, 64, 100, 200, 400)
+BUILD_FILE = "build.json"
 COLUMNS = ("user_id", "collection", "model", "chunk_index", "text", "embedding", "document_pk")
 
 
@@ -235,7 +251,7 @@ async def explain(url: str, mixture: Vectors, user: str) -> str:
     return "index walked" if any("hnsw" in line for line in plan) else "NOT walked: " + " / ".join(plan[:3])
 
 
-async def one_size(url: str, size: int, shape: type[Vectors]) -> None:
+async def one_size(url: str, size: int, shape: type[Vectors], keep: Path | None = None) -> None:
     mixture = shape(size)
     await asyncio.to_thread(upgrade, "apps.mcp_tools", url, "0002")
     conn = await asyncpg.connect(url, server_settings={"search_path": "mcp_tools,public"})
@@ -250,18 +266,39 @@ async def one_size(url: str, size: int, shape: type[Vectors]) -> None:
     inc_s = await incremental(conn, mixture, "big", size)
     await conn.execute("ANALYZE chunks")
     await conn.close()
+    if keep is not None:
+        built = {"size": size, "vectors": shape.__name__.lower(), "load_s": load_s, "build_s": build_s}
+        built |= {"incremental_s": inc_s, "loadavg_at_build": os.getloadavg(), "built_at": time.time()}
+        (keep / BUILD_FILE).write_text(json.dumps(built, indent=2) + "\n")
+        await report(url, mixture, size, load_s, build_s, inc_s)
+        return
     try:
         await report(url, mixture, size, load_s, build_s, inc_s)
     finally:
         await asyncio.to_thread(command.downgrade, alembic_config("apps.mcp_tools", url), "0002")
 
 
-async def report(url: str, mixture: Vectors, size: int, load_s: float, build_s: float, inc_s: float) -> None:
+async def report(
+    url: str,
+    mixture: Vectors,
+    size: int,
+    load_s: float,
+    build_s: float,
+    inc_s: float,
+    *,
+    reused: bool = False,
+) -> None:
     probes = queries_for(size)
+    # Probes from a generator of their own: the same questions whether the data was drawn just now or not.
+    mixture.rng = np.random.default_rng([size, 1])
+    mark = f"  ({BUILD_FILE})" if reused else ""
     print(f"\n## {size:,} chunks of user 'big' (+{SMALL} of user 'small'), top_k={TOP_K}, {probes} queries")
-    print(f"bulk load (COPY, no vector index):   {size / load_s:9,.0f} chunks/s ({load_s:.1f} s)")
-    print(f"HNSW build (migration 0003):         {size / build_s:9,.0f} chunks/s ({build_s:.1f} s)")
-    print(f"incremental insert, index kept:      {INCREMENTAL / inc_s:9,.0f} chunks/s ({INCREMENTAL} chunks)")
+    print(f"bulk load (COPY, no vector index):   {size / load_s:9,.0f} chunks/s ({load_s:.1f} s){mark}")
+    print(f"HNSW build (migration 0003):         {size / build_s:9,.0f} chunks/s ({build_s:.1f} s){mark}")
+    incremental_rate = INCREMENTAL / inc_s
+    print(
+        f"incremental insert, index kept:      {incremental_rate:9,.0f} chunks/s ({INCREMENTAL} chunks){mark}"
+    )
     print(f"planner on the approximate query:    {await explain(url, mixture, 'big')}")
     result = await queries(url, mixture, "big", size)
     small = await queries(url, mixture, "small", size)
@@ -274,7 +311,7 @@ async def report(url: str, mixture: Vectors, size: int, load_s: float, build_s: 
     print(f"| small collection ({SMALL}), nearest (exact) | {p50:.2f} | {p99:.2f} | {recall:.3f} |")
 
 
-async def run(sizes: list[int], shape: type[Vectors]) -> None:
+def header(shape: type[Vectors]) -> None:
     print(
         f"# file search at scale: {platform.machine()}, {os.cpu_count()} cores, "
         f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}, Python {platform.python_version()}"
@@ -285,16 +322,57 @@ async def run(sizes: list[int], shape: type[Vectors]) -> None:
         f"EF_MAX={nearest_module.EF_MAX}, OVERSAMPLE={nearest_module.OVERSAMPLE}; "
         "HNSW m=16, ef_construction=64, cosine"
     )
+
+
+async def build(data: Path, sizes: list[int], shape: type[Vectors], keep: Path | None) -> None:
+    with embedded_postgres(data) as postgres:
+        # The whole graph in memory at every size (the migration never lowers this).
+        conn = await asyncpg.connect(postgres.url)
+        await conn.execute("ALTER SYSTEM SET maintenance_work_mem = '2GB'")
+        await conn.execute("SELECT pg_reload_conf()")
+        await conn.close()
+        for size in sizes:
+            await one_size(postgres.url, size, shape, keep)
+
+
+async def run(sizes: list[int], shape: type[Vectors], keep: Path | None = None) -> None:
+    header(shape)
+    if keep is not None:
+        await build(keep / "data", sizes, shape, keep)
+        return
     with tempfile.TemporaryDirectory(prefix="jan-bench-") as tmp:
         os.chmod(tmp, 0o755)
-        with embedded_postgres(Path(tmp) / "data") as postgres:
-            # The whole graph in memory at every size (the migration never lowers this).
-            conn = await asyncpg.connect(postgres.url)
-            await conn.execute("ALTER SYSTEM SET maintenance_work_mem = '2GB'")
-            await conn.execute("SELECT pg_reload_conf()")
-            await conn.close()
-            for size in sizes:
-                await one_size(postgres.url, size, shape)
+        await build(Path(tmp) / "data", sizes, shape, None)
+
+
+def prepare_keep(folder: Path) -> None:
+    if (folder / BUILD_FILE).exists():
+        raise SystemExit(f"{folder} already holds a build: --reuse it, or remove it first")
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o755)  # pgserver's own user (when run as root) must reach the data folder
+
+
+def read_build(folder: Path) -> dict[str, Any]:
+    try:
+        built: dict[str, Any] = json.loads((folder / BUILD_FILE).read_text())
+    except FileNotFoundError:
+        raise SystemExit(
+            f"no {BUILD_FILE} in {folder}: build there first with --keep {folder} SIZE"
+        ) from None
+    return built
+
+
+async def reuse(folder: Path, built: dict[str, Any]) -> None:
+    """Steps 4 and 5 only, on what `--keep` built in `folder`."""
+    shape = SHAPES[built["vectors"]]
+    header(shape)
+    load1 = " ".join(f"{v:.1f}" for v in built["loadavg_at_build"])
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(built["built_at"]))
+    print(f"reusing the build in {folder} (built {when}, load average then {load1})")
+    with embedded_postgres(folder / "data") as postgres:
+        size = built["size"]
+        figures = built["load_s"], built["build_s"], built["incremental_s"]
+        await report(postgres.url, shape(size), size, *figures, reused=True)
 
 
 def neighbourhood(points: np.ndarray, probes: int = 500, k: int = 20) -> tuple[float, float, float]:
@@ -360,11 +438,21 @@ def main() -> None:
     parser.add_argument("sizes", nargs="*", type=int, default=[10_000, 100_000])
     parser.add_argument("--vectors", choices=sorted(SHAPES), default="topics")
     parser.add_argument("--calibrate", type=int, metavar="TEXTS", help="compare the shapes with MiniLM")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="build one size into DIR and keep it")
+    parser.add_argument("--reuse", type=Path, metavar="DIR", help="only query what --keep built in DIR")
     args = parser.parse_args()
     if args.calibrate:
         calibrate(args.calibrate)
+    elif args.reuse:
+        if args.keep or args.sizes != parser.get_default("sizes"):
+            parser.error("--reuse takes no sizes and no --keep: the build decides them")
+        asyncio.run(reuse(args.reuse, read_build(args.reuse)))
+    elif args.keep and len(args.sizes) != 1:
+        parser.error("--keep builds exactly one size")
     else:
-        asyncio.run(run(args.sizes, SHAPES[args.vectors]))
+        if args.keep:
+            prepare_keep(args.keep)
+        asyncio.run(run(args.sizes, SHAPES[args.vectors], args.keep))
 
 
 if __name__ == "__main__":
