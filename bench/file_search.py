@@ -58,6 +58,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +68,9 @@ import numpy as np
 from alembic import command
 from pgvector.asyncpg import register_vector
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from apps.common.db import create_engine, session_factory
+from apps.common.db import async_url, create_engine, session_factory
 from apps.common.migrations import alembic_config, upgrade
 from apps.gateway.embedded import embedded_postgres
 from apps.mcp_tools.services import nearest as nearest_module
@@ -198,46 +201,96 @@ def queries_for(size: int) -> int:
     return QUERIES if size < 500_000 else QUERIES // 4
 
 
+FLOOR = "round trip floor (SELECT 1)"
+BARE = ", pool without pre-ping"
+
+
+class Meter:
+    """Per call: wall time, this process's CPU, and the serving backend's CPU and sleeps. The backend
+    sleeps each time it waits for the client's next message, so its voluntary context switches count
+    round trips (a Unix socket, nothing read from disk). One backend: the engine's pool holds one."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, list[float]] = {}
+        self.cost: dict[str, list[float]] = {}  # client CPU s, backend CPU s, round trips
+        self.pid = 0
+
+    def backend(self) -> tuple[float, int]:
+        if not self.pid:
+            return 0.0, 0
+        runtime = int(Path(f"/proc/{self.pid}/schedstat").read_text().split()[0]) / 1e9
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        switches = int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+        return runtime, switches
+
+    @asynccontextmanager
+    async def __call__(self, name: str) -> AsyncIterator[None]:
+        server, sleeps = self.backend()
+        cpu, wall = time.process_time(), time.perf_counter()
+        yield
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        server_after, sleeps_after = self.backend()
+        self.wall.setdefault(name, []).append(wall)
+        total = self.cost.setdefault(name, [0.0, 0.0, 0.0])
+        total[0] += cpu
+        total[1] += server_after - server
+        total[2] += sleeps_after - sleeps
+
+
+async def metered(url: str, pre_ping: bool) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession], Meter]:
+    """One pooled connection, as the app's engine (`create_engine`) makes it, or the same without pre-ping."""
+    if pre_ping:
+        engine = create_engine(url, schema="mcp_tools", pool_size=1, max_overflow=0)
+    else:
+        engine = create_async_engine(
+            async_url(url),
+            pool_size=1,
+            max_overflow=0,
+            connect_args={"server_settings": {"search_path": "mcp_tools,public"}},
+        )
+    meter = Meter()
+    async with engine.connect() as conn:
+        meter.pid = int(await conn.scalar(text("SELECT pg_backend_pid()")) or 0)
+    return engine, session_factory(engine), meter
+
+
 async def queries(url: str, mixture: Vectors, user: str, scale: int) -> dict[str, Any]:
-    engine = create_engine(url, schema="mcp_tools")
-    sessions = session_factory(engine)
+    engine, sessions, meter = await metered(url, pre_ping=True)
+    bare_engine, bare_sessions, bare = await metered(url, pre_ping=False)
     scope = Scope(user, "bench", MODEL)
     probes = [[float(v) for v in row] for row in mixture.draw(queries_for(scale))]
-    timings: dict[str, list[float]] = {"round trip floor (SELECT 1)": [], "nearest": [], "exact": []}
     found: dict[str, int] = {"nearest": 0, **{f"ef={ef}": 0 for ef in SWEEP}}
-    sweep_times: dict[str, list[float]] = {f"ef={ef}": [] for ef in SWEEP}
-    for probe in probes[:10]:  # warm the caches and the pool
-        async with sessions() as session:
-            await nearest(session, scope, probe, TOP_K)
-            await session.execute(exact_statement(scope, probe, TOP_K))
+    for probe in probes[:10]:  # warm the caches and both pools
+        for factory in (sessions, bare_sessions):
+            async with factory() as session:
+                await nearest(session, scope, probe, TOP_K)
+                await session.execute(exact_statement(scope, probe, TOP_K))
+                await session.execute(text("SELECT 1"))
     for probe in probes:
-        started = time.perf_counter()
-        async with sessions() as session:
+        async with meter(FLOOR), sessions() as session:
             await session.execute(text("SELECT 1"))
-        timings["round trip floor (SELECT 1)"].append(time.perf_counter() - started)
-        started = time.perf_counter()
-        async with sessions() as session:
+        async with meter("nearest"), sessions() as session:
             rows = await nearest(session, scope, probe, TOP_K)
-        timings["nearest"].append(time.perf_counter() - started)
-        started = time.perf_counter()
-        async with sessions() as session:
+        async with meter("exact"), sessions() as session:
             exact = (await session.execute(exact_statement(scope, probe, TOP_K))).all()
-        timings["exact"].append(time.perf_counter() - started)
+        async with bare(FLOOR + BARE), bare_sessions() as session:
+            await session.execute(text("SELECT 1"))
+        async with bare("nearest" + BARE), bare_sessions() as session:
+            await nearest(session, scope, probe, TOP_K)
         truth = {row.text for row in exact}
         found["nearest"] += len(truth & {row.text for row in rows})
         for ef in SWEEP:
-            started = time.perf_counter()
-            async with sessions() as session:
+            async with meter(f"ef={ef}"), sessions() as session:
                 await session.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
                 swept = (await session.execute(ann_statement(scope, probe, TOP_K))).all()
-            sweep_times[f"ef={ef}"].append(time.perf_counter() - started)
             found[f"ef={ef}"] += len(truth & {row.text for row in swept})
     await engine.dispose()
-    timings.update(sweep_times)
+    await bare_engine.dispose()
     recall = {name: hits / (len(probes) * TOP_K) for name, hits in found.items()}
     recall["exact"] = 1.0
-    recall["round trip floor (SELECT 1)"] = float("nan")
-    return {"timings": timings, "recall": recall}
+    calls = len(probes)
+    per_call = {name: [v / calls for v in cost] for name, cost in (meter.cost | bare.cost).items()}
+    return {"timings": meter.wall | bare.wall, "recall": recall, "per_call": per_call}
 
 
 async def explain(url: str, mixture: Vectors, user: str) -> str:
@@ -302,19 +355,31 @@ async def report(
     print(f"planner on the approximate query:    {await explain(url, mixture, 'big')}")
     result = await queries(url, mixture, "big", size)
     small = await queries(url, mixture, "small", size)
-    print(f"\n| path | p50 ms | p99 ms | recall@{TOP_K} |\n|---|---:|---:|---:|")
-    for name, samples in result["timings"].items():
-        p50, p99 = summary(samples)
-        print(f"| {name} | {p50:.2f} | {p99:.2f} | {result['recall'][name]:.3f} |")
-    p50, p99 = summary(small["timings"]["nearest"])
-    recall = small["recall"]["nearest"]
-    print(f"| small collection ({SMALL}), nearest (exact) | {p50:.2f} | {p99:.2f} | {recall:.3f} |")
+    print(
+        f"\nper call: client = this process's CPU, backend = the serving Postgres process's CPU, "
+        f"trips = its voluntary sleeps (round trips); load average {load_average()}"
+    )
+    print(f"| path | p50 ms | p99 ms | recall@{TOP_K} | client CPU ms | backend CPU ms | trips |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    rows = [(name, result, name) for name in result["timings"]]
+    rows.append((f"small collection ({SMALL}), nearest (exact)", small, "nearest"))
+    for label, measured, name in rows:
+        p50, p99 = summary(measured["timings"][name])
+        recall = measured["recall"].get(name)
+        client, server, trips = measured["per_call"][name]
+        shown = "" if recall is None else f"{recall:.3f}"
+        costs = f"{client * 1000:.2f} | {server * 1000:.2f} | {trips:.1f}"
+        print(f"| {label} | {p50:.2f} | {p99:.2f} | {shown} | {costs} |")
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def header(shape: type[Vectors]) -> None:
     print(
         f"# file search at scale: {platform.machine()}, {os.cpu_count()} cores, "
-        f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}, Python {platform.python_version()}"
+        f"load average {load_average()}, Python {platform.python_version()}"
     )
     print(f"vectors: {shape.label}")
     print(
