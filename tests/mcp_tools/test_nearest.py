@@ -2,6 +2,7 @@
 
 One user owns a large collection (enough chunks to take the approximate path); others own small
 collections with the same name in the same table, which the index's post-filtering alone would miss.
+Every path is one statement unless the walk comes back short: counted at the engine's cursor.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Select, insert, text
+from sqlalchemy import Select, event, insert, literal, select, text
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from apps.common.db import create_engine, session_factory, transaction
 from apps.mcp_tools.db import Chunk, Document
@@ -25,11 +26,14 @@ from apps.mcp_tools.services.nearest import (
     EF_MIN,
     EXACT_MAX,
     Scope,
+    _ef_search_sql,
+    _parameters,
+    _rule,
     ann_statement,
     ef_search_for,
     exact_statement,
     nearest,
-    sizes,
+    planned_statement,
 )
 
 MODEL = "synthetic-384"
@@ -90,16 +94,26 @@ async def store(
 
 
 class World:
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], collection: str, rng: random.Random
-    ) -> None:
-        self.sessions = sessions
+    def __init__(self, engine: AsyncEngine, collection: str, rng: random.Random) -> None:
+        self.sessions = session_factory(engine)
         self.collection = collection
         self.rng = rng
         self.centres = centres(rng)
+        self.statements: list[str] = []  # every statement the engine sends, in order
+
+        def sent(*args: Any) -> None:
+            self.statements.append(args[2])
+
+        event.listen(engine.sync_engine, "before_cursor_execute", sent)
 
     def query(self) -> list[float]:
         return vectors(self.rng, 1, self.centres)[0]
+
+    def count(self) -> int:
+        """Statements sent since the last call."""
+        sent = len(self.statements)
+        self.statements.clear()
+        return sent
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +121,7 @@ async def world(database_url: str) -> AsyncIterator[World]:
     engine = create_engine(database_url, schema="mcp_tools")
     sessions = session_factory(engine)
     rng = random.Random(15)
-    built = World(sessions, f"ann-{uuid.uuid4().hex[:8]}", rng)
+    built = World(engine, f"ann-{uuid.uuid4().hex[:8]}", rng)
     await store(sessions, "big", built.collection, vectors(rng, BIG, built.centres))
     await store(sessions, "small", built.collection, vectors(rng, 40, built.centres))
     await store(sessions, "other", built.collection, vectors(rng, 300, built.centres))
@@ -124,6 +138,7 @@ async def ranked(world: World, scope: Scope, vector: list[float], top_k: int, *,
         if exact:
             rows = (await session.execute(exact_statement(scope, vector, top_k))).all()
         else:
+            world.count()
             rows = await nearest(session, scope, vector, top_k)
     return [row.text for row in rows]
 
@@ -140,32 +155,49 @@ async def test_the_large_collection_walks_the_hnsw_index(world: World) -> None:
                 await session.execute(text("EXPLAIN " + _sql(exact_statement(scope, world.query(), 5))))
             ).scalars()
         )
+        planned = "\n".join(
+            (await session.execute(text("EXPLAIN " + _sql(_bound(scope, world.query(), 5))))).scalars()
+        )
     assert INDEX_NAME in plan, plan
     assert INDEX_NAME not in exact_plan, exact_plan
+    assert INDEX_NAME in planned, planned  # the one-statement form still walks the index
 
 
-async def test_approximate_results_stay_the_users_own_and_agree_with_the_exact_scan(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fallbacks: list[Scope] = []
+def _bound(scope: Scope, vector: list[float], top_k: int) -> Select[Any]:
+    return planned_statement(scope).params(_parameters(scope, vector, top_k))
 
-    def counted(scope: Scope, vector: list[float], top_k: int) -> Select[Any]:
-        fallbacks.append(scope)
-        return exact_statement(scope, vector, top_k)
 
-    # Only nearest()'s own fallback is counted; `ranked(..., exact=True)` calls the imported name.
-    monkeypatch.setattr(nearest_module, "exact_statement", counted)
+async def test_one_statement_sets_the_walks_width_before_it_walks(world: World) -> None:
+    # pgvector 0.6 yields at most ef_search candidates: with the session's width at 1, twenty rows
+    # can only come back if the statement's own set_config ran before the index walk began.
+    scope = Scope("big", world.collection, MODEL)
+    async with world.sessions() as session:
+        await session.execute(text("SET LOCAL hnsw.ef_search = 1"))
+        rows = (await session.execute(_bound(scope, world.query(), 20))).all()
+        width = (await session.execute(text("SHOW hnsw.ef_search"))).scalar_one()
+        table = (
+            await session.execute(
+                text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'chunks'::regclass")
+            )
+        ).scalar_one()
+    assert len(rows) == 20 and all(row.text.startswith("big ") for row in rows)
+    assert {row.scope_size for row in rows} == {BIG}
+    assert int(width) == ef_search_for(20, BIG, table)
+
+
+async def test_approximate_results_stay_the_users_own_and_agree_with_the_exact_scan(world: World) -> None:
     scope = Scope("big", world.collection, MODEL)
     found = total = 0
     for _ in range(20):
         vector = world.query()
         approximate = await ranked(world, scope, vector, 5, exact=False)
+        # One statement: no round trip to size the scope or set the width, no exact fallback.
+        assert world.count() == 1
         exact = await ranked(world, scope, vector, 5, exact=True)
         assert len(approximate) == 5 and all(name.startswith("big ") for name in approximate)
         found += len(set(approximate) & set(exact))
         total += 5
     assert found / total >= 0.9
-    assert fallbacks == []  # every answer came from the index walk, not from the exact scan
 
 
 @pytest.mark.parametrize("user", ["small", "other"])
@@ -174,14 +206,20 @@ async def test_small_collections_get_every_row_in_exact_order(world: World, user
     scope = Scope(user, world.collection, MODEL)
     vector = world.query()
     got = await ranked(world, scope, vector, count, exact=False)
+    assert world.count() == 1  # the exact branch of the same single statement
     assert got == await ranked(world, scope, vector, count, exact=True)
     assert len(got) == count and all(name.startswith(f"{user} ") for name in got)
+
+
+async def test_an_empty_scope_is_an_empty_answer(world: World) -> None:
+    assert await ranked(world, Scope("nobody", world.collection, MODEL), world.query(), 5, exact=False) == []
 
 
 async def test_a_document_filter_inside_the_large_collection_is_still_complete(world: World) -> None:
     scope = Scope("big", world.collection, MODEL, document_ids=("doc-0",))
     vector = world.query()
     got = await ranked(world, scope, vector, 5, exact=False)
+    assert world.count() == 1
     assert got == await ranked(world, scope, vector, 5, exact=True)
     assert len(got) == 5 and all(int(name.split()[1]) < PER_DOCUMENT for name in got)
 
@@ -189,15 +227,35 @@ async def test_a_document_filter_inside_the_large_collection_is_still_complete(w
 async def test_a_short_approximate_answer_falls_back_to_the_exact_scan(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # ef_search at its floor over a scope the index would mostly filter away: the walk comes back
-    # short, and the exact scan must answer in full.
+    # A walk 100 candidates wide over a scope of 300 chunks in about 3,800: some of them come back,
+    # fewer than 40, and the exact scan must answer in full. (Sorting off: the planner would rather
+    # rank 300 rows by the btree than walk the graph for them.)
     monkeypatch.setattr(nearest_module, "EXACT_MAX", 10)
-    monkeypatch.setattr(nearest_module, "EF_MIN", 1)
-    monkeypatch.setattr(nearest_module, "ef_search_for", lambda top_k, scope, table: 1)
-    scope = Scope("small", world.collection, MODEL)
+    monkeypatch.setattr(nearest_module, "EF_FLOORS", ((10**9, 100),))
+    monkeypatch.setattr(nearest_module, "OVERSAMPLE", 0)
+    scope = Scope("other", world.collection, MODEL)
     vector = world.query()
-    got = await ranked(world, scope, vector, 40, exact=False)
+    async with world.sessions() as session:
+        await session.execute(text("SET LOCAL enable_sort = off"))
+        world.count()
+        got = [row.text for row in await nearest(session, scope, vector, 40)]
+    assert world.count() == 2  # the short walk, then the exact scan
     assert got == await ranked(world, scope, vector, 40, exact=True)
+
+
+async def test_the_rule_in_sql_agrees_with_ef_search_for(world: World) -> None:
+    cases = [
+        (top_k, scope, table)
+        for top_k in (1, 5, 20)
+        for scope in (0, 1, EXACT_MAX, EXACT_MAX + 1, 7_777, 20_000, 20_001, 150_000, 200_001, 999_999)
+        for table in (-1, 0, 3_000, 100_000, 1_000_000, 10_000_000)
+    ]
+    async with world.sessions() as session:
+        for top_k, scope, table in cases:
+            expression = _ef_search_sql(literal(scope), literal(table), literal(top_k), _rule())
+            got = (await session.execute(select(expression))).scalar_one()
+            expected = None if scope <= EXACT_MAX else ef_search_for(top_k, scope, max(table, 0))
+            assert got == expected, (top_k, scope, table)
 
 
 def test_ef_search_grows_with_the_tables_share_and_gives_up_past_its_ceiling() -> None:
@@ -227,13 +285,6 @@ async def test_vectors_of_another_dimension_are_stored_and_ranked_exactly(
 ) -> None:
     # Outside the partial index (its cast would refuse them) and never sent down the approximate path.
     monkeypatch.setattr(nearest_module, "EXACT_MAX", 0)
-    sized: list[Scope] = []
-
-    async def counted(session: AsyncSession, scope: Scope) -> tuple[int, int]:
-        sized.append(scope)
-        return await sizes(session, scope)
-
-    monkeypatch.setattr(nearest_module, "sizes", counted)
     rng = random.Random(8)
     await store(
         world.sessions, "eight", world.collection, [[rng.gauss(0, 1) for _ in range(8)] for _ in range(30)]
@@ -241,5 +292,5 @@ async def test_vectors_of_another_dimension_are_stored_and_ranked_exactly(
     scope = Scope("eight", world.collection, MODEL)
     vector = [rng.gauss(0, 1) for _ in range(8)]
     got = await ranked(world, scope, vector, 30, exact=False)
+    assert world.count() == 1  # the exact scan alone: nothing to size for vectors the index cannot hold
     assert len(got) == 30 and got == await ranked(world, scope, vector, 30, exact=True)
-    assert sized == []  # no round trip to size a scope whose vectors the index cannot hold
