@@ -77,13 +77,22 @@ class Arm:
 
 @contextmanager
 def _process(command: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    # stderr goes to a file, not a pipe: nobody reads a pipe while the bench runs, and a server that
+    # logs 64 KiB under load (the pipe's buffer) would block in its next write and stop answering.
+    log = tempfile.NamedTemporaryFile(prefix="jan-bench-", suffix=".log", delete=False)
+    with log:
+        process = subprocess.Popen(
+            command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=log
+        )
     try:
         yield process
     finally:
         stop_process(process)
+        lines = Path(log.name).read_text(errors="replace").splitlines()
+        if lines:
+            print(f"{' '.join(command[1:4])}: {len(lines)} lines on stderr, kept in {log.name}", flush=True)
+        else:
+            os.unlink(log.name)
 
 
 def ensure_litellm() -> Path:
@@ -132,8 +141,8 @@ def launch_llm_api(
         **(extra or {}),
     }
     command = [
-        *(sys.executable, "-m", "uvicorn", "apps.llm_api.main:create_app", "--factory"),
-        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"),
+        # What a container runs (`jan-server serve`): the same server settings and JSON logging.
+        *(sys.executable, "-m", "apps.cli", "serve", "llm-api", "--host", "127.0.0.1", "--port", str(port)),
     ]
     process = stack.enter_context(_process(command, env))
     wait_ready(f"{base}/readyz", process, 60)
