@@ -33,13 +33,20 @@ The door. When the process is out of CPU, requests queue in the event loop befor
 guard, so a refusal decided there comes late (issue 18 measured refusals seconds after the request)
 and costs nearly what serving does (every middleware, a span, authentication). `Admission.door` runs
 first, in the app's own `__call__` before any middleware: while the loop lags past
-`max_loop_lag_ms`, or `max_in_process` requests are already inside (admitted or not yet), it answers
-503 with a prebuilt body, at a small fraction of a request's cost. Health, readiness, JWKS and the
-internal routes pass the door unconditionally.
+`max_loop_lag_ms`, or `max_in_process` requests are already inside (admitted or not yet), or every
+app slot is taken and the wait queue is full (the guard would refuse it too, after authenticating it),
+it answers 503 with a prebuilt body, at a small fraction of a request's cost (`bench/load.py`: with the
+last check, 727 of 800 req/s served at twice the knee instead of 348-444, refusals within 44 ms at p99
+instead of seconds). Health, readiness, JWKS and the internal routes pass the door unconditionally.
 
-Slots are held until the response is completely sent: the door gives each request a `Ticket`, the
-guard fills it, and the door releases it when the app's ASGI call returns, which for a streaming
-response is when the stream has ended (or the client has gone).
+What a slot bounds. The door gives each request a `Ticket`, the guard fills it, and the door releases
+it when the app's ASGI call returns. An app slot is the CPU-heavy part of a request: authentication,
+the body, the database, the upstream's first byte. A streaming answer (`text/event-stream`) gives its
+app slot back once its headers are out: relaying tokens costs little CPU per second, and a model's
+stream lasts seconds to minutes, so holding slots for it would cap a process at `max_concurrent`
+chats while its CPU idles. The stream keeps its user's share until it ends (a user's open streams
+count against `max_concurrent_per_user`), and it stays inside the process, so `max_in_process`
+bounds open streams.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apps.common.errors import APIError
 from apps.common.settings import AdmissionSettings
@@ -87,14 +94,20 @@ class Admission:
             await app(scope, receive, send)
             return
         counted = not _exempt(scope)
-        if counted and (self.inside >= self.settings.max_in_process or self.saturated()):
+        if counted and (self.inside >= self.settings.max_in_process or self.saturated() or self.full()):
             await send({"type": "http.response.start", "status": 503, "headers": self._door_headers})
             await send({"type": "http.response.body", "body": self._door_body})
             return
         ticket = scope[SCOPE_KEY] = Ticket(self)
         self.inside += counted
+
+        async def send_watching(message: Message) -> None:
+            if message["type"] == "http.response.start" and _is_stream(message):
+                ticket.streaming()
+            await send(message)
+
         try:
-            await app(scope, receive, send)
+            await app(scope, receive, send_watching)
         finally:
             self.inside -= counted
             ticket.release()
@@ -106,6 +119,12 @@ class Admission:
             started = loop.time()
             await asyncio.sleep(interval)
             self.loop_lag = max(0.0, loop.time() - started - interval)
+
+    def full(self) -> bool:
+        """Every app slot is taken and the wait queue is full: the guard would refuse this request too,
+        after authenticating it and parsing its body; the door refuses it for a fraction of that."""
+        limits = self.settings
+        return self.in_flight >= limits.max_concurrent and len(self._waiters) >= limits.max_waiting
 
     def saturated(self) -> bool:
         limit = self.settings.max_loop_lag_ms
@@ -127,12 +146,13 @@ class Admission:
         try:
             await self._take_app_slot()
         except BaseException:
-            self._release_user(user_id)
+            self.release_user(user_id)
             raise
 
     def release(self, user_id: str) -> None:
-        self._release_user(user_id)
-        self._release_app_slot()
+        """Give back a request's share of `user_id` and its app slot."""
+        self.release_user(user_id)
+        self.release_slot()
 
     async def _take_app_slot(self) -> None:
         limits = self.settings
@@ -150,7 +170,7 @@ class Admission:
         except asyncio.CancelledError:
             # Cancelled after a slot was handed over but before this task resumed: give it back.
             if waiter.done() and not waiter.cancelled() and waiter.result():
-                self._release_app_slot()
+                self.release_slot()
             raise
         finally:
             expiry.cancel()
@@ -159,7 +179,7 @@ class Admission:
         if not handed:
             raise self._overloaded()
 
-    def _release_app_slot(self) -> None:
+    def release_slot(self) -> None:
         # The slot passes straight to the oldest waiter, so a newcomer cannot overtake the queue.
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -168,7 +188,7 @@ class Admission:
                 return
         self.in_flight -= 1
 
-    def _release_user(self, user_id: str) -> None:
+    def release_user(self, user_id: str) -> None:
         held = self.per_user.get(user_id, 0) - 1
         if held > 0:
             self.per_user[user_id] = held
@@ -197,22 +217,37 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
         waiter.set_result(False)
 
 
+def _is_stream(start: Message) -> bool:
+    return any(
+        name == b"content-type" and value.startswith(b"text/event-stream") for name, value in start["headers"]
+    )
+
+
 @dataclass
 class Ticket:
     """One request's admission: filled by the route guard, released by the door."""
 
     admission: Admission
     user_id: str | None = field(default=None, init=False)
+    holds_slot: bool = field(default=False, init=False)
 
     async def admit(self, user_id: str) -> None:
         if self.user_id is not None:
             return
         await self.admission.admit(user_id)
         self.user_id = user_id
+        self.holds_slot = True
+
+    def streaming(self) -> None:
+        """The answer has started streaming: give the app slot to the next request, keep the user's share."""
+        if self.holds_slot:
+            self.holds_slot = False
+            self.admission.release_slot()
 
     def release(self) -> None:
+        self.streaming()
         if self.user_id is not None:
-            self.admission.release(self.user_id)
+            self.admission.release_user(self.user_id)
             self.user_id = None
 
 

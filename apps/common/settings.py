@@ -39,20 +39,23 @@ class AdmissionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
-    # Requests one app process works on at once. The knee measured was ~150 req/s at ~40 ms per
-    # request, i.e. ~6 in flight; 32 leaves room for slow upstreams (streams hold their slot).
-    max_concurrent: int = Field(32, ge=1)
-    # Per user: a quarter of the app, so at least four users can be served at any time.
+    # Requests one app process works on at once, before their answer starts (a stream gives its slot
+    # back once it streams). bench/load.py on the 2-core dev machine, knee ~400 req/s at 2-2.5 ms of
+    # CPU each: 16 + 16 waiting served 1.4-1.8x the knee's rate at twice the knee with refusals at
+    # p50 14 ms, where 32 + 64 let the queue grow (refusal p99 0.7-2.6 s).
+    max_concurrent: int = Field(16, ge=1)
+    # Per user: half the app, so a user flooding leaves the other half to everyone else.
     max_concurrent_per_user: int = Field(8, ge=1)
-    max_waiting: int = Field(64, ge=0)
+    max_waiting: int = Field(16, ge=0)
     # Requests inside the process at once, admitted or still queued for the CPU before admission;
     # past it, 503 at the door before any middleware runs (`Admission.door`).
     max_in_process: int = Field(256, ge=1)
     max_wait_ms: int = Field(50, ge=0, le=10_000)
     retry_after_seconds: int = Field(1, ge=1)
-    # Refuse (503) while the event loop lags more than this: the process is out of CPU. 0: never, the
-    # default until it is tuned on an uncontended machine (on the shared dev box a test server's
-    # loop lags past 250 ms under other people's load, and would refuse their tests' requests).
+    # Refuse (503) while the event loop lags more than this: the process is out of CPU. 0: never. Off
+    # by default: on a quiet machine bench/load.py did worse with it (25 ms: 464 of 800 req/s served
+    # and refusal p99 683 ms; 50/100 ms likewise) than with the bounds above alone; the measurement
+    # trails the queue it reacts to, so the door swings between open and shut.
     max_loop_lag_ms: int = Field(0, ge=0)
 
 

@@ -136,10 +136,12 @@ async def test_at_capacity_a_request_gets_503_and_health_stays_exempt(served: Se
     assert_refused(await served.get("/work", "b"), 503, "server_overloaded")
     assert (await served.get("/healthz")).status_code == 200
     assert (await served.get("/readyz")).status_code == 200
-    # Unauthenticated requests are refused by auth, not counted.
-    assert (await served.get("/work")).status_code == 401
+    # The app is full, so the door refuses before authentication: the guard would refuse it anyway.
+    assert_refused(await served.get("/work"), 503, "server_overloaded")
     served.open_gate()
     assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+    # With room again, an unauthenticated request is refused by authentication, and not counted.
+    assert (await served.get("/work")).status_code == 401
 
 
 @limits(max_concurrent=1, max_concurrent_per_user=1, max_waiting=1, max_wait_ms=10_000)
@@ -171,18 +173,25 @@ async def test_one_user_flooding_does_not_keep_another_user_out(served: Served) 
     assert set(statuses) <= {200, 429} and statuses.count(200) >= 2
 
 
-@limits(max_concurrent=4, max_concurrent_per_user=1)
-async def test_a_stream_holds_its_slot_until_it_ends(served: Served) -> None:
+@limits(max_concurrent=1, max_concurrent_per_user=1, max_waiting=0)
+async def test_a_stream_keeps_its_users_share_until_it_ends_and_frees_its_app_slot(served: Served) -> None:
     async with served.client.stream("GET", "/stream", headers=served.auth("a")) as stream:
         assert stream.status_code == 200
         lines = stream.aiter_lines()
         assert await anext(lines) == "data: first"
-        # The handler has returned; the stream has not ended: the slot is still held.
+        # The stream has not ended: its user's share is still held ...
         assert_refused(await served.get("/work", "a"), 429, "too_many_concurrent_requests")
+        assert served.admission.per_user == {"a": 1}
+        # ... but not the app's only slot: another user's request is admitted while it streams.
+        assert served.admission.in_flight == 0
+        (other,) = served.hold(1, "b")
+        await served.until(lambda: served.admission.in_flight == 1, "the other user's request runs")
         served.open_gate()
         rest = [line async for line in lines]
         assert "data: last" in rest
-    await served.until(lambda: served.admission.in_flight == 0, "the stream's slot is free")
+        assert (await other).status_code == 200
+    await served.until(lambda: not served.admission.per_user, "the stream's share is free")
+    assert served.admission.in_flight == 0 and served.admission.inside == 0
     assert (await served.get("/work", "a")).status_code == 200
 
 
