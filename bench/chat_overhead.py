@@ -149,6 +149,11 @@ def launch_llm_api(
     return LlmApiProcess(base, issuer, database.url, process.pid)
 
 
+# One benchmark user drives every client: admission's bounds are raised to let them all in (the point
+# is the proxy's cost, not its refusals; `bench.load` measures those).
+ONE_USER_LIMITS = {"ADMISSION__MAX_CONCURRENT": "128", "ADMISSION__MAX_CONCURRENT_PER_USER": "128"}
+
+
 def start_llm_api(
     stack: ExitStack, tmp: Path, upstream: str, extra: dict[str, str] | None = None
 ) -> tuple[Arm, int]:
@@ -354,7 +359,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
         upstream = start_upstream(stack)
-        llm_api, pid = start_llm_api(stack, tmp, upstream)
+        llm_api, pid = start_llm_api(stack, tmp, upstream, ONE_USER_LIMITS)
         direct = Arm("direct", upstream, "", {})
         arms = [direct, llm_api, with_conversations(llm_api)]
         if "--without-litellm" not in sys.argv:

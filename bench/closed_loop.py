@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from bench.chat_overhead import Arm, start_litellm, start_llm_api, start_upstream
+from bench.chat_overhead import ONE_USER_LIMITS, Arm, start_litellm, start_llm_api, start_upstream
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 STREAM_CHUNKS = 8
@@ -116,10 +116,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
         upstream = start_upstream(stack)
-        # One benchmark user drives all clients: admission's bounds are raised to let 64 of them in (the
-        # point is the proxy's cost, not its refusals; `bench.load` measures those).
-        limits = {"ADMISSION__MAX_CONCURRENT": "128", "ADMISSION__MAX_CONCURRENT_PER_USER": "128"}
-        llm_api, _ = start_llm_api(stack, tmp, upstream, limits)
+        llm_api, _ = start_llm_api(stack, tmp, upstream, ONE_USER_LIMITS)
         arms: list[tuple[Arm, list[str]]] = [(Arm("direct", upstream, "", {}), []), (llm_api, [])]
         conv = Arm("llm-api+conv", llm_api.url, llm_api.prefix, llm_api.headers)
         arms.append((conv, conversations_for(llm_api, args.concurrency)))
