@@ -6,10 +6,13 @@ Three HTTP client stacks run in the apps, each where something outside our taste
   conversations, media resolution, model lists, safe fetches, S3-less uploads. It is the stack the
   OpenTelemetry instrumentation wraps (`Telemetry.instrument_httpx`), and one client per purpose is
   built in each lifespan.
-- **aiohttp** carries only llm-api's chat completions to a model provider (`apps/llm_api/providers/
-  upstream.py`), the token path. Measured on the dev machine (uvloop, loopback): httpx costs ~0.67 ms
-  of CPU per request and ~0.22 ms per streamed chunk read, aiohttp ~0.14 ms and ~0.10 ms (its HTTP
-  parser is C). That difference is per token stream, on the path every chat request takes.
+- **aiohttp** (`make_session` below) carries the hot paths: llm-api's chat completions to a model
+  provider (`apps/llm_api/providers/upstream.py`), the token path, and response-api's calls to llm-api
+  (its model rounds and the conversation create and append every response makes). Measured on the
+  dev machine (uvloop, loopback): httpx costs ~0.67 ms of CPU per request and ~0.22 ms per streamed
+  chunk read, aiohttp ~0.14 ms and ~0.10 ms (its HTTP parser is C); on the 2-core CI VM, httpx with
+  its OpenTelemetry instrumentation 2.1 ms per request, aiohttp 0.32 ms. No instrumentation wraps
+  these sessions: callers propagate trace context by hand (`traceparent`, `propagate.inject`).
 - **httpx2** is what the MCP SDK (2.x) speaks: `streamable_http_client` takes an `httpx2.AsyncClient`,
   so response-api's MCP sessions to mcp-tools and mcp-tools' calls to configured MCP providers use it.
   It is a dependency, not a choice; nothing else should.
@@ -52,6 +55,22 @@ def transport_failure(exc: BaseException) -> TransportFailure | None:
     ):
         return "disconnected"  # connection lost, payload cut short, server disconnected
     return None
+
+
+def make_session(
+    *,
+    read_timeout: float | None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    max_connections: int = 200,
+) -> aiohttp.ClientSession:
+    """An `aiohttp.ClientSession` for a hot path: no total timeout, a limit on each silence while
+    reading (`read_timeout`, None for none)."""
+    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_connections),
+        timeout=timeout,
+        raise_for_status=False,
+    )
 
 
 def make_client(

@@ -112,8 +112,14 @@ class SSEDecoder:
 
 async def aiter_events(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
     """Decode a streaming httpx response into events as its bytes arrive."""
+    async for event in decode_events(response.aiter_raw()):
+        yield event
+
+
+async def decode_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[ServerSentEvent]:
+    """Decode a body, in whatever pieces it arrives (any HTTP client's), into events."""
     decoder = SSEDecoder()
-    async for chunk in response.aiter_raw():
+    async for chunk in chunks:
         for event in decoder.feed(chunk):
             yield event
     for event in decoder.flush():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
+from apps.common.http import make_session
 from apps.response_api.services.llm import LlmApiError, LlmClient
 from tests.harness.server import serve
 from tests.harness.waiting import CLIENT_TIMEOUT
@@ -39,7 +39,7 @@ def broken_llm_api() -> Iterator[str]:
 
 @pytest.mark.parametrize("kind", sorted(CHUNKS))
 async def test_a_malformed_chunk_is_a_clear_upstream_error(broken_llm_api: str, kind: str) -> None:
-    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as http:
+    async with make_session(read_timeout=CLIENT_TIMEOUT) as http:
         client = LlmClient(http, f"{broken_llm_api}/{kind}")
         with pytest.raises(LlmApiError) as raised:
             async for _ in client.stream({"model": "m", "messages": []}, {}):
