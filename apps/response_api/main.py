@@ -22,7 +22,7 @@ import httpx2
 from fastapi import FastAPI
 
 from apps.common.heap import freeze_startup_heap
-from apps.common.http import make_client, make_session
+from apps.common.http import make_session
 from apps.common.openapi import document_models
 from apps.common.service import open_database, service_app
 from apps.response_api.openapi import ERROR_STATUSES, RESPONSE_MODELS
@@ -62,9 +62,8 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
             token = settings.auth.internal_token
             async with (
                 make_session(read_timeout=settings.llm_read_timeout) as llm_http,
-                make_client(timeout=30.0) as conversations_http,
+                make_session(read_timeout=30.0) as conversations_http,
             ):
-                app.state.telemetry.instrument_httpx(conversations_http)
                 conversations = Conversations(
                     conversations_http,
                     settings.llm_api_url,
