@@ -46,6 +46,8 @@ MAX_WORKER_ID = (1 << WORKER_BITS) - 1
 MAX_SEQUENCE = (1 << SEQUENCE_BITS) - 1
 
 _ALPHABET = string.ascii_letters + string.digits
+_BASE = len(_ALPHABET)
+_UNBIASED = 256 - 256 % _BASE
 
 
 class SnowflakeGenerator:
@@ -113,7 +115,13 @@ def parse_jan_id(value: str) -> int | None:
 
 def random_id(prefix: str, length: int = 24) -> str:
     """An opaque, unguessable id such as `conv_…`, `msg_…` or `resp_…`."""
-    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    # One read of the OS's random source per id, not one per character (`secrets.choice` each time
+    # was ~0.1 ms of a response's CPU). Bytes from 248 up are dropped so every character stays
+    # equally likely (248 = 4 x 62).
+    chars: list[str] = []
+    while len(chars) < length:
+        chars.extend(_ALPHABET[byte % _BASE] for byte in secrets.token_bytes(2 * length) if byte < _UNBIASED)
+    return f"{prefix}_" + "".join(chars[:length])
 
 
 def _now_ms() -> int:
