@@ -79,15 +79,17 @@ class SSEDecoder:
         return events
 
     def _take_line(self) -> tuple[str, bool]:
-        for index, byte in enumerate(self._buffer):
-            if byte == 0x0A or byte == 0x0D:
-                line = self._buffer[:index]
-                skip = 2 if self._buffer[index : index + 2] == b"\r\n" else 1
-                if byte == 0x0D and index + 1 == len(self._buffer):
-                    return "", False  # a CR at the end may be the first half of CRLF
-                self._buffer = self._buffer[index + skip :]
-                return line.decode("utf-8", "replace"), True
-        return "", False
+        buffer = self._buffer
+        # The first line end, found in C (bytes.find), not by a Python loop over every byte.
+        ends = [found for found in (buffer.find(b"\n"), buffer.find(b"\r")) if found >= 0]
+        if not ends:
+            return "", False
+        index = min(ends)
+        if buffer[index] == 0x0D and index + 1 == len(buffer):
+            return "", False  # a CR at the end may be the first half of CRLF
+        skip = 2 if buffer[index : index + 2] == b"\r\n" else 1
+        self._buffer = buffer[index + skip :]
+        return buffer[:index].decode("utf-8", "replace"), True
 
     def _process(self, line: str) -> ServerSentEvent | None:
         if line == "":
