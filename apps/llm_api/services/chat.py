@@ -83,8 +83,7 @@ class ChatService:
     media: MediaResolver
     history_max_items: int
 
-    async def respond(self, raw: bytes, principal: Principal) -> Response:
-        prepared = await self.prepare(raw, principal)
+    async def answer(self, prepared: Prepared) -> Response:
         if prepared.stream:
             return await self._stream(prepared)
         return await self._plain(prepared)
