@@ -40,14 +40,13 @@ last check, 727 of 800 req/s served at twice the knee instead of 348-444, refusa
 instead of seconds). Health, readiness, JWKS and the internal routes pass the door unconditionally.
 
 What a slot bounds. The door gives each request a `Ticket`, the guard fills it, and the door releases
-it when the app's ASGI call returns. An app slot bounds the CPU-heavy part of a request:
-authentication, the body, the database reads. A request that starts waiting gives its slot back
-(`waiting`): llm-api's chat completion once its turn is prepared, before it calls the model, and any
-streaming answer (`text/event-stream`) once its headers are out. A model answers in seconds to
-minutes at little CPU per second, so holding slots through that would cap a process at
-`max_concurrent` chats while its CPU idles. The request keeps its user's share until it ends (a
-user's open chats count against `max_concurrent_per_user`) and stays inside the process, so
-`max_in_process` bounds them.
+it when the app's ASGI call returns. An app slot is the CPU-heavy part of a request: authentication,
+the body, the database, the upstream's first byte. A streaming answer (`text/event-stream`) gives its
+app slot back once its headers are out: relaying tokens costs little CPU per second, and a model's
+stream lasts seconds to minutes, so holding slots for it would cap a process at `max_concurrent`
+chats while its CPU idles. The stream keeps its user's share until it ends (a user's open streams
+count against `max_concurrent_per_user`), and it stays inside the process, so `max_in_process`
+bounds open streams.
 """
 
 from __future__ import annotations
@@ -104,7 +103,7 @@ class Admission:
 
         async def send_watching(message: Message) -> None:
             if message["type"] == "http.response.start" and _is_stream(message):
-                ticket.waiting()
+                ticket.streaming()
             await send(message)
 
         try:
@@ -239,15 +238,14 @@ class Ticket:
         self.user_id = user_id
         self.holds_slot = True
 
-    def waiting(self) -> None:
-        """The request now waits rather than works (for a model's answer, its tokens, a commit): give
-        the app slot to the next request, keep the user's share until the request ends."""
+    def streaming(self) -> None:
+        """The answer has started streaming: give the app slot to the next request, keep the user's share."""
         if self.holds_slot:
             self.holds_slot = False
             self.admission.release_slot()
 
     def release(self) -> None:
-        self.waiting()
+        self.streaming()
         if self.user_id is not None:
             self.admission.release_user(self.user_id)
             self.user_id = None
@@ -258,10 +256,3 @@ async def admit(scope: Scope, user_id: str) -> None:
     ticket: Ticket | None = scope.get(SCOPE_KEY)
     if ticket is not None:
         await ticket.admit(user_id)
-
-
-def waiting(scope: Scope) -> None:
-    """The request of `scope` now waits on an upstream (no-op when the app has no admission control)."""
-    ticket: Ticket | None = scope.get(SCOPE_KEY)
-    if ticket is not None:
-        ticket.waiting()

@@ -4,13 +4,10 @@ conversation turn is stored (and nothing refused is)."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 
 import httpx
-import openai
 import pytest
 
 from apps.common.settings import AdmissionSettings
@@ -81,32 +78,3 @@ def test_a_flood_of_conversation_turns_is_refused_past_the_bound_and_nothing_adm
     )
     for conversation_id in conversations:
         assert item_count(tight_llm_api, token, conversation_id) == 2  # committed before the 200
-
-
-def test_a_chat_waiting_on_the_model_gives_its_app_slot_to_others_and_keeps_its_users_share(
-    wired_llm_api: Callable[..., AbstractContextManager[LlmApi]], upstream: FakeUpstream
-) -> None:
-    release = threading.Event()
-    upstream.reset()
-    upstream.enqueue(Reply(content="held answer", hold=release))
-    one_slot = AdmissionSettings(max_concurrent=1, max_concurrent_per_user=1, max_waiting=0)
-    with wired_llm_api(admission=one_slot) as api, ThreadPoolExecutor(1) as pool:
-        waiter, other = api.client(api.token()), api.client(api.token())
-
-        def ask(client: openai.OpenAI) -> str | None:
-            answer = client.chat.completions.create(
-                model=FAKE_MODEL, messages=[{"role": "user", "content": "hi"}]
-            )
-            return answer.choices[0].message.content
-
-        held = pool.submit(ask, waiter)
-        try:
-            eventually(lambda: len(upstream.requests) == 1)  # the first chat waits on the model
-            # The app's only slot is free while the model thinks: another user is served ...
-            assert ask(other)
-            # ... while the waiting user's share is still held.
-            with pytest.raises(openai.RateLimitError):
-                ask(waiter)
-        finally:
-            release.set()
-        assert held.result(timeout=30) == "held answer"

@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from apps.common.admission import waiting
 from apps.common.auth.principal import PrincipalDep
 from apps.common.guard import GuardedRoute
 from apps.llm_api.deps import ChatDep
@@ -24,8 +23,4 @@ _BODY: dict[str, Any] = {
 
 @router.post("/v1/chat/completions", openapi_extra=_BODY, response_model=None)
 async def create_chat_completion(request: Request, principal: PrincipalDep, chat: ChatDep) -> Response:
-    prepared = await chat.prepare(await request.body(), principal)
-    # From here the request mostly waits (the model, then the turn's commit): its app slot goes to
-    # the next request; the user's share stays held until the answer ends.
-    waiting(request.scope)
-    return await chat.answer(prepared)
+    return await chat.respond(await request.body(), principal)

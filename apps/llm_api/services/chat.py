@@ -83,7 +83,8 @@ class ChatService:
     media: MediaResolver
     history_max_items: int
 
-    async def answer(self, prepared: Prepared) -> Response:
+    async def respond(self, raw: bytes, principal: Principal) -> Response:
+        prepared = await self.prepare(raw, principal)
         if prepared.stream:
             return await self._stream(prepared)
         return await self._plain(prepared)
