@@ -23,7 +23,8 @@ new parameters, so a query costs neither their construction nor their cache key 
 The floor of `ef_search` grows with the scope (`ef_floor`): a bigger graph needs a wider walk for
 the same recall. Measured by bench/file_search.py (m=16, ef_construction=64), with embedding-like
 synthetic vectors (a low-dimensional topic mixture mapped into 384 dimensions): recall@5 at 100k
-chunks is 0.978 / 0.991 / 0.999 at ef_search 64 / 100 / 200, at 1M 0.960 / 0.972 / 0.988.
+chunks is 0.978 / 0.991 / 0.999 at ef_search 64 / 100 / 200, at 1M 0.940 / 0.960 / 0.980 (50
+probes; 0.976 at 150, 0.992 at 400).
 Vectors that are isotropic noise in all 384 dimensions (unlike any embedding model's) are much
 harder: 0.80-0.88 at 1M with 40-200.
 """
