@@ -31,6 +31,9 @@ import httpx
 import httpx2
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
+# Idle pooled connections are dropped below the usual server keep-alive (uvicorn's, hence every app's
+# and vLLM's: 5 s), so a pooled connection is never one the server is closing as a request goes out.
+DEFAULT_KEEPALIVE = 4.0
 
 TransportFailure = Literal["timeout", "unreachable", "disconnected"]
 
@@ -62,14 +65,17 @@ def make_session(
     read_timeout: float | None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     max_connections: int = 200,
+    keepalive: float = DEFAULT_KEEPALIVE,
+    decompress: bool = True,
 ) -> aiohttp.ClientSession:
     """An `aiohttp.ClientSession` for a hot path: no total timeout, a limit on each silence while
-    reading (`read_timeout`, None for none)."""
+    reading (`read_timeout`, None for none). `decompress=False` hands bodies on as they came (a relay)."""
+    connector = aiohttp.TCPConnector(
+        limit=max_connections, keepalive_timeout=keepalive, enable_cleanup_closed=True
+    )
     timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=max_connections),
-        timeout=timeout,
-        raise_for_status=False,
+        connector=connector, timeout=timeout, auto_decompress=decompress, raise_for_status=False
     )
 
 

@@ -15,11 +15,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from apps.common.http import make_client
+from apps.common.http import make_client, make_session
 from apps.llm_api.providers.config import ProviderConfig, ProvidersFileError, load_providers_file
 from apps.llm_api.providers.crypto import KeyBox
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
-from apps.llm_api.providers.upstream import make_session
 from apps.llm_api.routes import (
     admin_providers,
     chat,
@@ -69,15 +68,14 @@ def include_chat_routes(app: FastAPI) -> None:
 async def chat_services(
     app: FastAPI, settings: LlmApiSettings, configured: list[Provider]
 ) -> AsyncIterator[None]:
-    # Model sync and media resolution: the kit's httpx client. Chat completions: aiohttp (upstream.py).
+    # Model sync and media resolution: the kit's httpx client. Chat completions: its aiohttp session.
     client = make_client(timeout=30.0, connect_timeout=settings.upstream_connect_timeout)
     session = make_session(
         max_connections=settings.upstream_max_connections,
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
-        # Below the usual server keep-alive (uvicorn, hence vLLM: 5 s), so a pooled connection is never
-        # one the upstream is closing.
         keepalive=settings.upstream_keepalive_seconds,
+        decompress=False,  # relayed as the model sent them
     )
     async with client, session:
         app.state.telemetry.instrument_httpx(client)

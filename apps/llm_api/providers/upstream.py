@@ -80,18 +80,6 @@ class UpstreamResponse:
         self._response.close()
 
 
-def make_session(
-    *, max_connections: int, connect_timeout: float, read_timeout: float, keepalive: float
-) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        limit=max_connections, keepalive_timeout=keepalive, enable_cleanup_closed=True
-    )
-    timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
-    return aiohttp.ClientSession(
-        connector=connector, timeout=timeout, auto_decompress=False, raise_for_status=False
-    )
-
-
 async def open_chat(session: aiohttp.ClientSession, route: ModelRoute, body: bytes) -> UpstreamResponse:
     """Send the request; the caller reads the body and closes the response."""
     headers = {"content-type": "application/json", "accept-encoding": "identity", **route.provider.headers}
