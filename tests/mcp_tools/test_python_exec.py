@@ -115,21 +115,34 @@ async def test_without_a_sandbox_the_tool_says_so(
     assert sandbox.requests == []
 
 
-async def test_a_slow_run_reports_progress_before_its_result(
-    mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
-) -> None:
+Note = tuple[float, float | None, str | None]
+
+
+async def run_held_until(
+    server_url: str, issuer: TestIssuer, sandbox: FakeSandbox, notes: int
+) -> tuple[Any, list[Note]]:
+    """Run `print('late')` with a sandbox that answers only once `notes` progress notes have reached
+    the caller; the result and every note."""
     hold = threading.Event()
     sandbox.fail(SandboxFault(hold=hold))
-    notes: list[tuple[float, float | None, str | None]] = []
+    received: list[Note] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        notes.append((progress, total, message))
-        hold.set()  # the sandbox answers only once progress has reached the caller
+        received.append((progress, total, message))
+        if len(received) >= notes:
+            hold.set()
 
-    async with mcp_session(mcp_server.url, issuer.mint("coder")) as session:
+    async with mcp_session(server_url, issuer.mint("coder")) as session:
         result = await session.call_tool(
             "python_exec", {"code": "print('late')"}, progress_callback=on_progress
         )
+    return result, received
+
+
+async def test_a_slow_run_reports_progress_before_its_result(
+    mcp_server: McpServer, issuer: TestIssuer, sandbox: FakeSandbox
+) -> None:
+    result, notes = await run_held_until(mcp_server.url, issuer, sandbox, notes=1)
     assert payload(result)["stdout"] == "late\n"
     assert notes[0] == (0, 3.0, "python_exec: started")
     assert [p for p, _, _ in notes] == sorted(p for p, _, _ in notes)
@@ -138,20 +151,8 @@ async def test_a_slow_run_reports_progress_before_its_result(
 async def test_a_run_still_going_reports_how_long_it_has_run(
     settings_factory: Any, issuer: TestIssuer, sandbox: FakeSandbox
 ) -> None:
-    hold = threading.Event()
-    sandbox.fail(SandboxFault(hold=hold))
-    notes: list[tuple[float, float | None, str | None]] = []
-
-    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        notes.append((progress, total, message))
-        if len(notes) == 2:
-            hold.set()  # the sandbox answers only once a periodic report has reached the caller
-
     with serve(create_app(settings_factory(tool_progress_seconds=0.2))) as server:
-        async with mcp_session(server.url, issuer.mint("coder")) as session:
-            result = await session.call_tool(
-                "python_exec", {"code": "print('late')"}, progress_callback=on_progress
-            )
+        result, notes = await run_held_until(server.url, issuer, sandbox, notes=2)
     assert payload(result)["stdout"] == "late\n"
     progress, total, message = notes[1]
     assert progress > 0 and total == 3.0
