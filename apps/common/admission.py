@@ -149,11 +149,6 @@ class Admission:
             self.release_user(user_id)
             raise
 
-    def release(self, user_id: str) -> None:
-        """Give back a request's share of `user_id` and its app slot."""
-        self.release_user(user_id)
-        self.release_slot()
-
     async def _take_app_slot(self) -> None:
         limits = self.settings
         if self.in_flight < limits.max_concurrent and not self._waiters:

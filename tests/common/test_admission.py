@@ -236,7 +236,8 @@ async def test_a_waiter_that_times_out_is_refused_and_leaves_no_slot_behind() ->
         await gate.admit("b")
     assert refused.value.status_code == 503 and refused.value.headers == {"Retry-After": "1"}
     assert gate.per_user == {"a": 1} and not gate._waiters
-    gate.release("a")
+    gate.release_user("a")
+    gate.release_slot()
     assert gate.in_flight == 0 and gate.per_user == {}
 
 
@@ -246,7 +247,8 @@ async def test_a_waiter_cancelled_after_being_handed_a_slot_gives_it_back() -> N
     waiting = asyncio.create_task(gate.admit("b"))
     await asyncio.sleep(0)
     assert len(gate._waiters) == 1
-    gate.release("a")  # hands the slot to "b" ...
+    gate.release_user("a")
+    gate.release_slot()  # hands the slot to "b" ...
     waiting.cancel()  # ... which is cancelled before it resumes
     with pytest.raises(asyncio.CancelledError):
         await waiting
