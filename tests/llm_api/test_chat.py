@@ -256,8 +256,9 @@ def test_upstream_drop_mid_stream_is_an_error_event(llm_api: LlmApi, upstream: F
             received += chunk.choices[0].delta.content or ""
     assert received == "one two "
     assert "lost mid-stream" in caught.value.message
-    conversation_id = llm_api.http(token).get("/v1/conversations").json()["data"][0]["id"]
-    items = stored_items(llm_api, token, conversation_id, 2)
+    # The cut-short turn (and with it the new conversation) is written in the background.
+    conversations = eventually(lambda: llm_api.http(token).get("/v1/conversations").json()["data"])
+    items = stored_items(llm_api, token, conversations[0]["id"], 2)
     assert items[1]["status"] == "incomplete" and items[1]["incomplete_details"] == {
         "reason": "upstream_error"
     }

@@ -1,13 +1,15 @@
-"""The hot path's SQL: a conversation with its history in one query, many turns in one transaction.
+"""The hot path's SQL: a conversation with its history in one statement, many turns in one transaction.
 
-A conversation turn used to cost two sessions to read (the conversation, then its items) and an ORM
-unit of work to write (insert the conversation, flush, read the last sequence, insert the items,
-flush, update the conversation, commit): about a third of the process's CPU under load went to
-SQLAlchemy's ORM and a connection checkout (with its pre-ping) per step (`bench/load.py --profile`).
-Here the read is one statement on one connection, and the write is a handful of Core statements whose
-number does not depend on how many turns go in: `TurnWriter` gathers the turns that finish while the
-previous batch is being committed and writes them together (group commit), each still acknowledged
-only once its transaction has committed.
+A conversation turn is on every request's path twice: its history is read before the model is
+called, and the turn is committed before the client is acknowledged. Both are hand-written
+statements run on the pool's asyncpg connection (`apps.common.db.driver_connection`): through
+SQLAlchemy's async layer each statement cost ~250 µs of CPU, and a turn took nine round trips (read:
+BEGIN, SELECT, ROLLBACK; write: BEGIN, lock, last sequence, touch, insert, COMMIT), which made a
+conversation turn cost five times a plain request's CPU (`bench/chat_cpu.py`). Now the read is one
+round trip outside any transaction, and the write four (BEGIN, conversations, items, COMMIT) whatever
+the number of turns: `TurnWriter` gathers the turns that finish while the previous batch is being
+committed and writes them together (group commit), each still acknowledged only once its
+transaction has committed.
 
 Ordering and locking are those of `ConversationStore.append_items`: the conversations a batch appends
 to are locked (in id order, so two writers cannot deadlock) before their last sequence is read, so a
@@ -19,23 +21,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, true, tuple_, update
+import asyncpg
+import orjson
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from apps.common.db import driver_connection
 from apps.common.ids import random_id
-from apps.llm_api.chat_tables import ConversationRow, ItemRow, ProjectRow
+from apps.llm_api.chat_tables import ConversationRow, ItemRow
 from apps.llm_api.services.items import ItemBody
 
 if TYPE_CHECKING:  # conversations.py delegates here, so only the type is taken from it
     from apps.llm_api.services.conversations import NewItem
 
-_conversations = cast(Table, ConversationRow.__table__)
 _items = cast(Table, ItemRow.__table__)
-_projects = cast(Table, ProjectRow.__table__)
 # Attribute name of each conversation column (`metadata_` is stored as `metadata`), so a row read with
-# Core becomes the same detached `ConversationRow` the ORM would give, whatever columns it gains.
+# SQL becomes the same detached `ConversationRow` the ORM would give, whatever columns it gains.
 _CONVERSATION_ATTRIBUTES = {
-    column.key: attribute.key
+    column.name: attribute.key
     for attribute in ConversationRow.__mapper__.column_attrs
     for column in attribute.columns
 }
@@ -59,140 +62,165 @@ async def conversation_with_history(
     engine: AsyncEngine, user_id: str, public_id: str, limit: int
 ) -> tuple[ConversationRow, list[ItemBody], str | None] | None:
     """The caller's conversation, its last `limit` completed items (oldest first) and its project's
-    instructions (None without a project); one round trip."""
-    recent = (
-        select(_items.c.type, _items.c.role, _items.c.body, _items.c.sequence)
-        .where(_items.c.conversation_id == _conversations.c.id, _items.c.status == "completed")
-        .order_by(_items.c.sequence.desc())
-        .limit(max(limit, 0))
-        .lateral("recent")
-    )
-    project = (_projects.c.public_id == _conversations.c.project_id) & (
-        _projects.c.user_id == _conversations.c.user_id
-    )
-    query = (
-        select(
-            _conversations,
-            _projects.c.instructions,
-            recent.c.type,
-            recent.c.role,
-            recent.c.body,
-            recent.c.sequence,
-        )
-        .select_from(_conversations.outerjoin(_projects, project).outerjoin(recent, true()))
-        .where(_conversations.c.public_id == public_id, _conversations.c.user_id == user_id)
-        .order_by(recent.c.sequence)
-    )
-    async with engine.connect() as connection:
-        rows = (await connection.execute(query)).all()
-    if not rows:
+    instructions (None without a project); one statement, outside any transaction."""
+    async with driver_connection(engine) as connection:
+        row = await connection.fetchrow(_HISTORY_SQL, public_id, user_id, max(limit, 0))
+    if row is None:
         return None
-    first = rows[0]._mapping
     conversation = ConversationRow(
-        **{
-            attribute: first[_conversations.c[column]]
-            for column, attribute in _CONVERSATION_ATTRIBUTES.items()
-        }
+        **{attribute: row[column] for column, attribute in _CONVERSATION_ATTRIBUTES.items()}
     )
-    history: list[ItemBody] = []
-    for row in rows:
-        mapping = row._mapping
-        if mapping[recent.c.type] is None:
-            continue  # the outer join's row of a conversation without items
-        body: ItemBody = {"type": mapping[recent.c.type], **mapping[recent.c.body]}
-        if mapping[recent.c.role] is not None:
-            body["role"] = mapping[recent.c.role]
-        history.append(body)
-    return conversation, history, first[_projects.c.instructions]
+    history: list[ItemBody] = orjson.loads(row["history"]) if row["history"] is not None else []
+    return conversation, history, row["project_instructions"]
 
 
 async def write_turns(engine: AsyncEngine, turns: list[TurnRecord]) -> None:
-    """All `turns` in one transaction; a turn whose conversation was deleted meanwhile is skipped."""
-    async with engine.begin() as connection:
-        ids = await _insert_new(connection, [t for t in turns if t.new])
-        appended = sorted({t.conversation.id for t in turns if not t.new})
-        if appended:
-            locked = await connection.scalars(
-                select(_conversations.c.id)
-                .where(_conversations.c.id.in_(appended))
-                .order_by(_conversations.c.id)
-                .with_for_update()
-            )
-            present = set(locked)
-            numbered = await connection.execute(
-                select(_items.c.conversation_id, func.max(_items.c.sequence))
-                .where(_items.c.conversation_id.in_(present))
-                .group_by(_items.c.conversation_id)
-            )
-            last: dict[int, int] = dict(numbered.tuples().all())
-            titles: dict[int, str | None] = {}
-            for turn in turns:
-                if not turn.new and turn.conversation.id in present:
-                    ids[id(turn)] = turn.conversation.id
-                    titles[turn.conversation.id] = titles.get(turn.conversation.id) or turn.title
-            await connection.execute(
-                update(_conversations)
-                .where(_conversations.c.id == bindparam("conversation_id"))
-                .values(
-                    updated_at=func.now(),
-                    title=func.coalesce(func.nullif(_conversations.c.title, ""), bindparam("new_title")),
-                ),
-                [{"conversation_id": key, "new_title": title} for key, title in titles.items()],
-            )
-        else:
-            last = {}
-        rows = await _item_rows(connection, turns, ids, last)
-        if rows:
-            await connection.execute(insert(_items), rows)
+    """All `turns` in one statement (one round trip, its own transaction); a turn whose
+    conversation was deleted meanwhile is skipped.
 
-
-async def _insert_new(connection: AsyncConnection, turns: list[TurnRecord]) -> dict[int, int]:
-    """Insert the conversations that arrive with their first turn; their ids, keyed by `id(turn)`.
-
-    A conversation started in a project holds that project against deletion until the commit (as
-    `find_project(lock=True)` does); one deleted while the turn ran starts detached."""
-    if not turns:
-        return {}
-    wanted = {(t.conversation.user_id, t.conversation.project_id) for t in turns if t.conversation.project_id}
-    kept: set[tuple[str, str]] = set()
-    if wanted:
-        found = await connection.execute(
-            select(_projects.c.user_id, _projects.c.public_id)
-            .where(tuple_(_projects.c.user_id, _projects.c.public_id).in_(sorted(wanted)))
-            .order_by(_projects.c.id)
-            .with_for_update(key_share=True)
-        )
-        kept = set(found.tuples().all())
-    values = [
-        {
-            "public_id": t.conversation.public_id,
-            "user_id": t.conversation.user_id,
-            "title": t.conversation.title or t.title,
-            "metadata": t.conversation.metadata_ or {},
-            "project_id": t.conversation.project_id
-            if (t.conversation.user_id, t.conversation.project_id) in kept
-            else None,
-        }
-        for t in turns
-    ]
-    statement = insert(_conversations).returning(_conversations.c.id, sort_by_parameter_order=True)
-    result = await connection.execute(statement, values)
-    return {id(turn): key for turn, key in zip(turns, result.scalars().all(), strict=True)}
-
-
-async def _item_rows(
-    connection: AsyncConnection, turns: list[TurnRecord], ids: dict[int, int], last: dict[int, int]
-) -> list[dict[str, Any]]:
-    taken = await taken_ids(connection, [item for turn in turns for item in turn.items])
-    rows: list[dict[str, Any]] = []
+    The statement inserts the new conversations, locks and touches the continued ones (in id
+    order), and inserts every item numbered after its conversation's last sequence. That number is
+    read in the statement's snapshot, taken before the locks are waited for: when a writer that held
+    one appended meanwhile, the numbers collide with its items, the unique key refuses the whole
+    statement, and it runs again in a fresh snapshot. So no number is taken twice, and nobody waits
+    for a lock to read them.
+    """
+    new = [t for t in turns if t.new]
+    appended: dict[int, str | None] = {}
     for turn in turns:
-        conversation_id = ids.get(id(turn))
-        if conversation_id is None:  # deleted while the completion ran
-            continue
-        sequence = last.get(conversation_id) or 0
-        rows += item_values(turn.items, conversation_id, sequence, taken)
-        last[conversation_id] = sequence + len(turn.items)
-    return rows
+        if not turn.new:
+            key = turn.conversation.id
+            appended[key] = appended.get(key) or turn.title
+    continued = sorted(appended)
+    items = _item_columns(turns)
+    async with driver_connection(engine) as connection:
+        if any(item.keep_id for turn in turns for item in turn.items):
+            items = _item_columns(turns, await _taken(connection, turns))
+        for attempt in range(1, _NUMBERING_ATTEMPTS + 1):
+            try:
+                await connection.execute(
+                    _TURNS_SQL,
+                    [t.conversation.public_id for t in new],
+                    [t.conversation.user_id for t in new],
+                    [t.conversation.title or t.title for t in new],
+                    [_json(t.conversation.metadata_ or {}) for t in new],
+                    [t.conversation.project_id for t in new],
+                    continued,
+                    [appended[key] for key in continued],
+                    *items,
+                )
+                return
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != _SEQUENCE_KEY or attempt == _NUMBERING_ATTEMPTS:
+                    raise
+
+
+def _item_columns(turns: list[TurnRecord], taken: set[str] | None = None) -> tuple[list[Any], ...]:
+    """The items of `turns` as the statement's ten arrays (one value per item in each); a kept id
+    already `taken` is replaced by a fresh one."""
+    columns: tuple[list[Any], ...] = tuple([] for _ in range(10))
+    positions: dict[str, int] = {}
+    for turn in turns:
+        conversation = turn.conversation.public_id
+        for item in turn.items:
+            position = positions[conversation] = positions.get(conversation, 0) + 1
+            public_id = item.public_id
+            if taken is not None:
+                if public_id in taken:
+                    public_id = random_id(public_id.partition("_")[0] or "item")
+                taken.add(public_id)
+            values = (
+                conversation,
+                public_id,
+                position,
+                item.body["type"],
+                item.body.get("role"),
+                item.status,
+                _json({k: v for k, v in item.body.items() if k not in ("type", "role")}),
+                item.finish_reason,
+                _json(item.usage),
+                _json(item.incomplete_details),
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+    return columns
+
+
+def _json(value: Any) -> str:
+    # The engine's JSONB codec takes JSON text; a None is stored as JSON null, as the ORM does.
+    return orjson.dumps(value).decode()
+
+
+async def _taken(connection: asyncpg.Connection, turns: list[TurnRecord]) -> set[str]:
+    kept = [item.public_id for turn in turns for item in turn.items if item.keep_id]
+    rows = await connection.fetch(
+        "SELECT public_id FROM conversation_items WHERE public_id = ANY($1::varchar[])", kept
+    )
+    return {row["public_id"] for row in rows}
+
+
+# Every conversation column (`c.*`, read by name), the project's instructions, and the recent
+# completed items as one JSON array, oldest first, each item its body with its `type` and `role`
+# (one row to read and one document to parse: orjson reads it several times faster than rows).
+_HISTORY_SQL = """
+SELECT c.*, p.instructions AS project_instructions, (
+    SELECT jsonb_agg(r.item ORDER BY r.sequence)::text FROM (
+        SELECT i.sequence,
+               jsonb_build_object('type', i.type) || i.body
+               || CASE WHEN i.role IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('role', i.role) END
+               AS item
+        FROM conversation_items i
+        WHERE i.conversation_id = c.id AND i.status = 'completed'
+        ORDER BY i.sequence DESC LIMIT $3
+    ) r
+) AS history
+FROM conversations c
+LEFT JOIN projects p ON p.public_id = c.project_id AND p.user_id = c.user_id
+WHERE c.public_id = $1 AND c.user_id = $2"""
+
+_SEQUENCE_KEY = "uq_conversation_items_conversation_id_sequence"
+_NUMBERING_ATTEMPTS = 5
+
+# $1-$5: the new conversations (public id, user, title, metadata, project); $6-$7: the continued
+# ones (id, title for an untitled one); $8-$17: the items, each naming its conversation by public
+# id, with its position within the batch. A new conversation's project is held (key share) against
+# deletion until the commit; one deleted while the turn ran starts detached (`kept` misses it).
+_TURNS_SQL = """
+WITH kept AS (
+    SELECT p.user_id, p.public_id FROM projects p
+    WHERE (p.user_id, p.public_id) IN (SELECT * FROM unnest($2::varchar[], $5::varchar[]))
+    ORDER BY p.id
+    FOR KEY SHARE
+), new AS (
+    INSERT INTO conversations (public_id, user_id, title, metadata, project_id)
+    SELECT n.public_id, n.user_id, n.title, n.metadata, kept.public_id
+    FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::jsonb[], $5::varchar[])
+        AS n(public_id, user_id, title, metadata, project_id)
+    LEFT JOIN kept ON kept.user_id = n.user_id AND kept.public_id = n.project_id
+    RETURNING id, public_id
+), locked AS (
+    SELECT c.id FROM conversations c WHERE c.id = ANY($6::bigint[]) ORDER BY c.id FOR UPDATE
+), touched AS (
+    UPDATE conversations c
+    SET updated_at = now(), title = coalesce(nullif(c.title, ''), t.title)
+    FROM locked JOIN unnest($6::bigint[], $7::varchar[]) AS t(id, title) ON t.id = locked.id
+    WHERE c.id = locked.id
+    RETURNING c.id, c.public_id
+), stored AS (
+    SELECT id, public_id FROM new UNION ALL SELECT id, public_id FROM touched
+)
+INSERT INTO conversation_items
+    (public_id, conversation_id, sequence, type, role, status, body, finish_reason, usage,
+     incomplete_details)
+SELECT i.public_id, s.id,
+       coalesce((SELECT max(x.sequence) FROM conversation_items x WHERE x.conversation_id = s.id), 0)
+       + i.position,
+       i.type, i.role, i.status, i.body, i.finish_reason, i.usage, i.incomplete_details
+FROM unnest($8::varchar[], $9::varchar[], $10::int[], $11::varchar[], $12::varchar[], $13::varchar[],
+            $14::jsonb[], $15::varchar[], $16::jsonb[], $17::jsonb[])
+    AS i(conversation, public_id, position, type, role, status, body, finish_reason, usage,
+         incomplete_details)
+JOIN stored s ON s.public_id = i.conversation"""
 
 
 async def taken_ids(db: AsyncConnection | AsyncSession, items: list[NewItem]) -> set[str]:
