@@ -12,7 +12,11 @@ Per arm and mode: requests/s, p50/p99 latency (to the last byte), errors, and th
 (arm minus direct). The machine is shared and small, so the proxy, the upstream and the client compete
 for the same cores: read the ratios beside each other, with the load average printed.
 
-Run: `.venv/bin/python -m bench.closed_loop [--seconds 20] [--concurrency 64] [--without-litellm]`.
+With `--baseline-tree DIR` (another checkout, e.g. main's), a second llm-api runs from it beside this
+one, on its own database, and its arms (`base llm-api`, `base llm-api+conv`) follow this one's.
+
+Run: `.venv/bin/python -m bench.closed_loop [--seconds 20] [--concurrency 64] [--without-litellm]
+[--baseline-tree DIR]`.
 """
 
 from __future__ import annotations
@@ -111,21 +115,33 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--without-litellm", action="store_true")
+    parser.add_argument("--baseline-tree", type=Path, help="another checkout, run beside this one")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="jan-closed-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
         upstream = start_upstream(stack)
         llm_api, _ = start_llm_api(stack, tmp, upstream, ONE_USER_LIMITS)
-        arms: list[tuple[Arm, list[str]]] = [(Arm("direct", upstream, "", {}), []), (llm_api, [])]
-        conv = Arm("llm-api+conv", llm_api.url, llm_api.prefix, llm_api.headers)
-        arms.append((conv, conversations_for(llm_api, args.concurrency)))
+        servers = [("", llm_api)]
+        if args.baseline_tree is not None:
+            (tmp / "base").mkdir(mode=0o755)
+            # PYTHONSAFEPATH: `python -m` would otherwise import this checkout (the cwd) first.
+            env = {**ONE_USER_LIMITS, "PYTHONPATH": str(args.baseline_tree.resolve()), "PYTHONSAFEPATH": "1"}
+            servers.append(("base ", start_llm_api(stack, tmp / "base", upstream, env)[0]))
+        arms: list[tuple[Arm, list[str]]] = [(Arm("direct", upstream, "", {}), [])]
+        for label, server in servers:
+            arms.append((Arm(f"{label}llm-api", server.url, server.prefix, server.headers), []))
+        for label, server in servers:
+            conv = Arm(f"{label}llm-api+conv", server.url, server.prefix, server.headers)
+            arms.append((conv, conversations_for(server, args.concurrency)))
         if not args.without_litellm:
             arms.append((start_litellm(stack, tmp, upstream), []))
         print(
             f"machine: {os.cpu_count()} cores; loadavg {Path('/proc/loadavg').read_text().strip()}; "
             f"{args.concurrency} clients x {args.seconds:.0f} s per arm and mode"
         )
+        if args.baseline_tree is not None:
+            print(f"base *: llm-api from {args.baseline_tree}; the others from this checkout")
         print("| mode | arm | req/s | / direct | p50 ms | p99 ms | +p50 | +p99 | errors | loadavg |")
         print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
         rates: dict[tuple[bool, str], float] = {}
@@ -142,6 +158,13 @@ def main() -> None:
                     f"| {p50 - pct(base.latencies, 0.5):+.1f} | {p99 - pct(base.latencies, 0.99):+.1f} "
                     f"| {sum(result.errors.values())} {result.errors or ''} | {os.getloadavg()[0]:.1f} |",
                     flush=True,
+                )
+        for stream in (False, True):
+            mode = "stream" if stream else "plain"
+            for label, _ in servers:
+                ratio = rates[stream, f"{label}llm-api+conv"] / rates[stream, f"{label}llm-api"]
+                print(
+                    f"{mode}: {label}llm-api+conv / {label}llm-api throughput = {ratio:.2f} (target >= 0.8)"
                 )
         if not args.without_litellm:
             for stream in (False, True):

@@ -1,0 +1,137 @@
+"""The turn store's statements against real Postgres: history as the model gets it, a batch's turns
+numbered after a concurrent writer's items, and a turn on a deleted conversation left out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from apps.common.db import create_engine, session_factory
+from apps.llm_api.chat_tables import ConversationRow
+from apps.llm_api.services.conversations import ConversationStore, NewItem
+from apps.llm_api.services.turn_store import TurnRecord, conversation_with_history, write_turns
+from tests.harness.llm_api import LlmApi
+
+
+@pytest.fixture
+async def engine(llm_api: LlmApi, database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on llm-api's schema (the running `llm_api` fixture has migrated it)."""
+    engine = create_engine(database_url, schema="llm_api")
+    yield engine
+    await engine.dispose()
+
+
+def message(role: str, text: str) -> NewItem:
+    part = "output_text" if role == "assistant" else "input_text"
+    return NewItem({"type": "message", "role": role, "content": [{"type": part, "text": text}]})
+
+
+def turn(conversation: ConversationRow, *texts: str) -> TurnRecord:
+    return TurnRecord(conversation, [message("user", text) for text in texts], title=None)
+
+
+async def sequences(engine: AsyncEngine, conversation: ConversationRow) -> list[tuple[int, str]]:
+    store = ConversationStore(session_factory(engine))
+    page = await store.list_items(conversation, limit=100, after=None, order="asc")
+    assert page is not None
+    return [(row.sequence, row.body["content"][0]["text"]) for row in page.rows]
+
+
+async def test_history_is_the_last_completed_items_oldest_first(engine: AsyncEngine) -> None:
+    store = ConversationStore(session_factory(engine))
+    conversation = await store.create("turn-store-history", title="t")
+    items = [message("user", f"q{n}") for n in range(4)]
+    items.append(NewItem({"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}))
+    items.append(NewItem(message("assistant", "cut").body, status="incomplete"))
+    await store.append_items(conversation, items)
+
+    found = await conversation_with_history(engine, "turn-store-history", conversation.public_id, 3)
+    assert found is not None
+    row, history, instructions = found
+    assert (row.id, row.public_id, row.title, row.metadata_) == (
+        conversation.id,
+        conversation.public_id,
+        "t",
+        {},
+    )
+    assert instructions is None
+    assert history == [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "q2"}]},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "q3"}]},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+    ]
+    empty = await store.create("turn-store-history")
+    assert (await conversation_with_history(engine, "turn-store-history", empty.public_id, 3) or [0, 0])[
+        1
+    ] == []
+    assert await conversation_with_history(engine, "someone-else", conversation.public_id, 3) is None
+
+
+async def test_a_turn_waiting_for_a_concurrent_writer_is_numbered_after_its_items(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    """The turn's statement reads the last sequence in a snapshot taken before it waited for the
+    conversation's lock; the writer holding it appends and commits meanwhile. Both keep their items,
+    numbered one after the other."""
+    store = ConversationStore(session_factory(engine))
+    conversation = await store.create("turn-store-race")
+    await store.append_items(conversation, [message("user", "first")])
+    holder = await asyncpg.connect(database_url)
+    try:
+        await holder.execute("SET search_path TO llm_api")
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT id FROM conversations WHERE id = $1 FOR UPDATE", conversation.id)
+        writing = asyncio.create_task(write_turns(engine, [turn(conversation, "turn a", "turn b")]))
+        await _blocked_on_a_lock(holder, writing)
+        await holder.execute(
+            "INSERT INTO conversation_items (public_id, conversation_id, sequence, type, role, status, body)"
+            " VALUES ('msg_concurrent', $1, 2, 'message', 'user', 'completed',"
+            ' \'{"content": [{"type": "input_text", "text": "concurrent"}]}\')',
+            conversation.id,
+        )
+        await transaction.commit()
+        await writing
+    finally:
+        await holder.close()
+    assert await sequences(engine, conversation) == [
+        (1, "first"),
+        (2, "concurrent"),
+        (3, "turn a"),
+        (4, "turn b"),
+    ]
+
+
+async def test_a_batch_numbers_each_conversation_and_skips_a_deleted_one(engine: AsyncEngine) -> None:
+    store = ConversationStore(session_factory(engine))
+    one = await store.create("turn-store-batch")
+    other = await store.create("turn-store-batch")
+    gone = await store.create("turn-store-batch")
+    await store.append_items(other, [message("user", "earlier")])
+    assert await store.delete("turn-store-batch", gone.public_id)
+    draft = ConversationRow(public_id="conv_turnstorebatchdraft", user_id="turn-store-batch", metadata_={})
+    await write_turns(
+        engine,
+        [turn(one, "1a"), turn(gone, "lost"), turn(other, "2a"), turn(one, "1b", "1c"), turn(draft, "new")],
+    )
+    assert await sequences(engine, one) == [(1, "1a"), (2, "1b"), (3, "1c")]
+    assert await sequences(engine, other) == [(1, "earlier"), (2, "2a")]
+    created = await store.get("turn-store-batch", draft.public_id)
+    assert created is not None and await sequences(engine, created) == [(1, "new")]
+
+
+async def _blocked_on_a_lock(holder: asyncpg.Connection, writing: asyncio.Task[None]) -> None:
+    """Until another session waits for a lock (the turn's statement, on the held conversation)."""
+    for _ in range(600):
+        assert not writing.done(), writing
+        waiting = await holder.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the turn's statement never waited for the conversation's lock")
