@@ -55,13 +55,23 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(url: str, *, schema: str, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    schema: str,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    plan_cache_mode: str | None = None,
+) -> AsyncEngine:
+    server_settings = {"search_path": f"{schema},public"}
+    if plan_cache_mode is not None:
+        server_settings["plan_cache_mode"] = plan_cache_mode
     engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_recycle=1800,
-        connect_args={"server_settings": {"search_path": f"{schema},public"}, "command_timeout": 30},
+        connect_args={"server_settings": server_settings, "command_timeout": 30},
     )
     event.listen(engine.sync_engine, "checkout", _drop_closed)
     return engine
@@ -108,7 +118,7 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connec
             raise OperationalError(None, None, exc, connection_invalidated=True) from exc
         raise
     else:
-        await greenlet_spawn(pooled.close)
+        pooled.close()  # back to the pool; no I/O, since no SQLAlchemy transaction was begun on it
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -155,6 +155,7 @@ async def open_database(app: FastAPI, settings: ServiceSettings) -> AsyncIterato
         schema=settings.db_schema,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        plan_cache_mode=settings.db_plan_cache_mode,
     )
     app.state.telemetry.instrument_engine(engine)
     app.state.readiness.add("database", database_check(engine))

@@ -59,6 +59,9 @@ class AdmissionSettings(BaseModel):
     max_loop_lag_ms: int = Field(0, ge=0)
 
 
+PlanCacheMode = Literal["auto", "force_generic_plan", "force_custom_plan"]
+
+
 class ServiceSettings(BaseSettings):
     """Fields every app shares."""
 
@@ -73,6 +76,10 @@ class ServiceSettings(BaseSettings):
     db_schema: str = "public"
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
+    # Postgres `plan_cache_mode` of the app's connections (None: the server's). An app whose hot
+    # statements are planned on every execution (a custom plan per parameter set) sets it to
+    # `force_generic_plan`, so a prepared statement is planned once per connection.
+    db_plan_cache_mode: PlanCacheMode | None = None
     otel_exporter_otlp_endpoint: str | None = None
     auth: AuthSettings = AuthSettings()
     admission: AdmissionSettings = AdmissionSettings()

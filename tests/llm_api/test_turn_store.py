@@ -10,10 +10,11 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from apps.common.db import create_engine, session_factory
+from apps.common.db import create_engine, driver_connection, session_factory
 from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.services.conversations import ConversationStore, NewItem
 from apps.llm_api.services.turn_store import TurnRecord, conversation_with_history, write_turns
+from apps.llm_api.settings import LlmApiSettings
 from tests.harness.llm_api import LlmApi
 
 
@@ -135,3 +136,17 @@ async def _blocked_on_a_lock(holder: asyncpg.Connection, writing: asyncio.Task[N
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the turn's statement never waited for the conversation's lock")
+
+
+async def test_llm_api_connections_plan_statements_once(database_url: str) -> None:
+    """llm-api's engine asks Postgres for generic plans (its turn statements would otherwise be
+    planned on every execution); an engine without the setting keeps the server's."""
+    settings = LlmApiSettings(database_url=database_url)
+    assert settings.db_plan_cache_mode == "force_generic_plan"
+    for mode, expected in ((settings.db_plan_cache_mode, "force_generic_plan"), (None, "auto")):
+        engine = create_engine(database_url, schema="llm_api", plan_cache_mode=mode)
+        try:
+            async with driver_connection(engine) as connection:
+                assert await connection.fetchval("SHOW plan_cache_mode") == expected
+        finally:
+            await engine.dispose()
