@@ -288,6 +288,8 @@ async def queries(url: str, mixture: Vectors, user: str, scale: int) -> dict[str
         return list((await session.execute(exact_statement(scope, probe, TOP_K))).all())
 
     async def approximate(session: AsyncSession, probe: list[float]) -> list[Any]:
+        # Outside a transaction block, as `FileSearch.query` runs it.
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         return await nearest(session, scope, probe, TOP_K)
 
     def swept(ef: int) -> Arm:

@@ -271,8 +271,9 @@ def planned_statement(scope: Scope) -> Select[Any]:
 
 
 async def nearest(session: AsyncSession, scope: Scope, vector: list[float], top_k: int) -> list[Row[Any]]:
-    """The `top_k` chunks of `scope` closest to `vector`, closest first (run inside a transaction).
-    One round trip, unless the walk came back short (or found nothing): then the exact scan answers."""
+    """The `top_k` chunks of `scope` closest to `vector`, closest first. One round trip, unless the
+    walk came back short (or found nothing): then the exact scan answers. In a transaction or in
+    autocommit alike: the walk's width is set for the transaction its own statement runs in."""
     parameters = _parameters(scope, vector, top_k)
     exact = _exact_template(bool(scope.document_ids))
     if len(vector) != ANN_DIMENSIONS:  # never in the index: the scope's size cannot change the path
