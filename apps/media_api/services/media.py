@@ -104,6 +104,8 @@ class MediaService:
         ready_cache_seconds: float = 0.0,
     ) -> None:
         self.engine = engine
+        # A single statement is atomic by itself: no BEGIN/ROLLBACK round trips around the lookup.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.ready_cache = ReadyKeyCache(ready_cache_seconds)
         self.sessions = session_factory(engine)
         self.store = store
@@ -309,7 +311,7 @@ class MediaService:
             return found
         # Core on a plain connection: this runs before every inference with media, and the ORM
         # session's bookkeeping costs more than the query itself.
-        async with self.engine.connect() as connection:
+        async with self._autocommit.connect() as connection:
             rows = await connection.execute(_READY_KEYS, {"ids": sorted(unknown), "user_id": user_id})
         looked_up = dict(rows.tuples().all())
         self.ready_cache.remember(user_id, looked_up)
