@@ -35,7 +35,7 @@ class PresignedUrls:
         sign: Signer,
         ttl: int,
         reuse: float,
-        max_entries: int = 50_000,
+        max_entries: int = 10_000,  # URLs are ~0.6 KB, ~1.5 KB with a session token
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sign = sign
