@@ -318,11 +318,11 @@ def report(figures: dict[tuple[str, int], Figures], presigns: list[float], arms:
     if any(arm.name == "base" for arm in arms):
         print()
         for k in SIZES:
-            for name, base in (("again", "base"), ("first", "base1st")):
-                entry, base_entry = figures[name, k], figures[base, k]
+            for name, baseline in (("again", "base"), ("first", "base1st")):
+                entry, base_entry = figures[name, k], figures[baseline, k]
                 latency = statistics.median(entry.latency) / statistics.median(base_entry.latency)
                 cpu = statistics.median(entry.server_us) / statistics.median(base_entry.server_us)
-                print(f"k={k:<3} {name} / {base}: p50 x{latency:.2f}, server CPU x{cpu:.2f}")
+                print(f"k={k:<3} {name} / {baseline}: p50 x{latency:.2f}, server CPU x{cpu:.2f}")
 
 
 def main() -> None:

@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, cast
 
+import asyncpg
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -311,7 +312,8 @@ class MediaService:
         # are asyncpg's, which the kit's handlers answer like SQLAlchemy's (503 when unreachable).
         connection = await self.engine.raw_connection()
         try:
-            rows = await connection.driver_connection.fetch(_READY_KEYS, sorted(unknown), user_id)
+            driver = cast(asyncpg.Connection, connection.driver_connection)
+            rows = await driver.fetch(_READY_KEYS, sorted(unknown), user_id)
         finally:
             connection.close()  # back to the pool
         looked_up: dict[int, str] = {row[0]: row[1] for row in rows}
