@@ -8,8 +8,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from apps.media_api.main import create_app
 from apps.media_api.services.url_cache import PresignedUrls
-from tests.harness.media import unique_png, uploaded
+from tests.harness.issuer import TestIssuer
+from tests.harness.media import settings_for, unique_png, uploaded
+from tests.harness.server import serve
 from tests.media_api.test_resolve_cache import resolve
 
 TTL = 300  # MEDIA_S3_PRESIGN_TTL's default, which the test app keeps
@@ -59,6 +62,23 @@ async def test_a_deleted_media_gives_no_url_after_its_url_was_handed_out(alice: 
     assert (await alice.delete(f"/v1/media/{media_id}")).status_code in (200, 204)
     gone = await resolve(alice, media_id)
     assert gone.status_code == 404 and "X-Amz-Signature" not in gone.text
+
+
+async def test_a_url_reused_by_another_replica_never_outlives_a_deletion(
+    alice: httpx.AsyncClient, database_url: str, s3_endpoint: str, issuer: TestIssuer
+) -> None:
+    """URL reuse alone (the ready-id cache off) never answers for an id: the id is looked up first."""
+    settings = settings_for(database_url, s3_endpoint, issuer, media_resolve_cache_seconds=0)
+    with serve(create_app(settings)) as replica:
+        async with httpx.AsyncClient(
+            base_url=replica.url, headers={"Authorization": alice.headers["Authorization"]}, timeout=30
+        ) as on_replica:
+            media_id = await uploaded(alice, unique_png())
+            [url] = image_urls(await resolve(on_replica, media_id))
+            assert image_urls(await resolve(on_replica, media_id)) == [url]  # reused there
+            assert (await alice.delete(f"/v1/media/{media_id}")).status_code in (200, 204)
+            gone = await resolve(on_replica, media_id)
+    assert gone.status_code == 404 and url not in gone.text
 
 
 class Signer:
