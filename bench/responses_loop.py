@@ -7,7 +7,7 @@ Two arms run the same scripted work, interleaved, against the same loopback fake
   (same SDK, same stateless protocol as response-api);
 - ours: the client sends one `POST /v1/responses` and response-api does the same rounds (through its
   llm-api client and its own MCP session), authenticates the caller, records the response and
-  every tool execution in Postgres, and creates and extends the response's conversation (llm-api's
+  every tool execution in Postgres, and creates or extends the response's conversation (llm-api's
   conversation endpoints, answered in memory beside the fake model: response-api's HTTP calls are
   real, llm-api's database work is not measured here).
 
@@ -69,7 +69,9 @@ def with_conversations(model: FastAPI) -> FastAPI:
         return {"id": conversation_id, "object": "conversation"}
 
     @app.post("/internal/conversations/{conversation_id}/items")
-    async def append(conversation_id: str, request: Request) -> dict[str, Any]:
+    async def append(conversation_id: str, request: Request, create: bool = False) -> dict[str, Any]:
+        if create:  # the response's new conversation, named by response-api
+            conversations.setdefault(conversation_id, [])
         conversations[conversation_id].extend((await request.json())["items"])
         return {"object": "list", "data": [], "has_more": False}
 

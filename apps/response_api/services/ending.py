@@ -23,6 +23,9 @@ from apps.response_api.types import ResponseBody, ToolExecutionRow
 
 log = logging.getLogger(__name__)
 
+# How long a failed response's ending tries to create its new, empty conversation.
+EMPTY_CREATE_BUDGET = 1.0
+
 
 class ResponseWriter:
     def __init__(
@@ -112,19 +115,21 @@ class ResponseWriter:
     async def _add_to_conversation(self, run: ResponseRun) -> None:
         body = run.state.body
         conversation = body.get("conversation")
-        if not body["store"] or not conversation or body["status"] not in ("completed", "incomplete"):
+        if not body["store"] or not conversation:
             return
-        items = [*run.input_items, *body["output"]]
+        if body["status"] not in ("completed", "incomplete"):
+            # Failed and cancelled responses add nothing, but a new conversation is still made, so
+            # the id the response reports can be continued. The response has failed already: if
+            # llm-api cannot take even that (likely why it failed), that is logged, not reported.
+            if run.new_conversation:
+                try:
+                    await self._append(run, conversation["id"], [], budget=EMPTY_CREATE_BUDGET)
+                except APIError as exc:
+                    log.warning("could not create the conversation", extra={"error": exc.message})
+            return
+        budget = self._background_budget if run.background else self._budget
         try:
-            await self._conversations.append(
-                conversation["id"],
-                items,
-                run.principal.forward_headers(),
-                key=run.state.id,
-                budget=self._background_budget if run.background else self._budget,
-            )
-        except ConversationMissing:
-            log.info("conversation deleted during the response", extra={"response_id": run.state.id})
+            await self._append(run, conversation["id"], [*run.input_items, *body["output"]], budget=budget)
         except APIError as exc:
             log.warning("could not extend the conversation", extra={"error": exc.message})
             if not run.background:
@@ -138,3 +143,18 @@ class ResponseWriter:
                     "completed_at": None,
                 }
             )
+
+    async def _append(
+        self, run: ResponseRun, conversation_id: str, items: list[dict[str, Any]], *, budget: float
+    ) -> None:
+        try:
+            await self._conversations.append(
+                conversation_id,
+                items,
+                run.principal.forward_headers(),
+                key=run.state.id,
+                budget=budget,
+                create=run.new_conversation,
+            )
+        except ConversationMissing:
+            log.info("conversation deleted during the response", extra={"response_id": run.state.id})
