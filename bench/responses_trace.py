@@ -192,6 +192,7 @@ def main() -> None:
         f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
     )
     with loopback() as setup:
+        assert setup.api is not None  # in this process: its methods are the ones timed
         asyncio.run(measure(setup.api, setup.token, setup.upstream, tuple(args.rounds), args.samples))
     print(f"load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
