@@ -231,7 +231,8 @@ def report(results: dict[tuple[str, int], list[float]], samples: int, topology: 
     print(f"response-api: {topology}")
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, load {load}; times in ms")
-    columns = ("rounds", "base p50", "ours p50", "ovh p50", "ovh p99", "ovh/round p50", "ours/base")
+    names = ("rounds", "base p50", "ours p50", "ovh p50", "ovh p99", "ovh/round p50", "ours/base")
+    columns: tuple[str, ...] = names
     with_cpu = bool(results["cpu", ROUNDS[0]])
     if with_cpu:
         columns = (*columns, "api cpu p50", "api cpu p99")

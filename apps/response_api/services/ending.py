@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from apps.common.durable import durably
@@ -190,7 +191,7 @@ class ResponseWriter:
             )
 
     async def _append(
-        self, run: ResponseRun, conversation_id: str, items: list[dict[str, Any]], *, budget: float
+        self, run: ResponseRun, conversation_id: str, items: Sequence[Mapping[str, Any]], *, budget: float
     ) -> None:
         try:
             await self._conversations.append(
