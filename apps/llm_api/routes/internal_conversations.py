@@ -94,9 +94,9 @@ async def append_items(
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=64)] = None,
     create: bool = False,
 ) -> Page[ConversationItem]:
+    if create:  # usually the first delivery, so the conversation is made before it is read
+        await _create(store, principal.user_id, conversation_id)
     conversation = await store.get(principal.user_id, conversation_id)
-    if conversation is None and create:
-        conversation = await _create(store, principal.user_id, conversation_id)
     if conversation is None:
         raise _missing(conversation_id)
     if not body.items:
@@ -120,13 +120,12 @@ async def import_conversation(body: ImportConversation, store: ConversationsDep)
     return {"id": body.id, "object": "conversation.import", "created": created}
 
 
-async def _create(store: ConversationStore, user_id: str, conversation_id: str) -> ConversationRow | None:
-    """The caller's new conversation under `conversation_id` (None if it was deleted as it was made)."""
+async def _create(store: ConversationStore, user_id: str, conversation_id: str) -> None:
+    """Make the caller's conversation `conversation_id` unless they have it already."""
     if not NEW_CONVERSATION_ID.fullmatch(conversation_id):
         raise APIError(400, f"'{conversation_id}' is not a conversation id.", param="conversation_id")
     if await store.import_conversation(conversation_id, user_id, datetime.now(UTC), []) is None:
         raise APIError(409, f"Conversation '{conversation_id}' belongs to another user.", code="conflict")
-    return await store.get(user_id, conversation_id)
 
 
 def _title(items: list[dict[str, Any]]) -> str | None:
