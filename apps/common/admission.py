@@ -39,14 +39,18 @@ it answers 503 with a prebuilt body, at a small fraction of a request's cost (`b
 last check, 727 of 800 req/s served at twice the knee instead of 348-444, refusals within 44 ms at p99
 instead of seconds). Health, readiness, JWKS and the internal routes pass the door unconditionally.
 
-What a slot bounds. The door gives each request a `Ticket`, the guard fills it, and the door releases
-it when the app's ASGI call returns. An app slot is the CPU-heavy part of a request: authentication,
-the body, the database, the upstream's first byte. A streaming answer (`text/event-stream`) gives its
-app slot back once its headers are out: relaying tokens costs little CPU per second, and a model's
-stream lasts seconds to minutes, so holding slots for it would cap a process at `max_concurrent`
-chats while its CPU idles. The stream keeps its user's share until it ends (a user's open streams
-count against `max_concurrent_per_user`), and it stays inside the process, so `max_in_process`
-bounds open streams.
+What a slot bounds. The door gives each request a `Ticket`, the guard fills it, and the door releases it
+when the app's ASGI call returns. An app slot is the CPU-heavy part of a request: authentication, the
+body, the database, the upstream's first byte. A streaming answer (`text/event-stream`) gives its app
+slot back `stream_slot_hold_ms` after its headers are out, if it has not ended by then: a model's stream
+lasts seconds to minutes at little CPU per second, so holding slots for all of it would cap a process at
+`max_concurrent` chats while its CPU idles; but a stream that ends within the hold (a fast upstream,
+whose relay costs as much CPU as a plain answer) keeps its slot to the end, so a flood of short streams
+is bounded like plain requests. Giving the slot back at the headers let such a flood past the bound: at
+twice the knee, 510-649 of 800 req/s were served with admitted p99 141-345 ms, against 727 and 79 ms
+while streams kept their slots (`bench/load.py`). The stream keeps its user's share until it ends (a
+user's open streams count against `max_concurrent_per_user`), and it stays inside the process, so
+`max_in_process` bounds open streams.
 """
 
 from __future__ import annotations
@@ -225,6 +229,7 @@ class Ticket:
     admission: Admission
     user_id: str | None = field(default=None, init=False)
     holds_slot: bool = field(default=False, init=False)
+    _hold: asyncio.TimerHandle | None = field(default=None, init=False)
 
     async def admit(self, user_id: str) -> None:
         if self.user_id is not None:
@@ -234,13 +239,26 @@ class Ticket:
         self.holds_slot = True
 
     def streaming(self) -> None:
-        """The answer has started streaming: give the app slot to the next request, keep the user's share."""
+        """The answer has started streaming: its app slot goes to the next request once the hold is
+        over (at once without one); the user's share stays until the stream ends."""
+        hold = self.admission.settings.stream_slot_hold_ms
+        if not self.holds_slot or self._hold is not None:
+            return
+        if hold:
+            self._hold = asyncio.get_running_loop().call_later(hold / 1000, self.release_slot)
+        else:
+            self.release_slot()
+
+    def release_slot(self) -> None:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
         if self.holds_slot:
             self.holds_slot = False
             self.admission.release_slot()
 
     def release(self) -> None:
-        self.streaming()
+        self.release_slot()
         if self.user_id is not None:
             self.admission.release_user(self.user_id)
             self.user_id = None

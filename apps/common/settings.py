@@ -51,6 +51,10 @@ class AdmissionSettings(BaseModel):
     # past it, 503 at the door before any middleware runs (`Admission.door`).
     max_in_process: int = Field(256, ge=1)
     max_wait_ms: int = Field(50, ge=0, le=10_000)
+    # How long a streaming answer keeps its app slot after its headers (0: it gives it back at once).
+    # A stream that ends sooner (a fast upstream, CPU-heavy to relay) held a slot for its whole life,
+    # so a flood of them stays bounded; one still open is paced by its model and costs little CPU.
+    stream_slot_hold_ms: int = Field(250, ge=0, le=60_000)
     retry_after_seconds: int = Field(1, ge=1)
     # Refuse (503) while the event loop lags more than this: the process is out of CPU. 0: never. Off
     # by default: on a quiet machine bench/load.py did worse with it (25 ms: 464 of 800 req/s served

@@ -6,6 +6,13 @@ when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; tests pass their own in-memory export
 The ASGI instrumentation is told not to open a span per `send`/`receive` message, which would add a
 span per streamed chunk.
 
+Database spans come from the SQLAlchemy instrumentation's `EngineTracer`, attached to each app's
+engine with that app's providers. Not through `SQLAlchemyInstrumentor().instrument()`: that
+instrumentor is a process-wide singleton, so a second call is a no-op, and its first call patches
+`create_engine` and `Engine.connect` for every engine made afterwards with the first caller's
+providers. In local mode (four apps, one process) the other apps' statements were then reported
+as the first app's, and every session's checkout opened a `connect` span of its own.
+
 The FastAPI instrumentation names each server span (and sets `http.route`) by matching the request
 against every route of the app, before Starlette's own routing does the same again: about 3% of
 llm-api's CPU on a plain chat completion (bench/chat_cpu.py). `RouteNames` remembers that answer for
@@ -16,7 +23,7 @@ parameters (`/v1/conversations/{id}`) are still matched every time, so the cache
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -26,8 +33,8 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+from opentelemetry.instrumentation.sqlalchemy.version import __version__ as sqlalchemy_instrumentation_version
 from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
@@ -35,8 +42,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.semconv.attributes.http_attributes import HTTP_ROUTE
+from opentelemetry.semconv.metrics import MetricInstruments
 from opentelemetry.trace import Tracer
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Scope
 
@@ -51,7 +58,6 @@ class Telemetry:
     meter_provider: MeterProvider
     tracer: Tracer
     meter: Meter
-    _instrumented_engines: list[AsyncEngine] = field(default_factory=list)
 
     def instrument_httpx(self, client: httpx.AsyncClient) -> httpx.AsyncClient:
         HTTPXClientInstrumentor.instrument_client(
@@ -60,18 +66,18 @@ class Telemetry:
         return client
 
     def instrument_engine(self, engine: AsyncEngine) -> None:
-        SQLAlchemyInstrumentor().instrument(
-            engine=engine.sync_engine,
-            tracer_provider=self.tracer_provider,
-            meter_provider=self.meter_provider,
-            enable_commenter=False,
+        """A span per statement and the connection-usage metric of `engine`, in this app's name."""
+        scope = "opentelemetry.instrumentation.sqlalchemy"
+        tracer = self.tracer_provider.get_tracer(scope, sqlalchemy_instrumentation_version)
+        usage = self.meter_provider.get_meter(
+            scope, sqlalchemy_instrumentation_version
+        ).create_up_down_counter(
+            name=MetricInstruments.DB_CLIENT_CONNECTIONS_USAGE,
+            unit="connections",
+            description="Connections of the pool in the state the `state` attribute names.",
         )
-        # The instrumentation also wraps `Engine.connect` in a `connect` span: a pool checkout, not a
-        # database connection, opened around every statement the apps run (each takes its own
-        # checkout). The statement's own span says what ran; this one only cost CPU (4% of a
-        # response-api response without tools, bench/responses_loop.py).
-        unwrap(Engine, "connect")
-        self._instrumented_engines.append(engine)
+        # The listeners live as long as the engine (the tracer holds them by weak references).
+        EngineTracer(tracer, engine.sync_engine, usage, enable_commenter=False)  # type: ignore[no-untyped-call]
 
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()

@@ -173,7 +173,7 @@ async def test_one_user_flooding_does_not_keep_another_user_out(served: Served) 
     assert set(statuses) <= {200, 429} and statuses.count(200) >= 2
 
 
-@limits(max_concurrent=1, max_concurrent_per_user=1, max_waiting=0)
+@limits(max_concurrent=1, max_concurrent_per_user=1, max_waiting=0, stream_slot_hold_ms=0)
 async def test_a_stream_keeps_its_users_share_until_it_ends_and_frees_its_app_slot(served: Served) -> None:
     async with served.client.stream("GET", "/stream", headers=served.auth("a")) as stream:
         assert stream.status_code == 200
@@ -193,6 +193,37 @@ async def test_a_stream_keeps_its_users_share_until_it_ends_and_frees_its_app_sl
     await served.until(lambda: not served.admission.per_user, "the stream's share is free")
     assert served.admission.in_flight == 0 and served.admission.inside == 0
     assert (await served.get("/work", "a")).status_code == 200
+
+
+@limits(max_concurrent=1, max_waiting=0, stream_slot_hold_ms=60_000)
+async def test_a_stream_that_ends_within_the_hold_keeps_its_slot_to_the_end(served: Served) -> None:
+    async with served.client.stream("GET", "/stream", headers=served.auth("a")) as stream:
+        lines = stream.aiter_lines()
+        assert await anext(lines) == "data: first"
+        # Streaming, within its hold: the only slot is still the stream's.
+        assert served.admission.in_flight == 1
+        assert_refused(await served.get("/work", "b"), 503, "server_overloaded")
+        served.open_gate()
+        assert "data: last" in [line async for line in lines]
+    await served.until(lambda: served.admission.in_flight == 0, "the ended stream's slot is free")
+    assert served.admission.inside == 0 and not served.admission.per_user
+    assert (await served.get("/work", "b")).status_code == 200
+
+
+@limits(max_concurrent=1, max_wait_ms=5000, stream_slot_hold_ms=50)
+async def test_a_stream_still_open_after_the_hold_gives_its_slot_back(served: Served) -> None:
+    async with served.client.stream("GET", "/stream", headers=served.auth("a")) as stream:
+        lines = stream.aiter_lines()
+        assert await anext(lines) == "data: first"
+        await served.until(lambda: served.admission.in_flight == 0, "the held slot is given back")
+        assert served.admission.per_user == {"a": 1}  # the user's share stays until the end
+        (other,) = served.hold(1, "b")
+        await served.until(lambda: served.admission.in_flight == 1, "the other user's request runs")
+        served.open_gate()
+        assert "data: last" in [line async for line in lines]
+        assert (await other).status_code == 200
+    await served.until(lambda: not served.admission.per_user, "the stream's share is free")
+    assert served.admission.in_flight == 0 and served.admission.inside == 0
 
 
 @limits(max_concurrent=8, max_concurrent_per_user=8, max_in_process=2)

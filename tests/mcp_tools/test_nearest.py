@@ -7,6 +7,7 @@ Every path is one statement unless the walk comes back short: counted at the eng
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -294,3 +295,65 @@ async def test_vectors_of_another_dimension_are_stored_and_ranked_exactly(
     got = await ranked(world, scope, vector, 30, exact=False)
     assert world.count() == 1  # the exact scan alone: nothing to size for vectors the index cannot hold
     assert len(got) == 30 and got == await ranked(world, scope, vector, 30, exact=True)
+
+
+async def _sizes_and_sums(
+    sessions: async_sessionmaker[AsyncSession], user: str
+) -> tuple[dict[Any, int], ...]:
+    async with sessions() as session:
+        kept = await session.execute(
+            text("SELECT collection, model, chunks FROM collection_sizes WHERE user_id = :u AND chunks <> 0"),
+            {"u": user},
+        )
+        summed = await session.execute(
+            text(
+                "SELECT collection, model, sum(chunk_count) FROM documents WHERE user_id = :u "
+                "GROUP BY collection, model"
+            ),
+            {"u": user},
+        )
+        return {(c, m): n for c, m, n in kept.all()}, {(c, m): n for c, m, n in summed.all()}
+
+
+async def test_collection_sizes_follow_every_write_to_documents(database_url: str) -> None:
+    """The count the planner sizes a scope by is the documents' own sum after any write to them,
+    from concurrent writers to one collection too (the trigger of migration 0004)."""
+    engine = create_engine(database_url, schema="mcp_tools")
+    sessions = session_factory(engine)
+    user = f"sizes-{uuid.uuid4().hex[:8]}"
+
+    async def add(collection: str, document_id: str, chunks: int) -> None:
+        async with transaction(sessions) as session:
+            await session.execute(
+                insert(Document).values(
+                    user_id=user,
+                    collection=collection,
+                    document_id=document_id,
+                    source="text",
+                    model=MODEL,
+                    tags=[],
+                    meta={},
+                    token_count=chunks,
+                    chunk_count=chunks,
+                )
+            )
+
+    async def change(statement: str) -> None:
+        async with transaction(sessions) as session:
+            await session.execute(text(statement), {"u": user})
+
+    try:
+        await asyncio.gather(*(add("a", f"doc-{n}", n + 1) for n in range(8)))
+        await add("b", "doc-0", 5)
+        kept, summed = await _sizes_and_sums(sessions, user)
+        assert kept == summed == {("a", MODEL): 36, ("b", MODEL): 5}
+        await change("UPDATE documents SET chunk_count = 10 WHERE user_id = :u AND document_id = 'doc-7'")
+        await change("UPDATE documents SET collection = 'b' WHERE user_id = :u AND document_id = 'doc-1'")
+        await change("UPDATE documents SET model = 'other' WHERE user_id = :u AND document_id = 'doc-2'")
+        await change("DELETE FROM documents WHERE user_id = :u AND document_id = 'doc-0'")  # in a and b
+        kept, summed = await _sizes_and_sums(sessions, user)
+        assert kept == summed == {("a", MODEL): 32, ("b", MODEL): 2, ("a", "other"): 3}
+        await change("DELETE FROM documents WHERE user_id = :u")
+        assert await _sizes_and_sums(sessions, user) == ({}, {})
+    finally:
+        await engine.dispose()

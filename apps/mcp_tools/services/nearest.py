@@ -57,7 +57,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from apps.mcp_tools.db import Chunk, Document
+from apps.mcp_tools.db import Chunk, CollectionSize, Document, Embedding
 
 ANN_DIMENSIONS = 384
 EXACT_MAX = 2000
@@ -73,6 +73,7 @@ Rule = tuple[int, int, tuple[tuple[int, int], ...], int, int, int]
 # Core tables, not the ORM entities: the ORM's execution layer adds work per query and nothing here.
 _documents = Document.__table__
 _chunks = Chunk.__table__
+_sizes = CollectionSize.__table__
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def _ranked(distance: Any, filtered: bool) -> Select[Any]:
 
 def _query_vector() -> Any:
     """One named parameter, so a statement that ranks twice sends the vector once."""
-    return bindparam("query_vector", type_=Vector())
+    return bindparam("query_vector", type_=Embedding())
 
 
 def _exact(filtered: bool) -> Select[Any]:
@@ -206,14 +207,26 @@ def _rule() -> Rule:
     return EXACT_MAX, EF_MIN, EF_FLOORS, EF_LARGE, EF_MAX, OVERSAMPLE
 
 
+def _scope_size(filtered: bool) -> Select[Any]:
+    """The scope's chunk count: the collection's row of `collection_sizes` (one index probe however
+    big the collection), or for a list of documents, the sum of theirs."""
+    if filtered:
+        return select(func.coalesce(func.sum(_documents.c.chunk_count), _n(0))).where(
+            *_documents_filter(filtered)
+        )
+    return select(func.coalesce(func.max(_sizes.c.chunks), _n(0))).where(
+        _sizes.c.user_id == bindparam("user_id", type_=String),
+        _sizes.c.collection == bindparam("collection", type_=String),
+        _sizes.c.model == bindparam("model", type_=String),
+    )
+
+
 @lru_cache(maxsize=32)
 def _planned(filtered: bool, rule: Rule) -> Select[Any]:
     table_rows = text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('chunks')").columns(
         reltuples=Float
     )
-    in_scope = select(func.coalesce(func.sum(_documents.c.chunk_count), _n(0))).where(
-        *_documents_filter(filtered)
-    )
+    in_scope = _scope_size(filtered)
     sizes = (
         select(
             cast(in_scope.scalar_subquery(), BigInteger).label("scope"),
@@ -248,19 +261,19 @@ def planned_statement(scope: Scope) -> Select[Any]:
     """The whole query in one statement, to run with `_parameters`: size the scope, choose the
     path, set `ef_search`, rank.
 
-    A materialised `plan` holds the scope's size (from the documents' own counts: a row per
-    document, not per chunk), the walk's width or NULL for the exact scan, and applies that width
-    with `set_config(..., true)`. Each branch of the union is gated on `plan` by a one-time filter,
-    which Postgres evaluates before the branch's first row is pulled, so the width is in force
-    when the index walk reads it (pgvector reads `hnsw.ef_search` at its first tuple), and only
-    one branch ever scans. Each row carries the scope's size (`scope_size`), so the caller can
+    A materialised `plan` holds the scope's size (`_scope_size`), the walk's width or NULL for the exact
+    scan, and applies that width with `set_config(..., true)`. Each branch of the union is gated on `plan`
+    by a one-time filter, which Postgres evaluates before the branch's first row is pulled, so the width
+    is in force when the index walk reads it (pgvector reads `hnsw.ef_search` at its first tuple), and
+    only one branch ever scans. Each row carries the scope's size (`scope_size`), so the caller can
     tell a short walk from a small scope."""
     return _planned(bool(scope.document_ids), _rule())
 
 
 async def nearest(session: AsyncSession, scope: Scope, vector: list[float], top_k: int) -> list[Row[Any]]:
-    """The `top_k` chunks of `scope` closest to `vector`, closest first (run inside a transaction).
-    One round trip, unless the walk came back short (or found nothing): then the exact scan answers."""
+    """The `top_k` chunks of `scope` closest to `vector`, closest first. One round trip, unless the
+    walk came back short (or found nothing): then the exact scan answers. In a transaction or in
+    autocommit alike: the walk's width is set for the transaction its own statement runs in."""
     parameters = _parameters(scope, vector, top_k)
     exact = _exact_template(bool(scope.document_ids))
     if len(vector) != ANN_DIMENSIONS:  # never in the index: the scope's size cannot change the path
