@@ -30,8 +30,8 @@ Decisions:
   can replay and follow it on any replica; others are refused with a 400 there, as at OpenAI.
 - Durability (`services/ending.py`): the client is acknowledged only for what is stored. The
   background insert comes before the 200 that returns the id; the final write (state, input items,
-  tool executions, new conversation, the last logged events: one transaction) comes before the
-  plain 200 and before the stream's terminal event.
+  tool executions, the last logged events: one transaction) and the conversation append (which
+  also creates a new conversation) come before the plain 200 and before the stream's terminal event.
   Writes are retried through a short outage (`STORAGE_RETRY_SECONDS`); past that the client gets a
   503 or an SSE `error` event and nothing was written. A background response's end, which nobody
   waits for, is retried for longer (`BACKGROUND_STORAGE_RETRY_SECONDS`).
