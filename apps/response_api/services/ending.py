@@ -148,13 +148,15 @@ class ResponseWriter:
         async def gone() -> bool:
             return not await self._store.exists(response_id)
 
+        async def delete() -> None:
+            try:
+                await self._store.delete(user_id, response_id)
+            except APIError as exc:
+                if exc.status_code != 404:  # already deleted (its owner asked meanwhile) is what we want
+                    raise
+
         try:
-            await durably(
-                lambda: self._store.delete(user_id, response_id),
-                budget=self._budget,
-                what="the unacknowledged response",
-                committed=gone,
-            )
+            await durably(delete, budget=self._budget, what="the unacknowledged response", committed=gone)
         except Exception:
             log.exception("an unacknowledged response stays stored", extra={"response_id": response_id})
 
