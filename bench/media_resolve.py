@@ -1,18 +1,29 @@
-"""What `POST /v1/media/resolve` costs per placeholder, against a bare presign call in the same run.
+"""What `POST /v1/media/resolve` costs per request and per placeholder, against a bare presign call.
 
 Setup, all on loopback: an embedded Postgres (migrated), moto's S3 server, a JWKS issuer, and media-api
-in its own uvicorn process. 100 images are uploaded through the API; then chat payloads carrying 0, 1,
-10 and 100 `data:image/png;jan_<id>` placeholders (distinct ids) are resolved as llm-api would send them.
+processes started as a container starts them (`jan-server serve media-api`: its server settings and
+JSON logs at INFO, written to a file). 100 images are uploaded; then chat payloads carrying 0, 1, 10
+and 100 `data:image/png;jan_<id>` placeholders (distinct ids) are resolved as llm-api would send them.
 
-Arms, interleaved in rounds: resolve with k placeholders (sequential requests, one client), and the
-baseline: one bare `generate_presigned_url` call in this process with the service's S3 configuration.
-Reported: p50/p99 latency and resolves/s per k (sequential, and with 8 concurrent clients), and the
-cost of one more placeholder, (p50(k) - p50(0)) / k, in microseconds and as a multiple of the bare
-presign call; beside them the CPU time media-api's process spent per sequential resolve (bench.cpu:
-unlike latency, it holds on a shared machine) and per extra placeholder.
+Arms, each its own media-api process on the same data, interleaved in rounds (the order rotates):
+- `first`: the ready-id cache and URL reuse off, so every resolve queries and signs each id: what
+  an image costs the first time it is resolved;
+- `again`: the defaults, so a resolve within seconds of the last one costs neither (a conversation
+  re-sending its images, a tool loop re-sending the history);
+- with `--baseline-tree DIR`, `base` and `base1st`: another checkout's media-api, with its defaults
+  and with the caches off (the A/B of `again` and of `first`; a setting the other checkout does not
+  know is ignored there).
+The baseline of the cost per placeholder is one bare `generate_presigned_url` call in this process.
 
-Run: `.venv/bin/python -m bench.media_resolve [--profile]` (about a minute). `--profile` samples
-media-api with py-spy over 1000 one-placeholder resolves (cache on) and prints the top frames.
+The client is a minimal HTTP/1.1 keep-alive client on asyncio streams (below), so that the latency
+is the server's: httpx spent ~1.5 ms of CPU per request here, more than media-api itself, and the
+sequential latency is the sum of both. `--client httpx` measures through httpx instead (llm-api calls
+resolve with httpx today). Beside the latency: the CPU time media-api's process spent per request
+(bench.cpu: unlike latency, it holds on a shared machine) and this client's own CPU per request.
+
+Run: `.venv/bin/python -m bench.media_resolve [--baseline-tree DIR] [--client httpx] [--profile]`
+(a minute or two). `--profile` samples the `again` arm with py-spy over 1000 one-placeholder
+resolves and prints the top frames.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import logging
 import os
 import platform
 import statistics
@@ -30,8 +42,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -39,7 +52,7 @@ from pydantic import SecretStr
 
 from apps.common.auth.issuer import LocalIssuer
 from apps.common.migrations import upgrade
-from apps.gateway.embedded import embedded_postgres, embedded_s3, free_port
+from apps.gateway.embedded import embedded_postgres, embedded_s3, free_port, stop_process, wait_ready
 from apps.media_api.services.storage import ObjectStore
 from apps.media_api.settings import MediaApiSettings
 from bench.cpu import cpu_ns, sampling, show_profile
@@ -54,8 +67,78 @@ CONCURRENT_REQUESTS = 200
 PROFILED_RESOLVES = 1000
 AUDIENCE = "jan-bench"
 BUCKET = "bench-media"
-JSON = {"Content-Type": "application/json"}
+RESOLVE = "/v1/media/resolve"
+ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 8
+NO_CACHES = {"MEDIA_RESOLVE_CACHE_SECONDS": "0", "MEDIA_RESOLVE_URL_REUSE_SECONDS": "0"}
+
+
+class Client(Protocol):
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]: ...
+
+    async def close(self) -> None: ...
+
+
+class LeanClient:
+    """One keep-alive HTTP/1.1 connection: the request written in one piece, the answer read by its
+    Content-Length. Enough for media-api's JSON answers, at a tenth of httpx's CPU per request."""
+
+    def __init__(self, url: str, token: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self._address = (host, int(port))
+        self._head = f"host: {host}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\n"
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        try:
+            return await self._exchange(path, body)
+        except (asyncio.IncompleteReadError, ConnectionResetError):  # the server closed an idle connection
+            await self.close()
+            return await self._exchange(path, body)
+
+    async def _exchange(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(*self._address)
+        reader, writer = self._streams
+        writer.write(
+            f"POST {path} HTTP/1.1\r\n{self._head}content-length: {len(body)}\r\n\r\n".encode() + body
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        return int(head[9:12]), await reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self._streams is not None:
+            self._streams[1].close()
+            self._streams = None
+
+
+class HttpxClient:
+    def __init__(self, url: str, token: str) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        response = await self._client.post(path, content=body, headers={"Content-Type": "application/json"})
+        return response.status_code, response.content
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+CLIENTS: dict[str, type[LeanClient] | type[HttpxClient]] = {"lean": LeanClient, "httpx": HttpxClient}
+
+
+@dataclass
+class Arm:
+    name: str
+    url: str
+    pid: int
 
 
 def media_env(database_url: str, s3: str, issuer_url: str) -> dict[str, str]:
@@ -70,35 +153,33 @@ def media_env(database_url: str, s3: str, issuer_url: str) -> dict[str, str]:
         "MEDIA_S3_ACCESS_KEY": "bench",
         "MEDIA_S3_SECRET_KEY": "bench",
         "MEDIA_S3_CREATE_BUCKET": "true",
-        "LOG_LEVEL": "WARNING",
     }
 
 
 @contextmanager
-def media_api(env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """media-api in its own uvicorn process: (its URL, its pid)."""
+def media_api(name: str, env: dict[str, str], logs: Path, tree: Path | None = None) -> Iterator[Arm]:
+    """media-api as a container runs it, from this checkout or `tree`; its JSON logs go to `logs`."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "apps.media_api.main:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
-    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable,
+        "-m",
+        "apps.cli",
+        "serve",
+        "media-api",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    # PYTHONSAFEPATH: `python -m` would otherwise import the checkout in the cwd first.
+    env = {**os.environ, **env, "PYTHONSAFEPATH": "1", "PYTHONPATH": str((tree or ROOT).resolve())}
+    with (logs / f"{name}.log").open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180  # a loaded machine starts slowly
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"media-api exited with {process.returncode}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("media-api did not become ready")
-            time.sleep(0.2)
-        yield url, process.pid
+        wait_ready(f"http://127.0.0.1:{port}/readyz", process, 180)  # a loaded machine starts slowly
+        yield Arm(name, f"http://127.0.0.1:{port}", process.pid)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process)
 
 
 def jwks_app(issuer: LocalIssuer) -> Any:
@@ -127,26 +208,26 @@ async def upload_images(client: httpx.AsyncClient, count: int) -> list[str]:
     return ids
 
 
-async def timed_resolve(client: httpx.AsyncClient, body: bytes) -> float:
+async def timed_resolve(client: Client, body: bytes) -> float:
     started = time.perf_counter()
-    response = await client.post("/v1/media/resolve", content=body, headers=JSON)
+    status, answer = await client.post(RESOLVE, body)
     elapsed = time.perf_counter() - started
-    if response.status_code != 200:
-        raise RuntimeError(response.text)
+    if status != 200:
+        raise RuntimeError(answer.decode(errors="replace"))
     return elapsed
 
 
-async def concurrent_rate(client: httpx.AsyncClient, body: bytes) -> float:
+async def concurrent_rate(clients: list[Client], body: bytes) -> float:
     remaining = CONCURRENT_REQUESTS
 
-    async def worker() -> None:
+    async def worker(client: Client) -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
             await timed_resolve(client, body)
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(worker(client) for client in clients))
     return CONCURRENT_REQUESTS / (time.perf_counter() - started)
 
 
@@ -164,69 +245,95 @@ def p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(url: str, pid: int, token: str, store: ObjectStore, profile_dir: Path | None) -> None:
-    headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
-        ids = await upload_images(client, max(SIZES))
-        bodies = {k: payload(ids[:k]) for k in SIZES}
-        keys = [f"media/{i[4:]}.png" for i in ids]
-        for k in SIZES:  # warm-up
-            for _ in range(10):
-                await timed_resolve(client, bodies[k])
-        presign_seconds(store, keys)
-        latencies: dict[int, list[float]] = {k: [] for k in SIZES}
-        cpu: dict[int, list[float]] = {k: [] for k in SIZES}  # µs per resolve, one figure per round
-        presigns: list[float] = []
-        for _ in range(ROUNDS):
-            for k in SIZES:
-                before = cpu_ns(pid)
-                for _ in range(REQUESTS_PER_ROUND):
-                    latencies[k].append(await timed_resolve(client, bodies[k]))
-                cpu[k].append((cpu_ns(pid) - before) / REQUESTS_PER_ROUND / 1000)
-            presigns += presign_seconds(store, keys)
-        rates = {k: await concurrent_rate(client, bodies[k]) for k in SIZES}
-        report(latencies, presigns, rates, cpu)
-        if profile_dir is not None:
-            async with sampling(pid, profile_dir / "resolve-1.txt") as output:
-                for _ in range(PROFILED_RESOLVES):
-                    await timed_resolve(client, bodies[1])
-            show_profile("one placeholder", output, statistics.median(cpu[1]))
+@dataclass
+class Figures:
+    latency: list[float]
+    server_us: list[float]  # media-api's CPU per request, one figure per round
+    client_us: list[float]  # this process's CPU per request, one figure per round
+    rate: float = 0.0
 
 
-def report(
-    latencies: dict[int, list[float]],
-    presigns: list[float],
-    rates: dict[int, float],
-    cpu: dict[int, list[float]],
-) -> None:
+async def measure(
+    arms: list[Arm], kind: str, token: str, store: ObjectStore, profile_dir: Path | None
+) -> tuple[dict[tuple[str, int], Figures], list[float], Path | None]:
+    limits = httpx.Limits(max_connections=1)
+    async with httpx.AsyncClient(
+        base_url=arms[0].url, headers={"Authorization": f"Bearer {token}"}, limits=limits
+    ) as up:
+        ids = await upload_images(up, max(SIZES))
+    bodies = {k: payload(ids[:k]) for k in SIZES}
+    keys = [f"media/{i[4:]}.png" for i in ids]
+    pools: dict[str, list[Client]] = {
+        arm.name: [CLIENTS[kind](arm.url, token) for _ in range(CONCURRENCY)] for arm in arms
+    }
+    runs = [(arm, k) for arm in arms for k in SIZES]
+    for arm, k in runs:  # warm-up: connections, caches, lazy imports
+        for _ in range(10):
+            await timed_resolve(pools[arm.name][0], bodies[k])
+    presign_seconds(store, keys)
+    figures = {(arm.name, k): Figures([], [], []) for arm, k in runs}
+    presigns: list[float] = []
+    for round_number in range(ROUNDS):
+        shift = round_number % len(arms) * len(SIZES)
+        for arm, k in runs[shift:] + runs[:shift]:
+            client, entry = pools[arm.name][0], figures[arm.name, k]
+            before, own_before = cpu_ns(arm.pid), time.process_time()
+            for _ in range(REQUESTS_PER_ROUND):
+                entry.latency.append(await timed_resolve(client, bodies[k]))
+            entry.client_us.append((time.process_time() - own_before) / REQUESTS_PER_ROUND * 1e6)
+            entry.server_us.append((cpu_ns(arm.pid) - before) / REQUESTS_PER_ROUND / 1000)
+        presigns += presign_seconds(store, keys)
+    for arm, k in runs:
+        figures[arm.name, k].rate = await concurrent_rate(pools[arm.name], bodies[k])
+    profile = None
+    if profile_dir is not None:
+        arm = next(a for a in arms if a.name == "again")
+        async with sampling(arm.pid, profile_dir / "resolve-1.txt") as profile:
+            for _ in range(PROFILED_RESOLVES):
+                await timed_resolve(pools[arm.name][0], bodies[1])
+    for pool in pools.values():
+        for client in pool:
+            await client.close()
+    return figures, presigns, profile
+
+
+def report(figures: dict[tuple[str, int], Figures], presigns: list[float], arms: list[Arm]) -> None:
     presign_us = statistics.median(presigns) * 1e6
-    base = statistics.median(latencies[0])
-    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}")
-    print(f"rounds {ROUNDS} x {REQUESTS_PER_ROUND} sequential resolves per size; {CONCURRENCY} clients")
     print(f"bare presign (boto3): p50 {presign_us:.1f} us, p99 {p(presigns, 0.99) * 1e6:.1f} us")
-    print()
-    print(
-        f"{'placeholders':>12} {'p50 ms':>8} {'p99 ms':>8} {'seq/s':>8} {f'conc{CONCURRENCY}/s':>9} "
-        f"{'us/placeholder':>15} {'x presign':>10} {'CPU us':>8} {'CPU us/ph':>10}"
-    )
-    cpu_base = statistics.median(cpu[0])
-    for k in SIZES:
-        median = statistics.median(latencies[k])
-        per = (median - base) / k * 1e6 if k else float("nan")
-        ratio = per / presign_us if k else float("nan")
-        cpu_us = statistics.median(cpu[k])
-        cpu_per = (cpu_us - cpu_base) / k if k else float("nan")
-        print(
-            f"{k:>12} {median * 1e3:>8.2f} {p(latencies[k], 0.99) * 1e3:>8.2f} {1 / median:>8.0f} "
-            f"{rates[k]:>9.0f} {per:>15.1f} {ratio:>10.2f} {cpu_us:>8.0f} {cpu_per:>10.1f}"
-        )
+    print("latency per sequential resolve; CPU per request of media-api (server) and of this client;")
+    print("per placeholder: (server CPU(k) - server CPU(0)) / k, and that over the bare presign\n")
+    header = f"{'arm':>6} {'k':>4} {'p50 ms':>7} {'p99 ms':>7} {'seq/s':>6} {f'conc{CONCURRENCY}/s':>8} "
+    print(header + f"{'server us':>10} {'client us':>10} {'us/ph':>7} {'x presign':>9}")
+    for arm in arms:
+        base = statistics.median(figures[arm.name, 0].server_us)
+        for k in SIZES:
+            entry = figures[arm.name, k]
+            median, server = statistics.median(entry.latency), statistics.median(entry.server_us)
+            per = (server - base) / k if k else float("nan")
+            print(
+                f"{arm.name:>6} {k:>4} {median * 1e3:>7.3f} {p(entry.latency, 0.99) * 1e3:>7.3f} "
+                f"{1 / median:>6.0f} {entry.rate:>8.0f} {server:>10.0f} "
+                f"{statistics.median(entry.client_us):>10.0f} {per:>7.1f} {per / presign_us:>9.2f}"
+            )
+    if any(arm.name == "base" for arm in arms):
+        print()
+        for k in SIZES:
+            for name, baseline in (("again", "base"), ("first", "base1st")):
+                entry, base_entry = figures[name, k], figures[baseline, k]
+                latency = statistics.median(entry.latency) / statistics.median(base_entry.latency)
+                cpu = statistics.median(entry.server_us) / statistics.median(base_entry.server_us)
+                print(f"k={k:<3} {name} / {baseline}: p50 x{latency:.2f}, server CPU x{cpu:.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="lean")
     parser.add_argument("--profile", action="store_true", help="sample media-api with py-spy")
+    parser.add_argument(
+        "--baseline-tree", type=Path, help="another checkout, run beside as `base`, `base1st`"
+    )
     args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log, one line per upload
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jan-bench-media-")))
         os.chmod(tmp, 0o755)
@@ -236,12 +343,14 @@ def main() -> None:
         issuer = LocalIssuer.generate("https://bench.test", AUDIENCE)
         jwks = stack.enter_context(serve(jwks_app(issuer)))
         env = media_env(database_url, s3, jwks.url)
-        # Two media-api processes on the same data: resolve without its ready-id cache (the
-        # baseline: one query per request) and with it (MEDIA_RESOLVE_CACHE_SECONDS, default 10).
-        arms = {
-            "cache off": stack.enter_context(media_api({**env, "MEDIA_RESOLVE_CACHE_SECONDS": "0"})),
-            "cache on": stack.enter_context(media_api(env)),
-        }
+        arms = [
+            stack.enter_context(media_api("again", env, tmp)),
+            stack.enter_context(media_api("first", {**env, **NO_CACHES}, tmp)),
+        ]
+        if args.baseline_tree is not None:
+            arms.append(stack.enter_context(media_api("base", env, tmp, args.baseline_tree)))
+            first = {**env, **NO_CACHES}
+            arms.append(stack.enter_context(media_api("base1st", first, tmp, args.baseline_tree)))
         store = ObjectStore(
             MediaApiSettings(
                 media_s3_endpoint=s3,
@@ -252,11 +361,32 @@ def main() -> None:
             )
         )
         try:
-            print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-            for name, (url, pid) in arms.items():
-                print(f"\n## resolve, {name}")
-                profile_dir = tmp if args.profile and name == "cache on" else None
-                asyncio.run(measure(url, pid, issuer.mint("bench-user"), store, profile_dir))
+            print(
+                f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
+            )
+            print(f"load average at start {Path('/proc/loadavg').read_text().split()[:3]}")
+            print(
+                f"rounds {ROUNDS} x {REQUESTS_PER_ROUND} sequential resolves per arm and size, interleaved; ",
+                end="",
+            )
+            print(f"{args.client} client; {CONCURRENCY} connections for conc{CONCURRENCY}/s")
+            if args.baseline_tree is not None:
+                print(f"base: media-api from {args.baseline_tree}")
+            figures, presigns, profile = asyncio.run(
+                measure(
+                    arms,
+                    args.client,
+                    issuer.mint("bench-user", ttl_seconds=3600),
+                    store,
+                    tmp if args.profile else None,
+                )
+            )
+            print(f"load average at end {Path('/proc/loadavg').read_text().split()[:3]}\n")
+            report(figures, presigns, arms)
+            if profile is not None:
+                show_profile(
+                    "one placeholder, `again`", profile, statistics.median(figures["again", 1].server_us)
+                )
         finally:
             store.close()
 

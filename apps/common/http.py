@@ -3,12 +3,12 @@
 Three HTTP client stacks run in the apps, each where something outside our taste decides it:
 
 - **httpx** (`make_client` below) is the default, for every service-to-service call: API-key checks,
-  conversations, media resolution, model lists, safe fetches, S3-less uploads. It is the stack the
+  conversations, model lists, safe fetches, S3-less uploads. It is the stack the
   OpenTelemetry instrumentation wraps (`Telemetry.instrument_httpx`), and one client per purpose is
   built in each lifespan.
 - **aiohttp** (`make_session` below) carries the hot paths: llm-api's chat completions to a model
-  provider (`apps/llm_api/providers/upstream.py`), the token path, and response-api's calls to llm-api
-  (its model rounds and the conversation create and append every response makes). Measured on the
+  provider (`apps/llm_api/providers/upstream.py`), the token path, llm-api's media resolution, and
+  response-api's calls to llm-api (its model rounds and the conversation appends). Measured on the
   dev machine (uvloop, loopback): httpx costs ~0.67 ms of CPU per request and ~0.22 ms per streamed
   chunk read, aiohttp ~0.14 ms and ~0.10 ms (its HTTP parser is C); on the 2-core CI VM, httpx with
   its OpenTelemetry instrumentation 2.1 ms per request, aiohttp 0.32 ms. No instrumentation wraps

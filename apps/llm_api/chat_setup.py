@@ -68,8 +68,9 @@ def include_chat_routes(app: FastAPI) -> None:
 async def chat_services(
     app: FastAPI, settings: LlmApiSettings, configured: list[Provider]
 ) -> AsyncIterator[None]:
-    # Model sync and media resolution: the kit's httpx client. Chat completions: its aiohttp session.
+    # Model sync: the kit's httpx client. Chat completions and media resolution: aiohttp sessions.
     client = make_client(timeout=30.0, connect_timeout=settings.upstream_connect_timeout)
+    media_session = make_session(read_timeout=settings.media_resolve_timeout)
     session = make_session(
         max_connections=settings.upstream_max_connections,
         connect_timeout=settings.upstream_connect_timeout,
@@ -77,7 +78,7 @@ async def chat_services(
         keepalive=settings.upstream_keepalive_seconds,
         decompress=False,  # relayed as the model sent them
     )
-    async with client, session:
+    async with client, session, media_session:
         app.state.telemetry.instrument_httpx(client)
         registry = ProviderRegistry(client, configured)
         store = ConversationStore(app.state.sessions)
@@ -94,7 +95,7 @@ async def chat_services(
             session=session,
             store=store,
             writer=writer,
-            media=MediaResolver(client, settings.media_resolve_url, settings.media_resolve_timeout),
+            media=MediaResolver(media_session, settings.media_resolve_url, settings.media_resolve_timeout),
             history_max_items=settings.history_max_items,
         )
         sync = _periodic_sync(admin, settings.model_sync_interval_seconds)

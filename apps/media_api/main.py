@@ -75,7 +75,7 @@ def create_app(settings: MediaApiSettings | None = None, *, dns: DnsResolver = s
                     ready_cache_seconds=settings.media_resolve_cache_seconds,
                 )
                 app.state.media = service
-                app.state.resolver = Resolver(service, store)
+                app.state.resolver = Resolver(service, store, settings.media_resolve_url_reuse_seconds)
                 app.state.fetcher = SafeFetcher(
                     FetchPolicy(
                         max_bytes=settings.media_max_bytes,

@@ -47,3 +47,6 @@ class MediaApiSettings(ServiceSettings):
     media_cleanup_interval_seconds: float = Field(60.0, gt=0)
     # Resolve remembers each owner's ready ids this long (0 turns it off); see services/ready_cache.py.
     media_resolve_cache_seconds: float = Field(10.0, ge=0, le=300)
+    # Resolve hands out the same presigned URL of an object this long (0 signs every time); each is
+    # signed for this much longer than the TTL, so it stays valid the TTL (services/url_cache.py).
+    media_resolve_url_reuse_seconds: float = Field(60.0, ge=0, le=240)

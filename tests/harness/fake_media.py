@@ -2,11 +2,13 @@
 
 Request `{"payload": {...}}` → the same payload with every `data:<mime>;jan_<id>` placeholder
 replaced by a URL; an unknown id answers 404 in the OpenAI envelope, a missing bearer 401. Tests
-register ids with `add()`, can make it fail with `status`, and read the `Authorization` headers it saw.
+register ids with `add()`, can make it fail with `status` or answer late with `delay` (seconds), and
+read the `Authorization` and `traceparent` headers it saw.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +25,9 @@ class FakeMedia:
     url: str = ""
     known: dict[str, str] = field(default_factory=dict)
     authorizations: list[str | None] = field(default_factory=list)
+    traceparents: list[str | None] = field(default_factory=list)
     status: int | None = None  # force this status on every call
+    delay: float = 0.0
 
     def __post_init__(self) -> None:
         self.app = FastAPI()
@@ -39,11 +43,16 @@ class FakeMedia:
     def reset(self) -> None:
         self.known.clear()
         self.authorizations.clear()
+        self.traceparents.clear()
         self.status = None
+        self.delay = 0.0
 
     async def _resolve(self, request: Request) -> Response:
         authorization = request.headers.get("authorization")
         self.authorizations.append(authorization)
+        self.traceparents.append(request.headers.get("traceparent"))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.status is not None:
             return JSONResponse({"error": {"message": "forced failure"}}, status_code=self.status)
         if not authorization:

@@ -87,6 +87,28 @@ def test_unreachable_media_is_502(
     assert upstream.requests == []
 
 
+def test_slow_media_is_502_within_the_resolve_timeout(
+    wired_llm_api: Callable[..., AbstractContextManager[LlmApi]],
+    upstream: FakeUpstream,
+    fake_media: FakeMedia,
+) -> None:
+    fake_media.add("jan_01hqr8v9k2x3f4g5h6j7k8m9n0", PRESIGNED)
+    fake_media.delay = 5.0
+    with wired_llm_api(media_resolve_timeout=0.3) as api, pytest.raises(openai.APIStatusError) as caught:
+        api.client().chat.completions.create(model=FAKE_MODEL, messages=[image_message(PLACEHOLDER)])
+    assert caught.value.status_code == 502 and caught.value.code == "media_timeout"
+    assert upstream.requests == []
+
+
+def test_the_resolve_call_carries_the_trace(
+    llm_api: LlmApi, upstream: FakeUpstream, fake_media: FakeMedia
+) -> None:
+    fake_media.add("jan_01hqr8v9k2x3f4g5h6j7k8m9n0", PRESIGNED)
+    llm_api.client().chat.completions.create(model=FAKE_MODEL, messages=[image_message(PLACEHOLDER)])
+    [traceparent] = fake_media.traceparents
+    assert traceparent is not None and traceparent.startswith("00-")
+
+
 def test_history_keeps_placeholders_and_resolves_them_again(
     llm_api: LlmApi, upstream: FakeUpstream, fake_media: FakeMedia
 ) -> None:

@@ -91,8 +91,10 @@ class CountingMedia:
 
 
 class SigningStore:
-    def presign_get(self, key: str) -> str:
-        return f"https://bucket.example/{key}?X-Amz-Signature=abc&X-Amz-Expires=300"
+    ttl = 300
+
+    def presign_get(self, key: str, expires_in: int | None = None) -> str:
+        return f"https://bucket.example/{key}?X-Amz-Signature=abc&X-Amz-Expires={expires_in}"
 
 
 async def test_many_ids_are_looked_up_once() -> None:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
+from apps.common.db import create_engine
+from apps.gateway.embedded import free_port
+from apps.media_api.main import create_app
 from apps.media_api.services.ready_cache import ReadyKeyCache
-from tests.harness.media import unique_png, uploaded
+from tests.harness.issuer import TestIssuer
+from tests.harness.media import settings_for, unique_png, uploaded
+from tests.harness.server import serve
+from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.media_api.test_resolve import chat_payload
 
 
@@ -62,3 +70,30 @@ def test_a_zero_ttl_remembers_nothing() -> None:
     cache = ReadyKeyCache(0.0)
     cache.remember("alice", {1: "a"})
     assert cache.split("alice", {1}) == ({}, {1})
+
+
+async def test_an_unfinished_direct_upload_does_not_resolve(alice: httpx.AsyncClient) -> None:
+    reserved = await alice.post("/v1/media/prepare-upload", json={"mime_type": "image/png", "bytes": 100})
+    assert reserved.status_code == 200, reserved.text
+    pending = reserved.json()["id"]
+    refused = await resolve(alice, pending)
+    assert refused.status_code == 404 and pending in refused.json()["error"]["message"]
+
+
+def test_a_lookup_the_database_cannot_answer_is_a_503(
+    database_url: str, s3_endpoint: str, issuer: TestIssuer
+) -> None:
+    app = create_app(settings_for(database_url, s3_endpoint, issuer))
+    with serve(app) as server:
+        dead = create_engine(f"postgresql://nobody@127.0.0.1:{free_port()}/none", schema="media_api")
+        app.state.media.engine = dead  # the lookup's pool now reaches nothing
+        try:
+            answer = httpx.post(
+                f"{server.url}/v1/media/resolve",
+                json={"payload": chat_payload("jan_12345")},
+                headers={"Authorization": f"Bearer {issuer.mint('carol')}"},
+                timeout=CLIENT_TIMEOUT,
+            )
+        finally:
+            asyncio.run(dead.dispose())
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5", answer.text

@@ -22,10 +22,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, cast
 
-from sqlalchemy import BigInteger, any_, bindparam, delete, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+import asyncpg
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -51,11 +51,10 @@ class IdSource(Protocol):
     def next_int(self) -> int: ...
 
 
-# One array parameter instead of an expanded IN list: one cached statement for any number of ids.
-_READY_KEYS = select(MediaObject.id, MediaObject.storage_key).where(
-    MediaObject.id == any_(bindparam("ids", type_=ARRAY(BigInteger))),
-    MediaObject.user_id == bindparam("user_id"),
-    MediaObject.status == READY,
+# One array parameter instead of an expanded IN list: one prepared statement for any number of ids.
+_READY_KEYS = (
+    "SELECT id, storage_key FROM media_objects"
+    " WHERE id = ANY($1::bigint[]) AND user_id = $2 AND status = 'ready'"
 )
 
 
@@ -307,11 +306,17 @@ class MediaService:
         found, unknown = self.ready_cache.split(user_id, media_ids)
         if not unknown:
             return found
-        # Core on a plain connection: this runs before every inference with media, and the ORM
-        # session's bookkeeping costs more than the query itself.
-        async with self.engine.connect() as connection:
-            rows = await connection.execute(_READY_KEYS, {"ids": sorted(unknown), "user_id": user_id})
-        looked_up = dict(rows.tuples().all())
+        # The driver itself on a pooled connection, outside any transaction (one statement is atomic
+        # alone): this runs before every inference with media, and SQLAlchemy's execute, its tracing
+        # and a BEGIN/ROLLBACK pair cost several times the lookup (~0.9 vs ~0.2 ms of CPU). Its errors
+        # are asyncpg's, which the kit's handlers answer like SQLAlchemy's (503 when unreachable).
+        connection = await self.engine.raw_connection()
+        try:
+            driver = cast(asyncpg.Connection, connection.driver_connection)
+            rows = await driver.fetch(_READY_KEYS, sorted(unknown), user_id)
+        finally:
+            connection.close()  # back to the pool
+        looked_up: dict[int, str] = {row[0]: row[1] for row in rows}
         self.ready_cache.remember(user_id, looked_up)
         return found | looked_up
 

@@ -9,7 +9,8 @@ inside JSON strings because presigned URLs contain no quote, backslash or contro
 All ids of one payload are looked up with one query, restricted to the caller's ready objects; any id
 that is unknown, pending or another user's answers 404 naming it (and every other missing id).
 The declared mime in a placeholder is not checked against the stored type: the URL serves the stored
-bytes with their real type either way.
+bytes with their real type either way. Ids and URLs are remembered for a few seconds (ready_cache.py,
+url_cache.py), so a conversation re-sending its images costs neither a query nor a signature.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from apps.common.errors import APIError
 from apps.common.ids import parse_jan_id
 from apps.media_api.services.media import MediaService
 from apps.media_api.services.storage import ObjectStore
+from apps.media_api.services.url_cache import PresignedUrls
 
 # Any `jan_<alphanumerics>` counts (the reference system's ULID ids too), so that nothing that looks
 # like a placeholder passes through unresolved: what is not one of our snowflakes is simply unknown.
@@ -48,9 +50,9 @@ def check_envelope(body: bytes) -> None:
 
 
 class Resolver:
-    def __init__(self, media: MediaService, store: ObjectStore) -> None:
+    def __init__(self, media: MediaService, store: ObjectStore, url_reuse_seconds: float = 0.0) -> None:
         self.media = media
-        self.store = store
+        self.urls = PresignedUrls(store.presign_get, store.ttl, url_reuse_seconds)
 
     async def resolve(self, user_id: str, body: bytes) -> bytes:
         check_envelope(body)
@@ -65,5 +67,5 @@ class Resolver:
             names = ", ".join(f"'{ident}'" for ident in missing)
             noun = "Media" if len(missing) == 1 else "Media ids"
             raise APIError(404, f"{noun} {names} not found.", param="payload", code="media_not_found")
-        urls = {ident: self.store.presign_get(key).encode() for ident, key in found.items()}
+        urls = {ident: self.urls.get(user_id, key).encode() for ident, key in found.items()}
         return PLACEHOLDER.sub(lambda match: urls[match.group(1).decode()], body)

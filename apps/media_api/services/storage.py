@@ -210,9 +210,9 @@ class ObjectStore:
         finally:
             body.close()
 
-    def presign_get(self, key: str) -> str:
+    def presign_get(self, key: str, expires_in: int | None = None) -> str:
         return self._signer.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.ttl
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in or self.ttl
         )
 
     def presign_put(self, key: str, mime_type: str, size: int, sha256_hex: str | None) -> PresignedUpload:
