@@ -7,7 +7,7 @@ Two arms run the same scripted work, interleaved, against the same loopback fake
   (same SDK, same stateless protocol as response-api);
 - ours: the client sends one `POST /v1/responses` and response-api does the same rounds (through its
   llm-api client and its own MCP session), authenticates the caller, records the response and
-  every tool execution in Postgres, and creates and extends the response's conversation (llm-api's
+  every tool execution in Postgres, and creates or extends the response's conversation (llm-api's
   conversation endpoints, answered in memory beside the fake model: response-api's HTTP calls are
   real, llm-api's database work is not measured here).
 
@@ -17,7 +17,14 @@ ways: that overhead divided by R, and the marginal cost of a round: the overhead
 round to the largest R, divided by the extra rounds. The marginal figure leaves out what a response
 pays once: auth, the database write, and, at its first tool call, opening its MCP session.
 
-Run: `.venv/bin/python -m bench.responses_loop [--samples N]`.
+Topology: by default response-api runs in this process, beside the fakes and the client (one
+GIL: its thread waits for theirs, and they for it, which the baseline arm, with one thread fewer,
+pays less). With `--process`, response-api runs as a container runs it (`jan-server serve
+response-api`, its own process) from this checkout or from another one (`--process /work/main`,
+for an A/B with the same bench), and the table adds response-api's CPU per response (all its
+threads, from /proc), which holds on a machine shared with other work where wall times do not.
+
+Run: `.venv/bin/python -m bench.responses_loop [--samples N] [--process [CHECKOUT]]`.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ import functools
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -45,9 +54,10 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
 from apps.common.migrations import upgrade
-from apps.gateway.embedded import embedded_postgres
+from apps.gateway.embedded import embedded_postgres, free_port, stop_process, wait_ready
 from apps.response_api.main import create_app
 from apps.response_api.settings import ResponseApiSettings
+from bench.cpu import cpu_ns
 from tests.harness.issuer import TestIssuer
 from tests.harness.mcp_tools_fake import FakeMcpTools
 from tests.harness.server import ServerThread, serve
@@ -69,7 +79,9 @@ def with_conversations(model: FastAPI) -> FastAPI:
         return {"id": conversation_id, "object": "conversation"}
 
     @app.post("/internal/conversations/{conversation_id}/items")
-    async def append(conversation_id: str, request: Request) -> dict[str, Any]:
+    async def append(conversation_id: str, request: Request, create: bool = False) -> dict[str, Any]:
+        if create:  # the response's new conversation, named by response-api
+            conversations.setdefault(conversation_id, [])
         conversations[conversation_id].extend((await request.json())["items"])
         return {"object": "list", "data": [], "has_more": False}
 
@@ -146,9 +158,11 @@ def p(values: list[float], q: float) -> float:
 
 
 async def measure(
-    upstream: FakeUpstream, baseline: Baseline, ours: httpx.AsyncClient, samples: int
+    upstream: FakeUpstream, baseline: Baseline, ours: httpx.AsyncClient, samples: int, api_pid: int | None
 ) -> dict[tuple[str, int], list[float]]:
-    """Times per (arm, rounds); arms and scripts are interleaved so drift hits them all alike."""
+    """Times per (arm, rounds); arms and scripts are interleaved so drift hits them all alike.
+    With `api_pid`, also response-api's CPU per response (`("cpu", rounds)`, in ms)."""
+    cpu: list[float] = []
 
     async def run_ours(rounds: int) -> None:
         reply = await ours.post(
@@ -158,8 +172,14 @@ async def measure(
         if reply.status_code != 200 or body["status"] != "completed" or len(body["output"]) != rounds + 1:
             raise RuntimeError(f"unexpected response: {reply.status_code} {body}")
 
+    async def ours_with_cpu(rounds: int) -> None:
+        assert api_pid is not None
+        before = cpu_ns(api_pid)
+        await run_ours(rounds)
+        cpu.append((cpu_ns(api_pid) - before) / 1e6)
+
     results: dict[tuple[str, int], list[float]] = {
-        (arm, r): [] for arm in ("baseline", "ours") for r in ROUNDS
+        (arm, r): [] for arm in ("baseline", "ours", "cpu") for r in ROUNDS
     }
     for sample in range(WARMUP + samples):
         for rounds in ROUNDS:
@@ -174,12 +194,22 @@ async def measure(
                 elapsed = await timed(action)
                 if sample >= WARMUP:
                     results[name, rounds].append(elapsed)
+            if api_pid is not None:  # CPU apart from the timed runs: reading /proc costs the client
+                upstream.enqueue(*script(rounds))
+                await ours_with_cpu(rounds)
+                if sample >= WARMUP:
+                    results["cpu", rounds].append(cpu.pop())
     return results
 
 
-async def bench(
-    model_url: str, mcp_url: str, api_url: str, token: str, upstream: FakeUpstream, samples: int
-) -> None:
+async def bench(setup: Loopback, samples: int) -> None:
+    model_url, mcp_url, api_url, token, upstream = (
+        setup.model_url,
+        setup.mcp_url,
+        setup.api_url,
+        setup.token,
+        setup.upstream,
+    )
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     async with (
         httpx.AsyncClient(timeout=60) as http,
@@ -189,22 +219,30 @@ async def bench(
         ClientSession(read, write) as session,
     ):
         await session.discover()  # the same protocol response-api speaks
-        results = await measure(upstream, Baseline(http, model_url, session), ours, samples)
-    report(results, samples)
+        results = await measure(upstream, Baseline(http, model_url, session), ours, samples, setup.api_pid)
+    report(results, samples, setup.topology)
 
 
-def report(results: dict[tuple[str, int], list[float]], samples: int) -> None:
+def report(results: dict[tuple[str, int], list[float]], samples: int, topology: str) -> None:
     overhead = {
         r: [o - b for o, b in zip(results["ours", r], results["baseline", r], strict=True)] for r in ROUNDS
     }
     print(f"responses_loop: {samples} samples per arm and script, {WARMUP} warm-up, concurrency 1")
-    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}; times in ms")
-    columns = ("rounds", "base p50", "ours p50", "ovh p50", "ovh p99", "ovh/round p50", "ours/base")
+    print(f"response-api: {topology}")
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, load {load}; times in ms")
+    names = ("rounds", "base p50", "ours p50", "ovh p50", "ovh p99", "ovh/round p50", "ours/base")
+    columns: tuple[str, ...] = names
+    with_cpu = bool(results["cpu", ROUNDS[0]])
+    if with_cpu:
+        columns = (*columns, "api cpu p50", "api cpu p99")
     print(" ".join(f"{name:>13}" for name in columns))
     for r in ROUNDS:
         base, ours = p(results["baseline", r], 0.5), p(results["ours", r], 0.5)
         per_round = statistics.median(o / r for o in overhead[r]) if r else float("nan")
-        values = (base, ours, p(overhead[r], 0.5), p(overhead[r], 0.99), per_round, ours / base)
+        values = [base, ours, p(overhead[r], 0.5), p(overhead[r], 0.99), per_round, ours / base]
+        if with_cpu:
+            values += [p(results["cpu", r], 0.5), p(results["cpu", r], 0.99)]
         print(" ".join(f"{cell:>13}" for cell in (f"{r}", *(f"{v:.2f}" for v in values))))
     first, last = ROUNDS[1], ROUNDS[-1]
     marginal = [
@@ -221,16 +259,20 @@ def report(results: dict[tuple[str, int], list[float]], samples: int) -> None:
 
 @dataclass(frozen=True)
 class Loopback:
-    api: ServerThread
+    api_url: str
     model_url: str
     mcp_url: str
     token: str
     upstream: FakeUpstream
+    api: ServerThread | None = None  # response-api in this process
+    api_pid: int | None = None  # response-api in its own process
+    topology: str = "in the bench's process"
 
 
 @contextmanager
-def loopback() -> Iterator[Loopback]:
-    """Embedded Postgres, the fake model with conversations, fake mcp-tools and response-api on loopback."""
+def loopback(checkout: Path | None = None) -> Iterator[Loopback]:
+    """Embedded Postgres, the fake model with conversations, fake mcp-tools and response-api on
+    loopback; response-api in this process, or with `checkout` in its own, run from there."""
     issuer, upstream, tools = TestIssuer(), FakeUpstream(), FakeMcpTools()
     with tempfile.TemporaryDirectory(prefix="jan-bench-") as tmp:
         os.chmod(tmp, 0o755)
@@ -250,18 +292,60 @@ def loopback() -> Iterator[Loopback]:
                 mcp_tools_url=tools_server.url,
                 log_level="WARNING",
             )
-            with serve(create_app(settings)) as api:
-                yield Loopback(api, model.url, tools_server.url, issuer.mint("bench"), upstream)
+            token = issuer.mint("bench")
+            if checkout is None:
+                with serve(create_app(settings)) as api:
+                    yield Loopback(api.url, model.url, tools_server.url, token, upstream, api=api)
+                return
+            env = {
+                "DATABASE_URL": postgres.url,
+                "AUTH__ISSUER": issuer.issuer,
+                "AUTH__AUDIENCE": issuer.audience,
+                "AUTH__JWKS_URL": issuer.jwks_url,
+                "LLM_API_URL": model.url,
+                "MCP_TOOLS_URL": tools_server.url,
+                "LOG_LEVEL": "WARNING",
+            }
+            with api_process(checkout, env, Path(tmp) / "response-api.log") as (url, pid):
+                topology = f"its own process (jan-server serve), code from {checkout}"
+                yield Loopback(
+                    url, model.url, tools_server.url, token, upstream, api_pid=pid, topology=topology
+                )
+
+
+@contextmanager
+def api_process(checkout: Path, settings: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
+    """`jan-server serve response-api` from `checkout`; (its URL, its pid). Its stderr goes to a file
+    (an unread pipe would fill and block it)."""
+    port = free_port()
+    command = [sys.executable, "-m", "apps.cli", "serve", "response-api", "--host", "127.0.0.1"]
+    # `-m` puts the working directory first on the import path: run from the checkout under test.
+    env = {**os.environ, "PYTHONPATH": str(checkout), **settings}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=sink
+        )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/readyz", process, 60)
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        stop_process(process)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument(
+        "--process",
+        nargs="?",
+        const=str(Path(__file__).resolve().parent.parent),
+        default=None,
+        metavar="CHECKOUT",
+        help="run response-api as its own process, from this checkout (default) or CHECKOUT",
+    )
     args = parser.parse_args()
-    with loopback() as setup:
-        asyncio.run(
-            bench(setup.model_url, setup.mcp_url, setup.api.url, setup.token, setup.upstream, args.samples)
-        )
+    with loopback(Path(args.process) if args.process else None) as setup:
+        asyncio.run(bench(setup, args.samples))
 
 
 if __name__ == "__main__":

@@ -6,11 +6,15 @@ methods response-api spends its waiting time in are wrapped with timers (bench o
 product is changed), and Python's garbage collector reports every collection through
 `gc.callbacks`. Spans:
 
-- `conversation create`, `conversation append`: the HTTP calls to llm-api's conversation routes;
+- `conversation append`: the HTTP call to llm-api's conversation route (it also creates a
+  response's new conversation);
 - `model round`: one streamed chat completion, request to last event;
 - `mcp open` / `mcp close`: entering and leaving the response's MCP session; `mcp call`: one
   `tools/call`;
 - `db insert`: the response row's write (commit included);
+- `final writes`: the response's ending, from its last event to its acknowledgement: the append and
+  the insert, which a foreground response runs at the same time (both are within it, so 'other'
+  leaves them out: they are not counted twice);
 - `gc genN (cpu)`: CPU time of the collections that ran while the request was in flight (any
   thread: there is one GIL);
 - `other`: the client's wall time minus all of the above (routing, auth, validation, serialising,
@@ -43,12 +47,13 @@ import httpx
 import orjson
 
 from apps.common import heap
-from apps.response_api.services import conversations, llm, mcp, store
+from apps.response_api.services import conversations, ending, llm, mcp, store
 from bench.responses_loop import loopback, p, script
 from tests.harness.server import ServerThread
 from tests.harness.upstream import FakeUpstream
 
 WARMUP = 10
+WITHIN_FINAL_WRITES = {"conversation append", "db insert"}
 Sample = dict[str, float]
 current: Sample = {}
 
@@ -71,9 +76,9 @@ def timed(cls: Any, attribute: str, name: str) -> None:
 
 
 def instrument() -> None:
-    timed(conversations.Conversations, "create", "conversation create")
     timed(conversations.Conversations, "append", "conversation append")
     timed(store.ResponseStore, "insert", "db insert")
+    timed(ending.ResponseWriter, "_persist", "final writes")
     timed(mcp.McpSession, "call", "mcp call")
     timed(mcp.McpSession, "list_tools", "mcp list")
 
@@ -139,7 +144,9 @@ async def measure(
                 process_cpu = (time.process_time() - cpu_started) * 1000
                 if reply.status_code != 200 or reply.json()["status"] != "completed":
                     raise RuntimeError(f"unexpected response: {reply.status_code} {reply.text[:200]}")
-                current["other"] = total - sum(v for k, v in current.items() if "gc" not in k)
+                current["other"] = total - sum(
+                    v for k, v in current.items() if "gc" not in k and k not in WITHIN_FINAL_WRITES
+                )
                 current["total"] = total
                 current["cpu: response-api thread"] = api_cpu
                 current["cpu: whole process"] = process_cpu
@@ -185,6 +192,7 @@ def main() -> None:
         f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}"
     )
     with loopback() as setup:
+        assert setup.api is not None  # in this process: its methods are the ones timed
         asyncio.run(measure(setup.api, setup.token, setup.upstream, tuple(args.rounds), args.samples))
     print(f"load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 

@@ -17,6 +17,11 @@ from `infra.specs.vllm`, and the other apps' URLs from the same naming Kong rout
   every flow, so there is one place that says who may talk to whom.
 - Releases wait for the database bootstrap Job and the object store: the migration hook Job needs the
   app's database to exist.
+- response-api's release waits for llm-api's and mcp-tools' (`CALLEES`): an app may start using a
+  newer route of an app it calls (response-api's appends create its new conversations, `?create=true`),
+  so on `pulumi up` the callee rolls out first and a new caller never meets an old callee. Only that
+  direction is ordered: llm-api and media-api call each other (API-key checks, placeholder
+  resolution), so they cannot both wait.
 """
 
 from __future__ import annotations
@@ -47,6 +52,12 @@ MEDIA_RESOLVE_PATH = "/v1/media/resolve"  # media-api's placeholder resolution
 FILES_DIR = "/etc/jan-server"
 PROVIDERS_FILE_ENV = "PROVIDERS_FILE"  # LlmApiSettings.providers_file
 MODEL_SERVER_KEY_ENV = "MODEL_SERVER_API_KEY"  # what `infra.specs.vllm.providers_file` expands
+
+
+# The apps whose releases an app's release waits for: those it calls and may need a newer route of.
+CALLEES: dict[AppName, tuple[AppName, ...]] = {
+    AppName.RESPONSE_API: (AppName.LLM_API, AppName.MCP_TOOLS),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,16 +102,18 @@ class JanApps(pulumi.ComponentResource):
         if args.object_store.ready is not None:
             ready.append(args.object_store.ready)
         source = ChartSource.ours(CHART)
-        self.releases = {
-            app: helm.release(
+        self.releases = {}
+        for app in sorted(AppName, key=lambda app: app in CALLEES):  # callees first
+            callees = [self.releases[callee] for callee in CALLEES.get(app, ())]
+            self.releases[app] = helm.release(
                 app.value,
                 source,
                 namespace=args.namespace,
                 values=release_values(app, args),
-                opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=ready)),
+                opts=pulumi.ResourceOptions.merge(
+                    on_cluster, pulumi.ResourceOptions(depends_on=[*ready, *callees])
+                ),
             )
-            for app in AppName
-        }
         self.register_outputs({"releases": [app.value for app in self.releases]})
 
     def _generated(self, name: str, secret_name: str, key: str, args: AppsArgs) -> k8s.core.v1.Secret:

@@ -7,8 +7,9 @@ mode, a tool call the client abandons (timeout, cancel) is then cancelled at the
 with plain JSON answers (`json_response=True`) the tool runs on until it ends by itself.
 
 It requires an `Authorization` header and keeps every one it saw, so tests can check that
-response-api forwards the caller's credentials. The server runs in its own thread, so its signals to
-tests are thread-safe (`threading.Event`).
+response-api forwards the caller's credentials, and the JSON-RPC method of every request it
+received (`methods`), so tests can count what a client sent. The server runs in its own thread, so
+its signals to tests are thread-safe (`threading.Event`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from mcp.server.mcpserver import MCPServer
@@ -30,6 +32,7 @@ class FakeMcpTools:
         self.url = ""
         self.authorizations: list[str] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.methods: list[str] = []
         self.slow_started = threading.Event()
         self.slow_cancelled = threading.Event()
         self.app = self._build()
@@ -37,6 +40,7 @@ class FakeMcpTools:
     def reset(self) -> None:
         self.authorizations.clear()
         self.calls.clear()
+        self.methods.clear()
         self.slow_started.clear()
         self.slow_cancelled.clear()
 
@@ -88,5 +92,23 @@ class FakeMcpTools:
             self.authorizations.append(authorization)
             return await call_next(request)
 
-        app.mount("/v1", mcp_app)
+        app.mount("/v1", self._recording(mcp_app))
         return app
+
+    def _recording(self, app: Any) -> Any:
+        """`app`, noting the JSON-RPC method of each request body it reads."""
+
+        async def recorded(scope: Any, receive: Any, send: Any) -> None:
+            async def read() -> Any:
+                message = await receive()
+                body = message.get("body") or b""
+                if message.get("type") == "http.request" and body:
+                    with contextlib.suppress(ValueError):
+                        decoded = orjson.loads(body)
+                        if isinstance(decoded, dict) and isinstance(decoded.get("method"), str):
+                            self.methods.append(decoded["method"])
+                return message
+
+            await app(scope, read, send)
+
+        return recorded

@@ -28,6 +28,8 @@ class Peers:
     mcp_tools_url: str
     # The Authorization headers llm-api received, oldest first.
     llm_api_authorizations: Callable[[], list[str]]
+    # The method and path of every request llm-api received, oldest first.
+    llm_api_requests: Callable[[], list[str]]
 
 
 ServerFactory = Callable[..., AbstractContextManager[str]]

@@ -76,6 +76,18 @@ def test_no_app_release_waits_for_a_model_server(graphs: dict[str, Graph], stack
 
 
 @pytest.mark.parametrize("stack", STACKS)
+def test_response_api_rolls_out_after_the_apps_it_calls(graphs: dict[str, Graph], stack: str) -> None:
+    # A new response-api may use a newer llm-api route (appends that create a conversation): on
+    # `pulumi up` llm-api and mcp-tools roll out first. llm-api and media-api call each other, so
+    # neither may wait for the other (a cycle Pulumi would refuse).
+    graph = graphs[stack]
+    apps = {record.name: record for record in graph.releases() if record.inputs["chart"] == "charts/jan-app"}
+    waits = {name: {graph.by_urn[urn].name for urn in graph.waits_for(app)} for name, app in apps.items()}
+    assert {"llm-api", "mcp-tools"} <= waits["response-api"]
+    assert not waits["llm-api"] & set(apps) and not waits["media-api"] & set(apps)
+
+
+@pytest.mark.parametrize("stack", STACKS)
 def test_every_release_has_an_explicit_timeout(graphs: dict[str, Graph], stack: str) -> None:
     for release in graphs[stack].releases():
         assert release.inputs.get("timeout", 0) > 300, f"{release.name}: Helm's default 300 s"

@@ -49,15 +49,18 @@ def mcp_tools(mcp_tools_server: FakeMcpTools) -> FakeMcpTools:
 
 
 class AuthorizationRecorder:
-    """Wraps an ASGI app and keeps the `Authorization` header of every HTTP request it serves."""
+    """Wraps an ASGI app and keeps the `Authorization` header, method and path of every HTTP request
+    it serves."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.seen: list[str] = []
+        self.requests: list[str] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             self.seen.extend(v.decode() for k, v in scope["headers"] if k == b"authorization")
+            self.requests.append(f"{scope['method']} {scope['path']}")
         await self.app(scope, receive, send)
 
 
@@ -83,7 +86,10 @@ def peers(llm_api_server: tuple[str, AuthorizationRecorder], mcp_tools_server: F
     """llm-api and mcp-tools as response-api reaches them."""
     url, recorder = llm_api_server
     return Peers(
-        llm_api_url=url, mcp_tools_url=mcp_tools_server.url, llm_api_authorizations=lambda: recorder.seen
+        llm_api_url=url,
+        mcp_tools_url=mcp_tools_server.url,
+        llm_api_authorizations=lambda: recorder.seen,
+        llm_api_requests=lambda: recorder.requests,
     )
 
 

@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from openai import AsyncOpenAI
 
+from apps.response_api.services.conversations import new_conversation_id
 from tests.harness.fault_proxy import FaultProxy, fault_proxy
 from tests.harness.issuer import TestIssuer
 from tests.harness.response_api import INTERNAL_TOKEN, MODEL, Peers, ServerFactory
@@ -179,3 +181,70 @@ async def test_llm_api_stores_a_repeated_append_once(
     assert other_key.status_code == 200  # another key is another append
     stored = await item_ids(llm, conversation)
     assert len(stored) == 3 and all(count == 1 for count in stored.values()), stored
+
+
+async def test_llm_api_creates_a_response_s_new_conversation_once(
+    peers: Peers, issuer: TestIssuer, llm: AsyncOpenAI, other_llm: AsyncOpenAI
+) -> None:
+    """`?create=true`: the conversation is made under the id response-api chose, by the first
+    delivery only; the id is then the caller's, and nobody else can take it."""
+    conversation = new_conversation_id()
+    items: list[dict[str, Any]] = [
+        {
+            "id": "msg_newq1",
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "Q"}],
+        },
+        {
+            "id": "msg_newa1",
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "A"}],
+        },
+    ]
+
+    def headers(user: str, key: str) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {issuer.mint(user)}",
+            "X-Internal-Token": INTERNAL_TOKEN,
+            "Idempotency-Key": key,
+        }
+
+    path = f"/internal/conversations/{conversation}/items"
+    async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
+        without = await http.post(path, json={"items": items}, headers=headers("alice", "resp_new0"))
+        answers = [
+            await http.post(
+                f"{path}?create=true", json={"items": items}, headers=headers("alice", "resp_new1")
+            )
+            for _ in range(2)
+        ]
+        taken = await http.post(
+            f"{path}?create=true", json={"items": []}, headers=headers("mallory", "resp_m")
+        )
+        empty = await http.post(path, json={"items": []}, headers=headers("alice", "resp_new2"))
+        bad_id = await http.post(
+            "/internal/conversations/not-an-id/items?create=true",
+            json={"items": []},
+            headers=headers("alice", "resp_new3"),
+        )
+        made_empty = new_conversation_id()
+        created_empty = await http.post(
+            f"/internal/conversations/{made_empty}/items?create=true",
+            json={"items": []},
+            headers=headers("alice", "resp_new4"),
+        )
+    assert without.status_code == 404  # no conversation is made without asking
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert [i["id"] for i in answers[1].json()["data"]] == ["msg_newq1", "msg_newa1"]
+    assert (await llm.conversations.retrieve(conversation)).id == conversation
+    stored = await item_ids(llm, conversation)
+    assert stored == Counter({"msg_newq1": 1, "msg_newa1": 1})
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "conflict"
+    with pytest.raises(openai.NotFoundError):
+        await other_llm.conversations.retrieve(conversation)
+    assert empty.status_code == 400 and empty.json()["error"]["param"] == "items"
+    assert bad_id.status_code == 400
+    assert created_empty.status_code == 200 and created_empty.json()["data"] == []
+    assert await item_ids(llm, made_empty) == Counter()

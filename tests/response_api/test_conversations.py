@@ -21,9 +21,9 @@ from apps.common.auth.issuer import LocalIssuer
 from apps.gateway.local_apps import LOCAL_AUDIENCE
 from tests.harness.issuer import TestIssuer
 from tests.harness.mcp_tools_fake import FakeMcpTools
-from tests.harness.response_api import MODEL, ServerFactory
+from tests.harness.response_api import MODEL, Peers, ServerFactory
 from tests.harness.server import serve_local
-from tests.harness.upstream import FakeUpstream
+from tests.harness.upstream import FakeUpstream, Reply
 from tests.response_api.scripts import answer, call, tool_round
 
 POLLS = 400
@@ -348,3 +348,48 @@ async def test_replayed_item_ids_do_not_break_the_conversation(
     items = await items_of(llm, asked.conversation.id)
     calls = [item for item in items if item.type == "function_call"]
     assert len(calls) == 2 and calls[0].id == function_call["id"] and calls[1].id != calls[0].id
+
+
+async def test_a_new_conversation_costs_one_call_to_llm_api(
+    client: AsyncOpenAI, llm: AsyncOpenAI, upstream: FakeUpstream, peers: Peers
+) -> None:
+    """A response without `conversation` names its new conversation itself; llm-api creates it with
+    the response's items in the one append at its end, not in a call of its own at the start."""
+    upstream.enqueue(answer("Hello, Ada."))
+    seen = len(peers.llm_api_requests())
+    response = await client.responses.create(model=MODEL, input="Hi, I am Ada.", tools=[])
+    assert response.conversation is not None
+    conversation_id = response.conversation.id
+    assert peers.llm_api_requests()[seen:] == [
+        "POST /v1/chat/completions",
+        f"POST /internal/conversations/{conversation_id}/items",
+    ]
+    conversation = await llm.conversations.retrieve(conversation_id)
+    assert conversation.model_extra is not None and conversation.model_extra.get("title") == "Hi, I am Ada."
+    stored = await items_of(llm, conversation_id)
+    assert [summary(item) for item in stored] == [
+        ("message", "user", "Hi, I am Ada."),
+        ("message", "assistant", "Hello, Ada."),
+    ]
+    assert stored[1].id == response.output[0].id
+    upstream.enqueue(answer("Ada."))
+    await client.responses.create(model=MODEL, input="Who am I?", conversation=conversation_id, tools=[])
+    assert [m["content"] for m in upstream.requests[-1]["messages"]][:2] == ["Hi, I am Ada.", "Hello, Ada."]
+
+
+async def test_a_failed_response_still_leaves_its_new_conversation(
+    client: AsyncOpenAI, llm: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    upstream.enqueue(Reply(status=500, error_body={"error": {"message": "boom"}}))
+    failed = await client.responses.create(model=MODEL, input="Fail, please.", tools=[])
+    assert failed.status == "failed" and failed.conversation is not None
+    assert await items_of(llm, failed.conversation.id) == []  # made, with nothing in it
+    upstream.enqueue(answer("Better now."))
+    again = await client.responses.create(
+        model=MODEL, input="Again?", conversation=failed.conversation.id, tools=[]
+    )
+    assert again.status == "completed"
+    assert [summary(item) for item in await items_of(llm, failed.conversation.id)] == [
+        ("message", "user", "Again?"),
+        ("message", "assistant", "Better now."),
+    ]

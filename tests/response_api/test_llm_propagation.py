@@ -38,10 +38,10 @@ def llm_api() -> Iterator[tuple[str, Seen]]:
 
         return StreamingResponse(body(), media_type="text/event-stream")
 
-    @app.post("/v1/conversations")
-    async def create(request: Request) -> dict[str, Any]:
-        seen.append({**request.headers, "body": str(await request.json())})
-        return {"id": "conv_1", "object": "conversation"}
+    @app.post("/internal/conversations/{conversation_id}/items")
+    async def append(conversation_id: str, request: Request) -> dict[str, Any]:
+        seen.append({**request.headers, "body": str(await request.json()), "query": str(request.url.query)})
+        return {"object": "list", "data": [], "has_more": False}
 
     with serve(app) as server:
         yield server.url, seen
@@ -55,12 +55,18 @@ async def test_a_model_round_and_a_conversation_call_carry_the_trace(llm_api: tu
         with tracer.start_as_current_span("request") as span:
             trace_id = f"{span.get_span_context().trace_id:032x}"
             events = [event async for event in LlmClient(http, url).stream({"model": "m"}, headers)]
-            conversation = await Conversations(http, url, None).create(headers)
+            await Conversations(http, url, None).append(
+                "conv_new", [], headers, key="resp_1", budget=CLIENT_TIMEOUT, create=True
+            )
     assert events == [TextDelta("Hi"), RoundEnd("stop", None)]
-    assert conversation == "conv_1"
     assert len(seen) == 2
     for request in seen:
         assert request["traceparent"].split("-")[1] == trace_id
         assert request["authorization"] == "Bearer caller"
         assert request["content-type"] == "application/json"
-    assert seen[0]["body-model"] == "m" and seen[1]["body"] == "{}"
+    assert seen[0]["body-model"] == "m"
+    assert (seen[1]["body"], seen[1]["query"], seen[1]["idempotency-key"]) == (
+        "{'items': []}",
+        "create=true",
+        "resp_1",
+    )

@@ -207,3 +207,23 @@ async def test_unreachable_mcp_tools(
     assert failed.status == "failed" and failed.error is not None
     assert failed.error.code == "tools_unavailable"  # type: ignore[comparison-overlap]
     assert len(upstream.requests) == 1
+
+
+async def test_a_tool_round_sends_only_its_calls(
+    client: AsyncOpenAI, upstream: FakeUpstream, mcp_tools: FakeMcpTools
+) -> None:
+    """With the tool listing cached, a response's MCP session lists nothing itself: the SDK, which
+    checks results against the tools' output schemas, would otherwise send a `tools/list` before
+    returning the first result of a session that never listed the tools."""
+    upstream.enqueue(answer("Warm."))
+    await client.responses.create(model=MODEL, input="Fill the tool catalog")
+    mcp_tools.reset()
+    upstream.enqueue(
+        tool_round(call("add", {"a": 2, "b": 3}, "call_a")),
+        tool_round(call("add", {"a": 5, "b": 1}, "call_b")),
+        answer("Done."),
+    )
+    response = await client.responses.create(model=MODEL, input="Add twice")
+    assert [item.type for item in response.output] == ["mcp_call", "mcp_call", "message"]
+    assert [item.output for item in response.output[:2]] == ["5", "6"]  # type: ignore[union-attr]
+    assert mcp_tools.methods == ["tools/call", "tools/call"]

@@ -14,12 +14,18 @@ conversation is a 404.
   ids kept. A conversation without a title gets one from the first user message, as chat turns do.
   An `Idempotency-Key` (response-api sends the response id) makes a repeated append store nothing:
   response-api retries an append whose answer it did not get, so the turn is stored exactly once.
+  With `?create=true` a conversation the caller does not have yet is created first, under the id in
+  the path (response-api names a response's new conversation itself, so a response costs one call
+  here instead of a create at its start and an append at its end); the items may then be empty (a
+  response that failed still leaves its conversation). An id another user holds is a 409.
 - `POST …/import`: a conversation from response-api's former own store, with its id, owner and age
   (see response-api's migration 0003). Repeating an import is harmless.
 """
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header
@@ -37,6 +43,8 @@ from apps.llm_api.wire.conversations import conversation_json, item_json, page_j
 from apps.llm_api.wire.response_items import AppendItems, ImportConversation, stored_item
 
 REPLAY_MAX_ITEMS = 1000
+# The shape of the ids llm-api gives conversations (`random_id("conv")`), required of one named by a caller.
+NEW_CONVERSATION_ID = re.compile(r"conv_[0-9A-Za-z]{16,64}")
 
 router = APIRouter(
     route_class=GuardedRoute,
@@ -84,10 +92,17 @@ async def append_items(
     principal: PrincipalDep,
     store: ConversationsDep,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=64)] = None,
+    create: bool = False,
 ) -> Page[ConversationItem]:
+    if create:  # usually the first delivery, so the conversation is made before it is read
+        await _create(store, principal.user_id, conversation_id)
     conversation = await store.get(principal.user_id, conversation_id)
     if conversation is None:
         raise _missing(conversation_id)
+    if not body.items:
+        if not create:
+            raise APIError(400, "'items' must not be empty.", param="items", code="invalid_value")
+        return page_json([], False)
     items = [stored_item(item) for item in body.items]
     title = None if conversation.title else _title([item.body for item in items])
     rows = await store.append_response(conversation, items, title=title, key=idempotency_key)
@@ -103,6 +118,14 @@ async def import_conversation(body: ImportConversation, store: ConversationsDep)
     if created is None:
         raise APIError(409, f"Conversation '{body.id}' belongs to another user.", code="conflict")
     return {"id": body.id, "object": "conversation.import", "created": created}
+
+
+async def _create(store: ConversationStore, user_id: str, conversation_id: str) -> None:
+    """Make the caller's conversation `conversation_id` unless they have it already."""
+    if not NEW_CONVERSATION_ID.fullmatch(conversation_id):
+        raise APIError(400, f"'{conversation_id}' is not a conversation id.", param="conversation_id")
+    if await store.import_conversation(conversation_id, user_id, datetime.now(UTC), []) is None:
+        raise APIError(409, f"Conversation '{conversation_id}' belongs to another user.", code="conflict")
 
 
 def _title(items: list[dict[str, Any]]) -> str | None:

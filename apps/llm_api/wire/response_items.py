@@ -93,11 +93,12 @@ ResponseItem = Annotated[AnyResponseItem, Field(discriminator="type")]
 
 
 class AppendItems(BaseModel):
-    """`POST /internal/conversations/{id}/items`: one response's input and output items, in order."""
+    """`POST /internal/conversations/{id}/items`: one response's input and output items, in order
+    (none only when the call creates the conversation: the route checks)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    items: list[ResponseItem] = Field(min_length=1, max_length=MAX_ITEMS_PER_RESPONSE)
+    items: list[ResponseItem] = Field(max_length=MAX_ITEMS_PER_RESPONSE)
 
 
 class ImportedItem(BaseModel):

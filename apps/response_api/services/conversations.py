@@ -2,8 +2,13 @@
 
 Every call carries the caller's own credentials, so llm-api decides ownership (another user's
 conversation is a 404, as for a missing one); the internal routes also need the internal token
-(`AUTH__INTERNAL_TOKEN`, the one already used for API-key checks). A new conversation is created
-through the public `POST /v1/conversations`, exactly as a client would.
+(`AUTH__INTERNAL_TOKEN`, the one already used for API-key checks).
+
+A response that starts a new conversation names it itself (`new_conversation_id`, the shape of
+llm-api's own ids) and llm-api creates it with the response's items, in the one append at its end
+(`append(..., create=True)`); a response that fails or is cancelled creates it empty. Until then
+the id is reported (`response.created`) but the conversation is not there yet. This saved a call to
+llm-api at the start of every such response, and a response's fixed cost is what #15 measures.
 
 A conversation in a project carries the project's instructions (`project_instructions`, read with
 the items in the same call); `with_project_instructions` puts them before the response's own
@@ -16,7 +21,7 @@ unreachable, misconfigured (403 on the internal token) or failing is a 503 with 
 Appending a response's items is the write behind its acknowledgement: it is idempotent (keyed by
 the response id) and retried through a short llm-api outage (`append`).
 
-Every response creates or extends a conversation, so these calls are on its fixed cost: they go
+Every stored response extends a conversation, so these calls are on its fixed cost: they go
 over aiohttp (see `apps.common.http`; httpx with its instrumentation cost ~2 ms of CPU a call),
 with trace context propagated by hand.
 """
@@ -35,8 +40,14 @@ from apps.common.auth.remote_keys import INTERNAL_TOKEN_HEADER
 from apps.common.durable import durably
 from apps.common.errors import APIError
 from apps.common.http import transport_failure
+from apps.common.ids import random_id
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+
+
+def new_conversation_id() -> str:
+    """An id for a response's new conversation, of the shape llm-api gives its own."""
+    return random_id("conv")
 
 
 class ConversationMissing(APIError):
@@ -51,11 +62,6 @@ class Conversations:
         self._http = http
         self._base = llm_api_url.rstrip("/")
         self._internal = {INTERNAL_TOKEN_HEADER: internal_token} if internal_token else {}
-
-    async def create(self, headers: dict[str, str]) -> str:
-        """A new, empty conversation of the caller; its id."""
-        body = await self._call("POST", "/v1/conversations", headers, json={}, internal=False)
-        return str(body["id"])
 
     async def history(
         self, conversation_id: str, headers: dict[str, str]
@@ -83,16 +89,18 @@ class Conversations:
         *,
         key: str,
         budget: float,
+        create: bool = False,
     ) -> None:
         """Append a response's items in one write, exactly once (raises `ConversationMissing` if the
-        conversation is gone).
+        conversation is gone). `create`: the conversation is the response's new one, made by this
+        call if it is not there yet (`items` may then be empty).
 
         `key` (the response id) is sent as `Idempotency-Key`: llm-api stores one append per key, so
         an attempt whose answer was lost with the connection is simply sent again. llm-api being
         away (unreachable, or answering 502/503/504) is retried for `budget` seconds, then raises
         `StorageUnavailable` (a 503, or the stream's `error` event); any other refusal at once.
         """
-        path = self._items_path(conversation_id)
+        path = self._items_path(conversation_id) + ("?create=true" if create else "")
         sent = {**headers, IDEMPOTENCY_KEY_HEADER: key}
 
         async def once() -> None:

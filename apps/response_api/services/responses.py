@@ -10,13 +10,16 @@ Decisions:
   (whoever wrote them: responses, chat completions, `conversations.items.create`);
   `previous_response_id` replays that response's chain from this app's own store. Naming both is a
   400, as at OpenAI. Each stored response belongs to a conversation (the one named, the previous
-  response's, or a new one created in llm-api at the start) and reports it in `conversation.id`.
+  response's, or a new one) and reports it in `conversation.id`. A new conversation's id is chosen
+  here and llm-api creates it when the response ends, with its items (empty if it failed or was
+  cancelled): one call to llm-api per response instead of two (`services/conversations.py`).
 - A stored response that ends `completed` or `incomplete` appends its input and output items to its
-  conversation, in OpenAI's item shapes, before its own row is written (one llm-api transaction,
-  keyed by the response id so a retry after a lost answer stores nothing twice, and retried through
-  a short llm-api outage like any storage write). If llm-api cannot take them, that
-  is a storage failure like any other (below): the client gets a 503 or an SSE `error` and the
-  response is not stored; a background response is stored `failed` (`conversation_unavailable`),
+  conversation, in OpenAI's item shapes, as its own row is written (a foreground response's row
+  at the same time, a background one's after; one llm-api transaction, keyed by the response id so
+  a retry after a lost answer stores nothing twice, and retried through a short llm-api outage like
+  any storage write). If llm-api cannot take them, that is a storage failure like any other
+  (below): the client gets a 503 or an SSE `error` and the response is not stored (a row written
+  meanwhile is deleted first); a background response is stored `failed` (`conversation_unavailable`),
   since nobody is waiting to be told. A conversation deleted meanwhile is simply not written to.
   Failed and cancelled responses add nothing.
 - An `mcp` tool in the request gets an `mcp_list_tools` output item (the tools offered), unless the
@@ -28,8 +31,8 @@ Decisions:
   can replay and follow it on any replica; others are refused with a 400 there, as at OpenAI.
 - Durability (`services/ending.py`): the client is acknowledged only for what is stored. The
   background insert comes before the 200 that returns the id; the final write (state, input items,
-  tool executions, new conversation, the last logged events: one transaction) comes before the
-  plain 200 and before the stream's terminal event.
+  tool executions, the last logged events: one transaction) and the conversation append (which
+  also creates a new conversation) come before the plain 200 and before the stream's terminal event.
   Writes are retried through a short outage (`STORAGE_RETRY_SECONDS`); past that the client gets a
   503 or an SSE `error` event and nothing was written. A background response's end, which nobody
   waits for, is retried for longer (`BACKGROUND_STORAGE_RETRY_SECONDS`).
@@ -55,7 +58,11 @@ from apps.common.errors import APIError, bad_request
 from apps.response_api.schemas import CreateResponseRequest, McpTool, check_tools
 from apps.response_api.services.approvals import approved_requests
 from apps.response_api.services.body import error_body, initial_body
-from apps.response_api.services.conversations import Conversations, with_project_instructions
+from apps.response_api.services.conversations import (
+    Conversations,
+    new_conversation_id,
+    with_project_instructions,
+)
 from apps.response_api.services.ending import ResponseWriter
 from apps.response_api.services.events import EventHub, EventLog, Frame, follow
 from apps.response_api.services.items import normalize_input, to_messages
@@ -148,9 +155,9 @@ class ResponseService:
             request, offer_mcp=self._config.offer_mcp_by_default, server_label=self._config.server_label
         )
         logged = request.background and request.stream
+        new_conversation = request.store and conversation_id is None
         if request.store:
-            if conversation_id is None:
-                conversation_id = await self._conversations.create(headers)
+            conversation_id = conversation_id or new_conversation_id()
             body["conversation"] = {"id": conversation_id}
         if request.background:
             await self._writer.insert(body, input_items, principal.user_id, event_log=logged)
@@ -162,6 +169,7 @@ class ResponseService:
             request=request,
             principal=principal,
             history=history,
+            new_conversation=new_conversation,
             project_instructions=project_instructions,
             input_items=input_items,
             approved=approved,
