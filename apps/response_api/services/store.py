@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import asyncpg
 import orjson
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from apps.common.db import session_factory, transaction
+from apps.common.db import driver_connection, session_factory, transaction
 from apps.common.errors import not_found
 from apps.response_api.db import ResponseInputItem, ResponseRow, ToolExecution
 from apps.response_api.services.cancel_bus import CHANNEL, EVENTS_CHANNEL
@@ -154,16 +153,13 @@ class ResponseStore:
     ) -> None:
         """Store a response with its input items and tool executions: one statement.
 
-        It runs on the driver itself, on a pooled connection and outside any transaction (one
-        statement is atomic alone): every stored response makes this write, and SQLAlchemy's execute
-        with its tracing cost 0.67 ms of CPU against the driver's 0.25 (so the statement has no
-        span of its own). Its errors are asyncpg's, which `durably` and the kit's handlers treat like
-        SQLAlchemy's (a database that is away is retried, then a 503).
+        It runs on the driver itself (`driver_connection`), outside any transaction (one statement
+        is atomic alone): every stored response makes this write, and SQLAlchemy's execute with its
+        tracing cost 0.67 ms of CPU against the driver's 0.25 (so the statement has no span of its
+        own). A lost connection is raised as SQLAlchemy's, so `durably` retries it like any other.
         """
         conversation = body["conversation"]
-        connection = await self._engine.raw_connection()
-        try:
-            driver = cast(asyncpg.Connection, connection.driver_connection)
+        async with driver_connection(self._engine) as driver:
             await driver.execute(
                 _INSERT,
                 body["id"],
@@ -177,8 +173,6 @@ class ResponseStore:
                 _json(input_items),
                 _json(executions or []),
             )
-        finally:
-            connection.close()  # back to the pool
 
     async def save(
         self,
