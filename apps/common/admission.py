@@ -46,9 +46,10 @@ slot back `stream_slot_hold_ms` after its headers are out, if it has not ended b
 lasts seconds to minutes at little CPU per second, so holding slots for all of it would cap a process at
 `max_concurrent` chats while its CPU idles; but a stream that ends within the hold (a fast upstream,
 whose relay costs as much CPU as a plain answer) keeps its slot to the end, so a flood of short streams
-is bounded like plain requests. Giving the slot back at the headers let such a flood past the bound: at
-twice the knee, 510-649 of 800 req/s were served with admitted p99 141-345 ms, against 727 and 79 ms
-while streams kept their slots (`bench/load.py`). The stream keeps its user's share until it ends (a
+is bounded like plain requests, not only by `max_in_process`. (`bench/load.py`, quiet machine, at twice
+the knee: with the slot given back at the headers 510 of 800 req/s were served, admitted p99 168 ms,
+refusal p99 350 ms; with the 250 ms hold 461-482, 128-170 ms and 105-220 ms. The bound is the point;
+neither gets admitted p99 within twice the knee's.) The stream keeps its user's share until it ends (a
 user's open streams count against `max_concurrent_per_user`), and it stays inside the process, so
 `max_in_process` bounds open streams.
 """
