@@ -12,9 +12,8 @@ product is changed), and Python's garbage collector reports every collection thr
 - `mcp open` / `mcp close`: entering and leaving the response's MCP session; `mcp call`: one
   `tools/call`;
 - `db insert`: the response row's write (commit included);
-- `final writes`: the response's ending, from its last event to its acknowledgement: the append and
-  the insert, which a foreground response runs at the same time (both are within it, so 'other'
-  leaves them out: they are not counted twice);
+- `final writes`: the response's ending, from its last event to its acknowledgement: the append,
+  then the insert (both are within it, so 'other' leaves them out: they are not counted twice);
 - `gc genN (cpu)`: CPU time of the collections that ran while the request was in flight (any
   thread: there is one GIL);
 - `other`: the client's wall time minus all of the above (routing, auth, validation, serialising,

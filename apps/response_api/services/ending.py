@@ -3,21 +3,13 @@
 
 `ResponseWriter.insert` is the write behind a background response's 200 (and a foreground one's
 ending); `finish` ends a run: the conversation append, the final write with the last logged events,
-then the terminal event, or, when storage failed, an `error` instead.
-
-A stored foreground response's row is inserted while its conversation is extended (the two are in
-different services' stores, so neither waits for the other: the slower one sets the client's wait,
-not their sum). The client is told only once both are committed. If the append fails, the client is
-told so, and the row, if it was written, is deleted first; if the insert fails, the items stay in
-the conversation, as when the insert came second. A background response's end stays in order:
-its row records whether the append failed. Every write goes through
+then the terminal event, or, when storage failed, an `error` instead. Every write goes through
 `durably` with its budget: `STORAGE_RETRY_SECONDS` when a client waits, the longer
 `BACKGROUND_STORAGE_RETRY_SECONDS` for a background response's end.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -88,22 +80,7 @@ class ResponseWriter:
 
     async def _persist(self, run: ResponseRun, executions: list[ToolExecutionRow]) -> None:
         body = run.state.body
-        inserted: asyncio.Task[None] | None = None
-        if body["store"] and not run.background:
-            # A client waits: the response's row goes in while its conversation is extended.
-            inserted = asyncio.create_task(
-                self.insert(body, run.input_items, run.user_id, executions=executions)
-            )
-        try:
-            await self._add_to_conversation(run)
-        except asyncio.CancelledError:
-            if inserted is not None:
-                inserted.cancel()
-            raise
-        except Exception:
-            if inserted is not None:
-                await self._take_back(inserted, body["id"], run.user_id)
-            raise
+        await self._add_to_conversation(run)
         end = run.state.end_event()  # numbered now, sent once stored (and logged with the ending)
         if run.background:
             event_log = run.state.detach_log()
@@ -120,8 +97,8 @@ class ResponseWriter:
                 what="this response",
                 committed=lambda: self._store.ended(body["id"]),
             )
-        elif inserted is not None:
-            await inserted
+        elif body["store"]:
+            await self.insert(body, run.input_items, run.user_id, executions=executions)
         else:
             # Nothing was promised to the client (`store: false`): its tool calls are recorded before
             # it is answered, like any other, but a failure to do so is logged, not reported.
@@ -135,30 +112,6 @@ class ResponseWriter:
                 log.exception(
                     "tool executions of an unstored response were lost", extra={"response_id": body["id"]}
                 )
-
-    async def _take_back(self, inserted: asyncio.Task[None], response_id: str, user_id: str) -> None:
-        """The conversation could not be extended, so the client is told the response was not
-        stored: the row written meanwhile is deleted before that (a row that is then left, if
-        the database went away in between, is logged)."""
-        try:
-            await inserted
-        except Exception:
-            return  # not stored either: nothing to take back
-
-        async def gone() -> bool:
-            return not await self._store.exists(response_id)
-
-        async def delete() -> None:
-            try:
-                await self._store.delete(user_id, response_id)
-            except APIError as exc:
-                if exc.status_code != 404:  # already deleted (its owner asked meanwhile) is what we want
-                    raise
-
-        try:
-            await durably(delete, budget=self._budget, what="the unacknowledged response", committed=gone)
-        except Exception:
-            log.exception("an unacknowledged response stays stored", extra={"response_id": response_id})
 
     async def _add_to_conversation(self, run: ResponseRun) -> None:
         body = run.state.body

@@ -14,12 +14,11 @@ Decisions:
   here and llm-api creates it when the response ends, with its items (empty if it failed or was
   cancelled): one call to llm-api per response instead of two (`services/conversations.py`).
 - A stored response that ends `completed` or `incomplete` appends its input and output items to its
-  conversation, in OpenAI's item shapes, as its own row is written (a foreground response's row
-  at the same time, a background one's after; one llm-api transaction, keyed by the response id so
-  a retry after a lost answer stores nothing twice, and retried through a short llm-api outage like
-  any storage write). If llm-api cannot take them, that is a storage failure like any other
-  (below): the client gets a 503 or an SSE `error` and the response is not stored (a row written
-  meanwhile is deleted first); a background response is stored `failed` (`conversation_unavailable`),
+  conversation, in OpenAI's item shapes, before its own row is written (one llm-api transaction,
+  keyed by the response id so a retry after a lost answer stores nothing twice, and retried through
+  a short llm-api outage like any storage write). If llm-api cannot take them, that is a storage
+  failure like any other (below): the client gets a 503 or an SSE `error` and the response is not
+  stored; a background response is stored `failed` (`conversation_unavailable`),
   since nobody is waiting to be told. A conversation deleted meanwhile is simply not written to.
   Failed and cancelled responses add nothing.
 - An `mcp` tool in the request gets an `mcp_list_tools` output item (the tools offered), unless the
