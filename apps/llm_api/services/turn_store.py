@@ -6,14 +6,16 @@ statements run on the pool's asyncpg connection (`apps.common.db.driver_connecti
 SQLAlchemy's async layer each statement cost ~250 µs of CPU, and a turn took nine round trips (read:
 BEGIN, SELECT, ROLLBACK; write: BEGIN, lock, last sequence, touch, insert, COMMIT), which made a
 conversation turn cost five times a plain request's CPU (`bench/chat_cpu.py`). Now the read is one
-round trip outside any transaction, and the write four (BEGIN, conversations, items, COMMIT) whatever
-the number of turns: `TurnWriter` gathers the turns that finish while the previous batch is being
+round trip outside any transaction, and the write one statement (its own transaction) whatever the
+number of turns: `TurnWriter` gathers the turns that finish while the previous batch is being
 committed and writes them together (group commit), each still acknowledged only once its
-transaction has committed.
+statement has committed.
 
-Ordering and locking are those of `ConversationStore.append_items`: the conversations a batch appends
-to are locked (in id order, so two writers cannot deadlock) before their last sequence is read, so a
-concurrent writer (a response's items, another process's batch) never takes the same numbers.
+Numbering: the conversations a batch appends to are locked in id order (so two writers cannot
+deadlock), and each item is numbered after its conversation's last sequence as the statement's
+snapshot sees it. A concurrent writer that appended meanwhile (a response's items, another
+process's batch) makes those numbers collide; the unique key then refuses the statement, and
+`write_turns` runs it again in a fresh snapshot, so no number is ever taken twice.
 """
 
 from __future__ import annotations
@@ -92,10 +94,9 @@ async def write_turns(engine: AsyncEngine, turns: list[TurnRecord]) -> None:
             key = turn.conversation.id
             appended[key] = appended.get(key) or turn.title
     continued = sorted(appended)
-    items = _item_columns(turns)
     async with driver_connection(engine) as connection:
-        if any(item.keep_id for turn in turns for item in turn.items):
-            items = _item_columns(turns, await _taken(connection, turns))
+        keeps_ids = any(item.keep_id for turn in turns for item in turn.items)
+        items = _item_columns(turns, await _taken(connection, turns) if keeps_ids else None)
         for attempt in range(1, _NUMBERING_ATTEMPTS + 1):
             try:
                 await connection.execute(
@@ -124,11 +125,7 @@ def _item_columns(turns: list[TurnRecord], taken: set[str] | None = None) -> tup
         conversation = turn.conversation.public_id
         for item in turn.items:
             position = positions[conversation] = positions.get(conversation, 0) + 1
-            public_id = item.public_id
-            if taken is not None:
-                if public_id in taken:
-                    public_id = random_id(public_id.partition("_")[0] or "item")
-                taken.add(public_id)
+            public_id = item.public_id if taken is None else _unused(item.public_id, taken)
             values = (
                 conversation,
                 public_id,
@@ -136,7 +133,7 @@ def _item_columns(turns: list[TurnRecord], taken: set[str] | None = None) -> tup
                 item.body["type"],
                 item.body.get("role"),
                 item.status,
-                _json({k: v for k, v in item.body.items() if k not in ("type", "role")}),
+                _json(_stored_body(item.body)),
                 item.finish_reason,
                 _json(item.usage),
                 _json(item.incomplete_details),
@@ -144,6 +141,19 @@ def _item_columns(turns: list[TurnRecord], taken: set[str] | None = None) -> tup
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
     return columns
+
+
+def _unused(public_id: str, taken: set[str]) -> str:
+    """`public_id`, or a fresh id of its kind when it is already `taken`; `taken` grows with it."""
+    if public_id in taken:
+        public_id = random_id(public_id.partition("_")[0] or "item")
+    taken.add(public_id)
+    return public_id
+
+
+def _stored_body(body: ItemBody) -> dict[str, Any]:
+    """An item's body as stored: `type` and `role` have columns of their own."""
+    return {k: v for k, v in body.items() if k not in ("type", "role")}
 
 
 def _json(value: Any) -> str:
@@ -238,18 +248,14 @@ def item_values(
     fresh one (and `taken` grows with the ids used)."""
     rows: list[dict[str, Any]] = []
     for sequence, item in enumerate(items, start=last + 1):
-        public_id = item.public_id
-        if public_id in taken:
-            public_id = random_id(public_id.partition("_")[0] or "item")
-        taken.add(public_id)
         row = {
-            "public_id": public_id,
+            "public_id": _unused(item.public_id, taken),
             "conversation_id": conversation_id,
             "sequence": sequence,
             "type": item.body["type"],
             "role": item.body.get("role"),
             "status": item.status,
-            "body": {k: v for k, v in item.body.items() if k not in ("type", "role")},
+            "body": _stored_body(item.body),
             "finish_reason": item.finish_reason,
             "usage": item.usage,
             "incomplete_details": item.incomplete_details,
