@@ -35,8 +35,6 @@ import logging
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -52,10 +50,11 @@ from pydantic import SecretStr
 
 from apps.common.auth.issuer import LocalIssuer
 from apps.common.migrations import upgrade
-from apps.gateway.embedded import embedded_postgres, embedded_s3, free_port, stop_process, wait_ready
+from apps.gateway.embedded import embedded_postgres, embedded_s3
 from apps.media_api.services.storage import ObjectStore
 from apps.media_api.settings import MediaApiSettings
 from bench.cpu import cpu_ns, sampling, show_profile
+from bench.served import served_app
 from tests.harness.server import serve
 
 SIZES = (0, 1, 10, 100)
@@ -159,27 +158,9 @@ def media_env(database_url: str, s3: str, issuer_url: str) -> dict[str, str]:
 @contextmanager
 def media_api(name: str, env: dict[str, str], logs: Path, tree: Path | None = None) -> Iterator[Arm]:
     """media-api as a container runs it, from this checkout or `tree`; its JSON logs go to `logs`."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "apps.cli",
-        "serve",
-        "media-api",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    # PYTHONSAFEPATH: `python -m` would otherwise import the checkout in the cwd first.
-    env = {**os.environ, **env, "PYTHONSAFEPATH": "1", "PYTHONPATH": str((tree or ROOT).resolve())}
-    with (logs / f"{name}.log").open("wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/readyz", process, 180)  # a loaded machine starts slowly
-        yield Arm(name, f"http://127.0.0.1:{port}", process.pid)
-    finally:
-        stop_process(process)
+    # A loaded machine starts it slowly.
+    with served_app("media-api", env, logs / f"{name}.log", tree=tree, ready_seconds=180) as (url, pid):
+        yield Arm(name, url, pid)
 
 
 def jwks_app(issuer: LocalIssuer) -> Any:

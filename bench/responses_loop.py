@@ -35,8 +35,6 @@ import functools
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -54,10 +52,11 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
 from apps.common.migrations import upgrade
-from apps.gateway.embedded import embedded_postgres, free_port, stop_process, wait_ready
+from apps.gateway.embedded import embedded_postgres
 from apps.response_api.main import create_app
 from apps.response_api.settings import ResponseApiSettings
 from bench.cpu import cpu_ns
+from bench.served import served_app
 from tests.harness.issuer import TestIssuer
 from tests.harness.mcp_tools_fake import FakeMcpTools
 from tests.harness.server import ServerThread, serve
@@ -306,30 +305,11 @@ def loopback(checkout: Path | None = None) -> Iterator[Loopback]:
                 "MCP_TOOLS_URL": tools_server.url,
                 "LOG_LEVEL": "WARNING",
             }
-            with api_process(checkout, env, Path(tmp) / "response-api.log") as (url, pid):
+            with served_app("response-api", env, Path(tmp) / "response-api.log", tree=checkout) as (url, pid):
                 topology = f"its own process (jan-server serve), code from {checkout}"
                 yield Loopback(
                     url, model.url, tools_server.url, token, upstream, api_pid=pid, topology=topology
                 )
-
-
-@contextmanager
-def api_process(checkout: Path, settings: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
-    """`jan-server serve response-api` from `checkout`; (its URL, its pid). Its stderr goes to a file
-    (an unread pipe would fill and block it)."""
-    port = free_port()
-    command = [sys.executable, "-m", "apps.cli", "serve", "response-api", "--host", "127.0.0.1"]
-    # `-m` puts the working directory first on the import path: run from the checkout under test.
-    env = {**os.environ, "PYTHONPATH": str(checkout), **settings}
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)], cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=sink
-        )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/readyz", process, 60)
-        yield f"http://127.0.0.1:{port}", process.pid
-    finally:
-        stop_process(process)
 
 
 def main() -> None:
