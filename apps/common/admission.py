@@ -6,9 +6,10 @@ work in flight keeps the event loop at the knee; what is beyond the bound is ans
 
 - a user already running `max_concurrent_per_user` requests gets **429** (`rate_limit_error`) and
   `Retry-After`, without waiting: their own requests are what holds them back;
-- when the app runs `max_concurrent` requests, a new one waits in a short FIFO queue (at most
+- when the app runs `max_concurrent` requests, a new one waits in a short queue (at most
   `max_waiting` requests, each at most `max_wait_ms`) for a slot another request frees; beyond that,
-  **503** (`service_unavailable`) and `Retry-After`;
+  **503** (`service_unavailable`) and `Retry-After`. A draining queue admits its oldest waiter first,
+  a standing one its newest (`Admission._next_waiter`);
 - when the process's event loop lags more than `max_loop_lag_ms` behind (measured every 50 ms),
   **503** at once: the process is out of CPU, and a request admitted now would only slow every request
   already in flight. This is the signal that catches a saturated core, which a concurrency bound
@@ -74,13 +75,14 @@ _CAPACITY_MESSAGE = "The service is at capacity; retry after the indicated delay
 
 
 class Admission:
-    """Counts of requests in flight, app-wide and per user, with a short FIFO wait for an app slot."""
+    """Counts of requests in flight, app-wide and per user, with a short wait for an app slot."""
 
     def __init__(self, settings: AdmissionSettings) -> None:
         self.settings = settings
         self.in_flight = 0
         self.per_user: dict[str, int] = {}
-        self._waiters: deque[asyncio.Future[bool]] = deque()
+        # Each waiter with the loop time it joined the queue at.
+        self._waiters: deque[tuple[asyncio.Future[bool], float]] = deque()
         self.loop_lag = 0.0  # seconds, the latest measurement of `watch_loop`
         self.inside = 0  # requests past the door, admitted or not yet
         self._door_body = orjson.dumps(self._overloaded().body())
@@ -163,7 +165,8 @@ class Admission:
             raise self._overloaded()
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiters.append(waiter)
+        entry = (waiter, loop.time())
+        self._waiters.append(entry)
         expiry = loop.call_later(limits.max_wait_ms / 1000, _expire, waiter)
         try:
             handed = await waiter
@@ -174,19 +177,31 @@ class Admission:
             raise
         finally:
             expiry.cancel()
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            if entry in self._waiters:
+                self._waiters.remove(entry)
         if not handed:
             raise self._overloaded()
 
     def release_slot(self) -> None:
-        # The slot passes straight to the oldest waiter, so a newcomer cannot overtake the queue.
+        # The slot passes straight to a waiter, so a newcomer cannot overtake the queue.
         while self._waiters:
-            waiter = self._waiters.popleft()
+            waiter = self._next_waiter()
             if not waiter.done():
                 waiter.set_result(True)
                 return
         self.in_flight -= 1
+
+    def _next_waiter(self) -> asyncio.Future[bool]:
+        """The oldest waiter, unless the queue is standing: then the newest (adaptive LIFO).
+
+        A queue whose oldest waiter has waited half of `max_wait_ms` is not a burst draining but an
+        app past its knee, where some waiter will be refused whatever the order. In FIFO order every
+        admitted request would first wait about as long as the queue is deep, and that wait is most
+        of the admitted latency past the knee; serving the newest one admits it at once, and those
+        already waiting longest are the ones that expire with a 503 after `max_wait_ms`."""
+        oldest, oldest_since = self._waiters[0]
+        standing = oldest.get_loop().time() - oldest_since > self.settings.max_wait_ms / 2000
+        return (self._waiters.pop() if standing else self._waiters.popleft())[0]
 
     def release_user(self, user_id: str) -> None:
         held = self.per_user.get(user_id, 0) - 1

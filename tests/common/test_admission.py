@@ -309,3 +309,40 @@ async def test_the_loop_watch_measures_a_blocked_loop() -> None:
             break
     watch.cancel()
     assert gate.saturated()
+
+
+async def queue(gate: Admission, *users: str) -> list[asyncio.Task[None]]:
+    """`users`' requests, each queued for the app slot after the one before it."""
+    waiting = []
+    for user in users:
+        waiting.append(asyncio.create_task(gate.admit(user)))
+        await asyncio.sleep(0)
+    return waiting
+
+
+async def test_a_draining_queue_admits_its_oldest_waiter_first() -> None:
+    gate = Admission(AdmissionSettings(max_concurrent=1, max_wait_ms=10_000))
+    await gate.admit("holder")
+    first, second = await queue(gate, "first", "second")
+    gate.release_slot()
+    await first
+    assert not second.done() and gate.in_flight == 1
+    gate.release_slot()
+    await second
+
+
+async def test_a_standing_queue_admits_its_newest_waiter_and_lets_the_oldest_expire() -> None:
+    gate = Admission(AdmissionSettings(max_concurrent=1, max_concurrent_per_user=5, max_wait_ms=2_000))
+    await gate.admit("holder")
+    (oldest,) = await queue(gate, "oldest")
+    await asyncio.sleep(1.2)  # the oldest has waited past half of max_wait_ms: the queue is standing
+    middle, newest = await queue(gate, "middle", "newest")
+    gate.release_slot()
+    await newest
+    assert not middle.done() and not oldest.done()
+    gate.release_slot()
+    await middle
+    with pytest.raises(APIError) as refused:
+        await oldest
+    assert refused.value.status_code == 503
+    assert gate.in_flight == 1 and not gate._waiters
