@@ -15,10 +15,11 @@ from apps.llm_api.providers.catalog import Catalog
 # on a connection of its own.
 TURN_FLUSHERS = 2
 # Connections the process uses besides its admitted requests and the turn flushers: the background
-# writer of unacknowledged turns, plus what is never admitted (readiness, the internal API-key
-# validation of the other apps, the model sync, the worker lease). A pool that can hold them all
-# never opens and closes a connection per burst.
-UNADMITTED_CONNECTIONS = 1 + 4
+# writer of unacknowledged turns, and one for what is never admitted and rarely runs (readiness, the
+# other apps' API-key validation, the model sync, the worker lease); at the defaults the total is the
+# 20 of the kit's 10 + 10, so Postgres budgets sized for those (the embedded server of local mode,
+# the charts' replicas) hold as before.
+UNADMITTED_CONNECTIONS = 2
 
 
 class LlmApiSettings(ServiceSettings):
@@ -70,10 +71,12 @@ class LlmApiSettings(ServiceSettings):
         request waiting for admission none, and a stream past its slot none until its turn is
         committed, which the turn flushers do for every stream at once. So `max_concurrent` +
         `TURN_FLUSHERS` connections are kept (opened on first use, then reused), and the overflow is
-        what is never admitted. With 10 kept and 10 overflow, 64 clients made the pool open and close
-        an overflow connection per burst (`bench/closed_loop.py`: 202 conversation turns/s; 247 with
-        32 + 32). Per process: a host or chart running several must fit their sum under Postgres'
-        `max_connections` (tests/llm_api/test_pool_sizing.py checks the defaults do).
+        what is never admitted. With 10 kept and 10 overflow, a burst opened and closed an overflow
+        connection per request past the tenth, each paying Postgres a backend start, its catalog
+        caches and the hot statements' preparing and planning: `bench/closed_loop.py`'s conversation
+        turns cost Postgres ~3 ms of CPU each that way, 0.5-0.65 ms with the pool sized so. Per
+        process: a host or chart running several must fit their sum under Postgres'
+        `max_connections` (tests/llm_api/test_pool_sizing.py checks local mode's defaults do).
         """
         if "db_pool_size" not in self.model_fields_set:
             object.__setattr__(self, "db_pool_size", self.admission.max_concurrent + TURN_FLUSHERS)

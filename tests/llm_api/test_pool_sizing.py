@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event, text
 
 from apps.common.db import create_engine, driver_connection
-from apps.common.settings import AdmissionSettings
+from apps.common.settings import AdmissionSettings, ServiceSettings
 from apps.llm_api.settings import TURN_FLUSHERS, UNADMITTED_CONNECTIONS, LlmApiSettings
 from apps.mcp_tools.settings import McpToolsSettings
 from apps.media_api.settings import MediaApiSettings
@@ -20,6 +20,12 @@ def test_the_pool_holds_every_admitted_request_and_the_turn_flushers() -> None:
     settings = LlmApiSettings(admission=AdmissionSettings(max_concurrent=40))
     assert settings.db_pool_size == 40 + TURN_FLUSHERS
     assert settings.db_max_overflow == UNADMITTED_CONNECTIONS
+
+
+def test_at_the_defaults_the_pool_holds_no_more_than_the_kits() -> None:
+    """Postgres budgets sized for every app's 10 + 10 (charts, local mode) still hold."""
+    settings, kit = LlmApiSettings(), ServiceSettings()
+    assert settings.db_pool_size + settings.db_max_overflow <= kit.db_pool_size + kit.db_max_overflow
 
 
 def test_the_pool_size_follows_the_environment_and_stays_overridable(monkeypatch: pytest.MonkeyPatch) -> None:
