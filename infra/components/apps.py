@@ -26,7 +26,7 @@ from `infra.specs.vllm`, and the other apps' URLs from the same naming Kong rout
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from apps.gateway.routes import AppName
-from infra import database, helm
+from infra import connections, database, helm
 from infra.helm import ChartSource
 from infra.naming import Naming
 from infra.object_storage import ObjectStoreEndpoint
@@ -83,6 +83,8 @@ class AppsArgs:
     replicas: int = 2
     # The most replicas the HPA may scale each app to; None: a fixed `replicas`.
     max_replicas: int | None = None
+    # Each app process's database pool (`infra.connections.budget`); an app not listed keeps its own.
+    database_pools: Mapping[AppName, connections.Pool] = field(default_factory=dict)
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
@@ -162,9 +164,13 @@ def release_values(app: AppName, args: AppsArgs) -> dict[str, Any]:
 
 
 def _common_env(app: AppName, args: AppsArgs) -> dict[str, Any]:
+    pool = args.database_pools.get(app)
     return {
         "ENVIRONMENT": args.environment,
         "LOG_FORMAT": "json",
+        # The connection budget counts this many processes per pod.
+        "WEB_CONCURRENCY": str(connections.WORKERS_PER_POD),
+        **(pool.env() if pool is not None else {}),
         **identity.app_auth_env(args.identity),
         "AUTH__API_KEY_VALIDATION_URL": app_url(AppName.LLM_API, args.namespace, API_KEY_VALIDATION_PATH),
         **otel.app_otel_env(args.observability),
