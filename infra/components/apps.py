@@ -15,6 +15,9 @@ from `infra.specs.vllm`, and the other apps' URLs from the same naming Kong rout
   stored provider keys) is generated too. Both are pulumi-random values, never in the values.
 - The chart's own NetworkPolicy is off: the platform's policies (`infra.specs.network_policies`) own
   every flow, so there is one place that says who may talk to whom.
+- Each app's database pool (`DB_POOL_SIZE`, `DB_MAX_OVERFLOW`) is the connection budget's
+  (`infra.connections`), and `WEB_CONCURRENCY` is pinned to the processes per pod it counts, so every
+  pod the HPA and a rollout may run at once fits the server's `max_connections`.
 - Releases wait for the database bootstrap Job and the object store: the migration hook Job needs the
   app's database to exist.
 - response-api's release waits for llm-api's and mcp-tools' (`CALLEES`): an app may start using a
