@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from infra.connections import app_scale
 from infra.instances import INSTANCES, MODELS, InstanceFacts
 
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ def system_demand(config: StackConfig) -> dict[str, Demand]:
     found = {
         "kong": Demand(250, 512).times(config.gateway.replicas),
         "keycloak": Demand(500, 1024).times(config.identity.replicas),
-        "apps": Demand(250, 256).times(4 * replicas) + Demand(100, 128),  # + one migration hook Job
+        # The releases' replicas (`infra.release` takes them from the same place), + a migration Job.
+        "apps": Demand(250, 256).times(4 * app_scale(config)[0]) + Demand(100, 128),
         "otel-collector": Demand(200, 512).times(replicas),
         "jaeger": Demand(100, 512),
         # kube-prometheus-stack and Grafana set no requests: budgets of what they use.

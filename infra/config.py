@@ -27,6 +27,7 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from infra import connections
 from infra.capacity import check as check_capacity
 from infra.cluster_config import ClusterConfig, ClusterMode, GpuPool, NetworkConfig
 from infra.config_errors import describe, report
@@ -77,6 +78,13 @@ class DatabaseConfig(ConfigModel):
     storage_gib: int = Field(50, ge=1, le=65536, description="Allocated storage in GiB (rds: at least 20).")
     max_storage_gib: int = Field(200, ge=20, le=65536, description="`rds` only: storage autoscaling ceiling.")
     backup_retention_days: int = Field(7, ge=1, le=35, description="`rds` only: days of backups and PITR.")
+    max_connections: int = Field(
+        200,
+        ge=25,
+        le=5000,
+        description="`in-cluster` only: Postgres' max_connections; the apps' pools are sized to fit it "
+        "(rds: from the instance class's memory).",
+    )
 
     @model_validator(mode="after")
     def _storage(self) -> Self:
@@ -284,7 +292,7 @@ def parse(values: Mapping[str, Any]) -> StackConfig:
         config = StackConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(describe(exc, PROJECT)) from None
-    problems = check_capacity(config)
+    problems = check_capacity(config) + connections.check(config)
     if problems:
         raise ConfigError(report(f"{PROJECT}:{problem}" for problem in problems))
     return config

@@ -10,6 +10,8 @@ Decisions:
 - What a node leaves for pods follows the EKS AL2023 bootstrap (nodeadm): kube-reserved memory of
   255 MiB + 11 MiB per pod the node may run, kube-reserved CPU of 6 % of the first core, 1 % of the
   second, 0.5 % of the third and fourth and 0.25 % of the rest, and a 100 MiB hard eviction threshold.
+- `RDS_MEMORY_GIB` holds the memory AWS publishes per RDS instance class, from which RDS derives
+  Postgres' `max_connections` (`infra.connections`).
 - Model facts are what the KV cache and weights need: layers, KV heads and head size (from each
   model's `config.json`) and the weights' size in memory (its safetensors files).
 """
@@ -124,3 +126,43 @@ def as_aws_answer(facts: InstanceFacts) -> dict[str, Any]:
             {"count": facts.gpus, "manufacturer": "NVIDIA", "memorySize": facts.gpu_memory_mib, "name": "gpu"}
         ]
     return answer
+
+
+# RDS DB instance classes: memory in GiB as AWS's DB instance class table publishes it. RDS sets
+# Postgres' `max_connections` from it (`infra.connections`); a class not listed is a validation error.
+RDS_MEMORY_GIB: dict[str, int] = {
+    "db.t4g.micro": 1,
+    "db.t4g.small": 2,
+    "db.t4g.medium": 4,
+    "db.t4g.large": 8,
+    "db.t4g.xlarge": 16,
+    "db.t4g.2xlarge": 32,
+    "db.t3.micro": 1,
+    "db.t3.small": 2,
+    "db.t3.medium": 4,
+    "db.t3.large": 8,
+    "db.t3.xlarge": 16,
+    "db.t3.2xlarge": 32,
+    "db.m7g.large": 8,
+    "db.m7g.xlarge": 16,
+    "db.m7g.2xlarge": 32,
+    "db.m7g.4xlarge": 64,
+    "db.m6g.large": 8,
+    "db.m6g.xlarge": 16,
+    "db.m6g.2xlarge": 32,
+    "db.m6g.4xlarge": 64,
+    "db.m6i.large": 8,
+    "db.m6i.xlarge": 16,
+    "db.m6i.2xlarge": 32,
+    "db.r7g.large": 16,
+    "db.r7g.xlarge": 32,
+    "db.r7g.2xlarge": 64,
+    "db.r7g.4xlarge": 128,
+    "db.r6g.large": 16,
+    "db.r6g.xlarge": 32,
+    "db.r6g.2xlarge": 64,
+    "db.r6g.4xlarge": 128,
+    "db.r6i.large": 16,
+    "db.r6i.xlarge": 32,
+    "db.r6i.2xlarge": 64,
+}

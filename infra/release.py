@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pulumi
 
 from apps.gateway.routes import AppName
-from infra import registry
+from infra import connections, registry
 from infra.components import in_cluster_data
 from infra.components.apps import MODEL_SERVER_KEY_ENV, AppsArgs, JanApps
 from infra.components.cluster import APPS_NAMESPACE
@@ -35,7 +35,7 @@ from infra.components.identity import BACKEND_SECRET, BACKEND_SECRET_KEY
 from infra.components.inference import API_KEY_KEY
 from infra.components.observability import GRAFANA_ADMIN_SECRET, GRAFANA_PASSWORD_KEY
 from infra.components.security import OBSERVABILITY_NAMESPACE
-from infra.config import Environment, ObjectStoreMode, StackConfig
+from infra.config import ObjectStoreMode, StackConfig
 from infra.database import ADMIN_SECRET
 from infra.foundation import Platform
 from infra.naming import Naming
@@ -78,6 +78,7 @@ def deploy(*, platform: Platform, services: Services) -> Release:
     config, naming, repository = platform.config, platform.naming, platform.image_repository
     providers = services.inference.providers
     uses_model_key = any(entry.api_key_env == MODEL_SERVER_KEY_ENV for entry in providers)
+    replicas, max_replicas = connections.app_scale(config)
     apps = JanApps(
         naming("apps"),
         AppsArgs(
@@ -97,8 +98,10 @@ def deploy(*, platform: Platform, services: Services) -> Release:
             ),
             searxng_url=service_url(services.network.searxng),
             sandbox_fusion_url=service_url(services.network.sandbox),
-            replicas=1 if config.environment is Environment.DEV else 2,
-            max_replicas=None if config.environment is Environment.DEV else 10,
+            replicas=replicas,
+            max_replicas=max_replicas,
+            # Sized so every pod the apps may run at once fits the server (`infra.connections`).
+            database_pools=connections.budget(config).pools,
             # Exactly the Secrets the apps reference (the backend client's, the model-server key), never
             # the components: those include the model servers, whose readiness may take a cold start.
             depends_on=[*services.identity.app_secrets, *services.inference.app_secrets],

@@ -70,6 +70,10 @@ def create_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
+        # Most recently returned first: a pool sized for the largest burst (llm-api's) then keeps
+        # reusing the few connections steady load needs, whose statements are already prepared and
+        # planned, instead of cycling through all of them.
+        pool_use_lifo=True,
         pool_recycle=1800,
         connect_args={"server_settings": server_settings, "command_timeout": 30},
     )

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from apps.common.settings import PlanCacheMode, ServiceSettings
 from apps.llm_api.auth.settings import APIKeySettings, KeycloakSettings, LocalTokenSettings, OIDCSettings
 from apps.llm_api.providers.catalog import Catalog
+
+# Group-commit batches of acknowledged turns written at once (`services.persistence.TurnWriter`), each
+# on a connection of its own.
+TURN_FLUSHERS = 2
+# Connections the process uses besides its admitted requests and the turn flushers: the background
+# writer of unacknowledged turns, and one for what is never admitted and rarely runs (readiness, the
+# other apps' API-key validation, the model sync, the worker lease); at the defaults the total is the
+# 20 of the kit's 10 + 10, so Postgres budgets sized for those (the embedded server of local mode,
+# the charts' replicas) hold as before.
+UNADMITTED_CONNECTIONS = 2
 
 
 class LlmApiSettings(ServiceSettings):
@@ -50,3 +61,25 @@ class LlmApiSettings(ServiceSettings):
     persistence_queue_size: int = Field(1000, ge=1)
     media_resolve_url: str | None = None
     media_resolve_timeout: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _size_pool(self) -> Self:
+        """Size the database pool from what can be in flight, unless `DB_POOL_SIZE` /
+        `DB_MAX_OVERFLOW` say otherwise.
+
+        An admitted request holds at most one connection at a time (its history read, a lookup), a
+        request waiting for admission none, and a stream past its slot none until its turn is
+        committed, which the turn flushers do for every stream at once. So `max_concurrent` +
+        `TURN_FLUSHERS` connections are kept (opened on first use, then reused), and the overflow is
+        what is never admitted. With 10 kept and 10 overflow, a burst opened and closed an overflow
+        connection per request past the tenth, each paying Postgres a backend start, its catalog
+        caches and the hot statements' preparing and planning: `bench/closed_loop.py`'s conversation
+        turns cost Postgres ~3 ms of CPU each that way, 0.5-0.65 ms with the pool sized so. Per
+        process: a host or chart running several must fit their sum under Postgres'
+        `max_connections` (tests/llm_api/test_pool_sizing.py checks local mode's defaults do).
+        """
+        if "db_pool_size" not in self.model_fields_set:
+            object.__setattr__(self, "db_pool_size", self.admission.max_concurrent + TURN_FLUSHERS)
+        if "db_max_overflow" not in self.model_fields_set:
+            object.__setattr__(self, "db_max_overflow", UNADMITTED_CONNECTIONS)
+        return self

@@ -15,6 +15,9 @@ from `infra.specs.vllm`, and the other apps' URLs from the same naming Kong rout
   stored provider keys) is generated too. Both are pulumi-random values, never in the values.
 - The chart's own NetworkPolicy is off: the platform's policies (`infra.specs.network_policies`) own
   every flow, so there is one place that says who may talk to whom.
+- Each app's database pool (`DB_POOL_SIZE`, `DB_MAX_OVERFLOW`) is the connection budget's
+  (`infra.connections`), and `WEB_CONCURRENCY` is pinned to the processes per pod it counts, so every
+  pod the HPA and a rollout may run at once fits the server's `max_connections`.
 - Releases wait for the database bootstrap Job and the object store: the migration hook Job needs the
   app's database to exist.
 - response-api's release waits for llm-api's and mcp-tools' (`CALLEES`): an app may start using a
@@ -26,7 +29,7 @@ from `infra.specs.vllm`, and the other apps' URLs from the same naming Kong rout
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +38,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from apps.gateway.routes import AppName
-from infra import database, helm
+from infra import connections, database, helm
 from infra.helm import ChartSource
 from infra.naming import Naming
 from infra.object_storage import ObjectStoreEndpoint
@@ -83,6 +86,8 @@ class AppsArgs:
     replicas: int = 2
     # The most replicas the HPA may scale each app to; None: a fixed `replicas`.
     max_replicas: int | None = None
+    # Each app process's database pool (`infra.connections.budget`); an app not listed keeps its own.
+    database_pools: Mapping[AppName, connections.Pool] = field(default_factory=dict)
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
@@ -162,9 +167,13 @@ def release_values(app: AppName, args: AppsArgs) -> dict[str, Any]:
 
 
 def _common_env(app: AppName, args: AppsArgs) -> dict[str, Any]:
+    pool = args.database_pools.get(app)
     return {
         "ENVIRONMENT": args.environment,
         "LOG_FORMAT": "json",
+        # The connection budget counts this many processes per pod.
+        "WEB_CONCURRENCY": str(connections.WORKERS_PER_POD),
+        **(pool.env() if pool is not None else {}),
         **identity.app_auth_env(args.identity),
         "AUTH__API_KEY_VALIDATION_URL": app_url(AppName.LLM_API, args.namespace, API_KEY_VALIDATION_PATH),
         **otel.app_otel_env(args.observability),

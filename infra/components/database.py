@@ -1,6 +1,8 @@
 """RDS PostgreSQL for the apps, behind the `DatabaseEndpoint` interface (`infra/database.py`).
 
 Decisions:
+- `max_connections` is set in the parameter group from the instance class's published memory by
+  RDS's own formula (`infra.connections`), the figure the apps' pools are sized against.
 - Private subnets only, reachable only from the cluster's security group, TLS forced
   (`rds.force_ssl=1`), storage encrypted, gp3 with storage autoscaling.
 - Backups with point-in-time recovery everywhere (`backupRetentionDays`); prod adds multi-AZ,
@@ -21,7 +23,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from infra import database
+from infra import connections, database
 from infra.config import DatabaseConfig
 from infra.naming import Naming
 
@@ -72,7 +74,16 @@ class RdsDatabase(pulumi.ComponentResource):
         parameters = aws.rds.ParameterGroup(
             f"{name}-params",
             family=f"postgres{major}",
-            parameters=[aws.rds.ParameterGroupParameterArgs(name="rds.force_ssl", value="1")],
+            parameters=[
+                aws.rds.ParameterGroupParameterArgs(name="rds.force_ssl", value="1"),
+                # The figure the apps' pools are sized against (`infra.connections`), written rather
+                # than left to RDS's default; a static parameter, so it applies at the next reboot.
+                aws.rds.ParameterGroupParameterArgs(
+                    name="max_connections",
+                    value=str(connections.rds_max_connections(spec.instance_class)),
+                    apply_method="pending-reboot",
+                ),
+            ],
             opts=child,
         )
         password = random.RandomPassword(f"{name}-admin", length=32, special=False, opts=child)

@@ -14,7 +14,8 @@ URL cannot disagree. Decisions:
   `port`, `database`, `username`, `password`), written here from the stack's `DatabaseEndpoint`: the
   database bootstrap Job (RDS or CloudNativePG) creates the `keycloak` role and database next to the
   apps' and hands the password back; Keycloak starts after that Job. Keycloak gets the login as
-  `KC_DB_URL_*` variables, so it never sees another app's credentials.
+  `KC_DB_URL_*` variables, so it never sees another app's credentials. Its pool is capped
+  (`KC_DB_POOL_MAX_SIZE`, `infra.connections.KEYCLOAK_POOL`) so the apps' connection budget holds.
 - The bootstrap admin's password is generated too (Secret `keycloak-admin`; see the stack outputs).
 - Browsers reach Keycloak directly: on AWS through its own NLB (TLS from the gateway's ACM
   certificate, which covers `auth.<domain>`), in dev through `kubectl port-forward`.
@@ -32,7 +33,7 @@ import pulumi_random as random
 import yaml
 from pydantic import SecretStr
 
-from infra import helm
+from infra import connections, helm
 from infra.components.cluster_addons import nlb_annotations
 from infra.database import DatabaseEndpoint
 from infra.service_config import IdentityConfig
@@ -166,6 +167,8 @@ def keycloak_values(args: IdentityArgs) -> dict[str, Any]:
         key: value for key, value in keycloak_env(args.identity).items() if key != "KC_HTTP_RELATIVE_PATH"
     }
     env: list[dict[str, Any]] = [{"name": key, "value": value} for key, value in plain.items()]
+    # Keycloak's default pool is 100 connections per replica; the connection budget counts this many.
+    env.append({"name": "KC_DB_POOL_MAX_SIZE", "value": str(connections.KEYCLOAK_POOL)})
     env += [
         _from_secret(SECRET_PLACEHOLDER_ENV, BACKEND_SECRET, BACKEND_SECRET_KEY),
         _from_secret("KC_BOOTSTRAP_ADMIN_USERNAME", ADMIN_SECRET, "username"),

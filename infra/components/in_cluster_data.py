@@ -155,6 +155,8 @@ def cluster_values(spec: DatabaseConfig, *, production: bool) -> dict[str, objec
             "enablePDB": instances > 1,
             "affinity": {"topologyKey": "kubernetes.io/hostname"},
             "monitoring": {"enabled": False},
+            # What the apps' pools are sized against (`infra.connections`), not Postgres' default 100.
+            "postgresql": {"parameters": {"max_connections": str(spec.max_connections)}},
         },
         "backups": {"enabled": False},
     }

@@ -164,3 +164,123 @@ async def test_one_unstorable_turn_in_a_batch_fails_alone() -> None:
     outcomes = await asyncio.gather(*(writer.commit(turn(n)) for n in range(6)), return_exceptions=True)
     assert [isinstance(o, ValueError) for o in outcomes] == [n == 3 for n in range(6)]
     assert sorted(int(c.removeprefix("conv_")) for c, _, _ in store.written) == [0, 1, 2, 4, 5]
+
+
+def turn_of(conversation: int, number: int) -> Turn:
+    """Turn `number` of conversation `conversation` (its question says which)."""
+    row = ConversationRow(id=conversation, public_id=f"conv_{conversation}", user_id="u")
+    return Turn(row, [{"role": "user", "content": f"q{number}"}], None)
+
+
+def question_of(items: list[NewItem]) -> str:
+    text: str = items[0].body["content"][0]["text"]
+    return text
+
+
+class Gated(FlakyStore):
+    """Each write waits until the test opens its gate; records what is in flight and what committed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: list[asyncio.Event] = []
+        self.in_flight: list[list[str]] = []  # each write's turns, by question, while it runs
+        self.committed: set[str] = set()
+        self.most_at_once = 0
+
+    async def record_turns(self, turns: list[TurnRecord]) -> None:
+        questions = [question_of(t.items) for t in turns]
+        conversations = [t.conversation.public_id for t in turns]
+        busy = {c for batch in self.in_flight for c in batch}
+        assert not busy & set(conversations), "one conversation in two batches in flight"
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        self.in_flight.append(conversations)
+        self.most_at_once = max(self.most_at_once, len(self.in_flight))
+        try:
+            await gate.wait()
+            self.written.extend((t.conversation.public_id, t.items, t.title) for t in turns)
+            self.committed.update(questions)
+        finally:
+            self.in_flight.remove(conversations)
+
+
+async def test_a_turn_arriving_during_a_commit_is_written_beside_it_not_after_it() -> None:
+    store = Gated()
+    writer = writer_for(store)
+    first = asyncio.create_task(writer.commit(turn_of(1, 1)))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    second = asyncio.create_task(writer.commit(turn_of(2, 1)))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert store.in_flight == [["conv_1"], ["conv_2"]]  # the second batch did not wait for the first
+    store.gates[1].set()
+    await second
+    assert not first.done()  # acknowledged by its own commit, not the other's
+    store.gates[0].set()
+    await first
+    await writer.stop()
+
+
+async def test_a_conversation_being_written_keeps_its_next_turn_behind_it() -> None:
+    store = Gated()
+    writer = writer_for(store)
+    first = asyncio.create_task(writer.commit(turn_of(1, 1)))
+    await asyncio.sleep(0)
+    later = [asyncio.create_task(writer.commit(t)) for t in (turn_of(1, 2), turn_of(2, 1))]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    # The second flusher took conversation 2's turn only; conversation 1's next turn waits.
+    assert store.in_flight == [["conv_1"], ["conv_2"]]
+    store.gates[1].set()
+    await later[1]
+    assert not later[0].done()
+    store.gates[0].set()
+    await first
+    for _ in range(5):
+        await asyncio.sleep(0)
+    store.gates[2].set()
+    await later[0]
+    assert [(c, question_of(items)) for c, items, _ in store.written] == [
+        ("conv_2", "q1"),
+        ("conv_1", "q1"),
+        ("conv_1", "q2"),
+    ]
+    await writer.stop()
+
+
+async def test_overlapping_batches_keep_each_conversation_in_order_and_ack_after_commit() -> None:
+    store = Gated()
+    writer = writer_for(store)
+    acks: list[str] = []
+
+    async def commit(conversation: int, number: int) -> None:
+        await writer.commit(turn_of(conversation, number))
+        question = f"q{number}"
+        key = f"conv_{conversation}"
+        assert (key, question) in [(c, question_of(items)) for c, items, _ in store.written]
+        acks.append(f"{key}/{question}")
+
+    async def open_gates() -> None:  # the commits finish in an order of their own, not the batches'
+        opened = 0
+        while True:
+            await asyncio.sleep(0)
+            waiting = [g for g in store.gates if not g.is_set()]
+            if waiting:
+                waiting[-1 if opened % 2 else 0].set()
+                opened += 1
+
+    opener = asyncio.create_task(open_gates())
+    tasks = []
+    for number in range(1, 6):  # each conversation's turns are committed in number order
+        for conversation in range(4):
+            tasks.append(asyncio.create_task(commit(conversation, number)))
+            await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+    opener.cancel()
+    await writer.stop()
+    assert store.most_at_once == 2
+    for conversation in range(4):
+        stored = [question_of(items) for c, items, _ in store.written if c == f"conv_{conversation}"]
+        assert stored == [f"q{n}" for n in range(1, 6)]
+    assert len(acks) == 20

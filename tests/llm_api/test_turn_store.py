@@ -72,6 +72,24 @@ async def test_history_is_the_last_completed_items_oldest_first(engine: AsyncEng
     assert await conversation_with_history(engine, "someone-else", conversation.public_id, 3) is None
 
 
+async def test_history_items_come_back_as_stored_whatever_their_text(engine: AsyncEngine) -> None:
+    """The history document is spliced together as text: bodies with quotes, escapes and non-ASCII
+    text, an item without a role and one with an empty body must all read back as written."""
+    store = ConversationStore(session_factory(engine))
+    conversation = await store.create("turn-store-text")
+    tricky = 'a "quoted" \\ back\\slash, a tab\t, a newline\n, é, 😀, </script>, {"not": "json"}'
+    bodies = [
+        message("user", tricky).body,
+        {"type": "function_call_output", "call_id": 'c"1', "output": tricky},
+        {"type": "reasoning"},
+        {"type": "message", "role": "assistant", "content": []},
+    ]
+    await store.append_items(conversation, [NewItem(body) for body in bodies])
+    found = await conversation_with_history(engine, "turn-store-text", conversation.public_id, 10)
+    assert found is not None
+    assert found[1] == bodies
+
+
 async def test_a_turn_waiting_for_a_concurrent_writer_is_numbered_after_its_items(
     engine: AsyncEngine, database_url: str
 ) -> None:

@@ -108,6 +108,8 @@ def items_to_messages(items: list[ItemBody]) -> list[dict[str, Any]]:
 def _chat_content(role: str, parts: list[dict[str, Any]]) -> Any:
     if not parts:
         return None if role == "assistant" else ""
+    if len(parts) == 1 and parts[0].get("type") in _TEXT_TYPES:  # most messages: one text part
+        return str(parts[0].get("text", ""))
     if all(p.get("type") in _TEXT_TYPES for p in parts):
         return "".join(str(p.get("text", "")) for p in parts)
     chat_parts: list[dict[str, Any]] = []

@@ -172,12 +172,16 @@ async def _taken(connection: asyncpg.Connection, turns: list[TurnRecord]) -> set
 # Every conversation column (`c.*`, read by name), the project's instructions, and the recent
 # completed items as one JSON array, oldest first, each item its body with its `type` and `role`
 # (one row to read and one document to parse: orjson reads it several times faster than rows).
+# The array is assembled as text: the stored body's own text with the two columns spliced in before
+# its first key (it holds neither: `_stored_body`). Building each item as jsonb and the array with
+# `jsonb_agg` cost Postgres 0.47-0.52 ms of CPU per read of a 50-item history, this 0.19-0.24 ms.
 _HISTORY_SQL = """
 SELECT c.*, p.instructions AS project_instructions, (
-    SELECT jsonb_agg(r.item ORDER BY r.sequence)::text FROM (
+    SELECT '[' || string_agg(r.item, ',' ORDER BY r.sequence) || ']' FROM (
         SELECT i.sequence,
-               jsonb_build_object('type', i.type) || i.body
-               || CASE WHEN i.role IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('role', i.role) END
+               '{"type":' || to_json(i.type)::text
+               || CASE WHEN i.role IS NULL THEN '' ELSE ',"role":' || to_json(i.role)::text END
+               || CASE WHEN i.body = '{}'::jsonb THEN '}' ELSE ',' || substr(i.body::text, 2) END
                AS item
         FROM conversation_items i
         WHERE i.conversation_id = c.id AND i.status = 'completed'
