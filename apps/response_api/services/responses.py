@@ -19,8 +19,13 @@ Decisions:
   a short llm-api outage like any storage write). If llm-api cannot take them, that is a storage
   failure like any other (below): the client gets a 503 or an SSE `error` and the response is not
   stored; a background response is stored `failed` (`conversation_unavailable`),
-  since nobody is waiting to be told. A conversation deleted meanwhile is simply not written to.
+  since nobody is waiting to be told.
   Failed and cancelled responses add nothing.
+- A new conversation is made by the response's ending, unless the client learns its id before
+  that (a streamed or background response: `response.created`, the 200): then it is made before
+  the id is announced, so a delete meanwhile really deletes it. A conversation deleted while the
+  response ran is neither written to nor made again: the response is stored and reported with
+  `conversation: null` (it is in no conversation), and a response continuing it starts a new one.
 - An `mcp` tool in the request gets an `mcp_list_tools` output item (the tools offered), unless the
   history or the input already holds one for that server label, as at OpenAI.
 - A foreground response is written once, when it ends; a background one also when it starts, so
@@ -158,6 +163,12 @@ class ResponseService:
         if request.store:
             conversation_id = conversation_id or new_conversation_id()
             body["conversation"] = {"id": conversation_id}
+        # A new conversation whose id the client learns before the end (the stream's
+        # `response.created`, the background 200) is made now, so a delete meanwhile finds it and
+        # the ending cannot bring it back; a plain response's ending makes it (nobody knew its id).
+        announced = new_conversation and (request.stream or request.background)
+        if announced and conversation_id is not None:
+            await self._conversations.create(conversation_id, headers, budget=self._config.storage_budget)
         if request.background:
             await self._writer.insert(body, input_items, principal.user_id, event_log=logged)
         log = self._event_log(body["id"]) if logged else None
@@ -168,7 +179,7 @@ class ResponseService:
             request=request,
             principal=principal,
             history=history,
-            new_conversation=new_conversation,
+            new_conversation=new_conversation and not announced,
             project_instructions=project_instructions,
             input_items=input_items,
             approved=approved,

@@ -187,7 +187,12 @@ class ResponseStore:
             await session.execute(
                 update(ResponseRow)
                 .where(ResponseRow.id == body["id"])
-                .values(status=body["status"], body=body, updated_at=text("now()"))
+                .values(
+                    status=body["status"],
+                    body=body,
+                    conversation_id=(body["conversation"] or {}).get("id"),
+                    updated_at=text("now()"),
+                )
             )
             await self._record(session, executions)
 
