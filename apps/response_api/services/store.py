@@ -181,6 +181,7 @@ class ResponseStore:
         events: list[Frame] | None = None,
     ) -> None:
         """A background response's ending: its row, tool executions and last events, one transaction."""
+        conversation = body["conversation"]  # None if it was deleted while the response ran
         async with transaction(self._sessions) as session:
             if events is not None:  # a logged response: its followers are told it ended, events or not
                 await session.execute(_APPEND_EVENTS, _events_params(body["id"], events))
@@ -190,7 +191,7 @@ class ResponseStore:
                 .values(
                     status=body["status"],
                     body=body,
-                    conversation_id=(body["conversation"] or {}).get("id"),
+                    conversation_id=conversation["id"] if conversation else None,
                     updated_at=text("now()"),
                 )
             )
