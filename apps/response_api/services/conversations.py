@@ -9,7 +9,8 @@ llm-api's own ids) and llm-api creates it with the response's items, in the one 
 (`append(..., create=True)`); a response that fails or is cancelled creates it empty. This saved a
 call to llm-api at the start of every such response, and a response's fixed cost is what #15
 measures. A streamed or background response announces the id before its end, so it makes the
-conversation first (`create`): a conversation its user deleted meanwhile must stay deleted.
+conversation first (`create`; a foreground stream alongside its first model round): a
+conversation its user deleted meanwhile must stay deleted.
 
 A conversation in a project carries the project's instructions (`project_instructions`, read with
 the items in the same call); `with_project_instructions` puts them before the response's own
