@@ -24,7 +24,11 @@ response-api`, its own process) from this checkout or from another one (`--proce
 for an A/B with the same bench), and the table adds response-api's CPU per response (all its
 threads, from /proc), which holds on a machine shared with other work where wall times do not.
 
-Run: `.venv/bin/python -m bench.responses_loop [--samples N] [--process [CHECKOUT]]`.
+`--ttft` measures instead a streamed response without tools that starts a new conversation: the
+time to its first event and first text delta (the new conversation is made before its id is
+announced, `services/responses.py`).
+
+Run: `.venv/bin/python -m bench.responses_loop [--samples N] [--process [CHECKOUT]] [--ttft]`.
 """
 
 from __future__ import annotations
@@ -222,6 +226,47 @@ async def bench(setup: Loopback, samples: int) -> None:
     report(results, samples, setup.topology)
 
 
+async def first_event(setup: Loopback, samples: int) -> None:
+    """`--ttft`: a streamed response with no tools, which starts a new conversation: the time to its
+    first event (`response.created`), to its first text delta, and to its end, and response-api's
+    CPU per response. Making the new conversation (one llm-api call) happens before the first event
+    or alongside the model round, depending on the code under test."""
+    headers = {"Authorization": f"Bearer {setup.token}", "Content-Type": "application/json"}
+    body = orjson.dumps({"model": "fake-model", "input": "bench", "tools": [], "stream": True})
+    times: dict[str, list[float]] = {"first event": [], "first delta": [], "end": [], "api cpu": []}
+    async with httpx.AsyncClient(base_url=setup.api_url, headers=headers, timeout=60) as ours:
+        for sample in range(WARMUP + samples):
+            setup.upstream.enqueue(Reply(content="The final answer is here."))
+            before = cpu_ns(setup.api_pid) if setup.api_pid is not None else 0
+            start = time.perf_counter()
+            marks: dict[str, float] = {}
+            async with ours.stream("POST", "/v1/responses", content=body) as response:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    now = (time.perf_counter() - start) * 1000
+                    kind = orjson.loads(line[6:])["type"]
+                    marks.setdefault("first event", now)
+                    if kind == "response.output_text.delta":
+                        marks.setdefault("first delta", now)
+                    if kind == "response.completed":
+                        marks["end"] = now
+            if setup.api_pid is not None:
+                marks["api cpu"] = (cpu_ns(setup.api_pid) - before) / 1e6
+            if set(marks) < {"first event", "first delta", "end"}:
+                raise RuntimeError(f"unexpected stream: {marks}")
+            if sample >= WARMUP:
+                for name, value in marks.items():
+                    times[name].append(value)
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"responses_loop --ttft: {samples} streamed 0-round responses, new conversation, concurrency 1")
+    print(f"response-api: {setup.topology}; load {load}; times in ms")
+    for name, values in times.items():
+        if values:
+            cells = "  ".join(f"p{round(q * 100)} {p(values, q):7.2f}" for q in (0.5, 0.9, 0.99))
+            print(f"{name:>12}: {cells}")
+
+
 def report(results: dict[tuple[str, int], list[float]], samples: int, topology: str) -> None:
     overhead = {
         r: [o - b for o, b in zip(results["ours", r], results["baseline", r], strict=True)] for r in ROUNDS
@@ -323,9 +368,10 @@ def main() -> None:
         metavar="CHECKOUT",
         help="run response-api as its own process, from this checkout (default) or CHECKOUT",
     )
+    parser.add_argument("--ttft", action="store_true", help="time to first event of a streamed response")
     args = parser.parse_args()
     with loopback(Path(args.process) if args.process else None) as setup:
-        asyncio.run(bench(setup, args.samples))
+        asyncio.run((first_event if args.ttft else bench)(setup, args.samples))
 
 
 if __name__ == "__main__":
