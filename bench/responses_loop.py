@@ -24,7 +24,11 @@ response-api`, its own process) from this checkout or from another one (`--proce
 for an A/B with the same bench), and the table adds response-api's CPU per response (all its
 threads, from /proc), which holds on a machine shared with other work where wall times do not.
 
-Run: `.venv/bin/python -m bench.responses_loop [--samples N] [--process [CHECKOUT]]`.
+`--ttft` measures instead a streamed response without tools that starts a new conversation: the
+time to its first event and first text delta (the new conversation is made before its id is
+announced, `services/responses.py`).
+
+Run: `.venv/bin/python -m bench.responses_loop [--samples N] [--process [CHECKOUT]] [--ttft]`.
 """
 
 from __future__ import annotations
@@ -66,8 +70,9 @@ ROUNDS = (0, 1, 5)
 WARMUP = 5
 
 
-def with_conversations(model: FastAPI) -> FastAPI:
-    """llm-api as response-api reaches it: the fake model, plus conversations kept in memory."""
+def with_conversations(model: FastAPI, create_seconds: float = 0.0) -> FastAPI:
+    """llm-api as response-api reaches it: the fake model, plus conversations kept in memory.
+    `create_seconds`: how long making a new conversation takes (llm-api's commit, say)."""
     app = FastAPI()
     conversations: dict[str, list[Any]] = {}
 
@@ -80,6 +85,8 @@ def with_conversations(model: FastAPI) -> FastAPI:
     @app.post("/internal/conversations/{conversation_id}/items")
     async def append(conversation_id: str, request: Request, create: bool = False) -> dict[str, Any]:
         if create:  # the response's new conversation, named by response-api
+            if create_seconds:
+                await asyncio.sleep(create_seconds)
             conversations.setdefault(conversation_id, [])
         conversations[conversation_id].extend((await request.json())["items"])
         return {"object": "list", "data": [], "has_more": False}
@@ -222,6 +229,51 @@ async def bench(setup: Loopback, samples: int) -> None:
     report(results, samples, setup.topology)
 
 
+async def first_event(setup: Loopback, samples: int, model_seconds: float = 0.0) -> None:
+    """`--ttft`: a streamed response with no tools, which starts a new conversation: the time to its
+    first event (`response.created`), to its first text delta, and to its end, and response-api's
+    CPU per response. Making the new conversation (one llm-api call) happens before the first event
+    or alongside the model round, depending on the code under test."""
+    headers = {"Authorization": f"Bearer {setup.token}", "Content-Type": "application/json"}
+    body = orjson.dumps({"model": "fake-model", "input": "bench", "tools": [], "stream": True})
+    times: dict[str, list[float]] = {"first event": [], "first delta": [], "end": [], "api cpu": []}
+    async with httpx.AsyncClient(base_url=setup.api_url, headers=headers, timeout=60) as ours:
+        for sample in range(WARMUP + samples):
+            setup.upstream.enqueue(Reply(content="The final answer is here.", first_byte_delay=model_seconds))
+            before = cpu_ns(setup.api_pid) if setup.api_pid is not None else 0
+            start = time.perf_counter()
+            marks: dict[str, float] = {}
+            async with ours.stream("POST", "/v1/responses", content=body) as response:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    now = (time.perf_counter() - start) * 1000
+                    kind = orjson.loads(line[6:])["type"]
+                    marks.setdefault("first event", now)
+                    if kind == "response.output_text.delta":
+                        marks.setdefault("first delta", now)
+                    if kind == "response.completed":
+                        marks["end"] = now
+            if setup.api_pid is not None:
+                marks["api cpu"] = (cpu_ns(setup.api_pid) - before) / 1e6
+            if set(marks) < {"first event", "first delta", "end"}:
+                raise RuntimeError(f"unexpected stream: {marks}")
+            if sample >= WARMUP:
+                for name, value in marks.items():
+                    times[name].append(value)
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"responses_loop --ttft: {samples} streamed 0-round responses, new conversation, concurrency 1")
+    print(f"response-api: {setup.topology}; load {load}; times in ms")
+    print(
+        f"model's first byte after {model_seconds * 1000:.1f} ms; "
+        f"a new conversation takes +{setup.create_ms} ms"
+    )
+    for name, values in times.items():
+        if values:
+            cells = "  ".join(f"p{round(q * 100)} {p(values, q):7.2f}" for q in (0.5, 0.9, 0.99))
+            print(f"{name:>12}: {cells}")
+
+
 def report(results: dict[tuple[str, int], list[float]], samples: int, topology: str) -> None:
     overhead = {
         r: [o - b for o, b in zip(results["ours", r], results["baseline", r], strict=True)] for r in ROUNDS
@@ -266,10 +318,11 @@ class Loopback:
     api: ServerThread | None = None  # response-api in this process
     api_pid: int | None = None  # response-api in its own process
     topology: str = "in the bench's process"
+    create_ms: float = 0.0
 
 
 @contextmanager
-def loopback(checkout: Path | None = None) -> Iterator[Loopback]:
+def loopback(checkout: Path | None = None, create_ms: float = 0.0) -> Iterator[Loopback]:
     """Embedded Postgres, the fake model with conversations, fake mcp-tools and response-api on
     loopback; response-api in this process, or with `checkout` in its own, run from there."""
     issuer, upstream, tools = TestIssuer(), FakeUpstream(), FakeMcpTools()
@@ -278,7 +331,7 @@ def loopback(checkout: Path | None = None) -> Iterator[Loopback]:
         with (
             embedded_postgres(Path(tmp) / "pg") as postgres,
             serve(issuer.app) as issuer_server,
-            serve(with_conversations(upstream.app)) as model,
+            serve(with_conversations(upstream.app, create_ms / 1000)) as model,
             serve(tools.app) as tools_server,
         ):
             issuer.url = issuer_server.url
@@ -294,7 +347,9 @@ def loopback(checkout: Path | None = None) -> Iterator[Loopback]:
             token = issuer.mint("bench")
             if checkout is None:
                 with serve(create_app(settings)) as api:
-                    yield Loopback(api.url, model.url, tools_server.url, token, upstream, api=api)
+                    yield Loopback(
+                        api.url, model.url, tools_server.url, token, upstream, api=api, create_ms=create_ms
+                    )
                 return
             env = {
                 "DATABASE_URL": postgres.url,
@@ -308,7 +363,14 @@ def loopback(checkout: Path | None = None) -> Iterator[Loopback]:
             with served_app("response-api", env, Path(tmp) / "response-api.log", tree=checkout) as (url, pid):
                 topology = f"its own process (jan-server serve), code from {checkout}"
                 yield Loopback(
-                    url, model.url, tools_server.url, token, upstream, api_pid=pid, topology=topology
+                    url,
+                    model.url,
+                    tools_server.url,
+                    token,
+                    upstream,
+                    api_pid=pid,
+                    topology=topology,
+                    create_ms=create_ms,
                 )
 
 
@@ -323,9 +385,17 @@ def main() -> None:
         metavar="CHECKOUT",
         help="run response-api as its own process, from this checkout (default) or CHECKOUT",
     )
+    parser.add_argument("--ttft", action="store_true", help="time to first event of a streamed response")
+    parser.add_argument("--model-ms", type=float, default=0.0, help="--ttft: the model's time to first byte")
+    parser.add_argument(
+        "--create-ms", type=float, default=0.0, help="time llm-api takes to make a conversation"
+    )
     args = parser.parse_args()
-    with loopback(Path(args.process) if args.process else None) as setup:
-        asyncio.run(bench(setup, args.samples))
+    with loopback(Path(args.process) if args.process else None, args.create_ms) as setup:
+        if args.ttft:
+            asyncio.run(first_event(setup, args.samples, args.model_ms / 1000))
+        else:
+            asyncio.run(bench(setup, args.samples))
 
 
 if __name__ == "__main__":

@@ -14,11 +14,15 @@ behind `LLM_API_URL` and `MCP_TOOLS_URL`:
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from fastapi.responses import JSONResponse
 from openai import AsyncOpenAI
 from pydantic import SecretStr
 
@@ -50,18 +54,50 @@ def mcp_tools(mcp_tools_server: FakeMcpTools) -> FakeMcpTools:
 
 class AuthorizationRecorder:
     """Wraps an ASGI app and keeps the `Authorization` header, method and path of every HTTP request
-    it serves."""
+    it serves; a test can hold the creation of new conversations at its `gate`."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.seen: list[str] = []
         self.requests: list[str] = []
+        self.gate: CreateGate | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             self.seen.extend(v.decode() for k, v in scope["headers"] if k == b"authorization")
             self.requests.append(f"{scope['method']} {scope['path']}")
+            gate = self.gate
+            if gate is not None and scope["method"] == "POST" and b"create=true" in scope["query_string"]:
+                if not await gate.passes():
+                    await JSONResponse({"error": {"message": "away"}}, status_code=503)(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
+
+
+@dataclass
+class CreateGate:
+    """Holds llm-api's creation of a new conversation (`POST .../items?create=true`) until `opened`
+    is set; then every creation passes, or is answered 503 (llm-api away) when `refuse` is set."""
+
+    opened: threading.Event = field(default_factory=threading.Event)
+    refuse: bool = False
+    waiting: int = 0
+
+    async def passes(self) -> bool:
+        self.waiting += 1
+        await asyncio.to_thread(self.opened.wait, 60)
+        return not self.refuse
+
+
+@pytest.fixture
+def create_gate(llm_api_server: tuple[str, AuthorizationRecorder]) -> Iterator[CreateGate]:
+    recorder = llm_api_server[1]
+    recorder.gate = gate = CreateGate()
+    try:
+        yield gate
+    finally:
+        gate.opened.set()
+        recorder.gate = None
 
 
 @pytest.fixture(scope="session")

@@ -111,16 +111,21 @@ async def test_an_outage_past_the_budget_is_reported_and_stores_nothing(
 ) -> None:
     conversation = (await llm.conversations.create()).id
     proxy.refusing = True
-    with response_api_server(llm_api_url=proxy.url, storage_retry_seconds=0.5) as url:
+    budgets = {"storage_retry_seconds": 0.5, "background_storage_retry_seconds": 0.5}
+    with response_api_server(llm_api_url=proxy.url, **budgets) as url:
         async with client(url, issuer) as http:
-            outcomes, tasks = await run_all(http, upstream, conversation, ["plain", "stream"])
+            kinds = ["plain", "stream", "background"]
+            outcomes, tasks = await run_all(http, upstream, conversation, kinds)
             await settle(http, outcomes, tasks)
-            plain, stream = outcomes
+            plain, stream, background = outcomes
             assert plain.http_status == 503 and plain.retry_after, plain
             assert stream.http_status == 200 and stream.text.startswith("Answer "), stream  # content first
-            for outcome in outcomes:
+            for outcome in (plain, stream):
                 assert not outcome.acknowledged and outcome.error is not None, outcome
                 assert outcome.error["code"] == "storage_unavailable", outcome
+            # Nobody waits for a background response: whoever polls it reads that it failed.
+            assert background.status == "failed" and background.response_error is not None, background
+            assert background.response_error["code"] == "conversation_unavailable", background
             assert proxy.refused > 2
             await assert_none_acknowledged_and_lost(http, outcomes)
     assert await item_ids(llm, conversation) == Counter()

@@ -6,9 +6,11 @@ conversation is a 404, as for a missing one); the internal routes also need the 
 
 A response that starts a new conversation names it itself (`new_conversation_id`, the shape of
 llm-api's own ids) and llm-api creates it with the response's items, in the one append at its end
-(`append(..., create=True)`); a response that fails or is cancelled creates it empty. Until then
-the id is reported (`response.created`) but the conversation is not there yet. This saved a call to
-llm-api at the start of every such response, and a response's fixed cost is what #15 measures.
+(`append(..., create=True)`); a response that fails or is cancelled creates it empty. This saved a
+call to llm-api at the start of every such response, and a response's fixed cost is what #15
+measures. A streamed or background response announces the id before its end, so it makes the
+conversation first (`create`; a foreground stream alongside its first model round): a
+conversation its user deleted meanwhile must stay deleted.
 
 A conversation in a project carries the project's instructions (`project_instructions`, read with
 the items in the same call); `with_project_instructions` puts them before the response's own
@@ -112,6 +114,10 @@ class Conversations:
             what="the response in its conversation",
             transient=lambda exc: isinstance(exc, LlmApiAway),
         )
+
+    async def create(self, conversation_id: str, headers: dict[str, str], *, budget: float) -> None:
+        """Make the caller's new conversation `conversation_id`, empty (nothing if it is there)."""
+        await self.append(conversation_id, [], headers, key=conversation_id, budget=budget, create=True)
 
     async def import_legacy(self, payload: dict[str, Any]) -> None:
         """Hand one conversation of response-api's former store to llm-api (see migration 0003)."""

@@ -158,4 +158,6 @@ class ResponseWriter:
                 create=run.new_conversation,
             )
         except ConversationMissing:
+            # Deleted by its user meanwhile: the response is in no conversation now, and says so.
             log.info("conversation deleted during the response", extra={"response_id": run.state.id})
+            run.state.body["conversation"] = None

@@ -189,6 +189,8 @@ class McpSession:
         absorb = getattr(self._session, "_absorb_tool_listing", None)
         if absorb is None or not hasattr(self._session, "_tool_output_validators"):
             return
+        # `complete` prunes the session's per-tool state to the page's tools: only a one-page
+        # listing is the whole catalog (the SDK's own rule); the last of several pages is not.
         for page in listing.pages:
             absorb(page, complete=len(listing.pages) == 1)
         # After absorbing, which may replace the session's own dict. The SDK evicts a tool's

@@ -19,8 +19,19 @@ Decisions:
   a short llm-api outage like any storage write). If llm-api cannot take them, that is a storage
   failure like any other (below): the client gets a 503 or an SSE `error` and the response is not
   stored; a background response is stored `failed` (`conversation_unavailable`),
-  since nobody is waiting to be told. A conversation deleted meanwhile is simply not written to.
+  since nobody is waiting to be told.
   Failed and cancelled responses add nothing.
+- A new conversation is made by the response's ending, unless the client learns its id before
+  that (a streamed or background response: `response.created`, the 200): then it is made before
+  the id is announced, so a delete meanwhile really deletes it. A background response makes it
+  before its insert; a foreground stream makes it while its first model round runs (so it does not
+  add an llm-api round trip to the time to first token), and holds the stream's start (status,
+  headers, `response.created` and all after it) and its ending until it is made. If it cannot be
+  made, the run is cancelled and gone before the client gets the 503 (nothing was sent, nothing is
+  stored); if the model round fails first, the conversation stays, empty, as any failed response
+  leaves its new one. A conversation deleted while the
+  response ran is neither written to nor made again: the response is stored and reported with
+  `conversation: null` (it is in no conversation), and a response continuing it starts a new one.
 - An `mcp` tool in the request gets an `mcp_list_tools` output item (the tools offered), unless the
   history or the input already holds one for that server label, as at OpenAI.
 - A foreground response is written once, when it ends; a background one also when it starts, so
@@ -158,6 +169,19 @@ class ResponseService:
         if request.store:
             conversation_id = conversation_id or new_conversation_id()
             body["conversation"] = {"id": conversation_id}
+        # A new conversation whose id the client learns before the end (the stream's
+        # `response.created`, the background 200) is made now, so a delete meanwhile finds it and
+        # the ending cannot bring it back; a plain response's ending makes it (nobody knew its id).
+        announced = new_conversation and (request.stream or request.background)
+        made: asyncio.Task[None] | None = None
+        if announced and conversation_id is not None:
+            making = self._conversations.create(conversation_id, headers, budget=self._config.storage_budget)
+            if request.background:
+                await making  # before the insert: the row is what a poll reads
+            else:
+                # A foreground stream overlaps it with the first model round; its first event
+                # waits for it (below), and so does its ending (`_execute`).
+                made = asyncio.create_task(making, name="new conversation")
         if request.background:
             await self._writer.insert(body, input_items, principal.user_id, event_log=logged)
         log = self._event_log(body["id"]) if logged else None
@@ -168,10 +192,11 @@ class ResponseService:
             request=request,
             principal=principal,
             history=history,
-            new_conversation=new_conversation,
+            new_conversation=new_conversation and not announced,
             project_instructions=project_instructions,
             input_items=input_items,
             approved=approved,
+            conversation_made=made,
             listed_labels=frozenset(
                 str(item.get("server_label"))
                 for item in (*history, *input_items)
@@ -181,6 +206,14 @@ class ResponseService:
         if request.stream:
             run.events = run.state.listen()
         self._registry.start(run, self._execute)
+        if made is not None:
+            try:
+                await asyncio.shield(made)
+            except BaseException:
+                # The id was not announced and nothing was sent: the run stores nothing (`_execute`)
+                # and is gone before the client hears of the failure.
+                await asyncio.shield(self._registry.cancel(run))
+                raise
         return run
 
     def _event_log(self, response_id: str) -> EventLog:
@@ -241,7 +274,10 @@ class ResponseService:
             state.finish("failed", error=error_body("server_error", "The response failed on the server."))
         finally:
             run.finishing = True  # from here on, cancels wait instead of interrupting the write
-            await self._writer.finish(run, loop.executions)
+            if await _conversation_made(run):
+                await self._writer.finish(run, loop.executions)
+            else:
+                run.state.close_stream()
 
     async def _open_tools(
         self, stack: AsyncExitStack, request: CreateResponseRequest, headers: dict[str, str]
@@ -322,6 +358,16 @@ class ResponseService:
                 raise APIError(400, f"No input item '{after}' in response '{response_id}'.", param="after")
             items = items[ids.index(after) + 1 :]
         return items[:limit], len(items) > limit
+
+
+async def _conversation_made(run: ResponseRun) -> bool:
+    """Whether the response's new conversation, made alongside its first round, exists (True when
+    it was made before the run). If not, the response was never announced: nothing is stored."""
+    made = run.conversation_made
+    if made is None:
+        return True
+    await asyncio.wait([made])  # not cancelled with its waiter: `create` also waits for it
+    return not made.cancelled() and made.exception() is None
 
 
 def _names_mcp(request: CreateResponseRequest) -> bool:

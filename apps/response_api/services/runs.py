@@ -38,7 +38,8 @@ class ResponseRun:
     principal: Principal
     # Earlier items (the previous responses' chain, or the conversation) and this request's input.
     history: list[dict[str, Any]]
-    # The conversation is this response's new one: its ending creates it in llm-api.
+    # The conversation is this response's new one and its ending creates it in llm-api (False when
+    # it was made at the start: `services/responses.py`).
     new_conversation: bool
     input_items: list[dict[str, Any]]
     # Approval requests of the history that this input approves: they run before the first round.
@@ -53,6 +54,9 @@ class ResponseRun:
     cancel_requested: bool = False
     finishing: bool = False
     task: asyncio.Task[None] | None = None
+    # A foreground stream's new conversation, being made while its first round runs: its first
+    # event and its ending wait for it (`services/responses.py`).
+    conversation_made: asyncio.Task[None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 

@@ -181,13 +181,19 @@ class ResponseStore:
         events: list[Frame] | None = None,
     ) -> None:
         """A background response's ending: its row, tool executions and last events, one transaction."""
+        conversation = body["conversation"]  # None if it was deleted while the response ran
         async with transaction(self._sessions) as session:
             if events is not None:  # a logged response: its followers are told it ended, events or not
                 await session.execute(_APPEND_EVENTS, _events_params(body["id"], events))
             await session.execute(
                 update(ResponseRow)
                 .where(ResponseRow.id == body["id"])
-                .values(status=body["status"], body=body, updated_at=text("now()"))
+                .values(
+                    status=body["status"],
+                    body=body,
+                    conversation_id=conversation["id"] if conversation else None,
+                    updated_at=text("now()"),
+                )
             )
             await self._record(session, executions)
 

@@ -1,0 +1,94 @@
+"""A response's new conversation, deleted by its user while the response runs, stays deleted.
+
+A streamed or background response announces its new conversation's id before it ends
+(`response.created`, the background 200), so the user can delete that conversation meanwhile. The
+response's ending must not bring it back: the response is still stored and reported, without a
+conversation (`conversation: null`), and the conversation stays gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import openai
+import pytest
+from openai import AsyncOpenAI
+
+from tests.harness.response_api import MODEL
+from tests.harness.upstream import FakeUpstream, Reply
+
+POLLS = 400
+
+
+async def test_a_deleted_new_conversation_of_a_streamed_response_stays_deleted(
+    client: AsyncOpenAI, llm: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    hold = threading.Event()
+    upstream.enqueue(Reply(content="late answer", hold=hold))
+    stream = await client.responses.create(model=MODEL, input="hi", stream=True)
+    events = aiter(stream)
+    created = await anext(events)
+    assert created.type == "response.created" and created.response.conversation is not None
+    conversation_id = created.response.conversation.id
+
+    try:
+        await llm.conversations.delete(conversation_id)  # the announced conversation is there to delete
+    finally:
+        hold.set()
+    rest = [event async for event in events]
+
+    final = rest[-1]
+    assert final.type == "response.completed" and final.response.output_text == "late answer"
+    assert final.response.conversation is None
+    with pytest.raises(openai.NotFoundError):
+        await llm.conversations.retrieve(conversation_id)
+    stored = await client.responses.retrieve(final.response.id)
+    assert stored.status == "completed" and stored.conversation is None
+
+
+async def test_a_deleted_new_conversation_of_a_background_response_stays_deleted(
+    client: AsyncOpenAI, llm: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    hold = threading.Event()
+    upstream.enqueue(Reply(content="late answer", hold=hold))
+    job = await client.responses.create(model=MODEL, input="hi", background=True)
+    assert job.conversation is not None
+
+    try:
+        await llm.conversations.delete(job.conversation.id)
+    finally:
+        hold.set()
+    polled = await client.responses.retrieve(job.id)
+    for _ in range(POLLS):
+        if polled.status not in ("queued", "in_progress"):
+            break
+        await asyncio.sleep(0.05)
+        polled = await client.responses.retrieve(job.id)
+
+    assert polled.status == "completed" and polled.output_text == "late answer"
+    assert polled.conversation is None
+    with pytest.raises(openai.NotFoundError):
+        await llm.conversations.retrieve(job.conversation.id)
+
+
+async def test_a_response_continuing_one_whose_conversation_was_deleted_starts_a_new_one(
+    client: AsyncOpenAI, llm: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    hold = threading.Event()
+    upstream.enqueue(Reply(content="one", hold=hold))
+    job = await client.responses.create(model=MODEL, input="one", background=True)
+    assert job.conversation is not None
+    try:
+        await llm.conversations.delete(job.conversation.id)
+    finally:
+        hold.set()
+    for _ in range(POLLS):
+        if (await client.responses.retrieve(job.id)).status == "completed":
+            break
+        await asyncio.sleep(0.05)
+
+    upstream.enqueue(Reply(content="two"))
+    second = await client.responses.create(model=MODEL, input="two", previous_response_id=job.id)
+    assert second.conversation is not None and second.conversation.id != job.conversation.id
+    assert (await llm.conversations.retrieve(second.conversation.id)).id == second.conversation.id
