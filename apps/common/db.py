@@ -72,7 +72,10 @@ def create_engine(
         max_overflow=max_overflow,
         # Most recently returned first: a pool sized for the largest burst (llm-api's) then keeps
         # reusing the few connections steady load needs, whose statements are already prepared and
-        # planned, instead of cycling through all of them.
+        # planned, instead of cycling through all of them. The ones at the bottom may then idle up to
+        # `pool_recycle`: fine where nothing between the app and Postgres drops idle connections
+        # silently (a server-side close is caught by `_drop_closed`); behind such a hop, set its idle
+        # timeout above the recycle.
         pool_use_lifo=True,
         pool_recycle=1800,
         connect_args={"server_settings": server_settings, "command_timeout": 30},

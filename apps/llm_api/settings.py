@@ -78,8 +78,9 @@ class LlmApiSettings(ServiceSettings):
         process: a host or chart running several must fit their sum under Postgres'
         `max_connections` (tests/llm_api/test_pool_sizing.py checks local mode's defaults do).
         """
-        if "db_pool_size" not in self.model_fields_set:
-            object.__setattr__(self, "db_pool_size", self.admission.max_concurrent + TURN_FLUSHERS)
+        if "db_pool_size" in self.model_fields_set:
+            return self  # sized by hand: the overflow is the kit's unless set too
+        object.__setattr__(self, "db_pool_size", self.admission.max_concurrent + TURN_FLUSHERS)
         if "db_max_overflow" not in self.model_fields_set:
             object.__setattr__(self, "db_max_overflow", UNADMITTED_CONNECTIONS)
         return self

@@ -32,6 +32,8 @@ def test_the_pool_size_follows_the_environment_and_stays_overridable(monkeypatch
     monkeypatch.setenv("ADMISSION__MAX_CONCURRENT", "24")
     assert LlmApiSettings().db_pool_size == 24 + TURN_FLUSHERS
     monkeypatch.setenv("DB_POOL_SIZE", "7")
+    kit_overflow = ServiceSettings().db_max_overflow
+    assert (LlmApiSettings().db_pool_size, LlmApiSettings().db_max_overflow) == (7, kit_overflow)
     monkeypatch.setenv("DB_MAX_OVERFLOW", "0")
     settings = LlmApiSettings()
     assert (settings.db_pool_size, settings.db_max_overflow) == (7, 0)
