@@ -92,3 +92,42 @@ async def test_a_response_continuing_one_whose_conversation_was_deleted_starts_a
     second = await client.responses.create(model=MODEL, input="two", previous_response_id=job.id)
     assert second.conversation is not None and second.conversation.id != job.conversation.id
     assert (await llm.conversations.retrieve(second.conversation.id)).id == second.conversation.id
+
+
+async def test_a_cancelled_response_whose_conversation_was_deleted_reports_none_like_a_completed_one(
+    client: AsyncOpenAI, llm: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    hold = threading.Event()
+    upstream.enqueue(Reply(content="never", hold=hold))
+    job = await client.responses.create(model=MODEL, input="one", background=True)
+    assert job.conversation is not None
+    try:
+        await llm.conversations.delete(job.conversation.id)
+        cancelled = await client.responses.cancel(job.id)
+    finally:
+        hold.set()
+    assert cancelled.status == "cancelled" and cancelled.conversation is None
+    assert (await client.responses.retrieve(job.id)).conversation is None
+
+    upstream.enqueue(Reply(content="two"))
+    second = await client.responses.create(model=MODEL, input="two", previous_response_id=job.id)
+    assert second.conversation is not None and second.conversation.id != job.conversation.id
+    items = await llm.conversations.items.list(second.conversation.id, order="asc")
+    assert [item.type for item in items.data] == ["message", "message"]
+
+
+async def test_a_response_continuing_one_whose_conversation_was_deleted_since_starts_a_new_one(
+    client: AsyncOpenAI, llm: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    upstream.enqueue(Reply(content="one"))
+    first = await client.responses.create(model=MODEL, input="one")
+    assert first.conversation is not None
+    await llm.conversations.delete(first.conversation.id)
+
+    upstream.enqueue(Reply(content="two"))
+    second = await client.responses.create(model=MODEL, input="two", previous_response_id=first.id)
+    assert second.conversation is not None and second.conversation.id != first.conversation.id
+    items = await llm.conversations.items.list(second.conversation.id, order="asc")
+    assert [item.type for item in items.data] == ["message", "message"]
+    # The chain still replays.
+    assert upstream.requests[-1]["messages"][0] == {"role": "user", "content": "one"}

@@ -22,11 +22,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from apps.common.db import async_url
 from apps.common.sse import aiter_events
 from tests.harness.issuer import TestIssuer
+from tests.harness.mcp_tools_fake import FakeMcpTools
 from tests.harness.response_api import MODEL, ServerFactory
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.harness.waiting import eventually_async as eventually
 from tests.response_api.conftest import CreateGate
+from tests.response_api.scripts import call, tool_round
+from tests.response_api.test_approvals import TOOLS, approval, ask
+from tests.response_api.test_loop import executions
 
 STREAM = {"model": MODEL, "input": "hi", "stream": True}
 
@@ -163,3 +167,99 @@ async def test_a_client_leaving_while_the_conversation_is_made_leaves_no_run_beh
                     raise AssertionError("the abandoned response still holds its slot")
     finally:
         model.set()
+
+
+async def test_no_tool_runs_before_the_new_conversation_exists(
+    response_api_url: str,
+    issuer: TestIssuer,
+    database_url: str,
+    upstream: FakeUpstream,
+    mcp_tools: FakeMcpTools,
+    create_gate: CreateGate,
+) -> None:
+    upstream.enqueue(tool_round(call("add", {"a": 2, "b": 3}, "call_a")), Reply(content="5"))
+    events: list[dict[str, Any]] = []
+
+    async def read(http: httpx.AsyncClient) -> None:
+        async with http.stream("POST", "/v1/responses", json=STREAM) as response:
+            assert response.status_code == 200
+            events.extend([sse.json() async for sse in aiter_events(response)])
+
+    async with http_client(response_api_url, issuer) as http:
+        reading = asyncio.create_task(read(http))
+        await eventually(
+            lambda: len(upstream.requests) == 1 and create_gate.waiting == 1,
+            "the model was asked while the conversation was being made",
+        )
+        ran_before = list(mcp_tools.calls)  # the model's tool call waits for the conversation
+        create_gate.opened.set()
+        await reading
+
+    assert ran_before == []
+    final = events[-1]
+    assert final["type"] == "response.completed"
+    assert mcp_tools.calls == [("add", {"a": 2, "b": 3})]
+    rows = await executions(database_url, final["response"]["id"])
+    assert [(r["tool_name"], r["status"]) for r in rows] == [("add", "completed")]
+
+
+async def test_a_create_that_fails_stops_the_response_before_its_tools_run(
+    response_api_server: ServerFactory,
+    issuer: TestIssuer,
+    database_url: str,
+    upstream: FakeUpstream,
+    mcp_tools: FakeMcpTools,
+    create_gate: CreateGate,
+) -> None:
+    upstream.enqueue(tool_round(call("add", {"a": 2, "b": 3}, "call_a")), Reply(content="5"))
+    before = await stored_responses(database_url)
+    with response_api_server(storage_retry_seconds=0.3) as url:
+        async with http_client(url, issuer) as http:
+            sending = asyncio.create_task(http.post("/v1/responses", json=STREAM))
+            await eventually(
+                lambda: len(upstream.requests) >= 1 and create_gate.waiting >= 1,
+                "the model was asked while the conversation was being made",
+            )
+            create_gate.refuse = True  # llm-api is away for longer than the storage budget
+            create_gate.opened.set()
+            answer = await sending
+    assert answer.status_code == 503, answer.text
+    # A tool call would be a side effect of a response nobody can see, and nothing would record it.
+    assert mcp_tools.calls == []
+    assert len(upstream.requests) == 1
+    assert await stored_responses(database_url) == before
+
+
+async def test_an_approved_call_waits_for_the_new_conversation_and_does_not_run_without_it(
+    response_api_server: ServerFactory,
+    issuer: TestIssuer,
+    client: AsyncOpenAI,
+    llm: AsyncOpenAI,
+    upstream: FakeUpstream,
+    mcp_tools: FakeMcpTools,
+    create_gate: CreateGate,
+) -> None:
+    create_gate.opened.set()
+    first = await ask(client, upstream)  # `add` waits for approval
+    request = next(item for item in first.output if item.type == "mcp_approval_request")
+    assert first.conversation is not None
+    # Its conversation is gone: the continuation starts a new one, made while the approved call would run.
+    await llm.conversations.delete(first.conversation.id)
+    create_gate.opened.clear()
+    create_gate.waiting = 0
+    ran_before = list(mcp_tools.calls)
+    continued = {
+        **STREAM,
+        "previous_response_id": first.id,
+        "tools": TOOLS,
+        "input": approval(request.id, approve=True),
+    }
+    with response_api_server(storage_retry_seconds=0.3) as url:
+        async with http_client(url, issuer) as http:
+            sending = asyncio.create_task(http.post("/v1/responses", json=continued))
+            await eventually(lambda: create_gate.waiting >= 1, "the new conversation is being made")
+            create_gate.refuse = True
+            create_gate.opened.set()
+            answer = await sending
+    assert answer.status_code == 503, answer.text
+    assert mcp_tools.calls == ran_before  # the approved `add` did not run

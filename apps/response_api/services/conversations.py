@@ -9,7 +9,7 @@ llm-api's own ids) and llm-api creates it with the response's items, in the one 
 (`append(..., create=True)`); a response that fails or is cancelled creates it empty. This saved a
 call to llm-api at the start of every such response, and a response's fixed cost is what #15
 measures. A streamed or background response announces the id before its end, so it makes the
-conversation first (`create`; a foreground stream alongside its first model round): a
+conversation first (`create`; a foreground stream while its run starts, before any tool runs): a
 conversation its user deleted meanwhile must stay deleted.
 
 A conversation in a project carries the project's instructions (`project_instructions`, read with
@@ -74,14 +74,19 @@ class Conversations:
         return data, _instructions(body)
 
     async def project_instructions(self, conversation_id: str, headers: dict[str, str]) -> str | None:
-        """The instructions of the conversation's project; None without one, or if it is gone (the
-        response's own write to it reports that)."""
+        """The instructions of the conversation's project; None without one (raises
+        `ConversationMissing` if it is gone)."""
         path = f"/internal/conversations/{quote(conversation_id, safe='')}"
-        try:
-            body = await self._call("GET", path, headers, missing=conversation_id)
-        except ConversationMissing:
-            return None
+        body = await self._call("GET", path, headers, missing=conversation_id)
         return _instructions(body)
+
+    async def exists(self, conversation_id: str, headers: dict[str, str]) -> bool:
+        """Whether the caller's conversation is still there (one read, not retried)."""
+        try:
+            await self.project_instructions(conversation_id, headers)
+        except ConversationMissing:
+            return False
+        return True
 
     async def append(
         self,

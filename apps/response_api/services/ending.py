@@ -102,16 +102,22 @@ class ResponseWriter:
         else:
             # Nothing was promised to the client (`store: false`): its tool calls are recorded before
             # it is answered, like any other, but a failure to do so is logged, not reported.
-            try:
-                await durably(
-                    lambda: self._store.record_executions(executions),
-                    budget=self._budget,
-                    what="the tool executions",
-                )
-            except Exception:
-                log.exception(
-                    "tool executions of an unstored response were lost", extra={"response_id": body["id"]}
-                )
+            await self.record_executions(body["id"], executions)
+
+    async def record_executions(self, response_id: str, executions: list[ToolExecutionRow]) -> None:
+        """Record the tool executions of a response that is not stored; best effort (logged)."""
+        if not executions:
+            return
+        try:
+            await durably(
+                lambda: self._store.record_executions(executions),
+                budget=self._budget,
+                what="the tool executions",
+            )
+        except Exception:
+            log.exception(
+                "tool executions of an unstored response were lost", extra={"response_id": response_id}
+            )
 
     async def _add_to_conversation(self, run: ResponseRun) -> None:
         body = run.state.body
@@ -120,13 +126,19 @@ class ResponseWriter:
             return
         if body["status"] not in ("completed", "incomplete"):
             # Failed and cancelled responses add nothing, but a new conversation is still made, so
-            # the id the response reports can be continued. The response has failed already: if
-            # llm-api cannot take even that (likely why it failed), that is logged, not reported.
-            if run.new_conversation:
-                try:
+            # the id the response reports can be continued; an existing one that was deleted
+            # meanwhile is reported as none (one cheap read, only on this path). The response has
+            # failed already: if llm-api cannot answer (likely why it failed), that is logged.
+            try:
+                if run.new_conversation:
                     await self._append(run, conversation["id"], [], budget=EMPTY_CREATE_BUDGET)
-                except APIError as exc:
-                    log.warning("could not create the conversation", extra={"error": exc.message})
+                else:
+                    headers = run.principal.forward_headers()
+                    if not await self._conversations.exists(conversation["id"], headers):
+                        # Deleted meanwhile: reported as a completed response reports it (`_append`).
+                        run.state.body["conversation"] = None
+            except APIError as exc:
+                log.warning("could not create or read the conversation", extra={"error": exc.message})
             return
         budget = self._background_budget if run.background else self._budget
         try:

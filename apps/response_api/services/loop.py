@@ -18,6 +18,9 @@ Decisions:
   (a streaming client or the event log): a plain or unstreamed background response would drop them.
 - A forced `tool_choice` (`required` or a named tool) applies to the first round only; later rounds
   use `auto`, or the model could never stop calling tools.
+- No tool runs before `before_tools` returns (a streamed response's new conversation is being made
+  while its first round runs: a tool's side effects must not happen for a response that can still be
+  refused, unstored; `services/responses.py`). It is awaited once, before the first tool call.
 - Tool executions are collected in memory (`ToolLoop.executions`) and written with the response's
   final state, in the same transaction, whatever way the response ends (completed, failed,
   cancelled, server stopping). A tool round therefore costs no database round trip.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -109,8 +113,17 @@ class _Round:
 
 
 class ToolLoop:
-    def __init__(self, *, llm: LlmClient, headers: dict[str, str], limits: Limits, user_id: str) -> None:
+    def __init__(
+        self,
+        *,
+        llm: LlmClient,
+        headers: dict[str, str],
+        limits: Limits,
+        user_id: str,
+        before_tools: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._llm = llm
+        self._before_tools = before_tools
         self._headers = headers
         self._limits = limits
         self._user_id = user_id
@@ -141,6 +154,8 @@ class ToolLoop:
                     state.call_skipped(call.index)
                 state.finish("incomplete", reason=DEPTH_REASON)
                 return
+            if server_calls:
+                await self._ready_for_tools()
             session = (
                 await access.session() if access and any(c.name in tools.mcp for c in server_calls) else None
             )
@@ -199,9 +214,15 @@ class ToolLoop:
         """Run the calls the caller approved (their results join the output, for the model to read)."""
         if not requests:
             return
+        await self._ready_for_tools()
         calls = [_Call(state.approved_call(r), str(r["id"]), str(r["name"])) for r in requests]
         session = await access.session() if access and any(c.name in tools.mcp for c in calls) else None
         await self._run_tools(state, calls, tools, session, parallel=True)
+
+    async def _ready_for_tools(self) -> None:
+        before, self._before_tools = self._before_tools, None
+        if before is not None:
+            await before()  # raises if the response must stop instead
 
     async def _run_tools(
         self,

@@ -24,14 +24,20 @@ Decisions:
 - A new conversation is made by the response's ending, unless the client learns its id before
   that (a streamed or background response: `response.created`, the 200): then it is made before
   the id is announced, so a delete meanwhile really deletes it. A background response makes it
-  before its insert; a foreground stream makes it while its first model round runs (so it does not
-  add an llm-api round trip to the time to first token), and holds the stream's start (status,
-  headers, `response.created` and all after it) and its ending until it is made. If it cannot be
-  made, the run is cancelled and gone before the client gets the 503 (nothing was sent, nothing is
-  stored); if the model round fails first, the conversation stays, empty, as any failed response
-  leaves its new one. A conversation deleted while the
-  response ran is neither written to nor made again: the response is stored and reported with
-  `conversation: null` (it is in no conversation), and a response continuing it starts a new one.
+  before its insert (if that insert then fails, the client gets a 503 and never learns the id, but
+  the empty conversation stays in its list: llm-api has no internal route to delete it, and the
+  user's own `DELETE /v1/conversations/{id}` removes it). A foreground stream makes it while the
+  run starts (tools listing, first model round: it does not add an llm-api round trip to the time
+  to first token), but no tool runs before it exists (approved calls and the model's calls wait for
+  it: `ToolLoop`'s `before_tools`), and the stream's start (status, headers, `response.created`
+  and all after it) and its ending wait for it too. If it cannot be made, the run is cancelled and
+  gone before the client gets the 503 (nothing was sent, no tool ran, nothing is stored); if the
+  model round fails first, the conversation stays, empty, as any failed response leaves its new one.
+  A conversation deleted while the response ran is neither written to nor made again: the response
+  is stored and reported with `conversation: null` (it is in no conversation), whether it
+  completed (its append finds it gone) or failed or was cancelled (its ending reads whether it is
+  still there). A response continuing, by `previous_response_id`, one whose conversation is
+  gone (null, or deleted since) starts a new one.
 - An `mcp` tool in the request gets an `mcp_list_tools` output item (the tools offered), unless the
   history or the input already holds one for that server label, as at OpenAI.
 - A foreground response is written once, when it ends; a background one also when it starts, so
@@ -69,6 +75,7 @@ from apps.response_api.schemas import CreateResponseRequest, McpTool, check_tool
 from apps.response_api.services.approvals import approved_requests
 from apps.response_api.services.body import error_body, initial_body
 from apps.response_api.services.conversations import (
+    ConversationMissing,
     Conversations,
     new_conversation_id,
     with_project_instructions,
@@ -98,6 +105,10 @@ class ServiceConfig:
     background_storage_budget: float = 120.0
     event_flush_seconds: float = 0.05
     follow_quiet_seconds: float = 10.0
+
+
+class _NotAnnounced(Exception):
+    """A foreground stream's new conversation could not be made: the response stops unannounced."""
 
 
 class ToolsUnavailable(Exception):
@@ -156,8 +167,12 @@ class ResponseService:
                 principal.user_id, request.previous_response_id
             )
             if conversation_id:
-                conversations = self._conversations
-                project_instructions = await conversations.project_instructions(conversation_id, headers)
+                try:
+                    project_instructions = await self._conversations.project_instructions(
+                        conversation_id, headers
+                    )
+                except ConversationMissing:
+                    conversation_id = None  # deleted since: this response starts a new one
         elif conversation_id:
             history, project_instructions = await self._conversations.history(conversation_id, headers)
         approved = approved_requests(history, input_items)
@@ -179,8 +194,8 @@ class ResponseService:
             if request.background:
                 await making  # before the insert: the row is what a poll reads
             else:
-                # A foreground stream overlaps it with the first model round; its first event
-                # waits for it (below), and so does its ending (`_execute`).
+                # A foreground stream overlaps it with the run's start; its first event waits for
+                # it (below), and so do its first tool call and its ending (`_execute`).
                 made = asyncio.create_task(making, name="new conversation")
         if request.background:
             await self._writer.insert(body, input_items, principal.user_id, event_log=logged)
@@ -225,7 +240,18 @@ class ResponseService:
     async def _execute(self, run: ResponseRun) -> None:
         state, request = run.state, run.request
         headers = run.principal.forward_headers()
-        loop = ToolLoop(llm=self._llm, headers=headers, limits=self._config.limits, user_id=run.user_id)
+
+        async def announced() -> None:
+            if not await _conversation_made(run):
+                raise _NotAnnounced
+
+        loop = ToolLoop(
+            llm=self._llm,
+            headers=headers,
+            limits=self._config.limits,
+            user_id=run.user_id,
+            before_tools=announced if run.conversation_made is not None else None,
+        )
         try:
             async with asyncio.timeout(self._config.deadline), AsyncExitStack() as stack:
                 state.start()
@@ -262,6 +288,10 @@ class ResponseService:
                     row.update({"status": "failed", "error_message": message})
             state.fail_open_calls({"type": "http_error", "code": 502, "message": message})
             state.finish("failed", error=error_body("tools_unavailable", message))
+        except _NotAnnounced:
+            # `create` is cancelling this run and answers the client 503; nothing is stored.
+            message = "The response's conversation could not be made."
+            state.finish("failed", error=error_body("storage_unavailable", message))
         except ToolsUnavailable:
             message = "The MCP tools could not be listed."
             state.finish("failed", error=error_body("tools_unavailable", message))
@@ -278,6 +308,9 @@ class ResponseService:
                 await self._writer.finish(run, loop.executions)
             else:
                 run.state.close_stream()
+                # None ran (`before_tools`), unless that gate has a hole: a tool's side effect is
+                # recorded even for a response that is not.
+                await self._writer.record_executions(state.id, loop.executions)
 
     async def _open_tools(
         self, stack: AsyncExitStack, request: CreateResponseRequest, headers: dict[str, str]
@@ -361,8 +394,8 @@ class ResponseService:
 
 
 async def _conversation_made(run: ResponseRun) -> bool:
-    """Whether the response's new conversation, made alongside its first round, exists (True when
-    it was made before the run). If not, the response was never announced: nothing is stored."""
+    """Whether the response's new conversation, made while the run starts, exists (True when it
+    was made before the run). If not, the response was never announced: nothing is stored."""
     made = run.conversation_made
     if made is None:
         return True

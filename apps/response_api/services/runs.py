@@ -54,8 +54,8 @@ class ResponseRun:
     cancel_requested: bool = False
     finishing: bool = False
     task: asyncio.Task[None] | None = None
-    # A foreground stream's new conversation, being made while its first round runs: its first
-    # event and its ending wait for it (`services/responses.py`).
+    # A foreground stream's new conversation, being made while the run starts: its first event,
+    # its first tool call and its ending wait for it (`services/responses.py`).
     conversation_made: asyncio.Task[None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
