@@ -106,6 +106,8 @@ def _serve(app: AppName, host: str, port: int | None, workers: int = 1) -> int:
     """
     import uvicorn  # noqa: PLC0415
 
+    from apps.common.serving import CoalescingHttpToolsProtocol  # noqa: PLC0415
+
     spec = APPS[app]
     if workers > 1:
         _built(app)  # a bad setting stops here, once, not in every worker
@@ -118,9 +120,17 @@ def _serve(app: AppName, host: str, port: int | None, workers: int = 1) -> int:
             port=port or spec.port,
             log_config=None,
             access_log=False,
+            http=CoalescingHttpToolsProtocol,
         )
         return 0
-    uvicorn.run(_built(app), host=host, port=port or spec.port, log_config=None, access_log=False)
+    uvicorn.run(
+        _built(app),
+        host=host,
+        port=port or spec.port,
+        log_config=None,
+        access_log=False,
+        http=CoalescingHttpToolsProtocol,
+    )
     return 0
 
 

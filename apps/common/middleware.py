@@ -56,17 +56,26 @@ class RequestContextMiddleware:
             level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
             if level == logging.INFO and scope.get("path") in self.quiet_paths:
                 level = logging.DEBUG
-            access_log.log(
-                level,
-                "request completed",
-                extra={
-                    "service": self.service_name,
-                    "method": scope.get("method"),
-                    "path": scope.get("path"),
-                    "status": status,
-                    "latency_ms": round(latency_ms, 3),
-                },
-            )
+            if access_log.isEnabledFor(level):
+                # The record is made directly: `Logger.log` would also look up its caller's frame
+                # (`findCaller`), which this line never shows.
+                record = access_log.makeRecord(
+                    access_log.name,
+                    level,
+                    __file__,
+                    0,
+                    "request completed",
+                    (),
+                    None,
+                    extra={
+                        "service": self.service_name,
+                        "method": scope.get("method"),
+                        "path": scope.get("path"),
+                        "status": status,
+                        "latency_ms": round(latency_ms, 3),
+                    },
+                )
+                access_log.handle(record)
             request_id_var.reset(token)
 
 

@@ -1,0 +1,146 @@
+"""apps.common.serving: a plain response is one write; streams, keep-alive, 100-continue as before."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from apps.common.serving import CoalescingHttpToolsProtocol, _HeadHoldingTransport
+from apps.gateway.embedded import free_port
+from tests.harness.waiting import CLIENT_TIMEOUT
+
+
+class _Recorder(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+async def test_a_head_goes_out_with_the_body_or_on_the_next_turn() -> None:
+    recorder = _Recorder()
+    transport = _HeadHoldingTransport(recorder, asyncio.get_running_loop())
+    transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    transport.write(b"{}")
+    assert recorder.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+
+    recorder.writes.clear()  # a streamed head is not kept waiting for the first chunk
+    transport.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    assert recorder.writes == []
+    await asyncio.sleep(0)
+    assert recorder.writes == [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"]
+    transport.write(b"2\r\n{}\r\n")
+    assert recorder.writes[-1] == b"2\r\n{}\r\n"
+
+    recorder.writes.clear()  # closing sends what is held first
+    transport.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n")
+    transport.close()
+    assert recorder.writes == [b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"]
+    assert recorder.closed
+
+
+def _app(release: threading.Event) -> Starlette:
+    async def plain(request: Request) -> Response:
+        return JSONResponse({"echo": (await request.body()).decode()})
+
+    async def stream(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            # The client asks for the rest only once it has the head: a head held for the body
+            # would never arrive.
+            await asyncio.get_running_loop().run_in_executor(None, release.wait, CLIENT_TIMEOUT)
+            yield b"data: one\n\n"
+            yield b"data: two\n\n"
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    routes = [Route("/plain", plain, methods=["POST", "HEAD", "GET"]), Route("/stream", stream)]
+    return Starlette(routes=routes)
+
+
+@contextmanager
+def _served(app: Any) -> Iterator[str]:
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, http=CoalescingHttpToolsProtocol
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def release() -> threading.Event:
+    return threading.Event()
+
+
+@pytest.fixture
+def base(release: threading.Event) -> Iterator[str]:
+    with _served(_app(release)) as url:
+        yield url
+
+
+def test_plain_responses_on_one_kept_alive_connection(base: str) -> None:
+    with httpx.Client(base_url=base, timeout=CLIENT_TIMEOUT) as client:
+        for number in range(5):
+            response = client.post("/plain", content=f"body {number}")
+            assert response.status_code == 200 and response.json() == {"echo": f"body {number}"}
+        head = client.head("/plain")
+        assert head.status_code == 200 and head.content == b""
+        assert client.get("/plain").json() == {"echo": ""}
+
+
+def test_a_streamed_head_arrives_before_its_body(base: str, release: threading.Event) -> None:
+    client = httpx.Client(base_url=base, timeout=CLIENT_TIMEOUT)
+    with client, client.stream("GET", "/stream") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        release.set()
+        assert response.read() == b"data: one\n\ndata: two\n\n"
+
+
+def test_expect_continue_and_connection_close(base: str) -> None:
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(
+            b"POST /plain HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nexpect: 100-continue\r\n"
+            b"connection: close\r\n\r\n"
+        )
+        received = b""
+        while b"100 Continue" not in received:
+            received += sock.recv(65536)
+        sock.sendall(b"hi")
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+    assert received.endswith(b'{"echo":"hi"}')
