@@ -35,7 +35,7 @@ class _HeadHoldingTransport:
         if held is not None:
             self._held = None
             self.transport.write(held + data)
-        elif data.startswith(_HEAD) and data.endswith(b"\r\n\r\n"):
+        elif isinstance(data, bytes) and data.startswith(_HEAD) and data.endswith(b"\r\n\r\n"):
             self._held = data
             self._loop.call_soon(self.flush)
         else:
