@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from fastapi import FastAPI
@@ -207,7 +207,7 @@ class TelemetrySwitch:
         context = None
         parent = trace.INVALID_SPAN_CONTEXT
         if any(name in self._fields for name, _ in scope["headers"]):
-            context = propagate.extract(scope, getter=asgi_getter)
+            context = propagate.extract(cast(dict[str, Any], scope), getter=asgi_getter)
             parent = trace.get_current_span(context).get_span_context()
         if parent.is_valid:
             trace_id, flags = parent.trace_id, parent.trace_flags
