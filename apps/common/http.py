@@ -41,10 +41,10 @@ class _NoCookiePolicy(DefaultCookiePolicy):
     """Accepts no cookie and sends none: a client shared by every user must not carry one user's
     cookie (set by a peer or a provider) on another user's request."""
 
-    def set_ok(self, cookie: object, request: object) -> bool:
+    def set_ok(self, cookie: object, request: object) -> bool:  # noqa: ARG002 - the policy refuses all
         return False
 
-    def return_ok(self, cookie: object, request: object) -> bool:
+    def return_ok(self, cookie: object, request: object) -> bool:  # noqa: ARG002 - the policy refuses all
         return False
 
 
