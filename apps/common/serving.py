@@ -73,3 +73,24 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             wrapper.flush()
             self.transport = wrapper.transport
         super().handle_websocket_upgrade()
+
+
+def serve(target: Any, *, host: str, port: int, workers: int | None = None, factory: bool = False) -> None:
+    """Run uvicorn as every entry point does (`jan-server serve`, `--workers`, `jan-server dev`):
+    with this protocol, the logging the apps configure themselves (`log_config=None`), and no
+    uvicorn access log (ServiceApp writes one line per request itself).
+
+    `target` is an ASGI app, or an import string when uvicorn starts `workers` processes.
+    """
+    import uvicorn  # noqa: PLC0415 - not imported by the apps' tests that never serve
+
+    uvicorn.run(
+        target,
+        host=host,
+        port=port,
+        workers=workers,
+        factory=factory,
+        log_config=None,
+        access_log=False,
+        http=CoalescingHttpToolsProtocol,
+    )

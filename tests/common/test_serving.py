@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from apps.common.serving import CoalescingHttpToolsProtocol, _HeadHoldingTransport
+from apps.common.serving import CoalescingHttpToolsProtocol, _HeadHoldingTransport, serve
 from apps.gateway.embedded import free_port
 from tests.harness.waiting import CLIENT_TIMEOUT
 
@@ -144,3 +144,38 @@ def test_expect_continue_and_connection_close(base: str) -> None:
             received += chunk
     assert received.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
     assert received.endswith(b'{"echo":"hi"}')
+
+
+def test_serve_runs_uvicorn_with_this_protocol_and_the_apps_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `jan-server serve` (one process or --workers) and `jan-server dev` all start through serve().
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda target, **options: calls.append((target, options)))
+    app = Starlette()
+    serve(app, host="127.0.0.1", port=8123)
+    serve("apps.cli:worker_app", host="0.0.0.0", port=8124, workers=3, factory=True)
+    assert calls == [
+        (
+            app,
+            {
+                "host": "127.0.0.1",
+                "port": 8123,
+                "workers": None,
+                "factory": False,
+                "log_config": None,
+                "access_log": False,
+                "http": CoalescingHttpToolsProtocol,
+            },
+        ),
+        (
+            "apps.cli:worker_app",
+            {
+                "host": "0.0.0.0",
+                "port": 8124,
+                "workers": 3,
+                "factory": True,
+                "log_config": None,
+                "access_log": False,
+                "http": CoalescingHttpToolsProtocol,
+            },
+        ),
+    ]
