@@ -75,10 +75,10 @@ async def _wait_up(url: str) -> None:
 Scenario = Callable[[httpx.AsyncClient, str], Awaitable[None]]
 
 
-async def keep_alive_edge(client: httpx.AsyncClient, url: str, keep_alive: float) -> None:
+async def keep_alive_edge(client: httpx.AsyncClient, url: str, keep_alive: float, jitter: float) -> None:
     await client.get(f"{url}/plain")
-    # Sleep to within ±5 ms of the server's keep-alive timeout (the client's own pool keeps longer).
-    await asyncio.sleep(keep_alive + random.uniform(-JITTER, JITTER))
+    # Sleep to within `jitter` of the server's keep-alive timeout (the client's own pool keeps longer).
+    await asyncio.sleep(keep_alive + random.uniform(-jitter, jitter))
     response = await client.get(f"{url}/plain")
     response.raise_for_status()
 
@@ -112,7 +112,7 @@ async def fail_after_head(client: httpx.AsyncClient, url: str) -> None:
 
 
 async def run_arm(
-    protocol: str, rounds: int, keep_alive: float, clients: int, only: str | None
+    protocol: str, rounds: int, keep_alive: float, clients: int, only: str | None, jitter: float = JITTER
 ) -> dict[str, Counter[str]]:
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix=f"serving-stress-{protocol}-", suffix=".log", delete=False)
@@ -127,7 +127,7 @@ async def run_arm(
     try:
         await _wait_up(f"{url}/plain")
         scenarios: dict[str, Callable[[httpx.AsyncClient], Awaitable[None]]] = {
-            "keep-alive edge": lambda c: keep_alive_edge(c, url, keep_alive),
+            "keep-alive edge": lambda c: keep_alive_edge(c, url, keep_alive, jitter),
             "connection: close": lambda c: connection_close(c, url),
             "dropped stream": lambda c: dropped_stream(c, url),
             "big body": lambda c: big_body(c, url),
@@ -166,7 +166,9 @@ async def main(args: argparse.Namespace) -> None:
     totals: dict[str, dict[str, Counter[str]]] = {"httptools": {}, "coalescing": {}}
     for _ in range(args.repeats):
         for protocol in ("httptools", "coalescing"):  # interleaved: same load for both
-            counts = await run_arm(protocol, args.rounds, args.keep_alive, args.clients, args.only)
+            counts = await run_arm(
+                protocol, args.rounds, args.keep_alive, args.clients, args.only, args.jitter
+            )
             for name, counter in counts.items():
                 totals[protocol].setdefault(name, Counter()).update(counter)
     print(f"loadavg {Path('/proc/loadavg').read_text().strip()}")  # noqa: ASYNC240 - all arms are over
@@ -180,6 +182,7 @@ def _parse() -> Any:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--keep-alive", type=float, default=0.2)
+    parser.add_argument("--jitter", type=float, default=JITTER, help="seconds either side of keep-alive")
     parser.add_argument("--only", help="run the scenarios whose name starts with this")
     return parser.parse_args()
 
