@@ -61,6 +61,9 @@ async def test_a_head_goes_out_with_the_body_or_on_the_next_turn() -> None:
     assert recorder.closed
 
 
+BIG = bytes(range(256)) * 16384  # 4 MiB: more than the transport's write buffer holds
+
+
 def _app(release: threading.Event) -> Starlette:
     async def plain(request: Request) -> Response:
         return JSONResponse({"echo": (await request.body()).decode()})
@@ -75,7 +78,22 @@ def _app(release: threading.Event) -> Starlette:
 
         return StreamingResponse(body(), media_type="text/event-stream")
 
-    routes = [Route("/plain", plain, methods=["POST", "HEAD", "GET"]), Route("/stream", stream)]
+    async def big(request: Request) -> Response:
+        return Response(BIG, media_type="application/octet-stream")
+
+    async def fail(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            raise RuntimeError("the app fails after its head")
+            yield b""  # pragma: no cover - makes this a generator
+
+        return StreamingResponse(body(), media_type="text/plain")
+
+    routes = [
+        Route("/plain", plain, methods=["POST", "HEAD", "GET"]),
+        Route("/stream", stream),
+        Route("/big", big),
+        Route("/fail", fail),
+    ]
     return Starlette(routes=routes)
 
 
@@ -179,3 +197,47 @@ def test_serve_runs_uvicorn_with_this_protocol_and_the_apps_logging(monkeypatch:
             },
         ),
     ]
+
+
+def _connect(base: str) -> socket.socket:
+    host, port = base.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=CLIENT_TIMEOUT)
+
+
+def test_pipelined_requests_are_answered_in_order(base: str) -> None:
+    with _connect(base) as sock:
+        sock.sendall(
+            b"POST /plain HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\none"
+            b"POST /plain HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\ntwo"
+            b"GET /plain HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.count(b"HTTP/1.1 200 OK\r\n") == 3
+    first, second, third = (received.index(body) for body in (b'"one"', b'"two"', b'{"echo":""}'))
+    assert first < second < third
+
+
+def test_a_big_body_to_a_slow_reader_arrives_whole_and_the_connection_is_reused(base: str) -> None:
+    # Writing pauses (the transport's buffer is over its high-water mark) and resumes as the client reads.
+    with httpx.Client(base_url=base, timeout=CLIENT_TIMEOUT) as client:
+        for _ in range(2):
+            with client.stream("GET", "/big") as response:
+                received = b""
+                for chunk in response.iter_bytes():
+                    received += chunk
+                    if len(received) < 256 * 1024:
+                        time.sleep(0.001)
+            assert received == BIG
+        assert client.get("/plain").json() == {"echo": ""}
+
+
+def test_an_app_failing_after_its_head_sends_the_head_then_closes(base: str) -> None:
+    with _connect(base) as sock:
+        sock.sendall(b"GET /fail HTTP/1.1\r\nhost: x\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert received.endswith(b"\r\n\r\n")  # the head alone: the body was never started
