@@ -104,23 +104,15 @@ def _serve(app: AppName, host: str, port: int | None, workers: int = 1) -> int:
     host's total concurrency is `workers` times `ADMISSION__MAX_CONCURRENT`, and its database pool
     `workers` times `DB_POOL_SIZE` + `DB_MAX_OVERFLOW` connections.
     """
-    import uvicorn  # noqa: PLC0415
+    from apps.common.serving import serve  # noqa: PLC0415
 
     spec = APPS[app]
     if workers > 1:
         _built(app)  # a bad setting stops here, once, not in every worker
         os.environ[_SERVE_APP_ENV] = app.value
-        uvicorn.run(
-            "apps.cli:worker_app",
-            factory=True,
-            workers=workers,
-            host=host,
-            port=port or spec.port,
-            log_config=None,
-            access_log=False,
-        )
+        serve("apps.cli:worker_app", factory=True, workers=workers, host=host, port=port or spec.port)
         return 0
-    uvicorn.run(_built(app), host=host, port=port or spec.port, log_config=None, access_log=False)
+    serve(_built(app), host=host, port=port or spec.port)
     return 0
 
 

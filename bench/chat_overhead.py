@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 
 from apps.common.auth.issuer import LocalIssuer
+from apps.common.http import DEFAULT_KEEPALIVE
 from apps.common.migrations import upgrade
 from apps.gateway.embedded import embedded_postgres, free_port, stop_process, wait_ready
 
@@ -78,12 +79,13 @@ class Arm:
 
 @contextmanager
 def _process(command: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    # stderr goes to a file, not a pipe: nobody reads a pipe while the bench runs, and a server that
+    # Output goes to a file, not a pipe: nobody reads a pipe while the bench runs, and a server that
     # logs 64 KiB under load (the pipe's buffer) would block in its next write and stop answering.
+    # Both streams are kept (apps log to stdout), so an error seen by a client has the server's trace.
     log = tempfile.NamedTemporaryFile(prefix="jan-bench-", suffix=".log", delete=False)
     with log:
         process = subprocess.Popen(
-            command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=log
+            command, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
         )
     try:
         yield process
@@ -91,7 +93,7 @@ def _process(command: list[str], env: dict[str, str] | None = None) -> Iterator[
         stop_process(process)
         lines = Path(log.name).read_text(errors="replace").splitlines()
         if lines:
-            print(f"{' '.join(command[1:4])}: {len(lines)} lines on stderr, kept in {log.name}", flush=True)
+            print(f"{' '.join(command[1:4])}: {len(lines)} lines of output, kept in {log.name}", flush=True)
         else:
             os.unlink(log.name)
 
@@ -243,7 +245,11 @@ def with_conversations(arm: Arm) -> Arm:
 async def measure(arms: list[Arm], llm_api_pid: int) -> list[int]:
     rss_samples: list[int] = []
     for arm in arms:
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        # Idle connections dropped before the servers' 5 s keep-alive (httpx keeps them 5 s too): a
+        # connection reused as the server closes it fails with ReadError or RemoteProtocolError.
+        limits = httpx.Limits(
+            max_connections=64, max_keepalive_connections=64, keepalive_expiry=DEFAULT_KEEPALIVE
+        )
         arm.client = httpx.AsyncClient(base_url=arm.url, headers=arm.headers, timeout=60, limits=limits)
     try:
         for arm in arms:  # warm-up: connections, caches, lazy imports

@@ -24,6 +24,7 @@ timeout, 502/503 for the rest, as each caller documents).
 
 from __future__ import annotations
 
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Literal
 
 import aiohttp
@@ -34,6 +35,18 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 # Idle pooled connections are dropped below the usual server keep-alive (uvicorn's, hence every app's
 # and vLLM's: 5 s), so a pooled connection is never one the server is closing as a request goes out.
 DEFAULT_KEEPALIVE = 4.0
+
+
+class _NoCookiePolicy(DefaultCookiePolicy):
+    """Accepts no cookie and sends none: a client shared by every user must not carry one user's
+    cookie (set by a peer or a provider) on another user's request."""
+
+    def set_ok(self, cookie: object, request: object) -> bool:  # noqa: ARG002 - the policy refuses all
+        return False
+
+    def return_ok(self, cookie: object, request: object) -> bool:  # noqa: ARG002 - the policy refuses all
+        return False
+
 
 TransportFailure = Literal["timeout", "unreachable", "disconnected"]
 
@@ -74,8 +87,13 @@ def make_session(
         limit=max_connections, keepalive_timeout=keepalive, enable_cleanup_closed=True
     )
     timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+    # A session is shared by every user's requests: an upstream's cookie is never kept (see _NoCookiePolicy).
     return aiohttp.ClientSession(
-        connector=connector, timeout=timeout, auto_decompress=decompress, raise_for_status=False
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=decompress,
+        raise_for_status=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
 
 
@@ -96,4 +114,5 @@ def make_client(
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive),
         headers=headers,
         follow_redirects=follow_redirects,
+        cookies=CookieJar(policy=_NoCookiePolicy()),
     )

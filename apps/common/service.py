@@ -111,7 +111,14 @@ def service_app(
                 await keys.aclose()
                 telemetry.shutdown()
 
-    app = ServiceApp(title=title, version=settings.version, lifespan=run)
+    # FastAPI's own telemetry stays off: `setup_telemetry` instruments the app with its own providers
+    # (FastAPI's would check the global ones on every request, and trace twice if they were set).
+    app = ServiceApp(
+        title=title,
+        version=settings.version,
+        lifespan=run,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.settings = settings
     app.state.readiness = Readiness()
     install_error_handlers(app)

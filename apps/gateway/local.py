@@ -13,12 +13,12 @@ import secrets
 from contextlib import ExitStack
 from pathlib import Path
 
-import uvicorn
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from apps.common.logs import configure_logging
 from apps.common.migrations import upgrade
+from apps.common.serving import serve
 from apps.gateway.asgi import LocalGateway
 from apps.gateway.embedded import (
     LOCAL_MODEL_KIND,
@@ -92,4 +92,4 @@ def run(config: LocalConfig) -> None:
         )
         gateway = LocalGateway(build_apps(env))
         log.info("jan-server is serving", extra={"url": base_url})
-        uvicorn.run(gateway, host=config.host, port=config.port, log_config=None, access_log=False)
+        serve(gateway, host=config.host, port=config.port)

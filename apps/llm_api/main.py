@@ -33,8 +33,9 @@ def create_app(settings: LlmApiSettings | None = None) -> FastAPI:
                 yield
 
     app = service_app(settings, title="llm-api", lifespan=lifespan)
-    include_auth_routes(app)
+    # Routes are matched in the order they were added: the token path's first, ahead of auth's.
     include_chat_routes(app)
+    include_auth_routes(app)
     document_models(app, RESPONSE_MODELS, ERROR_STATUSES)
     if settings.local_issuer_key_file is not None:
         app.state.local_issuer = LocalIssuer.from_key_file(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import aiohttp
 import httpx
 import httpx2
 import pytest
+from aiohttp import web
 
-from apps.common.http import transport_failure
+from apps.common.http import make_client, make_session, transport_failure
 from apps.gateway.embedded import free_port
 from tests.harness.waiting import CLIENT_TIMEOUT
 
@@ -59,3 +62,52 @@ def test_lost_connections(exc: BaseException) -> None:
 @pytest.mark.parametrize("exc", [ValueError("bug"), aiohttp.InvalidURL("nope"), httpx.DecodingError("gzip")])
 def test_what_is_not_the_wire_is_left_to_the_caller(exc: BaseException) -> None:
     assert transport_failure(exc) is None
+
+
+@pytest.fixture
+async def cookie_setting_upstream() -> AsyncIterator[str]:
+    """A peer that sets a cookie on /login and echoes the Cookie header it got on /whoami."""
+
+    async def login(request: web.Request) -> web.Response:
+        response = web.json_response({"ok": True})
+        response.set_cookie("session", "user-a-secret", path="/")
+        return response
+
+    async def whoami(request: web.Request) -> web.Response:
+        return web.json_response({"cookie": request.headers.get("Cookie")})
+
+    app = web.Application()
+    app.router.add_get("/login", login)
+    app.router.add_get("/whoami", whoami)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_shared_session_never_sends_one_users_upstream_cookie_with_anothers_request(
+    cookie_setting_upstream: str,
+) -> None:
+    # By name, not by IP: aiohttp's default jar already refuses cookies from an IP address.
+    upstream = cookie_setting_upstream.replace("127.0.0.1", "localhost")
+    session = make_session(read_timeout=CLIENT_TIMEOUT)
+    async with session:
+        async with session.get(f"{upstream}/login") as first:  # user A's call
+            assert "session=user-a-secret" in first.headers["Set-Cookie"]
+        async with session.get(f"{upstream}/whoami") as second:  # user B's call
+            assert (await second.json()) == {"cookie": None}
+
+
+async def test_a_shared_client_never_sends_one_users_upstream_cookie_with_anothers_request(
+    cookie_setting_upstream: str,
+) -> None:
+    async with make_client(timeout=CLIENT_TIMEOUT, base_url=cookie_setting_upstream) as client:
+        first = await client.get("/login")
+        assert "session=user-a-secret" in first.headers["set-cookie"]
+        second = await client.get("/whoami")
+        assert second.json() == {"cookie": None}
+        assert not client.cookies

@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from apps.common.auth.jwks import JWKSVerifier, TokenError
+from apps.common.auth.principal import Authenticator, Principal
+from apps.common.errors import APIError
 from tests.harness.issuer import TestIssuer
 
 
@@ -210,3 +212,62 @@ async def test_verified_tokens_are_remembered_until_they_expire(
     monkeypatch.setattr(time, "time", lambda: 10.0**10)
     await verifier.verify(token)
     assert calls == 1
+
+
+class _Guests:
+    def __init__(self) -> None:
+        self.ended = False
+        self.asked = 0
+
+    async def guest_ended(self, principal: Principal) -> bool:
+        self.asked += 1
+        return self.ended
+
+
+async def test_a_remembered_token_gives_its_principal_again_until_it_expires(
+    fresh_issuer: TestIssuer, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authenticator = Authenticator(make_verifier(fresh_issuer, client))
+    token = fresh_issuer.mint("cached", ttl_seconds=60)
+    first = await authenticator.authenticate(f"Bearer {token}", None)
+    assert await authenticator.authenticate(None, token) is first  # not rebuilt from the same claims
+    other = await authenticator.authenticate(f"Bearer {fresh_issuer.mint('other')}", None)
+    assert other.subject == "other"
+    # Past exp by the verifier's clock the full check runs again (jwt's own clock still accepts the
+    # token here) and the principal comes from the claims it returns, not from the one remembered.
+    monkeypatch.setattr(time, "time", lambda: 10.0**10)
+    renewed = await authenticator.authenticate(f"Bearer {token}", None)
+    assert renewed is not first
+    assert renewed == first
+
+
+async def test_an_expired_token_is_refused_even_after_its_principal_was_built(
+    fresh_issuer: TestIssuer, client: httpx.AsyncClient
+) -> None:
+    authenticator = Authenticator(make_verifier(fresh_issuer, client, leeway_seconds=0))
+    token = fresh_issuer.mint("brief", ttl_seconds=1)
+    await authenticator.authenticate(f"Bearer {token}", None)
+    deadline = time.monotonic() + 30
+    while True:  # until the token's second has passed
+        try:
+            await authenticator.authenticate(f"Bearer {token}", None)
+        except APIError as exc:
+            assert (exc.status_code, exc.code) == (401, "invalid_token")
+            break
+        assert time.monotonic() < deadline, "an expired token was still accepted"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_remembered_guest_token_is_still_refused_once_the_guest_session_ended(
+    fresh_issuer: TestIssuer, client: httpx.AsyncClient
+) -> None:
+    guests = _Guests()
+    authenticator = Authenticator(make_verifier(fresh_issuer, client), guests=guests)
+    token = fresh_issuer.mint("guest-1", extra={"roles": ["guest"]})
+    assert (await authenticator.authenticate(f"Bearer {token}", None)).is_guest
+    await authenticator.authenticate(f"Bearer {token}", None)
+    assert guests.asked == 2  # asked on every request, cached principal or not
+    guests.ended = True
+    with pytest.raises(APIError) as refused:
+        await authenticator.authenticate(f"Bearer {token}", None)
+    assert refused.value.code == "guest_session_ended"

@@ -70,6 +70,9 @@ class GuestSessions(Protocol):
         ...
 
 
+_PRINCIPAL_CACHE_SIZE = 10_000
+
+
 def principal_from_claims(claims: dict[str, Any], token: str) -> Principal:
     roles: set[str] = set()
     realm_access = claims.get("realm_access")
@@ -101,6 +104,9 @@ class Authenticator:
         self.verifier = verifier
         self.api_keys = api_keys
         self.guests = guests
+        # The Principal built from a token's claims, reused while the verifier answers with the very
+        # claims it was built from (the verifier alone decides when a token stops being trusted).
+        self._principals: dict[str, tuple[dict[str, Any], Principal]] = {}
 
     async def authenticate(self, authorization: str | None, api_key_header: str | None) -> Principal:
         credential = _bearer(authorization) or (api_key_header or "").strip()
@@ -112,9 +118,19 @@ class Authenticator:
             claims = await self.verifier.verify(credential)
         except TokenError as exc:
             raise unauthorized(f"Invalid bearer token: {exc}.", code="invalid_token") from exc
-        principal = principal_from_claims(claims, credential)
+        principal = self._principal(claims, credential)
         if principal.is_guest and self.guests is not None and await self.guests.guest_ended(principal):
             raise guest_session_ended()
+        return principal
+
+    def _principal(self, claims: dict[str, Any], token: str) -> Principal:
+        known = self._principals.get(token)
+        if known is not None and known[0] is claims:
+            return known[1]
+        principal = principal_from_claims(claims, token)
+        if len(self._principals) >= _PRINCIPAL_CACHE_SIZE:
+            self._principals.clear()
+        self._principals[token] = (claims, principal)
         return principal
 
     async def _api_key(self, credential: str) -> Principal:
@@ -149,7 +165,9 @@ def _bearer(authorization: str | None) -> str | None:
 
 
 async def get_principal(request: Request) -> Principal:
-    known: Principal | None = getattr(request.state, "principal", None)
+    # request.state reads scope["state"]; reading the dict itself spares the AttributeError that
+    # State raises (and getattr catches) on every request whose route guard set nothing.
+    known: Principal | None = request.scope.get("state", {}).get("principal")
     if known is not None:  # already checked by the route guard (`apps.common.guard`)
         return known
     authenticator = app_state(request, "authenticator", Authenticator)
