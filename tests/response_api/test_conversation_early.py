@@ -113,7 +113,7 @@ async def test_a_create_that_fails_while_the_model_streams_is_a_503_and_stores_n
     upstream.enqueue(Reply(content=["never", " sent"], hold=model))
     before = await stored_responses(database_url)
     try:
-        with response_api_server(max_running_responses=1, storage_retry_seconds=0.3) as url:
+        with response_api_server(max_running_responses=1, storage_retry_seconds=3) as url:
             async with http_client(url, issuer) as http:
                 sending = asyncio.create_task(http.post("/v1/responses", json=STREAM))
                 await eventually(
@@ -213,7 +213,7 @@ async def test_a_create_that_fails_stops_the_response_before_its_tools_run(
 ) -> None:
     upstream.enqueue(tool_round(call("add", {"a": 2, "b": 3}, "call_a")), Reply(content="5"))
     before = await stored_responses(database_url)
-    with response_api_server(storage_retry_seconds=0.3) as url:
+    with response_api_server(storage_retry_seconds=3) as url:
         async with http_client(url, issuer) as http:
             sending = asyncio.create_task(http.post("/v1/responses", json=STREAM))
             await eventually(
@@ -254,7 +254,7 @@ async def test_an_approved_call_waits_for_the_new_conversation_and_does_not_run_
         "tools": TOOLS,
         "input": approval(request.id, approve=True),
     }
-    with response_api_server(storage_retry_seconds=0.3) as url:
+    with response_api_server(storage_retry_seconds=3) as url:
         async with http_client(url, issuer) as http:
             sending = asyncio.create_task(http.post("/v1/responses", json=continued))
             await eventually(lambda: create_gate.waiting >= 1, "the new conversation is being made")
