@@ -8,17 +8,31 @@ conversation (`conversation: null`), and the conversation stays gone.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 import openai
 import pytest
 from openai import AsyncOpenAI
+from openai.types.responses import Response
 
 from tests.harness.response_api import MODEL
 from tests.harness.upstream import FakeUpstream, Reply
+from tests.response_api.test_lifecycle import poll_until_done
 
-POLLS = 400
+
+async def background_whose_conversation_is_deleted(
+    client: AsyncOpenAI, llm: AsyncOpenAI, upstream: FakeUpstream, answer: str
+) -> Response:
+    """A background response whose new conversation its user deletes while the model is held."""
+    hold = threading.Event()
+    upstream.enqueue(Reply(content=answer, hold=hold))
+    job = await client.responses.create(model=MODEL, input="one", background=True)
+    assert job.conversation is not None
+    try:
+        await llm.conversations.delete(job.conversation.id)
+    finally:
+        hold.set()
+    return job
 
 
 async def test_a_deleted_new_conversation_of_a_streamed_response_stays_deleted(
@@ -50,22 +64,9 @@ async def test_a_deleted_new_conversation_of_a_streamed_response_stays_deleted(
 async def test_a_deleted_new_conversation_of_a_background_response_stays_deleted(
     client: AsyncOpenAI, llm: AsyncOpenAI, upstream: FakeUpstream
 ) -> None:
-    hold = threading.Event()
-    upstream.enqueue(Reply(content="late answer", hold=hold))
-    job = await client.responses.create(model=MODEL, input="hi", background=True)
+    job = await background_whose_conversation_is_deleted(client, llm, upstream, "late answer")
     assert job.conversation is not None
-
-    try:
-        await llm.conversations.delete(job.conversation.id)
-    finally:
-        hold.set()
-    polled = await client.responses.retrieve(job.id)
-    for _ in range(POLLS):
-        if polled.status not in ("queued", "in_progress"):
-            break
-        await asyncio.sleep(0.05)
-        polled = await client.responses.retrieve(job.id)
-
+    polled = await poll_until_done(client, job.id)
     assert polled.status == "completed" and polled.output_text == "late answer"
     assert polled.conversation is None
     with pytest.raises(openai.NotFoundError):
@@ -75,18 +76,9 @@ async def test_a_deleted_new_conversation_of_a_background_response_stays_deleted
 async def test_a_response_continuing_one_whose_conversation_was_deleted_starts_a_new_one(
     client: AsyncOpenAI, llm: AsyncOpenAI, upstream: FakeUpstream
 ) -> None:
-    hold = threading.Event()
-    upstream.enqueue(Reply(content="one", hold=hold))
-    job = await client.responses.create(model=MODEL, input="one", background=True)
+    job = await background_whose_conversation_is_deleted(client, llm, upstream, "one")
     assert job.conversation is not None
-    try:
-        await llm.conversations.delete(job.conversation.id)
-    finally:
-        hold.set()
-    for _ in range(POLLS):
-        if (await client.responses.retrieve(job.id)).status == "completed":
-            break
-        await asyncio.sleep(0.05)
+    assert (await poll_until_done(client, job.id)).status == "completed"
 
     upstream.enqueue(Reply(content="two"))
     second = await client.responses.create(model=MODEL, input="two", previous_response_id=job.id)
