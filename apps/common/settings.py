@@ -50,7 +50,11 @@ class AdmissionSettings(BaseModel):
     # Requests inside the process at once, admitted or still queued for the CPU before admission;
     # past it, 503 at the door before any middleware runs (`Admission.door`).
     max_in_process: int = Field(256, ge=1)
-    max_wait_ms: int = Field(50, ge=0, le=10_000)
+    # With the standing queue served newest first, this is mostly how long the oldest waiters take to
+    # be refused. bench/load.py, quiet dev machine, two alternated pairs at twice the knee: 25 against
+    # 50 gave refusal p99 31-59 against 60-76 ms and admitted plain p99 1.17-1.41 against 1.44-1.80
+    # times the knee's, at the same served rate.
+    max_wait_ms: int = Field(25, ge=0, le=10_000)
     # How long a streaming answer keeps its app slot after its headers (0: it gives it back at once).
     # A stream that ends sooner (a fast upstream, CPU-heavy to relay) held a slot for its whole life,
     # so a flood of them stays bounded; one still open is paced by its model and costs little CPU.
