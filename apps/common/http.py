@@ -37,17 +37,6 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_KEEPALIVE = 4.0
 
 
-class _NoCookiePolicy(DefaultCookiePolicy):
-    """Accepts no cookie and sends none: a client shared by every user must not carry one user's
-    cookie (set by a peer or a provider) on another user's request."""
-
-    def set_ok(self, cookie: object, request: object) -> bool:  # noqa: ARG002 - the policy refuses all
-        return False
-
-    def return_ok(self, cookie: object, request: object) -> bool:  # noqa: ARG002 - the policy refuses all
-        return False
-
-
 TransportFailure = Literal["timeout", "unreachable", "disconnected"]
 
 
@@ -87,7 +76,7 @@ def make_session(
         limit=max_connections, keepalive_timeout=keepalive, enable_cleanup_closed=True
     )
     timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
-    # A session is shared by every user's requests: an upstream's cookie is never kept (see _NoCookiePolicy).
+    # A session is shared by every user's requests: an upstream's cookie is never kept.
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
@@ -114,5 +103,7 @@ def make_client(
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive),
         headers=headers,
         follow_redirects=follow_redirects,
-        cookies=CookieJar(policy=_NoCookiePolicy()),
+        # Shared by every user: no domain may set or be sent a cookie, so one user's cookie (set by a
+        # peer or a provider) never rides on another user's request.
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
     )

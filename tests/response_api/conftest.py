@@ -83,6 +83,11 @@ class CreateGate:
     refuse: bool = False
     waiting: int = 0
 
+    def fail_from_now(self) -> None:
+        """llm-api stays away for longer than any storage budget: the held creation and every retry fail."""
+        self.refuse = True
+        self.opened.set()
+
     async def passes(self) -> bool:
         self.waiting += 1
         await asyncio.to_thread(self.opened.wait, 60)

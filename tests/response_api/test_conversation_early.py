@@ -52,6 +52,14 @@ async def stored_responses(database_url: str) -> int:
         await engine.dispose()
 
 
+async def model_asked_while_creating(upstream: FakeUpstream, gate: CreateGate) -> None:
+    """The response's first model round has started while its new conversation is held at `gate`."""
+    await eventually(
+        lambda: len(upstream.requests) == 1 and gate.waiting >= 1,
+        "the model was asked while the conversation was being made",
+    )
+
+
 async def admitted(http: httpx.AsyncClient) -> bool:
     """Whether a plain response is let in (the server runs one response at a time)."""
     answer = await http.post("/v1/responses", json={"model": MODEL, "input": "next"})
@@ -83,10 +91,7 @@ async def test_the_model_round_overlaps_the_create_and_no_event_precedes_it(
 
     async with http_client(response_api_url, issuer) as http:
         reading = asyncio.create_task(read(http))
-        await eventually(
-            lambda: len(upstream.requests) == 1 and create_gate.waiting == 1,
-            "the model was asked while the conversation was being made",
-        )
+        await model_asked_while_creating(upstream, create_gate)
         assert not started.is_set() and not events  # nothing reached the client: not even the headers
         create_gate.opened.set()
         await reading
@@ -116,12 +121,8 @@ async def test_a_create_that_fails_while_the_model_streams_is_a_503_and_stores_n
         with response_api_server(max_running_responses=1, storage_retry_seconds=3) as url:
             async with http_client(url, issuer) as http:
                 sending = asyncio.create_task(http.post("/v1/responses", json=STREAM))
-                await eventually(
-                    lambda: len(upstream.requests) == 1 and create_gate.waiting >= 1,
-                    "the model was asked while the conversation was being made",
-                )
-                create_gate.refuse = True  # llm-api is away for longer than the storage budget
-                create_gate.opened.set()
+                await model_asked_while_creating(upstream, create_gate)
+                create_gate.fail_from_now()
                 answer = await sending
                 assert answer.status_code == 503, answer.text
                 assert answer.headers["content-type"].startswith("application/json")  # not a stream
@@ -149,10 +150,7 @@ async def test_a_client_leaving_while_the_conversation_is_made_leaves_no_run_beh
                             pass
 
                 reading = asyncio.create_task(read())
-                await eventually(
-                    lambda: len(upstream.requests) == 1 and create_gate.waiting == 1,
-                    "the model was asked while the conversation was being made",
-                )
+                await model_asked_while_creating(upstream, create_gate)
                 reading.cancel()  # the client has gone: its connection is closed
                 with suppress(asyncio.CancelledError):
                     await reading
@@ -187,10 +185,7 @@ async def test_no_tool_runs_before_the_new_conversation_exists(
 
     async with http_client(response_api_url, issuer) as http:
         reading = asyncio.create_task(read(http))
-        await eventually(
-            lambda: len(upstream.requests) == 1 and create_gate.waiting == 1,
-            "the model was asked while the conversation was being made",
-        )
+        await model_asked_while_creating(upstream, create_gate)
         ran_before = list(mcp_tools.calls)  # the model's tool call waits for the conversation
         create_gate.opened.set()
         await reading
@@ -216,12 +211,8 @@ async def test_a_create_that_fails_stops_the_response_before_its_tools_run(
     with response_api_server(storage_retry_seconds=3) as url:
         async with http_client(url, issuer) as http:
             sending = asyncio.create_task(http.post("/v1/responses", json=STREAM))
-            await eventually(
-                lambda: len(upstream.requests) >= 1 and create_gate.waiting >= 1,
-                "the model was asked while the conversation was being made",
-            )
-            create_gate.refuse = True  # llm-api is away for longer than the storage budget
-            create_gate.opened.set()
+            await model_asked_while_creating(upstream, create_gate)
+            create_gate.fail_from_now()
             answer = await sending
     assert answer.status_code == 503, answer.text
     # A tool call would be a side effect of a response nobody can see, and nothing would record it.
@@ -258,8 +249,7 @@ async def test_an_approved_call_waits_for_the_new_conversation_and_does_not_run_
         async with http_client(url, issuer) as http:
             sending = asyncio.create_task(http.post("/v1/responses", json=continued))
             await eventually(lambda: create_gate.waiting >= 1, "the new conversation is being made")
-            create_gate.refuse = True
-            create_gate.opened.set()
+            create_gate.fail_from_now()
             answer = await sending
     assert answer.status_code == 503, answer.text
     assert mcp_tools.calls == ran_before  # the approved `add` did not run
