@@ -6,7 +6,8 @@ router. FastAPI's routing of included routers and its dependency solving were ab
 llm-api's own CPU on a plain completion (bench/chat_cpu.py), for a route whose dependencies are
 two lookups: the guard has already authenticated and admitted the caller (the principal is on
 `request.state`), and the chat service is on `app.state`. The lane runs the same guard and the same
-exception handlers (the OpenAI envelopes), then the endpoint's one line.
+exception handlers (the OpenAI envelopes), then the endpoint's one line. It is built on the
+Starlette helpers FastAPI's own routes use (`fastapi.routing` imports the same private modules).
 """
 
 from __future__ import annotations
