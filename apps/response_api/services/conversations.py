@@ -124,6 +124,13 @@ class Conversations:
         """Make the caller's new conversation `conversation_id`, empty (nothing if it is there)."""
         await self.append(conversation_id, [], headers, key=conversation_id, budget=budget, create=True)
 
+    async def withdraw(self, conversation_id: str, headers: dict[str, str], *, key: str) -> None:
+        """Delete the caller's new conversation made for response `key`, which was then not stored
+        (its client got an error and never learned the id). llm-api keeps it if it holds anything
+        but that response's items (409); a missing one is already withdrawn. One attempt."""
+        path = f"/internal/conversations/{quote(conversation_id, safe='')}?key={quote(key, safe='')}"
+        await self._call("DELETE", path, headers)
+
     async def import_legacy(self, payload: dict[str, Any]) -> None:
         """Hand one conversation of response-api's former store to llm-api (see migration 0003)."""
         await self._call("POST", "/internal/conversations/import", {}, json=payload)
@@ -156,6 +163,8 @@ class Conversations:
             raise ConversationMissing(missing)
         if status >= 300:
             raise _refused(status, raw)
+        if status == 204:
+            return {}
         try:
             body: dict[str, Any] = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
