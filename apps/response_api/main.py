@@ -30,11 +30,12 @@ from apps.response_api.routes.responses import router as responses_router
 from apps.response_api.services.cancel_bus import CHANNEL, EVENTS_CHANNEL, NotifyListener
 from apps.response_api.services.conversations import Conversations
 from apps.response_api.services.events import EventHub
+from apps.response_api.services.execution import ServiceConfig
 from apps.response_api.services.legacy import copy_legacy_conversations
 from apps.response_api.services.llm import LlmClient
 from apps.response_api.services.loop import Limits
 from apps.response_api.services.mcp import McpConnector
-from apps.response_api.services.responses import ResponseService, ServiceConfig
+from apps.response_api.services.responses import ResponseService
 from apps.response_api.services.runs import RunRegistry
 from apps.response_api.services.store import ResponseStore
 from apps.response_api.settings import ResponseApiSettings
