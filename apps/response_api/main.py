@@ -1,8 +1,8 @@
 """The response-api application factory.
 
-The lifespan builds the database engine, the llm-api clients (for chat completions, whose read
-timeout is the longest silence allowed while a model streams, and for conversations, which llm-api
-owns), the MCP connection pool, the registry of running responses and
+The lifespan builds the database engine, the llm-api client (one aiohttp session for chat
+completions, whose read timeout is the longest silence allowed while a model streams, and for
+conversations, which llm-api owns, whose calls state a shorter one), the MCP connection pool, the registry of running responses and
 the listener for what other replicas send (cancels, and the notices that wake followers of a
 resumable stream), the sweeper that fails responses a dead
 process left running, and the one-shot copy of this app's former conversations to llm-api
@@ -61,12 +61,11 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
             )
             store = ResponseStore(engine)
             token = settings.auth.internal_token
-            async with (
-                make_session(read_timeout=settings.llm_read_timeout) as llm_http,
-                make_session(read_timeout=30.0) as conversations_http,
-            ):
+            # One pool to llm-api for its model rounds and its conversations: each conversation call
+            # states its own (shorter) read timeout.
+            async with make_session(read_timeout=settings.llm_read_timeout) as llm_http:
                 conversations = Conversations(
-                    conversations_http,
+                    llm_http,
                     settings.llm_api_url,
                     token.get_secret_value() if token is not None else None,
                 )

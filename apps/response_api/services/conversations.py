@@ -41,10 +41,12 @@ from opentelemetry.propagate import inject
 from apps.common.auth.remote_keys import INTERNAL_TOKEN_HEADER
 from apps.common.durable import durably
 from apps.common.errors import APIError
-from apps.common.http import transport_failure
+from apps.common.http import DEFAULT_CONNECT_TIMEOUT, transport_failure
 from apps.common.ids import random_id
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+# A conversation call never streams: a silence this long is llm-api (or its database) stuck.
+READ_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=DEFAULT_CONNECT_TIMEOUT, sock_read=30.0)
 
 
 def new_conversation_id() -> str:
@@ -153,7 +155,9 @@ class Conversations:
         inject(sent)
         content = orjson.dumps(json) if json is not None else None
         try:
-            async with self._http.request(method, self._base + path, data=content, headers=sent) as response:
+            async with self._http.request(
+                method, self._base + path, data=content, headers=sent, timeout=READ_TIMEOUT
+            ) as response:
                 status, raw = response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             if transport_failure(exc) is None:  # not the wire: retrying would not help
