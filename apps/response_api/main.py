@@ -2,10 +2,10 @@
 
 The lifespan builds the database engine, the llm-api client (one aiohttp session for chat
 completions, whose read timeout is the longest silence allowed while a model streams, and for
-conversations, which llm-api owns, whose calls state a shorter one), the MCP connection pool, the registry of running responses and
-the listener for what other replicas send (cancels, and the notices that wake followers of a
-resumable stream), the sweeper that fails responses a dead
-process left running, and the one-shot copy of this app's former conversations to llm-api
+conversations, which llm-api owns, whose calls state a shorter one), the MCP connection pool, the
+registry of running responses and the listener for what other replicas send (cancels, and the
+notices that wake followers of a resumable stream), the sweeper that fails responses a dead process
+left running, and the one-shot copy of this app's former conversations to llm-api
 (`services/legacy.py`, migration 0003); then the startup heap is frozen (apps/common/heap.py) so
 full garbage collections stop walking it on the request path. On shutdown, responses still running
 are stopped and recorded as failed before the pools close.

@@ -127,16 +127,27 @@ class ResponseWriter:
         conversation = body["conversation"]
         assert conversation is not None
         row = body.copy()  # as it is now: the append may find the conversation gone and detach it
-        appended, inserted = await asyncio.gather(
-            self._add_to_conversation(run),
-            self.insert(row, run.input_items, run.user_id, executions=executions),
-            return_exceptions=True,
-        )
-        if isinstance(inserted, BaseException):
+        # One task, not two (`gather`): the append runs in this one. A cancel (the server stopping)
+        # reaches whichever is awaited, and the insert with it.
+        inserting = asyncio.create_task(self.insert(row, run.input_items, run.user_id, executions=executions))
+        appended: Exception | None = None
+        inserted: Exception | None = None
+        try:
+            await self._add_to_conversation(run)
+        except asyncio.CancelledError:
+            inserting.cancel()
+            raise
+        except Exception as exc:
+            appended = exc
+        try:
+            await inserting
+        except Exception as exc:
+            inserted = exc
+        if inserted is not None:
             if run.new_conversation:  # made by the append, unless that failed too (then a no-op)
                 await self.withdraw(conversation["id"], run.principal.forward_headers(), key=run.state.id)
-            raise appended if isinstance(appended, BaseException) else inserted
-        if isinstance(appended, BaseException):
+            raise appended or inserted
+        if appended is not None:
             await self._undo_row(run)
             raise appended
         if body["conversation"] is None:  # deleted while the response ended
