@@ -14,12 +14,13 @@ Decisions:
   here and llm-api creates it when the response ends, with its items (empty if it failed or was
   cancelled): one call to llm-api per response instead of two (`services/conversations.py`).
 - A stored response that ends `completed` or `incomplete` appends its input and output items to its
-  conversation, in OpenAI's item shapes, before its own row is written (one llm-api transaction,
-  keyed by the response id so a retry after a lost answer stores nothing twice, and retried through
-  a short llm-api outage like any storage write). If llm-api cannot take them, that is a storage
-  failure like any other (below): the client gets a 503 or an SSE `error` and the response is not
-  stored; a background response is stored `failed` (`conversation_unavailable`),
-  since nobody is waiting to be told.
+  conversation, in OpenAI's item shapes (one llm-api transaction, keyed by the response id so a
+  retry after a lost answer stores nothing twice, and retried through a short llm-api outage like
+  any storage write): before its own row is written, or, for a plain response, whose id nobody
+  knows before its 200, while it is (`services/ending.py`: what each failure leaves). If llm-api
+  cannot take them, that is a storage failure like any other (below): the client gets a 503 or an
+  SSE `error` and the response is not stored; a background response is stored `failed`
+  (`conversation_unavailable`), since nobody is waiting to be told.
   Failed and cancelled responses add nothing.
 - A new conversation is made by the response's ending, unless the client learns its id before
   that (a streamed or background response: `response.created`, the 200): then it is made before
