@@ -163,6 +163,12 @@ class ResponseWriter:
                 budget=EMPTY_CREATE_BUDGET,
                 what="this response",
             )
+        except APIError as exc:
+            if exc.status != 404:  # 404: an insert whose answer was lost had not landed after all
+                log.warning(
+                    "a response whose append failed stays stored",
+                    extra={"response_id": run.state.id, "error": exc.message},
+                )
         except Exception as exc:
             log.warning(
                 "a response whose append failed stays stored",
