@@ -164,7 +164,7 @@ class ResponseWriter:
                 what="this response",
             )
         except APIError as exc:
-            if exc.status != 404:  # 404: an insert whose answer was lost had not landed after all
+            if exc.status_code != 404:  # 404: an insert whose answer was lost had not landed after all
                 log.warning(
                     "a response whose append failed stays stored",
                     extra={"response_id": run.state.id, "error": exc.message},
