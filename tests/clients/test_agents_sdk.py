@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from agents.models._openai_shared import get_default_openai_client
 
 from tests.clients.conftest import LocalApps
 from tests.harness.upstream import Reply
 
 
+@pytest.fixture
+def sdk_loop() -> Iterator[None]:
+    """The thread's default loop, for `Runner.run_sync`, which leaves it open on purpose (the SDK reuses
+    it between runs) with the example's client holding a pooled connection on it. A script's exit ends
+    both; this process goes on, so the test ends them, or they are reported unclosed at its exit."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        client = get_default_openai_client()
+        if client is not None:
+            loop.run_until_complete(client.close())
+        asyncio.set_event_loop(None)  # as asyncio.run leaves the thread
+        loop.close()
+
+
+@pytest.mark.usefixtures("sdk_loop")
 def test_the_readme_agent_calls_its_tool_and_answers(
     apps: LocalApps, capsys: pytest.CaptureFixture[str]
 ) -> None:
