@@ -143,3 +143,40 @@ async def test_an_item_appended_while_a_conversation_is_withdrawn_keeps_it(
     assert withdrawn.status_code == 409, withdrawn.text
     items = await llm.conversations.items.list(conversation, order="asc")
     assert [item.id for item in items.data] == ["msg_wrq", "msg_wr_other"]
+
+
+async def test_a_responses_items_are_withdrawn_only_from_its_callers_conversation_and_only_its_own(
+    peers: Peers, issuer: TestIssuer, llm: AsyncOpenAI
+) -> None:
+    conversation = new_conversation_id()
+    async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
+        for key, items in (
+            ("resp_items1", [message("msg_wi1q", "user", "Q"), message("msg_wi1a", "assistant", "A")]),
+            ("resp_items2", [message("msg_wi2q", "user", "Q2"), message("msg_wi2a", "assistant", "A2")]),
+        ):
+            made = await http.post(
+                f"/internal/conversations/{conversation}/items?create=true",
+                json={"items": items},
+                headers=headers(issuer, "alice", key),
+            )
+            assert made.status_code == 200, made.text
+
+        async def withdraw(key: str, user: str = "alice") -> int:
+            path = f"/internal/conversations/{conversation}/items"
+            answered = await http.delete(path, params={"key": key}, headers=headers(issuer, user))
+            return answered.status_code
+
+        assert await withdraw("resp_items1", user="mallory") == 204  # not theirs: nothing happens
+        assert await withdraw("resp_items2") == 204
+        assert await withdraw("resp_items2") == 204  # idempotent: a retry after a lost answer
+        assert await withdraw("resp_none") == 204
+        missing = f"/internal/conversations/{new_conversation_id()}/items"
+        assert (
+            await http.delete(missing, params={"key": "resp_items1"}, headers=headers(issuer, "alice"))
+        ).status_code == 204
+        no_key = await http.delete(
+            f"/internal/conversations/{conversation}/items", headers=headers(issuer, "alice")
+        )
+        assert no_key.status_code == 400
+    items = await llm.conversations.items.list(conversation, order="asc")
+    assert [item.id for item in items.data] == ["msg_wi1q", "msg_wi1a"]
