@@ -13,7 +13,7 @@ whose append failed is deleted; a new conversation whose row could not be writte
 (llm-api keeps it if anything else is in it); a conversation found deleted meanwhile is then
 detached from the row too. A stream (its id was announced) and a background response keep the order
 append, then row. Whichever the order, a response whose row could not be written after its append
-landed takes its items back out of the conversation the caller named (`withdraw_items`; llm-api
+landed takes its items back out of the conversation the caller named (`_withdraw_items`; llm-api
 keeps a chat turn it could not store out too), since its client is told it failed. What stays when
 an undo fails too (or the process dies between) is a state users reach anyway: a row naming a
 conversation without its items (as after deleting them), or a conversation holding the items of a
@@ -103,7 +103,7 @@ class ResponseWriter:
             await self._write_row(run, executions)
         except Exception:
             if appended:
-                await self.withdraw_items(run)
+                await self._withdraw_items(run)
             raise
 
     async def _write_row(self, run: ResponseRun, executions: list[ToolExecutionRow]) -> None:
@@ -158,7 +158,7 @@ class ResponseWriter:
             if run.new_conversation:  # made by the append, unless that failed too (then a no-op)
                 await self.withdraw(conversation["id"], run.principal.forward_headers(), key=run.state.id)
             elif body["conversation"] is not None:  # a failed append may have landed all the same
-                await self.withdraw_items(run)
+                await self._withdraw_items(run)
             raise appended or inserted
         if appended is not None:
             await self._undo_row(run)
@@ -198,7 +198,7 @@ class ResponseWriter:
                 extra={"response_id": key, "error": exc.message},
             )
 
-    async def withdraw_items(self, run: ResponseRun) -> None:
+    async def _withdraw_items(self, run: ResponseRun) -> None:
         """Take the items of a response that was not stored back out of the conversation it named
         (one attempt, logged)."""
         conversation = run.state.body["conversation"]
