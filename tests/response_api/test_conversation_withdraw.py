@@ -150,13 +150,13 @@ async def test_a_responses_items_are_withdrawn_only_from_its_callers_conversatio
 ) -> None:
     conversation = new_conversation_id()
     async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
-        for key, items in (
+        for key, appended in (
             ("resp_items1", [message("msg_wi1q", "user", "Q"), message("msg_wi1a", "assistant", "A")]),
             ("resp_items2", [message("msg_wi2q", "user", "Q2"), message("msg_wi2a", "assistant", "A2")]),
         ):
             made = await http.post(
                 f"/internal/conversations/{conversation}/items?create=true",
-                json={"items": items},
+                json={"items": appended},
                 headers=headers(issuer, "alice", key),
             )
             assert made.status_code == 200, made.text
