@@ -15,6 +15,7 @@ response-api's own Postgres is stopped (`own_postgres`). Order is observed, not 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from apps.common.db import async_url
 from apps.gateway.embedded import EmbeddedPostgres
+from apps.response_api.services.store import ResponseStore
 from tests.harness.issuer import TestIssuer
 from tests.harness.response_api import MODEL, Peers, ServerFactory
 from tests.harness.upstream import FakeUpstream, Reply
@@ -252,3 +254,35 @@ async def test_a_background_response_whose_end_cannot_be_stored_leaves_its_named
             finally:
                 await asyncio.to_thread(own_postgres.start)
     assert await items_of(peers, issuer, user, conversation) == before
+
+
+async def test_a_failed_insert_is_never_silenced_by_a_failed_append(
+    create_gate: CreateGate,
+    response_api_server: ServerFactory,
+    issuer: TestIssuer,
+    upstream: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Both writes fail: the append (llm-api away) and the insert, with an error that is no storage
+    # outage (a bug). The client gets an error either way, but the bug must reach the log.
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the insert's own bug")
+
+    monkeypatch.setattr(ResponseStore, "insert", broken)
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    ending = logging.getLogger("apps.response_api.services.ending")
+    upstream.enqueue(answer("Not kept."))
+    with response_api_server(storage_retry_seconds=0.5) as url:
+        ending.addHandler(handler)  # after the app set up logging (it replaces the root's handlers)
+        try:
+            create_gate.fail_from_now()
+            async with as_user(url, issuer, "overlap-insert-bug") as http:
+                answered = await http.post("/v1/responses", json=PLAIN)
+        finally:
+            ending.removeHandler(handler)
+    assert answered.status_code >= 500, answered.text
+    assert any(
+        record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError) for record in seen
+    ), [record.getMessage() for record in seen]
