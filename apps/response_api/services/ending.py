@@ -159,6 +159,10 @@ class ResponseWriter:
                 await self.withdraw(conversation["id"], run.principal.forward_headers(), key=run.state.id)
             elif body["conversation"] is not None:  # a failed append may have landed all the same
                 await self._withdraw_items(run)
+            if appended is not None and not isinstance(inserted, APIError):
+                # The client is told of the append's failure; a bug in the insert is not an outage
+                # and must not go unseen (`finish` logs only what it raises).
+                log.error("storing a response failed", exc_info=inserted, extra={"response_id": run.state.id})
             raise appended or inserted
         if appended is not None:
             await self._undo_row(run)
