@@ -146,7 +146,8 @@ class ResponseWriter:
         try:
             await self._add_to_conversation(run)
         except asyncio.CancelledError:
-            inserting.cancel()
+            if not inserting.cancel() and not inserting.cancelled():
+                inserting.exception()  # it ended first: its failure is moot now, but retrieved
             raise
         except Exception as exc:
             appended = exc
