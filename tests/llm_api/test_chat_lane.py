@@ -94,3 +94,15 @@ def test_the_lane_serves_only_post_on_its_path() -> None:
     assert lane.matches(scope("GET", PATH))[0].name == "NONE"
     assert lane.matches(scope("POST", PATH + "/"))[0].name == "NONE"
     assert lane.matches({"type": "websocket", "path": PATH, "root_path": ""})[0].name == "NONE"
+
+
+def test_the_lane_matches_under_a_root_path_and_leaves_other_methods_to_the_route() -> None:
+    # Behind a proxy's prefix (uvicorn's `--root-path`, a Mount) the path the route sees is the one
+    # under it, as for FastAPI's own routes; HEAD and OPTIONS get the declared route's 405.
+    lane = chat_lane()
+    prefixed = {"type": "http", "method": "POST", "path": f"/llm{PATH}", "root_path": "/llm"}
+    assert lane.matches(prefixed)[0].name == "FULL"
+    assert lane.matches({**prefixed, "path": PATH, "root_path": ""})[0].name == "FULL"
+    assert lane.matches({**prefixed, "path": f"/llmx{PATH}"})[0].name == "NONE"
+    for method in ("HEAD", "OPTIONS", "PUT"):
+        assert lane.matches({**prefixed, "method": method})[0].name == "NONE"
