@@ -270,8 +270,12 @@ async def test_a_failed_insert_is_never_silenced_by_a_failed_append(
 
     monkeypatch.setattr(ResponseStore, "insert", broken)
     seen: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = seen.append  # type: ignore[method-assign]
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Seen()
     ending = logging.getLogger("apps.response_api.services.ending")
     upstream.enqueue(answer("Not kept."))
     with response_api_server(storage_retry_seconds=0.5) as url:
