@@ -180,3 +180,31 @@ async def test_a_responses_items_are_withdrawn_only_from_its_callers_conversatio
         assert no_key.status_code == 400
     items = await llm.conversations.items.list(conversation, order="asc")
     assert [item.id for item in items.data] == ["msg_wi1q", "msg_wi1a"]
+
+
+async def test_withdrawing_needs_the_internal_token_not_only_the_users_credentials(
+    peers: Peers, issuer: TestIssuer
+) -> None:
+    # A user's own bearer opens neither withdrawal: only response-api, which knows what it stored.
+    conversation = new_conversation_id()
+    key = "resp_tokenless"
+    user_only = {"Authorization": f"Bearer {issuer.mint('alice')}"}
+    async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
+        made = await http.post(
+            f"/internal/conversations/{conversation}/items?create=true",
+            json={"items": [message("msg_wtq", "user", "Q")]},
+            headers=headers(issuer, "alice", key),
+        )
+        assert made.status_code == 200, made.text
+        for path in (
+            f"/internal/conversations/{conversation}",
+            f"/internal/conversations/{conversation}/items",
+        ):
+            refused = await http.delete(path, params={"key": key}, headers=user_only)
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"]["code"] == "forbidden"  # the OpenAI envelope
+        kept = await http.get(
+            f"/internal/conversations/{conversation}/items", headers=headers(issuer, "alice")
+        )
+    assert kept.status_code == 200, kept.text
+    assert [item["id"] for item in kept.json()["data"]] == ["msg_wtq"]
