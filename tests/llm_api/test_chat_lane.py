@@ -83,6 +83,15 @@ def test_the_lane_refuses_an_endpoint_it_does_not_reproduce() -> None:
     with pytest.raises(RuntimeError, match="update _respond"):
         ChatLane(router.routes[0])  # type: ignore[arg-type]
 
+    bare = APIRouter(route_class=GuardedRoute)
+
+    @bare.post(PATH)
+    async def undeclared(request: Request, principal: Any, chat: Any) -> Response:
+        raise AssertionError("never called")
+
+    with pytest.raises(RuntimeError, match="update _respond"):  # no dependencies at all: same refusal
+        ChatLane(bare.routes[0])  # type: ignore[arg-type]
+
 
 def test_the_lane_serves_only_post_on_its_path() -> None:
     lane = chat_lane()
