@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
 from bench.chat_overhead import LlmApiProcess, launch_llm_api, start_upstream
 from bench.cpu import cpu_ns, sampling, show_profile
@@ -58,6 +59,17 @@ class Target:
     data_dir: Path
     headers: dict[str, str]
 
+    async def commits(self) -> int:
+        """Transactions committed in llm-api's database so far (this query's own included)."""
+        connection = await asyncpg.connect(self.process.database_url)
+        try:
+            count: int = await connection.fetchval(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            )
+        finally:
+            await connection.close()
+        return count
+
 
 async def drive(session: aiohttp.ClientSession, target: Target, arm: str, count: int, clients: int) -> None:
     body: dict[str, object] = {"model": "bench/fake-model", "messages": MESSAGES}
@@ -82,16 +94,19 @@ async def drive(session: aiohttp.ClientSession, target: Target, arm: str, count:
 
 async def measure(
     targets: list[Target], requests: int, rounds: int, clients: int, profile_dir: Path | None
-) -> tuple[dict[str, list[tuple[float, float]]], dict[str, Path]]:
-    connector = aiohttp.TCPConnector(limit=0)
+) -> tuple[dict[str, list[tuple[float, float]]], dict[str, int], dict[str, Path]]:
+    # Idle connections are dropped before uvicorn's 5 s keep-alive ends (while the other arms run).
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
         runs = [(target, arm) for target in targets for arm in ARMS]
         for target, arm in runs:  # warm-up: connections, caches, lazy imports
             await drive(session, target, arm, 300, clients)
         figures: dict[str, list[tuple[float, float]]] = {f"{t.label}{arm}": [] for t, arm in runs}
+        commits: dict[str, int] = dict.fromkeys(figures, 0)
         per_round = requests // rounds
         for number in range(rounds):
             for target, arm in runs[number % len(runs) :] + runs[: number % len(runs)]:
+                before = await target.commits()
                 app, database = cpu_ns(target.process.pid), postgres_ns(target.data_dir)
                 await drive(session, target, arm, per_round, clients)
                 figures[f"{target.label}{arm}"].append(
@@ -100,6 +115,9 @@ async def measure(
                         (postgres_ns(target.data_dir) - database) / per_round / 1000,
                     )
                 )
+                # pg_stat_database is updated when a backend goes idle: a moment after the last commit.
+                await asyncio.sleep(0.6)
+                commits[f"{target.label}{arm}"] += await target.commits() - before - 1
         profiles: dict[str, Path] = {}
         if profile_dir is not None:
             ours = targets[-1]
@@ -107,7 +125,7 @@ async def measure(
                 async with sampling(ours.process.pid, profile_dir / f"{arm}.txt") as output:
                     await drive(session, ours, arm, requests, clients)
                 profiles[arm] = output
-    return figures, profiles
+    return figures, commits, profiles
 
 
 def median(values: list[float]) -> float:
@@ -146,20 +164,21 @@ def main() -> None:
             token = process.issuer.mint("bench-user", ttl_seconds=3600)
             targets.append(Target(label, process, directory / "pg", {"Authorization": f"Bearer {token}"}))
         loads = [Path("/proc/loadavg").read_text().split()[0]]
-        figures, profiles = asyncio.run(
+        figures, commits, profiles = asyncio.run(
             measure(targets, args.requests, args.rounds, args.clients, tmp if args.profile else None)
         )
         loads.append(Path("/proc/loadavg").read_text().split()[0])
         print(f"\nmachine: {os.cpu_count()} cores, loadavg {' -> '.join(loads)}; env {extra}")
         print(f"{args.requests} requests per arm in {args.rounds} rounds, {args.clients} in flight")
-        print("\nCPU µs per request, median over rounds (min-max): llm-api | Postgres")
+        print("\nCPU µs per request, median over rounds (min-max): llm-api | Postgres | commits per request")
         medians: dict[str, tuple[float, float]] = {}
         for name, values in figures.items():
             apps, dbs = [v[0] for v in values], [v[1] for v in values]
             medians[name] = (median(apps), median(dbs))
             print(
                 f"{name:>14} {medians[name][0]:6.0f} ({min(apps):.0f}-{max(apps):.0f}) | "
-                f"{medians[name][1]:5.0f} ({min(dbs):.0f}-{max(dbs):.0f})"
+                f"{medians[name][1]:5.0f} ({min(dbs):.0f}-{max(dbs):.0f}) | "
+                f"{commits[name] / (args.requests // args.rounds * args.rounds):.2f} commits/request"
             )
         for target in targets:
             for stream in ("", "-s"):
