@@ -188,10 +188,12 @@ def main() -> None:
                     f"Postgres +{turn[1] - plain[1]:.0f} µs; plain / turn llm-api = {plain[0] / turn[0]:.2f}"
                 )
         if args.baseline_tree is not None:
+            print("ours / base: median over rounds of the ratio within a round (run a minute apart at most)")
             for arm in ARMS:
-                ours, base = medians[arm], medians[f"base-{arm}"]
-                database = ours[1] / max(base[1], 1)
-                print(f"  {arm}: ours / base llm-api {ours[0] / base[0]:.3f}, Postgres {database:.3f}")
+                pairs = list(zip(figures[arm], figures[f"base-{arm}"], strict=True))
+                app = median([ours[0] / base[0] for ours, base in pairs])
+                database = median([ours[1] / max(base[1], 1) for ours, base in pairs])
+                print(f"  {arm}: llm-api {app:.3f}, Postgres {database:.3f}")
         for arm, path in profiles.items():
             show_profile(arm, path, medians[arm][0])
             if args.keep is not None:
