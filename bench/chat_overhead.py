@@ -75,6 +75,11 @@ class Arm:
     rates: dict[str, list[float]] = field(default_factory=lambda: {pace: [] for pace in PACES})
     client: httpx.AsyncClient | None = None
     extra: Callable[[], dict[str, Any]] = dict  # fields added to every request body
+    # Processes on this arm's path: their sleeps (voluntary context switches) are counted over the
+    # plain requests. Each sleep is a wake-up later, and on an idle VM a wake-up of a halted vCPU
+    # costs far more than the CPU work around it.
+    pids: dict[str, int] = field(default_factory=dict)
+    sleeps: dict[str, int] = field(default_factory=dict)
 
 
 @contextmanager
@@ -107,9 +112,12 @@ def ensure_litellm() -> Path:
     return binary
 
 
-def start_upstream(stack: ExitStack) -> str:
+def start_upstream(stack: ExitStack, pids: dict[str, int] | None = None) -> str:
+    """The fake upstream's base URL; its pid goes into `pids["upstream"]` when a dict is given."""
     port = free_port()
     process = stack.enter_context(_process([sys.executable, "-m", "bench.fake_upstream", str(port)]))
+    if pids is not None:
+        pids["upstream"] = process.pid
     wait_ready(f"http://127.0.0.1:{port}/v1/models", process, 30)
     return f"http://127.0.0.1:{port}/v1"
 
@@ -239,7 +247,7 @@ def with_conversations(arm: Arm) -> Arm:
         ids = [client.post("/conversations", json={}).json()["id"] for _ in range(CONVERSATIONS)]
     cycle = itertools.cycle(ids)
     extra = lambda: {"conversation": next(cycle)}  # noqa: E731
-    return Arm(f"{arm.name}+conv", arm.url, arm.prefix, arm.headers, extra=extra)
+    return Arm(f"{arm.name}+conv", arm.url, arm.prefix, arm.headers, extra=extra, pids=dict(arm.pids))
 
 
 async def measure(arms: list[Arm], llm_api_pid: int) -> list[int]:
@@ -260,7 +268,10 @@ async def measure(arms: list[Arm], llm_api_pid: int) -> list[int]:
         for round_number in range(ROUNDS):
             order = arms[round_number % len(arms) :] + arms[: round_number % len(arms)]
             for arm in order:
+                before = {name: _sleeps(pid) for name, pid in arm.pids.items()}
                 arm.plain.extend([await plain_once(arm) for _ in range(PLAIN_PER_ROUND)])
+                for name, pid in arm.pids.items():
+                    arm.sleeps[name] = arm.sleeps.get(name, 0) + _sleeps(pid) - before[name]
                 arm.ttft.extend(
                     [(await stream_once(arm, STREAM_CHUNKS_TTFT))[0] for _ in range(TTFT_PER_ROUND)]
                 )
@@ -276,6 +287,25 @@ async def measure(arms: list[Arm], llm_api_pid: int) -> list[int]:
             assert arm.client is not None
             await arm.client.aclose()
     return rss_samples
+
+
+def _cpuidle() -> str:
+    """The idle driver: how a sleeping core wakes (a VM's `haltpoll` without polling exits to the host)."""
+    driver = Path("/sys/devices/system/cpu/cpuidle/current_driver")
+    return f", cpuidle {driver.read_text().strip()}" if driver.exists() else ""
+
+
+def _sleeps(pid: int) -> int:
+    """Voluntary context switches of every thread of `pid` so far."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
+            continue
+    return total
 
 
 def _rss_kib(pid: int, field_name: str) -> int:
@@ -297,7 +327,10 @@ NAME_WIDTH = 18
 def report(arms: list[Arm], rss_kib: int, peak_kib: int) -> None:
     direct = arms[0]
     base = (pct(direct.plain, 0.5), pct(direct.plain, 0.99), pct(direct.ttft, 0.5))
-    print(f"\nmachine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}")
+    print(
+        f"\nmachine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+        f"{_cpuidle()}, loadavg {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+    )
     print(f"plain: {ROUNDS}x{PLAIN_PER_ROUND} sequential requests per arm")
     print(f"ttft: {ROUNDS}x{TTFT_PER_ROUND} sequential streams of {STREAM_CHUNKS_TTFT} chunks per arm")
     print(
@@ -320,6 +353,11 @@ def report(arms: list[Arm], rss_kib: int, peak_kib: int) -> None:
         throughput[arm.name] = {pace: rates[pace] / statistics.median(direct.rates[pace]) for pace in PACES}
         cells = "".join(f"{rates[p]:>9.0f} c/s ({throughput[arm.name][p]:.2f})" for p in PACES)
         print(f"{arm.name:>{NAME_WIDTH}}" + "".join(f"{v:9.2f}" for v in row) + cells)
+    print("\nsleeps per plain request (voluntary context switches; each is a wake-up on the path):")
+    for arm in arms:
+        if arm.sleeps:
+            per_request = ", ".join(f"{n} {v / len(arm.plain):.2f}" for n, v in arm.sleeps.items())
+            print(f"  {arm.name:>{NAME_WIDTH}}: {per_request}")
     target_pace, stress_pace = PACES
     for name in ("llm-api", "base llm-api"):
         if name not in added:
@@ -370,16 +408,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="jan-bench-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
-        upstream = start_upstream(stack)
+        pids: dict[str, int] = {}
+        upstream = start_upstream(stack, pids)
         llm_api, pid = start_llm_api(stack, tmp, upstream, ONE_USER_LIMITS)
-        direct = Arm("direct", upstream, "", {})
+        llm_api.pids = {"llm-api": pid, **pids}
+        direct = Arm("direct", upstream, "", {}, pids=dict(pids))
         arms = [direct, llm_api, with_conversations(llm_api)]
         if "--baseline-tree" in sys.argv:  # another checkout's llm-api beside this one, same upstream
             tree = Path(sys.argv[sys.argv.index("--baseline-tree") + 1]).resolve()
             (tmp / "base").mkdir(mode=0o755)
             env = {**ONE_USER_LIMITS, "PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1"}
-            base = start_llm_api(stack, tmp / "base", upstream, env)[0]
+            base, base_pid = start_llm_api(stack, tmp / "base", upstream, env)
             base.name = "base llm-api"
+            base.pids = {"llm-api": base_pid, **pids}
             arms += [base, with_conversations(base)]
             print(f"base llm-api*: from {tree}; the others from this checkout")
         if "--without-litellm" not in sys.argv:

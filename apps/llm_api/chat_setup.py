@@ -62,6 +62,8 @@ def configured_providers(settings: LlmApiSettings) -> list[Provider]:
 def include_chat_routes(app: FastAPI) -> None:
     for module in (chat, models, conversations, projects, internal_conversations, admin_providers):
         app.include_router(module.router)
+    # The token path ahead of FastAPI's router (see routes/chat.py); its declared route stays.
+    app.router.routes.insert(0, chat.chat_lane())
 
 
 @contextlib.asynccontextmanager

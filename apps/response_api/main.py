@@ -1,11 +1,11 @@
 """The response-api application factory.
 
-The lifespan builds the database engine, the llm-api clients (for chat completions, whose read
-timeout is the longest silence allowed while a model streams, and for conversations, which llm-api
-owns), the MCP connection pool, the registry of running responses and
-the listener for what other replicas send (cancels, and the notices that wake followers of a
-resumable stream), the sweeper that fails responses a dead
-process left running, and the one-shot copy of this app's former conversations to llm-api
+The lifespan builds the database engine, the llm-api client (one aiohttp session for chat
+completions, whose read timeout is the longest silence allowed while a model streams, and for
+conversations, which llm-api owns, whose calls state a shorter one), the MCP connection pool, the
+registry of running responses and the listener for what other replicas send (cancels, and the
+notices that wake followers of a resumable stream), the sweeper that fails responses a dead process
+left running, and the one-shot copy of this app's former conversations to llm-api
 (`services/legacy.py`, migration 0003); then the startup heap is frozen (apps/common/heap.py) so
 full garbage collections stop walking it on the request path. On shutdown, responses still running
 are stopped and recorded as failed before the pools close.
@@ -30,11 +30,12 @@ from apps.response_api.routes.responses import router as responses_router
 from apps.response_api.services.cancel_bus import CHANNEL, EVENTS_CHANNEL, NotifyListener
 from apps.response_api.services.conversations import Conversations
 from apps.response_api.services.events import EventHub
+from apps.response_api.services.execution import ServiceConfig
 from apps.response_api.services.legacy import copy_legacy_conversations
 from apps.response_api.services.llm import LlmClient
 from apps.response_api.services.loop import Limits
 from apps.response_api.services.mcp import McpConnector
-from apps.response_api.services.responses import ResponseService, ServiceConfig
+from apps.response_api.services.responses import ResponseService
 from apps.response_api.services.runs import RunRegistry
 from apps.response_api.services.store import ResponseStore
 from apps.response_api.settings import ResponseApiSettings
@@ -60,12 +61,11 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
             )
             store = ResponseStore(engine)
             token = settings.auth.internal_token
-            async with (
-                make_session(read_timeout=settings.llm_read_timeout) as llm_http,
-                make_session(read_timeout=30.0) as conversations_http,
-            ):
+            # One pool to llm-api for its model rounds and its conversations: each conversation call
+            # states its own (shorter) read timeout.
+            async with make_session(read_timeout=settings.llm_read_timeout) as llm_http:
                 conversations = Conversations(
-                    conversations_http,
+                    llm_http,
                     settings.llm_api_url,
                     token.get_secret_value() if token is not None else None,
                 )

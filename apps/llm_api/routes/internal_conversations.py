@@ -18,6 +18,12 @@ conversation is a 404.
   the path (response-api names a response's new conversation itself, so a response costs one call
   here instead of a create at its start and an append at its end); the items may then be empty (a
   response that failed still leaves its conversation). An id another user holds is a 409.
+- `DELETE …/{id}?key=<response id>`: withdraw a new conversation response-api made for a response
+  it then could not store (its client got an error and never learned the id): it goes only if it
+  holds nothing but that response's append (items under that `Idempotency-Key`) or nothing at all;
+  anything else in it keeps it (409). A missing one (or another user's) is already withdrawn (204),
+  so a retry after a lost answer is harmless. (Between the check and the delete an item could only
+  come from its owner, who found the id in their list within those milliseconds.)
 - `POST …/import`: a conversation from response-api's former own store, with its id, owner and age
   (see response-api's migration 0003). Repeating an import is harmless.
 """
@@ -28,7 +34,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
@@ -40,7 +46,12 @@ from apps.llm_api.services.conversations import ConversationStore
 from apps.llm_api.services.items import items_to_messages, title_from
 from apps.llm_api.types import ConversationContext, ConversationImported, ConversationItem, ItemReplay, Page
 from apps.llm_api.wire.conversations import conversation_json, item_json, page_json
-from apps.llm_api.wire.response_items import AppendItems, ImportConversation, stored_item
+from apps.llm_api.wire.response_items import (
+    MAX_ITEMS_PER_RESPONSE,
+    AppendItems,
+    ImportConversation,
+    stored_item,
+)
 
 REPLAY_MAX_ITEMS = 1000
 # The shape of the ids llm-api gives conversations (`random_id("conv")`), required of one named by a caller.
@@ -109,6 +120,25 @@ async def append_items(
     if rows is None:  # deleted between the lookup and the write
         raise _missing(conversation_id)
     return page_json([item_json(row) for row in rows], False)
+
+
+@router.delete("/{conversation_id}", status_code=204, response_model=None)
+async def withdraw_conversation(
+    conversation_id: str,
+    principal: PrincipalDep,
+    store: ConversationsDep,
+    key: Annotated[str, Query(min_length=1, max_length=64)],
+) -> Response:
+    conversation = await store.get(principal.user_id, conversation_id)
+    if conversation is not None:
+        # One more than a response can append: anything past that is not only this response's.
+        held = await store.replay_items(conversation, MAX_ITEMS_PER_RESPONSE + 1)
+        if any(row.append_key != key for row in held):
+            raise APIError(
+                409, f"Conversation '{conversation_id}' holds more than that response.", code="conflict"
+            )
+        await store.delete(principal.user_id, conversation_id)
+    return Response(status_code=204)
 
 
 @router.post("/import", response_model=None)

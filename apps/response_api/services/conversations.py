@@ -41,10 +41,12 @@ from opentelemetry.propagate import inject
 from apps.common.auth.remote_keys import INTERNAL_TOKEN_HEADER
 from apps.common.durable import durably
 from apps.common.errors import APIError
-from apps.common.http import transport_failure
+from apps.common.http import DEFAULT_CONNECT_TIMEOUT, transport_failure
 from apps.common.ids import random_id
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+# A conversation call never streams: a silence this long is llm-api (or its database) stuck.
+READ_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=DEFAULT_CONNECT_TIMEOUT, sock_read=30.0)
 
 
 def new_conversation_id() -> str:
@@ -124,6 +126,13 @@ class Conversations:
         """Make the caller's new conversation `conversation_id`, empty (nothing if it is there)."""
         await self.append(conversation_id, [], headers, key=conversation_id, budget=budget, create=True)
 
+    async def withdraw(self, conversation_id: str, headers: dict[str, str], *, key: str) -> None:
+        """Delete the caller's new conversation made for response `key`, which was then not stored
+        (its client got an error and never learned the id). llm-api keeps it if it holds anything
+        but that response's items (409); a missing one is already withdrawn. One attempt."""
+        path = f"/internal/conversations/{quote(conversation_id, safe='')}?key={quote(key, safe='')}"
+        await self._call("DELETE", path, headers)
+
     async def import_legacy(self, payload: dict[str, Any]) -> None:
         """Hand one conversation of response-api's former store to llm-api (see migration 0003)."""
         await self._call("POST", "/internal/conversations/import", {}, json=payload)
@@ -146,7 +155,9 @@ class Conversations:
         inject(sent)
         content = orjson.dumps(json) if json is not None else None
         try:
-            async with self._http.request(method, self._base + path, data=content, headers=sent) as response:
+            async with self._http.request(
+                method, self._base + path, data=content, headers=sent, timeout=READ_TIMEOUT
+            ) as response:
                 status, raw = response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             if transport_failure(exc) is None:  # not the wire: retrying would not help
@@ -156,6 +167,8 @@ class Conversations:
             raise ConversationMissing(missing)
         if status >= 300:
             raise _refused(status, raw)
+        if status == 204:
+            return {}
         try:
             body: dict[str, Any] = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

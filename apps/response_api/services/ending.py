@@ -3,13 +3,26 @@
 
 `ResponseWriter.insert` is the write behind a background response's 200 (and a foreground one's
 ending); `finish` ends a run: the conversation append, the final write with the last logged events,
-then the terminal event, or, when storage failed, an `error` instead. Every write goes through
+then the terminal event, or, when storage failed, an `error` instead.
+
+A plain (foreground, not streamed) response that completed writes its append and its row together
+(`_append_and_insert`): nobody knows its id before its 200 (no event announced it, and responses
+are not listed), so a row stored while the append may still fail is seen by nobody, and the client
+is still answered only once both are stored. Each failure undoes what it can of the other: a row
+whose append failed is deleted; a new conversation whose row could not be written is withdrawn
+(llm-api keeps it if anything else is in it); a conversation found deleted meanwhile is then
+detached from the row too. What stays when an undo fails too (or the process dies between) is a
+state users reach anyway: a row naming a conversation without its items (as after deleting them),
+or, as in the one-after-the-other order, a conversation holding the items of a response the
+client was told failed. A stream (its id was announced) and a background response keep the order
+append, then row. Every write goes through
 `durably` with its budget: `STORAGE_RETRY_SECONDS` when a client waits, the longer
 `BACKGROUND_STORAGE_RETRY_SECONDS` for a background response's end.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -80,6 +93,10 @@ class ResponseWriter:
 
     async def _persist(self, run: ResponseRun, executions: list[ToolExecutionRow]) -> None:
         body = run.state.body
+        if _overlaps(run):
+            await self._append_and_insert(run, executions)
+            run.state.end_event()
+            return
         await self._add_to_conversation(run)
         end = run.state.end_event()  # numbered now, sent once stored (and logged with the ending)
         if run.background:
@@ -103,6 +120,70 @@ class ResponseWriter:
             # Nothing was promised to the client (`store: false`): its tool calls are recorded before
             # it is answered, like any other, but a failure to do so is logged, not reported.
             await self.record_executions(body["id"], executions)
+
+    async def _append_and_insert(self, run: ResponseRun, executions: list[ToolExecutionRow]) -> None:
+        """A plain response's append and row, together (see the module docstring)."""
+        body = run.state.body
+        conversation = body["conversation"]
+        assert conversation is not None
+        row = body.copy()  # as it is now: the append may find the conversation gone and detach it
+        # One task, not two (`gather`): the append runs in this one. A cancel (the server stopping)
+        # reaches whichever is awaited, and the insert with it.
+        inserting = asyncio.create_task(self.insert(row, run.input_items, run.user_id, executions=executions))
+        appended: Exception | None = None
+        inserted: Exception | None = None
+        try:
+            await self._add_to_conversation(run)
+        except asyncio.CancelledError:
+            inserting.cancel()
+            raise
+        except Exception as exc:
+            appended = exc
+        try:
+            await inserting
+        except Exception as exc:
+            inserted = exc
+        if inserted is not None:
+            if run.new_conversation:  # made by the append, unless that failed too (then a no-op)
+                await self.withdraw(conversation["id"], run.principal.forward_headers(), key=run.state.id)
+            raise appended or inserted
+        if appended is not None:
+            await self._undo_row(run)
+            raise appended
+        if body["conversation"] is None:  # deleted while the response ended
+            await durably(
+                lambda: self._store.detach_conversation(body), budget=self._budget, what="this response"
+            )
+
+    async def _undo_row(self, run: ResponseRun) -> None:
+        """Delete the row of a response the client is told failed (best effort, logged)."""
+        try:
+            await durably(
+                lambda: self._store.delete(run.user_id, run.state.id),
+                budget=EMPTY_CREATE_BUDGET,
+                what="this response",
+            )
+        except APIError as exc:
+            if exc.status_code != 404:  # 404: an insert whose answer was lost had not landed after all
+                log.warning(
+                    "a response whose append failed stays stored",
+                    extra={"response_id": run.state.id, "error": exc.message},
+                )
+        except Exception as exc:
+            log.warning(
+                "a response whose append failed stays stored",
+                extra={"response_id": run.state.id, "error": repr(exc)},
+            )
+
+    async def withdraw(self, conversation_id: str, headers: dict[str, str], *, key: str) -> None:
+        """Withdraw the new conversation of response `key`, which was not stored (one attempt, logged)."""
+        try:
+            await self._conversations.withdraw(conversation_id, headers, key=key)
+        except APIError as exc:
+            log.warning(
+                "a new conversation of a response that was not stored stays",
+                extra={"response_id": key, "error": exc.message},
+            )
 
     async def record_executions(self, response_id: str, executions: list[ToolExecutionRow]) -> None:
         """Record the tool executions of a response that is not stored; best effort (logged)."""
@@ -173,3 +254,16 @@ class ResponseWriter:
             # Deleted by its user meanwhile: the response is in no conversation now, and says so.
             log.info("conversation deleted during the response", extra={"response_id": run.state.id})
             run.state.body["conversation"] = None
+
+
+def _overlaps(run: ResponseRun) -> bool:
+    """Whether the response's append and row are written together: a plain stored response that
+    completed, in a conversation (see the module docstring)."""
+    body = run.state.body
+    return (
+        not run.background
+        and not run.request.stream
+        and body["store"]
+        and body["conversation"] is not None
+        and body["status"] in ("completed", "incomplete")
+    )

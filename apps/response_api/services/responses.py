@@ -14,19 +14,19 @@ Decisions:
   here and llm-api creates it when the response ends, with its items (empty if it failed or was
   cancelled): one call to llm-api per response instead of two (`services/conversations.py`).
 - A stored response that ends `completed` or `incomplete` appends its input and output items to its
-  conversation, in OpenAI's item shapes, before its own row is written (one llm-api transaction,
-  keyed by the response id so a retry after a lost answer stores nothing twice, and retried through
-  a short llm-api outage like any storage write). If llm-api cannot take them, that is a storage
-  failure like any other (below): the client gets a 503 or an SSE `error` and the response is not
-  stored; a background response is stored `failed` (`conversation_unavailable`),
-  since nobody is waiting to be told.
+  conversation, in OpenAI's item shapes (one llm-api transaction, keyed by the response id so a
+  retry after a lost answer stores nothing twice, and retried through a short llm-api outage like
+  any storage write): before its own row is written, or, for a plain response, whose id nobody
+  knows before its 200, while it is (`services/ending.py`: what each failure leaves). If llm-api
+  cannot take them, that is a storage failure like any other (below): the client gets a 503 or an
+  SSE `error` and the response is not stored; a background response is stored `failed`
+  (`conversation_unavailable`), since nobody is waiting to be told.
   Failed and cancelled responses add nothing.
 - A new conversation is made by the response's ending, unless the client learns its id before
   that (a streamed or background response: `response.created`, the 200): then it is made before
   the id is announced, so a delete meanwhile really deletes it. A background response makes it
-  before its insert (if that insert then fails, the client gets a 503 and never learns the id, but
-  the empty conversation stays in its list: llm-api has no internal route to delete it, and the
-  user's own `DELETE /v1/conversations/{id}` removes it). A foreground stream makes it while the
+  before its insert (if that insert then fails, the client gets a 503 and never learns the id: the
+  empty conversation is withdrawn, `ResponseWriter.withdraw`). A foreground stream makes it while the
   run starts (tools listing, first model round: it does not add an llm-api round trip to the time
   to first token), but no tool runs before it exists (approved calls and the model's calls wait for
   it: `ToolLoop`'s `before_tools`), and the stream's start (status, headers, `response.created`
@@ -65,54 +65,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any
 
 from apps.common.auth.principal import Principal
 from apps.common.errors import APIError, bad_request
-from apps.response_api.schemas import CreateResponseRequest, McpTool, check_tools
+from apps.response_api.schemas import CreateResponseRequest, check_tools
 from apps.response_api.services.approvals import approved_requests
-from apps.response_api.services.body import error_body, initial_body
+from apps.response_api.services.body import initial_body
 from apps.response_api.services.conversations import (
     ConversationMissing,
     Conversations,
     new_conversation_id,
-    with_project_instructions,
 )
 from apps.response_api.services.ending import ResponseWriter
 from apps.response_api.services.events import EventHub, EventLog, Frame, follow
-from apps.response_api.services.items import normalize_input, to_messages
-from apps.response_api.services.llm import LlmApiError, LlmClient
-from apps.response_api.services.loop import Limits, ToolLoop, ToolSet
-from apps.response_api.services.mcp import McpConnector, McpToolInfo, McpUnavailable, ToolAccess, ToolCatalog
+from apps.response_api.services.execution import RunExecutor, ServiceConfig
+from apps.response_api.services.items import normalize_input
+from apps.response_api.services.llm import LlmClient
+from apps.response_api.services.mcp import McpConnector
 from apps.response_api.services.runs import ResponseRun, RunRegistry
 from apps.response_api.services.state import ResponseState
 from apps.response_api.services.store import RUNNING, ResponseStore
 from apps.response_api.types import ResponseBody
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    limits: Limits
-    deadline: float
-    offer_mcp_by_default: bool
-    server_label: str
-    tools_cache_seconds: float
-    storage_budget: float = 10.0
-    background_storage_budget: float = 120.0
-    event_flush_seconds: float = 0.05
-    follow_quiet_seconds: float = 10.0
-
-
-class _NotAnnounced(Exception):
-    """A foreground stream's new conversation could not be made: the response stops unannounced."""
-
-
-class ToolsUnavailable(Exception):
-    """The request names MCP tools and mcp-tools could not list them: the response fails (502)."""
 
 
 class ResponseService:
@@ -131,16 +107,14 @@ class ResponseService:
         self._conversations = conversations
         self._registry = registry
         self._hub = hub
-        self._llm = llm
-        self._mcp = mcp
         self._config = config
-        self._catalog = ToolCatalog(config.tools_cache_seconds)
         self._writer = ResponseWriter(
             store,
             conversations,
             budget=config.storage_budget,
             background_budget=config.background_storage_budget,
         )
+        self._executor = RunExecutor(llm=llm, mcp=mcp, writer=self._writer, config=config)
 
     async def create(self, request: CreateResponseRequest, principal: Principal) -> ResponseRun:
         if not self._registry.has_room():
@@ -198,7 +172,12 @@ class ResponseService:
                 # it (below), and so do its first tool call and its ending (`_execute`).
                 made = asyncio.create_task(making, name="new conversation")
         if request.background:
-            await self._writer.insert(body, input_items, principal.user_id, event_log=logged)
+            try:
+                await self._writer.insert(body, input_items, principal.user_id, event_log=logged)
+            except Exception:
+                if announced and conversation_id is not None:  # its id is never learned: none left behind
+                    await self._writer.withdraw(conversation_id, headers, key=body["id"])
+                raise
         log = self._event_log(body["id"]) if logged else None
         run = ResponseRun(
             state=ResponseState(body, log),
@@ -220,7 +199,7 @@ class ResponseService:
         )
         if request.stream:
             run.events = run.state.listen()
-        self._registry.start(run, self._execute)
+        self._registry.start(run, self._executor.execute)
         if made is not None:
             try:
                 await asyncio.shield(made)
@@ -236,96 +215,6 @@ class ResponseService:
             await self._store.append_events(response_id, events)
 
         return EventLog(write, self._config.event_flush_seconds)
-
-    async def _execute(self, run: ResponseRun) -> None:
-        state, request = run.state, run.request
-        headers = run.principal.forward_headers()
-
-        async def announced() -> None:
-            if not await _conversation_made(run):
-                raise _NotAnnounced
-
-        loop = ToolLoop(
-            llm=self._llm,
-            headers=headers,
-            limits=self._config.limits,
-            user_id=run.user_id,
-            before_tools=announced if run.conversation_made is not None else None,
-        )
-        try:
-            async with asyncio.timeout(self._config.deadline), AsyncExitStack() as stack:
-                state.start()
-                access, listed = await self._open_tools(stack, request, headers)
-                tools = ToolSet.build(request, listed, self._config.server_label)
-                if _names_mcp(request) and tools.server_label not in run.listed_labels:
-                    state.list_tools(tools.server_label, [i.listed() for i in listed if i.name in tools.mcp])
-                await loop.run_approved(state, run.approved, tools, access)
-                # A response replays as its input then its output: the approved calls come after the input.
-                items = [*run.history, *run.input_items, *state.output]
-                messages = with_project_instructions(
-                    to_messages(items, request.instructions), run.project_instructions
-                )
-                await loop.run(state, request, messages, tools, access)
-        except asyncio.CancelledError:
-            if not state.finished:  # a cancel that lands while the MCP session closes changes nothing
-                state.cancel()
-                if not run.cancel_requested:
-                    message = "The server stopped during the response."
-                    state.finish("failed", error=error_body("server_error", message))
-            if not run.cancel_requested:  # the server is stopping
-                raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-        except TimeoutError:
-            state.finish(
-                "failed", error=error_body("timeout", "The response did not finish within its deadline.")
-            )
-        except McpUnavailable:
-            message = "The MCP tools could not be reached during the response."
-            for row in loop.executions:  # the calls in flight went down with the session
-                if row["status"] in ("running", "cancelled"):
-                    row.update({"status": "failed", "error_message": message})
-            state.fail_open_calls({"type": "http_error", "code": 502, "message": message})
-            state.finish("failed", error=error_body("tools_unavailable", message))
-        except _NotAnnounced:
-            # `create` is cancelling this run and answers the client 503; nothing is stored.
-            message = "The response's conversation could not be made."
-            state.finish("failed", error=error_body("storage_unavailable", message))
-        except ToolsUnavailable:
-            message = "The MCP tools could not be listed."
-            state.finish("failed", error=error_body("tools_unavailable", message))
-        except LlmApiError as exc:
-            if 400 <= exc.status < 500 and not state.output:
-                run.refused = exc
-            state.finish("failed", error=error_body(exc.code or "model_error", exc.message))
-        except Exception:
-            log.exception("response failed", extra={"response_id": state.id})
-            state.finish("failed", error=error_body("server_error", "The response failed on the server."))
-        finally:
-            run.finishing = True  # from here on, cancels wait instead of interrupting the write
-            if await _conversation_made(run):
-                await self._writer.finish(run, loop.executions)
-            else:
-                run.state.close_stream()
-                # None ran (`before_tools`), unless that gate has a hole: a tool's side effect is
-                # recorded even for a response that is not.
-                await self._writer.record_executions(state.id, loop.executions)
-
-    async def _open_tools(
-        self, stack: AsyncExitStack, request: CreateResponseRequest, headers: dict[str, str]
-    ) -> tuple[ToolAccess | None, list[McpToolInfo]]:
-        explicit = _names_mcp(request)
-        if not explicit and (request.tools or not self._config.offer_mcp_by_default):
-            return None, []
-        access = ToolAccess(self._mcp, self._catalog, headers, stack)
-        try:
-            return access, await access.list_tools()
-        except Exception as exc:
-            if explicit:
-                raise ToolsUnavailable(repr(exc)) from exc
-            log.warning("MCP tools unavailable; answering without them", extra={"error": repr(exc)})
-            return None, []
 
     # reads and control
 
@@ -391,17 +280,3 @@ class ResponseService:
                 raise APIError(400, f"No input item '{after}' in response '{response_id}'.", param="after")
             items = items[ids.index(after) + 1 :]
         return items[:limit], len(items) > limit
-
-
-async def _conversation_made(run: ResponseRun) -> bool:
-    """Whether the response's new conversation, made while the run starts, exists (True when it
-    was made before the run). If not, the response was never announced: nothing is stored."""
-    made = run.conversation_made
-    if made is None:
-        return True
-    await asyncio.wait([made])  # not cancelled with its waiter: `create` also waits for it
-    return not made.cancelled() and made.exception() is None
-
-
-def _names_mcp(request: CreateResponseRequest) -> bool:
-    return any(isinstance(tool, McpTool) for tool in request.tools or ())

@@ -197,6 +197,15 @@ class ResponseStore:
             )
             await self._record(session, executions)
 
+    async def detach_conversation(self, body: ResponseBody) -> None:
+        """A stored response's conversation was deleted while it ended: the row says it has none."""
+        async with self._autocommit.connect() as connection:
+            await connection.execute(
+                update(ResponseRow)
+                .where(ResponseRow.id == body["id"])
+                .values(body=body, conversation_id=None, updated_at=text("now()"))
+            )
+
     async def append_events(self, response_id: str, events: list[Frame]) -> None:
         if events:
             async with self._autocommit.connect() as connection:

@@ -1,0 +1,183 @@
+"""A plain response's two ending writes run together: its conversation append (llm-api) and its row.
+
+Nobody knows a plain response's id before its 200, so the row may be written while the append runs;
+the client is still answered only once both are stored. Each way one of them can fail leaves what
+the one-after-the-other order left, or less: a row whose append failed is deleted, a new
+conversation whose row could not be written is withdrawn (llm-api's internal DELETE), and a
+conversation deleted meanwhile is reported and stored as none. A background response's new
+conversation, made before its row, is withdrawn too when that row cannot be written (its client
+got a 503 and never learned the id).
+
+Faults are real: llm-api's creation of new conversations is held or refused at `create_gate`,
+response-api's own Postgres is stopped (`own_postgres`). Order is observed, not timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from openai import AsyncOpenAI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from apps.common.db import async_url
+from apps.gateway.embedded import EmbeddedPostgres
+from tests.harness.issuer import TestIssuer
+from tests.harness.response_api import MODEL, Peers, ServerFactory
+from tests.harness.upstream import FakeUpstream, Reply
+from tests.harness.waiting import CLIENT_TIMEOUT
+from tests.harness.waiting import eventually_async as eventually
+from tests.response_api.conftest import CreateGate
+from tests.response_api.scripts import answer
+from tests.response_api.test_durability import response_api
+
+PLAIN = {"model": MODEL, "input": "Write it down.", "tools": []}
+
+
+@asynccontextmanager
+async def as_user(url: str, issuer: TestIssuer, user: str) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {issuer.mint(user)}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=CLIENT_TIMEOUT) as http:
+        yield http
+
+
+async def rows(database_url: str) -> int:
+    engine = create_async_engine(async_url(database_url))
+    try:
+        async with engine.connect() as connection:
+            counted = await connection.execute(text("select count(*) from response_api.responses"))
+            return int(counted.scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def conversations_of(peers: Peers, issuer: TestIssuer, user: str) -> list[str]:
+    async with as_user(peers.llm_api_url, issuer, user) as http:
+        listed = await http.get("/v1/conversations", params={"limit": 100})
+    assert listed.status_code == 200, listed.text
+    return [c["id"] for c in listed.json()["data"]]
+
+
+async def until_stored(database_url: str, count: int) -> None:
+    for _ in range(600):
+        if await rows(database_url) == count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never {count} stored responses")
+
+
+async def test_the_row_is_written_while_the_append_runs(
+    create_gate: CreateGate,
+    response_api_url: str,
+    issuer: TestIssuer,
+    upstream: FakeUpstream,
+    database_url: str,
+    llm: AsyncOpenAI,
+) -> None:
+    before = await rows(database_url)
+    upstream.enqueue(answer("Both at once."))
+    async with as_user(response_api_url, issuer, "alice") as http:
+        task = asyncio.create_task(http.post("/v1/responses", json=PLAIN))
+        await eventually(lambda: create_gate.waiting >= 1, "the append (which creates) was held")
+        await until_stored(database_url, before + 1)  # while the append is still held
+        assert not task.done()  # not acknowledged before both are stored
+        create_gate.opened.set()
+        answered = await task
+        assert answered.status_code == 200, answered.text
+        body = answered.json()
+        stored = await http.get(f"/v1/responses/{body['id']}")
+    assert stored.json() == body
+    conversation = body["conversation"]["id"]
+    items = await llm.conversations.items.list(conversation, order="asc")
+    assert [item.id for item in items.data][1:] == [item["id"] for item in body["output"]]
+
+
+async def test_an_append_that_fails_after_the_row_was_written_leaves_no_row(
+    create_gate: CreateGate,
+    response_api_server: ServerFactory,
+    issuer: TestIssuer,
+    peers: Peers,
+    upstream: FakeUpstream,
+    database_url: str,
+) -> None:
+    before = await rows(database_url)
+    upstream.enqueue(answer("Not kept."))
+    with response_api_server(storage_retry_seconds=0.5) as url:
+        async with as_user(url, issuer, "overlap-append-fails") as http:
+            task = asyncio.create_task(http.post("/v1/responses", json=PLAIN))
+            await eventually(lambda: create_gate.waiting >= 1, "the append was held")
+            await until_stored(database_url, before + 1)
+            create_gate.fail_from_now()  # llm-api away past the budget
+            answered = await task
+    assert answered.status_code == 503, answered.text
+    assert answered.json()["error"]["code"] == "storage_unavailable"
+    assert await rows(database_url) == before
+    assert await conversations_of(peers, issuer, "overlap-append-fails") == []
+
+
+@pytest.mark.parametrize("llm_api_too", [False, True], ids=["row-fails", "both-fail"])
+async def test_a_row_that_cannot_be_written_leaves_no_new_conversation(
+    llm_api_too: bool,
+    own_postgres: EmbeddedPostgres,
+    create_gate: CreateGate,
+    issuer: TestIssuer,
+    peers: Peers,
+    upstream: FakeUpstream,
+) -> None:
+    user = f"overlap-row-fails-{llm_api_too}"
+    if llm_api_too:
+        create_gate.fail_from_now()
+    else:
+        create_gate.opened.set()
+    upstream.enqueue(answer("Not kept either."))
+    with response_api(own_postgres.url, issuer, peers, storage_retry_seconds=0.5) as url:
+        await asyncio.to_thread(own_postgres.stop)
+        try:
+            async with as_user(url, issuer, user) as http:
+                answered = await http.post("/v1/responses", json=PLAIN)
+        finally:
+            await asyncio.to_thread(own_postgres.start)
+    assert answered.status_code == 503, answered.text
+    assert answered.json()["error"]["code"] == "storage_unavailable"
+    assert await rows(own_postgres.url) == 0
+    assert await conversations_of(peers, issuer, user) == []  # withdrawn, or never made
+
+
+async def test_a_background_response_that_cannot_be_stored_leaves_no_new_conversation(
+    own_postgres: EmbeddedPostgres, issuer: TestIssuer, peers: Peers
+) -> None:
+    user = "background-row-fails"
+    with response_api(own_postgres.url, issuer, peers, storage_retry_seconds=0.5) as url:
+        await asyncio.to_thread(own_postgres.stop)
+        try:
+            async with as_user(url, issuer, user) as http:
+                answered = await http.post("/v1/responses", json={**PLAIN, "background": True})
+        finally:
+            await asyncio.to_thread(own_postgres.start)
+    assert answered.status_code == 503, answered.text
+    assert await conversations_of(peers, issuer, user) == []
+
+
+async def test_a_plain_response_whose_conversation_is_deleted_meanwhile_is_stored_without_it(
+    client: AsyncOpenAI, llm: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    conversation = (await llm.conversations.create()).id
+    hold = threading.Event()
+    upstream.enqueue(Reply(content="Nowhere to go.", hold=hold))
+    request: dict[str, Any] = {"model": MODEL, "input": "hi", "conversation": conversation}
+    task = asyncio.create_task(client.responses.create(**request))
+    await eventually(lambda: len(upstream.requests) == 1, "the model was asked")
+    try:
+        await llm.conversations.delete(conversation)
+    finally:
+        hold.set()
+    answered = await task
+    assert answered.status == "completed" and answered.conversation is None
+    stored = await client.responses.retrieve(answered.id)
+    assert stored.conversation is None
