@@ -217,6 +217,26 @@ async def test_a_batch_of_new_conversations_stores_every_field_as_given(engine: 
     assert [r.public_id for r in page.rows][1] == reply.public_id
 
 
+async def test_an_absent_usage_is_stored_as_json_null_by_both_statements(engine: AsyncEngine) -> None:
+    """Items written by `store.create` (the ORM) keep a missing usage as JSON `null`; the turn
+    statements read their items with `json_to_recordset`, which makes a JSON null SQL NULL, so they
+    must turn it back: one stored form, whichever path wrote the item."""
+    user = "turn-store-nulls"
+    store = ConversationStore(session_factory(engine))
+    continued = await store.create(user, items=[message("user", "by the orm")])
+    fresh = ConversationRow(public_id="conv_turnstorenulls", user_id=user, metadata_={})
+    await write_turns(engine, [turn(fresh, "new")])  # only new conversations: the short statement
+    await write_turns(engine, [turn(continued, "continued")])  # the general statement
+    async with driver_connection(engine) as connection:
+        forms = await connection.fetch(
+            "SELECT jsonb_typeof(i.usage) AS usage, jsonb_typeof(i.incomplete_details) AS details "
+            "FROM conversation_items i JOIN conversations c ON c.id = i.conversation_id "
+            "WHERE c.user_id = $1 ORDER BY c.id, i.sequence",
+            user,
+        )
+    assert [(row["usage"], row["details"]) for row in forms] == [("null", "null")] * 3
+
+
 async def _blocked_on_a_lock(holder: asyncpg.Connection, writing: asyncio.Task[None]) -> None:
     """Until another session waits for a lock (the turn's statement, on the held conversation)."""
     for _ in range(600):

@@ -167,7 +167,8 @@ def _stored_body(body: ItemBody) -> dict[str, Any]:
 
 
 def _json(value: Any) -> str:
-    # The engine's JSONB codec takes JSON text; a None is stored as JSON null, as the ORM does.
+    # The engine's JSONB codec takes JSON text; a None is stored as JSON null, as the ORM does
+    # (`json_to_recordset` reads a JSON null as SQL NULL: the statements turn it back).
     return orjson.dumps(value).decode()
 
 
@@ -240,7 +241,8 @@ INSERT INTO conversation_items
 SELECT i.public_id, s.id,
        coalesce((SELECT max(x.sequence) FROM conversation_items x WHERE x.conversation_id = s.id), 0)
        + i.position,
-       i.type, i.role, i.status, i.body, i.finish_reason, i.usage, i.incomplete_details
+       i.type, i.role, i.status, i.body, i.finish_reason, coalesce(i.usage, 'null'),
+       coalesce(i.incomplete_details, 'null')
 FROM json_to_recordset($4::json)
     AS i(conversation varchar, public_id varchar, position int, type varchar, role varchar,
          status varchar, body jsonb, finish_reason varchar, usage jsonb, incomplete_details jsonb)
@@ -261,7 +263,8 @@ INSERT INTO conversation_items
     (public_id, conversation_id, sequence, type, role, status, body, finish_reason, usage,
      incomplete_details)
 SELECT i.public_id, new.id, i.position,
-       i.type, i.role, i.status, i.body, i.finish_reason, i.usage, i.incomplete_details
+       i.type, i.role, i.status, i.body, i.finish_reason, coalesce(i.usage, 'null'),
+       coalesce(i.incomplete_details, 'null')
 FROM json_to_recordset($2::json)
     AS i(conversation varchar, public_id varchar, position int, type varchar, role varchar,
          status varchar, body jsonb, finish_reason varchar, usage jsonb, incomplete_details jsonb)
