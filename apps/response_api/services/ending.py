@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # How long a failed response's ending tries to create its new, empty conversation.
 EMPTY_CREATE_BUDGET = 1.0
+# One attempt at undoing a write the client is told failed, on that client's time.
+WITHDRAW_SECONDS = 2.0
 
 
 class ResponseWriter:
@@ -196,11 +198,16 @@ class ResponseWriter:
     async def withdraw(self, conversation_id: str, headers: dict[str, str], *, key: str) -> None:
         """Withdraw the new conversation of response `key`, which was not stored (one attempt, logged)."""
         try:
-            await self._conversations.withdraw(conversation_id, headers, key=key)
-        except APIError as exc:
+            # Its client waits for its error meanwhile: a stuck llm-api must not hold that up.
+            async with asyncio.timeout(WITHDRAW_SECONDS):
+                await self._conversations.withdraw(conversation_id, headers, key=key)
+        except (APIError, TimeoutError) as exc:
             log.warning(
                 "a new conversation of a response that was not stored stays",
-                extra={"response_id": key, "error": exc.message},
+                extra={
+                    "response_id": key,
+                    "error": exc.message if isinstance(exc, APIError) else "timed out",
+                },
             )
 
     async def _withdraw_items(self, run: ResponseRun) -> None:
@@ -210,11 +217,15 @@ class ResponseWriter:
         assert conversation is not None
         headers = run.principal.forward_headers()
         try:
-            await self._conversations.withdraw_items(conversation["id"], headers, key=run.state.id)
-        except APIError as exc:
+            async with asyncio.timeout(WITHDRAW_SECONDS):
+                await self._conversations.withdraw_items(conversation["id"], headers, key=run.state.id)
+        except (APIError, TimeoutError) as exc:
             log.warning(
                 "the items of a response that was not stored stay in its conversation",
-                extra={"response_id": run.state.id, "error": exc.message},
+                extra={
+                    "response_id": run.state.id,
+                    "error": exc.message if isinstance(exc, APIError) else "timed out",
+                },
             )
 
     async def record_executions(self, response_id: str, executions: list[ToolExecutionRow]) -> None:
