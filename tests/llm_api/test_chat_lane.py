@@ -83,6 +83,15 @@ def test_the_lane_refuses_an_endpoint_it_does_not_reproduce() -> None:
     with pytest.raises(RuntimeError, match="update _respond"):
         ChatLane(router.routes[0])  # type: ignore[arg-type]
 
+    bare = APIRouter(route_class=GuardedRoute)
+
+    @bare.post(PATH)
+    async def undeclared(request: Request, principal: Any, chat: Any) -> Response:
+        raise AssertionError("never called")
+
+    with pytest.raises(RuntimeError, match="update _respond"):  # no dependencies at all: same refusal
+        ChatLane(bare.routes[0])  # type: ignore[arg-type]
+
 
 def test_the_lane_serves_only_post_on_its_path() -> None:
     lane = chat_lane()
@@ -94,3 +103,15 @@ def test_the_lane_serves_only_post_on_its_path() -> None:
     assert lane.matches(scope("GET", PATH))[0].name == "NONE"
     assert lane.matches(scope("POST", PATH + "/"))[0].name == "NONE"
     assert lane.matches({"type": "websocket", "path": PATH, "root_path": ""})[0].name == "NONE"
+
+
+def test_the_lane_matches_under_a_root_path_and_leaves_other_methods_to_the_route() -> None:
+    # Behind a proxy's prefix (uvicorn's `--root-path`, a Mount) the path the route sees is the one
+    # under it, as for FastAPI's own routes; HEAD and OPTIONS get the declared route's 405.
+    lane = chat_lane()
+    prefixed = {"type": "http", "method": "POST", "path": f"/llm{PATH}", "root_path": "/llm"}
+    assert lane.matches(prefixed)[0].name == "FULL"
+    assert lane.matches({**prefixed, "path": PATH, "root_path": ""})[0].name == "FULL"
+    assert lane.matches({**prefixed, "path": f"/llmx{PATH}"})[0].name == "NONE"
+    for method in ("HEAD", "OPTIONS", "PUT"):
+        assert lane.matches({**prefixed, "method": method})[0].name == "NONE"

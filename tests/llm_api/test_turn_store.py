@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from apps.common.db import create_engine, driver_connection, session_factory
 from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.services.conversations import ConversationStore, NewItem
+from apps.llm_api.services.projects import ProjectStore
 from apps.llm_api.services.turn_store import TurnRecord, conversation_with_history, write_turns
 from apps.llm_api.settings import LlmApiSettings
 from tests.harness.llm_api import LlmApi
@@ -141,6 +142,99 @@ async def test_a_batch_numbers_each_conversation_and_skips_a_deleted_one(engine:
     assert await sequences(engine, other) == [(1, "earlier"), (2, "2a")]
     created = await store.get("turn-store-batch", draft.public_id)
     assert created is not None and await sequences(engine, created) == [(1, "new")]
+
+
+async def test_a_batch_of_new_conversations_stores_every_field_as_given(engine: AsyncEngine) -> None:
+    """Batches of only new conversations (the common case) take a shorter statement; what it stores
+    must be what the general one stores: conversations with their title, metadata and project (one
+    whose project was deleted starts detached), and items with every column, whatever their text."""
+    user = "turn-store-new"
+    store = ConversationStore(session_factory(engine))
+    project = await ProjectStore(session_factory(engine)).create(
+        user, name="p", instructions=None, metadata=None
+    )
+    tricky = 'a "quoted" \\ back\\slash, a tab\t, é, 😀, </script>, {"not": "json"}'
+    reply = NewItem(
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": tricky}]},
+        status="incomplete",
+        finish_reason="length",
+        usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        incomplete_details={"reason": "client_disconnected"},
+    )
+    plain = ConversationRow(public_id="conv_turnstorenewplain", user_id=user, metadata_={"k": "v é"})
+    titled = ConversationRow(public_id="conv_turnstorenewtitled", user_id=user, title="Mine", metadata_={})
+    in_project = ConversationRow(
+        public_id="conv_turnstorenewproject", user_id=user, metadata_={}, project_id=project.public_id
+    )
+    orphan = ConversationRow(
+        public_id="conv_turnstoreneworphan", user_id=user, metadata_={}, project_id="proj_gone"
+    )
+    for batch in (
+        [TurnRecord(plain, [message("user", tricky), reply], title="Asked"), turn(titled, "hello")],
+        [turn(in_project, "in a project"), turn(orphan, "detached")],
+    ):
+        await write_turns(engine, batch)
+    first = await store.get(user, plain.public_id)
+    assert first is not None and (first.title, first.metadata_, first.project_id) == (
+        "Asked",
+        {"k": "v é"},
+        None,
+    )
+    second = await store.get(user, titled.public_id)
+    assert second is not None and second.title == "Mine"
+    third = await store.get(user, in_project.public_id)
+    assert third is not None and third.project_id == project.public_id
+    fourth = await store.get(user, orphan.public_id)
+    assert fourth is not None and fourth.project_id is None
+    page = await store.list_items(first, limit=10, after=None, order="asc")
+    assert page is not None
+    rows = [
+        (r.sequence, r.type, r.role, r.status, r.body, r.finish_reason, r.usage, r.incomplete_details)
+        for r in page.rows
+    ]
+    assert rows == [
+        (
+            1,
+            "message",
+            "user",
+            "completed",
+            {"content": [{"type": "input_text", "text": tricky}]},
+            None,
+            None,
+            None,
+        ),
+        (
+            2,
+            "message",
+            "assistant",
+            "incomplete",
+            {"content": [{"type": "output_text", "text": tricky}]},
+            "length",
+            reply.usage,
+            reply.incomplete_details,
+        ),
+    ]
+    assert [r.public_id for r in page.rows][1] == reply.public_id
+
+
+async def test_an_absent_usage_is_stored_as_json_null_by_both_statements(engine: AsyncEngine) -> None:
+    """Items written by `store.create` (the ORM) keep a missing usage as JSON `null`; the turn
+    statements read their items with `json_to_recordset`, which makes a JSON null SQL NULL, so they
+    must turn it back: one stored form, whichever path wrote the item."""
+    user = "turn-store-nulls"
+    store = ConversationStore(session_factory(engine))
+    continued = await store.create(user, items=[message("user", "by the orm")])
+    fresh = ConversationRow(public_id="conv_turnstorenulls", user_id=user, metadata_={})
+    await write_turns(engine, [turn(fresh, "new")])  # only new conversations: the short statement
+    await write_turns(engine, [turn(continued, "continued")])  # the general statement
+    async with driver_connection(engine) as connection:
+        forms = await connection.fetch(
+            "SELECT jsonb_typeof(i.usage) AS usage, jsonb_typeof(i.incomplete_details) AS details "
+            "FROM conversation_items i JOIN conversations c ON c.id = i.conversation_id "
+            "WHERE c.user_id = $1 ORDER BY c.id, i.sequence",
+            user,
+        )
+    assert [(row["usage"], row["details"]) for row in forms] == [("null", "null")] * 3
 
 
 async def _blocked_on_a_lock(holder: asyncpg.Connection, writing: asyncio.Task[None]) -> None:

@@ -2,22 +2,34 @@
 it made for a response that was then not stored (the client got an error and never learned its id).
 
 Only a conversation holding nothing but that response's append (or nothing at all) goes; one with
-anything else in it stays (409); a missing one, or another user's, is already withdrawn (204).
+anything else in it stays (409); a missing one, or another user's, is already withdrawn (204). The
+check and the delete are one step: an item another writer appends meanwhile is never deleted with it.
+
+`DELETE .../{id}/items?key=...` withdraws only that response's items from a conversation that stays.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from apps.common.db import async_url
 from apps.response_api.services.conversations import new_conversation_id
 from tests.harness.issuer import TestIssuer
 from tests.harness.response_api import INTERNAL_TOKEN, Peers
 from tests.harness.waiting import CLIENT_TIMEOUT
+
+
+def headers(issuer: TestIssuer, user: str, key: str | None = None) -> dict[str, str]:
+    sent = {"Authorization": f"Bearer {issuer.mint(user)}", "X-Internal-Token": INTERNAL_TOKEN}
+    return sent | ({"Idempotency-Key": key} if key else {})
 
 
 def message(item_id: str, role: str, text: str) -> dict[str, Any]:
@@ -28,10 +40,6 @@ def message(item_id: str, role: str, text: str) -> dict[str, Any]:
 async def test_a_withdrawn_conversation_goes_only_with_nothing_but_its_response_in_it(
     peers: Peers, issuer: TestIssuer, llm: AsyncOpenAI, other_llm: AsyncOpenAI
 ) -> None:
-    def headers(user: str, key: str | None = None) -> dict[str, str]:
-        sent = {"Authorization": f"Bearer {issuer.mint(user)}", "X-Internal-Token": INTERNAL_TOKEN}
-        return sent | ({"Idempotency-Key": key} if key else {})
-
     empty, answered, extended = (new_conversation_id() for _ in range(3))
     async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
 
@@ -39,13 +47,13 @@ async def test_a_withdrawn_conversation_goes_only_with_nothing_but_its_response_
             made = await http.post(
                 f"/internal/conversations/{conversation}/items?create=true",
                 json={"items": items},
-                headers=headers("alice", key),
+                headers=headers(issuer, "alice", key),
             )
             assert made.status_code == 200, made.text
 
         async def withdraw(conversation: str, key: str, user: str = "alice") -> httpx.Response:
             return await http.delete(
-                f"/internal/conversations/{conversation}", params={"key": key}, headers=headers(user)
+                f"/internal/conversations/{conversation}", params={"key": key}, headers=headers(issuer, user)
             )
 
         await make(empty, empty, [])
@@ -70,7 +78,7 @@ async def test_a_withdrawn_conversation_goes_only_with_nothing_but_its_response_
             headers={"Authorization": f"Bearer {issuer.mint('alice')}"},
         )
         assert unauthenticated.status_code == 403
-        no_key = await http.delete(f"/internal/conversations/{extended}", headers=headers("alice"))
+        no_key = await http.delete(f"/internal/conversations/{extended}", headers=headers(issuer, "alice"))
         assert no_key.status_code == 400
 
     for gone in (empty, answered):
@@ -79,3 +87,124 @@ async def test_a_withdrawn_conversation_goes_only_with_nothing_but_its_response_
     assert (await llm.conversations.retrieve(extended)).id == extended
     with pytest.raises(openai.NotFoundError):
         await other_llm.conversations.retrieve(extended)
+
+
+async def blocked_by(connection: AsyncConnection, pid: int) -> None:
+    """Until some backend waits for a lock that backend `pid` holds."""
+    query = text("select count(*) from pg_stat_activity where :pid = any(pg_blocking_pids(pid))")
+    for _ in range(1500):
+        if (await connection.execute(query, {"pid": pid})).scalar_one():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the withdrawal never waited for the other writer")
+
+
+async def test_an_item_appended_while_a_conversation_is_withdrawn_keeps_it(
+    peers: Peers, issuer: TestIssuer, database_url: str, llm: AsyncOpenAI
+) -> None:
+    conversation = new_conversation_id()
+    engine = create_async_engine(async_url(database_url))
+    async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
+        made = await http.post(
+            f"/internal/conversations/{conversation}/items?create=true",
+            json={"items": [message("msg_wrq", "user", "Q")]},
+            headers=headers(issuer, "alice", "resp_withdraw_race"),
+        )
+        assert made.status_code == 200, made.text
+        try:
+            async with engine.connect() as writer, engine.connect() as observer:
+                # Another writer appends, as llm-api's writers do (the conversation's row lock, then
+                # the item), and has not committed when the withdrawal arrives.
+                pid = (await writer.execute(text("select pg_backend_pid()"))).scalar_one()
+                owner = await writer.execute(
+                    text("select id from llm_api.conversations where public_id = :c for update"),
+                    {"c": conversation},
+                )
+                await writer.execute(
+                    text(
+                        "insert into llm_api.conversation_items"
+                        " (public_id, conversation_id, sequence, type, role, status, body)"
+                        " values ('msg_wr_other', :id, 2, 'message', 'user', 'completed', '{}')"
+                    ),
+                    {"id": owner.scalar_one()},
+                )
+                withdrawal = asyncio.create_task(
+                    http.delete(
+                        f"/internal/conversations/{conversation}",
+                        params={"key": "resp_withdraw_race"},
+                        headers=headers(issuer, "alice"),
+                    )
+                )
+                await blocked_by(observer, pid)
+                await writer.commit()
+                withdrawn = await withdrawal
+        finally:
+            await engine.dispose()
+    assert withdrawn.status_code == 409, withdrawn.text
+    items = await llm.conversations.items.list(conversation, order="asc")
+    assert [item.id for item in items.data] == ["msg_wrq", "msg_wr_other"]
+
+
+async def test_a_responses_items_are_withdrawn_only_from_its_callers_conversation_and_only_its_own(
+    peers: Peers, issuer: TestIssuer, llm: AsyncOpenAI
+) -> None:
+    conversation = new_conversation_id()
+    async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
+        for key, appended in (
+            ("resp_items1", [message("msg_wi1q", "user", "Q"), message("msg_wi1a", "assistant", "A")]),
+            ("resp_items2", [message("msg_wi2q", "user", "Q2"), message("msg_wi2a", "assistant", "A2")]),
+        ):
+            made = await http.post(
+                f"/internal/conversations/{conversation}/items?create=true",
+                json={"items": appended},
+                headers=headers(issuer, "alice", key),
+            )
+            assert made.status_code == 200, made.text
+
+        async def withdraw(key: str, user: str = "alice") -> int:
+            path = f"/internal/conversations/{conversation}/items"
+            answered = await http.delete(path, params={"key": key}, headers=headers(issuer, user))
+            return answered.status_code
+
+        assert await withdraw("resp_items1", user="mallory") == 204  # not theirs: nothing happens
+        assert await withdraw("resp_items2") == 204
+        assert await withdraw("resp_items2") == 204  # idempotent: a retry after a lost answer
+        assert await withdraw("resp_none") == 204
+        missing = f"/internal/conversations/{new_conversation_id()}/items"
+        assert (
+            await http.delete(missing, params={"key": "resp_items1"}, headers=headers(issuer, "alice"))
+        ).status_code == 204
+        no_key = await http.delete(
+            f"/internal/conversations/{conversation}/items", headers=headers(issuer, "alice")
+        )
+        assert no_key.status_code == 400
+    items = await llm.conversations.items.list(conversation, order="asc")
+    assert [item.id for item in items.data] == ["msg_wi1q", "msg_wi1a"]
+
+
+async def test_withdrawing_needs_the_internal_token_not_only_the_users_credentials(
+    peers: Peers, issuer: TestIssuer
+) -> None:
+    # A user's own bearer opens neither withdrawal: only response-api, which knows what it stored.
+    conversation = new_conversation_id()
+    key = "resp_tokenless"
+    user_only = {"Authorization": f"Bearer {issuer.mint('alice')}"}
+    async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
+        made = await http.post(
+            f"/internal/conversations/{conversation}/items?create=true",
+            json={"items": [message("msg_wtq", "user", "Q")]},
+            headers=headers(issuer, "alice", key),
+        )
+        assert made.status_code == 200, made.text
+        for path in (
+            f"/internal/conversations/{conversation}",
+            f"/internal/conversations/{conversation}/items",
+        ):
+            refused = await http.delete(path, params={"key": key}, headers=user_only)
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"]["code"] == "forbidden"  # the OpenAI envelope
+        kept = await http.get(
+            f"/internal/conversations/{conversation}/items", headers=headers(issuer, "alice")
+        )
+    assert kept.status_code == 200, kept.text
+    assert [item["id"] for item in kept.json()["data"]] == ["msg_wtq"]

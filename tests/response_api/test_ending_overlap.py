@@ -15,6 +15,7 @@ response-api's own Postgres is stopped (`own_postgres`). Order is observed, not 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from apps.common.db import async_url
 from apps.gateway.embedded import EmbeddedPostgres
+from apps.response_api.services.store import ResponseStore
 from tests.harness.issuer import TestIssuer
 from tests.harness.response_api import MODEL, Peers, ServerFactory
 from tests.harness.upstream import FakeUpstream, Reply
@@ -181,3 +183,110 @@ async def test_a_plain_response_whose_conversation_is_deleted_meanwhile_is_store
     assert answered.status == "completed" and answered.conversation is None
     stored = await client.responses.retrieve(answered.id)
     assert stored.conversation is None
+
+
+async def named_conversation(peers: Peers, issuer: TestIssuer, user: str) -> tuple[str, list[str]]:
+    """A conversation of `user` holding one earlier exchange, and its item ids."""
+    earlier = [
+        {"type": "message", "role": "user", "content": "Earlier question."},
+        {"type": "message", "role": "assistant", "content": "Earlier answer."},
+    ]
+    async with as_user(peers.llm_api_url, issuer, user) as http:
+        made = await http.post("/v1/conversations", json={"items": earlier})
+        assert made.status_code == 200, made.text
+        conversation = made.json()["id"]
+    return conversation, await items_of(peers, issuer, user, conversation)
+
+
+async def items_of(peers: Peers, issuer: TestIssuer, user: str, conversation: str) -> list[str]:
+    async with as_user(peers.llm_api_url, issuer, user) as http:
+        listed = await http.get(f"/v1/conversations/{conversation}/items", params={"order": "asc"})
+    assert listed.status_code == 200, listed.text
+    return [item["id"] for item in listed.json()["data"]]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_a_response_that_cannot_be_stored_leaves_its_named_conversation_as_it_was(
+    stream: bool, own_postgres: EmbeddedPostgres, issuer: TestIssuer, peers: Peers, upstream: FakeUpstream
+) -> None:
+    """The append lands, the row cannot be written: the client is told the response failed, so its
+    items are withdrawn from the conversation, as llm-api keeps a chat turn it could not store out."""
+    user = f"named-row-fails-{stream}"
+    conversation, before = await named_conversation(peers, issuer, user)
+    upstream.enqueue(answer("Not kept in the conversation."))
+    request = {**PLAIN, "conversation": conversation, "stream": stream}
+    with response_api(own_postgres.url, issuer, peers, storage_retry_seconds=0.5) as url:
+        await asyncio.to_thread(own_postgres.stop)
+        try:
+            async with as_user(url, issuer, user) as http:
+                answered = await http.post("/v1/responses", json=request)
+        finally:
+            await asyncio.to_thread(own_postgres.start)
+    if stream:
+        assert answered.status_code == 200 and "event: error" in answered.text, answered.text
+        assert "response.completed" not in answered.text
+    else:
+        assert answered.status_code == 503, answered.text
+    assert "storage_unavailable" in answered.text
+    assert await items_of(peers, issuer, user, conversation) == before
+
+
+async def test_a_background_response_whose_end_cannot_be_stored_leaves_its_named_conversation_as_it_was(
+    own_postgres: EmbeddedPostgres, issuer: TestIssuer, peers: Peers, upstream: FakeUpstream
+) -> None:
+    user = "named-background-end-fails"
+    conversation, before = await named_conversation(peers, issuer, user)
+    hold = threading.Event()
+    upstream.enqueue(Reply(content="Not kept either.", hold=hold))
+    asked = len(upstream.requests)
+    request = {**PLAIN, "conversation": conversation, "background": True}
+    budgets = {"storage_retry_seconds": 0.5, "background_storage_retry_seconds": 0.5}
+    withdrawn = f"DELETE /internal/conversations/{conversation}/items"
+    with response_api(own_postgres.url, issuer, peers, **budgets) as url:
+        async with as_user(url, issuer, user) as http:
+            started = await http.post("/v1/responses", json=request)
+            assert started.status_code == 200, started.text
+            await eventually(lambda: len(upstream.requests) > asked, "the model was asked")
+            await asyncio.to_thread(own_postgres.stop)
+            try:
+                hold.set()
+                await eventually(lambda: withdrawn in peers.llm_api_requests(), "the items were withdrawn")
+            finally:
+                await asyncio.to_thread(own_postgres.start)
+    assert await items_of(peers, issuer, user, conversation) == before
+
+
+async def test_a_failed_insert_is_never_silenced_by_a_failed_append(
+    create_gate: CreateGate,
+    response_api_server: ServerFactory,
+    issuer: TestIssuer,
+    upstream: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Both writes fail: the append (llm-api away) and the insert, with an error that is no storage
+    # outage (a bug). The client gets an error either way, but the bug must reach the log.
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the insert's own bug")
+
+    monkeypatch.setattr(ResponseStore, "insert", broken)
+    seen: list[logging.LogRecord] = []
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Seen()
+    ending = logging.getLogger("apps.response_api.services.ending")
+    upstream.enqueue(answer("Not kept."))
+    with response_api_server(storage_retry_seconds=0.5) as url:
+        ending.addHandler(handler)  # after the app set up logging (it replaces the root's handlers)
+        try:
+            create_gate.fail_from_now()
+            async with as_user(url, issuer, "overlap-insert-bug") as http:
+                answered = await http.post("/v1/responses", json=PLAIN)
+        finally:
+            ending.removeHandler(handler)
+    assert answered.status_code >= 500, answered.text
+    assert any(
+        record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError) for record in seen
+    ), [record.getMessage() for record in seen]

@@ -94,7 +94,7 @@ def _check_endpoint(route: APIRoute) -> None:
     (hence what FastAPI would resolve for it) are no longer what `_respond` reproduces."""
     parameters = list(inspect.signature(route.endpoint).parameters)
     calls = [dependency.call for dependency in route.dependant.dependencies]
-    if route.path != PATH or parameters != ["request", "principal", "chat"] or calls[0] is not get_principal:
+    if route.path != PATH or parameters != ["request", "principal", "chat"] or calls[:1] != [get_principal]:
         raise RuntimeError(f"ChatLane no longer matches {route.endpoint.__qualname__}: update _respond")
 
 

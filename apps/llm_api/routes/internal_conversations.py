@@ -22,8 +22,13 @@ conversation is a 404.
   it then could not store (its client got an error and never learned the id): it goes only if it
   holds nothing but that response's append (items under that `Idempotency-Key`) or nothing at all;
   anything else in it keeps it (409). A missing one (or another user's) is already withdrawn (204),
-  so a retry after a lost answer is harmless. (Between the check and the delete an item could only
-  come from its owner, who found the id in their list within those milliseconds.)
+  so a retry after a lost answer is harmless. The check and the delete are one step under the
+  conversation's row lock (`ConversationStore.withdraw`): an item appended meanwhile keeps it.
+- `DELETE …/{id}/items?key=<response id>`: withdraw one response's items from a conversation that
+  stays (a response appended to a conversation the caller named, then could not be stored: its
+  client was told it failed, and a chat turn that could not be stored stays out too). Only items
+  appended under that `Idempotency-Key` go; always 204 (nothing to withdraw, a missing conversation
+  or another user's alike), so a retry is harmless.
 - `POST …/import`: a conversation from response-api's former own store, with its id, owner and age
   (see response-api's migration 0003). Repeating an import is harmless.
 """
@@ -47,7 +52,6 @@ from apps.llm_api.services.items import items_to_messages, title_from
 from apps.llm_api.types import ConversationContext, ConversationImported, ConversationItem, ItemReplay, Page
 from apps.llm_api.wire.conversations import conversation_json, item_json, page_json
 from apps.llm_api.wire.response_items import (
-    MAX_ITEMS_PER_RESPONSE,
     AppendItems,
     ImportConversation,
     stored_item,
@@ -129,15 +133,21 @@ async def withdraw_conversation(
     store: ConversationsDep,
     key: Annotated[str, Query(min_length=1, max_length=64)],
 ) -> Response:
-    conversation = await store.get(principal.user_id, conversation_id)
-    if conversation is not None:
-        # One more than a response can append: anything past that is not only this response's.
-        held = await store.replay_items(conversation, MAX_ITEMS_PER_RESPONSE + 1)
-        if any(row.append_key != key for row in held):
-            raise APIError(
-                409, f"Conversation '{conversation_id}' holds more than that response.", code="conflict"
-            )
-        await store.delete(principal.user_id, conversation_id)
+    if await store.withdraw(principal.user_id, conversation_id, key) is False:
+        raise APIError(
+            409, f"Conversation '{conversation_id}' holds more than that response.", code="conflict"
+        )
+    return Response(status_code=204)
+
+
+@router.delete("/{conversation_id}/items", status_code=204, response_model=None)
+async def withdraw_items(
+    conversation_id: str,
+    principal: PrincipalDep,
+    store: ConversationsDep,
+    key: Annotated[str, Query(min_length=1, max_length=64)],
+) -> Response:
+    await store.withdraw_items(principal.user_id, conversation_id, key)
     return Response(status_code=204)
 
 

@@ -144,6 +144,58 @@ class ConversationStore:
             )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def withdraw(self, user_id: str, public_id: str, key: str) -> bool | None:
+        """Delete the caller's conversation if it holds nothing but items appended under `key`: True
+        if deleted, False if it holds anything else (it stays), None if it is not theirs or gone.
+
+        The check and the delete run under the conversation's row lock. Every writer of its items
+        holds a lock on that row that conflicts with it (the writers' own row lock, or the item's
+        foreign key), so an item appended meanwhile is either committed and seen by the check, or
+        waits until the conversation is gone and then fails.
+        """
+        async with self._sessions() as session, session.begin():
+            locked = await session.scalar(
+                select(ConversationRow.id)
+                .where(ConversationRow.user_id == user_id, ConversationRow.public_id == public_id)
+                .with_for_update()
+            )
+            if locked is None:
+                return None
+            other = await session.scalar(
+                select(ItemRow.id)
+                .where(ItemRow.conversation_id == locked, ItemRow.append_key.is_distinct_from(key))
+                .limit(1)
+            )
+            if other is not None:
+                return False
+            await session.execute(delete(ConversationRow).where(ConversationRow.id == locked))
+        return True
+
+    async def withdraw_items(self, user_id: str, public_id: str, key: str) -> int:
+        """Delete the items appended under `key` from the caller's conversation (a response that was
+        then not stored); how many went (0 if none, or if the conversation is not theirs).
+
+        Taken under the conversation's row lock, as appends are: an append of that key still being
+        written finishes first, and is withdrawn with the rest.
+        """
+        async with self._sessions() as session, session.begin():
+            locked = await session.scalar(
+                select(ConversationRow.id)
+                .where(ConversationRow.user_id == user_id, ConversationRow.public_id == public_id)
+                .with_for_update()
+            )
+            if locked is None:
+                return 0
+            result = await session.execute(
+                delete(ItemRow).where(ItemRow.conversation_id == locked, ItemRow.append_key == key)
+            )
+            gone = int(result.rowcount)  # type: ignore[attr-defined]
+            if gone:
+                await session.execute(
+                    update(ConversationRow).where(ConversationRow.id == locked).values(updated_at=func.now())
+                )
+        return gone
+
     async def list_items(
         self, conversation: ConversationRow, *, limit: int, after: str | None, order: Order
     ) -> Page[ItemRow] | None:

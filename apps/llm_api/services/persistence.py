@@ -84,21 +84,15 @@ class Turn:
 
 def accumulate_stream(chunks: list[bytes]) -> tuple[dict[str, Any], str | None, dict[str, Any] | None]:
     """Choice 0 of a streamed completion rebuilt from its SSE bytes: message, finish reason, usage."""
-    decoder = SSEDecoder()
-    events = [event for chunk in chunks for event in decoder.feed(chunk)]
-    events.extend(decoder.flush())
     content: list[str] = []
     reasoning: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
-    for event in events:
-        if event.data == "[DONE]":
+    for data in event_data(chunks):
+        if data == b"[DONE]" or data == "[DONE]":
             break
-        try:
-            chunk = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            continue
+        chunk = _json_or_none(data)
         if not isinstance(chunk, dict):
             continue
         usage = chunk.get("usage") or usage
@@ -115,6 +109,39 @@ def accumulate_stream(chunks: list[bytes]) -> tuple[dict[str, Any], str | None, 
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]
     return message, finish_reason, usage
+
+
+def event_data(chunks: list[bytes]) -> list[bytes | str]:
+    """The data of every event of a relayed stream, in order, as the SSE decoder would give them.
+
+    A model's stream is almost always one `data:` line per event with LF line ends: that shape is
+    split with bytes methods (the decoder, a line at a time in Python, was ~70 µs of an 8-chunk
+    turn's CPU). Anything else (CR line ends, comments, named events, ids, multi-line data) goes
+    through the decoder. The fast split gives bytes (orjson reads them as they are), the decoder text."""
+    raw = b"".join(chunks)
+    if b"\r" not in raw:
+        found: list[bytes | str] = []
+        for block in raw.split(b"\n\n"):
+            if not block:
+                continue
+            if b"\n" in block or not block.startswith(b"data:"):
+                break
+            found.append(block[6:] if block.startswith(b"data: ") else block[5:])
+        else:
+            return found
+    decoder = SSEDecoder()
+    events = decoder.feed(raw)
+    events.extend(decoder.flush())
+    return [event.data for event in events]
+
+
+def _json_or_none(data: bytes | str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        if isinstance(data, bytes):  # the decoder would have replaced invalid UTF-8, then parsed
+            return _json_or_none(data.decode("utf-8", "replace"))
+        return None
 
 
 def _merge_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:

@@ -133,6 +133,13 @@ class Conversations:
         path = f"/internal/conversations/{quote(conversation_id, safe='')}?key={quote(key, safe='')}"
         await self._call("DELETE", path, headers)
 
+    async def withdraw_items(self, conversation_id: str, headers: dict[str, str], *, key: str) -> None:
+        """Take the items response `key` appended out of the caller's conversation, which stays: the
+        response was then not stored, and its client was told it failed. Nothing there, or no such
+        conversation, is already withdrawn. One attempt."""
+        path = f"{self._items_path(conversation_id)}?key={quote(key, safe='')}"
+        await self._call("DELETE", path, headers)
+
     async def import_legacy(self, payload: dict[str, Any]) -> None:
         """Hand one conversation of response-api's former store to llm-api (see migration 0003)."""
         await self._call("POST", "/internal/conversations/import", {}, json=payload)

@@ -11,11 +11,13 @@ are not listed), so a row stored while the append may still fail is seen by nobo
 is still answered only once both are stored. Each failure undoes what it can of the other: a row
 whose append failed is deleted; a new conversation whose row could not be written is withdrawn
 (llm-api keeps it if anything else is in it); a conversation found deleted meanwhile is then
-detached from the row too. What stays when an undo fails too (or the process dies between) is a
-state users reach anyway: a row naming a conversation without its items (as after deleting them),
-or, as in the one-after-the-other order, a conversation holding the items of a response the
-client was told failed. A stream (its id was announced) and a background response keep the order
-append, then row. Every write goes through
+detached from the row too. A stream (its id was announced) and a background response keep the order
+append, then row. Whichever the order, a response whose row could not be written after its append
+landed takes its items back out of the conversation the caller named (`_withdraw_items`; llm-api
+keeps a chat turn it could not store out too), since its client is told it failed. What stays when
+an undo fails too (or the process dies between) is a state users reach anyway: a row naming a
+conversation without its items (as after deleting them), or a conversation holding the items of a
+response the client was told failed. Every write goes through
 `durably` with its budget: `STORAGE_RETRY_SECONDS` when a client waits, the longer
 `BACKGROUND_STORAGE_RETRY_SECONDS` for a background response's end.
 """
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # How long a failed response's ending tries to create its new, empty conversation.
 EMPTY_CREATE_BUDGET = 1.0
+# One attempt at undoing a write the client is told failed, on that client's time.
+WITHDRAW_SECONDS = 2.0
 
 
 class ResponseWriter:
@@ -92,12 +96,21 @@ class ResponseWriter:
                 await leftover.close()
 
     async def _persist(self, run: ResponseRun, executions: list[ToolExecutionRow]) -> None:
-        body = run.state.body
         if _overlaps(run):
             await self._append_and_insert(run, executions)
             run.state.end_event()
             return
-        await self._add_to_conversation(run)
+        appended = await self._add_to_conversation(run)
+        try:
+            await self._write_row(run, executions)
+        except Exception:
+            if appended:
+                await self._withdraw_items(run)
+            raise
+
+    async def _write_row(self, run: ResponseRun, executions: list[ToolExecutionRow]) -> None:
+        """The row (or the final write of a background one), after its append."""
+        body = run.state.body
         end = run.state.end_event()  # numbered now, sent once stored (and logged with the ending)
         if run.background:
             event_log = run.state.detach_log()
@@ -135,7 +148,8 @@ class ResponseWriter:
         try:
             await self._add_to_conversation(run)
         except asyncio.CancelledError:
-            inserting.cancel()
+            if not inserting.cancel() and not inserting.cancelled():
+                inserting.exception()  # it ended first: its failure is moot now, but retrieved
             raise
         except Exception as exc:
             appended = exc
@@ -146,6 +160,12 @@ class ResponseWriter:
         if inserted is not None:
             if run.new_conversation:  # made by the append, unless that failed too (then a no-op)
                 await self.withdraw(conversation["id"], run.principal.forward_headers(), key=run.state.id)
+            elif body["conversation"] is not None:  # a failed append may have landed all the same
+                await self._withdraw_items(run)
+            if appended is not None and not isinstance(inserted, APIError):
+                # The client is told of the append's failure; a bug in the insert is not an outage
+                # and must not go unseen (`finish` logs only what it raises).
+                log.error("storing a response failed", exc_info=inserted, extra={"response_id": run.state.id})
             raise appended or inserted
         if appended is not None:
             await self._undo_row(run)
@@ -178,11 +198,34 @@ class ResponseWriter:
     async def withdraw(self, conversation_id: str, headers: dict[str, str], *, key: str) -> None:
         """Withdraw the new conversation of response `key`, which was not stored (one attempt, logged)."""
         try:
-            await self._conversations.withdraw(conversation_id, headers, key=key)
-        except APIError as exc:
+            # Its client waits for its error meanwhile: a stuck llm-api must not hold that up.
+            async with asyncio.timeout(WITHDRAW_SECONDS):
+                await self._conversations.withdraw(conversation_id, headers, key=key)
+        except (APIError, TimeoutError) as exc:
             log.warning(
                 "a new conversation of a response that was not stored stays",
-                extra={"response_id": key, "error": exc.message},
+                extra={
+                    "response_id": key,
+                    "error": exc.message if isinstance(exc, APIError) else "timed out",
+                },
+            )
+
+    async def _withdraw_items(self, run: ResponseRun) -> None:
+        """Take the items of a response that was not stored back out of the conversation it named
+        (one attempt, logged)."""
+        conversation = run.state.body["conversation"]
+        assert conversation is not None
+        headers = run.principal.forward_headers()
+        try:
+            async with asyncio.timeout(WITHDRAW_SECONDS):
+                await self._conversations.withdraw_items(conversation["id"], headers, key=run.state.id)
+        except (APIError, TimeoutError) as exc:
+            log.warning(
+                "the items of a response that was not stored stay in its conversation",
+                extra={
+                    "response_id": run.state.id,
+                    "error": exc.message if isinstance(exc, APIError) else "timed out",
+                },
             )
 
     async def record_executions(self, response_id: str, executions: list[ToolExecutionRow]) -> None:
@@ -200,11 +243,12 @@ class ResponseWriter:
                 "tool executions of an unstored response were lost", extra={"response_id": response_id}
             )
 
-    async def _add_to_conversation(self, run: ResponseRun) -> None:
+    async def _add_to_conversation(self, run: ResponseRun) -> bool:
+        """Append the response's items to its conversation; whether they landed there."""
         body = run.state.body
         conversation = body.get("conversation")
         if not body["store"] or not conversation:
-            return
+            return False
         if body["status"] not in ("completed", "incomplete"):
             # Failed and cancelled responses add nothing, but a new conversation is still made, so
             # the id the response reports can be continued; an existing one that was deleted
@@ -220,7 +264,7 @@ class ResponseWriter:
                         run.state.body["conversation"] = None
             except APIError as exc:
                 log.warning("could not create or read the conversation", extra={"error": exc.message})
-            return
+            return False
         budget = self._background_budget if run.background else self._budget
         try:
             await self._append(run, conversation["id"], [*run.input_items, *body["output"]], budget=budget)
@@ -237,6 +281,8 @@ class ResponseWriter:
                     "completed_at": None,
                 }
             )
+            return False
+        return body["conversation"] is not None  # None: found deleted meanwhile (`_append`)
 
     async def _append(
         self, run: ResponseRun, conversation_id: str, items: Sequence[Mapping[str, Any]], *, budget: float

@@ -1,0 +1,205 @@
+"""What a new-conversation turn adds to a plain request, in CPU of llm-api and of Postgres.
+
+The arms are those of `bench/load.py`'s two series: `plain` and `turn` (every request starts a
+new conversation, `conversation: {}`), each non-streamed and streamed (8 chunks): `plain`,
+`plain-s`, `turn`, `turn-s`. `--clients` requests are kept in flight, so turns are group-committed
+as under load. Each arm's figures are the CPU time per request of the llm-api process (its threads'
+schedstat) and of its Postgres (the postmaster, its living backends, and the exited ones through
+the postmaster's cutime/cstime), on a machine shared with other work. With `--baseline-tree` a
+second llm-api (on its own Postgres) runs that checkout, and every arm of both is interleaved in
+rounds. With `--profile`, py-spy samples this checkout's llm-api during one more pass of each arm.
+
+Run: `.venv/bin/python -m bench.turn_cpu [--requests 3000] [--clients 16] [--baseline-tree DIR]
+[--profile] [--set KEY=VALUE ...]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from bench.chat_overhead import LlmApiProcess, launch_llm_api, start_upstream
+from bench.cpu import cpu_ns, sampling, show_profile
+
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+ARMS = ("plain", "plain-s", "turn", "turn-s")
+
+
+def postgres_ns(data_dir: Path) -> int:
+    """Run time of a Postgres cluster so far: the postmaster, its living children, the exited ones."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    total = cpu_ns(postmaster)
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    total += (int(fields[13]) + int(fields[14])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[1]) == postmaster:
+                total += cpu_ns(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+@dataclass
+class Target:
+    label: str
+    process: LlmApiProcess
+    data_dir: Path
+    headers: dict[str, str]
+
+    async def commits(self) -> int:
+        """Transactions committed in llm-api's database so far (this query's own included)."""
+        connection = await asyncpg.connect(self.process.database_url)
+        try:
+            count: int = await connection.fetchval(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            )
+        finally:
+            await connection.close()
+        return count
+
+
+async def drive(session: aiohttp.ClientSession, target: Target, arm: str, count: int, clients: int) -> None:
+    body: dict[str, object] = {"model": "bench/fake-model", "messages": MESSAGES}
+    if arm.endswith("-s"):
+        body.update(stream=True, max_tokens=8)
+    if arm.startswith("turn"):
+        body["conversation"] = {}
+    url = f"{target.process.base}/v1/chat/completions"
+    left = count
+
+    async def client() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            async with session.post(url, json=body, headers=target.headers) as response:
+                content = await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{response.status} {content[:200]!r}")
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+
+
+async def measure(
+    targets: list[Target], requests: int, rounds: int, clients: int, profile_dir: Path | None
+) -> tuple[dict[str, list[tuple[float, float]]], dict[str, int], dict[str, Path]]:
+    # Idle connections are dropped before uvicorn's 5 s keep-alive ends (while the other arms run).
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        runs = [(target, arm) for target in targets for arm in ARMS]
+        for target, arm in runs:  # warm-up: connections, caches, lazy imports
+            await drive(session, target, arm, 300, clients)
+        figures: dict[str, list[tuple[float, float]]] = {f"{t.label}{arm}": [] for t, arm in runs}
+        commits: dict[str, int] = dict.fromkeys(figures, 0)
+        per_round = requests // rounds
+        for number in range(rounds):
+            for target, arm in runs[number % len(runs) :] + runs[: number % len(runs)]:
+                before = await target.commits()
+                app, database = cpu_ns(target.process.pid), postgres_ns(target.data_dir)
+                await drive(session, target, arm, per_round, clients)
+                figures[f"{target.label}{arm}"].append(
+                    (
+                        (cpu_ns(target.process.pid) - app) / per_round / 1000,
+                        (postgres_ns(target.data_dir) - database) / per_round / 1000,
+                    )
+                )
+                # pg_stat_database is updated when a backend goes idle: a moment after the last commit.
+                await asyncio.sleep(0.6)
+                commits[f"{target.label}{arm}"] += await target.commits() - before - 1
+        profiles: dict[str, Path] = {}
+        if profile_dir is not None:
+            ours = targets[-1]
+            for arm in ARMS:
+                async with sampling(ours.process.pid, profile_dir / f"{arm}.txt") as output:
+                    await drive(session, ours, arm, requests, clients)
+                profiles[arm] = output
+    return figures, commits, profiles
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--requests", type=int, default=3000, help="per arm, split over the rounds")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=16, help="requests in flight")
+    parser.add_argument("--baseline-tree", type=Path)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--keep", type=Path, help="copy the raw profiles here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.set)
+    with tempfile.TemporaryDirectory(prefix="jan-turn-") as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
+        upstream = start_upstream(stack)
+        trees = {"": None} if args.baseline_tree is None else {"base-": args.baseline_tree, "": None}
+        targets = []
+        for label, tree in trees.items():
+            directory = tmp / (label or "ours")
+            directory.mkdir(mode=0o755)
+            env = {
+                "LOG_LEVEL": "WARNING",  # as in bench/load.py: no access log line per request
+                "ADMISSION__MAX_CONCURRENT": "128",
+                "ADMISSION__MAX_CONCURRENT_PER_USER": "128",
+            }
+            env.update(extra, PYTHONSAFEPATH="1")
+            if tree is not None:
+                env["PYTHONPATH"] = str(tree.resolve())
+            process = launch_llm_api(stack, directory, upstream, env)
+            token = process.issuer.mint("bench-user", ttl_seconds=3600)
+            targets.append(Target(label, process, directory / "pg", {"Authorization": f"Bearer {token}"}))
+        loads = [Path("/proc/loadavg").read_text().split()[0]]
+        figures, commits, profiles = asyncio.run(
+            measure(targets, args.requests, args.rounds, args.clients, tmp if args.profile else None)
+        )
+        loads.append(Path("/proc/loadavg").read_text().split()[0])
+        print(f"\nmachine: {os.cpu_count()} cores, loadavg {' -> '.join(loads)}; env {extra}")
+        print(f"{args.requests} requests per arm in {args.rounds} rounds, {args.clients} in flight")
+        print("\nCPU µs per request, median over rounds (min-max): llm-api | Postgres | commits per request")
+        medians: dict[str, tuple[float, float]] = {}
+        for name, values in figures.items():
+            apps, dbs = [v[0] for v in values], [v[1] for v in values]
+            medians[name] = (median(apps), median(dbs))
+            print(
+                f"{name:>14} {medians[name][0]:6.0f} ({min(apps):.0f}-{max(apps):.0f}) | "
+                f"{medians[name][1]:5.0f} ({min(dbs):.0f}-{max(dbs):.0f}) | "
+                f"{commits[name] / (args.requests // args.rounds * args.rounds):.2f} commits/request"
+            )
+        for target in targets:
+            for stream in ("", "-s"):
+                turn, plain = medians[f"{target.label}turn{stream}"], medians[f"{target.label}plain{stream}"]
+                print(
+                    f"  {target.label}turn{stream} - plain{stream}: llm-api +{turn[0] - plain[0]:.0f} µs, "
+                    f"Postgres +{turn[1] - plain[1]:.0f} µs; plain / turn llm-api = {plain[0] / turn[0]:.2f}"
+                )
+        if args.baseline_tree is not None:
+            print("ours / base: median over rounds of the ratio within a round (run a minute apart at most)")
+            for arm in ARMS:
+                pairs = list(zip(figures[arm], figures[f"base-{arm}"], strict=True))
+                app = median([ours[0] / base[0] for ours, base in pairs])
+                database = median([ours[1] / max(base[1], 1) for ours, base in pairs])
+                print(f"  {arm}: llm-api {app:.3f}, Postgres {database:.3f}")
+        for arm, path in profiles.items():
+            show_profile(arm, path, medians[arm][0])
+            if args.keep is not None:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, args.keep / path.name)
+
+
+if __name__ == "__main__":
+    main()
