@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.chat_overhead import MESSAGES, LlmApiProcess, launch_llm_api, start_upstream
+from bench.chat_overhead import MESSAGES, LlmApiProcess, launch_checkouts, start_upstream
 from bench.cpu import cpu_ns, sampling, show_profile, user_system
 
 CONVERSATIONS = 16
@@ -107,15 +107,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
         upstream = start_upstream(stack)
-        trees = {"": None} if args.baseline_tree is None else {"base-": args.baseline_tree, "": None}
-        processes = {}
-        for label, tree in trees.items():
-            (tmp / (label or "ours")).mkdir(mode=0o755)
-            # PYTHONSAFEPATH: `python -m uvicorn` would otherwise import this checkout (the cwd) first.
-            env = {**extra, "PYTHONSAFEPATH": "1"}
-            if tree is not None:
-                env["PYTHONPATH"] = str(tree.resolve())
-            processes[label] = launch_llm_api(stack, tmp / (label or "ours"), upstream, env)
+        processes = launch_checkouts(stack, tmp, upstream, args.baseline_tree, extra)
         per_request, split, profiles = asyncio.run(
             run(processes, args.requests, args.rounds, tmp if args.profile else None)
         )

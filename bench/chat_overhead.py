@@ -47,6 +47,7 @@ from apps.common.auth.issuer import LocalIssuer
 from apps.common.http import DEFAULT_KEEPALIVE
 from apps.common.migrations import upgrade
 from apps.gateway.embedded import embedded_postgres, free_port, stop_process, wait_ready
+from bench.cpu import voluntary_switches
 
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VENV = ROOT / ".bench" / "litellm"
@@ -160,6 +161,24 @@ def launch_llm_api(
     return LlmApiProcess(base, issuer, database.url, process.pid)
 
 
+def launch_checkouts(
+    stack: ExitStack, tmp: Path, upstream: str, baseline_tree: Path | None, extra: dict[str, str]
+) -> dict[str, LlmApiProcess]:
+    """llm-api from this checkout (label "") and, with `baseline_tree`, from that one ("base-", started
+    first), each in `tmp / (label or "ours")` on its own Postgres."""
+    trees = {"": None} if baseline_tree is None else {"base-": baseline_tree, "": None}
+    processes = {}
+    for label, tree in trees.items():
+        directory = tmp / (label or "ours")
+        directory.mkdir(mode=0o755)
+        # PYTHONSAFEPATH: `python -m` would otherwise import this checkout (the cwd) first.
+        env = {**extra, "PYTHONSAFEPATH": "1"}
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree.resolve())
+        processes[label] = launch_llm_api(stack, directory, upstream, env)
+    return processes
+
+
 # One benchmark user drives every client: admission's bounds are raised to let them all in (the point
 # is the proxy's cost, not its refusals; `bench.load` measures those).
 ONE_USER_LIMITS = {"ADMISSION__MAX_CONCURRENT": "128", "ADMISSION__MAX_CONCURRENT_PER_USER": "128"}
@@ -268,10 +287,10 @@ async def measure(arms: list[Arm], llm_api_pid: int) -> list[int]:
         for round_number in range(ROUNDS):
             order = arms[round_number % len(arms) :] + arms[: round_number % len(arms)]
             for arm in order:
-                before = {name: _sleeps(pid) for name, pid in arm.pids.items()}
+                before = {name: voluntary_switches(pid) for name, pid in arm.pids.items()}
                 arm.plain.extend([await plain_once(arm) for _ in range(PLAIN_PER_ROUND)])
                 for name, pid in arm.pids.items():
-                    arm.sleeps[name] = arm.sleeps.get(name, 0) + _sleeps(pid) - before[name]
+                    arm.sleeps[name] = arm.sleeps.get(name, 0) + voluntary_switches(pid) - before[name]
                 arm.ttft.extend(
                     [(await stream_once(arm, STREAM_CHUNKS_TTFT))[0] for _ in range(TTFT_PER_ROUND)]
                 )
@@ -293,19 +312,6 @@ def _cpuidle() -> str:
     """The idle driver: how a sleeping core wakes (a VM's `haltpoll` without polling exits to the host)."""
     driver = Path("/sys/devices/system/cpu/cpuidle/current_driver")
     return f", cpuidle {driver.read_text().strip()}" if driver.exists() else ""
-
-
-def _sleeps(pid: int) -> int:
-    """Voluntary context switches of every thread of `pid` so far."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            for line in (task / "status").read_text().splitlines():
-                if line.startswith("voluntary_ctxt_switches:"):
-                    total += int(line.split()[1])
-        except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
-            continue
-    return total
 
 
 def _rss_kib(pid: int, field_name: str) -> int:

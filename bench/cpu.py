@@ -35,6 +35,19 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
+def voluntary_switches(pid: int) -> int:
+    """Voluntary context switches (sleeps) of every thread of `pid` so far."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
+            continue
+    return total
+
+
 def user_system(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds of `pid`, in clock ticks' resolution: which side of the syscall."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

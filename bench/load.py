@@ -206,7 +206,7 @@ async def measure(targets: list[Target], rates: list[float], seconds: float) -> 
                     cpu = cpu_seconds(target.pid)
                     step.wall = await run_step(session, target, step)
                     step.cpu = cpu_seconds(target.pid) - cpu
-                    step.load = os.getloadavg()[0].__format__(".1f")
+                    step.load = f"{os.getloadavg()[0]:.1f}"
                     if conversation:
                         now = await settled_turns(target.database_url)
                         step.stored, before[target.label] = now - before[target.label], now

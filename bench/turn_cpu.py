@@ -27,7 +27,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from bench.chat_overhead import LlmApiProcess, launch_llm_api, start_upstream
+from bench.chat_overhead import ONE_USER_LIMITS, LlmApiProcess, launch_checkouts, start_upstream
 from bench.cpu import cpu_ns, sampling, show_profile
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
@@ -147,22 +147,13 @@ def main() -> None:
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
         upstream = start_upstream(stack)
-        trees = {"": None} if args.baseline_tree is None else {"base-": args.baseline_tree, "": None}
+        # As in bench/load.py: no access log line per request.
+        env = {"LOG_LEVEL": "WARNING", **ONE_USER_LIMITS, **extra}
         targets = []
-        for label, tree in trees.items():
-            directory = tmp / (label or "ours")
-            directory.mkdir(mode=0o755)
-            env = {
-                "LOG_LEVEL": "WARNING",  # as in bench/load.py: no access log line per request
-                "ADMISSION__MAX_CONCURRENT": "128",
-                "ADMISSION__MAX_CONCURRENT_PER_USER": "128",
-            }
-            env.update(extra, PYTHONSAFEPATH="1")
-            if tree is not None:
-                env["PYTHONPATH"] = str(tree.resolve())
-            process = launch_llm_api(stack, directory, upstream, env)
+        for label, process in launch_checkouts(stack, tmp, upstream, args.baseline_tree, env).items():
             token = process.issuer.mint("bench-user", ttl_seconds=3600)
-            targets.append(Target(label, process, directory / "pg", {"Authorization": f"Bearer {token}"}))
+            headers = {"Authorization": f"Bearer {token}"}
+            targets.append(Target(label, process, tmp / (label or "ours") / "pg", headers))
         loads = [Path("/proc/loadavg").read_text().split()[0]]
         figures, commits, profiles = asyncio.run(
             measure(targets, args.requests, args.rounds, args.clients, tmp if args.profile else None)

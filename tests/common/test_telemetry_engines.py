@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from fastapi import FastAPI
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -58,49 +62,47 @@ def _pool_listeners(engine: AsyncEngine) -> list[object]:
     return found
 
 
-async def test_pool_metrics_are_left_out_when_no_reader_exists(database_url: str) -> None:
-    # Four counter adds per checkout and checkin (~20 µs of a conversation turn) for data nobody reads.
+@asynccontextmanager
+async def instrumented(database_url: str, **options: Any) -> AsyncIterator[AsyncEngine]:
+    """An engine instrumented by a fresh app's telemetry (`setup_telemetry`'s `options`)."""
     telemetry = setup_telemetry(
-        FastAPI(), service_name="quiet", version="0", environment="test", otlp_endpoint=None
+        FastAPI(), service_name="pool", version="0", environment="test", otlp_endpoint=None, **options
     )
     engine = create_engine(database_url, schema="public")
     telemetry.instrument_engine(engine)
     try:
-        assert _pool_listeners(engine) == []
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        yield engine
     finally:
         await engine.dispose()
         telemetry.shutdown()
+
+
+async def test_pool_metrics_are_left_out_when_no_reader_exists(database_url: str) -> None:
+    # Four counter adds per checkout and checkin (~20 µs of a conversation turn) for data nobody reads;
+    # the statement spans stay.
+    exporter = InMemorySpanExporter()
+    async with instrumented(database_url, span_exporter=exporter) as engine:
+        assert _pool_listeners(engine) == []
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 'spanned'"))
+    statements = [dict(span.attributes or {}).get("db.statement") for span in exporter.get_finished_spans()]
+    assert "SELECT 'spanned'" in statements
 
 
 async def test_pool_metrics_are_recorded_when_a_reader_exists(database_url: str) -> None:
     reader = InMemoryMetricReader()
-    telemetry = setup_telemetry(
-        FastAPI(),
-        service_name="read",
-        version="0",
-        environment="test",
-        otlp_endpoint=None,
-        metric_reader=reader,
-    )
-    engine = create_engine(database_url, schema="public")
-    telemetry.instrument_engine(engine)
-    try:
+    async with instrumented(database_url, metric_reader=reader) as engine:
         assert _pool_listeners(engine)
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
         data = reader.get_metrics_data()
-        assert data is not None
-        usage = {
-            dict(point.attributes or {})["state"]: getattr(point, "value", None)
-            for resource in data.resource_metrics
-            for scope in resource.scope_metrics
-            for metric in scope.metrics
-            if metric.name == MetricInstruments.DB_CLIENT_CONNECTIONS_USAGE
-            for point in metric.data.data_points
-        }
-        assert usage == {"idle": 1, "used": 0}
-    finally:
-        await engine.dispose()
-        telemetry.shutdown()
+    assert data is not None
+    usage = {
+        dict(point.attributes or {})["state"]: getattr(point, "value", None)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == MetricInstruments.DB_CLIENT_CONNECTIONS_USAGE
+        for point in metric.data.data_points
+    }
+    assert usage == {"idle": 1, "used": 0}

@@ -36,8 +36,8 @@ STREAM = {"model": MODEL, "input": "hi", "stream": True}
 
 
 @asynccontextmanager
-async def http_client(url: str, issuer: TestIssuer) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {issuer.mint('alice')}"}
+async def http_client(url: str, issuer: TestIssuer, user: str = "alice") -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {issuer.mint(user)}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=CLIENT_TIMEOUT) as http:
         yield http
 

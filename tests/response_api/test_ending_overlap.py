@@ -17,50 +17,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 from openai import AsyncOpenAI
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from apps.common.db import async_url
 from apps.gateway.embedded import EmbeddedPostgres
 from apps.response_api.services.store import ResponseStore
 from tests.harness.issuer import TestIssuer
 from tests.harness.response_api import MODEL, Peers, ServerFactory
 from tests.harness.upstream import FakeUpstream, Reply
-from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.harness.waiting import eventually_async as eventually
 from tests.response_api.conftest import CreateGate
 from tests.response_api.scripts import answer
+from tests.response_api.test_conversation_early import http_client, stored_responses
 from tests.response_api.test_durability import response_api
 
 PLAIN = {"model": MODEL, "input": "Write it down.", "tools": []}
 
 
-@asynccontextmanager
-async def as_user(url: str, issuer: TestIssuer, user: str) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {issuer.mint(user)}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=CLIENT_TIMEOUT) as http:
-        yield http
-
-
-async def rows(database_url: str) -> int:
-    engine = create_async_engine(async_url(database_url))
+async def post_while_down(
+    postgres: EmbeddedPostgres, url: str, issuer: TestIssuer, user: str, request: dict[str, Any]
+) -> httpx.Response:
+    """`user`'s `POST /v1/responses` while response-api's own Postgres is stopped (started again after)."""
+    await asyncio.to_thread(postgres.stop)
     try:
-        async with engine.connect() as connection:
-            counted = await connection.execute(text("select count(*) from response_api.responses"))
-            return int(counted.scalar_one())
+        async with http_client(url, issuer, user) as http:
+            return await http.post("/v1/responses", json=request)
     finally:
-        await engine.dispose()
+        await asyncio.to_thread(postgres.start)
 
 
 async def conversations_of(peers: Peers, issuer: TestIssuer, user: str) -> list[str]:
-    async with as_user(peers.llm_api_url, issuer, user) as http:
+    async with http_client(peers.llm_api_url, issuer, user) as http:
         listed = await http.get("/v1/conversations", params={"limit": 100})
     assert listed.status_code == 200, listed.text
     return [c["id"] for c in listed.json()["data"]]
@@ -68,7 +58,7 @@ async def conversations_of(peers: Peers, issuer: TestIssuer, user: str) -> list[
 
 async def until_stored(database_url: str, count: int) -> None:
     for _ in range(600):
-        if await rows(database_url) == count:
+        if await stored_responses(database_url) == count:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"never {count} stored responses")
@@ -82,9 +72,9 @@ async def test_the_row_is_written_while_the_append_runs(
     database_url: str,
     llm: AsyncOpenAI,
 ) -> None:
-    before = await rows(database_url)
+    before = await stored_responses(database_url)
     upstream.enqueue(answer("Both at once."))
-    async with as_user(response_api_url, issuer, "alice") as http:
+    async with http_client(response_api_url, issuer, "alice") as http:
         task = asyncio.create_task(http.post("/v1/responses", json=PLAIN))
         await eventually(lambda: create_gate.waiting >= 1, "the append (which creates) was held")
         await until_stored(database_url, before + 1)  # while the append is still held
@@ -108,10 +98,10 @@ async def test_an_append_that_fails_after_the_row_was_written_leaves_no_row(
     upstream: FakeUpstream,
     database_url: str,
 ) -> None:
-    before = await rows(database_url)
+    before = await stored_responses(database_url)
     upstream.enqueue(answer("Not kept."))
     with response_api_server(storage_retry_seconds=0.5) as url:
-        async with as_user(url, issuer, "overlap-append-fails") as http:
+        async with http_client(url, issuer, "overlap-append-fails") as http:
             task = asyncio.create_task(http.post("/v1/responses", json=PLAIN))
             await eventually(lambda: create_gate.waiting >= 1, "the append was held")
             await until_stored(database_url, before + 1)
@@ -119,7 +109,7 @@ async def test_an_append_that_fails_after_the_row_was_written_leaves_no_row(
             answered = await task
     assert answered.status_code == 503, answered.text
     assert answered.json()["error"]["code"] == "storage_unavailable"
-    assert await rows(database_url) == before
+    assert await stored_responses(database_url) == before
     assert await conversations_of(peers, issuer, "overlap-append-fails") == []
 
 
@@ -139,15 +129,10 @@ async def test_a_row_that_cannot_be_written_leaves_no_new_conversation(
         create_gate.opened.set()
     upstream.enqueue(answer("Not kept either."))
     with response_api(own_postgres.url, issuer, peers, storage_retry_seconds=0.5) as url:
-        await asyncio.to_thread(own_postgres.stop)
-        try:
-            async with as_user(url, issuer, user) as http:
-                answered = await http.post("/v1/responses", json=PLAIN)
-        finally:
-            await asyncio.to_thread(own_postgres.start)
+        answered = await post_while_down(own_postgres, url, issuer, user, PLAIN)
     assert answered.status_code == 503, answered.text
     assert answered.json()["error"]["code"] == "storage_unavailable"
-    assert await rows(own_postgres.url) == 0
+    assert await stored_responses(own_postgres.url) == 0
     assert await conversations_of(peers, issuer, user) == []  # withdrawn, or never made
 
 
@@ -156,12 +141,7 @@ async def test_a_background_response_that_cannot_be_stored_leaves_no_new_convers
 ) -> None:
     user = "background-row-fails"
     with response_api(own_postgres.url, issuer, peers, storage_retry_seconds=0.5) as url:
-        await asyncio.to_thread(own_postgres.stop)
-        try:
-            async with as_user(url, issuer, user) as http:
-                answered = await http.post("/v1/responses", json={**PLAIN, "background": True})
-        finally:
-            await asyncio.to_thread(own_postgres.start)
+        answered = await post_while_down(own_postgres, url, issuer, user, {**PLAIN, "background": True})
     assert answered.status_code == 503, answered.text
     assert await conversations_of(peers, issuer, user) == []
 
@@ -191,7 +171,7 @@ async def named_conversation(peers: Peers, issuer: TestIssuer, user: str) -> tup
         {"type": "message", "role": "user", "content": "Earlier question."},
         {"type": "message", "role": "assistant", "content": "Earlier answer."},
     ]
-    async with as_user(peers.llm_api_url, issuer, user) as http:
+    async with http_client(peers.llm_api_url, issuer, user) as http:
         made = await http.post("/v1/conversations", json={"items": earlier})
         assert made.status_code == 200, made.text
         conversation = made.json()["id"]
@@ -199,7 +179,7 @@ async def named_conversation(peers: Peers, issuer: TestIssuer, user: str) -> tup
 
 
 async def items_of(peers: Peers, issuer: TestIssuer, user: str, conversation: str) -> list[str]:
-    async with as_user(peers.llm_api_url, issuer, user) as http:
+    async with http_client(peers.llm_api_url, issuer, user) as http:
         listed = await http.get(f"/v1/conversations/{conversation}/items", params={"order": "asc"})
     assert listed.status_code == 200, listed.text
     return [item["id"] for item in listed.json()["data"]]
@@ -216,12 +196,7 @@ async def test_a_response_that_cannot_be_stored_leaves_its_named_conversation_as
     upstream.enqueue(answer("Not kept in the conversation."))
     request = {**PLAIN, "conversation": conversation, "stream": stream}
     with response_api(own_postgres.url, issuer, peers, storage_retry_seconds=0.5) as url:
-        await asyncio.to_thread(own_postgres.stop)
-        try:
-            async with as_user(url, issuer, user) as http:
-                answered = await http.post("/v1/responses", json=request)
-        finally:
-            await asyncio.to_thread(own_postgres.start)
+        answered = await post_while_down(own_postgres, url, issuer, user, request)
     if stream:
         assert answered.status_code == 200 and "event: error" in answered.text, answered.text
         assert "response.completed" not in answered.text
@@ -243,7 +218,7 @@ async def test_a_background_response_whose_end_cannot_be_stored_leaves_its_named
     budgets = {"storage_retry_seconds": 0.5, "background_storage_retry_seconds": 0.5}
     withdrawn = f"DELETE /internal/conversations/{conversation}/items"
     with response_api(own_postgres.url, issuer, peers, **budgets) as url:
-        async with as_user(url, issuer, user) as http:
+        async with http_client(url, issuer, user) as http:
             started = await http.post("/v1/responses", json=request)
             assert started.status_code == 200, started.text
             await eventually(lambda: len(upstream.requests) > asked, "the model was asked")
@@ -282,7 +257,7 @@ async def test_a_failed_insert_is_never_silenced_by_a_failed_append(
         ending.addHandler(handler)  # after the app set up logging (it replaces the root's handlers)
         try:
             create_gate.fail_from_now()
-            async with as_user(url, issuer, "overlap-insert-bug") as http:
+            async with http_client(url, issuer, "overlap-insert-bug") as http:
                 answered = await http.post("/v1/responses", json=PLAIN)
         finally:
             ending.removeHandler(handler)

@@ -154,11 +154,7 @@ class ConversationStore:
         waits until the conversation is gone and then fails.
         """
         async with self._sessions() as session, session.begin():
-            locked = await session.scalar(
-                select(ConversationRow.id)
-                .where(ConversationRow.user_id == user_id, ConversationRow.public_id == public_id)
-                .with_for_update()
-            )
+            locked = await self._locked_id(session, user_id, public_id)
             if locked is None:
                 return None
             other = await session.scalar(
@@ -179,11 +175,7 @@ class ConversationStore:
         written finishes first, and is withdrawn with the rest.
         """
         async with self._sessions() as session, session.begin():
-            locked = await session.scalar(
-                select(ConversationRow.id)
-                .where(ConversationRow.user_id == user_id, ConversationRow.public_id == public_id)
-                .with_for_update()
-            )
+            locked = await self._locked_id(session, user_id, public_id)
             if locked is None:
                 return 0
             result = await session.execute(
@@ -326,6 +318,16 @@ class ConversationStore:
             ConversationRow.public_id == public_id, ConversationRow.user_id == user_id
         )
         return (await session.scalars(query)).first()
+
+    @staticmethod
+    async def _locked_id(session: AsyncSession, user_id: str, public_id: str) -> int | None:
+        """The id of the caller's conversation, its row locked until commit (None if not theirs)."""
+        locked: int | None = await session.scalar(
+            select(ConversationRow.id)
+            .where(ConversationRow.user_id == user_id, ConversationRow.public_id == public_id)
+            .with_for_update()
+        )
+        return locked
 
     @staticmethod
     async def _attachable(session: AsyncSession, user_id: str, project_id: str) -> None:

@@ -167,8 +167,7 @@ def _stored_body(body: ItemBody) -> dict[str, Any]:
 
 
 def _json(value: Any) -> str:
-    # The engine's JSONB codec takes JSON text; a None is stored as JSON null, as the ORM does
-    # (`json_to_recordset` reads a JSON null as SQL NULL: the statements turn it back).
+    # The engine's JSONB codec takes JSON text; a None is stored as JSON null, as the ORM does.
     return orjson.dumps(value).decode()
 
 
@@ -206,11 +205,22 @@ WHERE c.public_id = $1 AND c.user_id = $2"""
 _SEQUENCE_KEY = "uq_conversation_items_conversation_id_sequence"
 _NUMBERING_ATTEMPTS = 5
 
+# What both turn statements share: the items' columns, their record in the JSON parameter
+# (`_item_rows`), and the values taken from it (`json_to_recordset` reads a JSON null as SQL NULL;
+# a missing usage is stored as JSON null, as every other path stores it).
+_INSERT_ITEMS = """INSERT INTO conversation_items
+    (public_id, conversation_id, sequence, type, role, status, body, finish_reason, usage,
+     incomplete_details)"""
+_ITEM_RECORD = """AS i(conversation varchar, public_id varchar, position int, type varchar, role varchar,
+         status varchar, body jsonb, finish_reason varchar, usage jsonb, incomplete_details jsonb)"""
+_ITEM_VALUES = """i.type, i.role, i.status, i.body, i.finish_reason, coalesce(i.usage, 'null'),
+       coalesce(i.incomplete_details, 'null')"""
+
 # $1: the new conversations (public id, user, title, metadata, project) as a JSON array; $2-$3: the
 # continued ones (id, title for an untitled one); $4: the items (`_item_rows`). A new conversation's
 # project is held (key share) against deletion until the commit; one deleted while the turn ran
 # starts detached (`kept` misses it).
-_TURNS_SQL = """
+_TURNS_SQL = f"""
 WITH n AS (
     SELECT * FROM json_to_recordset($1::json)
         AS n(public_id varchar, user_id varchar, title varchar, metadata jsonb, project_id varchar)
@@ -235,40 +245,32 @@ WITH n AS (
 ), stored AS (
     SELECT id, public_id FROM new UNION ALL SELECT id, public_id FROM touched
 )
-INSERT INTO conversation_items
-    (public_id, conversation_id, sequence, type, role, status, body, finish_reason, usage,
-     incomplete_details)
+{_INSERT_ITEMS}
 SELECT i.public_id, s.id,
        coalesce((SELECT max(x.sequence) FROM conversation_items x WHERE x.conversation_id = s.id), 0)
        + i.position,
-       i.type, i.role, i.status, i.body, i.finish_reason, coalesce(i.usage, 'null'),
-       coalesce(i.incomplete_details, 'null')
+       {_ITEM_VALUES}
 FROM json_to_recordset($4::json)
-    AS i(conversation varchar, public_id varchar, position int, type varchar, role varchar,
-         status varchar, body jsonb, finish_reason varchar, usage jsonb, incomplete_details jsonb)
-JOIN stored s ON s.public_id = i.conversation"""
+    {_ITEM_RECORD}
+JOIN stored s ON s.public_id = i.conversation"""  # noqa: S608 (module constants only)
 
 # Only new conversations, none in a project (every turn of `bench/load.py`'s conversation series):
 # no project to hold, no conversation to lock or touch, no earlier item to number after. With the
 # JSON parameters, a one-turn write of a new conversation went from 0.32-0.36 ms of llm-api CPU and
 # 0.34-0.37 ms of Postgres CPU to 0.28-0.29 and 0.28-0.30 ms (against pgserver, one client).
-_NEW_TURNS_SQL = """
+_NEW_TURNS_SQL = f"""
 WITH new AS (
     INSERT INTO conversations (public_id, user_id, title, metadata)
     SELECT * FROM json_to_recordset($1::json)
         AS n(public_id varchar, user_id varchar, title varchar, metadata jsonb)
     RETURNING id, public_id
 )
-INSERT INTO conversation_items
-    (public_id, conversation_id, sequence, type, role, status, body, finish_reason, usage,
-     incomplete_details)
+{_INSERT_ITEMS}
 SELECT i.public_id, new.id, i.position,
-       i.type, i.role, i.status, i.body, i.finish_reason, coalesce(i.usage, 'null'),
-       coalesce(i.incomplete_details, 'null')
+       {_ITEM_VALUES}
 FROM json_to_recordset($2::json)
-    AS i(conversation varchar, public_id varchar, position int, type varchar, role varchar,
-         status varchar, body jsonb, finish_reason varchar, usage jsonb, incomplete_details jsonb)
-JOIN new ON new.public_id = i.conversation"""
+    {_ITEM_RECORD}
+JOIN new ON new.public_id = i.conversation"""  # noqa: S608 (module constants only)
 
 
 async def taken_ids(db: AsyncConnection | AsyncSession, items: list[NewItem]) -> set[str]:

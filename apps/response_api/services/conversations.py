@@ -78,7 +78,7 @@ class Conversations:
     async def project_instructions(self, conversation_id: str, headers: dict[str, str]) -> str | None:
         """The instructions of the conversation's project; None without one (raises
         `ConversationMissing` if it is gone)."""
-        path = f"/internal/conversations/{quote(conversation_id, safe='')}"
+        path = self._path(conversation_id)
         body = await self._call("GET", path, headers, missing=conversation_id)
         return _instructions(body)
 
@@ -130,7 +130,7 @@ class Conversations:
         """Delete the caller's new conversation made for response `key`, which was then not stored
         (its client got an error and never learned the id). llm-api keeps it if it holds anything
         but that response's items (409); a missing one is already withdrawn. One attempt."""
-        path = f"/internal/conversations/{quote(conversation_id, safe='')}?key={quote(key, safe='')}"
+        path = f"{self._path(conversation_id)}?key={quote(key, safe='')}"
         await self._call("DELETE", path, headers)
 
     async def withdraw_items(self, conversation_id: str, headers: dict[str, str], *, key: str) -> None:
@@ -145,8 +145,12 @@ class Conversations:
         await self._call("POST", "/internal/conversations/import", {}, json=payload)
 
     @staticmethod
-    def _items_path(conversation_id: str) -> str:
-        return f"/internal/conversations/{quote(conversation_id, safe='')}/items"
+    def _path(conversation_id: str) -> str:
+        return f"/internal/conversations/{quote(conversation_id, safe='')}"
+
+    @classmethod
+    def _items_path(cls, conversation_id: str) -> str:
+        return f"{cls._path(conversation_id)}/items"
 
     async def _call(
         self,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 from apps.common.durable import durably
@@ -197,36 +197,24 @@ class ResponseWriter:
 
     async def withdraw(self, conversation_id: str, headers: dict[str, str], *, key: str) -> None:
         """Withdraw the new conversation of response `key`, which was not stored (one attempt, logged)."""
-        try:
-            # Its client waits for its error meanwhile: a stuck llm-api must not hold that up.
-            async with asyncio.timeout(WITHDRAW_SECONDS):
-                await self._conversations.withdraw(conversation_id, headers, key=key)
-        except (APIError, TimeoutError) as exc:
-            log.warning(
-                "a new conversation of a response that was not stored stays",
-                extra={
-                    "response_id": key,
-                    "error": exc.message if isinstance(exc, APIError) else "timed out",
-                },
-            )
+        await _undo(
+            self._conversations.withdraw(conversation_id, headers, key=key),
+            "a new conversation of a response that was not stored stays",
+            key,
+        )
 
     async def _withdraw_items(self, run: ResponseRun) -> None:
         """Take the items of a response that was not stored back out of the conversation it named
         (one attempt, logged)."""
         conversation = run.state.body["conversation"]
         assert conversation is not None
-        headers = run.principal.forward_headers()
-        try:
-            async with asyncio.timeout(WITHDRAW_SECONDS):
-                await self._conversations.withdraw_items(conversation["id"], headers, key=run.state.id)
-        except (APIError, TimeoutError) as exc:
-            log.warning(
-                "the items of a response that was not stored stay in its conversation",
-                extra={
-                    "response_id": run.state.id,
-                    "error": exc.message if isinstance(exc, APIError) else "timed out",
-                },
-            )
+        await _undo(
+            self._conversations.withdraw_items(
+                conversation["id"], run.principal.forward_headers(), key=run.state.id
+            ),
+            "the items of a response that was not stored stay in its conversation",
+            run.state.id,
+        )
 
     async def record_executions(self, response_id: str, executions: list[ToolExecutionRow]) -> None:
         """Record the tool executions of a response that is not stored; best effort (logged)."""
@@ -300,6 +288,17 @@ class ResponseWriter:
             # Deleted by its user meanwhile: the response is in no conversation now, and says so.
             log.info("conversation deleted during the response", extra={"response_id": run.state.id})
             run.state.body["conversation"] = None
+
+
+async def _undo(call: Awaitable[None], failure: str, response_id: str) -> None:
+    """One attempt at undoing a write of a response whose client is told it failed; a failure is
+    logged. Bounded: the client waits for its error meanwhile, and a stuck llm-api must not hold it."""
+    try:
+        async with asyncio.timeout(WITHDRAW_SECONDS):
+            await call
+    except (APIError, TimeoutError) as exc:
+        error = exc.message if isinstance(exc, APIError) else "timed out"
+        log.warning(failure, extra={"response_id": response_id, "error": error})
 
 
 def _overlaps(run: ResponseRun) -> bool:

@@ -169,7 +169,7 @@ class ResponseService:
                 await making  # before the insert: the row is what a poll reads
             else:
                 # A foreground stream overlaps it with the run's start; its first event waits for
-                # it (below), and so do its first tool call and its ending (`_execute`).
+                # it (below), and so do its first tool call and its ending (`RunExecutor.execute`).
                 made = asyncio.create_task(making, name="new conversation")
         if request.background:
             try:
@@ -204,8 +204,8 @@ class ResponseService:
             try:
                 await asyncio.shield(made)
             except BaseException:
-                # The id was not announced and nothing was sent: the run stores nothing (`_execute`)
-                # and is gone before the client hears of the failure.
+                # The id was not announced and nothing was sent: the run stores nothing
+                # (`RunExecutor.execute`) and is gone before the client hears of the failure.
                 await asyncio.shield(self._registry.cancel(run))
                 raise
         return run
