@@ -7,7 +7,7 @@ when the endpoint's parameters change under it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
@@ -16,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from apps.common.auth.principal import PrincipalDep
+from apps.common.auth.principal import Principal, PrincipalDep
 from apps.common.guard import GuardedRoute
 from apps.llm_api.deps import ChatDep
 from apps.llm_api.main import create_app
@@ -71,6 +71,42 @@ def test_a_recorded_span_names_the_route(
     servers = [span for span in exporter.get_finished_spans() if span.kind == trace.SpanKind.SERVER]
     [span] = [span for span in servers if (span.attributes or {}).get("http.route") == PATH]
     assert span.name == f"POST {PATH}"
+
+
+def test_dependency_overrides_are_honoured(
+    database_url: str, issuer: TestIssuer, upstream_server: FakeUpstream
+) -> None:
+    # The lane reads the chat service from app.state; with an override set it leaves the request to
+    # the declared route, which resolves the endpoint's dependencies through the overrides.
+    settings = llm_api_settings(
+        database_url, issuer, default_provider_url=upstream_server.base_url, default_provider_name="fake"
+    )
+    app = create_app(settings)
+    seen: list[str] = []
+
+    class Stub:
+        async def respond(self, raw: bytes, principal: Principal) -> Response:
+            seen.append(principal.user_id)
+            return Response(b'{"stub": true}', media_type="application/json")
+
+    chat_dependency = get_args(ChatDep)[1].dependency
+    headers = {"Authorization": f"Bearer {issuer.mint('override-user')}"}
+    with serve(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        app.dependency_overrides[chat_dependency] = Stub
+        overridden = http.post(PATH, json=BODY, headers=headers)
+        anonymous = http.post(PATH, json=BODY)
+        app.dependency_overrides.clear()
+        served = http.post(PATH, json=BODY, headers=headers)
+    assert overridden.status_code == 200 and overridden.json() == {"stub": True}
+    assert len(seen) == 1 and seen[0]
+    assert anonymous.status_code == 401  # the guard still runs first
+    assert served.status_code == 200 and served.json()["object"] == "chat.completion"
+    assert len(seen) == 1
+    lane = chat_lane()
+    scope = {"type": "http", "method": "POST", "path": PATH, "root_path": "", "app": app}
+    assert lane.matches(scope)[0].name == "FULL"
+    app.dependency_overrides[chat_dependency] = Stub
+    assert lane.matches(scope)[0].name == "NONE"
 
 
 def test_the_lane_refuses_an_endpoint_it_does_not_reproduce() -> None:

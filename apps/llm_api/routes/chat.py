@@ -56,7 +56,9 @@ class ChatLane(BaseRoute):
     """`POST /v1/chat/completions`, matched first: `app.router.routes.insert(0, ChatLane(route))`.
 
     Any other method falls through to the declared route (its 405). A span or metric that names the
-    route sees the declared one (`scope["route"]`) and this path.
+    route sees the declared one (`scope["route"]`) and this path. While the app has dependency
+    overrides (`app.dependency_overrides`, as tests set them), the lane steps aside too, so the
+    declared route resolves the endpoint's dependencies through them.
     """
 
     path = path_format = PATH
@@ -81,12 +83,22 @@ class ChatLane(BaseRoute):
         self.app = app
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] == "http" and scope["method"] == "POST" and get_route_path(scope) == PATH:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and get_route_path(scope) == PATH
+            and not _overridden(scope)
+        ):
             return Match.FULL, {"endpoint": self.endpoint, "path_params": {}, "route": self.route}
         return Match.NONE, {}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
+
+
+def _overridden(scope: Scope) -> bool:
+    app = scope.get("app")
+    return bool(getattr(app, "dependency_overrides", None))
 
 
 def _check_endpoint(route: APIRoute) -> None:
