@@ -51,7 +51,9 @@ def transport_failure(exc: BaseException) -> TransportFailure | None:
     # timeouts first.
     if isinstance(exc, TimeoutError | httpx.TimeoutException | httpx2.TimeoutException):
         return "timeout"
-    if isinstance(exc, httpx.ConnectError | httpx2.ConnectError | aiohttp.ClientConnectorError):
+    if isinstance(
+        exc, httpx.ConnectError | httpx2.ConnectError | aiohttp.ClientConnectorError | ConnectionRefusedError
+    ):
         return "unreachable"
     if isinstance(exc, httpx.TransportError | httpx2.TransportError | ConnectionError):
         return "disconnected"

@@ -18,7 +18,9 @@ from pydantic import SecretStr
 from apps.common.http import make_client, make_session
 from apps.llm_api.providers.config import ProviderConfig, ProvidersFileError, load_providers_file
 from apps.llm_api.providers.crypto import KeyBox
+from apps.llm_api.providers.plain_http import PlainPool
 from apps.llm_api.providers.registry import Provider, ProviderRegistry
+from apps.llm_api.providers.upstream import Upstream
 from apps.llm_api.routes import (
     admin_providers,
     chat,
@@ -70,7 +72,8 @@ def include_chat_routes(app: FastAPI) -> None:
 async def chat_services(
     app: FastAPI, settings: LlmApiSettings, configured: list[Provider]
 ) -> AsyncIterator[None]:
-    # Model sync: the kit's httpx client. Chat completions and media resolution: aiohttp sessions.
+    # Model sync: the kit's httpx client. Chat completions and media resolution: aiohttp sessions
+    # (and a PlainPool beside the chat one).
     client = make_client(timeout=30.0, connect_timeout=settings.upstream_connect_timeout)
     media_session = make_session(read_timeout=settings.media_resolve_timeout)
     session = make_session(
@@ -80,7 +83,14 @@ async def chat_services(
         keepalive=settings.upstream_keepalive_seconds,
         decompress=False,  # relayed as the model sent them
     )
-    async with client, session, media_session:
+    # Non-streamed completions over plain http:// (see providers/plain_http.py), same bounds.
+    plain = PlainPool(
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_read_timeout,
+        keepalive=settings.upstream_keepalive_seconds,
+        max_connections=settings.upstream_max_connections,
+    )
+    async with client, session, media_session, contextlib.aclosing(plain):
         app.state.telemetry.instrument_httpx(client)
         registry = ProviderRegistry(client, configured)
         store = ConversationStore(app.state.sessions)
@@ -94,7 +104,7 @@ async def chat_services(
         app.state.provider_admin = admin
         app.state.chat = ChatService(
             registry=registry,
-            session=session,
+            upstream=Upstream(session, plain),
             store=store,
             writer=writer,
             media=MediaResolver(media_session, settings.media_resolve_url, settings.media_resolve_timeout),

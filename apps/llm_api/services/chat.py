@@ -29,7 +29,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 from starlette.responses import Response
 
@@ -40,7 +39,7 @@ from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.providers.compat import adapt
 from apps.llm_api.providers.registry import ModelRoute, ProviderRegistry
 from apps.llm_api.providers.stream_usage import UsageWatch, prompt_chars
-from apps.llm_api.providers.upstream import open_chat, upstream_failure
+from apps.llm_api.providers.upstream import Upstream, open_chat, upstream_failure
 from apps.llm_api.services.conversations import ConversationStore
 from apps.llm_api.services.items import items_to_messages, title_from
 from apps.llm_api.services.media import MediaResolver, has_placeholder
@@ -77,7 +76,7 @@ class Prepared:
 @dataclass
 class ChatService:
     registry: ProviderRegistry
-    session: aiohttp.ClientSession
+    upstream: Upstream
     store: ConversationStore
     writer: TurnWriter
     media: MediaResolver
@@ -173,7 +172,7 @@ class ChatService:
         return conversation, items_to_messages(history), instructions
 
     async def _plain(self, prepared: Prepared) -> Response:
-        response = await open_chat(self.session, prepared.route, prepared.upstream_body)
+        response = await open_chat(self.upstream, prepared.route, prepared.upstream_body, stream=False)
         try:
             content = await response.read()
         finally:
@@ -192,7 +191,7 @@ class ChatService:
         return Response(orjson.dumps(completion), media_type="application/json")
 
     async def _stream(self, prepared: Prepared) -> Response:
-        response = await open_chat(self.session, prepared.route, prepared.upstream_body)
+        response = await open_chat(self.upstream, prepared.route, prepared.upstream_body, stream=True)
         if response.status != 200:
             try:
                 content = await response.read()

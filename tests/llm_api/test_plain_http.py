@@ -1,0 +1,259 @@
+"""The plain HTTP/1.1 pool for non-streamed completions (apps/llm_api/providers/plain_http.py).
+
+Against a raw loopback server that answers byte for byte as a test scripts it, so each way an HTTP
+server may frame or end an answer is exercised: keep-alive, chunked, closed-delimited, a connection
+closed while idle or before answering, a body cut short, silence, a refused connection. The pool's
+ordinary path is also under every non-streamed chat test in this directory (a uvicorn upstream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+
+from apps.common.http import make_session, transport_failure
+from apps.llm_api.providers.plain_http import PlainPool, plain_target
+from apps.llm_api.providers.registry import ModelRoute, Provider
+from apps.llm_api.providers.upstream import Upstream, open_chat
+
+BODY = b'{"id":"chatcmpl-1","object":"chat.completion"}'
+OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY)
+
+Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
+
+
+@dataclass
+class Server:
+    url: str
+    connections: int = 0
+    requests: list[bytes] = field(default_factory=list)
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    return head + await reader.readexactly(length)
+
+
+@asynccontextmanager
+async def server(answer: Answer) -> AsyncIterator[Server]:
+    """`answer(reader, writer, number)` answers request `number` (from 0); False closes the connection."""
+    state = Server(url="")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        state.connections += 1
+        try:
+            while True:
+                try:
+                    request = await _read_request(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                state.requests.append(request)
+                if not await answer(reader, writer, len(state.requests) - 1):
+                    return
+        finally:
+            writer.close()
+
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    state.url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    async with listener:
+        yield state
+
+
+def pool(**overrides: float) -> PlainPool:
+    settings = {"connect_timeout": 5.0, "read_timeout": 5.0, "keepalive": 4.0, "max_connections": 8}
+    return PlainPool(**{**settings, **overrides})  # type: ignore[arg-type]
+
+
+async def post(plain: PlainPool, url: str) -> tuple[int, bytes]:
+    response = await plain.post(url, b'{"model":"m"}', {"content-type": "application/json"})
+    try:
+        return response.status, await response.read()
+    finally:
+        response.close()
+
+
+async def ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+    writer.write(OK)
+    return True
+
+
+async def test_connections_are_kept_alive_and_requests_are_well_formed() -> None:
+    plain = pool()
+    async with server(ok) as upstream:
+        for _ in range(3):
+            assert await post(plain, upstream.url) == (200, BODY)
+        assert upstream.connections == 1
+        head, _, body = upstream.requests[0].partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"POST /v1/chat/completions HTTP/1.1"
+        assert f"host: {upstream.url.split('/')[2]}".encode() in lines
+        assert b"content-length: 13" in lines and body == b'{"model":"m"}'
+    await plain.aclose()
+
+
+async def test_a_chunked_answer_and_a_split_head_are_assembled() -> None:
+    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-")
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.write(b"encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.write(b"6\r\n world\r\n0\r\n\r\n")
+        return True
+
+    plain = pool()
+    async with server(chunked) as upstream:
+        assert await post(plain, upstream.url) == (200, b"hello world")
+        assert await post(plain, upstream.url) == (200, b"hello world")
+        assert upstream.connections == 1
+    await plain.aclose()
+
+
+async def test_an_answer_ended_by_closing_is_read_to_the_end_and_not_reused() -> None:
+    async def until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+        writer.write(b"HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\n\r\nupstream gone")
+        return False
+
+    plain = pool()
+    async with server(until_eof) as upstream:
+        assert await post(plain, upstream.url) == (502, b"upstream gone")
+        assert await post(plain, upstream.url) == (502, b"upstream gone")
+        assert upstream.connections == 2
+    await plain.aclose()
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+        writer.write(OK)
+        return False  # keep-alive was not refused, but the server closes anyway
+
+    plain = pool()
+    async with server(once) as upstream:
+        assert await post(plain, upstream.url) == (200, BODY)
+        await asyncio.sleep(0.05)  # the close arrives
+        assert await post(plain, upstream.url) == (200, BODY)
+        assert upstream.connections == 2
+    await plain.aclose()
+
+
+async def test_idle_connections_expire_after_keepalive() -> None:
+    plain = pool(keepalive=0.05)
+    async with server(ok) as upstream:
+        await post(plain, upstream.url)
+        await asyncio.sleep(0.1)
+        await post(plain, upstream.url)
+        assert upstream.connections == 2
+    await plain.aclose()
+
+
+async def test_a_close_before_the_head_raises_from_post_and_open_chat_retries_it() -> None:
+    async def first_dropped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+        if number == 0:
+            return False  # a pooled connection the server was closing as the request went out
+        writer.write(OK)
+        return True
+
+    plain = pool()
+    async with server(first_dropped) as upstream:
+        with pytest.raises(ConnectionResetError) as caught:
+            await plain.post(upstream.url, b"{}", {})
+        assert transport_failure(caught.value) == "disconnected"
+        assert await post(plain, upstream.url) == (200, BODY)
+
+    async with server(first_dropped) as upstream, make_session(read_timeout=5.0) as session:
+        route = _route(upstream.url.removesuffix("/chat/completions"))
+        response = await open_chat(Upstream(session, plain), route, b"{}", stream=False)
+        try:
+            assert (response.status, await response.read()) == (200, BODY)
+        finally:
+            response.close()
+        assert upstream.connections == 2 and len(upstream.requests) == 2
+    await plain.aclose()
+
+
+async def test_a_body_cut_short_or_a_silence_raises_from_read() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+        writer.write(b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"partial":')
+        if number == 0:
+            return False
+        await asyncio.sleep(1)  # silent past the read timeout
+        return False
+
+    plain = pool(read_timeout=0.2)
+    async with server(cut) as upstream:
+        for expected in (ConnectionResetError, TimeoutError):
+            response = await plain.post(upstream.url, b"{}", {})
+            assert response.status == 200
+            with pytest.raises(expected):
+                await response.read()
+            response.close()
+    await plain.aclose()
+
+
+async def test_a_silent_server_times_out_before_the_head() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+        await asyncio.sleep(1)
+        return False
+
+    plain = pool(read_timeout=0.1)
+    async with server(silent) as upstream:
+        with pytest.raises(TimeoutError):
+            await plain.post(upstream.url, b"{}", {})
+    await plain.aclose()
+
+
+async def test_a_refused_connection_is_unreachable() -> None:
+    listener = await asyncio.start_server(ok, "127.0.0.1", 0)  # type: ignore[arg-type]
+    port = listener.sockets[0].getsockname()[1]
+    listener.close()
+    await listener.wait_closed()
+    plain = pool()
+    with pytest.raises(ConnectionRefusedError) as caught:
+        await plain.post(f"http://127.0.0.1:{port}/v1/chat/completions", b"{}", {})
+    assert transport_failure(caught.value) == "unreachable"
+    await plain.aclose()
+
+
+async def test_a_header_with_a_line_break_is_refused() -> None:
+    plain = pool()
+    async with server(ok) as upstream:
+        with pytest.raises(ValueError, match="line break"):
+            await plain.post(upstream.url, b"{}", {"authorization": "Bearer x\r\nx-injected: 1"})
+        assert await post(plain, upstream.url) == (200, BODY)  # its slot was given back
+    await plain.aclose()
+
+
+def test_only_plain_http_urls_are_served() -> None:
+    assert plain_target("https://api.openai.com/v1/chat/completions") is None
+    assert plain_target("http://user:pw@host/v1/chat/completions") is None
+    target = plain_target("http://vllm:8000/v1/chat/completions?x=1")
+    assert target is not None and (target.host, target.port) == ("vllm", 8000)
+    assert target.head.startswith(b"POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: vllm:8000\r\n")
+    default = plain_target("http://[::1]/chat/completions")
+    assert default is not None and b"host: [::1]\r\n" in default.head
+
+
+def _route(base_url: str) -> ModelRoute:
+    provider = Provider(
+        id="prov_raw",
+        name="raw",
+        kind="openai_compatible",
+        vendor="raw",
+        base_url=base_url,
+        api_key=None,
+        active=True,
+        source="environment",
+        rank=0,
+    )
+    return ModelRoute(public_id="raw/m", upstream_id="m", provider=provider, created=0)
