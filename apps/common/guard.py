@@ -30,6 +30,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.types import Scope
 
 from apps.common.admission import admit
 from apps.common.auth.principal import get_principal
@@ -101,8 +102,11 @@ def _uses(dependant: Dependant, call: Callable[..., Any]) -> bool:
     return dependant.call is call or any(_uses(sub, call) for sub in dependant.dependencies)
 
 
-def _is_json(request: Request) -> bool:
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+def _is_json(scope: Scope) -> bool:
+    # The scope's own header list (ASGI names are lowercase), as `Request.headers.get` reads it but
+    # without building `Headers` for one lookup.
+    raw = next((value for name, value in scope["headers"] if name == b"content-type"), b"")
+    content_type = raw.decode("latin-1").split(";", 1)[0].strip().lower()
     return not content_type or content_type == "application/json" or content_type.endswith("+json")
 
 
@@ -110,17 +114,19 @@ def guarded(dependant: Dependant, handler: Handler) -> Handler:
     required = _uses(dependant, get_principal)
 
     async def guard(request: Request) -> Response:
+        scope = request.scope
         if required:
             principal = await get_principal(request)
-            await admit(request.scope, principal.user_id)
-        for name, value in request.path_params.items():
+            await admit(scope, principal.user_id)
+        for name, value in scope.get("path_params", {}).items():
             if isinstance(value, str) and unstorable(value):
                 raise APIError(
                     404, f"Not found: no {name} contains that character.", param=name, code="not_found"
                 )
-        for name, value in request.query_params.multi_items():
-            check_text_field(value, name)
-        if request.method in ("POST", "PUT", "PATCH") and _is_json(request):
+        if scope.get("query_string"):  # most requests have none: no parse
+            for name, value in request.query_params.multi_items():
+                check_text_field(value, name)
+        if scope["method"] in ("POST", "PUT", "PATCH") and _is_json(scope):
             check_json_body(await request.body())
         return await handler(request)
 
