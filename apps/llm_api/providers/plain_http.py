@@ -3,11 +3,11 @@ to a provider over plain `http://` (a model server in the cluster, as vLLM usual
 
 Why not aiohttp, which carries every other call to a model: per round trip aiohttp's request and
 response machinery (its timers, header multidicts, payload registry, a task for the body write, the
-response object) cost ~170 µs of CPU on the bench machine, against ~25 µs for the same bytes through
-an asyncio protocol and httptools' parser (`bench/chat_cpu.py` beside main's checkout, and the
-in-process figures in the module's tests' commit): on a plain completion that was a quarter of
-llm-api's own CPU, all of it on the latency path. Streams (their chunks, backpressure and cut-offs),
-`https://` providers (TLS) and anything unusual stay on aiohttp.
+response object) cost ~170 µs of CPU on the 2-core bench VM, against ~25 µs for the same bytes
+through an asyncio protocol and httptools' parser (one process, uvloop, a canned loopback server):
+on a plain completion that was about a quarter of llm-api's own CPU, all of it on the latency path
+(`bench/chat_cpu.py`: 783 against 1178 µs per plain request beside the aiohttp build). Streams
+(their chunks, backpressure and cut-offs) and `https://` providers (TLS) stay on aiohttp.
 
 What it keeps from the aiohttp session it sits beside: the connect timeout, the limit on a silence
 while reading (`read_timeout`, reset by every byte), idle connections dropped after `keepalive`
