@@ -9,14 +9,14 @@ ordinary path is also under every non-streamed chat test in this directory (a uv
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
 
 from apps.common.http import make_session, transport_failure
-from apps.llm_api.providers.plain_http import PlainPool, plain_target
+from apps.llm_api.providers.plain_http import PlainPool, PlainResponse, plain_target
 from apps.llm_api.providers.registry import ModelRoute, Provider
 from apps.llm_api.providers.upstream import Upstream, open_chat
 
@@ -232,6 +232,41 @@ async def test_a_header_with_a_line_break_is_refused() -> None:
             await plain.post(upstream.url, b"{}", {"authorization": "Bearer x\r\nx-injected: 1"})
         assert await post(plain, upstream.url) == (200, BODY)  # its slot was given back
     await plain.aclose()
+
+
+async def test_a_wait_for_a_free_connection_is_bounded_by_the_connect_timeout() -> None:
+    release = asyncio.Event()
+
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+        await release.wait()
+        writer.write(OK)
+        return True
+
+    plain = pool(max_connections=1, connect_timeout=0.1)
+    async with server(held) as upstream:
+        first = asyncio.create_task(post(plain, upstream.url))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeoutError):
+            await plain.post(upstream.url, b"{}", {})
+        release.set()
+        assert await first == (200, BODY)
+        assert await post(plain, upstream.url) == (200, BODY)  # the slot came back
+    await plain.aclose()
+
+
+async def test_streams_go_through_aiohttp() -> None:
+    class Refusing(PlainPool):
+        async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> PlainResponse:
+            raise AssertionError("a stream went through the plain pool")
+
+    async with server(ok) as upstream, make_session(read_timeout=5.0) as session:
+        plain = Refusing(connect_timeout=5.0, read_timeout=5.0, keepalive=4.0, max_connections=8)
+        route = _route(upstream.url.removesuffix("/chat/completions"))
+        response = await open_chat(Upstream(session, plain), route, b"{}", stream=True)
+        try:
+            assert [chunk async for chunk in response.chunks()] == [BODY]
+        finally:
+            response.close()
 
 
 def test_only_plain_http_urls_are_served() -> None:

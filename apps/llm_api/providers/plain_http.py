@@ -9,13 +9,14 @@ on a plain completion that was about a quarter of llm-api's own CPU, all of it o
 (`bench/chat_cpu.py`: 783 against 1178 µs per plain request beside the aiohttp build). Streams
 (their chunks, backpressure and cut-offs) and `https://` providers (TLS) stay on aiohttp.
 
-What it keeps from the aiohttp session it sits beside: the connect timeout, the limit on a silence
-while reading (`read_timeout`, reset by every byte), idle connections dropped after `keepalive`
-seconds, at most `max_connections` open, no cookies, bodies as they came (no decompression). A
-connection that breaks before the response's head is complete raises `ConnectionResetError` from
-`post` (the caller's one retry is safe then, as with aiohttp's `ServerDisconnectedError`); one that
-breaks or stalls later raises from `read`. Redirects are not followed (aiohttp would turn a
-redirected POST into a GET without its body, which no model server answers).
+What it keeps from the aiohttp session it sits beside: the connect timeout (which also bounds a
+wait for a free connection at the limit), the limit on a silence while reading (`read_timeout`,
+reset by every byte), idle connections dropped after `keepalive` seconds, at most `max_connections`
+in use, no cookies, bodies as they came (no decompression). A connection that breaks before the
+response's head is complete raises `ConnectionResetError` from `post` (the caller's one retry is
+safe then, as with aiohttp's `ServerDisconnectedError`); one that breaks or stalls later raises from
+`read`. Redirects are not followed (aiohttp would turn a redirected POST into a GET without its
+body, which no model server answers).
 """
 
 from __future__ import annotations
@@ -238,7 +239,11 @@ class PlainPool:
         lines.append(body)
         data = b"".join(lines)
         key = (target.host, target.port)
-        await self._slots.acquire()
+        if self._slots.locked():  # every connection busy: wait for one as aiohttp would, within the
+            async with asyncio.timeout(self.connect_timeout):  # connect timeout
+                await self._slots.acquire()
+        else:
+            await self._slots.acquire()
         try:
             connection = await self._connection(key)
             try:
