@@ -20,7 +20,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Receive, Scope, Send
 
@@ -35,7 +34,7 @@ from apps.common.guard import GuardedRoute
 from apps.common.health import Readiness
 from apps.common.health import router as health_router
 from apps.common.http import make_client
-from apps.common.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from apps.common.middleware import BodySizeLimitMiddleware, LeanCORSMiddleware, RequestContextMiddleware
 from apps.common.openapi import install_openapi
 from apps.common.settings import ServiceSettings
 from apps.common.telemetry import setup_telemetry
@@ -127,7 +126,7 @@ def service_app(
     app.state.admission = Admission(settings.admission)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(
-        CORSMiddleware,
+        LeanCORSMiddleware,
         # The policy Kong applies too (apps.common.cors); only the origins are the settings'.
         allow_origins=list(settings.cors_origins),
         allow_methods=list(CORS.methods),
