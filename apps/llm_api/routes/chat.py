@@ -5,9 +5,9 @@ other methods, the guard), but a request for it is served by `ChatLane`, matched
 router. FastAPI's routing of included routers and its dependency solving were about a fifth of
 llm-api's own CPU on a plain completion (bench/chat_cpu.py), for a route whose dependencies are
 two lookups: the guard has already authenticated and admitted the caller (the principal is on
-`request.state`), and the chat service is on `app.state`. The lane runs the same guard and the same
-exception handlers (the OpenAI envelopes), then the endpoint's one line. It is built on the
-Starlette helpers FastAPI's own routes use (`fastapi.routing` imports the same private modules).
+`request.state`), and the chat service is on `app.state`. The lane runs the same guard, then the
+endpoint's one line; its errors reach the same exception handlers (the OpenAI envelopes). It uses a
+Starlette helper FastAPI's own routes use (`fastapi.routing` imports the same private module).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
-from starlette._exception_handler import wrap_app_handling_exceptions
 from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match, compile_path
 from starlette.types import Receive, Scope, Send
@@ -71,14 +70,12 @@ class ChatLane(BaseRoute):
         self.endpoint = route.endpoint
         handler = guarded(route.dependant, _respond)
 
+        # An exception goes on to the app's ExceptionMiddleware, whose handlers (the same ones) answer
+        # it. FastAPI's routes also catch at the route, so that handlers run inside the exit stacks of
+        # `yield` dependencies; this endpoint has none, and the second catch cost a send wrapper.
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            request = Request(scope, receive, send)
-
-            async def respond(scope: Scope, receive: Receive, send: Send) -> None:
-                response = await handler(request)
-                await response(scope, receive, send)
-
-            await wrap_app_handling_exceptions(respond, request)(scope, receive, send)
+            response = await handler(Request(scope, receive, send))
+            await response(scope, receive, send)
 
         self.app = app
 
