@@ -26,6 +26,7 @@ import orjson
 
 from apps.common.durable import StorageUnavailable, durably
 from apps.common.sse import SSEDecoder
+from apps.common.storable import storable
 from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.services.conversations import ConversationStore, NewItem
 from apps.llm_api.services.items import message_to_items
@@ -55,7 +56,10 @@ class Turn:
 
     def items(self) -> list[NewItem]:
         items = [NewItem(body) for message in self.inputs for body in message_to_items(message)]
-        message, finish_reason, usage = self._reply()
+        # The inputs passed the request's check (`apps.common.guard`); the reply is the model's, and
+        # the client has it already: text Postgres cannot store is replaced, not refused (one such
+        # turn would fail the group-committed statement holding other users' turns too).
+        message, finish_reason, usage = storable(self._reply())
         if message is None:
             return items
         status = "incomplete" if self.incomplete_reason else "completed"
