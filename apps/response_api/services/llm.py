@@ -22,6 +22,7 @@ import orjson
 from opentelemetry.propagate import inject
 
 from apps.common.sse import decode_events
+from apps.common.storable import storable
 
 
 @dataclass(slots=True)
@@ -84,6 +85,8 @@ class LlmClient:
                     continue
                 try:
                     chunk = orjson.loads(event.data)
+                    if "\\u0000" in event.data:  # stored with the response: see `apps.common.storable`
+                        chunk = storable(chunk)
                     if chunk.get("error"):
                         raise LlmApiError(502, str(chunk["error"].get("message", "model error")))
                     usage = chunk.get("usage") or usage
@@ -128,6 +131,7 @@ async def _error(response: aiohttp.ClientResponse) -> LlmApiError:
         error = orjson.loads(body).get("error") or {}
     except (orjson.JSONDecodeError, AttributeError):
         error = {}
+    error = storable(error)  # a provider's words may reach the stored response's `error`
     message = error.get("message") if isinstance(error, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     return LlmApiError(response.status, message or f"llm-api answered {response.status}", code)
