@@ -17,7 +17,11 @@ landed takes its items back out of the conversation the caller named (`_withdraw
 keeps a chat turn it could not store out too), since its client is told it failed. What stays when
 an undo fails too (or the process dies between) is a state users reach anyway: a row naming a
 conversation without its items (as after deleting them), or a conversation holding the items of a
-response the client was told failed. Every write goes through
+response the client was told failed. A background response whose append failed past its budget is
+saved as failed (`conversation_unavailable`), yet that append may have landed (its answers lost) or
+may land still (a delivery in flight): its items are withdrawn afterwards, in a task of its own
+(`_withdraw_later`: retried for the background budget, nobody waits), and llm-api then refuses any
+later delivery of that append. Every write goes through
 `durably` with its budget: `STORAGE_RETRY_SECONDS` when a client waits, the longer
 `BACKGROUND_STORAGE_RETRY_SECONDS` for a background response's end.
 """
@@ -32,7 +36,7 @@ from typing import Any
 from apps.common.durable import durably
 from apps.common.errors import APIError
 from apps.response_api.services.body import error_body
-from apps.response_api.services.conversations import ConversationMissing, Conversations
+from apps.response_api.services.conversations import ConversationMissing, Conversations, LlmApiAway
 from apps.response_api.services.runs import ResponseRun
 from apps.response_api.services.store import ResponseStore
 from apps.response_api.types import ResponseBody, ToolExecutionRow
@@ -53,6 +57,7 @@ class ResponseWriter:
         self._conversations = conversations
         self._budget = budget
         self._background_budget = background_budget
+        self._withdrawing: set[asyncio.Task[None]] = set()  # `_withdraw_later`, until they end
 
     async def insert(
         self,
@@ -216,6 +221,41 @@ class ResponseWriter:
             run.state.id,
         )
 
+    def _withdraw_later(self, run: ResponseRun, conversation_id: str) -> None:
+        """Withdraw a failed background append's items in a task of its own (nobody waits for it)."""
+        task = asyncio.create_task(
+            self._withdraw_landed(conversation_id, run.principal.forward_headers(), run.state.id),
+            name="withdraw-failed-append",
+        )
+        self._withdrawing.add(task)
+        task.add_done_callback(self._withdrawing.discard)
+
+    async def _withdraw_landed(self, conversation_id: str, headers: dict[str, str], key: str) -> None:
+        """Retried while llm-api is away, for the background budget (it is likely why the append
+        failed); then, or on any other refusal, logged."""
+        try:
+            await durably(
+                lambda: self._conversations.withdraw_items(conversation_id, headers, key=key),
+                budget=self._background_budget,
+                what="the withdrawal of a failed response's items",
+                transient=lambda exc: isinstance(exc, LlmApiAway),
+            )
+        except (Exception, asyncio.CancelledError) as exc:
+            error = exc.message if isinstance(exc, APIError) else repr(exc)
+            log.warning(
+                "the items of a failed background response may stay in its conversation",
+                extra={"response_id": key, "error": error},
+            )
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    async def close(self) -> None:
+        """Stop the withdrawals still retrying (the server is stopping); what they leave is logged."""
+        for task in list(self._withdrawing):
+            task.cancel()
+        if self._withdrawing:
+            await asyncio.wait(list(self._withdrawing))
+
     async def record_executions(self, response_id: str, executions: list[ToolExecutionRow]) -> None:
         """Record the tool executions of a response that is not stored; best effort (logged)."""
         if not executions:
@@ -260,7 +300,9 @@ class ResponseWriter:
             log.warning("could not extend the conversation", extra={"error": exc.message})
             if not run.background:
                 raise  # the client is told (a 503, or an SSE error) and nothing is stored
-            # Nobody waits for a background response: whoever polls it reads that it failed.
+            # Nobody waits for a background response: whoever polls it reads that it failed, and
+            # what of it may have landed anyway is taken back out.
+            self._withdraw_later(run, conversation["id"])
             message = "The response could not be added to its conversation; run it again."
             body.update(
                 {
