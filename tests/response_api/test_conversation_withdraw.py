@@ -21,7 +21,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from apps.common.db import async_url
-from apps.response_api.services.conversations import new_conversation_id
+from apps.common.errors import APIError
+from apps.common.http import make_session
+from apps.response_api.services.conversations import Conversations, LlmApiAway, new_conversation_id
 from tests.harness.issuer import TestIssuer
 from tests.harness.response_api import INTERNAL_TOKEN, Peers
 from tests.harness.waiting import CLIENT_TIMEOUT
@@ -296,3 +298,26 @@ async def test_withdrawn_keys_are_forgotten_once_no_delivery_can_still_arrive(
             assert [row[0] for row in kept] == ["resp_fresh"]
     finally:
         await engine.dispose()
+
+
+async def test_response_api_reads_a_refused_late_append_as_a_failed_store(
+    peers: Peers, issuer: TestIssuer
+) -> None:
+    """The refusal is not the caller's conflict (a 409 they could act on) nor worth retrying: the
+    append failed, as when llm-api is away, and is not tried again."""
+    conversation = new_conversation_id()
+    user = {"Authorization": f"Bearer {issuer.mint('alice')}"}
+    async with make_session(read_timeout=None) as session:
+        conversations = Conversations(session, peers.llm_api_url, INTERNAL_TOKEN)
+        await conversations.withdraw(conversation, user, key="resp_refused_late")
+        with pytest.raises(APIError) as refused:
+            await conversations.append(
+                conversation,
+                [message("msg_rl", "user", "Q")],
+                user,
+                key="resp_refused_late",
+                budget=60,
+                create=True,
+            )
+    assert refused.value.status_code == 503 and refused.value.code == "conversations_unavailable"
+    assert not isinstance(refused.value, LlmApiAway)
