@@ -9,7 +9,7 @@ A plain (foreground, not streamed) response that completed writes its append and
 (`_append_and_insert`): nobody knows its id before its 200 (no event announced it, and responses
 are not listed), so a row stored while the append may still fail is seen by nobody, and the client
 is still answered only once both are stored. Each failure undoes what it can of the other: a row
-whose append failed is deleted; a new conversation whose row could not be written is withdrawn
+whose append failed is deleted (its tool executions stay: those calls ran); a new conversation whose row could not be written is withdrawn
 (llm-api keeps it if anything else is in it); a conversation found deleted meanwhile is then
 detached from the row too. A stream (its id was announced) and a background response keep the order
 append, then row. Whichever the order, a response whose row could not be written after its append
@@ -181,10 +181,11 @@ class ResponseWriter:
             )
 
     async def _undo_row(self, run: ResponseRun) -> None:
-        """Delete the row of a response the client is told failed (best effort, logged)."""
+        """Delete the row of a response the client is told failed (best effort, logged). Its tool
+        executions stay: those calls did run, and are recorded as for a response not stored."""
         try:
             await durably(
-                lambda: self._store.delete(run.user_id, run.state.id),
+                lambda: self._store.delete(run.user_id, run.state.id, executions=False),
                 budget=EMPTY_CREATE_BUDGET,
                 what="this response",
             )
