@@ -134,3 +134,28 @@ async def test_a_turn_holding_a_nul_does_not_fail_the_batch_it_was_committed_in(
         "question of one",
         "fine",
     ]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_finish_reason_longer_than_its_column_is_stored_cut(
+    llm_api: LlmApi, upstream: FakeUpstream, stream: bool
+) -> None:
+    """An upstream's own finish reason (any string) must not fail the turn either."""
+    reason = "provider_specific_" + "x" * 40
+    upstream.enqueue(Reply(content="fine", finish_reason=reason))
+    token = llm_api.token()
+    created = llm_api.client(token).chat.completions.create(
+        model=FAKE_MODEL,
+        messages=[{"role": "user", "content": "go"}],
+        stream=stream,
+        extra_body={"conversation": {}},
+    )
+    if stream:
+        chunks = list(created)  # type: ignore[arg-type]
+        conversation = next(
+            (c.model_extra or {})["conversation"] for c in chunks if (c.model_extra or {}).get("conversation")
+        )
+    else:
+        conversation = (created.model_extra or {})["conversation"]  # type: ignore[union-attr]
+    _, answer = stored_items(llm_api, token, conversation["id"], 2)
+    assert _reply_text(answer) == "fine"
