@@ -36,6 +36,8 @@ from apps.llm_api.settings import TURN_FLUSHERS
 
 log = logging.getLogger(__name__)
 
+# The length of `conversation_items.finish_reason` (`ItemRow`).
+FINISH_REASON_CHARS = 32
 # Nobody waits for an unacknowledged turn, so it may wait out a longer outage than a request can.
 BACKGROUND_BUDGET_SECONDS = 120.0
 
@@ -62,6 +64,8 @@ class Turn:
         message, finish_reason, usage = storable(self._reply())
         if message is None:
             return items
+        if finish_reason is not None:  # any string an upstream chose: cut to its column
+            finish_reason = str(finish_reason)[:FINISH_REASON_CHARS]
         status = "incomplete" if self.incomplete_reason else "completed"
         details = {"reason": self.incomplete_reason} if self.incomplete_reason else None
         for index, body in enumerate(message_to_items(message)):
