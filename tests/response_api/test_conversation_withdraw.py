@@ -278,7 +278,8 @@ async def test_withdrawn_keys_are_forgotten_once_no_delivery_can_still_arrive(
         async with engine.begin() as connection:
             await connection.execute(
                 text(
-                    "insert into llm_api.withdrawn_appends (user_id, conversation_id, append_key, withdrawn_at)"
+                    "insert into llm_api.withdrawn_appends"
+                    " (user_id, conversation_id, append_key, withdrawn_at)"
                     " values ('alice', :c, 'resp_expired', now() - interval '2 days')"
                 ),
                 {"c": conversation},

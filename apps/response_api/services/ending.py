@@ -6,22 +6,22 @@ ending); `finish` ends a run: the conversation append, the final write with the 
 then the terminal event, or, when storage failed, an `error` instead.
 
 A plain (foreground, not streamed) response that completed writes its append and its row together
-(`_append_and_insert`): nobody knows its id before its 200 (no event announced it, and responses
-are not listed), so a row stored while the append may still fail is seen by nobody, and the client
-is still answered only once both are stored. Each failure undoes what it can of the other: a row
-whose append failed is deleted (its tool executions stay: those calls ran); a new conversation whose row could not be written is withdrawn
-(llm-api keeps it if anything else is in it); a conversation found deleted meanwhile is then
-detached from the row too. A stream (its id was announced) and a background response keep the order
-append, then row. Whichever the order, a response whose row could not be written after its append
-landed takes its items back out of the conversation the caller named (`_withdraw_items`; llm-api
-keeps a chat turn it could not store out too), since its client is told it failed. What stays when
-an undo fails too (or the process dies between) is a state users reach anyway: a row naming a
-conversation without its items (as after deleting them), or a conversation holding the items of a
-response the client was told failed. A background response whose append failed past its budget is
-saved as failed (`conversation_unavailable`), yet that append may have landed (its answers lost) or
-may land still (a delivery in flight): its items are withdrawn afterwards, in a task of its own
-(`_withdraw_later`: retried for the background budget, nobody waits), and llm-api then refuses any
-later delivery of that append. Every write goes through
+(`_append_and_insert`): nobody knows its id before its 200 (no event announced it, and responses are
+not listed), so a row stored while the append may still fail is seen by nobody, and the client is
+still answered only once both are stored. Each failure undoes what it can of the other: a row whose
+append failed is deleted (its tool executions stay: those calls ran); a new conversation whose row
+could not be written is withdrawn (llm-api keeps it if anything else is in it); a conversation found
+deleted meanwhile is then detached from the row too. A stream (its id was announced) and a
+background response keep the order append, then row. Whichever the order, a response whose row could
+not be written after its append landed takes its items back out of the conversation the caller named
+(`_withdraw_items`; llm-api keeps a chat turn it could not store out too), since its client is told
+it failed. What stays when an undo fails too (or the process dies between) is a state users reach
+anyway: a row naming a conversation without its items (as after deleting them), or a conversation
+holding the items of a response the client was told failed. A background response whose append
+failed past its budget is saved as failed (`conversation_unavailable`), yet that append may have
+landed (its answers lost) or may land still (a delivery in flight): its items are withdrawn
+afterwards, in a task of its own (`_withdraw_later`: retried for the background budget, nobody
+waits), and llm-api then refuses any later delivery of that append. Every write goes through
 `durably` with its budget: `STORAGE_RETRY_SECONDS` when a client waits, the longer
 `BACKGROUND_STORAGE_RETRY_SECONDS` for a background response's end.
 """
