@@ -28,6 +28,22 @@ async def engine(llm_api: LlmApi, database_url: str) -> AsyncIterator[AsyncEngin
     await engine.dispose()
 
 
+def ask(llm_api: LlmApi, token: str, question: str, *, stream: bool) -> tuple[str, dict[str, Any]]:
+    """The reply's text as the client reads it, and the new conversation it was stored in."""
+    client = llm_api.client(token)
+    messages: list[Any] = [{"role": "user", "content": question}]
+    extra: dict[str, Any] = {"conversation": {}}
+    if not stream:
+        completion = client.chat.completions.create(model=FAKE_MODEL, messages=messages, extra_body=extra)
+        return completion.choices[0].message.content or "", (completion.model_extra or {})["conversation"]
+    chunks = list(
+        client.chat.completions.create(model=FAKE_MODEL, messages=messages, stream=True, extra_body=extra)
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    found = [(c.model_extra or {}).get("conversation") for c in chunks]
+    return text, next(conversation for conversation in found if conversation)
+
+
 def _reply_text(item: dict[str, Any]) -> str:
     text: str = item["content"][0]["text"]
     return text
@@ -39,28 +55,7 @@ def test_a_reply_holding_a_nul_is_answered_and_stored_with_it_replaced(
 ) -> None:
     upstream.enqueue(Reply(content=["before\x00", "after"], finish_reason="stop"))
     token = llm_api.token()
-    client = llm_api.client(token)
-    if stream:
-        chunks = list(
-            client.chat.completions.create(
-                model=FAKE_MODEL,
-                messages=[{"role": "user", "content": "say it"}],
-                stream=True,
-                extra_body={"conversation": {}},
-            )
-        )
-        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        conversation = next(
-            c.model_extra["conversation"] for c in chunks if (c.model_extra or {}).get("conversation")
-        )
-    else:
-        completion = client.chat.completions.create(
-            model=FAKE_MODEL,
-            messages=[{"role": "user", "content": "say it"}],
-            extra_body={"conversation": {}},
-        )
-        text = completion.choices[0].message.content or ""
-        conversation = (completion.model_extra or {})["conversation"]
+    text, conversation = ask(llm_api, token, "say it", stream=stream)
     assert text == "before\x00after"  # the client reads the model's reply as it was
     question, answer = stored_items(llm_api, token, conversation["id"], 2)
     assert _reply_text(question) == "say it"
@@ -144,18 +139,6 @@ def test_a_finish_reason_longer_than_its_column_is_stored_cut(
     reason = "provider_specific_" + "x" * 40
     upstream.enqueue(Reply(content="fine", finish_reason=reason))
     token = llm_api.token()
-    created = llm_api.client(token).chat.completions.create(
-        model=FAKE_MODEL,
-        messages=[{"role": "user", "content": "go"}],
-        stream=stream,
-        extra_body={"conversation": {}},
-    )
-    if stream:
-        chunks = list(created)  # type: ignore[arg-type]
-        conversation = next(
-            (c.model_extra or {})["conversation"] for c in chunks if (c.model_extra or {}).get("conversation")
-        )
-    else:
-        conversation = (created.model_extra or {})["conversation"]  # type: ignore[union-attr]
+    _, conversation = ask(llm_api, token, "go", stream=stream)
     _, answer = stored_items(llm_api, token, conversation["id"], 2)
     assert _reply_text(answer) == "fine"
