@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,7 +150,10 @@ def _json_or_none(data: bytes | str) -> Any:
     except orjson.JSONDecodeError:
         if isinstance(data, bytes):  # the decoder would have replaced invalid UTF-8, then parsed
             return _json_or_none(data.decode("utf-8", "replace"))
-        return None
+        try:  # valid JSON orjson refuses: an unpaired surrogate escape (replaced in `Turn.items`)
+            return json.loads(data)
+        except ValueError:
+            return None
 
 
 def _merge_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:
