@@ -246,6 +246,14 @@ async def test_an_append_arriving_after_its_withdrawal_is_refused(
         assert gone.status_code == 204
         late_create = await append(new, "resp_late3", "msg_late3")
         assert late_create.status_code == 409 and late_create.json()["error"]["code"] == "append_withdrawn"
+        # Nor does a late delivery of the empty create a stream or background response starts with
+        # (keyed by the conversation's own id): a withdrawn conversation is never made again.
+        early_create = await http.post(
+            f"/internal/conversations/{new}/items?create=true",
+            json={"items": []},
+            headers=headers(issuer, "alice", new),
+        )
+        assert early_create.status_code == 409, early_create.text
 
         # Withdrawn before its first delivery arrived at all: that delivery is refused too.
         early = await http.delete(
