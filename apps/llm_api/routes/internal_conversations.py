@@ -31,9 +31,9 @@ conversation is a 404.
   client was told it failed, and a chat turn that could not be stored stays out too). Only items
   appended under that `Idempotency-Key` go; always 204 (nothing to withdraw, a missing conversation
   or another user's alike), so a retry is harmless.
-  Both withdrawals record the key (`withdrawn_appends`, kept a day: `ConversationStore.WITHDRAWN_KEEP`),
-  under the same row lock the keyed append checks it under, or, for a conversation not made yet,
-  checked by its create after inserting it.
+  Both withdrawals are recorded (`withdrawn_appends`, kept a day: `ConversationStore.WITHDRAWN_KEEP`):
+  the key, or a withdrawn conversation as a whole. A keyed append checks under the same row lock, and
+  a create after inserting the conversation, so neither puts back what was withdrawn.
 - `POST …/import`: a conversation from response-api's former own store, with its id, owner and age
   (see response-api's migration 0003). Repeating an import is harmless.
 """

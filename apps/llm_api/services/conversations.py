@@ -48,6 +48,12 @@ class NewItem:
     keep_id: bool = False
 
 
+# The key a withdrawn conversation is recorded under: no delivery, whatever its key (a response's
+# early create is keyed by the conversation's own id), makes it again. Never an `Idempotency-Key`,
+# which is at least one character long.
+WHOLE_CONVERSATION = ""
+
+
 class AppendWithdrawn(Exception):
     """The append's key was withdrawn (`withdraw_items`, `withdraw`): a late delivery stores nothing."""
 
@@ -158,6 +164,7 @@ class ConversationStore:
     async def withdraw(self, user_id: str, public_id: str, key: str) -> bool | None:
         """Delete the caller's conversation if it holds nothing but items appended under `key`: True
         if deleted, False if it holds anything else (it stays), None if it is not theirs or gone.
+        Deleted or not there (yet), it is recorded as withdrawn: no late delivery makes it again.
 
         The check and the delete run under the conversation's row lock. Every writer of its items
         holds a lock on that row that conflicts with it (the writers' own row lock, or the item's
@@ -168,7 +175,7 @@ class ConversationStore:
             locked = await self._locked_id(session, user_id, public_id)
             if locked is None:
                 # Maybe its first delivery has not arrived yet: it must not make it afterwards.
-                await self._record_withdrawal(session, user_id, public_id, key)
+                await self._record_withdrawal(session, user_id, public_id, WHOLE_CONVERSATION)
                 return None
             other = await session.scalar(
                 select(ItemRow.id)
@@ -178,7 +185,7 @@ class ConversationStore:
             if other is not None:
                 return False
             await session.execute(delete(ConversationRow).where(ConversationRow.id == locked))
-            await self._record_withdrawal(session, user_id, public_id, key)
+            await self._record_withdrawal(session, user_id, public_id, WHOLE_CONVERSATION)
         return True
 
     async def withdraw_items(self, user_id: str, public_id: str, key: str) -> int:
@@ -379,7 +386,7 @@ class ConversationStore:
                 exists().where(
                     WithdrawnAppendRow.user_id == user_id,
                     WithdrawnAppendRow.conversation_id == public_id,
-                    WithdrawnAppendRow.append_key == key,
+                    WithdrawnAppendRow.append_key.in_((key, WHOLE_CONVERSATION)),
                 )
             )
         )
