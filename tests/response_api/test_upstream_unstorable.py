@@ -71,3 +71,19 @@ async def test_tool_arguments_outputs_and_errors_holding_a_nul_are_stored_with_i
     stored = await client.responses.retrieve(response.id)
     assert stored.output[0].output == "x\ufffdy"  # type: ignore[union-attr]
     _ = mcp_tools
+
+
+async def test_a_tool_name_or_call_id_longer_than_its_column_does_not_fail_the_response(
+    client: AsyncOpenAI, upstream: FakeUpstream, database_url: str
+) -> None:
+    """A model may call a tool that does not exist, under any name and call id: that is fed back as
+    a failed call, and recorded (cut to its columns), not a response that cannot be stored."""
+    name, call_id = "t" * 300, "call_" + "c" * 200
+    upstream.enqueue(tool_round(call(name, {}, call_id)), answer("no such tool"))
+    response = await client.responses.create(model=MODEL, input="Call it")
+    assert response.status == "completed", response.error
+    assert response.output_text == "no such tool"
+    rows = await executions(database_url, response.id)
+    assert [(row["tool_name"], row["call_id"], row["status"]) for row in rows] == [
+        (name[:256], call_id[:128], "failed")
+    ]
