@@ -284,3 +284,16 @@ async def test_overlapping_batches_keep_each_conversation_in_order_and_ack_after
         stored = [question_of(items) for c, items, _ in store.written if c == f"conv_{conversation}"]
         assert stored == [f"q{n}" for n in range(1, 6)]
     assert len(acks) == 20
+
+
+def test_a_streamed_reply_with_an_unpaired_surrogate_escape_keeps_that_chunk() -> None:
+    """Valid JSON that orjson refuses (`\\ud800` alone): the chunk's text is kept, the surrogate replaced."""
+    chunks = [
+        b'data: {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "a\\ud800b"}}]}\n\n',
+        b'data: {"choices": [{"index": 0, "delta": {"content": "c"}, "finish_reason": "stop"}]}\n\n',
+        b"data: [DONE]\n\n",
+    ]
+    conversation = ConversationRow(id=1, public_id="conv_1", user_id="u")
+    items = Turn(conversation, [{"role": "user", "content": "q"}], None, stream_bytes=chunks).items()
+    assert items[-1].body["content"][0]["text"] == "a\ufffdbc"
+    assert items[-1].finish_reason == "stop"
