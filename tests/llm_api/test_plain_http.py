@@ -30,6 +30,7 @@ Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[b
 class Server:
     url: str
     connections: int = 0
+    closed: int = 0  # connections the client closed (or the server did)
     requests: list[bytes] = field(default_factory=list)
 
 
@@ -60,6 +61,7 @@ async def server(answer: Answer) -> AsyncIterator[Server]:
                 if not await answer(reader, writer, len(state.requests) - 1):
                     return
         finally:
+            state.closed += 1
             writer.close()
 
     listener = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -154,6 +156,17 @@ async def test_idle_connections_expire_after_keepalive() -> None:
         await asyncio.sleep(0.1)
         await post(plain, upstream.url)
         assert upstream.connections == 2
+    await plain.aclose()
+
+
+async def test_idle_connections_are_closed_without_further_requests() -> None:
+    plain = pool(keepalive=0.05)
+    async with server(ok) as upstream:
+        await asyncio.gather(post(plain, upstream.url), post(plain, upstream.url))
+        assert upstream.connections == 2
+        await asyncio.sleep(0.3)
+        assert upstream.closed == 2
+        assert await post(plain, upstream.url) == (200, BODY)
     await plain.aclose()
 
 

@@ -213,6 +213,7 @@ class PlainPool:
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._targets: dict[str, _Target | None] = {}
+        self._pruning: asyncio.TimerHandle | None = None
         self._closed = False
 
     def serves(self, url: str) -> bool:
@@ -222,8 +223,11 @@ class PlainPool:
         try:
             return self._targets[url]
         except KeyError:
-            target = self._targets[url] = plain_target(url) if len(self._targets) < 256 else None
-            return target
+            pass
+        target = plain_target(url)
+        if len(self._targets) < 256:  # providers' URLs: a handful; the bound is for safety
+            self._targets[url] = target
+        return target
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> PlainResponse:
         target = self._target(url)
@@ -289,9 +293,28 @@ class PlainPool:
         while idle and now - idle[0].idle_since >= self.keepalive:  # the oldest first
             idle.pop(0).abort()
         idle.append(connection)
+        if self._pruning is None:
+            self._pruning = asyncio.get_running_loop().call_later(self.keepalive, self._prune)
+
+    def _prune(self) -> None:
+        """Close connections idle for `keepalive`, with no request needing their host to notice."""
+        self._pruning = None
+        now = time.monotonic()
+        for key, idle in list(self._idle.items()):
+            while idle and now - idle[0].idle_since >= self.keepalive:
+                idle.pop(0).abort()
+            if not idle:
+                del self._idle[key]
+        if self._idle:
+            oldest = min(idle[0].idle_since for idle in self._idle.values())
+            delay = max(oldest + self.keepalive - now, 0.0)
+            self._pruning = asyncio.get_running_loop().call_later(delay, self._prune)
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._pruning is not None:
+            self._pruning.cancel()
+            self._pruning = None
         for connections in self._idle.values():
             for connection in connections:
                 connection.abort()
