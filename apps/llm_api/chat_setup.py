@@ -33,7 +33,7 @@ from apps.llm_api.services.media import MediaResolver
 from apps.llm_api.services.persistence import TurnWriter
 from apps.llm_api.services.projects import ProjectStore
 from apps.llm_api.services.providers import ProviderAdmin
-from apps.llm_api.settings import LlmApiSettings
+from apps.llm_api.settings import TURN_FLUSHERS, LlmApiSettings
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ async def chat_services(
     async with client, session, media_session:
         app.state.telemetry.instrument_httpx(client)
         registry = ProviderRegistry(client, configured)
-        store = ConversationStore(app.state.sessions)
+        store = ConversationStore(app.state.sessions, held_writers=TURN_FLUSHERS)
         admin = ProviderAdmin(app.state.sessions, KeyBox(_secret(settings.model_provider_secret)), registry)
         await admin.reload()
         writer = TurnWriter(store, settings.persistence_queue_size, budget=settings.storage_retry_seconds)
@@ -107,6 +107,7 @@ async def chat_services(
             if sync is not None:
                 sync.cancel()
             await writer.stop()
+            store.release_connections()
 
 
 def _periodic_sync(admin: ProviderAdmin, interval: float) -> asyncio.Task[None] | None:

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from apps.common.db import HeldConnections
 from apps.common.ids import random_id
 from apps.llm_api.chat_tables import ConversationRow, ItemRow
 from apps.llm_api.services import turn_store
@@ -48,8 +49,11 @@ class NewItem:
 
 
 class ConversationStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, held_writers: int = 0) -> None:
+        """`held_writers`: how many connections the turn writers keep between statements
+        (`HeldConnections`); `release_connections` gives them back."""
         self._sessions = sessions
+        self._held = HeldConnections(self._engine, held_writers) if held_writers else None
 
     async def create(
         self,
@@ -217,7 +221,12 @@ class ConversationStore:
 
     async def record_turns(self, turns: list[TurnRecord]) -> None:
         """Several turns in one transaction (group commit, `turn_store.py`)."""
-        await turn_store.write_turns(self._engine, turns)
+        await turn_store.write_turns(self._engine, turns, held=self._held)
+
+    def release_connections(self) -> None:
+        """The writers' held connections back to the pool (after the writers stopped)."""
+        if self._held is not None:
+            self._held.release()
 
     @property
     def _engine(self) -> AsyncEngine:

@@ -28,7 +28,7 @@ import orjson
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from apps.common.db import driver_connection
+from apps.common.db import HeldConnections, driver_connection
 from apps.common.ids import random_id
 from apps.llm_api.chat_tables import ConversationRow, ItemRow
 from apps.llm_api.services.items import ItemBody
@@ -76,7 +76,9 @@ async def conversation_with_history(
     return conversation, history, row["project_instructions"]
 
 
-async def write_turns(engine: AsyncEngine, turns: list[TurnRecord]) -> None:
+async def write_turns(
+    engine: AsyncEngine, turns: list[TurnRecord], *, held: HeldConnections | None = None
+) -> None:
     """All `turns` in one statement (one round trip, its own transaction); a turn whose
     conversation was deleted meanwhile is skipped.
 
@@ -85,7 +87,7 @@ async def write_turns(engine: AsyncEngine, turns: list[TurnRecord]) -> None:
     read in the statement's snapshot, taken before the locks are waited for: when a writer that held
     one appended meanwhile, the numbers collide with its items, the unique key refuses the whole
     statement, and it runs again in a fresh snapshot. So no number is taken twice, and nobody waits
-    for a lock to read them.
+    for a lock to read them. With `held`, the connection is one the writers keep between batches.
     """
     new = [t for t in turns if t.new]
     appended: dict[int, str | None] = {}
@@ -106,7 +108,7 @@ async def write_turns(engine: AsyncEngine, turns: list[TurnRecord]) -> None:
             for t in new
         ]
     )
-    async with driver_connection(engine) as connection:
+    async with held.connection() if held is not None else driver_connection(engine) as connection:
         keeps_ids = any(item.keep_id for turn in turns for item in turn.items)
         items = _item_rows(turns, await _taken(connection, turns) if keeps_ids else None)
         if not continued and not any(t.conversation.project_id for t in new):
