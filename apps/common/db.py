@@ -137,14 +137,15 @@ async def _using(pooled: Any) -> AsyncIterator[asyncpg.Connection]:
 
 
 class HeldConnections:
-    """Pool connections that a few long-lived writers keep between their statements.
+    """A few pool connections a hot path keeps between its statements, handed out LIFO.
 
     A checkout and checkin through the pool (its greenlet hop, queue and events) cost a statement
-    ~40 µs of CPU and, on a request waiting for it, ~0.13 ms (`bench/turn_cpu.py`); a group-commit
-    flusher writes one statement after another, so it keeps its connection instead. At most `keep`
-    are held (the writers' share of the pool size); each goes back to the pool after `hold_seconds`
-    (where recycling and the checkout check apply again) or a failure (as in `driver_connection`).
-    A connection the server closed while held is dropped before use. `release` gives all back.
+    ~40 µs of CPU and, on a request waiting for it, ~0.13 ms (`bench/turn_cpu.py`). A connection
+    used here is kept for the next statement instead; when none is idle, one is checked out as
+    usual. At most `keep` are held (a share the pool is sized for); each goes back to the pool after
+    `hold_seconds` (where recycling and the checkout check apply again) or after a failure (as in
+    `driver_connection`). One the server closed while held is dropped before use. `release` gives
+    all back.
     """
 
     def __init__(self, engine: AsyncEngine, keep: int, hold_seconds: float = 60.0) -> None:

@@ -83,7 +83,7 @@ async def chat_services(
     async with client, session, media_session:
         app.state.telemetry.instrument_httpx(client)
         registry = ProviderRegistry(client, configured)
-        store = ConversationStore(app.state.sessions, held_writers=TURN_FLUSHERS)
+        store = ConversationStore(app.state.sessions, held_connections=TURN_FLUSHERS)
         admin = ProviderAdmin(app.state.sessions, KeyBox(_secret(settings.model_provider_secret)), registry)
         await admin.reload()
         writer = TurnWriter(store, settings.persistence_queue_size, budget=settings.storage_retry_seconds)

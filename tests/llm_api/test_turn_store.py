@@ -266,20 +266,23 @@ async def test_llm_api_connections_plan_statements_once(database_url: str) -> No
             await engine.dispose()
 
 
-async def test_held_writers_reuse_one_connection_and_replace_one_the_server_closed(
+async def test_held_connections_are_reused_and_one_the_server_closed_is_replaced(
     engine: AsyncEngine,
 ) -> None:
-    """A store with held writer connections checks one out for its first batch and keeps it: later
-    batches take nothing from the pool. One the server closed while it was held is dropped, and the
-    next batch commits on a fresh one; `release_connections` gives everything back."""
+    """A store with held connections checks one out for its first statement and keeps it: later
+    history reads and batches take nothing from the pool. One the server closed while it was held
+    is dropped, and the next batch commits on a fresh one; `release_connections` gives all back."""
     user = "turn-store-held"
-    store = ConversationStore(session_factory(engine), held_writers=2)
+    store = ConversationStore(session_factory(engine), held_connections=2)
     checkouts: list[object] = []
     event.listen(engine.sync_engine, "checkout", lambda *args: checkouts.append(args[0]))
     conversation = await store.create(user)
     checkouts.clear()
     for n in range(3):
         await store.record_turns([turn(conversation, f"kept {n}")])
+        found = await store.conversation_with_history(user, conversation.public_id, 10)
+        assert found is not None
+        assert len(found[1]) == n + 1
     assert len(checkouts) == 1
     assert engine.sync_engine.pool.checkedout() == 1  # type: ignore[attr-defined]
 

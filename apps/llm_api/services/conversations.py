@@ -49,11 +49,11 @@ class NewItem:
 
 
 class ConversationStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, held_writers: int = 0) -> None:
-        """`held_writers`: how many connections the turn writers keep between statements
-        (`HeldConnections`); `release_connections` gives them back."""
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, held_connections: int = 0) -> None:
+        """`held_connections`: how many connections the turn path (history reads, turn writes) keeps
+        between statements (`HeldConnections`); `release_connections` gives them back."""
         self._sessions = sessions
-        self._held = HeldConnections(self._engine, held_writers) if held_writers else None
+        self._held = HeldConnections(self._engine, held_connections) if held_connections else None
 
     async def create(
         self,
@@ -217,14 +217,16 @@ class ConversationStore:
     ) -> tuple[ConversationRow, list[ItemBody], str | None] | None:
         """The caller's conversation, its recent history and its project's instructions (None without
         a project), in one round trip (`turn_store.py`)."""
-        return await turn_store.conversation_with_history(self._engine, user_id, public_id, limit)
+        return await turn_store.conversation_with_history(
+            self._engine, user_id, public_id, limit, held=self._held
+        )
 
     async def record_turns(self, turns: list[TurnRecord]) -> None:
         """Several turns in one transaction (group commit, `turn_store.py`)."""
         await turn_store.write_turns(self._engine, turns, held=self._held)
 
     def release_connections(self) -> None:
-        """The writers' held connections back to the pool (after the writers stopped)."""
+        """The turn path's held connections back to the pool (after the writers stopped)."""
         if self._held is not None:
             self._held.release()
 

@@ -61,11 +61,12 @@ class TurnRecord:
 
 
 async def conversation_with_history(
-    engine: AsyncEngine, user_id: str, public_id: str, limit: int
+    engine: AsyncEngine, user_id: str, public_id: str, limit: int, *, held: HeldConnections | None = None
 ) -> tuple[ConversationRow, list[ItemBody], str | None] | None:
     """The caller's conversation, its last `limit` completed items (oldest first) and its project's
-    instructions (None without a project); one statement, outside any transaction."""
-    async with driver_connection(engine) as connection:
+    instructions (None without a project); one statement, outside any transaction, on a `held`
+    connection when one is idle."""
+    async with held.connection() if held is not None else driver_connection(engine) as connection:
         row = await connection.fetchrow(_HISTORY_SQL, public_id, user_id, max(limit, 0))
     if row is None:
         return None
