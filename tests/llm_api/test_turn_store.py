@@ -15,7 +15,12 @@ from apps.common.db import create_engine, driver_connection, session_factory
 from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.services.conversations import ConversationStore, NewItem
 from apps.llm_api.services.projects import ProjectStore
-from apps.llm_api.services.turn_store import TurnRecord, conversation_with_history, write_turns
+from apps.llm_api.services.turn_store import (
+    TurnConversation,
+    TurnRecord,
+    conversation_with_history,
+    write_turns,
+)
 from apps.llm_api.settings import LlmApiSettings
 from tests.harness.llm_api import LlmApi
 from tests.harness.waiting import eventually_async
@@ -310,3 +315,14 @@ def _held(store: ConversationStore) -> list[asyncpg.Connection]:
 
 def _held_closed(store: ConversationStore) -> bool:
     return all(connection.is_closed() for connection in _held(store))
+
+
+def test_the_turn_paths_conversation_record_has_every_column_of_the_row() -> None:
+    """The history read returns a plain record, and the internal routes get it back as a row: a
+    column added to `conversations` must be added to the record too, or it would be lost between."""
+    columns = {attribute.key for attribute in ConversationRow.__mapper__.column_attrs}
+    assert set(TurnConversation.__slots__) == columns
+    record = TurnConversation(7, "conv_x", "u", "t", {"k": "v"}, "proj_1")
+    row = record.as_row()
+    assert {key: getattr(row, key) for key in columns} == {key: getattr(record, key) for key in columns}
+    assert TurnConversation.of(row) == record

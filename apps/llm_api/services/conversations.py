@@ -33,7 +33,7 @@ from apps.llm_api.services import turn_store
 from apps.llm_api.services.items import ItemBody
 from apps.llm_api.services.paging import Order, Page, keyset_page
 from apps.llm_api.services.projects import find_project, project_missing
-from apps.llm_api.services.turn_store import TurnRecord, item_values, taken_ids
+from apps.llm_api.services.turn_store import TurnConversation, TurnRecord, item_values, taken_ids
 
 
 @dataclass
@@ -89,7 +89,7 @@ class ConversationStore:
     ) -> tuple[ConversationRow, str | None] | None:
         """The caller's conversation and its project's instructions (None without a project)."""
         found = await self.conversation_with_history(user_id, public_id, 0)
-        return None if found is None else (found[0], found[2])
+        return None if found is None else (found[0].as_row(), found[2])
 
     async def project_instructions(self, user_id: str, project_id: str) -> str | None:
         """The instructions of the caller's project; a 404 (`param: conversation`) if it is not theirs."""
@@ -214,7 +214,7 @@ class ConversationStore:
 
     async def conversation_with_history(
         self, user_id: str, public_id: str, limit: int
-    ) -> tuple[ConversationRow, list[ItemBody], str | None] | None:
+    ) -> tuple[TurnConversation, list[ItemBody], str | None] | None:
         """The caller's conversation, its recent history and its project's instructions (None without
         a project), in one round trip (`turn_store.py`)."""
         return await turn_store.conversation_with_history(

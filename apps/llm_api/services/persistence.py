@@ -26,11 +26,10 @@ import orjson
 
 from apps.common.durable import StorageUnavailable, durably
 from apps.common.sse import SSEDecoder
-from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.services.conversations import ConversationStore, NewItem
 from apps.llm_api.services.items import message_to_items
 from apps.llm_api.services.relay import IncompleteReason
-from apps.llm_api.services.turn_store import TurnRecord
+from apps.llm_api.services.turn_store import AnyConversation, TurnRecord
 from apps.llm_api.settings import TURN_FLUSHERS
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ BACKGROUND_BUDGET_SECONDS = 120.0
 class Turn:
     """One completion to record: what was asked and what came back."""
 
-    conversation: ConversationRow
+    conversation: AnyConversation
     inputs: list[dict[str, Any]]
     title: str | None
     completion: dict[str, Any] | None = None  # a plain response, parsed

@@ -21,6 +21,7 @@ process's batch) makes those numbers collide; the unique key then refuses the st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
@@ -37,20 +38,51 @@ if TYPE_CHECKING:  # conversations.py delegates here, so only the type is taken 
     from apps.llm_api.services.conversations import NewItem
 
 _items = cast(Table, ItemRow.__table__)
-# Attribute name of each conversation column (`metadata_` is stored as `metadata`), so a row read with
-# SQL becomes the same detached `ConversationRow` the ORM would give, whatever columns it gains.
-_CONVERSATION_ATTRIBUTES = {
-    column.name: attribute.key
-    for attribute in ConversationRow.__mapper__.column_attrs
-    for column in attribute.columns
-}
+
+
+@dataclass(slots=True)
+class TurnConversation:
+    """A conversation as the turn path uses it: a plain record with `ConversationRow`'s attributes.
+
+    An ORM instance cost ~20 µs to build, and every attribute read goes through its
+    instrumentation; a turn reads the public id several times (batching, numbering, the reply)."""
+
+    id: int | None  # None: drafted for this turn, inserted with it
+    public_id: str
+    user_id: str
+    title: str | None
+    metadata_: dict[str, Any]
+    project_id: str | None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def of(cls, row: ConversationRow) -> TurnConversation:
+        return cls(row.id, row.public_id, row.user_id, row.title, row.metadata_, row.project_id)
+
+    def as_row(self) -> ConversationRow:
+        """The same conversation as a detached ORM instance (for code that takes one)."""
+        return ConversationRow(
+            id=self.id,
+            public_id=self.public_id,
+            user_id=self.user_id,
+            title=self.title,
+            metadata_=self.metadata_,
+            project_id=self.project_id,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+# What a turn can be written for: the turn path's record, or a row read or made through the ORM.
+AnyConversation = TurnConversation | ConversationRow
 
 
 @dataclass
 class TurnRecord:
     """One turn's write: the items to append to `conversation` (inserted first when `new`)."""
 
-    conversation: ConversationRow
+    conversation: AnyConversation
     items: list[NewItem]
     title: str | None
 
@@ -62,7 +94,7 @@ class TurnRecord:
 
 async def conversation_with_history(
     engine: AsyncEngine, user_id: str, public_id: str, limit: int, *, held: HeldConnections | None = None
-) -> tuple[ConversationRow, list[ItemBody], str | None] | None:
+) -> tuple[TurnConversation, list[ItemBody], str | None] | None:
     """The caller's conversation, its last `limit` completed items (oldest first) and its project's
     instructions (None without a project); one statement, outside any transaction, on a `held`
     connection when one is idle."""
@@ -70,8 +102,15 @@ async def conversation_with_history(
         row = await connection.fetchrow(_HISTORY_SQL, public_id, user_id, max(limit, 0))
     if row is None:
         return None
-    conversation = ConversationRow(
-        **{attribute: row[column] for column, attribute in _CONVERSATION_ATTRIBUTES.items()}
+    conversation = TurnConversation(
+        row["id"],
+        row["public_id"],
+        row["user_id"],
+        row["title"],
+        row["metadata"],
+        row["project_id"],
+        row["created_at"],
+        row["updated_at"],
     )
     history: list[ItemBody] = orjson.loads(row["history"]) if row["history"] is not None else []
     return conversation, history, row["project_instructions"]
@@ -93,8 +132,8 @@ async def write_turns(
     new = [t for t in turns if t.new]
     appended: dict[int, str | None] = {}
     for turn in turns:
-        if not turn.new:
-            key = turn.conversation.id
+        key = turn.conversation.id
+        if key is not None:  # not new
             appended[key] = appended.get(key) or turn.title
     continued = sorted(appended)
     conversations = _json(
