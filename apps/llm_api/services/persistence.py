@@ -204,8 +204,9 @@ class TurnWriter:
             task = asyncio.create_task(self._flush(), name="turn-group-commit")
             self._flushing.add(task)
             task.add_done_callback(self._flushing.discard)  # cancelled before it ever ran
-        # A client that hangs up does not take its turn out of a batch already being written.
-        await asyncio.shield(done)
+        # A client that hangs up cancels only its wait (the turn stays in its batch, `_settle` skips
+        # a cancelled waiter): no shield, whose extra future would cost the acknowledgement a loop turn.
+        await done
 
     def _take(self) -> list[tuple[TurnRecord, asyncio.Future[None]]]:
         """The next batch, oldest first, without any conversation already in a batch in flight
