@@ -83,6 +83,7 @@ async def chat_services(
     async with client, session, media_session:
         app.state.telemetry.instrument_httpx(client)
         registry = ProviderRegistry(client, configured)
+        # The flushers' share of the pool (`LlmApiSettings._size_pool`), kept between statements.
         store = ConversationStore(app.state.sessions, held_connections=TURN_FLUSHERS)
         admin = ProviderAdmin(app.state.sessions, KeyBox(_secret(settings.model_provider_secret)), registry)
         await admin.reload()
@@ -106,8 +107,10 @@ async def chat_services(
         finally:
             if sync is not None:
                 sync.cancel()
-            await writer.stop()
-            store.release_connections()
+            try:
+                await writer.stop()
+            finally:
+                store.release_connections()  # before the engine is disposed
 
 
 def _periodic_sync(admin: ProviderAdmin, interval: float) -> asyncio.Task[None] | None:
