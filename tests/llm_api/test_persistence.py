@@ -291,7 +291,7 @@ async def test_a_waiter_that_goes_away_leaves_its_turn_in_the_batch_and_the_othe
     """A request cancelled while its turn is being committed (the client hung up) does not take the
     turn out of the batch, nor disturb the acknowledgement of the turns written beside it."""
     store = Gated()
-    writer = writer_for(store)  # type: ignore[arg-type]
+    writer = writer_for(store)
     first = asyncio.create_task(writer.commit(turn_of(0, 1)))
     await eventually_async(lambda: len(store.gates) == 1, "the first batch is being written")
     leaving = asyncio.create_task(writer.commit(turn_of(1, 1)))
