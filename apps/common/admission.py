@@ -42,17 +42,18 @@ instead of seconds). Health, readiness, JWKS and the internal routes pass the do
 
 What a slot bounds. The door gives each request a `Ticket`, the guard fills it, and the door releases it
 when the app's ASGI call returns. An app slot is the CPU-heavy part of a request: authentication, the
-body, the database, the upstream's first byte. A streaming answer (`text/event-stream`) gives its app
-slot back `stream_slot_hold_ms` after its headers are out, if it has not ended by then: a model's stream
-lasts seconds to minutes at little CPU per second, so holding slots for all of it would cap a process at
-`max_concurrent` chats while its CPU idles; but a stream that ends within the hold (a fast upstream,
-whose relay costs as much CPU as a plain answer) keeps its slot to the end, so a flood of short streams
-is bounded like plain requests, not only by `max_in_process`. (`bench/load.py`, quiet machine, at twice
-the knee: with the slot given back at the headers 510 of 800 req/s were served, admitted p99 168 ms,
-refusal p99 350 ms; with the 250 ms hold 461-482, 128-170 ms and 105-220 ms. The bound is the point;
-neither gets admitted p99 within twice the knee's.) The stream keeps its user's share until it ends (a
-user's open streams count against `max_concurrent_per_user`), and it stays inside the process, so
-`max_in_process` bounds open streams.
+body, the database, sending to the model. A request still running `slot_hold_ms` after it was admitted
+gives its app slot back and keeps running: by then it is waiting on something outside the process (a
+model generating a whole answer before its first byte, a stream paced by its model, a tool), which
+costs little CPU, so holding slots for all of it would cap a process at `max_concurrent` requests to
+a slow model while its CPU idles (with a model taking 5 s an answer, 16 slots would be ~3 answers a
+second). A request that ends within the hold (a fast upstream, a short stream whose relay costs as
+much CPU as a plain answer) keeps its slot to the end, so a flood of fast requests is bounded by the
+slots, and what is left inside the process by `max_in_process`. (`bench/load.py`, quiet machine, at
+twice the knee, streams only: with the slot given back at the headers 510 of 800 req/s were served,
+admitted p99 168 ms, refusal p99 350 ms; with a 250 ms hold 461-482, 128-170 ms and 105-220 ms.) The
+user's share is kept until the request ends (a user's open streams and slow answers count against
+`max_concurrent_per_user`).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apps.common.errors import APIError
 from apps.common.settings import AdmissionSettings
@@ -107,14 +108,8 @@ class Admission:
             return
         ticket = scope[SCOPE_KEY] = Ticket(self)
         self.inside += counted
-
-        async def send_watching(message: Message) -> None:
-            if message["type"] == "http.response.start" and _is_stream(message):
-                ticket.streaming()
-            await send(message)
-
         try:
-            await app(scope, receive, send_watching)
+            await app(scope, receive, send)
         finally:
             self.inside -= counted
             ticket.release()
@@ -232,12 +227,6 @@ def _expire(waiter: asyncio.Future[bool]) -> None:
         waiter.set_result(False)
 
 
-def _is_stream(start: Message) -> bool:
-    return any(
-        name == b"content-type" and value.startswith(b"text/event-stream") for name, value in start["headers"]
-    )
-
-
 @dataclass
 class Ticket:
     """One request's admission: filled by the route guard, released by the door."""
@@ -253,17 +242,9 @@ class Ticket:
         await self.admission.admit(user_id)
         self.user_id = user_id
         self.holds_slot = True
-
-    def streaming(self) -> None:
-        """The answer has started streaming: its app slot goes to the next request once the hold is
-        over (at once without one); the user's share stays until the stream ends."""
-        hold = self.admission.settings.stream_slot_hold_ms
-        if not self.holds_slot or self._hold is not None:
-            return
+        hold = self.admission.settings.slot_hold_ms
         if hold:
             self._hold = asyncio.get_running_loop().call_later(hold / 1000, self.release_slot)
-        else:
-            self.release_slot()
 
     def release_slot(self) -> None:
         if self._hold is not None:

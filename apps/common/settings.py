@@ -55,10 +55,11 @@ class AdmissionSettings(BaseModel):
     # 50 gave refusal p99 31-59 against 60-76 ms and admitted plain p99 1.17-1.41 against 1.44-1.80
     # times the knee's, at the same served rate.
     max_wait_ms: int = Field(25, ge=0, le=10_000)
-    # How long a streaming answer keeps its app slot after its headers (0: it gives it back at once).
-    # A stream that ends sooner (a fast upstream, CPU-heavy to relay) held a slot for its whole life,
-    # so a flood of them stays bounded; one still open is paced by its model and costs little CPU.
-    stream_slot_hold_ms: int = Field(250, ge=0, le=60_000)
+    # How long an admitted request keeps its app slot (0: until it ends). One still running after it is
+    # waiting on a model or a tool, at little CPU, and gives its slot to the next request; one that
+    # ends sooner (a fast upstream, a short stream, CPU-heavy to relay) held a slot for its whole life,
+    # so a flood of them stays bounded.
+    slot_hold_ms: int = Field(250, ge=0, le=60_000)
     retry_after_seconds: int = Field(1, ge=1)
     # Refuse (503) while the event loop lags more than this: the process is out of CPU. 0: never. Off
     # by default: on a quiet machine bench/load.py did worse with it (25 ms: 464 of 800 req/s served

@@ -99,3 +99,18 @@ class ItemRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # The idempotency key of the append that stored this item (a response id), if it had one.
     append_key: Mapped[str | None] = mapped_column(String(64))
+
+
+class WithdrawnAppendRow(Base):
+    """An append response-api withdrew (`ConversationStore.withdraw_items`, `withdraw`): a late
+    delivery of it is refused. Keyed by the conversation's public id, with no foreign key, so it
+    outlives a withdrawn conversation; old ones are removed (`ConversationStore.WITHDRAWN_KEEP`)."""
+
+    __tablename__ = "withdrawn_appends"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    append_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    withdrawn_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )

@@ -89,6 +89,11 @@ class ResponseEvent(Base):
     frame: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+# What a model names its calls and tools is its own choice, cut to these lengths when recorded.
+CALL_ID_CHARS = 128
+TOOL_NAME_CHARS = 256
+
+
 class ToolExecution(Base):
     __tablename__ = "tool_executions"
     __table_args__ = (Index("ix_tool_executions_response_order", "response_id", "execution_order"),)
@@ -96,8 +101,8 @@ class ToolExecution(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     response_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(128))
-    call_id: Mapped[str] = mapped_column(String(128))
-    tool_name: Mapped[str] = mapped_column(String(256))
+    call_id: Mapped[str] = mapped_column(String(CALL_ID_CHARS))
+    tool_name: Mapped[str] = mapped_column(String(TOOL_NAME_CHARS))
     arguments: Mapped[dict[str, Any]] = mapped_column(JSONB)
     result: Mapped[Any | None] = mapped_column(JSONB)
     error_message: Mapped[str | None] = mapped_column(Text)

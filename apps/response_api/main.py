@@ -102,6 +102,7 @@ def create_app(settings: ResponseApiSettings | None = None) -> FastAPI:
                     legacy.cancel()
                     await listener.stop()
                     await registry.shutdown()
+                    await app.state.responses.close()
                     await mcp_pool.aclose()
 
     app = service_app(settings, title="response-api", lifespan=lifespan)

@@ -29,6 +29,8 @@ from tests.harness.waiting import CLIENT_TIMEOUT, eventually_async
 def build(issuer: TestIssuer, **limits: Any) -> FastAPI:
     # The loop-lag refusal is tested on its own: on a busy test machine it would refuse anyone.
     limits.setdefault("max_loop_lag_ms", 0)
+    # A held request keeps its slot until the gate opens, unless the test is about giving it back.
+    limits.setdefault("slot_hold_ms", 0)
     settings = ServiceSettings(
         service_name="admission-test", auth=issuer.auth_settings(), admission=AdmissionSettings(**limits)
     )
@@ -173,17 +175,18 @@ async def test_one_user_flooding_does_not_keep_another_user_out(served: Served) 
     assert set(statuses) <= {200, 429} and statuses.count(200) >= 2
 
 
-@limits(max_concurrent=1, max_concurrent_per_user=1, max_waiting=0, stream_slot_hold_ms=0)
+@limits(max_concurrent=1, max_concurrent_per_user=1, max_waiting=0, slot_hold_ms=50)
 async def test_a_stream_keeps_its_users_share_until_it_ends_and_frees_its_app_slot(served: Served) -> None:
     async with served.client.stream("GET", "/stream", headers=served.auth("a")) as stream:
         assert stream.status_code == 200
         lines = stream.aiter_lines()
         assert await anext(lines) == "data: first"
-        # The stream has not ended: its user's share is still held ...
+        # Past the hold, the still open stream gives the app's only slot back ...
+        await served.until(lambda: served.admission.in_flight == 0, "the held slot is given back")
+        # ... but not its user's share.
         assert_refused(await served.get("/work", "a"), 429, "too_many_concurrent_requests")
         assert served.admission.per_user == {"a": 1}
-        # ... but not the app's only slot: another user's request is admitted while it streams.
-        assert served.admission.in_flight == 0
+        # Another user's request is admitted while it streams.
         (other,) = served.hold(1, "b")
         await served.until(lambda: served.admission.in_flight == 1, "the other user's request runs")
         served.open_gate()
@@ -195,7 +198,22 @@ async def test_a_stream_keeps_its_users_share_until_it_ends_and_frees_its_app_sl
     assert (await served.get("/work", "a")).status_code == 200
 
 
-@limits(max_concurrent=1, max_waiting=0, stream_slot_hold_ms=60_000)
+@limits(max_concurrent=1, max_concurrent_per_user=4, max_wait_ms=5000, slot_hold_ms=50)
+async def test_a_request_waiting_past_the_hold_gives_its_slot_back_and_keeps_running(served: Served) -> None:
+    # A plain answer from a slow model: no byte goes out until it is whole.
+    (slow,) = served.hold(1, "a")
+    await served.until(lambda: served.admission.per_user == {"a": 1}, "the slow request is admitted")
+    await served.until(lambda: served.admission.in_flight == 0, "its slot is given back past the hold")
+    # The only slot goes to the next requests in turn, of this user or another, while the first runs.
+    queued = served.hold(1, "b") + served.hold(1, "a")
+    await served.until(lambda: served.admission.per_user == {"a": 2, "b": 1}, "both are admitted")
+    served.open_gate()
+    assert [r.status_code for r in await asyncio.gather(slow, *queued)] == [200, 200, 200]
+    await served.until(lambda: not served.admission.per_user, "every share is free")
+    assert served.admission.in_flight == 0 and served.admission.inside == 0
+
+
+@limits(max_concurrent=1, max_waiting=0, slot_hold_ms=60_000)
 async def test_a_stream_that_ends_within_the_hold_keeps_its_slot_to_the_end(served: Served) -> None:
     async with served.client.stream("GET", "/stream", headers=served.auth("a")) as stream:
         lines = stream.aiter_lines()
@@ -210,7 +228,7 @@ async def test_a_stream_that_ends_within_the_hold_keeps_its_slot_to_the_end(serv
     assert (await served.get("/work", "b")).status_code == 200
 
 
-@limits(max_concurrent=1, max_wait_ms=5000, stream_slot_hold_ms=50)
+@limits(max_concurrent=1, max_wait_ms=5000, slot_hold_ms=50)
 async def test_a_stream_still_open_after_the_hold_gives_its_slot_back(served: Served) -> None:
     async with served.client.stream("GET", "/stream", headers=served.auth("a")) as stream:
         lines = stream.aiter_lines()

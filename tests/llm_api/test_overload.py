@@ -78,3 +78,29 @@ def test_a_flood_of_conversation_turns_is_refused_past_the_bound_and_nothing_adm
     )
     for conversation_id in conversations:
         assert item_count(tight_llm_api, token, conversation_id) == 2  # committed before the 200
+
+
+def test_requests_waiting_on_a_slow_model_do_not_hold_the_slots_and_are_all_answered(
+    wired_llm_api: Callable[..., AbstractContextManager[LlmApi]], upstream: FakeUpstream
+) -> None:
+    # A model that takes seconds to produce a whole answer: the requests wait at little CPU. With
+    # slots held to the end, the 6 queued behind the 2 slots would wait out `max_wait_ms` and get 503s.
+    count = 8
+    admission = AdmissionSettings(
+        max_concurrent=2, max_concurrent_per_user=count, max_waiting=6, max_wait_ms=2000, slot_hold_ms=100
+    )
+    upstream.enqueue(*(Reply(content=["slow"], first_byte_delay=2.5) for _ in range(count)))
+    with wired_llm_api(admission=admission) as api:
+        headers = {"Authorization": f"Bearer {api.token()}"}
+
+        async def ask_all() -> list[httpx.Response]:
+            body = {"model": FAKE_MODEL, "messages": [{"role": "user", "content": "take your time"}]}
+            limits = httpx.Limits(max_connections=count)
+            async with httpx.AsyncClient(base_url=api.url, headers=headers, timeout=30, limits=limits) as c:
+                asks = [c.post("/v1/chat/completions", json=body) for _ in range(count)]
+                return await asyncio.gather(*asks)
+
+        responses = asyncio.run(ask_all())
+    refused = [r.text for r in responses if r.status_code != 200]
+    assert not refused, refused
+    assert all(r.json()["choices"][0]["message"]["content"] == "slow" for r in responses)

@@ -305,3 +305,16 @@ async def test_a_waiter_that_goes_away_leaves_its_turn_in_the_batch_and_the_othe
         await leaving
     await writer.stop()
     assert sorted(c for c, _, _ in store.written) == ["conv_0", "conv_1", "conv_2"]
+
+
+def test_a_streamed_reply_with_an_unpaired_surrogate_escape_keeps_that_chunk() -> None:
+    """Valid JSON that orjson refuses (`\\ud800` alone): the chunk's text is kept, the surrogate replaced."""
+    chunks = [
+        b'data: {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "a\\ud800b"}}]}\n\n',
+        b'data: {"choices": [{"index": 0, "delta": {"content": "c"}, "finish_reason": "stop"}]}\n\n',
+        b"data: [DONE]\n\n",
+    ]
+    conversation = ConversationRow(id=1, public_id="conv_1", user_id="u")
+    items = Turn(conversation, [{"role": "user", "content": "q"}], None, stream_bytes=chunks).items()
+    assert items[-1].body["content"][0]["text"] == "a\ufffdbc"
+    assert items[-1].finish_reason == "stop"

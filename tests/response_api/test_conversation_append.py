@@ -131,6 +131,39 @@ async def test_an_outage_past_the_budget_is_reported_and_stores_nothing(
     assert await item_ids(llm, conversation) == Counter()
 
 
+async def test_a_background_append_that_landed_past_its_budget_is_withdrawn(
+    proxy: FaultProxy,
+    response_api_server: ServerFactory,
+    issuer: TestIssuer,
+    llm: AsyncOpenAI,
+    upstream: FakeUpstream,
+) -> None:
+    """Every answer of llm-api to the append is lost, so the background response fails
+    (`conversation_unavailable`) although its items landed: they are then taken back out."""
+    conversation = (await llm.conversations.create()).id
+    proxy.answers_to_drop = 10**6
+    with response_api_server(llm_api_url=proxy.url, background_storage_retry_seconds=0.5) as url:
+        async with client(url, issuer) as http:
+            outcomes, tasks = await run_all(http, upstream, conversation, ["background"])
+            await settle(http, outcomes, tasks)
+            [background] = outcomes
+            assert background.status == "failed" and background.response_error is not None, background
+            assert background.response_error["code"] == "conversation_unavailable", background
+            assert proxy.dropped >= 1
+            await _until_empty(llm, conversation)  # withdrawn in the background, nobody waiting
+            assert background.id is not None
+            late = await http.get(f"/v1/responses/{background.id}")
+            assert late.json()["status"] == "failed"
+
+
+async def _until_empty(llm: AsyncOpenAI, conversation: str) -> None:
+    for _ in range(600):
+        if await item_ids(llm, conversation) == Counter():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the items stay in {conversation}: {await item_ids(llm, conversation)}")
+
+
 async def test_an_append_whose_answer_was_lost_is_stored_once(
     proxy: FaultProxy,
     response_api_server: ServerFactory,

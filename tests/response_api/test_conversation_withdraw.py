@@ -21,7 +21,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from apps.common.db import async_url
-from apps.response_api.services.conversations import new_conversation_id
+from apps.common.errors import APIError
+from apps.common.http import make_session
+from apps.response_api.services.conversations import Conversations, LlmApiAway, new_conversation_id
 from tests.harness.issuer import TestIssuer
 from tests.harness.response_api import INTERNAL_TOKEN, Peers
 from tests.harness.waiting import CLIENT_TIMEOUT
@@ -208,3 +210,123 @@ async def test_withdrawing_needs_the_internal_token_not_only_the_users_credentia
         )
     assert kept.status_code == 200, kept.text
     assert [item["id"] for item in kept.json()["data"]] == ["msg_wtq"]
+
+
+async def test_an_append_arriving_after_its_withdrawal_is_refused(
+    peers: Peers, issuer: TestIssuer, llm: AsyncOpenAI
+) -> None:
+    """A delivery of an append still in flight when response-api withdrew it (its items from a named
+    conversation, or the new conversation it made) lands afterwards: it must not put them back."""
+    named, new, never = (new_conversation_id() for _ in range(3))
+    async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
+
+        async def append(conversation: str, key: str, item_id: str, create: bool = True) -> httpx.Response:
+            return await http.post(
+                f"/internal/conversations/{conversation}/items" + ("?create=true" if create else ""),
+                json={"items": [message(item_id, "user", "Q")]},
+                headers=headers(issuer, "alice", key),
+            )
+
+        assert (await append(named, "resp_late_kept", "msg_late_kept")).status_code == 200
+        assert (await append(named, "resp_late1", "msg_late1")).status_code == 200
+        withdrawn = await http.delete(
+            f"/internal/conversations/{named}/items",
+            params={"key": "resp_late1"},
+            headers=headers(issuer, "alice"),
+        )
+        assert withdrawn.status_code == 204
+        late = await append(named, "resp_late1", "msg_late1", create=False)
+        assert late.status_code == 409 and late.json()["error"]["code"] == "append_withdrawn", late.text
+        assert (await append(named, "resp_late2", "msg_late2", create=False)).status_code == 200
+
+        assert (await append(new, "resp_late3", "msg_late3")).status_code == 200
+        gone = await http.delete(
+            f"/internal/conversations/{new}", params={"key": "resp_late3"}, headers=headers(issuer, "alice")
+        )
+        assert gone.status_code == 204
+        late_create = await append(new, "resp_late3", "msg_late3")
+        assert late_create.status_code == 409 and late_create.json()["error"]["code"] == "append_withdrawn"
+        # Nor does a late delivery of the empty create a stream or background response starts with
+        # (keyed by the conversation's own id): a withdrawn conversation is never made again.
+        early_create = await http.post(
+            f"/internal/conversations/{new}/items?create=true",
+            json={"items": []},
+            headers=headers(issuer, "alice", new),
+        )
+        assert early_create.status_code == 409, early_create.text
+
+        # Withdrawn before its first delivery arrived at all: that delivery is refused too.
+        early = await http.delete(
+            f"/internal/conversations/{never}", params={"key": "resp_late4"}, headers=headers(issuer, "alice")
+        )
+        assert early.status_code == 204
+        assert (await append(never, "resp_late4", "msg_late4")).status_code == 409
+        # Another user's withdrawal under that key withdraws nothing of alice's.
+        mallory = await http.delete(
+            f"/internal/conversations/{named}/items",
+            params={"key": "resp_late2"},
+            headers=headers(issuer, "mallory"),
+        )
+        assert mallory.status_code == 204
+    items = await llm.conversations.items.list(named, order="asc")
+    assert [item.id for item in items.data] == ["msg_late_kept", "msg_late2"]
+    for missing in (new, never):
+        with pytest.raises(openai.NotFoundError):
+            await llm.conversations.retrieve(missing)
+
+
+async def test_withdrawn_keys_are_forgotten_once_no_delivery_can_still_arrive(
+    peers: Peers, issuer: TestIssuer, database_url: str
+) -> None:
+    """A withdrawal record is needed only while a delivery may be in flight; older ones are removed
+    by the next withdrawal, so the records stay bounded."""
+    engine = create_async_engine(async_url(database_url))
+    conversation = new_conversation_id()
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "insert into llm_api.withdrawn_appends"
+                    " (user_id, conversation_id, append_key, withdrawn_at)"
+                    " values ('alice', :c, 'resp_expired', now() - interval '2 days')"
+                ),
+                {"c": conversation},
+            )
+        async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
+            withdrawn = await http.delete(
+                f"/internal/conversations/{conversation}/items",
+                params={"key": "resp_fresh"},
+                headers=headers(issuer, "alice"),
+            )
+            assert withdrawn.status_code == 204
+        async with engine.connect() as connection:
+            kept = await connection.execute(
+                text("select append_key from llm_api.withdrawn_appends where conversation_id = :c"),
+                {"c": conversation},
+            )
+            assert [row[0] for row in kept] == ["resp_fresh"]
+    finally:
+        await engine.dispose()
+
+
+async def test_response_api_reads_a_refused_late_append_as_a_failed_store(
+    peers: Peers, issuer: TestIssuer
+) -> None:
+    """The refusal is not the caller's conflict (a 409 they could act on) nor worth retrying: the
+    append failed, as when llm-api is away, and is not tried again."""
+    conversation = new_conversation_id()
+    user = {"Authorization": f"Bearer {issuer.mint('alice')}"}
+    async with make_session(read_timeout=None) as session:
+        conversations = Conversations(session, peers.llm_api_url, INTERNAL_TOKEN)
+        await conversations.withdraw(conversation, user, key="resp_refused_late")
+        with pytest.raises(APIError) as refused:
+            await conversations.append(
+                conversation,
+                [message("msg_rl", "user", "Q")],
+                user,
+                key="resp_refused_late",
+                budget=60,
+                create=True,
+            )
+    assert refused.value.status_code == 503 and refused.value.code == "conversations_unavailable"
+    assert not isinstance(refused.value, LlmApiAway)

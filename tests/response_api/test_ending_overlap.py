@@ -22,7 +22,9 @@ from typing import Any
 import httpx
 import pytest
 from openai import AsyncOpenAI
+from sqlalchemy import text
 
+from apps.common.db import create_engine
 from apps.gateway.embedded import EmbeddedPostgres
 from apps.response_api.services.store import ResponseStore
 from tests.harness.issuer import TestIssuer
@@ -30,7 +32,7 @@ from tests.harness.response_api import MODEL, Peers, ServerFactory
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.harness.waiting import eventually_async as eventually
 from tests.response_api.conftest import CreateGate
-from tests.response_api.scripts import answer
+from tests.response_api.scripts import answer, call, tool_round
 from tests.response_api.test_conversation_early import http_client, stored_responses
 from tests.response_api.test_durability import response_api
 
@@ -265,3 +267,34 @@ async def test_a_failed_insert_is_never_silenced_by_a_failed_append(
     assert any(
         record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError) for record in seen
     ), [record.getMessage() for record in seen]
+
+
+async def test_a_row_undone_after_its_append_failed_keeps_its_tool_executions(
+    create_gate: CreateGate,
+    response_api_server: ServerFactory,
+    issuer: TestIssuer,
+    upstream: FakeUpstream,
+    database_url: str,
+) -> None:
+    """The MCP calls did run (their side effects stay): their records stay, as they do for a
+    response that is not stored at all."""
+    before = await stored_responses(database_url)
+    upstream.enqueue(tool_round(call("add", {"a": 1, "b": 2}, "call_undone_kept")), answer("3."))
+    with response_api_server(storage_retry_seconds=0.5) as url:
+        async with http_client(url, issuer, "overlap-undo-keeps-calls") as http:
+            task = asyncio.create_task(http.post("/v1/responses", json={"model": MODEL, "input": "Add."}))
+            await eventually(lambda: create_gate.waiting >= 1, "the append was held")
+            await until_stored(database_url, before + 1)
+            create_gate.fail_from_now()
+            answered = await task
+    assert answered.status_code == 503, answered.text
+    assert await stored_responses(database_url) == before
+    engine = create_engine(database_url, schema="response_api", pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT tool_name, status FROM tool_executions WHERE call_id = 'call_undone_kept'")
+            )
+            assert [tuple(row) for row in rows] == [("add", "completed")]
+    finally:
+        await engine.dispose()

@@ -14,6 +14,8 @@ conversation is a 404.
   ids kept. A conversation without a title gets one from the first user message, as chat turns do.
   An `Idempotency-Key` (response-api sends the response id) makes a repeated append store nothing:
   response-api retries an append whose answer it did not get, so the turn is stored exactly once.
+  An append whose key was withdrawn (below) is refused (409 `append_withdrawn`): a delivery still in
+  flight when response-api gave up on it must not put back what it took out.
   With `?create=true` a conversation the caller does not have yet is created first, under the id in
   the path (response-api names a response's new conversation itself, so a response costs one call
   here instead of a create at its start and an append at its end); the items may then be empty (a
@@ -29,6 +31,9 @@ conversation is a 404.
   client was told it failed, and a chat turn that could not be stored stays out too). Only items
   appended under that `Idempotency-Key` go; always 204 (nothing to withdraw, a missing conversation
   or another user's alike), so a retry is harmless.
+  Both withdrawals are recorded (`withdrawn_appends`, kept a day: `ConversationStore.WITHDRAWN_KEEP`):
+  the key, or a withdrawn conversation as a whole. A keyed append checks under the same row lock, and
+  a create after inserting the conversation, so neither puts back what was withdrawn.
 - `POST …/import`: a conversation from response-api's former own store, with its id, owner and age
   (see response-api's migration 0003). Repeating an import is harmless.
 """
@@ -47,7 +52,7 @@ from apps.common.guard import GuardedRoute
 from apps.llm_api.auth.routes.internal import require_internal_token
 from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.deps import ConversationsDep
-from apps.llm_api.services.conversations import ConversationStore
+from apps.llm_api.services.conversations import AppendWithdrawn, ConversationStore
 from apps.llm_api.services.items import items_to_messages, title_from
 from apps.llm_api.types import ConversationContext, ConversationImported, ConversationItem, ItemReplay, Page
 from apps.llm_api.wire.conversations import conversation_json, item_json, page_json
@@ -109,18 +114,23 @@ async def append_items(
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=64)] = None,
     create: bool = False,
 ) -> Page[ConversationItem]:
-    if create:  # usually the first delivery, so the conversation is made before it is read
-        await _create(store, principal.user_id, conversation_id)
-    conversation = await store.get(principal.user_id, conversation_id)
-    if conversation is None:
-        raise _missing(conversation_id)
-    if not body.items:
-        if not create:
-            raise APIError(400, "'items' must not be empty.", param="items", code="invalid_value")
-        return page_json([], False)
-    items = [stored_item(item) for item in body.items]
-    title = None if conversation.title else _title([item.body for item in items])
-    rows = await store.append_response(conversation, items, title=title, key=idempotency_key)
+    try:
+        if create:  # usually the first delivery, so the conversation is made before it is read
+            await _create(store, principal.user_id, conversation_id, idempotency_key)
+        conversation = await store.get(principal.user_id, conversation_id)
+        if conversation is None:
+            raise _missing(conversation_id)
+        if not body.items:
+            if not create:
+                raise APIError(400, "'items' must not be empty.", param="items", code="invalid_value")
+            return page_json([], False)
+        items = [stored_item(item) for item in body.items]
+        title = None if conversation.title else _title([item.body for item in items])
+        rows = await store.append_response(conversation, items, title=title, key=idempotency_key)
+    except AppendWithdrawn:
+        raise APIError(
+            409, f"The append '{idempotency_key}' was withdrawn; it stores nothing.", code="append_withdrawn"
+        ) from None
     if rows is None:  # deleted between the lookup and the write
         raise _missing(conversation_id)
     return page_json([item_json(row) for row in rows], False)
@@ -160,11 +170,12 @@ async def import_conversation(body: ImportConversation, store: ConversationsDep)
     return {"id": body.id, "object": "conversation.import", "created": created}
 
 
-async def _create(store: ConversationStore, user_id: str, conversation_id: str) -> None:
-    """Make the caller's conversation `conversation_id` unless they have it already."""
+async def _create(store: ConversationStore, user_id: str, conversation_id: str, key: str | None) -> None:
+    """Make the caller's conversation `conversation_id` unless they have it already (nor was the
+    append `key` it is made for withdrawn: `AppendWithdrawn`)."""
     if not NEW_CONVERSATION_ID.fullmatch(conversation_id):
         raise APIError(400, f"'{conversation_id}' is not a conversation id.", param="conversation_id")
-    if await store.import_conversation(conversation_id, user_id, datetime.now(UTC), []) is None:
+    if await store.import_conversation(conversation_id, user_id, datetime.now(UTC), [], key=key) is None:
         raise APIError(409, f"Conversation '{conversation_id}' belongs to another user.", code="conflict")
 
 

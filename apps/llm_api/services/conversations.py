@@ -19,16 +19,17 @@ earlier item as input) is replaced by a fresh one rather than failing the write.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import EllipsisType
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from apps.common.db import HeldConnections
 from apps.common.ids import random_id
-from apps.llm_api.chat_tables import ConversationRow, ItemRow
+from apps.llm_api.chat_tables import ConversationRow, ItemRow, WithdrawnAppendRow
 from apps.llm_api.services import turn_store
 from apps.llm_api.services.items import ItemBody
 from apps.llm_api.services.paging import Order, Page, keyset_page
@@ -48,7 +49,23 @@ class NewItem:
     keep_id: bool = False
 
 
+# The key a withdrawn conversation is recorded under: no delivery, whatever its key (a response's
+# early create is keyed by the conversation's own id), makes it again. Never an `Idempotency-Key`,
+# which is at least one character long.
+WHOLE_CONVERSATION = ""
+
+
+class AppendWithdrawn(Exception):
+    """The append's key was withdrawn (`withdraw_items`, `withdraw`): a late delivery stores nothing."""
+
+
 class ConversationStore:
+    # How long a withdrawn append is refused. A delivery can only still arrive while response-api's
+    # append is in flight (its retry budget, at most minutes, plus a 30 s read timeout); a day is far
+    # past that, as idempotency keys' windows usually are, and keeps the records to a day's withdrawals
+    # (each withdrawal removes the expired ones: withdrawals are rare, failure-path calls).
+    WITHDRAWN_KEEP = timedelta(days=1)
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, held_connections: int = 0) -> None:
         """`held_connections`: how many connections the turn path (history reads, turn writes) keeps
         between statements (`HeldConnections`); `release_connections` gives them back."""
@@ -151,6 +168,7 @@ class ConversationStore:
     async def withdraw(self, user_id: str, public_id: str, key: str) -> bool | None:
         """Delete the caller's conversation if it holds nothing but items appended under `key`: True
         if deleted, False if it holds anything else (it stays), None if it is not theirs or gone.
+        Deleted or not there (yet), it is recorded as withdrawn: no late delivery makes it again.
 
         The check and the delete run under the conversation's row lock. Every writer of its items
         holds a lock on that row that conflicts with it (the writers' own row lock, or the item's
@@ -160,6 +178,8 @@ class ConversationStore:
         async with self._sessions() as session, session.begin():
             locked = await self._locked_id(session, user_id, public_id)
             if locked is None:
+                # Maybe its first delivery has not arrived yet: it must not make it afterwards.
+                await self._record_withdrawal(session, user_id, public_id, WHOLE_CONVERSATION)
                 return None
             other = await session.scalar(
                 select(ItemRow.id)
@@ -169,6 +189,7 @@ class ConversationStore:
             if other is not None:
                 return False
             await session.execute(delete(ConversationRow).where(ConversationRow.id == locked))
+            await self._record_withdrawal(session, user_id, public_id, WHOLE_CONVERSATION)
         return True
 
     async def withdraw_items(self, user_id: str, public_id: str, key: str) -> int:
@@ -176,10 +197,12 @@ class ConversationStore:
         then not stored); how many went (0 if none, or if the conversation is not theirs).
 
         Taken under the conversation's row lock, as appends are: an append of that key still being
-        written finishes first, and is withdrawn with the rest.
+        written finishes first, and is withdrawn with the rest; one arriving later finds the key
+        withdrawn (`AppendWithdrawn`), checked under the same lock.
         """
         async with self._sessions() as session, session.begin():
             locked = await self._locked_id(session, user_id, public_id)
+            await self._record_withdrawal(session, user_id, public_id, key)
             if locked is None:
                 return 0
             result = await session.execute(
@@ -259,15 +282,17 @@ class ConversationStore:
         """Append one response's items in one transaction; None if the conversation is gone.
 
         With an idempotency `key`, an append whose key the conversation already holds (a retry after
-        a lost answer) stores nothing and returns the items stored the first time. The check runs
-        under the conversation's row lock, which every writer of its items takes, so two deliveries
-        of one append cannot both pass it.
+        a lost answer) stores nothing and returns the items stored the first time, and one whose key
+        was withdrawn raises `AppendWithdrawn`. The checks run under the conversation's row lock,
+        which every writer of its items and both withdrawals take, so two deliveries of one append
+        cannot both pass them, nor one pass after its withdrawal.
         """
         async with self._sessions() as session, session.begin():
             locked = await session.get(ConversationRow, conversation.id, with_for_update=True)
             if locked is None:
                 return None
             if key is not None:
+                await self._refuse_withdrawn(session, locked.user_id, locked.public_id, key)
                 stored = await session.scalars(
                     select(ItemRow)
                     .where(ItemRow.conversation_id == locked.id, ItemRow.append_key == key)
@@ -281,10 +306,17 @@ class ConversationStore:
             return await self._insert_items(session, locked, items, append_key=key)
 
     async def import_conversation(
-        self, public_id: str, user_id: str, created_at: datetime, items: list[NewItem]
+        self,
+        public_id: str,
+        user_id: str,
+        created_at: datetime,
+        items: list[NewItem],
+        *,
+        key: str | None = None,
     ) -> bool | None:
         """Create a conversation with its id, owner, age and items; False if this user already has
-        it (a repeated import), None if the id belongs to someone else."""
+        it (a repeated import), None if the id belongs to someone else. With the `key` of the append
+        it is made for, `AppendWithdrawn` if that append was withdrawn (it is not made)."""
         async with self._sessions() as session, session.begin():
             existing = await session.scalar(
                 select(ConversationRow.user_id).where(ConversationRow.public_id == public_id)
@@ -294,6 +326,8 @@ class ConversationStore:
             row = ConversationRow(public_id=public_id, user_id=user_id, metadata_={}, created_at=created_at)
             session.add(row)
             await session.flush()
+            if key is not None:  # after the insert: a withdrawal committed meanwhile is seen
+                await self._refuse_withdrawn(session, user_id, public_id, key)
             if items:
                 await self._insert_items(session, row, items)
         return True
@@ -339,6 +373,36 @@ class ConversationStore:
             .with_for_update()
         )
         return locked
+
+    @classmethod
+    async def _record_withdrawal(cls, session: AsyncSession, user_id: str, public_id: str, key: str) -> None:
+        """Refuse later deliveries of the append `key` (and forget withdrawals past `WITHDRAWN_KEEP`)."""
+        await session.execute(
+            delete(WithdrawnAppendRow).where(
+                WithdrawnAppendRow.withdrawn_at < func.now() - cls.WITHDRAWN_KEEP
+            )
+        )
+        await session.execute(
+            insert(WithdrawnAppendRow)
+            .values(user_id=user_id, conversation_id=public_id, append_key=key)
+            .on_conflict_do_update(
+                index_elements=["user_id", "conversation_id", "append_key"], set_={"withdrawn_at": func.now()}
+            )
+        )
+
+    @staticmethod
+    async def _refuse_withdrawn(session: AsyncSession, user_id: str, public_id: str, key: str) -> None:
+        withdrawn = await session.scalar(
+            select(
+                exists().where(
+                    WithdrawnAppendRow.user_id == user_id,
+                    WithdrawnAppendRow.conversation_id == public_id,
+                    WithdrawnAppendRow.append_key.in_((key, WHOLE_CONVERSATION)),
+                )
+            )
+        )
+        if withdrawn:
+            raise AppendWithdrawn(key)
 
     @staticmethod
     async def _attachable(session: AsyncSession, user_id: str, project_id: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ import orjson
 
 from apps.common.durable import StorageUnavailable, durably
 from apps.common.sse import SSEDecoder
+from apps.common.storable import storable
 from apps.llm_api.services.conversations import ConversationStore, NewItem
 from apps.llm_api.services.items import message_to_items
 from apps.llm_api.services.relay import IncompleteReason
@@ -34,6 +36,8 @@ from apps.llm_api.settings import TURN_FLUSHERS
 
 log = logging.getLogger(__name__)
 
+# The length of `conversation_items.finish_reason` (`ItemRow`).
+FINISH_REASON_CHARS = 32
 # Nobody waits for an unacknowledged turn, so it may wait out a longer outage than a request can.
 BACKGROUND_BUDGET_SECONDS = 120.0
 
@@ -54,9 +58,14 @@ class Turn:
 
     def items(self) -> list[NewItem]:
         items = [NewItem(body) for message in self.inputs for body in message_to_items(message)]
-        message, finish_reason, usage = self._reply()
+        # The inputs passed the request's check (`apps.common.guard`); the reply is the model's, and
+        # the client has it already: text Postgres cannot store is replaced, not refused (one such
+        # turn would fail the group-committed statement holding other users' turns too).
+        message, finish_reason, usage = storable(self._reply())
         if message is None:
             return items
+        if finish_reason is not None:  # any string an upstream chose: cut to its column
+            finish_reason = str(finish_reason)[:FINISH_REASON_CHARS]
         status = "incomplete" if self.incomplete_reason else "completed"
         details = {"reason": self.incomplete_reason} if self.incomplete_reason else None
         for index, body in enumerate(message_to_items(message)):
@@ -140,7 +149,10 @@ def _json_or_none(data: bytes | str) -> Any:
     except orjson.JSONDecodeError:
         if isinstance(data, bytes):  # the decoder would have replaced invalid UTF-8, then parsed
             return _json_or_none(data.decode("utf-8", "replace"))
-        return None
+        try:  # valid JSON orjson refuses: an unpaired surrogate escape (replaced in `Turn.items`)
+            return json.loads(data)
+        except ValueError:
+            return None
 
 
 def _merge_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import logging
 from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
+from apps.common.storable import storable_text
 from apps.mcp_tools.services.errors import ToolFailure
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,9 @@ def _pdf_text(content: bytes) -> str:
         pages = [page.extract_text() or "" for page in reader.pages]
     except (PdfReadError, ValueError, KeyError, TypeError) as exc:
         raise ToolFailure(f"The PDF could not be read ({type(exc).__name__}).") from exc
-    return "\n\n".join(page.strip() for page in pages if page.strip())
+    # A font may map a glyph to an unpaired surrogate (pypdf keeps it): such text can be neither
+    # stored (file search) nor sent as JSON (scrape), so it is replaced (`apps.common.storable`).
+    return storable_text("\n\n".join(page.strip() for page in pages if page.strip()))
 
 
 def _html_text(content: bytes) -> str:

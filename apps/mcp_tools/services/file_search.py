@@ -10,7 +10,8 @@ simply finds nothing), and the same `document_id` in two users' collections are 
 
 Text Postgres cannot store (a NUL character, an unpaired surrogate) in an argument is refused with
 a message naming the argument: the data is at fault, not the store. In text extracted from an
-uploaded file, NUL characters carry no meaning and are dropped.
+uploaded file, NUL characters carry no meaning and are dropped (and an unpaired surrogate a PDF's
+font maps a glyph to is replaced by U+FFFD: `documents.py`).
 """
 
 from __future__ import annotations

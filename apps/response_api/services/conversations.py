@@ -221,6 +221,10 @@ def _refused(status: int, raw: bytes) -> APIError:
     except (orjson.JSONDecodeError, AttributeError):
         error = {}
     message = error.get("message") if isinstance(error, dict) else None
+    if status == 409 and error.get("code") == "append_withdrawn":
+        # This response's append was withdrawn (it was found failed): nothing of it is stored, and
+        # retrying cannot store it; not the caller's conflict either.
+        return _Unavailable(f"the response's items were withdrawn from the conversation ({message})")
     if status in (401, 400, 409, 413, 429):  # about the caller or the request: theirs to see
         return APIError(status, message or f"llm-api answered {status}.", code=error.get("code"))
     detail = f"conversations are unavailable (llm-api answered {status}: {message or '-'})"

@@ -6,18 +6,22 @@ ending); `finish` ends a run: the conversation append, the final write with the 
 then the terminal event, or, when storage failed, an `error` instead.
 
 A plain (foreground, not streamed) response that completed writes its append and its row together
-(`_append_and_insert`): nobody knows its id before its 200 (no event announced it, and responses
-are not listed), so a row stored while the append may still fail is seen by nobody, and the client
-is still answered only once both are stored. Each failure undoes what it can of the other: a row
-whose append failed is deleted; a new conversation whose row could not be written is withdrawn
-(llm-api keeps it if anything else is in it); a conversation found deleted meanwhile is then
-detached from the row too. A stream (its id was announced) and a background response keep the order
-append, then row. Whichever the order, a response whose row could not be written after its append
-landed takes its items back out of the conversation the caller named (`_withdraw_items`; llm-api
-keeps a chat turn it could not store out too), since its client is told it failed. What stays when
-an undo fails too (or the process dies between) is a state users reach anyway: a row naming a
-conversation without its items (as after deleting them), or a conversation holding the items of a
-response the client was told failed. Every write goes through
+(`_append_and_insert`): nobody knows its id before its 200 (no event announced it, and responses are
+not listed), so a row stored while the append may still fail is seen by nobody, and the client is
+still answered only once both are stored. Each failure undoes what it can of the other: a row whose
+append failed is deleted (its tool executions stay: those calls ran); a new conversation whose row
+could not be written is withdrawn (llm-api keeps it if anything else is in it); a conversation found
+deleted meanwhile is then detached from the row too. A stream (its id was announced) and a
+background response keep the order append, then row. Whichever the order, a response whose row could
+not be written after its append landed takes its items back out of the conversation the caller named
+(`_withdraw_items`; llm-api keeps a chat turn it could not store out too), since its client is told
+it failed. What stays when an undo fails too (or the process dies between) is a state users reach
+anyway: a row naming a conversation without its items (as after deleting them), or a conversation
+holding the items of a response the client was told failed. A background response whose append
+failed past its budget is saved as failed (`conversation_unavailable`), yet that append may have
+landed (its answers lost) or may land still (a delivery in flight): its items are withdrawn
+afterwards, in a task of its own (`_withdraw_later`: retried for the background budget, nobody
+waits), and llm-api then refuses any later delivery of that append. Every write goes through
 `durably` with its budget: `STORAGE_RETRY_SECONDS` when a client waits, the longer
 `BACKGROUND_STORAGE_RETRY_SECONDS` for a background response's end.
 """
@@ -32,7 +36,7 @@ from typing import Any
 from apps.common.durable import durably
 from apps.common.errors import APIError
 from apps.response_api.services.body import error_body
-from apps.response_api.services.conversations import ConversationMissing, Conversations
+from apps.response_api.services.conversations import ConversationMissing, Conversations, LlmApiAway
 from apps.response_api.services.runs import ResponseRun
 from apps.response_api.services.store import ResponseStore
 from apps.response_api.types import ResponseBody, ToolExecutionRow
@@ -53,6 +57,7 @@ class ResponseWriter:
         self._conversations = conversations
         self._budget = budget
         self._background_budget = background_budget
+        self._withdrawing: set[asyncio.Task[None]] = set()  # `_withdraw_later`, until they end
 
     async def insert(
         self,
@@ -176,10 +181,11 @@ class ResponseWriter:
             )
 
     async def _undo_row(self, run: ResponseRun) -> None:
-        """Delete the row of a response the client is told failed (best effort, logged)."""
+        """Delete the row of a response the client is told failed (best effort, logged). Its tool
+        executions stay: those calls did run, and are recorded as for a response not stored."""
         try:
             await durably(
-                lambda: self._store.delete(run.user_id, run.state.id),
+                lambda: self._store.delete(run.user_id, run.state.id, executions=False),
                 budget=EMPTY_CREATE_BUDGET,
                 what="this response",
             )
@@ -215,6 +221,41 @@ class ResponseWriter:
             "the items of a response that was not stored stay in its conversation",
             run.state.id,
         )
+
+    def _withdraw_later(self, run: ResponseRun, conversation_id: str) -> None:
+        """Withdraw a failed background append's items in a task of its own (nobody waits for it)."""
+        task = asyncio.create_task(
+            self._withdraw_landed(conversation_id, run.principal.forward_headers(), run.state.id),
+            name="withdraw-failed-append",
+        )
+        self._withdrawing.add(task)
+        task.add_done_callback(self._withdrawing.discard)
+
+    async def _withdraw_landed(self, conversation_id: str, headers: dict[str, str], key: str) -> None:
+        """Retried while llm-api is away, for the background budget (it is likely why the append
+        failed); then, or on any other refusal, logged."""
+        try:
+            await durably(
+                lambda: self._conversations.withdraw_items(conversation_id, headers, key=key),
+                budget=self._background_budget,
+                what="the withdrawal of a failed response's items",
+                transient=lambda exc: isinstance(exc, LlmApiAway),
+            )
+        except (Exception, asyncio.CancelledError) as exc:
+            error = exc.message if isinstance(exc, APIError) else repr(exc)
+            log.warning(
+                "the items of a failed background response may stay in its conversation",
+                extra={"response_id": key, "error": error},
+            )
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    async def close(self) -> None:
+        """Stop the withdrawals still retrying (the server is stopping); what they leave is logged."""
+        for task in list(self._withdrawing):
+            task.cancel()
+        if self._withdrawing:
+            await asyncio.wait(list(self._withdrawing))
 
     async def record_executions(self, response_id: str, executions: list[ToolExecutionRow]) -> None:
         """Record the tool executions of a response that is not stored; best effort (logged)."""
@@ -260,7 +301,9 @@ class ResponseWriter:
             log.warning("could not extend the conversation", extra={"error": exc.message})
             if not run.background:
                 raise  # the client is told (a 503, or an SSE error) and nothing is stored
-            # Nobody waits for a background response: whoever polls it reads that it failed.
+            # Nobody waits for a background response: whoever polls it reads that it failed, and
+            # what of it may have landed anyway is taken back out.
+            self._withdraw_later(run, conversation["id"])
             message = "The response could not be added to its conversation; run it again."
             body.update(
                 {

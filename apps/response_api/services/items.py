@@ -27,6 +27,7 @@ import orjson
 
 from apps.common.errors import bad_request
 from apps.common.ids import random_id
+from apps.common.storable import storable
 from apps.response_api.types import ItemStatus, OutputMessage, OutputText
 
 MESSAGE_ROLES = frozenset({"user", "assistant", "system", "developer"})
@@ -230,4 +231,6 @@ def parse_arguments(arguments: str) -> dict[str, Any]:
         value = orjson.loads(value)
     if not isinstance(value, dict):
         raise ValueError("tool arguments must be a JSON object")
-    return value
+    # Stored with the tool's execution and passed to the tool: a NUL the model escaped into its
+    # arguments is replaced there too (`apps.common.storable`), as in its other text.
+    return storable(value)

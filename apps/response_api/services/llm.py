@@ -13,6 +13,8 @@ httpx with its instrumentation cost ~2 ms of CPU per round. Trace context goes a
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,7 @@ import orjson
 from opentelemetry.propagate import inject
 
 from apps.common.sse import decode_events
+from apps.common.storable import storable
 
 
 @dataclass(slots=True)
@@ -44,6 +47,9 @@ class RoundEnd:
 
 
 ModelEvent = TextDelta | ToolCallDelta | RoundEnd
+
+# The JSON escape of a UTF-16 surrogate (orjson refuses an unpaired one).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 # The code of a response failed because llm-api's stream could not be read.
 MALFORMED = "bad_upstream_response"
@@ -83,7 +89,7 @@ class LlmClient:
                 if event.data == "[DONE]":
                     continue
                 try:
-                    chunk = orjson.loads(event.data)
+                    chunk = _parse(event.data)
                     if chunk.get("error"):
                         raise LlmApiError(502, str(chunk["error"].get("message", "model error")))
                     usage = chunk.get("usage") or usage
@@ -103,6 +109,20 @@ class LlmClient:
         finally:
             # Back to the pool when the body was read to its end; otherwise the connection is closed.
             response.release()
+
+
+def _parse(data: str) -> Any:
+    """A chunk, its text made storable: it is stored with the response (`apps.common.storable`).
+
+    orjson refuses an unpaired surrogate escape (`\\ud800`), which is valid JSON; only then is the
+    chunk parsed again by the standard library, which takes it."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        if not _SURROGATE_ESCAPE.search(data):
+            raise
+        return storable(json.loads(data))
+    return storable(chunk) if "\\u0000" in data else chunk
 
 
 def _deltas(delta: dict[str, Any]) -> list[ModelEvent]:
@@ -128,6 +148,7 @@ async def _error(response: aiohttp.ClientResponse) -> LlmApiError:
         error = orjson.loads(body).get("error") or {}
     except (orjson.JSONDecodeError, AttributeError):
         error = {}
+    error = storable(error)  # a provider's words may reach the stored response's `error`
     message = error.get("message") if isinstance(error, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     return LlmApiError(response.status, message or f"llm-api answered {response.status}", code)

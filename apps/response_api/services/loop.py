@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from apps.response_api.db import CALL_ID_CHARS, TOOL_NAME_CHARS
 from apps.response_api.schemas import CreateResponseRequest, FunctionTool, McpTool
 from apps.response_api.services.approvals import needs_approval
 from apps.response_api.services.items import mcp_result_text, parse_arguments
@@ -272,8 +273,10 @@ class ToolLoop:
         row: ToolExecutionRow = {
             "response_id": state.id,
             "user_id": self._user_id,
-            "call_id": call.call_id,
-            "tool_name": call.name,
+            # The model's own words (a call to a tool that does not exist is recorded too): cut to
+            # their columns rather than fail the response's one write.
+            "call_id": call.call_id[:CALL_ID_CHARS],
+            "tool_name": call.name[:TOOL_NAME_CHARS],
             "arguments": {},
             "result": None,
             "error_message": None,

@@ -51,6 +51,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import DiscoverResult, ListToolsResult
 
 from apps.common.http import transport_failure
+from apps.common.storable import storable, storable_text
 from apps.response_api.types import McpCallError, McpListedTool
 
 log = logging.getLogger(__name__)
@@ -208,8 +209,8 @@ class McpSession:
             tools.extend(
                 McpToolInfo(
                     t.name,
-                    t.description,
-                    t.input_schema,
+                    storable(t.description),
+                    storable(t.input_schema),
                     t.annotations.read_only_hint if t.annotations else None,
                 )
                 for t in result.tools
@@ -229,14 +230,18 @@ class McpSession:
             message = f"Tool '{name}' did not finish within {timeout:g} s."
             return ToolOutcome(None, {"type": "mcp_protocol_error", "code": TIMEOUT_CODE, "message": message})
         except MCPError as exc:
-            return ToolOutcome(None, {"type": "mcp_protocol_error", "code": exc.code, "message": exc.message})
+            message = storable_text(exc.message)
+            return ToolOutcome(None, {"type": "mcp_protocol_error", "code": exc.code, "message": message})
         except Exception as exc:
             log.warning("tool call failed", extra={"tool": name, "error": repr(exc)})
             return ToolOutcome(None, {"type": "http_error", "code": 502, "message": f"Tool '{name}' failed."})
-        content = [block.model_dump(mode="json", exclude_none=True) for block in result.content]
+        # A tool's output is stored with its response (row, executions, conversation): text Postgres
+        # cannot store is replaced, not refused (`apps.common.storable`); the call did run.
+        content = storable([block.model_dump(mode="json", exclude_none=True) for block in result.content])
+        structured = storable(result.structured_content)
         if result.is_error:
             return ToolOutcome(None, {"type": "mcp_tool_execution_error", "content": content})
-        return ToolOutcome(_text(content, result.structured_content), None, result.structured_content)
+        return ToolOutcome(_text(content, structured), None, structured)
 
 
 def _text(content: list[dict[str, Any]], structured: Any) -> str:

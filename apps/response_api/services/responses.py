@@ -116,6 +116,10 @@ class ResponseService:
         )
         self._executor = RunExecutor(llm=llm, mcp=mcp, writer=self._writer, config=config)
 
+    async def close(self) -> None:
+        """Stop what still runs in the background after its response ended (the server is stopping)."""
+        await self._writer.close()
+
     async def create(self, request: CreateResponseRequest, principal: Principal) -> ResponseRun:
         if not self._registry.has_room():
             raise APIError(

@@ -293,7 +293,9 @@ class ResponseStore:
             )
             return list(rows)
 
-    async def delete(self, user_id: str, response_id: str) -> None:
+    async def delete(self, user_id: str, response_id: str, *, executions: bool = True) -> None:
+        """Delete the caller's response (404 if none) and, unless `executions=False`, the records of
+        its tool calls."""
         async with transaction(self._sessions) as session:
             deleted = await session.scalar(
                 delete(ResponseRow)
@@ -302,6 +304,8 @@ class ResponseStore:
             )
             if deleted is None:
                 raise not_found("Response", response_id)
+            if not executions:
+                return
             await session.execute(
                 delete(ToolExecution).where(
                     ToolExecution.response_id == response_id, ToolExecution.user_id == user_id
