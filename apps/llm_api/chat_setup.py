@@ -35,7 +35,7 @@ from apps.llm_api.services.media import MediaResolver
 from apps.llm_api.services.persistence import TurnWriter
 from apps.llm_api.services.projects import ProjectStore
 from apps.llm_api.services.providers import ProviderAdmin
-from apps.llm_api.settings import LlmApiSettings
+from apps.llm_api.settings import TURN_FLUSHERS, LlmApiSettings
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ async def chat_services(
     async with client, session, media_session, contextlib.aclosing(plain):
         app.state.telemetry.instrument_httpx(client)
         registry = ProviderRegistry(client, configured)
-        store = ConversationStore(app.state.sessions)
+        # The flushers' share of the pool (`LlmApiSettings._size_pool`), kept between statements.
+        store = ConversationStore(app.state.sessions, held_connections=TURN_FLUSHERS)
         admin = ProviderAdmin(app.state.sessions, KeyBox(_secret(settings.model_provider_secret)), registry)
         await admin.reload()
         writer = TurnWriter(store, settings.persistence_queue_size, budget=settings.storage_retry_seconds)
@@ -116,7 +117,10 @@ async def chat_services(
         finally:
             if sync is not None:
                 sync.cancel()
-            await writer.stop()
+            try:
+                await writer.stop()
+            finally:
+                store.release_connections()  # before the engine is disposed
 
 
 def _periodic_sync(admin: ProviderAdmin, interval: float) -> asyncio.Task[None] | None:

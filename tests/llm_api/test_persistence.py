@@ -12,6 +12,7 @@ from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.services.conversations import NewItem
 from apps.llm_api.services.persistence import Turn, TurnWriter
 from apps.llm_api.services.turn_store import TurnRecord
+from tests.harness.waiting import eventually_async
 
 
 class FlakyStore:
@@ -284,6 +285,26 @@ async def test_overlapping_batches_keep_each_conversation_in_order_and_ack_after
         stored = [question_of(items) for c, items, _ in store.written if c == f"conv_{conversation}"]
         assert stored == [f"q{n}" for n in range(1, 6)]
     assert len(acks) == 20
+
+
+async def test_a_waiter_that_goes_away_leaves_its_turn_in_the_batch_and_the_others_acknowledged() -> None:
+    """A request cancelled while its turn is being committed (the client hung up) does not take the
+    turn out of the batch, nor disturb the acknowledgement of the turns written beside it."""
+    store = Gated()
+    writer = writer_for(store)
+    first = asyncio.create_task(writer.commit(turn_of(0, 1)))
+    await eventually_async(lambda: len(store.gates) == 1, "the first batch is being written")
+    leaving = asyncio.create_task(writer.commit(turn_of(1, 1)))
+    staying = asyncio.create_task(writer.commit(turn_of(2, 1)))
+    await eventually_async(lambda: len(store.gates) == 2, "the second batch is being written")
+    leaving.cancel()
+    for gate in store.gates:
+        gate.set()
+    await asyncio.gather(first, staying)
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    await writer.stop()
+    assert sorted(c for c, _, _ in store.written) == ["conv_0", "conv_1", "conv_2"]
 
 
 def test_a_streamed_reply_with_an_unpaired_surrogate_escape_keeps_that_chunk() -> None:

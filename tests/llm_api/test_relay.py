@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 import orjson
 import pytest
+from starlette.types import Message
 
+from apps.llm_api.providers.stream_usage import UsageWatch
+from apps.llm_api.providers.upstream import UpstreamResponse
 from apps.llm_api.services.persistence import accumulate_stream
-from apps.llm_api.services.relay import DoneSplicer
+from apps.llm_api.services.relay import DoneSplicer, StreamRelayResponse
+from tests.harness.upstream import FakeUpstream, Reply
 
 EVENT = b'data: {"conversation":{}}\n\n'
 STREAM = (
@@ -63,3 +70,62 @@ def test_accumulate_rebuilds_content_tool_calls_and_usage() -> None:
         "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}],
     }
     assert finish == "tool_calls" and usage == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+
+
+async def _relay_stored_turn(upstream: FakeUpstream, response_type: type[UpstreamResponse]) -> list[Message]:
+    """Relay a streamed answer of the fake model whose turn is committed before `[DONE]`; the ASGI
+    messages sent, with a marker where the commit ran."""
+    upstream.enqueue(Reply(content=["Hel", "lo"]))
+    messages: list[Message] = []
+
+    async def commit(chunks: list[bytes]) -> None:
+        assert chunks
+        messages.append({"type": "committed"})
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()  # the client stays
+        raise AssertionError
+
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    async with aiohttp.ClientSession() as session:
+        answer = await session.post(f"{upstream.base_url}/chat/completions", json=body)
+        relay = StreamRelayResponse(
+            response_type(answer),
+            usage=UsageWatch(lambda: 2),
+            conversation_event=EVENT,
+            keep_bytes=True,
+            on_done=lambda chunks, outcome: None,
+            commit=commit,
+        )
+        await relay({"type": "http"}, receive, send)
+    return messages
+
+
+async def test_a_stored_turns_done_and_the_end_of_the_body_go_out_together(upstream: FakeUpstream) -> None:
+    """The model has closed its stream by the time the turn is committed: `[DONE]` is the body's
+    last message (one write to the client), after the commit, and nothing is sent after it."""
+    messages = await _relay_stored_turn(upstream, UpstreamResponse)
+    committed = messages.index({"type": "committed"})
+    assert all(b"[DONE]" not in message.get("body", b"") for message in messages[:committed])
+    assert messages[committed + 1 :] == [
+        {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False}
+    ]
+
+
+class _StillOpen(UpstreamResponse):
+    def ended(self) -> bool:
+        return False  # as if the model kept its stream open after `[DONE]`
+
+
+async def test_a_stored_turns_done_goes_out_at_once_while_the_model_has_not_closed(
+    upstream: FakeUpstream,
+) -> None:
+    messages = await _relay_stored_turn(upstream, _StillOpen)
+    committed = messages.index({"type": "committed"})
+    assert messages[committed + 1 :] == [
+        {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True},
+        {"type": "http.response.body", "body": b"", "more_body": False},
+    ]

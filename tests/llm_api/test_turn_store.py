@@ -8,15 +8,22 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from apps.common.db import create_engine, driver_connection, session_factory
 from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.services.conversations import ConversationStore, NewItem
 from apps.llm_api.services.projects import ProjectStore
-from apps.llm_api.services.turn_store import TurnRecord, conversation_with_history, write_turns
+from apps.llm_api.services.turn_store import (
+    TurnConversation,
+    TurnRecord,
+    conversation_with_history,
+    write_turns,
+)
 from apps.llm_api.settings import LlmApiSettings
 from tests.harness.llm_api import LlmApi
+from tests.harness.waiting import eventually_async
 
 
 @pytest.fixture
@@ -262,3 +269,60 @@ async def test_llm_api_connections_plan_statements_once(database_url: str) -> No
                 assert await connection.fetchval("SHOW plan_cache_mode") == expected
         finally:
             await engine.dispose()
+
+
+async def test_held_connections_are_reused_and_one_the_server_closed_is_replaced(
+    engine: AsyncEngine,
+) -> None:
+    """A store with held connections checks one out for its first statement and keeps it: later
+    history reads and batches take nothing from the pool. One the server closed while it was held
+    is dropped, and the next batch commits on a fresh one; `release_connections` gives all back."""
+    user = "turn-store-held"
+    store = ConversationStore(session_factory(engine), held_connections=2)
+    checkouts: list[object] = []
+    event.listen(engine.sync_engine, "checkout", lambda *args: checkouts.append(args[0]))
+    conversation = await store.create(user)
+    checkouts.clear()
+    for n in range(3):
+        await store.record_turns([turn(conversation, f"kept {n}")])
+        found = await store.conversation_with_history(user, conversation.public_id, 10)
+        assert found is not None
+        assert len(found[1]) == n + 1
+    assert len(checkouts) == 1
+    assert engine.sync_engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+
+    async with driver_connection(engine) as admin:
+        await admin.execute("SELECT pg_terminate_backend($1)", _held(store)[0].get_server_pid())
+    await eventually_async(lambda: _held_closed(store), "asyncpg saw the server close the held connection")
+    checkouts.clear()
+    await store.record_turns([turn(conversation, "after the server closed it")])
+    assert len(checkouts) == 1
+    assert [text for _, text in await sequences(engine, conversation)] == [
+        "kept 0",
+        "kept 1",
+        "kept 2",
+        "after the server closed it",
+    ]
+    store.release_connections()
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def _held(store: ConversationStore) -> list[asyncpg.Connection]:
+    held = store._held  # the test reads which connections are kept
+    assert held is not None
+    return [pooled.driver_connection for pooled, _ in held._idle]
+
+
+def _held_closed(store: ConversationStore) -> bool:
+    return all(connection.is_closed() for connection in _held(store))
+
+
+def test_the_turn_paths_conversation_record_has_every_column_of_the_row() -> None:
+    """The history read returns a plain record, and the internal routes get it back as a row: a
+    column added to `conversations` must be added to the record too, or it would be lost between."""
+    columns = {attribute.key for attribute in ConversationRow.__mapper__.column_attrs}
+    assert set(TurnConversation.__slots__) == columns
+    record = TurnConversation(7, "conv_x", "u", "t", {"k": "v"}, "proj_1")
+    row = record.as_row()
+    assert {key: getattr(row, key) for key in columns} == {key: getattr(record, key) for key in columns}
+    assert TurnConversation.of(row) == record

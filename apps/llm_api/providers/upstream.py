@@ -89,6 +89,10 @@ class UpstreamResponse:
                 "upstream_disconnected", "The connection to the model was lost mid-stream."
             ) from exc
 
+    def ended(self) -> bool:
+        """Whether the whole body has arrived and been read (nothing more will come)."""
+        return self._response.content.at_eof()
+
     def close(self) -> None:
         self._response.close()
 

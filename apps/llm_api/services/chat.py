@@ -35,7 +35,6 @@ from starlette.responses import Response
 from apps.common.auth.principal import Principal
 from apps.common.errors import APIError
 from apps.common.ids import random_id
-from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.providers.compat import adapt
 from apps.llm_api.providers.registry import ModelRoute, ProviderRegistry
 from apps.llm_api.providers.stream_usage import UsageWatch, prompt_chars
@@ -45,6 +44,7 @@ from apps.llm_api.services.items import items_to_messages, title_from
 from apps.llm_api.services.media import MediaResolver, has_placeholder
 from apps.llm_api.services.persistence import Turn, TurnWriter
 from apps.llm_api.services.relay import IncompleteReason, RelayOutcome, StreamRelayResponse
+from apps.llm_api.services.turn_store import AnyConversation, TurnConversation
 from apps.llm_api.wire.chat import ChatRequest, ConversationRef, parse_chat_request
 
 _JAN_FIELDS = ("conversation", "store")
@@ -59,7 +59,7 @@ class Prepared:
     tools: Any
     stream: bool
     public_model: str
-    conversation: ConversationRow | None
+    conversation: AnyConversation | None
     title: str | None
     inputs: list[dict[str, Any]]
     store: bool
@@ -133,7 +133,7 @@ class ChatService:
 
     async def _conversation(
         self, request: ChatRequest, principal: Principal
-    ) -> tuple[ConversationRow | None, list[dict[str, Any]], str | None]:
+    ) -> tuple[AnyConversation | None, list[dict[str, Any]], str | None]:
         """The conversation, its recent history and its project's instructions."""
         ref = request.conversation
         if ref is None:
@@ -149,7 +149,8 @@ class ChatService:
                     principal.user_id, title=ref.title, metadata=ref.metadata, project_id=ref.project_id
                 )
                 return created, [], instructions
-            draft = ConversationRow(
+            draft = TurnConversation(
+                id=None,
                 public_id=random_id("conv"),
                 user_id=principal.user_id,
                 title=ref.title,

@@ -27,13 +27,14 @@ from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from apps.common.db import HeldConnections
 from apps.common.ids import random_id
 from apps.llm_api.chat_tables import ConversationRow, ItemRow, WithdrawnAppendRow
 from apps.llm_api.services import turn_store
 from apps.llm_api.services.items import ItemBody
 from apps.llm_api.services.paging import Order, Page, keyset_page
 from apps.llm_api.services.projects import find_project, project_missing
-from apps.llm_api.services.turn_store import TurnRecord, item_values, taken_ids
+from apps.llm_api.services.turn_store import TurnConversation, TurnRecord, item_values, taken_ids
 
 
 @dataclass
@@ -65,8 +66,11 @@ class ConversationStore:
     # (each withdrawal removes the expired ones: withdrawals are rare, failure-path calls).
     WITHDRAWN_KEEP = timedelta(days=1)
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, held_connections: int = 0) -> None:
+        """`held_connections`: how many connections the turn path (history reads, turn writes) keeps
+        between statements (`HeldConnections`); `release_connections` gives them back."""
         self._sessions = sessions
+        self._held = HeldConnections(self._engine, held_connections) if held_connections else None
 
     async def create(
         self,
@@ -102,7 +106,7 @@ class ConversationStore:
     ) -> tuple[ConversationRow, str | None] | None:
         """The caller's conversation and its project's instructions (None without a project)."""
         found = await self.conversation_with_history(user_id, public_id, 0)
-        return None if found is None else (found[0], found[2])
+        return None if found is None else (found[0].as_row(), found[2])
 
     async def project_instructions(self, user_id: str, project_id: str) -> str | None:
         """The instructions of the caller's project; a 404 (`param: conversation`) if it is not theirs."""
@@ -233,14 +237,21 @@ class ConversationStore:
 
     async def conversation_with_history(
         self, user_id: str, public_id: str, limit: int
-    ) -> tuple[ConversationRow, list[ItemBody], str | None] | None:
+    ) -> tuple[TurnConversation, list[ItemBody], str | None] | None:
         """The caller's conversation, its recent history and its project's instructions (None without
         a project), in one round trip (`turn_store.py`)."""
-        return await turn_store.conversation_with_history(self._engine, user_id, public_id, limit)
+        return await turn_store.conversation_with_history(
+            self._engine, user_id, public_id, limit, held=self._held
+        )
 
     async def record_turns(self, turns: list[TurnRecord]) -> None:
         """Several turns in one transaction (group commit, `turn_store.py`)."""
-        await turn_store.write_turns(self._engine, turns)
+        await turn_store.write_turns(self._engine, turns, held=self._held)
+
+    def release_connections(self) -> None:
+        """The turn path's held connections back to the pool (after the writers stopped)."""
+        if self._held is not None:
+            self._held.release()
 
     @property
     def _engine(self) -> AsyncEngine:

@@ -28,11 +28,10 @@ import orjson
 from apps.common.durable import StorageUnavailable, durably
 from apps.common.sse import SSEDecoder
 from apps.common.storable import storable
-from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.services.conversations import ConversationStore, NewItem
 from apps.llm_api.services.items import message_to_items
 from apps.llm_api.services.relay import IncompleteReason
-from apps.llm_api.services.turn_store import TurnRecord
+from apps.llm_api.services.turn_store import AnyConversation, TurnRecord
 from apps.llm_api.settings import TURN_FLUSHERS
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ BACKGROUND_BUDGET_SECONDS = 120.0
 class Turn:
     """One completion to record: what was asked and what came back."""
 
-    conversation: ConversationRow
+    conversation: AnyConversation
     inputs: list[dict[str, Any]]
     title: str | None
     completion: dict[str, Any] | None = None  # a plain response, parsed
@@ -217,8 +216,9 @@ class TurnWriter:
             task = asyncio.create_task(self._flush(), name="turn-group-commit")
             self._flushing.add(task)
             task.add_done_callback(self._flushing.discard)  # cancelled before it ever ran
-        # A client that hangs up does not take its turn out of a batch already being written.
-        await asyncio.shield(done)
+        # A client that hangs up cancels only its wait (the turn stays in its batch, `_settle` skips
+        # a cancelled waiter): no shield, whose extra future would cost the acknowledgement a loop turn.
+        await done
 
     def _take(self) -> list[tuple[TurnRecord, asyncio.Future[None]]]:
         """The next batch, oldest first, without any conversation already in a batch in flight

@@ -131,6 +131,7 @@ class StreamRelayResponse(Response):
         # if it hangs up before the upstream closes its end.
         self.done_sent = False
         self.stored = False  # `commit` succeeded: the turn is in the conversation
+        self.finished = False  # the body's last message went out (with `[DONE]`)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
         outcome: RelayOutcome | None = "client_disconnected"
@@ -140,7 +141,8 @@ class StreamRelayResponse(Response):
                 headers = [*SSE_HEADERS, *((k, v) for k, v in self.raw_headers if k != b"content-length")]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 outcome = await self._relay(send)
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if not self.finished:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
             except OSError:
                 outcome = "client_disconnected"
             finally:
@@ -192,8 +194,12 @@ class StreamRelayResponse(Response):
             await send({"type": "http.response.body", "body": event, "more_body": True})
             return "storage_failed"
         self.stored = True
-        await send({"type": "http.response.body", "body": self.splicer.held, "more_body": True})
+        # The commit took a round trip, so the model has usually closed its stream by now: then
+        # `[DONE]` and the end of the body go out as one write (one wake-up of the client, not two).
+        last = self.upstream.ended()
+        await send({"type": "http.response.body", "body": self.splicer.held, "more_body": not last})
         self.done_sent = True
+        self.finished = last
         return None
 
     async def _fail(self, send: Send, message: str, code: str) -> RelayOutcome:

@@ -21,6 +21,7 @@ process's batch) makes those numbers collide; the unique key then refuses the st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
@@ -28,7 +29,7 @@ import orjson
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from apps.common.db import driver_connection
+from apps.common.db import HeldConnections, driver_connection
 from apps.common.ids import random_id
 from apps.llm_api.chat_tables import ConversationRow, ItemRow
 from apps.llm_api.services.items import ItemBody
@@ -37,20 +38,51 @@ if TYPE_CHECKING:  # conversations.py delegates here, so only the type is taken 
     from apps.llm_api.services.conversations import NewItem
 
 _items = cast(Table, ItemRow.__table__)
-# Attribute name of each conversation column (`metadata_` is stored as `metadata`), so a row read with
-# SQL becomes the same detached `ConversationRow` the ORM would give, whatever columns it gains.
-_CONVERSATION_ATTRIBUTES = {
-    column.name: attribute.key
-    for attribute in ConversationRow.__mapper__.column_attrs
-    for column in attribute.columns
-}
+
+
+@dataclass(slots=True)
+class TurnConversation:
+    """A conversation as the turn path uses it: a plain record with `ConversationRow`'s attributes.
+
+    An ORM instance cost ~20 µs to build, and every attribute read goes through its
+    instrumentation; a turn reads the public id several times (batching, numbering, the reply)."""
+
+    id: int | None  # None: drafted for this turn, inserted with it
+    public_id: str
+    user_id: str
+    title: str | None
+    metadata_: dict[str, Any]
+    project_id: str | None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def of(cls, row: ConversationRow) -> TurnConversation:
+        return cls(row.id, row.public_id, row.user_id, row.title, row.metadata_, row.project_id)
+
+    def as_row(self) -> ConversationRow:
+        """The same conversation as a detached ORM instance (for code that takes one)."""
+        return ConversationRow(
+            id=self.id,
+            public_id=self.public_id,
+            user_id=self.user_id,
+            title=self.title,
+            metadata_=self.metadata_,
+            project_id=self.project_id,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+# What a turn can be written for: the turn path's record, or a row read or made through the ORM.
+AnyConversation = TurnConversation | ConversationRow
 
 
 @dataclass
 class TurnRecord:
     """One turn's write: the items to append to `conversation` (inserted first when `new`)."""
 
-    conversation: ConversationRow
+    conversation: AnyConversation
     items: list[NewItem]
     title: str | None
 
@@ -61,22 +93,32 @@ class TurnRecord:
 
 
 async def conversation_with_history(
-    engine: AsyncEngine, user_id: str, public_id: str, limit: int
-) -> tuple[ConversationRow, list[ItemBody], str | None] | None:
+    engine: AsyncEngine, user_id: str, public_id: str, limit: int, *, held: HeldConnections | None = None
+) -> tuple[TurnConversation, list[ItemBody], str | None] | None:
     """The caller's conversation, its last `limit` completed items (oldest first) and its project's
-    instructions (None without a project); one statement, outside any transaction."""
-    async with driver_connection(engine) as connection:
+    instructions (None without a project); one statement, outside any transaction, on a `held`
+    connection when one is idle."""
+    async with held.connection() if held is not None else driver_connection(engine) as connection:
         row = await connection.fetchrow(_HISTORY_SQL, public_id, user_id, max(limit, 0))
     if row is None:
         return None
-    conversation = ConversationRow(
-        **{attribute: row[column] for column, attribute in _CONVERSATION_ATTRIBUTES.items()}
+    conversation = TurnConversation(
+        row["id"],
+        row["public_id"],
+        row["user_id"],
+        row["title"],
+        row["metadata"],
+        row["project_id"],
+        row["created_at"],
+        row["updated_at"],
     )
     history: list[ItemBody] = orjson.loads(row["history"]) if row["history"] is not None else []
     return conversation, history, row["project_instructions"]
 
 
-async def write_turns(engine: AsyncEngine, turns: list[TurnRecord]) -> None:
+async def write_turns(
+    engine: AsyncEngine, turns: list[TurnRecord], *, held: HeldConnections | None = None
+) -> None:
     """All `turns` in one statement (one round trip, its own transaction); a turn whose
     conversation was deleted meanwhile is skipped.
 
@@ -85,13 +127,13 @@ async def write_turns(engine: AsyncEngine, turns: list[TurnRecord]) -> None:
     read in the statement's snapshot, taken before the locks are waited for: when a writer that held
     one appended meanwhile, the numbers collide with its items, the unique key refuses the whole
     statement, and it runs again in a fresh snapshot. So no number is taken twice, and nobody waits
-    for a lock to read them.
+    for a lock to read them. With `held`, the connection is one the writers keep between batches.
     """
     new = [t for t in turns if t.new]
     appended: dict[int, str | None] = {}
     for turn in turns:
-        if not turn.new:
-            key = turn.conversation.id
+        key = turn.conversation.id
+        if key is not None:  # not new
             appended[key] = appended.get(key) or turn.title
     continued = sorted(appended)
     conversations = _json(
@@ -106,7 +148,7 @@ async def write_turns(engine: AsyncEngine, turns: list[TurnRecord]) -> None:
             for t in new
         ]
     )
-    async with driver_connection(engine) as connection:
+    async with held.connection() if held is not None else driver_connection(engine) as connection:
         keeps_ids = any(item.keep_id for turn in turns for item in turn.items)
         items = _item_rows(turns, await _taken(connection, turns) if keeps_ids else None)
         if not continued and not any(t.conversation.project_id for t in new):
