@@ -188,7 +188,9 @@ async def test_a_close_before_the_head_raises_from_post_and_open_chat_retries_it
         route = _route(upstream.url.removesuffix("/chat/completions"))
         response = await open_chat(Upstream(session, plain), route, b"{}", stream=False)
         try:
+            assert not response.ended()
             assert (response.status, await response.read()) == (200, BODY)
+            assert response.ended()
         finally:
             response.close()
         assert upstream.connections == 2 and len(upstream.requests) == 2

@@ -190,10 +190,13 @@ class PlainResponse:
         self._key = key
         self._connection: _Connection | None = connection
         self.status = connection.status
+        self.ended = False  # the whole body has been read
 
     async def read(self) -> bytes:
         assert self._connection is not None, "read after close"
-        return await self._connection.read()
+        body = await self._connection.read()
+        self.ended = True
+        return body
 
     def close(self) -> None:
         connection, self._connection = self._connection, None

@@ -91,7 +91,10 @@ class UpstreamResponse:
 
     def ended(self) -> bool:
         """Whether the whole body has arrived and been read (nothing more will come)."""
-        return self._response.content.at_eof()
+        response = self._response
+        if isinstance(response, PlainResponse):
+            return response.ended
+        return response.content.at_eof()
 
     def close(self) -> None:
         self._response.close()
