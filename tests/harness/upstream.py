@@ -40,6 +40,7 @@ class Reply:
     usage: dict[str, int] | None = None
     linger_after_done: float = 0.0  # keep the connection open this long after `data: [DONE]`
     omit_usage: bool = False  # ignore `stream_options.include_usage`, as llama-cpp-python's server does
+    raw_body: bytes | None = None  # a plain answer sent as exactly these bytes (odd or malformed ones)
     # Answer only once this is set (a test holds requests in flight while it breaks something).
     hold: threading.Event | None = None
 
@@ -114,6 +115,8 @@ class FakeUpstream:
         if reply.status != 200:
             error = reply.error_body or {"error": {"message": "upstream failure", "type": "server_error"}}
             return JSONResponse(error, status_code=reply.status)
+        if reply.raw_body is not None:
+            return Response(reply.raw_body, media_type="application/json")
         completion_id = f"chatcmpl-{next(self._ids)}"
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))

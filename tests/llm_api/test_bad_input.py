@@ -57,6 +57,19 @@ def test_malformed_json(llm_api: LlmApi, upstream: FakeUpstream) -> None:
             "invalid_value",
         ),
         (
+            {"model": FAKE_MODEL, "messages": [{"role": "assistant", "tool_calls": ["call it"]}]},
+            "messages.0.tool_calls.0",
+            "invalid_value",
+        ),
+        (
+            {
+                "model": FAKE_MODEL,
+                "messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": "f"}]}],
+            },
+            "messages.0.tool_calls.0.function",
+            "invalid_value",
+        ),
+        (
             {"model": FAKE_MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": "yes"},
             "stream",
             "invalid_value",

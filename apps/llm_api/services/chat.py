@@ -25,6 +25,7 @@ Decisions:
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -182,14 +183,11 @@ class ChatService:
             raise upstream_failure(prepared.route, response.status, content)
         if prepared.conversation is None:
             return Response(content, media_type="application/json")
-        try:
-            completion = orjson.loads(content)
-        except orjson.JSONDecodeError as exc:
-            raise APIError(502, "The model answered with invalid JSON.", code="upstream_invalid") from exc
+        completion = _completion(content)
         completion["conversation"] = prepared.conversation_ref()
         if prepared.recording:
             await self.writer.commit(self._turn(prepared, completion=completion))
-        return Response(orjson.dumps(completion), media_type="application/json")
+        return Response(_dumps(completion), media_type="application/json")
 
     async def _stream(self, prepared: Prepared) -> Response:
         response = await open_chat(self.upstream, prepared.route, prepared.upstream_body, stream=True)
@@ -246,6 +244,29 @@ class ChatService:
             stream_bytes=stream_bytes,
             incomplete_reason=incomplete,
         )
+
+
+def _completion(content: bytes) -> dict[str, Any]:
+    """A plain answer parsed to carry its conversation, or a 502 when it is not a JSON object."""
+    try:
+        completion = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        try:  # valid JSON orjson refuses: an escape naming an unpaired surrogate, in a model's text
+            completion = json.loads(content)
+        except ValueError:
+            completion = None
+    if not isinstance(completion, dict):
+        raise APIError(
+            502, "The model answered with something other than a JSON object.", code="upstream_invalid"
+        )
+    return completion
+
+
+def _dumps(completion: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(completion)
+    except orjson.JSONEncodeError:  # an unpaired surrogate the model sent: escaped again, as it came
+        return json.dumps(completion).encode()
 
 
 def _upstream_body(

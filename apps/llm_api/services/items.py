@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 ItemBody = dict[str, Any]  # {"type", "role"?, …fields of that type}
 
 _TEXT_PART = {"assistant": "output_text"}
@@ -30,17 +32,28 @@ def message_to_items(message: dict[str, Any]) -> list[ItemBody]:
     items: list[ItemBody] = [
         {"type": "message", "role": role, "content": content_parts(role, message.get("content"))}
     ]
+    # A client's calls passed the request's check; a model's are taken as they come, so anything
+    # that is not a call is left out and every field is stored as the text the item format has.
     for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
         items.append(
             {
                 "type": "function_call",
-                "call_id": call.get("id", ""),
-                "name": function.get("name", ""),
-                "arguments": function.get("arguments", ""),
+                "call_id": _text(call.get("id")),
+                "name": _text(function.get("name")),
+                "arguments": _text(function.get("arguments")),
             }
         )
     return items
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def content_parts(role: str, content: Any) -> list[dict[str, Any]]:

@@ -82,9 +82,14 @@ class Turn:
         return items
 
     def _reply(self) -> tuple[dict[str, Any] | None, str | None, dict[str, Any] | None]:
-        if self.completion is not None:
-            choices = self.completion.get("choices") or [{}]
-            return choices[0].get("message"), choices[0].get("finish_reason"), self.completion.get("usage")
+        if self.completion is not None:  # any JSON object the model sent
+            choices = self.completion.get("choices")
+            choice = choices[0] if isinstance(choices, list) and choices else None
+            if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
+                return None, None, None
+            # A completion's message is the assistant's whatever role the server wrote (or left out).
+            message = {**choice["message"], "role": "assistant"}
+            return message, choice.get("finish_reason"), self.completion.get("usage")
         if self.stream_bytes is not None:
             return accumulate_stream(self.stream_bytes)
         return None, None, None

@@ -33,12 +33,29 @@ from apps.common.errors import APIError
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
+class CalledFunction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: StrictStr
+    arguments: StrictStr
+
+
+class ToolCall(BaseModel):
+    """A call an earlier assistant message made, as the client replays it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: StrictStr
+    type: StrictStr = "function"
+    function: CalledFunction
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Role
     content: StrictStr | list[dict[str, Any]] | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] | None = None
     tool_call_id: StrictStr | None = None
 
 
