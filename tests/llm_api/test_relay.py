@@ -14,6 +14,7 @@ from apps.llm_api.providers.upstream import UpstreamResponse
 from apps.llm_api.services.persistence import accumulate_stream
 from apps.llm_api.services.relay import DoneSplicer, StreamRelayResponse
 from tests.harness.upstream import FakeUpstream, Reply
+from tests.harness.waiting import eventually_async
 
 EVENT = b'data: {"conversation":{}}\n\n'
 STREAM = (
@@ -72,14 +73,20 @@ def test_accumulate_rebuilds_content_tool_calls_and_usage() -> None:
     assert finish == "tool_calls" and usage == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
 
 
-async def _relay_stored_turn(upstream: FakeUpstream, response_type: type[UpstreamResponse]) -> list[Message]:
+async def _relay_stored_turn(
+    upstream: FakeUpstream, response_type: type[UpstreamResponse], *, until_closed: bool = False
+) -> list[Message]:
     """Relay a streamed answer of the fake model whose turn is committed before `[DONE]`; the ASGI
-    messages sent, with a marker where the commit ran."""
+    messages sent, with a marker where the commit ran. `until_closed`: the commit returns only once
+    the model has closed its stream (a real commit's round trip usually outlasts that)."""
     upstream.enqueue(Reply(content=["Hel", "lo"]))
     messages: list[Message] = []
+    answers: list[aiohttp.ClientResponse] = []
 
     async def commit(chunks: list[bytes]) -> None:
         assert chunks
+        if until_closed:
+            await eventually_async(lambda: answers[0].content.at_eof(), "the model closed its stream")
         messages.append({"type": "committed"})
 
     async def send(message: Message) -> None:
@@ -92,6 +99,7 @@ async def _relay_stored_turn(upstream: FakeUpstream, response_type: type[Upstrea
     body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     async with aiohttp.ClientSession() as session:
         answer = await session.post(f"{upstream.base_url}/chat/completions", json=body)
+        answers.append(answer)
         relay = StreamRelayResponse(
             response_type(answer),
             usage=UsageWatch(lambda: 2),
@@ -107,7 +115,7 @@ async def _relay_stored_turn(upstream: FakeUpstream, response_type: type[Upstrea
 async def test_a_stored_turns_done_and_the_end_of_the_body_go_out_together(upstream: FakeUpstream) -> None:
     """The model has closed its stream by the time the turn is committed: `[DONE]` is the body's
     last message (one write to the client), after the commit, and nothing is sent after it."""
-    messages = await _relay_stored_turn(upstream, UpstreamResponse)
+    messages = await _relay_stored_turn(upstream, UpstreamResponse, until_closed=True)
     committed = messages.index({"type": "committed"})
     assert all(b"[DONE]" not in message.get("body", b"") for message in messages[:committed])
     assert messages[committed + 1 :] == [
