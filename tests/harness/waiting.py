@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
 T = TypeVar("T")
@@ -23,9 +24,17 @@ def eventually(condition: Callable[[], T | Literal[False] | None], timeout: floa
     return result
 
 
-async def eventually_async(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+async def eventually_async(
+    check: Callable[[], bool] | Callable[[], Awaitable[bool]], what: str, timeout: float = 30.0
+) -> None:
+    """Poll `check` (plain, or a coroutine function: a read over the wire) until it holds."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while not await _holds(check):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting until {what}")
         await asyncio.sleep(0.05)
+
+
+async def _holds(check: Callable[[], bool] | Callable[[], Awaitable[bool]]) -> bool:
+    result = check()
+    return bool(await result) if inspect.isawaitable(result) else bool(result)
