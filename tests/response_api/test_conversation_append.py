@@ -150,18 +150,38 @@ async def test_a_background_append_that_landed_past_its_budget_is_withdrawn(
             assert background.status == "failed" and background.response_error is not None, background
             assert background.response_error["code"] == "conversation_unavailable", background
             assert proxy.dropped >= 1
-            await _until_empty(llm, conversation)  # withdrawn in the background, nobody waiting
+            await eventually(lambda: _is_empty(llm, conversation), "the items were withdrawn")  # nobody waits
             assert background.id is not None
             late = await http.get(f"/v1/responses/{background.id}")
             assert late.json()["status"] == "failed"
 
 
-async def _until_empty(llm: AsyncOpenAI, conversation: str) -> None:
-    for _ in range(600):
-        if await item_ids(llm, conversation) == Counter():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the items stay in {conversation}: {await item_ids(llm, conversation)}")
+@pytest.mark.parametrize("kind", ["plain", "stream"])
+async def test_a_foreground_append_that_landed_past_its_budget_is_withdrawn(
+    kind: str,
+    proxy: FaultProxy,
+    response_api_server: ServerFactory,
+    issuer: TestIssuer,
+    llm: AsyncOpenAI,
+    upstream: FakeUpstream,
+) -> None:
+    """Every answer of llm-api to the append is lost: the client is told the response failed (a 503,
+    or the stream's error), so the items that landed are taken back out of its conversation."""
+    conversation = (await llm.conversations.create()).id
+    proxy.answers_to_drop = 10**6
+    with response_api_server(llm_api_url=proxy.url, storage_retry_seconds=0.5) as url:
+        async with client(url, issuer) as http:
+            outcomes, tasks = await run_all(http, upstream, conversation, [kind])
+            await settle(http, outcomes, tasks)
+            [outcome] = outcomes
+            assert not outcome.acknowledged and outcome.error is not None, outcome
+            assert outcome.error["code"] == "storage_unavailable", outcome
+            assert proxy.dropped >= 1
+            await eventually(lambda: _is_empty(llm, conversation), "the items were withdrawn")
+
+
+async def _is_empty(llm: AsyncOpenAI, conversation: str) -> bool:
+    return await item_ids(llm, conversation) == Counter()
 
 
 async def test_an_append_whose_answer_was_lost_is_stored_once(
