@@ -17,11 +17,12 @@ not be written after its append landed takes its items back out of the conversat
 (`_withdraw_items`; llm-api keeps a chat turn it could not store out too), since its client is told
 it failed. What stays when an undo fails too (or the process dies between) is a state users reach
 anyway: a row naming a conversation without its items (as after deleting them), or a conversation
-holding the items of a response the client was told failed. A background response whose append
-failed past its budget is saved as failed (`conversation_unavailable`), yet that append may have
-landed (its answers lost) or may land still (a delivery in flight): its items are withdrawn
-afterwards, in a task of its own (`_withdraw_later`: retried for the background budget, nobody
-waits), and llm-api then refuses any later delivery of that append. Every write goes through
+holding the items of a response the client was told failed. An append that failed past its budget
+(llm-api away) may have landed all the same (its answers lost) or may land still (a delivery in
+flight), whatever the response's kind: a background one is saved as failed
+(`conversation_unavailable`), a foreground one's client gets its error, and the append is withdrawn
+afterwards in a task of its own (`_withdraw_later`: retried for the background budget, nobody
+waits); llm-api then refuses any later delivery of it. Every write goes through
 `durably` with its budget: `STORAGE_RETRY_SECONDS` when a client waits, the longer
 `BACKGROUND_STORAGE_RETRY_SECONDS` for a background response's end.
 """
@@ -33,7 +34,7 @@ import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
-from apps.common.durable import durably
+from apps.common.durable import StorageUnavailable, durably
 from apps.common.errors import APIError
 from apps.response_api.services.body import error_body
 from apps.response_api.services.conversations import ConversationMissing, Conversations, LlmApiAway
@@ -299,11 +300,14 @@ class ResponseWriter:
             await self._append(run, conversation["id"], [*run.input_items, *body["output"]], budget=budget)
         except APIError as exc:
             log.warning("could not extend the conversation", extra={"error": exc.message})
+            if isinstance(exc, StorageUnavailable | LlmApiAway):
+                # llm-api away past the budget: an attempt may have landed all the same (its answer
+                # lost), or may land still; its client is told the response failed, so it is taken
+                # back out, for whoever waits or not.
+                self._withdraw_later(run, conversation["id"])
             if not run.background:
                 raise  # the client is told (a 503, or an SSE error) and nothing is stored
-            # Nobody waits for a background response: whoever polls it reads that it failed, and
-            # what of it may have landed anyway is taken back out.
-            self._withdraw_later(run, conversation["id"])
+            # Nobody waits for a background response: whoever polls it reads that it failed.
             message = "The response could not be added to its conversation; run it again."
             body.update(
                 {
