@@ -28,6 +28,8 @@ from tests.harness.upstream import FakeUpstream
 from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.harness.waiting import eventually_async as eventually
 from tests.response_api.scripts import answer
+from tests.response_api.test_conversation_early import http_client
+from tests.response_api.test_ending_overlap import conversations_of
 
 
 @pytest.fixture
@@ -178,6 +180,30 @@ async def test_a_foreground_append_that_landed_past_its_budget_is_withdrawn(
             assert outcome.error["code"] == "storage_unavailable", outcome
             assert proxy.dropped >= 1
             await eventually(lambda: _is_empty(llm, conversation), "the items were withdrawn")
+
+
+async def test_a_new_conversation_whose_append_landed_past_its_budget_is_withdrawn_whole(
+    proxy: FaultProxy,
+    response_api_server: ServerFactory,
+    issuer: TestIssuer,
+    peers: Peers,
+    upstream: FakeUpstream,
+) -> None:
+    """A plain response's new conversation is made by its append: that landed, its answers were lost,
+    and the client got a 503, so it never learned the id. Nothing of it stays, not even empty."""
+    user = "new-conversation-dropped"
+    proxy.answers_to_drop = 10**6
+    upstream.enqueue(answer("Not kept."))
+    with response_api_server(llm_api_url=proxy.url, storage_retry_seconds=0.5) as url:
+        async with http_client(url, issuer, user) as http:
+            answered = await http.post("/v1/responses", json={"model": MODEL, "input": "Hi.", "tools": []})
+            assert answered.status_code == 503, answered.text
+            assert proxy.dropped >= 1
+
+            async def none_left() -> bool:
+                return await conversations_of(peers, issuer, user) == []
+
+            await eventually(none_left, "the new conversation was withdrawn")
 
 
 async def _is_empty(llm: AsyncOpenAI, conversation: str) -> bool:
