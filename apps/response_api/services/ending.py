@@ -22,7 +22,8 @@ holding the items of a response the client was told failed. An append that faile
 flight), whatever the response's kind: a background one is saved as failed
 (`conversation_unavailable`), a foreground one's client gets its error, and the append is withdrawn
 afterwards in a task of its own (`_withdraw_later`: retried for the background budget, nobody
-waits); llm-api then refuses any later delivery of it. Every write goes through
+waits; a plain response's new conversation whole, its id unknown to its client); llm-api then
+refuses any later delivery of it. Every write goes through
 `durably` with its budget: `STORAGE_RETRY_SECONDS` when a client waits, the longer
 `BACKGROUND_STORAGE_RETRY_SECONDS` for a background response's end.
 """
@@ -224,20 +225,27 @@ class ResponseWriter:
         )
 
     def _withdraw_later(self, run: ResponseRun, conversation_id: str) -> None:
-        """Withdraw a failed background append's items in a task of its own (nobody waits for it)."""
+        """Withdraw a failed append in a task of its own (nobody waits for it): its items, or the
+        whole of a plain response's new conversation, which that append made and whose id its
+        client never learned (`run.new_conversation`; llm-api keeps it if anything else is in it)."""
         task = asyncio.create_task(
-            self._withdraw_landed(conversation_id, run.principal.forward_headers(), run.state.id),
+            self._withdraw_landed(
+                conversation_id, run.principal.forward_headers(), run.state.id, whole=run.new_conversation
+            ),
             name="withdraw-failed-append",
         )
         self._withdrawing.add(task)
         task.add_done_callback(self._withdrawing.discard)
 
-    async def _withdraw_landed(self, conversation_id: str, headers: dict[str, str], key: str) -> None:
+    async def _withdraw_landed(
+        self, conversation_id: str, headers: dict[str, str], key: str, *, whole: bool
+    ) -> None:
         """Retried while llm-api is away, for the background budget (it is likely why the append
         failed); then, or on any other refusal, logged."""
+        withdraw = self._conversations.withdraw if whole else self._conversations.withdraw_items
         try:
             await durably(
-                lambda: self._conversations.withdraw_items(conversation_id, headers, key=key),
+                lambda: withdraw(conversation_id, headers, key=key),
                 budget=self._background_budget,
                 what="the withdrawal of a failed response's items",
                 transient=lambda exc: isinstance(exc, LlmApiAway),
@@ -245,7 +253,7 @@ class ResponseWriter:
         except (Exception, asyncio.CancelledError) as exc:
             error = exc.message if isinstance(exc, APIError) else repr(exc)
             log.warning(
-                "the items of a failed background response may stay in its conversation",
+                "the items of a failed response may stay in its conversation",
                 extra={"response_id": key, "error": error},
             )
             if isinstance(exc, asyncio.CancelledError):
