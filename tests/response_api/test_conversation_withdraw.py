@@ -147,6 +147,72 @@ async def test_an_item_appended_while_a_conversation_is_withdrawn_keeps_it(
     assert [item.id for item in items.data] == ["msg_wrq", "msg_wr_other"]
 
 
+async def waiting_backends(connection: AsyncConnection, count: int) -> None:
+    """Until `count` backends wait for a lock."""
+    query = text("select count(*) from pg_stat_activity where cardinality(pg_blocking_pids(pid)) > 0")
+    for _ in range(1500):
+        found = (await connection.execute(query)).scalar_one()
+        await connection.rollback()  # pg_stat_activity is read once per transaction
+        if found >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never {count} backends waiting")
+
+
+async def test_a_new_conversation_created_while_it_is_withdrawn_does_not_stay(
+    peers: Peers, issuer: TestIssuer, database_url: str, llm: AsyncOpenAI
+) -> None:
+    """The withdrawal found no conversation yet (its first delivery is late) and has not committed
+    its record when that delivery (`?create=true`) arrives: the delivery must not make it. The test
+    holds the withdrawal there by locking an expired record, which each withdrawal deletes."""
+    conversation = new_conversation_id()
+    key = "resp_create_race"
+    engine = create_async_engine(async_url(database_url))
+    try:
+        async with engine.begin() as setup:
+            await setup.execute(
+                text(
+                    "insert into llm_api.withdrawn_appends (user_id, conversation_id, append_key, withdrawn_at)"
+                    " values ('nobody', :c, '', now() - interval '2 days')"
+                ),
+                {"c": new_conversation_id()},
+            )
+        async with (
+            httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
+            engine.connect() as holder,
+            engine.connect() as observer,
+        ):
+            await holder.execute(
+                text("select 1 from llm_api.withdrawn_appends where user_id = 'nobody' for update")
+            )
+            withdrawal = asyncio.create_task(
+                http.delete(
+                    f"/internal/conversations/{conversation}",
+                    params={"key": key},
+                    headers=headers(issuer, "alice"),
+                )
+            )
+            await waiting_backends(observer, 1)  # the withdrawal, past its lookup, at the record
+            creating = asyncio.create_task(
+                http.post(
+                    f"/internal/conversations/{conversation}/items?create=true",
+                    json={"items": [message("msg_crq", "user", "Q")]},
+                    headers=headers(issuer, "alice", key),
+                )
+            )
+            both_waiting = asyncio.create_task(waiting_backends(observer, 2))
+            await asyncio.wait((creating, both_waiting), return_when=asyncio.FIRST_COMPLETED)
+            await holder.commit()
+            withdrawn, created = await withdrawal, await creating
+            both_waiting.cancel()
+    finally:
+        await engine.dispose()
+    assert withdrawn.status_code == 204, withdrawn.text
+    assert created.status_code == 409, created.text  # the delivery of a withdrawn append stores nothing
+    with pytest.raises(openai.NotFoundError):
+        await llm.conversations.retrieve(conversation)
+
+
 async def test_a_responses_items_are_withdrawn_only_from_its_callers_conversation_and_only_its_own(
     peers: Peers, issuer: TestIssuer, llm: AsyncOpenAI
 ) -> None:
