@@ -172,7 +172,8 @@ async def test_a_new_conversation_created_while_it_is_withdrawn_does_not_stay(
         async with engine.begin() as setup:
             await setup.execute(
                 text(
-                    "insert into llm_api.withdrawn_appends (user_id, conversation_id, append_key, withdrawn_at)"
+                    "insert into llm_api.withdrawn_appends"
+                    " (user_id, conversation_id, append_key, withdrawn_at)"
                     " values ('nobody', :c, '', now() - interval '2 days')"
                 ),
                 {"c": new_conversation_id()},

@@ -176,6 +176,7 @@ class ConversationStore:
         waits until the conversation is gone and then fails.
         """
         async with self._sessions() as session, session.begin():
+            await self._serialise_create(session, user_id, public_id)
             locked = await self._locked_id(session, user_id, public_id)
             if locked is None:
                 # Maybe its first delivery has not arrived yet: it must not make it afterwards.
@@ -201,6 +202,7 @@ class ConversationStore:
         withdrawn (`AppendWithdrawn`), checked under the same lock.
         """
         async with self._sessions() as session, session.begin():
+            await self._serialise_create(session, user_id, public_id)
             locked = await self._locked_id(session, user_id, public_id)
             await self._record_withdrawal(session, user_id, public_id, key)
             if locked is None:
@@ -318,6 +320,8 @@ class ConversationStore:
         it (a repeated import), None if the id belongs to someone else. With the `key` of the append
         it is made for, `AppendWithdrawn` if that append was withdrawn (it is not made)."""
         async with self._sessions() as session, session.begin():
+            if key is not None:
+                await self._serialise_create(session, user_id, public_id)
             existing = await session.scalar(
                 select(ConversationRow.user_id).where(ConversationRow.public_id == public_id)
             )
@@ -363,6 +367,15 @@ class ConversationStore:
             ConversationRow.public_id == public_id, ConversationRow.user_id == user_id
         )
         return (await session.scalars(query)).first()
+
+    @staticmethod
+    async def _serialise_create(session: AsyncSession, user_id: str, public_id: str) -> None:
+        """Hold the caller's conversation id until commit, for a response's create and withdrawals
+        only. A withdrawal that finds no conversation has no row to lock, and a create's uncommitted
+        one is invisible to it: without this, a create checking the withdrawal records before that
+        withdrawal commits would make a conversation that stays (a hash collision only serialises
+        two such rare calls more)."""
+        await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(user_id + "/" + public_id))))
 
     @staticmethod
     async def _locked_id(session: AsyncSession, user_id: str, public_id: str) -> int | None:
