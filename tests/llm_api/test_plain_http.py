@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from apps.common.errors import APIError
 from apps.common.http import make_session, transport_failure
 from apps.llm_api.providers.plain_http import PlainPool, PlainResponse, plain_target
 from apps.llm_api.providers.registry import ModelRoute, Provider
@@ -307,3 +308,53 @@ def _route(base_url: str) -> ModelRoute:
         rank=0,
     )
     return ModelRoute(public_id="raw/m", upstream_id="m", provider=provider, created=0)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ],
+    ids=["garbage", "length-and-chunked"],
+)
+async def test_an_unparsable_head_is_a_502_without_a_second_request(head: bytes) -> None:
+    async def bad(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+        writer.write(head)
+        return True
+
+    plain = pool()
+    async with server(bad) as upstream, make_session(read_timeout=5.0) as session:
+        route = _route(upstream.url.removesuffix("/chat/completions"))
+        with pytest.raises(APIError) as caught:
+            await open_chat(Upstream(session, plain), route, b"{}", stream=False)
+        assert len(upstream.requests) == 1  # the model was not asked twice
+        assert caught.value.status_code == 502 and caught.value.code == "upstream_unavailable"
+        assert "ClientResponseError" in caught.value.message  # as through aiohttp
+    await plain.aclose()
+
+
+def test_the_request_line_is_encoded_as_aiohttp_encodes_it() -> None:
+    target = plain_target("http://vllm:8000/v1 x/\u00e9/chat/completions?q=\u00fc")
+    assert target is not None
+    assert target.head.startswith(
+        b"POST /v1%20x/%C3%A9/chat/completions?q=%C3%BC HTTP/1.1\r\nhost: vllm:8000\r\n"
+    )
+    idn = plain_target("http://b\u00fccher.example/v1/chat/completions")
+    assert (
+        idn is not None
+        and idn.host == "xn--bcher-kva.example"
+        and b"host: xn--bcher-kva.example\r\n" in idn.head
+    )
+
+
+async def test_a_url_the_pool_cannot_read_is_aiohttps_502() -> None:
+    assert plain_target("http://h:99999/v1/chat/completions") is None
+    async with make_session(read_timeout=5.0) as session:
+        plain = pool()
+        with pytest.raises(APIError) as caught:
+            await open_chat(
+                Upstream(session, plain), _route("http://127.0.0.1:99999/v1"), b"{}", stream=False
+            )
+        assert caught.value.status_code == 502 and caught.value.code == "upstream_unavailable"
+        await plain.aclose()
