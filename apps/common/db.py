@@ -153,13 +153,20 @@ class HeldConnections:
         self._keep = keep
         self._hold_seconds = hold_seconds
         self._idle: list[tuple[Any, float]] = []  # (pooled connection, when it was checked out)
+        self._released = False
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         pooled, since = await self._take()
         async with _using(pooled) as driver:
             yield driver
-        if len(self._idle) < self._keep and time.monotonic() - since < self._hold_seconds:
+        # After `release` (shutdown), a statement still running gives its connection back: kept, it
+        # would stay checked out past the engine's disposal.
+        if (
+            not self._released
+            and len(self._idle) < self._keep
+            and time.monotonic() - since < self._hold_seconds
+        ):
             self._idle.append((pooled, since))
         else:
             pooled.close()
@@ -173,7 +180,8 @@ class HeldConnections:
         return await self._engine.raw_connection(), time.monotonic()
 
     def release(self) -> None:
-        """Every held connection back to the pool (before the engine is disposed)."""
+        """Every held connection back to the pool (before the engine is disposed); none kept after."""
+        self._released = True
         idle, self._idle = self._idle, []
         for pooled, _ in idle:
             pooled.close()

@@ -9,16 +9,19 @@ ordinary path is also under every non-streamed chat test in this directory (a uv
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
 
+from apps.common.errors import APIError
 from apps.common.http import make_session, transport_failure
-from apps.llm_api.providers.plain_http import PlainPool, PlainResponse, plain_target
+from apps.llm_api.providers.plain_http import PlainPool, PlainResponse, _Connection, plain_target
 from apps.llm_api.providers.registry import ModelRoute, Provider
 from apps.llm_api.providers.upstream import Upstream, open_chat
+from tests.harness.waiting import eventually_async
 
 BODY = b'{"id":"chatcmpl-1","object":"chat.completion"}'
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY)
@@ -143,7 +146,8 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
     plain = pool()
     async with server(once) as upstream:
         assert await post(plain, upstream.url) == (200, BODY)
-        await asyncio.sleep(0.05)  # the close arrives
+        [pooled] = _idle(plain)
+        await eventually_async(lambda: pooled.closed, "the server's close reached the pooled connection")
         assert await post(plain, upstream.url) == (200, BODY)
         assert upstream.connections == 2
     await plain.aclose()
@@ -153,7 +157,11 @@ async def test_idle_connections_expire_after_keepalive() -> None:
     plain = pool(keepalive=0.05)
     async with server(ok) as upstream:
         await post(plain, upstream.url)
-        await asyncio.sleep(0.1)
+        [pooled] = _idle(plain)
+        await eventually_async(
+            lambda: time.monotonic() - pooled.idle_since >= plain.keepalive,
+            "the connection outlived keepalive",
+        )
         await post(plain, upstream.url)
         assert upstream.connections == 2
     await plain.aclose()
@@ -163,9 +171,9 @@ async def test_idle_connections_are_closed_without_further_requests() -> None:
     plain = pool(keepalive=0.05)
     async with server(ok) as upstream:
         await asyncio.gather(post(plain, upstream.url), post(plain, upstream.url))
-        assert upstream.connections == 2
-        await asyncio.sleep(0.3)
-        assert upstream.closed == 2
+        assert upstream.connections == 2 and len(_idle(plain)) == 2
+        await eventually_async(lambda: upstream.closed == 2, "the server saw both idle connections closed")
+        assert _idle(plain) == []
         assert await post(plain, upstream.url) == (200, BODY)
     await plain.aclose()
 
@@ -260,7 +268,9 @@ async def test_a_wait_for_a_free_connection_is_bounded_by_the_connect_timeout() 
     plain = pool(max_connections=1, connect_timeout=0.1)
     async with server(held) as upstream:
         first = asyncio.create_task(post(plain, upstream.url))
-        await asyncio.sleep(0.05)
+        await eventually_async(
+            lambda: len(upstream.requests) == 1, "the first request holds the one connection"
+        )
         with pytest.raises(TimeoutError):
             await plain.post(upstream.url, b"{}", {})
         release.set()
@@ -294,6 +304,11 @@ def test_only_plain_http_urls_are_served() -> None:
     assert default is not None and b"host: [::1]\r\n" in default.head
 
 
+def _idle(plain: PlainPool) -> list[_Connection]:
+    """The pool's idle connections, whatever their host."""
+    return [connection for idle in plain._idle.values() for connection in idle]
+
+
 def _route(base_url: str) -> ModelRoute:
     provider = Provider(
         id="prov_raw",
@@ -307,3 +322,53 @@ def _route(base_url: str) -> ModelRoute:
         rank=0,
     )
     return ModelRoute(public_id="raw/m", upstream_id="m", provider=provider, created=0)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ],
+    ids=["garbage", "length-and-chunked"],
+)
+async def test_an_unparsable_head_is_a_502_without_a_second_request(head: bytes) -> None:
+    async def bad(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+        writer.write(head)
+        return True
+
+    plain = pool()
+    async with server(bad) as upstream, make_session(read_timeout=5.0) as session:
+        route = _route(upstream.url.removesuffix("/chat/completions"))
+        with pytest.raises(APIError) as caught:
+            await open_chat(Upstream(session, plain), route, b"{}", stream=False)
+        assert len(upstream.requests) == 1  # the model was not asked twice
+        assert caught.value.status_code == 502 and caught.value.code == "upstream_unavailable"
+        assert "ClientResponseError" in caught.value.message  # as through aiohttp
+    await plain.aclose()
+
+
+def test_the_request_line_is_encoded_as_aiohttp_encodes_it() -> None:
+    target = plain_target("http://vllm:8000/v1 x/\u00e9/chat/completions?q=\u00fc")
+    assert target is not None
+    assert target.head.startswith(
+        b"POST /v1%20x/%C3%A9/chat/completions?q=%C3%BC HTTP/1.1\r\nhost: vllm:8000\r\n"
+    )
+    idn = plain_target("http://b\u00fccher.example/v1/chat/completions")
+    assert (
+        idn is not None
+        and idn.host == "xn--bcher-kva.example"
+        and b"host: xn--bcher-kva.example\r\n" in idn.head
+    )
+
+
+async def test_a_url_the_pool_cannot_read_is_aiohttps_502() -> None:
+    assert plain_target("http://h:99999/v1/chat/completions") is None
+    async with make_session(read_timeout=5.0) as session:
+        plain = pool()
+        with pytest.raises(APIError) as caught:
+            await open_chat(
+                Upstream(session, plain), _route("http://127.0.0.1:99999/v1"), b"{}", stream=False
+            )
+        assert caught.value.status_code == 502 and caught.value.code == "upstream_unavailable"
+        await plain.aclose()

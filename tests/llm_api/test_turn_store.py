@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from apps.common.db import create_engine, driver_connection, session_factory
+from apps.common.db import HeldConnections, create_engine, driver_connection, session_factory
 from apps.llm_api.chat_tables import ConversationRow
 from apps.llm_api.services.conversations import ConversationStore, NewItem
 from apps.llm_api.services.projects import ProjectStore
@@ -304,6 +304,21 @@ async def test_held_connections_are_reused_and_one_the_server_closed_is_replaced
         "after the server closed it",
     ]
     store.release_connections()
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_statement_still_running_when_the_held_connections_are_released_gives_its_back(
+    engine: AsyncEngine,
+) -> None:
+    """Shutdown releases the held connections before the engine is disposed; a statement in flight
+    then must not keep its connection afterwards, or it would be left checked out."""
+    held = HeldConnections(engine, keep=2)
+    async with held.connection() as connection:
+        held.release()
+        await connection.execute("SELECT 1")
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    async with held.connection():  # a late one still works, and is not kept either
+        pass
     assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 

@@ -15,8 +15,9 @@ reset by every byte), idle connections dropped after `keepalive` seconds, at mos
 in use, no cookies, bodies as they came (no decompression). A connection that breaks before the
 response's head is complete raises `ConnectionResetError` from `post` (the caller's one retry is
 safe then, as with aiohttp's `ServerDisconnectedError`); one that breaks or stalls later raises from
-`read`. Redirects are not followed (aiohttp would turn a redirected POST into a GET without its
-body, which no model server answers).
+`read`. An unparsable head raises aiohttp's `ClientResponseError` from `post`, as aiohttp does
+(a bad answer: not retried). Redirects are not followed (aiohttp would turn a redirected POST into
+a GET without its body, which no model server answers).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import aiohttp
 import httptools
+import yarl
+from multidict import CIMultiDict, CIMultiDictProxy
 
 _USER_AGENT = aiohttp.http.SERVER_SOFTWARE.encode()  # as the aiohttp session says
 
@@ -38,20 +40,22 @@ class _Target:
     host: str
     port: int
     head: bytes  # request line plus the fixed headers
+    url: yarl.URL
 
 
 def plain_target(url: str) -> _Target | None:
-    """Where a POST to `url` goes, or None when this pool does not serve it (not plain HTTP)."""
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or parts.username or parts.password:
+    """Where a POST to `url` goes, or None when this pool does not serve it (not plain HTTP, or a URL
+    yarl cannot read: aiohttp then fails it as it fails any other)."""
+    try:
+        parsed = yarl.URL(url)
+        if parsed.scheme != "http" or not parsed.raw_host or parsed.raw_user or parsed.raw_password:
+            return None
+        # Path and Host encoded as aiohttp sends them (percent-escapes, IDNA, IPv6 brackets).
+        path, host, port = parsed.raw_path_qs or "/", parsed.host_port_subcomponent, parsed.port or 80
+        head = f"POST {path} HTTP/1.1\r\nhost: {host}\r\nuser-agent: ".encode("ascii") + _USER_AGENT
+    except (ValueError, TypeError, UnicodeError):
         return None
-    port = parts.port or 80
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host = parts.hostname if port == 80 else f"{parts.hostname}:{port}"
-    if ":" in parts.hostname:  # an IPv6 literal keeps its brackets in Host
-        host = f"[{parts.hostname}]" if port == 80 else f"[{parts.hostname}]:{port}"
-    head = f"POST {path} HTTP/1.1\r\nhost: {host}\r\nuser-agent: ".encode() + _USER_AGENT
-    return _Target(parts.hostname, port, head + b"\r\naccept: */*\r\n")
+    return _Target(parsed.raw_host, port, head + b"\r\naccept: */*\r\n", parsed)
 
 
 class _Connection(asyncio.Protocol):
@@ -89,7 +93,9 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(aiohttp.ClientPayloadError(f"invalid HTTP response: {exc}"))
+            # A bad head is a bad answer, not a lost connection: `post` raises it as aiohttp does (no
+            # retry, the model may have done the work). A bad body is a payload cut short, as there.
+            self._fail(aiohttp.ClientPayloadError(f"invalid HTTP response: {exc}") if self.head_done else exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -255,6 +261,12 @@ class PlainPool:
             connection = await self._connection(key)
             try:
                 await connection.send(data)
+            except httptools.HttpParserError as exc:
+                connection.abort()
+                info = aiohttp.RequestInfo(target.url, "POST", CIMultiDictProxy(CIMultiDict()))
+                raise aiohttp.ClientResponseError(
+                    info, (), status=400, message=f"invalid HTTP response: {exc}"
+                ) from exc
             except BaseException:
                 connection.abort()
                 raise
