@@ -33,7 +33,9 @@ conversation is a 404.
   or another user's alike), so a retry is harmless.
   Both withdrawals are recorded (`withdrawn_appends`, kept a day: `ConversationStore.WITHDRAWN_KEEP`):
   the key, or a withdrawn conversation as a whole. A keyed append checks under the same row lock, and
-  a create after inserting the conversation, so neither puts back what was withdrawn.
+  a create after inserting the conversation, so neither puts back what was withdrawn; a create and
+  the withdrawals of its id also take turns (`_serialise_create`), since a withdrawal that finds no
+  conversation yet has no row to lock.
 - `POST …/import`: a conversation from response-api's former own store, with its id, owner and age
   (see response-api's migration 0003). Repeating an import is harmless.
 """
