@@ -15,6 +15,7 @@ A clean value is returned as it was, not copied (see `storable` for the cost of 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, TypeVar
 
@@ -25,6 +26,8 @@ T = TypeVar("T")
 REPLACEMENT = "\ufffd"
 # In a Python string every surrogate is unpaired: a valid pair is decoded into one code point.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# The JSON escape of a UTF-16 surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def storable_text(text: str) -> str:
@@ -67,6 +70,18 @@ def _storable(value: Any) -> Any:
             return value
         return items if isinstance(value, list) else tuple(items)
     return value
+
+
+def loads(data: bytes | str) -> Any:
+    """JSON as the standard allows it: orjson, and the standard library for the one thing valid JSON
+    may hold that orjson refuses, an escape naming an unpaired surrogate (`\\ud800`) in an
+    upstream's text (`storable` then replaces it). Raises `ValueError` on invalid JSON."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        if not _SURROGATE_ESCAPE.search(data if isinstance(data, bytes) else data.encode()):
+            raise
+        return json.loads(data)
 
 
 def _has_surrogate(text: str) -> bool:

@@ -82,6 +82,10 @@ class ConversationRow(Base):
     )
 
 
+# An upstream names its own finish reasons: one longer than this is cut when stored.
+FINISH_REASON_CHARS = 32
+
+
 class ItemRow(Base):
     __tablename__ = "conversation_items"
 
@@ -93,7 +97,7 @@ class ItemRow(Base):
     role: Mapped[str | None] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20))
     body: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    finish_reason: Mapped[str | None] = mapped_column(String(FINISH_REASON_CHARS))
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

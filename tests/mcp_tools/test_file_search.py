@@ -25,17 +25,23 @@ DOCUMENTS = {
 }
 
 
-def simple_pdf(text: str) -> bytes:
-    """A one-page PDF whose page shows `text` (built by hand, with a correct xref table)."""
+def simple_pdf(text: str, *, to_unicode: bytes | None = None) -> bytes:
+    """A one-page PDF whose page shows `text` (built by hand, with a correct xref table);
+    `to_unicode`: a CMap its font gives text extraction for its glyphs."""
     stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+    font = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica"
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
         b"/Resources << /Font << /F1 5 0 R >> >> >>",
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
+    if to_unicode is None:
+        objects.append(font + b" >>")
+    else:
+        objects.append(font + b" /ToUnicode 6 0 R >>")
+        objects.append(b"<< /Length %d >>\nstream\n" % len(to_unicode) + to_unicode + b"\nendstream")
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):

@@ -9,6 +9,7 @@ from tests.harness.issuer import TestIssuer
 from tests.harness.mcp_client import McpServer, error_text, mcp_session, payload
 from tests.harness.media_content import FakeMedia
 from tests.harness.upstream import FakeUpstream
+from tests.mcp_tools.test_file_search import simple_pdf
 
 
 async def test_nul_in_arguments_is_named(
@@ -40,7 +41,6 @@ async def test_nul_in_arguments_is_named(
 def pdf_mapping(text: str, code: str, maps_to: str) -> bytes:
     """A one-page PDF showing `text` whose font maps the character `code` to the UTF-16 code unit
     `maps_to` (hex) for text extraction: a PDF can say a glyph is an unpaired surrogate."""
-    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
     cmap = (
         b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n"
         b"1 begincodespacerange <00> <FF> endcodespacerange\n"
@@ -48,25 +48,7 @@ def pdf_mapping(text: str, code: str, maps_to: str) -> bytes:
         % (code.encode().hex().upper().encode(), maps_to.encode())
         + b"endcmap CMapName currentdict /CMap defineresource pop end end"
     )
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>",
-        b"<< /Length %d >>\nstream\n" % len(cmap) + cmap + b"\nendstream",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return simple_pdf(text, to_unicode=cmap)
 
 
 async def test_an_uploaded_pdf_whose_text_holds_an_unpaired_surrogate_is_indexed_with_it_replaced(

@@ -36,6 +36,7 @@ from starlette.responses import Response
 from apps.common.auth.principal import Principal
 from apps.common.errors import APIError
 from apps.common.ids import random_id
+from apps.common.storable import loads
 from apps.llm_api.providers.compat import adapt
 from apps.llm_api.providers.registry import ModelRoute, ProviderRegistry
 from apps.llm_api.providers.stream_usage import UsageWatch, prompt_chars
@@ -249,12 +250,9 @@ class ChatService:
 def _completion(content: bytes) -> dict[str, Any]:
     """A plain answer parsed to carry its conversation, or a 502 when it is not a JSON object."""
     try:
-        completion = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        try:  # valid JSON orjson refuses: an escape naming an unpaired surrogate, in a model's text
-            completion = json.loads(content)
-        except ValueError:
-            completion = None
+        completion = loads(content)
+    except ValueError:
+        completion = None
     if not isinstance(completion, dict):
         raise APIError(
             502, "The model answered with something other than a JSON object.", code="upstream_invalid"

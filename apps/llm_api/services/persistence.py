@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from apps.common.durable import StorageUnavailable, durably
 from apps.common.sse import SSEDecoder
-from apps.common.storable import storable
+from apps.common.storable import loads, storable
+from apps.llm_api.chat_tables import FINISH_REASON_CHARS
 from apps.llm_api.services.conversations import ConversationStore, NewItem
 from apps.llm_api.services.items import message_to_items
 from apps.llm_api.services.relay import IncompleteReason
@@ -36,8 +34,6 @@ from apps.llm_api.settings import TURN_FLUSHERS
 
 log = logging.getLogger(__name__)
 
-# The length of `conversation_items.finish_reason` (`ItemRow`).
-FINISH_REASON_CHARS = 32
 # Nobody waits for an unacknowledged turn, so it may wait out a longer outage than a request can.
 BACKGROUND_BUDGET_SECONDS = 120.0
 
@@ -150,14 +146,11 @@ def event_data(chunks: list[bytes]) -> list[bytes | str]:
 
 def _json_or_none(data: bytes | str) -> Any:
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
+        return loads(data)  # an unpaired surrogate escape is replaced in `Turn.items`
+    except ValueError:
         if isinstance(data, bytes):  # the decoder would have replaced invalid UTF-8, then parsed
             return _json_or_none(data.decode("utf-8", "replace"))
-        try:  # valid JSON orjson refuses: an unpaired surrogate escape (replaced in `Turn.items`)
-            return json.loads(data)
-        except ValueError:
-            return None
+        return None
 
 
 def _merge_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:

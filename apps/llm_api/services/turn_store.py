@@ -58,7 +58,8 @@ class TurnConversation:
 
     @classmethod
     def of(cls, row: ConversationRow) -> TurnConversation:
-        return cls(row.id, row.public_id, row.user_id, row.title, row.metadata_, row.project_id)
+        """The record of an ORM row, every column of it (the record's slots are the row's columns)."""
+        return cls(**{name: getattr(row, name) for name in cls.__slots__})
 
     def as_row(self) -> ConversationRow:
         """The same conversation as a detached ORM instance (for code that takes one)."""

@@ -13,8 +13,6 @@ httpx with its instrumentation cost ~2 ms of CPU per round. Trace context goes a
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +22,7 @@ import orjson
 from opentelemetry.propagate import inject
 
 from apps.common.sse import decode_events
-from apps.common.storable import storable
+from apps.common.storable import loads, storable
 
 
 @dataclass(slots=True)
@@ -47,9 +45,6 @@ class RoundEnd:
 
 
 ModelEvent = TextDelta | ToolCallDelta | RoundEnd
-
-# The JSON escape of a UTF-16 surrogate (orjson refuses an unpaired one).
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 # The code of a response failed because llm-api's stream could not be read.
 MALFORMED = "bad_upstream_response"
@@ -113,16 +108,9 @@ class LlmClient:
 
 def _parse(data: str) -> Any:
     """A chunk, its text made storable: it is stored with the response (`apps.common.storable`).
-
-    orjson refuses an unpaired surrogate escape (`\\ud800`), which is valid JSON; only then is the
-    chunk parsed again by the standard library, which takes it."""
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        if not _SURROGATE_ESCAPE.search(data):
-            raise
-        return storable(json.loads(data))
-    return storable(chunk) if "\\u0000" in data else chunk
+    Only a chunk with a NUL or surrogate escape can need it (a surrogate one is rare: `loads`)."""
+    chunk = loads(data)
+    return storable(chunk) if "\\u0000" in data or "\\ud" in data or "\\uD" in data else chunk
 
 
 def _deltas(delta: dict[str, Any]) -> list[ModelEvent]:
