@@ -59,6 +59,7 @@ class FakeUpstream:
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     _queue: deque[Reply] = field(default_factory=deque)
+    _holds: list[threading.Event] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
@@ -73,8 +74,14 @@ class FakeUpstream:
 
     def enqueue(self, *replies: Reply) -> None:
         self._queue.extend(replies)
+        self._holds.extend(reply.hold for reply in replies if reply.hold is not None)
 
     def reset(self) -> None:
+        # A test that failed before letting its held replies go would leave them blocking the
+        # server's worker threads for a minute, into the next tests.
+        for hold in self._holds:
+            hold.set()
+        self._holds.clear()
         self._queue.clear()
         self.requests.clear()
         self.headers.clear()

@@ -93,8 +93,10 @@ async def test_postgres_down_longer_than_the_retry_budget(
 ) -> None:
     hold = threading.Event()
     replies = [Reply(content=TEXT, hold=hold) for _ in range(6)]
+    # The budget covers every write, the ones before the outage too: on a loaded machine 0.5 s was
+    # once too short for the conversation's creation through llm-api, and nothing reached the model.
     with response_api(
-        own_postgres.url, issuer, peers, storage_retry_seconds=0.5, background_storage_retry_seconds=60
+        own_postgres.url, issuer, peers, storage_retry_seconds=3, background_storage_retry_seconds=60
     ) as url:
         async with httpx.AsyncClient(base_url=url, headers=headers(issuer), timeout=90) as http:
             outcomes, tasks = await start_all(http, upstream, replies, 2, {"input": "hi", "tools": []})
