@@ -1,22 +1,26 @@
-"""What a new-conversation turn adds to a plain request, in CPU of llm-api and of Postgres.
+"""What a conversation turn adds to a plain request, in CPU of llm-api and of Postgres.
 
-The arms are those of `bench/load.py`'s two series: `plain` and `turn` (every request starts a
-new conversation, `conversation: {}`), each non-streamed and streamed (8 chunks): `plain`,
-`plain-s`, `turn`, `turn-s`. `--clients` requests are kept in flight, so turns are group-committed
-as under load. Each arm's figures are the CPU time per request of the llm-api process (its threads'
-schedstat) and of its Postgres (the postmaster, its living backends, and the exited ones through
-the postmaster's cutime/cstime), on a machine shared with other work. With `--baseline-tree` a
-second llm-api (on its own Postgres) runs that checkout, and every arm of both is interleaved in
-rounds. With `--profile`, py-spy samples this checkout's llm-api during one more pass of each arm.
+The arms are those of `bench/load.py`'s two series: `plain` and `turn` (every request starts a new
+conversation, `conversation: {}`), each non-streamed and streamed (8 chunks): `plain`, `plain-s`,
+`turn`, `turn-s`; and `conv`, `conv-s`, every request continuing one of 64 stored conversations
+(`"conversation": "<id>"`: its history is read first, as in `bench/chat_overhead.py`'s
+`llm-api+conv` arm). `--arms` picks some. `--clients` requests are kept in flight, so turns are
+group-committed as under load. Each arm's figures are the CPU time per request of the llm-api
+process (its threads' schedstat) and of its Postgres (the postmaster, its living backends, and the
+exited ones through the postmaster's cutime/cstime), on a machine shared with other work. With
+`--baseline-tree` a second llm-api (on its own Postgres) runs that checkout, and every arm of both
+is interleaved in rounds. With `--profile`, py-spy samples this checkout's llm-api during one more
+pass of each arm.
 
 Run: `.venv/bin/python -m bench.turn_cpu [--requests 3000] [--clients 16] [--baseline-tree DIR]
-[--profile] [--set KEY=VALUE ...]`
+[--arms plain,conv] [--profile] [--set KEY=VALUE ...]`
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import shutil
 import tempfile
@@ -31,7 +35,8 @@ from bench.chat_overhead import ONE_USER_LIMITS, LlmApiProcess, launch_checkouts
 from bench.cpu import cpu_ns, sampling, show_profile
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
-ARMS = ("plain", "plain-s", "turn", "turn-s")
+ARMS = ("plain", "plain-s", "turn", "turn-s", "conv", "conv-s")
+CONVERSATIONS = 64
 
 
 def postgres_ns(data_dir: Path) -> int:
@@ -58,6 +63,15 @@ class Target:
     process: LlmApiProcess
     data_dir: Path
     headers: dict[str, str]
+    conversations: itertools.cycle[str] | None = None  # what the `conv` arms continue, in turn
+
+    async def start_conversations(self, session: aiohttp.ClientSession) -> None:
+        ids = []
+        for _ in range(CONVERSATIONS):
+            url = f"{self.process.base}/v1/conversations"
+            async with session.post(url, json={}, headers=self.headers) as response:
+                ids.append((await response.json())["id"])
+        self.conversations = itertools.cycle(ids)
 
     async def commits(self) -> int:
         """Transactions committed in llm-api's database so far (this query's own included)."""
@@ -84,6 +98,9 @@ async def drive(session: aiohttp.ClientSession, target: Target, arm: str, count:
         nonlocal left
         while left > 0:
             left -= 1
+            if arm.startswith("conv"):
+                assert target.conversations is not None
+                body["conversation"] = next(target.conversations)
             async with session.post(url, json=body, headers=target.headers) as response:
                 content = await response.read()
                 if response.status != 200:
@@ -93,12 +110,19 @@ async def drive(session: aiohttp.ClientSession, target: Target, arm: str, count:
 
 
 async def measure(
-    targets: list[Target], requests: int, rounds: int, clients: int, profile_dir: Path | None
+    targets: list[Target],
+    arms: list[str],
+    requests: int,
+    rounds: int,
+    clients: int,
+    profile_dir: Path | None,
 ) -> tuple[dict[str, list[tuple[float, float]]], dict[str, int], dict[str, Path]]:
     # Idle connections are dropped before uvicorn's 5 s keep-alive ends (while the other arms run).
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
-        runs = [(target, arm) for target in targets for arm in ARMS]
+        for target in targets:
+            await target.start_conversations(session)
+        runs = [(target, arm) for target in targets for arm in arms]
         for target, arm in runs:  # warm-up: connections, caches, lazy imports
             await drive(session, target, arm, 300, clients)
         figures: dict[str, list[tuple[float, float]]] = {f"{t.label}{arm}": [] for t, arm in runs}
@@ -121,7 +145,7 @@ async def measure(
         profiles: dict[str, Path] = {}
         if profile_dir is not None:
             ours = targets[-1]
-            for arm in ARMS:
+            for arm in arms:
                 async with sampling(ours.process.pid, profile_dir / f"{arm}.txt") as output:
                     await drive(session, ours, arm, requests, clients)
                 profiles[arm] = output
@@ -140,8 +164,12 @@ def main() -> None:
     parser.add_argument("--baseline-tree", type=Path)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--keep", type=Path, help="copy the raw profiles here")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"some of {','.join(ARMS)}")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    arms = args.arms.split(",")
+    if unknown := set(arms) - set(ARMS):
+        parser.error(f"unknown arms {sorted(unknown)}")
     extra = dict(item.split("=", 1) for item in args.set)
     with tempfile.TemporaryDirectory(prefix="jan-turn-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
@@ -156,7 +184,7 @@ def main() -> None:
             targets.append(Target(label, process, tmp / (label or "ours") / "pg", headers))
         loads = [Path("/proc/loadavg").read_text().split()[0]]
         figures, commits, profiles = asyncio.run(
-            measure(targets, args.requests, args.rounds, args.clients, tmp if args.profile else None)
+            measure(targets, arms, args.requests, args.rounds, args.clients, tmp if args.profile else None)
         )
         loads.append(Path("/proc/loadavg").read_text().split()[0])
         print(f"\nmachine: {os.cpu_count()} cores, loadavg {' -> '.join(loads)}; env {extra}")
@@ -172,15 +200,19 @@ def main() -> None:
                 f"{commits[name] / (args.requests // args.rounds * args.rounds):.2f} commits/request"
             )
         for target in targets:
-            for stream in ("", "-s"):
-                turn, plain = medians[f"{target.label}turn{stream}"], medians[f"{target.label}plain{stream}"]
+            for kind, stream in itertools.product(("turn", "conv"), ("", "-s")):
+                if f"{kind}{stream}" not in arms or f"plain{stream}" not in arms:
+                    continue
+                turn = medians[f"{target.label}{kind}{stream}"]
+                plain = medians[f"{target.label}plain{stream}"]
                 print(
-                    f"  {target.label}turn{stream} - plain{stream}: llm-api +{turn[0] - plain[0]:.0f} µs, "
-                    f"Postgres +{turn[1] - plain[1]:.0f} µs; plain / turn llm-api = {plain[0] / turn[0]:.2f}"
+                    f"  {target.label}{kind}{stream} - plain{stream}: llm-api +{turn[0] - plain[0]:.0f} µs, "
+                    f"Postgres +{turn[1] - plain[1]:.0f} µs; "
+                    f"plain / {kind} llm-api = {plain[0] / turn[0]:.2f}"
                 )
         if args.baseline_tree is not None:
             print("ours / base: median over rounds of the ratio within a round (run a minute apart at most)")
-            for arm in ARMS:
+            for arm in arms:
                 pairs = list(zip(figures[arm], figures[f"base-{arm}"], strict=True))
                 app = median([ours[0] / base[0] for ours, base in pairs])
                 database = median([ours[1] / max(base[1], 1) for ours, base in pairs])

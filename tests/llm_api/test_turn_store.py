@@ -322,6 +322,53 @@ async def test_a_statement_still_running_when_the_held_connections_are_released_
     assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
+async def test_a_held_connection_a_statement_failed_on_is_not_kept(engine: AsyncEngine) -> None:
+    """As with `driver_connection`: after the server refused a statement, the connection goes back to
+    the pool (idle, not held); after a cancellation mid-statement, or the server closing it, it is
+    discarded. Each time the caller gets the error itself, and the next statement runs on a fresh
+    connection, which is held again."""
+    held = HeldConnections(engine, keep=2)
+    pool = engine.sync_engine.pool
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        async with held.connection() as connection:
+            await connection.execute("SELECT 1 / 0")
+    assert held._idle == []
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert not connection.is_closed()  # back in the pool, usable
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2), held.connection() as connection:
+            await connection.execute("SELECT pg_sleep(30)")
+    assert held._idle == []
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert connection.is_closed()  # terminated: its statement may still be running
+
+    async def lose(victim: asyncpg.Connection) -> None:
+        async with driver_connection(engine) as admin:
+            await eventually_async(
+                lambda: _running_sleep(admin, victim.get_server_pid()), "the sleep started"
+            )
+            await admin.execute("SELECT pg_terminate_backend($1)", victim.get_server_pid())
+
+    # asyncpg reports the server's own message (terminating connection), or the closed socket.
+    with pytest.raises((asyncpg.AdminShutdownError, asyncpg.ConnectionDoesNotExistError)):
+        async with held.connection() as connection:
+            await asyncio.gather(connection.execute("SELECT pg_sleep(30)"), lose(connection))
+    assert held._idle == []
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+    async with held.connection() as connection:
+        assert await connection.fetchval("SELECT 1") == 1
+    assert len(held._idle) == 1
+    held.release()
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def _running_sleep(admin: asyncpg.Connection, pid: int) -> bool:
+    query = "SELECT query FROM pg_stat_activity WHERE pid = $1 AND state = 'active'"
+    return "pg_sleep" in str(await admin.fetchval(query, pid))
+
+
 def _held(store: ConversationStore) -> list[asyncpg.Connection]:
     held = store._held  # the test reads which connections are kept
     assert held is not None
