@@ -79,7 +79,7 @@ def test_a_streamed_reply_holding_a_huge_integer_is_stored_exactly(
     usage = [chunk.usage for chunk in chunks if chunk.usage]
     assert usage and usage[-1].total_tokens == BIG
     conversation = next(
-        c.model_extra["conversation"] for c in chunks if (c.model_extra or {}).get("conversation")
+        (c.model_extra or {})["conversation"] for c in chunks if (c.model_extra or {}).get("conversation")
     )
     _, item = stored_items(llm_api, token, conversation["id"], 2)
     assert item["usage"] == {"prompt_tokens": 1, "completion_tokens": BIG, "total_tokens": BIG}
