@@ -131,3 +131,65 @@ def test_a_request_holding_a_huge_integer_is_answered_or_refused_never_a_500(
     assert sent["messages"][0]["vendor"] == BIG  # passed through unharmed
     for key, value in field.items():
         assert sent[key] == value
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"metadata": {"k": BIG}},
+        {
+            "items": [
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "hi", "n": BIG}],
+                }
+            ]
+        },
+        {"items": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": {"n": BIG}}]},
+    ],
+    ids=["metadata", "content_part", "arguments"],
+)
+def test_a_conversation_created_with_a_huge_integer_is_stored_or_refused_never_a_500(
+    llm_api: LlmApi, body: dict[str, Any]
+) -> None:
+    token = llm_api.token()
+    with llm_api.http(token) as http:
+        response = http.post("/v1/conversations", json=body)
+        assert response.status_code in (200, 400), response.text
+        if response.status_code == 400:
+            assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+            return
+        items = http.get(f"/v1/conversations/{response.json()['id']}/items")
+        assert items.status_code == 200, items.text
+        if "arguments" in str(body):  # kept (a content part's unknown field is dropped, whatever it holds)
+            assert json.loads(items.json()["data"][0]["arguments"]) == {"n": BIG}
+
+
+def test_a_tool_call_whose_arguments_are_an_object_with_a_huge_integer_is_stored_exactly(
+    llm_api: LlmApi, upstream: FakeUpstream
+) -> None:
+    """Some servers send a tool call's arguments as an object, not its JSON text: stored as text."""
+    call = {"id": "call_big", "type": "function", "function": {"name": "f", "arguments": {"n": BIG}}}
+    completion = {
+        "id": "chatcmpl-big",
+        "object": "chat.completion",
+        "created": 1,
+        "model": FAKE_MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                "finish_reason": "tool_calls",
+            }
+        ],
+    }
+    upstream.enqueue(Reply(raw_body=json.dumps(completion).encode()))
+    token = llm_api.token()
+    body = {"model": FAKE_MODEL, "messages": [{"role": "user", "content": "call"}], "conversation": {}}
+    with llm_api.http(token) as http:
+        response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == {"n": BIG}
+    *_, item = stored_items(llm_api, token, response.json()["conversation"]["id"], 3)
+    assert item["type"] == "function_call" and json.loads(item["arguments"]) == {"n": BIG}
