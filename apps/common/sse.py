@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import orjson
 
+from apps.common.storable import dumps
+
 DONE = b"data: [DONE]\n\n"
 
 
@@ -32,7 +34,7 @@ def encode_event(data: str | bytes, *, event: str | None = None, id: str | None 
 
 
 def encode_json(obj: Any, *, event: str | None = None) -> bytes:
-    return encode_event(orjson.dumps(obj), event=event)
+    return encode_event(dumps(obj), event=event)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,18 @@ exactly this (a lossless escape would need every reader to unescape, and these c
 meaning in text anyway).
 
 A clean value is returned as it was, not copied (see `storable` for the cost of the check).
+
+Integers past the 64-bit range are the other thing valid JSON may hold that orjson does not take:
+it reads one as a rounded float, and refuses to write one (a `TypeError`, a 500 where a stored turn
+was being written). An upstream may send one anywhere (a usage count, a vendor field, a tool's
+structured output), and JSONB numbers are arbitrary precision, so the number is kept exactly:
+`loads` reads it as the `int` it is, and `dumps` writes it digit for digit.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, TypeVar
 
@@ -28,6 +35,13 @@ REPLACEMENT = "\ufffd"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # The JSON escape of a UTF-16 surrogate.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# What orjson writes as it is; past it, an integer is written from its digits (`dumps`).
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+# An integer past that range has at least 20 digits (2**64 is 18446744073709551616). Found by
+# mapping every digit to "0" and searching for twenty of them: ~1 ns a byte, where a regex for
+# twenty digits took ~15.
+_DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_TWENTY_DIGITS = b"0" * 20
 
 
 def storable_text(text: str) -> str:
@@ -73,15 +87,62 @@ def _storable(value: Any) -> Any:
 
 
 def loads(data: bytes | str) -> Any:
-    """JSON as the standard allows it: orjson, and the standard library for the one thing valid JSON
-    may hold that orjson refuses, an escape naming an unpaired surrogate (`\\ud800`) in an
-    upstream's text (`storable` then replaces it). Raises `ValueError` on invalid JSON."""
+    """JSON as the standard allows it: orjson, and the standard library for what valid JSON may hold
+    that orjson refuses or rounds: an escape naming an unpaired surrogate (`\\ud800`) in an
+    upstream's text (`storable` then replaces it), and an integer past the 64-bit range (read
+    exactly; `dumps` writes it back). Raises `ValueError` on invalid JSON."""
+    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+    if _TWENTY_DIGITS in raw.translate(_DIGITS_TO_ZERO):  # maybe such an integer (or a long string)
+        return _standard_loads(data)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        if not _SURROGATE_ESCAPE.search(data if isinstance(data, bytes) else data.encode()):
+        if not _SURROGATE_ESCAPE.search(raw):
             raise
-        return json.loads(data)
+        return _standard_loads(data)
+
+
+def dumps(value: Any) -> bytes:
+    """`orjson.dumps(value)`, except that an integer past the 64-bit range is written exactly (orjson
+    refuses it); free for a value without one. Anything else orjson refuses still raises."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        exact = _exact_ints(value)
+        if exact is value:
+            raise
+        return orjson.dumps(exact)
+
+
+def _exact_ints(value: Any) -> Any:
+    """`value` with every integer orjson cannot write replaced by its digits as a JSON fragment;
+    the same object when it has none."""
+    if isinstance(value, int) and not isinstance(value, bool) and not _INT_MIN <= value <= _INT_MAX:
+        return orjson.Fragment(str(value))
+    if isinstance(value, dict):
+        items = {key: _exact_ints(item) for key, item in value.items()}
+        return items if any(items[key] is not item for key, item in value.items()) else value
+    if isinstance(value, list | tuple):
+        converted = [_exact_ints(item) for item in value]
+        return converted if any(new is not old for new, old in zip(converted, value, strict=True)) else value
+    return value
+
+
+def _standard_loads(data: bytes | str) -> Any:
+    # Refuses what orjson refuses and the standard library would read: NaN, Infinity, and a number
+    # too large for a float (`1e400`, read as infinity).
+    return json.loads(data, parse_constant=_not_a_number, parse_float=_finite)
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if number in (math.inf, -math.inf):
+        raise ValueError(f"{text} is too large for a float")
+    return number
 
 
 def _has_surrogate(text: str) -> bool:

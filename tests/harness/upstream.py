@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import math
 import threading
 import time
@@ -57,6 +58,7 @@ class FakeUpstream:
     listing_extra: dict[str, Any] = field(default_factory=dict)
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
+    raw_requests: list[bytes] = field(default_factory=list)  # the same bodies as they came
     headers: list[dict[str, str]] = field(default_factory=list)
     _queue: deque[Reply] = field(default_factory=deque)
     _holds: list[threading.Event] = field(default_factory=list)
@@ -84,6 +86,7 @@ class FakeUpstream:
         self._holds.clear()
         self._queue.clear()
         self.requests.clear()
+        self.raw_requests.clear()
         self.headers.clear()
 
     def _authorized(self, request: Request) -> bool:
@@ -109,8 +112,10 @@ class FakeUpstream:
         return JSONResponse({"object": "list", "data": data, "model": body.get("model"), "usage": usage})
 
     async def _chat(self, request: Request) -> Response:
-        body = orjson.loads(await request.body())
+        raw = await request.body()
+        body = orjson.loads(raw)
         self.requests.append(body)
+        self.raw_requests.append(raw)
         self.headers.append(dict(request.headers))
         if not self._authorized(request):
             return JSONResponse({"error": {"message": "bad key", "type": "auth"}}, status_code=401)
@@ -182,10 +187,18 @@ class FakeUpstream:
                 await asyncio.sleep(reply.chunk_interval)
             yield b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n"
         if include_usage and not reply.omit_usage:
-            yield b"data: " + orjson.dumps({**base, "choices": [], "usage": _usage(reply, body)}) + b"\n\n"
+            yield b"data: " + _encode({**base, "choices": [], "usage": _usage(reply, body)}) + b"\n\n"
         yield b"data: [DONE]\n\n"
         if reply.linger_after_done:
             await asyncio.sleep(reply.linger_after_done)
+
+
+def _encode(chunk: dict[str, Any]) -> bytes:
+    """orjson's JSON, or the standard library's for a chunk holding an integer past 64 bits."""
+    try:
+        return orjson.dumps(chunk)
+    except TypeError:
+        return json.dumps(chunk, separators=(",", ":")).encode()
 
 
 def _pieces(content: str | list[str]) -> list[str]:

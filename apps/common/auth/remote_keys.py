@@ -20,6 +20,11 @@ only when the feed was read less than `FRESH_SECONDS` ago, else the feed is read
 lifetime). A registered account's subject is the guest's, so only tokens with the `guest` role are
 refused; cached keys of such a subject are dropped so they come back with the `user` role.
 
+Shutdown: the app closes the resolver (`aclose`) before the HTTP client they share. From then on no
+poller starts (a request still in flight may finish its key check after `aclose` and would
+otherwise start one, which then read the feed through the closed client: a `RuntimeError`, logged
+as an unretrieved task exception), and a check that has not yet asked llm-api is a 503.
+
 Why a feed over HTTP rather than Postgres `LISTEN`/`NOTIFY`: in a cluster each app has its own
 database (see `infra/database.py`), and a notification does not cross databases; the feed works
 wherever the validation endpoint does, with the same internal token. Polling runs only while there
@@ -93,6 +98,7 @@ class RemoteAPIKeyResolver:
         self._guest_watch = float("-inf")  # monotonic time until which the feed is followed for guests
         self._guests_synced = False  # ended guests read from the look-back start of the current watch
         self._sync_lock = asyncio.Lock()
+        self._closed = False  # `aclose` ran: the client may be closed next, so it is not used again
 
     async def guest_ended(self, principal: Principal) -> bool:
         if not self._headers:
@@ -138,6 +144,8 @@ class RemoteAPIKeyResolver:
             self._cache.pop(digest, None)
 
     async def aclose(self) -> None:
+        """Stop following the feed, and wait for the poller to end; call before closing the client."""
+        self._closed = True
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,6 +157,8 @@ class RemoteAPIKeyResolver:
         return now - entry.fetched < FRESH_SECONDS or now - self._polled < FRESH_SECONDS
 
     def _follow(self) -> None:
+        if self._closed:
+            return
         if self._poller is None or self._poller.done():
             # A fresh context: the poller outlives the request that started it (and its request id).
             loop = asyncio.get_running_loop()
@@ -180,6 +190,7 @@ class RemoteAPIKeyResolver:
             self._polled = now
 
     async def _read_feed(self, since: float) -> None:
+        self._check_open()
         response = await self._client.get(self._feed_url, params={"since": since}, headers=self._headers)
         response.raise_for_status()
         data = response.json()
@@ -193,7 +204,12 @@ class RemoteAPIKeyResolver:
             self.forget([d for d, e in self._cache.items() if e.principal and e.principal.subject in ended])
         self._cursor = float(data["until"])
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise APIError(503, "The service is shutting down; try again shortly.")
+
     async def _ask(self, api_key: str) -> Principal | None:
+        self._check_open()
         try:
             response = await self._client.post(self._url, json={"api_key": api_key}, headers=self._headers)
         except httpx.HTTPError as exc:

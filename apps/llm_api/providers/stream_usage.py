@@ -27,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from apps.common.storable import dumps
+
 # A JSON string's own quotes are escaped, so `"usage"` followed by `:` and `{` can only be a key.
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 # A piece of generated text (non-empty content or reasoning) or of a tool call.
@@ -87,7 +89,7 @@ class UsageWatch:
 
 def prompt_chars(messages: list[dict[str, Any]], tools: Any) -> int:
     """The characters the estimate counts for a prompt (see the module docstring)."""
-    total = len(orjson.dumps(tools)) if tools else 0
+    total = len(dumps(tools)) if tools else 0
     for message in messages:
         total += _text_chars(message.get("content"))
         for call in message.get("tool_calls") or []:

@@ -16,10 +16,11 @@ conversation is a 404.
   response-api retries an append whose answer it did not get, so the turn is stored exactly once.
   An append whose key was withdrawn (below) is refused (409 `append_withdrawn`): a delivery still in
   flight when response-api gave up on it must not put back what it took out.
-  With `?create=true` a conversation the caller does not have yet is created first, under the id in
-  the path (response-api names a response's new conversation itself, so a response costs one call
-  here instead of a create at its start and an append at its end); the items may then be empty (a
-  response that failed still leaves its conversation). An id another user holds is a 409.
+  With `?create=true` a conversation the caller does not have yet is created with the items, in one
+  transaction, under the id in the path (response-api names a response's new conversation itself,
+  so a response costs one call here instead of a create at its start and an append at its end); the
+  items may then be empty (a response that failed still leaves its conversation). An id another
+  user holds is a 409.
 - `DELETE …/{id}?key=<response id>`: withdraw a new conversation response-api made for a response
   it then could not store (its client got an error and never learned the id): it goes only if it
   holds nothing but that response's append (items under that `Idempotency-Key`) or nothing at all;
@@ -35,7 +36,8 @@ conversation is a 404.
   the key, or a withdrawn conversation as a whole. A keyed append checks under the same row lock, and
   a create after inserting the conversation, so neither puts back what was withdrawn; a create and
   the withdrawals of its id also take turns (`_serialise_create`), since a withdrawal that finds no
-  conversation yet has no row to lock.
+  conversation yet has no row to lock. A create without a key takes turns too, and is refused by a
+  withdrawn conversation; and a withdrawal never comes between a create and its items.
 - `POST …/import`: a conversation from response-api's former own store, with its id, owner and age
   (see response-api's migration 0003). Repeating an import is harmless.
 """
@@ -43,7 +45,6 @@ conversation is a 404.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -52,9 +53,9 @@ from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
 from apps.common.guard import GuardedRoute
 from apps.llm_api.auth.routes.internal import require_internal_token
-from apps.llm_api.chat_tables import ConversationRow
+from apps.llm_api.chat_tables import ConversationRow, ItemRow
 from apps.llm_api.deps import ConversationsDep
-from apps.llm_api.services.conversations import AppendWithdrawn, ConversationStore
+from apps.llm_api.services.conversations import AppendWithdrawn, ConversationStore, NewItem
 from apps.llm_api.services.items import items_to_messages, title_from
 from apps.llm_api.types import ConversationContext, ConversationImported, ConversationItem, ItemReplay, Page
 from apps.llm_api.wire.conversations import conversation_json, item_json, page_json
@@ -116,23 +117,26 @@ async def append_items(
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=64)] = None,
     create: bool = False,
 ) -> Page[ConversationItem]:
+    items = [stored_item(item) for item in body.items]
     try:
-        if create:  # usually the first delivery, so the conversation is made before it is read
-            await _create(store, principal.user_id, conversation_id, idempotency_key)
+        if create:  # usually the first delivery: the conversation is made with its items
+            rows = await _create(store, principal.user_id, conversation_id, idempotency_key, items)
+            if rows is not None:
+                return page_json([item_json(row) for row in rows], False)
         conversation = await store.get(principal.user_id, conversation_id)
         if conversation is None:
+            if create:  # taken, and not by the caller
+                raise _taken(conversation_id)
             raise _missing(conversation_id)
-        if not body.items:
+        if not items:
             if not create:
                 raise APIError(400, "'items' must not be empty.", param="items", code="invalid_value")
             return page_json([], False)
-        items = [stored_item(item) for item in body.items]
         title = None if conversation.title else _title([item.body for item in items])
         rows = await store.append_response(conversation, items, title=title, key=idempotency_key)
     except AppendWithdrawn:
-        raise APIError(
-            409, f"The append '{idempotency_key}' was withdrawn; it stores nothing.", code="append_withdrawn"
-        ) from None
+        what = f"The append '{idempotency_key}'" if idempotency_key else f"Conversation '{conversation_id}'"
+        raise APIError(409, f"{what} was withdrawn; it stores nothing.", code="append_withdrawn") from None
     if rows is None:  # deleted between the lookup and the write
         raise _missing(conversation_id)
     return page_json([item_json(row) for row in rows], False)
@@ -172,13 +176,19 @@ async def import_conversation(body: ImportConversation, store: ConversationsDep)
     return {"id": body.id, "object": "conversation.import", "created": created}
 
 
-async def _create(store: ConversationStore, user_id: str, conversation_id: str, key: str | None) -> None:
-    """Make the caller's conversation `conversation_id` unless they have it already (nor was the
-    append `key` it is made for withdrawn: `AppendWithdrawn`)."""
+async def _create(
+    store: ConversationStore, user_id: str, conversation_id: str, key: str | None, items: list[NewItem]
+) -> list[ItemRow] | None:
+    """Make the caller's conversation `conversation_id` with `items` (`store.create_with_items`):
+    their rows, or None when the id is taken already."""
     if not NEW_CONVERSATION_ID.fullmatch(conversation_id):
         raise APIError(400, f"'{conversation_id}' is not a conversation id.", param="conversation_id")
-    if await store.import_conversation(conversation_id, user_id, datetime.now(UTC), [], key=key) is None:
-        raise APIError(409, f"Conversation '{conversation_id}' belongs to another user.", code="conflict")
+    title = _title([item.body for item in items])
+    return await store.create_with_items(user_id, conversation_id, items, title=title, key=key)
+
+
+def _taken(conversation_id: str) -> APIError:
+    return APIError(409, f"Conversation '{conversation_id}' belongs to another user.", code="conflict")
 
 
 def _title(items: list[dict[str, Any]]) -> str | None:

@@ -36,7 +36,7 @@ from starlette.responses import Response
 from apps.common.auth.principal import Principal
 from apps.common.errors import APIError
 from apps.common.ids import random_id
-from apps.common.storable import loads
+from apps.common.storable import dumps, loads
 from apps.llm_api.providers.compat import adapt
 from apps.llm_api.providers.registry import ModelRoute, ProviderRegistry
 from apps.llm_api.providers.stream_usage import UsageWatch, prompt_chars
@@ -262,7 +262,7 @@ def _completion(content: bytes) -> dict[str, Any]:
 
 def _dumps(completion: dict[str, Any]) -> bytes:
     try:
-        return orjson.dumps(completion)
+        return dumps(completion)  # an integer past 64 bits is written back exactly
     except orjson.JSONEncodeError:  # an unpaired surrogate the model sent: escaped again, as it came
         return json.dumps(completion).encode()
 
@@ -277,7 +277,7 @@ def _upstream_body(
     upstream["messages"] = messages
     if request.stream:
         upstream["stream_options"] = {**(request.stream_options or {}), "include_usage": True}
-    return orjson.dumps(adapt(upstream, route.provider.compat, route.provider.name))
+    return dumps(adapt(upstream, route.provider.compat, route.provider.name))
 
 
 def _with_history(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -307,6 +307,31 @@ class ConversationStore:
                 locked.title = title
             return await self._insert_items(session, locked, items, append_key=key)
 
+    async def create_with_items(
+        self, user_id: str, public_id: str, items: list[NewItem], *, title: str | None, key: str | None
+    ) -> list[ItemRow] | None:
+        """Make the caller's conversation `public_id` holding `items`, appended under `key`, in one
+        transaction: their rows. None if the id is taken (the caller's: append to it; or another
+        user's). `AppendWithdrawn` if the append `key` or the whole conversation was withdrawn.
+
+        One transaction, not a create and then an append: between the two a withdrawal of the id
+        found the new conversation empty and took it, the append that followed then finding it gone
+        (a 404), although the withdrawal must keep a conversation holding another append's items."""
+        async with self._sessions() as session, session.begin():
+            await self._serialise_create(session, user_id, public_id)
+            taken = await session.scalar(
+                select(ConversationRow.id).where(ConversationRow.public_id == public_id)
+            )
+            if taken is not None:
+                return None
+            row = ConversationRow(public_id=public_id, user_id=user_id, title=title, metadata_={})
+            session.add(row)
+            await session.flush()
+            # After the insert, as in `import_conversation`; a keyless create still heeds a withdrawal
+            # of the whole conversation, which promises that no delivery makes it again.
+            await self._refuse_withdrawn(session, user_id, public_id, key or WHOLE_CONVERSATION)
+            return await self._insert_items(session, row, items, append_key=key) if items else []
+
     async def import_conversation(
         self,
         public_id: str,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
+from apps.common.storable import dumps
 
 ItemBody = dict[str, Any]  # {"type", "role"?, …fields of that type}
 
@@ -53,7 +53,7 @@ def message_to_items(message: dict[str, Any]) -> list[ItemBody]:
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    return value if isinstance(value, str) else dumps(value).decode()
 
 
 def content_parts(role: str, content: Any) -> list[dict[str, Any]]:

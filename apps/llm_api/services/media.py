@@ -17,11 +17,11 @@ import re
 from typing import Any
 
 import aiohttp
-import orjson
 from opentelemetry.propagate import inject
 
 from apps.common.errors import APIError
 from apps.common.http import transport_failure
+from apps.common.storable import dumps, loads
 
 PLACEHOLDER = re.compile(r"data:([a-z]+/[a-z0-9.+-]+);(jan_[A-Za-z0-9]+)")
 _MARKER = b";jan_"
@@ -38,7 +38,7 @@ class MediaResolver:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def resolve(self, messages: list[dict[str, Any]], headers: dict[str, str]) -> list[dict[str, Any]]:
-        if not PLACEHOLDER.search(orjson.dumps(messages).decode()):
+        if not PLACEHOLDER.search(dumps(messages).decode()):
             return messages
         if not self._url:
             raise APIError(
@@ -46,7 +46,7 @@ class MediaResolver:
             )
         sent = {**headers, "Content-Type": "application/json"}
         inject(sent)
-        body = orjson.dumps({"payload": {"messages": messages}})
+        body = dumps({"payload": {"messages": messages}})
         try:
             async with self._session.post(
                 self._url, data=body, headers=sent, timeout=self._timeout
@@ -75,15 +75,15 @@ class MediaResolver:
         if status != 200:
             raise APIError(502, f"The media service answered {status}.", code="media_resolve_failed")
         resolved = _messages(content)
-        if resolved is None or PLACEHOLDER.search(orjson.dumps(resolved).decode()):
+        if resolved is None or PLACEHOLDER.search(dumps(resolved).decode()):
             raise APIError(502, "The media service returned an unusable answer.", code="media_resolve_failed")
         return resolved
 
 
 def _json(content: bytes) -> Any:
     try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
+        return loads(content)
+    except ValueError:
         return None
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from apps.common.db import HeldConnections, driver_connection
 from apps.common.ids import random_id
+from apps.common.storable import dumps
 from apps.llm_api.chat_tables import ConversationRow, ItemRow
 from apps.llm_api.services.items import ItemBody
 
@@ -210,8 +211,9 @@ def _stored_body(body: ItemBody) -> dict[str, Any]:
 
 
 def _json(value: Any) -> str:
-    # The engine's JSONB codec takes JSON text; a None is stored as JSON null, as the ORM does.
-    return orjson.dumps(value).decode()
+    # The engine's JSONB codec takes JSON text; a None is stored as JSON null, as the ORM does. An
+    # upstream's integer past 64 bits is stored exactly (`apps.common.storable`).
+    return dumps(value).decode()
 
 
 async def _taken(connection: asyncpg.Connection, turns: list[TurnRecord]) -> set[str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,6 +28,7 @@ from pydantic import (
 )
 
 from apps.common.errors import APIError
+from apps.common.storable import loads
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -170,8 +170,8 @@ class ChatRequest(BaseModel):
 def parse_chat_request(raw: bytes) -> tuple[dict[str, Any], ChatRequest]:
     """The request as a dict (what we forward) and its checked view; bad input is a clear 400."""
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        body = loads(raw)  # an integer past 64 bits exactly, forwarded as it came (`storable.dumps`)
+    except ValueError:
         raise APIError(
             400, "We could not parse the JSON body of your request.", code="invalid_json"
         ) from None

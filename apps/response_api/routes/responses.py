@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
 from apps.common.auth.principal import PrincipalDep
 from apps.common.errors import APIError
 from apps.common.guard import GuardedRoute
+from apps.common.storable import dumps
 from apps.response_api.deps import ServiceDep
 from apps.response_api.schemas import CreateResponseRequest, DeletedResponse, InputItemsPage
 from apps.response_api.services.responses import ResponseService
@@ -24,7 +24,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _json(body: object) -> Response:
-    return Response(orjson.dumps(body), media_type="application/json")
+    return Response(dumps(body), media_type="application/json")
 
 
 @router.post("")

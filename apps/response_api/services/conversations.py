@@ -43,6 +43,7 @@ from apps.common.durable import durably
 from apps.common.errors import APIError
 from apps.common.http import DEFAULT_CONNECT_TIMEOUT, transport_failure
 from apps.common.ids import random_id
+from apps.common.storable import dumps
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 # A conversation call never streams: a silence this long is llm-api (or its database) stuck.
@@ -164,7 +165,7 @@ class Conversations:
     ) -> dict[str, Any]:
         sent = {**headers, **(self._internal if internal else {}), "Content-Type": "application/json"}
         inject(sent)
-        content = orjson.dumps(json) if json is not None else None
+        content = dumps(json) if json is not None else None
         try:
             async with self._http.request(
                 method, self._base + path, data=content, headers=sent, timeout=READ_TIMEOUT

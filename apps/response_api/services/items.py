@@ -23,11 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from apps.common.errors import bad_request
 from apps.common.ids import random_id
-from apps.common.storable import storable
+from apps.common.storable import loads, storable
 from apps.response_api.types import ItemStatus, OutputMessage, OutputText
 
 MESSAGE_ROLES = frozenset({"user", "assistant", "system", "developer"})
@@ -226,9 +224,10 @@ def output_message(text: str, *, item_id: str, status: ItemStatus = "completed")
 
 def parse_arguments(arguments: str) -> dict[str, Any]:
     """Tool arguments as an object; models sometimes send a JSON string holding the JSON."""
-    value: Any = orjson.loads(arguments or "{}")
+    # Read exactly: an integer past 64 bits the model wrote reaches the tool as it wrote it.
+    value: Any = loads(arguments or "{}")
     if isinstance(value, str):
-        value = orjson.loads(value)
+        value = loads(value)
     if not isinstance(value, dict):
         raise ValueError("tool arguments must be a JSON object")
     # Stored with the tool's execution and passed to the tool: a NUL the model escaped into its

@@ -22,7 +22,7 @@ import orjson
 from opentelemetry.propagate import inject
 
 from apps.common.sse import decode_events
-from apps.common.storable import loads, storable
+from apps.common.storable import dumps, loads, storable
 
 
 @dataclass(slots=True)
@@ -71,7 +71,7 @@ class LlmClient:
         sent = {**headers, "Content-Type": "application/json"}
         inject(sent)
         try:
-            response = await self._http.post(self._url, data=orjson.dumps(payload), headers=sent)
+            response = await self._http.post(self._url, data=dumps(payload), headers=sent)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise LlmApiError(502, f"llm-api is unreachable: {exc.__class__.__name__}") from exc
         try:

@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
-import orjson
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import ProgressFnT
@@ -51,7 +50,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import DiscoverResult, ListToolsResult
 
 from apps.common.http import transport_failure
-from apps.common.storable import storable, storable_text
+from apps.common.storable import dumps, storable, storable_text
 from apps.response_api.types import McpCallError, McpListedTool
 
 log = logging.getLogger(__name__)
@@ -249,8 +248,8 @@ def _text(content: list[dict[str, Any]], structured: Any) -> str:
     if texts:
         return "\n".join(texts)
     if structured is not None:
-        return orjson.dumps(structured).decode()
-    return orjson.dumps(content).decode() if content else ""
+        return dumps(structured).decode()
+    return dumps(content).decode() if content else ""
 
 
 class ToolCatalog:

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import orjson
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from apps.common.db import driver_connection, session_factory, transaction
 from apps.common.errors import not_found
+from apps.common.storable import dumps
 from apps.response_api.db import ResponseInputItem, ResponseRow, ToolExecution
 from apps.response_api.services.cancel_bus import CHANNEL, EVENTS_CHANNEL
 from apps.response_api.services.events import Frame
@@ -333,4 +333,4 @@ def _events_params(response_id: str, events: list[Frame]) -> dict[str, Any]:
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return dumps(value).decode()  # an integer past 64 bits exactly (`apps.common.storable`)

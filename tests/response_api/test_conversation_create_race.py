@@ -1,0 +1,248 @@
+"""A new conversation's create (`POST /internal/conversations/{id}/items?create=true`) and the
+withdrawal of that id (`DELETE /internal/conversations/{id}?key=...`) in each order: both in flight
+(queued on the id's lock, `ConversationStore._serialise_create`, in the order the test chooses),
+the create's append in flight when the withdrawal arrives, and a create sent without a key.
+Whichever goes first, a withdrawn conversation does not stay, and one holding another append's
+items is kept. The orders are forced with Postgres locks the test holds; nothing waits on time."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai import AsyncOpenAI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from apps.common.db import async_url
+from apps.response_api.services.conversations import new_conversation_id
+from tests.harness.issuer import TestIssuer
+from tests.harness.response_api import Peers
+from tests.harness.waiting import CLIENT_TIMEOUT
+from tests.response_api.test_conversation_withdraw import headers, message, waiting_backends
+
+
+async def _user_id(http: httpx.AsyncClient, issuer: TestIssuer, engine: Any, user: str) -> str:
+    """The id llm-api files `user`'s conversations under (read from one it makes)."""
+    probe = new_conversation_id()
+    made = await http.post(
+        f"/internal/conversations/{probe}/items?create=true",
+        json={"items": []},
+        headers=headers(issuer, user, probe),
+    )
+    assert made.status_code == 200, made.text
+    async with engine.connect() as connection:
+        found = await connection.execute(
+            text("select user_id from llm_api.conversations where public_id = :c"), {"c": probe}
+        )
+        return str(found.scalar_one())
+
+
+@pytest.mark.parametrize("first", ["create", "withdrawal"])
+@pytest.mark.parametrize("with_items", [False, True], ids=["empty", "items"])
+async def test_a_create_and_a_withdrawal_of_its_id_both_in_flight_take_turns(
+    peers: Peers, issuer: TestIssuer, database_url: str, llm: AsyncOpenAI, first: str, with_items: bool
+) -> None:
+    """A new conversation's create (`?create=true`, its first delivery: with the response's items,
+    or empty as a stream's early create) and its withdrawal arrive together. The test holds the id
+    (the lock both take, `_serialise_create`) while the two queue behind it in the chosen order,
+    then lets go: whichever goes first, the conversation does not stay, and its create (this one,
+    or a later delivery of it) is refused once the withdrawal committed."""
+    conversation = new_conversation_id()
+    key = f"resp_turns_{first}_{with_items}"
+    create_key = key if with_items else conversation  # an early create is keyed by the id itself
+    items = [message(f"msg_turns_{first}_{with_items}", "user", "Q")] if with_items else []
+    engine = create_async_engine(async_url(database_url))
+    try:
+        async with (
+            httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
+            engine.connect() as holder,
+            engine.connect() as observer,
+        ):
+            user_id = await _user_id(http, issuer, engine, "alice")
+            await holder.execute(
+                text("select pg_advisory_xact_lock(hashtext(:u || '/' || :c))"),
+                {"u": user_id, "c": conversation},
+            )
+
+            def create() -> asyncio.Task[httpx.Response]:
+                return asyncio.create_task(
+                    http.post(
+                        f"/internal/conversations/{conversation}/items?create=true",
+                        json={"items": items},
+                        headers=headers(issuer, "alice", create_key),
+                    )
+                )
+
+            def withdraw() -> asyncio.Task[httpx.Response]:
+                return asyncio.create_task(
+                    http.delete(
+                        f"/internal/conversations/{conversation}",
+                        params={"key": key},
+                        headers=headers(issuer, "alice"),
+                    )
+                )
+
+            # Postgres grants a lock to its waiters in the order they queued.
+            ahead = create() if first == "create" else withdraw()
+            await waiting_backends(observer, 1)
+            behind = withdraw() if first == "create" else create()
+            await waiting_backends(observer, 2)
+            await holder.rollback()  # lets go of the id
+            done_first, done_second = await ahead, await behind
+        created, withdrawn = (done_first, done_second) if first == "create" else (done_second, done_first)
+        assert withdrawn.status_code == 204, withdrawn.text
+        if first == "create":
+            # Made with its items in one step, then withdrawn with them.
+            assert created.status_code == 200, created.text
+            assert len(created.json()["data"]) == len(items)
+        else:
+            assert created.status_code == 409, created.text
+            assert created.json()["error"]["code"] == "append_withdrawn"
+        with pytest.raises(openai.NotFoundError):
+            await llm.conversations.retrieve(conversation)
+        async with engine.connect() as connection:
+            left = await connection.execute(
+                text("select count(*) from llm_api.conversations where public_id = :c"), {"c": conversation}
+            )
+            assert left.scalar_one() == 0
+        again = await http_retry(peers, issuer, conversation, create_key, items)
+        assert again.status_code == 409 and again.json()["error"]["code"] == "append_withdrawn", again.text
+    finally:
+        await engine.dispose()
+
+
+async def http_retry(
+    peers: Peers, issuer: TestIssuer, conversation: str, key: str, items: list[dict[str, Any]]
+) -> httpx.Response:
+    """A later delivery of the same create."""
+    async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
+        return await http.post(
+            f"/internal/conversations/{conversation}/items?create=true",
+            json={"items": items},
+            headers=headers(issuer, "alice", key),
+        )
+
+
+async def test_a_creates_append_in_flight_when_its_withdrawal_arrives_goes_with_the_conversation(
+    peers: Peers, issuer: TestIssuer, database_url: str, llm: AsyncOpenAI
+) -> None:
+    """The create has made the conversation and is appending its items (the conversation's row
+    locked) when the withdrawal arrives: the withdrawal waits for it, then takes the conversation
+    with those items. The test holds the append at its item's insert with an uncommitted item of
+    the same id."""
+    conversation = new_conversation_id()
+    key, item_id = "resp_turns_append", "msg_turns_append"
+    engine = create_async_engine(async_url(database_url))
+    try:
+        async with (
+            httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
+            engine.connect() as holder,
+            engine.connect() as observer,
+        ):
+            probe = new_conversation_id()
+            made = await http.post(
+                f"/internal/conversations/{probe}/items?create=true",
+                json={"items": []},
+                headers=headers(issuer, "alice", probe),
+            )
+            assert made.status_code == 200, made.text
+            await holder.execute(
+                text(
+                    "insert into llm_api.conversation_items"
+                    " (public_id, conversation_id, sequence, type, role, status, body)"
+                    " select :item, id, 1, 'message', 'user', 'completed', '{}'"
+                    " from llm_api.conversations where public_id = :probe"
+                ),
+                {"item": item_id, "probe": probe},
+            )
+            created = asyncio.create_task(
+                http.post(
+                    f"/internal/conversations/{conversation}/items?create=true",
+                    json={"items": [message(item_id, "user", "Q")]},
+                    headers=headers(issuer, "alice", key),
+                )
+            )
+            await waiting_backends(observer, 1)  # the append, its conversation made and locked
+            withdrawal = asyncio.create_task(
+                http.delete(
+                    f"/internal/conversations/{conversation}",
+                    params={"key": key},
+                    headers=headers(issuer, "alice"),
+                )
+            )
+            await waiting_backends(observer, 2)  # the withdrawal, behind the append's row lock
+            await holder.rollback()
+            appended, withdrawn = await created, await withdrawal
+    finally:
+        await engine.dispose()
+    assert appended.status_code == 200, appended.text
+    assert [item["id"] for item in appended.json()["data"]] == [item_id]
+    assert withdrawn.status_code == 204, withdrawn.text
+    with pytest.raises(openai.NotFoundError):
+        await llm.conversations.retrieve(conversation)
+
+
+@pytest.mark.parametrize("first", ["create", "withdrawal"])
+async def test_a_create_without_a_key_and_a_withdrawal_of_its_id_take_turns_too(
+    peers: Peers, issuer: TestIssuer, database_url: str, llm: AsyncOpenAI, first: str
+) -> None:
+    """A create sent without an `Idempotency-Key` (response-api always sends one; another internal
+    caller may not) still holds the id against its withdrawal, and is refused once the id was
+    withdrawn: the withdrawal's record says no delivery makes the conversation again."""
+    conversation = new_conversation_id()
+    engine = create_async_engine(async_url(database_url))
+    try:
+        async with (
+            httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
+            engine.connect() as holder,
+            engine.connect() as observer,
+        ):
+            user_id = await _user_id(http, issuer, engine, "alice")
+            await holder.execute(
+                text("select pg_advisory_xact_lock(hashtext(:u || '/' || :c))"),
+                {"u": user_id, "c": conversation},
+            )
+
+            def create() -> asyncio.Task[httpx.Response]:
+                return asyncio.create_task(
+                    http.post(
+                        f"/internal/conversations/{conversation}/items?create=true",
+                        json={"items": [message(f"msg_keyless_{first}", "user", "Q")]},
+                        headers=headers(issuer, "alice"),
+                    )
+                )
+
+            def withdraw() -> asyncio.Task[httpx.Response]:
+                return asyncio.create_task(
+                    http.delete(
+                        f"/internal/conversations/{conversation}",
+                        params={"key": "resp_keyless"},
+                        headers=headers(issuer, "alice"),
+                    )
+                )
+
+            ahead = create() if first == "create" else withdraw()
+            await waiting_backends(observer, 1)
+            behind = withdraw() if first == "create" else create()
+            await waiting_backends(observer, 2)
+            await holder.rollback()
+            done_first, done_second = await ahead, await behind
+    finally:
+        await engine.dispose()
+    created, withdrawn = (done_first, done_second) if first == "create" else (done_second, done_first)
+    if first == "create":
+        # Made with an item of no response's append: the withdrawal leaves it (409).
+        assert created.status_code == 200, created.text
+        assert withdrawn.status_code == 409, withdrawn.text
+        assert (await llm.conversations.retrieve(conversation)).id == conversation
+    else:
+        assert withdrawn.status_code == 204, withdrawn.text
+        assert created.status_code == 409 and created.json()["error"]["code"] == "append_withdrawn", (
+            created.text
+        )
+        with pytest.raises(openai.NotFoundError):
+            await llm.conversations.retrieve(conversation)
