@@ -193,3 +193,23 @@ def test_a_tool_call_whose_arguments_are_an_object_with_a_huge_integer_is_stored
     assert response.json()["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == {"n": BIG}
     *_, item = stored_items(llm_api, token, response.json()["conversation"]["id"], 3)
     assert item["type"] == "function_call" and json.loads(item["arguments"]) == {"n": BIG}
+
+
+def test_a_huge_integer_in_a_stored_turn_is_replayed_exactly(llm_api: LlmApi, upstream: FakeUpstream) -> None:
+    """The history read back for the next turn keeps the number as stored (orjson read it rounded)."""
+    token = llm_api.token()
+    parts = [{"type": "text", "text": "remember"}, {"type": "x_vendor", "value": BIG}]
+    first = [{"role": "user", "content": parts}]
+    with llm_api.http(token) as http:
+        created = http.post(
+            "/v1/chat/completions", json={"model": FAKE_MODEL, "messages": first, "conversation": {}}
+        )
+        assert created.status_code == 200, created.text
+        conversation = created.json()["conversation"]["id"]
+        then = [{"role": "user", "content": "recall"}]
+        continued = http.post(
+            "/v1/chat/completions", json={"model": FAKE_MODEL, "messages": then, "conversation": conversation}
+        )
+    assert continued.status_code == 200, continued.text
+    replayed = json.loads(upstream.raw_requests[-1])["messages"]
+    assert replayed[0] == {"role": "user", "content": parts}

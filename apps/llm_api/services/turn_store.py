@@ -25,13 +25,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
-import orjson
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from apps.common.db import HeldConnections, driver_connection
 from apps.common.ids import random_id
-from apps.common.storable import dumps
+from apps.common.storable import dumps, loads
 from apps.llm_api.chat_tables import ConversationRow, ItemRow
 from apps.llm_api.services.items import ItemBody
 
@@ -114,7 +113,7 @@ async def conversation_with_history(
         row["created_at"],
         row["updated_at"],
     )
-    history: list[ItemBody] = orjson.loads(row["history"]) if row["history"] is not None else []
+    history: list[ItemBody] = loads(row["history"]) if row["history"] is not None else []
     return conversation, history, row["project_instructions"]
 
 

@@ -43,7 +43,7 @@ from apps.common.durable import durably
 from apps.common.errors import APIError
 from apps.common.http import DEFAULT_CONNECT_TIMEOUT, transport_failure
 from apps.common.ids import random_id
-from apps.common.storable import dumps
+from apps.common.storable import dumps, loads
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 # A conversation call never streams: a silence this long is llm-api (or its database) stuck.
@@ -182,8 +182,8 @@ class Conversations:
         if status == 204:
             return {}
         try:
-            body: dict[str, Any] = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+            body: dict[str, Any] = loads(raw)  # exact where orjson would round a huge integer
+        except ValueError as exc:
             raise _Unavailable("llm-api answered something other than JSON") from exc
         return body
 
