@@ -25,11 +25,14 @@ def test_an_integer_just_past_64_bits_is_read_exactly(number: int) -> None:
         b'{"a": "\xed\xa0\x80 %s"}',  # a surrogate encoded in the bytes, not escaped
         b'{"a": NaN, "b": "%s"}',
         b'{"a": 1e400, "b": "%s"}',
+        b'{"a": -1' + b"0" * 400 + b', "b": "%s"}',  # an integer orjson reads as -infinity
         b'{"a": ' + b"[" * 5000 + b"%s" + b"]" * 5000 + b"}",  # past the interpreter's stack
     ],
-    ids=["bom", "encoded_surrogate", "nan", "infinite", "deep"],
+    ids=["bom", "encoded_surrogate", "nan", "infinite", "infinite_integer", "deep"],
 )
 def test_what_orjson_refuses_is_refused_beside_a_long_digit_run(body: bytes) -> None:
+    """An integer past the float range stays refused too: accepted, one of thousands of digits
+    costs quadratic time to read and to write back."""
     with pytest.raises(orjson.JSONDecodeError):
         orjson.loads(body.replace(b"%s", b"1"))
     with pytest.raises(ValueError):
