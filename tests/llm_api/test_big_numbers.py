@@ -216,8 +216,9 @@ def test_a_huge_integer_in_a_stored_turn_is_replayed_exactly(llm_api: LlmApi, up
 
 
 def test_a_request_with_an_encoded_surrogate_beside_a_long_digit_run_is_a_400(llm_api: LlmApi) -> None:
-    """The digits send the body through the standard library's parser, which decoded the surrogate
-    (orjson refuses those bytes as invalid UTF-8): the write of the upstream body then failed, a 500."""
+    """The digits sent the body through the standard library's parser, which decoded the surrogate
+    (orjson refuses those bytes as invalid UTF-8): the write of the upstream body then failed, a 500.
+    The guard now finds it first (`apps.common.storable.loads` refuses it too: test_storable)."""
     content = b"odd \xed\xa0\x80 text, 123456789012345678901234"
     raw = b'{"model": "%s", "messages": [{"role": "user", "content": "%s"}]}' % (FAKE_MODEL.encode(), content)
     with llm_api.http(llm_api.token()) as http:
@@ -225,7 +226,7 @@ def test_a_request_with_an_encoded_surrogate_beside_a_long_digit_run_is_a_400(ll
             "/v1/chat/completions", content=raw, headers={"Content-Type": "application/json"}
         )
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "invalid_json"
+    assert response.json()["error"]["param"] == "messages.0.content"
 
 
 def test_a_negative_integer_just_past_64_bits_is_forwarded_exactly(
