@@ -37,11 +37,17 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # What orjson writes as it is; past it, an integer is written from its digits (`dumps`).
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-# An integer past that range has at least 20 digits (2**64 is 18446744073709551616). Found by
-# mapping every digit to "0" and searching for twenty of them: ~1 ns a byte, where a regex for
-# twenty digits took ~15.
+# An integer past that range has at least 20 digits (2**64 is 18446744073709551616), or is negative
+# with at least 19 (-2**63 - 1 is -9223372036854775809). Found by mapping every digit to "0" and
+# searching for those runs: ~1 ns a byte, where a regex for twenty digits took ~15. A body without
+# a run of nineteen (nearly all) is searched once.
 _DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_NINETEEN_DIGITS = b"0" * 19
 _TWENTY_DIGITS = b"0" * 20
+_MINUS_NINETEEN_DIGITS = b"-" + _NINETEEN_DIGITS
+# An integer literal that reads as a float this large or more is infinity; none has more digits.
+_FLOAT_BOUND = 2**1024 - 2**970
+_FLOAT_DIGITS = len(str(-_FLOAT_BOUND))
 
 
 def storable_text(text: str) -> str:
@@ -92,14 +98,15 @@ def loads(data: bytes | str) -> Any:
     upstream's text (`storable` then replaces it), and an integer past the 64-bit range (read
     exactly; `dumps` writes it back). Raises `ValueError` on invalid JSON."""
     raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
-    if _TWENTY_DIGITS in raw.translate(_DIGITS_TO_ZERO):  # maybe such an integer (or a long string)
-        return _standard_loads(data)
+    digits = raw.translate(_DIGITS_TO_ZERO)
+    if _NINETEEN_DIGITS in digits and (_TWENTY_DIGITS in digits or _MINUS_NINETEEN_DIGITS in digits):
+        return _standard_loads(raw)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         if not _SURROGATE_ESCAPE.search(raw):
             raise
-        return _standard_loads(data)
+        return _standard_loads(raw)
 
 
 def dumps(value: Any) -> bytes:
@@ -107,8 +114,11 @@ def dumps(value: Any) -> bytes:
     refuses it); free for a value without one. Anything else orjson refuses still raises."""
     try:
         return orjson.dumps(value)
-    except TypeError:
-        exact = _exact_ints(value)
+    except TypeError as refused:
+        try:
+            exact = _exact_ints(value)
+        except RecursionError:  # nested deeper than orjson writes: its own refusal, as before
+            raise refused from None
         if exact is value:
             raise
         return orjson.dumps(exact)
@@ -128,14 +138,32 @@ def _exact_ints(value: Any) -> Any:
     return value
 
 
-def _standard_loads(data: bytes | str) -> Any:
-    # Refuses what orjson refuses and the standard library would read: NaN, Infinity, and a number
-    # too large for a float (`1e400`, read as infinity).
-    return json.loads(data, parse_constant=_not_a_number, parse_float=_finite)
+def _standard_loads(raw: bytes) -> Any:
+    # Refuses what orjson refuses and the standard library would read: NaN, Infinity, a number too
+    # large for a float (`1e400`, read as infinity), a UTF-8 byte order mark and an encoded surrogate
+    # (`json.loads` of bytes takes both: that surrogate then failed a write, a 500 for a client's
+    # body). Nesting too deep for the interpreter's stack is invalid JSON too, not a RecursionError.
+    try:
+        return json.loads(
+            raw.decode("utf-8"), parse_constant=_not_a_number, parse_float=_finite, parse_int=_within_floats
+        )
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _not_a_number(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _within_floats(text: str) -> int:
+    # orjson refuses an integer past the largest float (it reads big integers as floats: infinity);
+    # kept refused, which also bounds the cost of a body holding many long ones (converting digits
+    # to an `int` and back is quadratic in their count: ~50 ms a MB for integers of 4300 digits).
+    if len(text) <= _FLOAT_DIGITS:
+        number = int(text)
+        if -_FLOAT_BOUND < number < _FLOAT_BOUND:
+            return number
+    raise ValueError(f"{text[:20]}… is too large for a float")
 
 
 def _finite(text: str) -> float:

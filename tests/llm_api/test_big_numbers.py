@@ -213,3 +213,29 @@ def test_a_huge_integer_in_a_stored_turn_is_replayed_exactly(llm_api: LlmApi, up
     assert continued.status_code == 200, continued.text
     replayed = json.loads(upstream.raw_requests[-1])["messages"]
     assert replayed[0] == {"role": "user", "content": parts}
+
+
+def test_a_request_with_an_encoded_surrogate_beside_a_long_digit_run_is_a_400(llm_api: LlmApi) -> None:
+    """The digits sent the body through the standard library's parser, which decoded the surrogate
+    (orjson refuses those bytes as invalid UTF-8): the write of the upstream body then failed, a 500.
+    The guard now finds it first (`apps.common.storable.loads` refuses it too: test_storable)."""
+    content = b"odd \xed\xa0\x80 text, 123456789012345678901234"
+    raw = b'{"model": "%s", "messages": [{"role": "user", "content": "%s"}]}' % (FAKE_MODEL.encode(), content)
+    with llm_api.http(llm_api.token()) as http:
+        response = http.post(
+            "/v1/chat/completions", content=raw, headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "messages.0.content"
+
+
+def test_a_negative_integer_just_past_64_bits_is_forwarded_exactly(
+    llm_api: LlmApi, upstream: FakeUpstream
+) -> None:
+    """-2**63 - 1 has nineteen digits, fewer than any positive integer past the range."""
+    low = -(2**63) - 1
+    body = {"model": FAKE_MODEL, "messages": [{"role": "user", "content": "hi"}], "vendor_knob": low}
+    with llm_api.http(llm_api.token()) as http:
+        response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert json.loads(upstream.raw_requests[-1])["vendor_knob"] == low

@@ -34,6 +34,20 @@ def test_unstorable_text_and_impossible_ids(
     assert upstream.requests == []
 
 
+def test_a_surrogate_encoded_in_the_body_s_bytes_is_a_400(
+    response_api_url: str, token: str, upstream: FakeUpstream
+) -> None:
+    """Not an escape but the bytes ED A0 80: invalid UTF-8 that the body's parser decodes anyway
+    (into a string no write can encode: the response was a 500, `storage_failed`)."""
+    headers = {"Authorization": f"Bearer {token}", "content-type": "application/json"}
+    raw = b'{"model": "%s", "input": "a \xed\xa0\x80 b"}' % MODEL.encode()
+    with httpx.Client(base_url=response_api_url, headers=headers, timeout=30) as http:
+        response = http.post("/v1/responses", content=raw)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "input"
+    assert upstream.requests == []
+
+
 def test_max_output_tokens_below_one_is_a_400(
     response_api_url: str, token: str, upstream: FakeUpstream
 ) -> None:
