@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from apps.common.errors import bad_request
+from apps.common.storable import dumps
 
 
 class FunctionTool(BaseModel):
@@ -151,6 +153,17 @@ class CreateResponseRequest(BaseModel):
     metadata: dict[str, str] | None = None
     text: dict[str, Any] | None = None
     user: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _writable(cls, data: Any) -> Any:
+        # The body is read with up to ~1000 levels of nesting, but what is stored and sent on is
+        # written by orjson, which stops at 255: refused here, not failed later as a server error.
+        try:
+            dumps(data)
+        except orjson.JSONEncodeError:
+            raise ValueError("the body nests arrays or objects more than 255 levels deep") from None
+        return data
 
     @field_validator("tool_choice")
     @classmethod

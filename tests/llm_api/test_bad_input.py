@@ -146,3 +146,23 @@ def test_another_users_conversation_is_404(llm_api: LlmApi, upstream: FakeUpstre
     assert upstream.requests == []
     with llm_api.http(llm_api.token("owner-1")) as owner:
         assert owner.get(f"/v1/conversations/{conversation_id}").json()["title"] == "mine"
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+@pytest.mark.parametrize("stored", [False, True], ids=["unstored", "stored"])
+def test_json_nested_too_deep_is_400(
+    llm_api: LlmApi, upstream: FakeUpstream, depth: int, stored: bool
+) -> None:
+    """JSON that parses (orjson reads up to 1024 levels) but cannot be written back (255): a 400."""
+    nested = "[" * depth + "]" * depth
+    conversation = ', "conversation": {}' if stored else ""
+    content = (
+        f'{{"model": "{FAKE_MODEL}", "messages": [{{"role": "user", "content": "hi"}}], '
+        f'"x_vendor": {nested}{conversation}}}'
+    )
+    with llm_api.http() as http:
+        response = http.post(
+            "/v1/chat/completions", content=content.encode(), headers={"content-type": "application/json"}
+        )
+    assert_envelope(response, 400, code="invalid_json")
+    assert upstream.requests == []

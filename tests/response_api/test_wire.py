@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import openai
+import pytest
 from openai import AsyncOpenAI
 
 from tests.harness.response_api import MODEL
@@ -85,3 +87,19 @@ async def test_named_tool_choice_applies_to_the_first_round_only(
     )
     assert upstream.requests[0]["tool_choice"] == {"type": "function", "function": {"name": "echo"}}
     assert "tool_choice" not in upstream.requests[1]
+
+
+@pytest.mark.parametrize("depth", [256, 500])
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+async def test_a_field_nested_too_deep_to_pass_on_is_a_400(
+    client: AsyncOpenAI, upstream: FakeUpstream, depth: int, stream: bool
+) -> None:
+    """Read (up to ~1000 levels; the client's own encoder stops near there too) but not writable
+    where it is stored and sent on (255): a 400, not a response failed with a server error."""
+    nested: Any = []
+    for _ in range(depth - 1):
+        nested = [nested]
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.responses.create(model=MODEL, input="hi", stream=stream, extra_body={"x_vendor": nested})
+    assert refused.value.status_code == 400
+    assert upstream.requests == []

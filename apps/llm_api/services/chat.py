@@ -277,7 +277,14 @@ def _upstream_body(
     upstream["messages"] = messages
     if request.stream:
         upstream["stream_options"] = {**(request.stream_options or {}), "include_usage": True}
-    return dumps(adapt(upstream, route.provider.compat, route.provider.name))
+    try:
+        return dumps(adapt(upstream, route.provider.compat, route.provider.name))
+    except orjson.JSONEncodeError:
+        # The body was read (orjson reads 1024 levels) but cannot be written (255): nothing parsed
+        # from JSON fails to write otherwise. Checked here, where it costs nothing when it holds.
+        raise APIError(
+            400, "The JSON body nests arrays or objects more than 255 levels deep.", code="invalid_json"
+        ) from None
 
 
 def _with_history(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
