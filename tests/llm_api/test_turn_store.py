@@ -353,7 +353,11 @@ async def test_a_held_connection_a_statement_failed_on_is_not_kept(engine: Async
     # asyncpg reports the server's own message (terminating connection), or the closed socket.
     with pytest.raises((asyncpg.AdminShutdownError, asyncpg.ConnectionDoesNotExistError)):
         async with held.connection() as connection:
-            await asyncio.gather(connection.execute("SELECT pg_sleep(30)"), lose(connection))
+            killer = asyncio.create_task(lose(connection))
+            try:
+                await connection.execute("SELECT pg_sleep(30)")
+            finally:  # its own pool connection is back before the pool is counted
+                await killer
     assert held._idle == []
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
 
