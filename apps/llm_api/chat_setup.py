@@ -35,6 +35,7 @@ from apps.llm_api.services.media import MediaResolver
 from apps.llm_api.services.persistence import TurnWriter
 from apps.llm_api.services.projects import ProjectStore
 from apps.llm_api.services.providers import ProviderAdmin
+from apps.llm_api.services.response_writes import ResponseWrites
 from apps.llm_api.settings import TURN_FLUSHERS, LlmApiSettings
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ async def chat_services(
         writer.start()
         app.state.registry = registry
         app.state.conversations = store
+        app.state.response_writes = ResponseWrites(app.state.sessions)
         app.state.projects = ProjectStore(app.state.sessions)
         app.state.provider_admin = admin
         app.state.chat = ChatService(

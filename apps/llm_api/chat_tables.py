@@ -106,9 +106,9 @@ class ItemRow(Base):
 
 
 class WithdrawnAppendRow(Base):
-    """An append response-api withdrew (`ConversationStore.withdraw_items`, `withdraw`): a late
+    """An append response-api withdrew (`ResponseWrites.withdraw_items`, `withdraw`): a late
     delivery of it is refused. Keyed by the conversation's public id, with no foreign key, so it
-    outlives a withdrawn conversation; old ones are removed (`ConversationStore.WITHDRAWN_KEEP`)."""
+    outlives a withdrawn conversation; old ones are removed (`ResponseWrites.WITHDRAWN_KEEP`)."""
 
     __tablename__ = "withdrawn_appends"
 

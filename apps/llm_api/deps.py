@@ -14,9 +14,11 @@ from apps.llm_api.services.conversations import ConversationStore
 from apps.llm_api.services.paging import Order
 from apps.llm_api.services.projects import ProjectStore
 from apps.llm_api.services.providers import ProviderAdmin
+from apps.llm_api.services.response_writes import ResponseWrites
 
 ChatDep = Annotated[ChatService, Depends(state_dependency("chat", ChatService))]
 ConversationsDep = Annotated[ConversationStore, Depends(state_dependency("conversations", ConversationStore))]
+ResponseWritesDep = Annotated[ResponseWrites, Depends(state_dependency("response_writes", ResponseWrites))]
 ProjectsDep = Annotated[ProjectStore, Depends(state_dependency("projects", ProjectStore))]
 RegistryDep = Annotated[ProviderRegistry, Depends(state_dependency("registry", ProviderRegistry))]
 ProviderAdminDep = Annotated[ProviderAdmin, Depends(state_dependency("provider_admin", ProviderAdmin))]

@@ -1,6 +1,6 @@
 """A new conversation's create (`POST /internal/conversations/{id}/items?create=true`) and the
 withdrawal of that id (`DELETE /internal/conversations/{id}?key=...`) in each order: both in flight
-(queued on the id's lock, `ConversationStore._serialise_create`, in the order the test chooses),
+(queued on the id's lock, `ResponseWrites._serialise_create`, in the order the test chooses),
 the create's append in flight when the withdrawal arrives, and a create sent without a key.
 Whichever goes first, a withdrawn conversation does not stay, and one holding another append's
 items is kept. The orders are forced with Postgres locks the test holds; nothing waits on time."""
@@ -41,6 +41,60 @@ async def _user_id(http: httpx.AsyncClient, issuer: TestIssuer, engine: Any, use
         return str(found.scalar_one())
 
 
+async def _create_and_withdrawal(
+    peers: Peers,
+    issuer: TestIssuer,
+    engine: Any,
+    conversation: str,
+    *,
+    first: str,
+    items: list[dict[str, Any]],
+    create_key: str | None,
+    withdraw_key: str,
+) -> tuple[httpx.Response, httpx.Response]:
+    """Alice's create of `conversation` (`?create=true` with `items`, under `create_key`) and its
+    withdrawal (under `withdraw_key`), both queued on the id's lock (`_serialise_create`), which
+    the test holds meanwhile, in the order `first` names; then the test lets go. The create's answer
+    and the withdrawal's."""
+    async with (
+        httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
+        engine.connect() as holder,
+        engine.connect() as observer,
+    ):
+        user_id = await _user_id(http, issuer, engine, "alice")
+        await holder.execute(
+            text("select pg_advisory_xact_lock(hashtext(:u || '/' || :c))"),
+            {"u": user_id, "c": conversation},
+        )
+
+        def create() -> asyncio.Task[httpx.Response]:
+            return asyncio.create_task(
+                http.post(
+                    f"/internal/conversations/{conversation}/items?create=true",
+                    json={"items": items},
+                    headers=headers(issuer, "alice", create_key),
+                )
+            )
+
+        def withdraw() -> asyncio.Task[httpx.Response]:
+            return asyncio.create_task(
+                http.delete(
+                    f"/internal/conversations/{conversation}",
+                    params={"key": withdraw_key},
+                    headers=headers(issuer, "alice"),
+                )
+            )
+
+        # Postgres grants a lock to its waiters in the order they queued.
+        ahead = create() if first == "create" else withdraw()
+        await waiting_backends(observer, 1)
+        behind = withdraw() if first == "create" else create()
+        await waiting_backends(observer, 2)
+        await holder.rollback()  # lets go of the id
+        done_first, done_second = await ahead, await behind
+    return (done_first, done_second) if first == "create" else (done_second, done_first)
+
+
 @pytest.mark.parametrize("first", ["create", "withdrawal"])
 @pytest.mark.parametrize("with_items", [False, True], ids=["empty", "items"])
 async def test_a_create_and_a_withdrawal_of_its_id_both_in_flight_take_turns(
@@ -57,43 +111,16 @@ async def test_a_create_and_a_withdrawal_of_its_id_both_in_flight_take_turns(
     items = [message(f"msg_turns_{first}_{with_items}", "user", "Q")] if with_items else []
     engine = create_async_engine(async_url(database_url))
     try:
-        async with (
-            httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
-            engine.connect() as holder,
-            engine.connect() as observer,
-        ):
-            user_id = await _user_id(http, issuer, engine, "alice")
-            await holder.execute(
-                text("select pg_advisory_xact_lock(hashtext(:u || '/' || :c))"),
-                {"u": user_id, "c": conversation},
-            )
-
-            def create() -> asyncio.Task[httpx.Response]:
-                return asyncio.create_task(
-                    http.post(
-                        f"/internal/conversations/{conversation}/items?create=true",
-                        json={"items": items},
-                        headers=headers(issuer, "alice", create_key),
-                    )
-                )
-
-            def withdraw() -> asyncio.Task[httpx.Response]:
-                return asyncio.create_task(
-                    http.delete(
-                        f"/internal/conversations/{conversation}",
-                        params={"key": key},
-                        headers=headers(issuer, "alice"),
-                    )
-                )
-
-            # Postgres grants a lock to its waiters in the order they queued.
-            ahead = create() if first == "create" else withdraw()
-            await waiting_backends(observer, 1)
-            behind = withdraw() if first == "create" else create()
-            await waiting_backends(observer, 2)
-            await holder.rollback()  # lets go of the id
-            done_first, done_second = await ahead, await behind
-        created, withdrawn = (done_first, done_second) if first == "create" else (done_second, done_first)
+        created, withdrawn = await _create_and_withdrawal(
+            peers,
+            issuer,
+            engine,
+            conversation,
+            first=first,
+            items=items,
+            create_key=create_key,
+            withdraw_key=key,
+        )
         assert withdrawn.status_code == 204, withdrawn.text
         if first == "create":
             # Made with its items in one step, then withdrawn with them.
@@ -196,44 +223,18 @@ async def test_a_create_without_a_key_and_a_withdrawal_of_its_id_take_turns_too(
     conversation = new_conversation_id()
     engine = create_async_engine(async_url(database_url))
     try:
-        async with (
-            httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
-            engine.connect() as holder,
-            engine.connect() as observer,
-        ):
-            user_id = await _user_id(http, issuer, engine, "alice")
-            await holder.execute(
-                text("select pg_advisory_xact_lock(hashtext(:u || '/' || :c))"),
-                {"u": user_id, "c": conversation},
-            )
-
-            def create() -> asyncio.Task[httpx.Response]:
-                return asyncio.create_task(
-                    http.post(
-                        f"/internal/conversations/{conversation}/items?create=true",
-                        json={"items": [message(f"msg_keyless_{first}", "user", "Q")]},
-                        headers=headers(issuer, "alice"),
-                    )
-                )
-
-            def withdraw() -> asyncio.Task[httpx.Response]:
-                return asyncio.create_task(
-                    http.delete(
-                        f"/internal/conversations/{conversation}",
-                        params={"key": "resp_keyless"},
-                        headers=headers(issuer, "alice"),
-                    )
-                )
-
-            ahead = create() if first == "create" else withdraw()
-            await waiting_backends(observer, 1)
-            behind = withdraw() if first == "create" else create()
-            await waiting_backends(observer, 2)
-            await holder.rollback()
-            done_first, done_second = await ahead, await behind
+        created, withdrawn = await _create_and_withdrawal(
+            peers,
+            issuer,
+            engine,
+            conversation,
+            first=first,
+            items=[message(f"msg_keyless_{first}", "user", "Q")],
+            create_key=None,
+            withdraw_key="resp_keyless",
+        )
     finally:
         await engine.dispose()
-    created, withdrawn = (done_first, done_second) if first == "create" else (done_second, done_first)
     if first == "create":
         # Made with an item of no response's append: the withdrawal leaves it (409).
         assert created.status_code == 200, created.text

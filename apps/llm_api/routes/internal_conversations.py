@@ -26,13 +26,13 @@ conversation is a 404.
   holds nothing but that response's append (items under that `Idempotency-Key`) or nothing at all;
   anything else in it keeps it (409). A missing one (or another user's) is already withdrawn (204),
   so a retry after a lost answer is harmless. The check and the delete are one step under the
-  conversation's row lock (`ConversationStore.withdraw`): an item appended meanwhile keeps it.
+  conversation's row lock (`ResponseWrites.withdraw`): an item appended meanwhile keeps it.
 - `DELETE …/{id}/items?key=<response id>`: withdraw one response's items from a conversation that
   stays (a response appended to a conversation the caller named, then could not be stored: its
   client was told it failed, and a chat turn that could not be stored stays out too). Only items
   appended under that `Idempotency-Key` go; always 204 (nothing to withdraw, a missing conversation
   or another user's alike), so a retry is harmless.
-  Both withdrawals are recorded (`withdrawn_appends`, kept a day: `ConversationStore.WITHDRAWN_KEEP`):
+  Both withdrawals are recorded (`withdrawn_appends`, kept a day: `ResponseWrites.WITHDRAWN_KEEP`):
   the key, or a withdrawn conversation as a whole. A keyed append checks under the same row lock, and
   a create after inserting the conversation, so neither puts back what was withdrawn; a create and
   the withdrawals of its id also take turns (`_serialise_create`), since a withdrawal that finds no
@@ -54,9 +54,10 @@ from apps.common.errors import APIError
 from apps.common.guard import GuardedRoute
 from apps.llm_api.auth.routes.internal import require_internal_token
 from apps.llm_api.chat_tables import ConversationRow, ItemRow
-from apps.llm_api.deps import ConversationsDep
-from apps.llm_api.services.conversations import AppendWithdrawn, ConversationStore, NewItem
+from apps.llm_api.deps import ConversationsDep, ResponseWritesDep
+from apps.llm_api.services.conversations import ConversationStore, NewItem
 from apps.llm_api.services.items import items_to_messages, title_from
+from apps.llm_api.services.response_writes import AppendWithdrawn, ResponseWrites
 from apps.llm_api.types import ConversationContext, ConversationImported, ConversationItem, ItemReplay, Page
 from apps.llm_api.wire.conversations import conversation_json, item_json, page_json
 from apps.llm_api.wire.response_items import (
@@ -114,13 +115,14 @@ async def append_items(
     body: AppendItems,
     principal: PrincipalDep,
     store: ConversationsDep,
+    writes: ResponseWritesDep,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=64)] = None,
     create: bool = False,
 ) -> Page[ConversationItem]:
     items = [stored_item(item) for item in body.items]
     try:
         if create:  # usually the first delivery: the conversation is made with its items
-            rows = await _create(store, principal.user_id, conversation_id, idempotency_key, items)
+            rows = await _create(writes, principal.user_id, conversation_id, idempotency_key, items)
             if rows is not None:
                 return page_json([item_json(row) for row in rows], False)
         conversation = await store.get(principal.user_id, conversation_id)
@@ -133,7 +135,7 @@ async def append_items(
                 raise APIError(400, "'items' must not be empty.", param="items", code="invalid_value")
             return page_json([], False)
         title = None if conversation.title else _title([item.body for item in items])
-        rows = await store.append_response(conversation, items, title=title, key=idempotency_key)
+        rows = await writes.append_response(conversation, items, title=title, key=idempotency_key)
     except AppendWithdrawn:
         what = f"The append '{idempotency_key}'" if idempotency_key else f"Conversation '{conversation_id}'"
         raise APIError(409, f"{what} was withdrawn; it stores nothing.", code="append_withdrawn") from None
@@ -146,10 +148,10 @@ async def append_items(
 async def withdraw_conversation(
     conversation_id: str,
     principal: PrincipalDep,
-    store: ConversationsDep,
+    writes: ResponseWritesDep,
     key: Annotated[str, Query(min_length=1, max_length=64)],
 ) -> Response:
-    if await store.withdraw(principal.user_id, conversation_id, key) is False:
+    if await writes.withdraw(principal.user_id, conversation_id, key) is False:
         raise APIError(
             409, f"Conversation '{conversation_id}' holds more than that response.", code="conflict"
         )
@@ -160,31 +162,31 @@ async def withdraw_conversation(
 async def withdraw_items(
     conversation_id: str,
     principal: PrincipalDep,
-    store: ConversationsDep,
+    writes: ResponseWritesDep,
     key: Annotated[str, Query(min_length=1, max_length=64)],
 ) -> Response:
-    await store.withdraw_items(principal.user_id, conversation_id, key)
+    await writes.withdraw_items(principal.user_id, conversation_id, key)
     return Response(status_code=204)
 
 
 @router.post("/import", response_model=None)
-async def import_conversation(body: ImportConversation, store: ConversationsDep) -> ConversationImported:
+async def import_conversation(body: ImportConversation, writes: ResponseWritesDep) -> ConversationImported:
     items = [stored_item(entry.item, entry.created_at) for entry in body.items]
-    created = await store.import_conversation(body.id, body.user_id, body.created_at, items)
+    created = await writes.import_conversation(body.id, body.user_id, body.created_at, items)
     if created is None:
         raise APIError(409, f"Conversation '{body.id}' belongs to another user.", code="conflict")
     return {"id": body.id, "object": "conversation.import", "created": created}
 
 
 async def _create(
-    store: ConversationStore, user_id: str, conversation_id: str, key: str | None, items: list[NewItem]
+    writes: ResponseWrites, user_id: str, conversation_id: str, key: str | None, items: list[NewItem]
 ) -> list[ItemRow] | None:
-    """Make the caller's conversation `conversation_id` with `items` (`store.create_with_items`):
+    """Make the caller's conversation `conversation_id` with `items` (`writes.create_with_items`):
     their rows, or None when the id is taken already."""
     if not NEW_CONVERSATION_ID.fullmatch(conversation_id):
         raise APIError(400, f"'{conversation_id}' is not a conversation id.", param="conversation_id")
     title = _title([item.body for item in items])
-    return await store.create_with_items(user_id, conversation_id, items, title=title, key=key)
+    return await writes.create_with_items(user_id, conversation_id, items, title=title, key=key)
 
 
 def _taken(conversation_id: str) -> APIError:

@@ -13,23 +13,23 @@ reads its conversation, its recent history and its project's instructions in one
 
 Items that come with an id (a response's items, appended by response-api) keep it, so a response's
 output item and the conversation item are one object; an id already taken (a client replaying an
-earlier item as input) is replaced by a fresh one rather than failing the write.
+earlier item as input) is replaced by a fresh one rather than failing the write. What only
+response-api writes (its appends, withdrawals and imports) is `response_writes.py`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import EllipsisType
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from apps.common.db import HeldConnections
 from apps.common.ids import random_id
-from apps.llm_api.chat_tables import ConversationRow, ItemRow, WithdrawnAppendRow
+from apps.llm_api.chat_tables import ConversationRow, ItemRow
 from apps.llm_api.services import turn_store
 from apps.llm_api.services.items import ItemBody
 from apps.llm_api.services.paging import Order, Page, keyset_page
@@ -49,23 +49,7 @@ class NewItem:
     keep_id: bool = False
 
 
-# The key a withdrawn conversation is recorded under: no delivery, whatever its key (a response's
-# early create is keyed by the conversation's own id), makes it again. Never an `Idempotency-Key`,
-# which is at least one character long.
-WHOLE_CONVERSATION = ""
-
-
-class AppendWithdrawn(Exception):
-    """The append's key was withdrawn (`withdraw_items`, `withdraw`): a late delivery stores nothing."""
-
-
 class ConversationStore:
-    # How long a withdrawn append is refused. A delivery can only still arrive while response-api's
-    # append is in flight (its retry budget, at most minutes, plus a 30 s read timeout); a day is far
-    # past that, as idempotency keys' windows usually are, and keeps the records to a day's withdrawals
-    # (each withdrawal removes the expired ones: withdrawals are rare, failure-path calls).
-    WITHDRAWN_KEEP = timedelta(days=1)
-
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, held_connections: int = 0) -> None:
         """`held_connections`: how many connections the turn path (history reads, turn writes) keeps
         between statements (`HeldConnections`); `release_connections` gives them back."""
@@ -94,7 +78,7 @@ class ConversationStore:
             session.add(row)
             await session.flush()
             if items:
-                await self._insert_items(session, row, items)
+                await insert_items(session, row, items)
         return row
 
     async def get(self, user_id: str, public_id: str) -> ConversationRow | None:
@@ -165,58 +149,6 @@ class ConversationStore:
             )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def withdraw(self, user_id: str, public_id: str, key: str) -> bool | None:
-        """Delete the caller's conversation if it holds nothing but items appended under `key`: True
-        if deleted, False if it holds anything else (it stays), None if it is not theirs or gone.
-        Deleted or not there (yet), it is recorded as withdrawn: no late delivery makes it again.
-
-        The check and the delete run under the conversation's row lock. Every writer of its items
-        holds a lock on that row that conflicts with it (the writers' own row lock, or the item's
-        foreign key), so an item appended meanwhile is either committed and seen by the check, or
-        waits until the conversation is gone and then fails.
-        """
-        async with self._sessions() as session, session.begin():
-            await self._serialise_create(session, user_id, public_id)
-            locked = await self._locked_id(session, user_id, public_id)
-            if locked is None:
-                # Maybe its first delivery has not arrived yet: it must not make it afterwards.
-                await self._record_withdrawal(session, user_id, public_id, WHOLE_CONVERSATION)
-                return None
-            other = await session.scalar(
-                select(ItemRow.id)
-                .where(ItemRow.conversation_id == locked, ItemRow.append_key.is_distinct_from(key))
-                .limit(1)
-            )
-            if other is not None:
-                return False
-            await session.execute(delete(ConversationRow).where(ConversationRow.id == locked))
-            await self._record_withdrawal(session, user_id, public_id, WHOLE_CONVERSATION)
-        return True
-
-    async def withdraw_items(self, user_id: str, public_id: str, key: str) -> int:
-        """Delete the items appended under `key` from the caller's conversation (a response that was
-        then not stored); how many went (0 if none, or if the conversation is not theirs).
-
-        Taken under the conversation's row lock, as appends are: an append of that key still being
-        written finishes first, and is withdrawn with the rest; one arriving later finds the key
-        withdrawn (`AppendWithdrawn`), checked under the same lock.
-        """
-        async with self._sessions() as session, session.begin():
-            await self._serialise_create(session, user_id, public_id)
-            locked = await self._locked_id(session, user_id, public_id)
-            await self._record_withdrawal(session, user_id, public_id, key)
-            if locked is None:
-                return 0
-            result = await session.execute(
-                delete(ItemRow).where(ItemRow.conversation_id == locked, ItemRow.append_key == key)
-            )
-            gone = int(result.rowcount)  # type: ignore[attr-defined]
-            if gone:
-                await session.execute(
-                    update(ConversationRow).where(ConversationRow.id == locked).values(updated_at=func.now())
-                )
-        return gone
-
     async def list_items(
         self, conversation: ConversationRow, *, limit: int, after: str | None, order: Order
     ) -> Page[ItemRow] | None:
@@ -235,7 +167,7 @@ class ConversationStore:
             locked = await session.get(ConversationRow, conversation.id, with_for_update=True)
             if locked is None:
                 return []
-            return await self._insert_items(session, locked, items)
+            return await insert_items(session, locked, items)
 
     async def conversation_with_history(
         self, user_id: str, public_id: str, limit: int
@@ -273,94 +205,6 @@ class ConversationStore:
         rows.reverse()
         return rows
 
-    async def append_response(
-        self,
-        conversation: ConversationRow,
-        items: list[NewItem],
-        *,
-        title: str | None,
-        key: str | None = None,
-    ) -> list[ItemRow] | None:
-        """Append one response's items in one transaction; None if the conversation is gone.
-
-        With an idempotency `key`, an append whose key the conversation already holds (a retry after
-        a lost answer) stores nothing and returns the items stored the first time, and one whose key
-        was withdrawn raises `AppendWithdrawn`. The checks run under the conversation's row lock,
-        which every writer of its items and both withdrawals take, so two deliveries of one append
-        cannot both pass them, nor one pass after its withdrawal.
-        """
-        async with self._sessions() as session, session.begin():
-            locked = await session.get(ConversationRow, conversation.id, with_for_update=True)
-            if locked is None:
-                return None
-            if key is not None:
-                await self._refuse_withdrawn(session, locked.user_id, locked.public_id, key)
-                stored = await session.scalars(
-                    select(ItemRow)
-                    .where(ItemRow.conversation_id == locked.id, ItemRow.append_key == key)
-                    .order_by(ItemRow.sequence)
-                )
-                earlier = list(stored.all())
-                if earlier:
-                    return earlier
-            if title and not locked.title:
-                locked.title = title
-            return await self._insert_items(session, locked, items, append_key=key)
-
-    async def create_with_items(
-        self, user_id: str, public_id: str, items: list[NewItem], *, title: str | None, key: str | None
-    ) -> list[ItemRow] | None:
-        """Make the caller's conversation `public_id` holding `items`, appended under `key`, in one
-        transaction: their rows. None if the id is taken (the caller's: append to it; or another
-        user's). `AppendWithdrawn` if the append `key` or the whole conversation was withdrawn.
-
-        One transaction, not a create and then an append: between the two a withdrawal of the id
-        found the new conversation empty and took it, the append that followed then finding it gone
-        (a 404), although the withdrawal must keep a conversation holding another append's items."""
-        async with self._sessions() as session, session.begin():
-            await self._serialise_create(session, user_id, public_id)
-            taken = await session.scalar(
-                select(ConversationRow.id).where(ConversationRow.public_id == public_id)
-            )
-            if taken is not None:
-                return None
-            row = ConversationRow(public_id=public_id, user_id=user_id, title=title, metadata_={})
-            session.add(row)
-            await session.flush()
-            # After the insert, as in `import_conversation`; a keyless create still heeds a withdrawal
-            # of the whole conversation, which promises that no delivery makes it again.
-            await self._refuse_withdrawn(session, user_id, public_id, key or WHOLE_CONVERSATION)
-            return await self._insert_items(session, row, items, append_key=key) if items else []
-
-    async def import_conversation(
-        self,
-        public_id: str,
-        user_id: str,
-        created_at: datetime,
-        items: list[NewItem],
-        *,
-        key: str | None = None,
-    ) -> bool | None:
-        """Create a conversation with its id, owner, age and items; False if this user already has
-        it (a repeated import), None if the id belongs to someone else. With the `key` of the append
-        it is made for, `AppendWithdrawn` if that append was withdrawn (it is not made)."""
-        async with self._sessions() as session, session.begin():
-            if key is not None:
-                await self._serialise_create(session, user_id, public_id)
-            existing = await session.scalar(
-                select(ConversationRow.user_id).where(ConversationRow.public_id == public_id)
-            )
-            if existing is not None:
-                return False if existing == user_id else None
-            row = ConversationRow(public_id=public_id, user_id=user_id, metadata_={}, created_at=created_at)
-            session.add(row)
-            await session.flush()
-            if key is not None:  # after the insert: a withdrawal committed meanwhile is seen
-                await self._refuse_withdrawn(session, user_id, public_id, key)
-            if items:
-                await self._insert_items(session, row, items)
-        return True
-
     async def has_any_item(self, public_ids: list[str]) -> bool:
         """Whether any of these items is stored (a retried write asks this: did the lost commit land?)."""
         async with self._sessions() as session:
@@ -394,55 +238,6 @@ class ConversationStore:
         return (await session.scalars(query)).first()
 
     @staticmethod
-    async def _serialise_create(session: AsyncSession, user_id: str, public_id: str) -> None:
-        """Hold the caller's conversation id until commit, for a response's create and withdrawals
-        only. A withdrawal that finds no conversation has no row to lock, and a create's uncommitted
-        one is invisible to it: without this, a create checking the withdrawal records before that
-        withdrawal commits would make a conversation that stays (a hash collision only serialises
-        two such rare calls more)."""
-        await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(user_id + "/" + public_id))))
-
-    @staticmethod
-    async def _locked_id(session: AsyncSession, user_id: str, public_id: str) -> int | None:
-        """The id of the caller's conversation, its row locked until commit (None if not theirs)."""
-        locked: int | None = await session.scalar(
-            select(ConversationRow.id)
-            .where(ConversationRow.user_id == user_id, ConversationRow.public_id == public_id)
-            .with_for_update()
-        )
-        return locked
-
-    @classmethod
-    async def _record_withdrawal(cls, session: AsyncSession, user_id: str, public_id: str, key: str) -> None:
-        """Refuse later deliveries of the append `key` (and forget withdrawals past `WITHDRAWN_KEEP`)."""
-        await session.execute(
-            delete(WithdrawnAppendRow).where(
-                WithdrawnAppendRow.withdrawn_at < func.now() - cls.WITHDRAWN_KEEP
-            )
-        )
-        await session.execute(
-            insert(WithdrawnAppendRow)
-            .values(user_id=user_id, conversation_id=public_id, append_key=key)
-            .on_conflict_do_update(
-                index_elements=["user_id", "conversation_id", "append_key"], set_={"withdrawn_at": func.now()}
-            )
-        )
-
-    @staticmethod
-    async def _refuse_withdrawn(session: AsyncSession, user_id: str, public_id: str, key: str) -> None:
-        withdrawn = await session.scalar(
-            select(
-                exists().where(
-                    WithdrawnAppendRow.user_id == user_id,
-                    WithdrawnAppendRow.conversation_id == public_id,
-                    WithdrawnAppendRow.append_key.in_((key, WHOLE_CONVERSATION)),
-                )
-            )
-        )
-        if withdrawn:
-            raise AppendWithdrawn(key)
-
-    @staticmethod
     async def _attachable(session: AsyncSession, user_id: str, project_id: str) -> None:
         """The caller's project exists and stays until commit (key-share lock), or a 404."""
         if await find_project(session, user_id, project_id, lock=True) is None:
@@ -455,23 +250,21 @@ class ConversationStore:
         )
         return (await session.scalars(query)).first()
 
-    @staticmethod
-    async def _insert_items(
-        session: AsyncSession,
-        conversation: ConversationRow,
-        items: list[NewItem],
-        append_key: str | None = None,
-    ) -> list[ItemRow]:
-        last = await session.scalar(
-            select(func.coalesce(func.max(ItemRow.sequence), 0)).where(
-                ItemRow.conversation_id == conversation.id
-            )
-        )
-        taken = await taken_ids(session, items)
-        rows = [
-            ItemRow(**values) for values in item_values(items, conversation.id, last or 0, taken, append_key)
-        ]
-        session.add_all(rows)
-        conversation.updated_at = datetime.now(UTC)
-        await session.flush()
-        return rows
+
+async def insert_items(
+    session: AsyncSession,
+    conversation: ConversationRow,
+    items: list[NewItem],
+    append_key: str | None = None,
+) -> list[ItemRow]:
+    """Number `items` after the conversation's last and add them (`append_key`: the append they
+    came in, `response_writes.py`). The caller holds the conversation's row lock."""
+    last = await session.scalar(
+        select(func.coalesce(func.max(ItemRow.sequence), 0)).where(ItemRow.conversation_id == conversation.id)
+    )
+    taken = await taken_ids(session, items)
+    rows = [ItemRow(**values) for values in item_values(items, conversation.id, last or 0, taken, append_key)]
+    session.add_all(rows)
+    conversation.updated_at = datetime.now(UTC)
+    await session.flush()
+    return rows

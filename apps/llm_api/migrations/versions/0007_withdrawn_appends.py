@@ -3,7 +3,7 @@
 response-api withdraws a response's items (or the new conversation it made for it) when the response
 could not be stored; a delivery of that append still in flight must then be refused, not store the
 items again. One row per (user, conversation public id, key; an empty key for a withdrawn
-conversation as a whole), kept for a day (see `ConversationStore.WITHDRAWN_KEEP`); no foreign key,
+conversation as a whole), kept for a day (see `ResponseWrites.WITHDRAWN_KEEP`); no foreign key,
 since it must outlive a withdrawn conversation.
 
 Revision ID: 0007
