@@ -3,13 +3,22 @@
 The request id lives in a context variable set by the request-id middleware, so any log line written
 while serving a request (in the handler, a service class or a library) carries it without threading it
 through call signatures.
+
+Lines written on an event loop reach stdout at the end of the loop's turn, all of that turn's lines in
+one write (`TurnBatchingHandler`): a handler that flushes every record made one `write` system call
+per access-log line, about half of the line's cost (~6 of ~13 µs of llm-api's CPU per request), and
+under load a turn ends many requests. A line waits at most for the loop's current turn (as a response
+written in that turn does); lines written off the loop, and everything pending at `flush`/exit, go
+out at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import sys
+import traceback
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,9 +61,56 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class TurnBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose lines written on an event loop are written together at the turn's end."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
+
+    def emit(self, record: logging.LogRecord) -> None:  # called with the handler's lock held
+        try:
+            self._lines.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+            return
+        loop = asyncio._get_running_loop()
+        if loop is not None and self._loop is loop:
+            return
+        if loop is None or self._loop is not None:  # off the loop, or another loop scheduled one
+            try:
+                self.flush()
+            except Exception:
+                self.handleError(record)
+            return
+        self._loop = loop
+        loop.call_soon(self._flush_turn)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._loop = None
+            if self._lines:
+                text = "".join(self._lines)
+                self._lines.clear()
+                self.stream.write(text)
+            super().flush()
+        finally:
+            self.release()
+
+    def _flush_turn(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            # As `Handler.handleError` does: not through logging, whose next line would fail again.
+            if logging.raiseExceptions and sys.stderr:
+                traceback.print_exc(file=sys.stderr)
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Route the root logger to stdout in the chosen format (idempotent)."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = TurnBatchingHandler(sys.stdout)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -20,8 +20,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apps.common.admission import Admission
 from apps.common.auth.jwks import JWKSVerifier
@@ -30,6 +31,7 @@ from apps.common.auth.remote_keys import REVOCATIONS_PATH, RemoteAPIKeyResolver
 from apps.common.cors import CORS
 from apps.common.db import create_engine, database_check
 from apps.common.errors import ExceptionBoundary, install_error_handlers
+from apps.common.express import ExpressRoutes, leading_express_routes
 from apps.common.guard import GuardedRoute
 from apps.common.health import Readiness
 from apps.common.health import router as health_router
@@ -55,6 +57,22 @@ class ServiceApp(FastAPI):
         # Admission's door comes before every middleware, so an overloaded process refuses cheaply;
         # it also holds each request's slot until the response, streamed or not, is completely sent.
         await self.state.admission.door(scope, receive, send, super().__call__)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        express = leading_express_routes(self.router.routes)
+        router = self.router
+        # Router-level middleware or form limits would be skipped with the router: then no express.
+        if not express or router.middleware_stack != router.app or getattr(router, "form_limits", None):
+            return stack
+        layer: Any = stack
+        while layer is not None:
+            inner = getattr(layer, "app", None)
+            if isinstance(inner, AsyncExitStackMiddleware) and inner.app is router:
+                layer.app = ExpressRoutes(express, router, inner)
+                break
+            layer = inner
+        return stack
 
     def include_router(self, router: APIRouter, **kwargs: Any) -> None:
         if not issubclass(router.route_class, GuardedRoute):

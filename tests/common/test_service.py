@@ -183,6 +183,15 @@ def test_principal_dependency(client: httpx.Client, issuer: TestIssuer) -> None:
     assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
 
 
+def test_the_first_credential_header_of_each_name_counts(client: httpx.Client, issuer: TestIssuer) -> None:
+    good, junk = f"Bearer {issuer.mint('dave')}", "Bearer junk"
+    assert client.get("/me", headers=[("Authorization", good), ("Authorization", junk)]).status_code == 200
+    assert client.get("/me", headers=[("Authorization", junk), ("Authorization", good)]).status_code == 401
+    # Without a bearer token the X-API-Key header carries the credential (here a token too).
+    only_key = client.get("/me", headers={"Authorization": "Basic x", "X-API-Key": issuer.mint("erin")})
+    assert only_key.status_code == 200 and only_key.json() == {"sub": "erin"}
+
+
 def test_requests_are_traced(kit: tuple[str, FastAPI], client: httpx.Client) -> None:
     app = kit[1]
     exporter = InMemorySpanExporter()

@@ -224,6 +224,41 @@ async def test_a_body_cut_short_or_a_silence_raises_from_read() -> None:
     await plain.aclose()
 
 
+async def test_the_silence_limit_counts_from_each_request_on_a_kept_connection() -> None:
+    # One silence watch serves the connection's requests: armed by the first, it fires during the
+    # second, which has been silent for less than the limit, so it waits on; the third times out.
+    async def later(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+        await asyncio.sleep((0.0, 0.3, 3.0)[number])
+        writer.write(OK)
+        return True
+
+    plain = pool(read_timeout=0.6)
+    async with server(later) as upstream:
+        assert await post(plain, upstream.url) == (200, BODY)
+        [connection] = next(iter(plain._idle.values()))
+        watch = connection.timer
+        await asyncio.sleep(0.45)
+        assert await post(plain, upstream.url) == (200, BODY)
+        assert connection.timer is not watch  # re-armed for the time left, not cut at 0.6 s
+        with pytest.raises(TimeoutError):
+            await post(plain, upstream.url)
+        assert upstream.connections == 1
+    await plain.aclose()
+
+
+async def test_quick_requests_share_one_silence_watch() -> None:
+    plain = pool(read_timeout=5.0)
+    async with server(ok) as upstream:
+        assert await post(plain, upstream.url) == (200, BODY)
+        [connection] = next(iter(plain._idle.values()))
+        watch = connection.timer
+        for _ in range(3):
+            assert await post(plain, upstream.url) == (200, BODY)
+        assert watch is not None and connection.timer is watch  # no timer made per request
+    await plain.aclose()
+    assert connection.timer is None
+
+
 async def test_a_silent_server_times_out_before_the_head() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
         await asyncio.sleep(1)

@@ -171,11 +171,22 @@ async def get_principal(request: Request) -> Principal:
     if known is not None:  # already checked by the route guard (`apps.common.guard`)
         return known
     authenticator = app_state(request, "authenticator", Authenticator)
-    principal = await authenticator.authenticate(
-        request.headers.get("authorization"), request.headers.get("x-api-key")
-    )
+    principal = await authenticator.authenticate(*_credential_headers(request.scope["headers"]))
     request.state.principal = principal
     return principal
+
+
+def _credential_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """`Authorization` and `X-API-Key` as `request.headers.get` reads them (the first of each, ASGI
+    names being lowercase), in one pass over the raw list instead of one `Headers` scan per name."""
+    authorization = api_key = None
+    for name, value in raw:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"x-api-key" and api_key is None:
+            api_key = value.decode("latin-1")
+    return authorization, api_key
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -67,6 +67,9 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        # The silence watch: armed at a request's write, kept across the requests of the connection and
+        # re-armed when it fires for the time left (not one timer made and cancelled per request).
+        self.timer: asyncio.TimerHandle | None = None
         self._reset(None)
 
     def _reset(self, waiter: asyncio.Future[None] | None) -> None:
@@ -79,7 +82,6 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.error: BaseException | None = None
         self.last_read = self.loop.time()
-        self.timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -104,6 +106,7 @@ class _Connection(asyncio.Protocol):
                 self.on_message_complete()
             else:
                 self._fail(ConnectionResetError(f"the model server closed the connection ({exc or 'EOF'})"))
+        self._stop_timer()
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -129,7 +132,7 @@ class _Connection(asyncio.Protocol):
         if not self.parser.should_keep_alive() and self.transport is not None:
             self.closed = True
             self.transport.close()
-        self._stop_timer()
+            self._stop_timer()
         self._wake()
 
     # the request's side
@@ -155,6 +158,9 @@ class _Connection(asyncio.Protocol):
 
     def _check_silence(self) -> None:
         assert self.read_timeout is not None
+        if self.waiter is None or self.complete:  # between requests: no answer is awaited
+            self.timer = None
+            return
         remaining = self.last_read + self.read_timeout - self.loop.time()
         if remaining > 0:
             self.timer = self.loop.call_later(remaining, self._check_silence)
@@ -166,7 +172,7 @@ class _Connection(asyncio.Protocol):
         """Write the request; return once the response's head is in (the body may still come)."""
         self._reset(self.loop.create_future())
         assert self.transport is not None and self.waiter is not None
-        if self.read_timeout is not None:
+        if self.read_timeout is not None and self.timer is None:
             self.timer = self.loop.call_later(self.read_timeout, self._check_silence)
         self.transport.write(data)
         await self.waiter

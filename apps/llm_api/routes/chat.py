@@ -62,6 +62,7 @@ class ChatLane(BaseRoute):
 
     path = path_format = PATH
     methods = frozenset({"POST"})
+    express = True  # served from the exception handlers' layer, without the router (apps/common/express.py)
     path_regex = compile_path(PATH)[0]
 
     def __init__(self, route: APIRoute) -> None:
