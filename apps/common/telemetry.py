@@ -36,8 +36,6 @@ from typing import Any, cast
 
 import httpx
 from fastapi import FastAPI
-from fastapi._body_limit import AppBodyLimitMiddleware
-from fastapi.telemetry._asgi import ExceptionTelemetryMiddleware
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -58,7 +56,6 @@ from opentelemetry.semconv.attributes.http_attributes import HTTP_ROUTE
 from opentelemetry.semconv.metrics import MetricInstruments
 from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY, RequestBodyLimitMiddleware
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -280,6 +277,8 @@ def _lean_stack(app: FastAPI, provider: _SwitchingTracerProvider) -> None:
 
 # Set in the scope by FastAPI when its own (native) telemetry is on, here or in an app mounting this one.
 _NATIVE_TELEMETRY = "fastapi.telemetry"
+# Set in the scope by Starlette when a body limit applies to the request.
+MAX_BODY_SIZE_SCOPE_KEY = "starlette.max_body_size"
 
 
 def _quiet_layers(error_layer: ASGIApp) -> ASGIApp | None:
@@ -295,13 +294,15 @@ def _quiet_layers(error_layer: ASGIApp) -> ASGIApp | None:
     """
     recorder = getattr(error_layer, "app", None)
     observer = getattr(recorder, "app", None)
-    limit = getattr(observer, "app", None)
+    limit: Any = getattr(observer, "app", None)
+    # Matched by class name: FastAPI's two layers live in private modules (and FastAPI releases
+    # before 0.165 have neither), so a FastAPI shaped otherwise keeps the whole stack.
     if not (
         isinstance(error_layer, ServerErrorMiddleware)
         and type(recorder).__name__ == "ExceptionHandlerMiddleware"
-        and isinstance(observer, ExceptionTelemetryMiddleware)
-        and isinstance(limit, AppBodyLimitMiddleware)
-        and not isinstance(limit.app, RequestBodyLimitMiddleware)  # the app sets no body limit
+        and type(observer).__name__ == "ExceptionTelemetryMiddleware"
+        and type(limit).__name__ == "AppBodyLimitMiddleware"
+        and type(getattr(limit, "app", None)).__name__ != "RequestBodyLimitMiddleware"  # no app body limit
     ):
         return None
     return ServerErrorMiddleware(limit.app, handler=error_layer.handler, debug=error_layer.debug)
