@@ -6,7 +6,9 @@ continues its own conversation, so the history read, the history sent upstream a
 the acknowledgement are all on the path), and LiteLLM's proxy (one process, `bench.chat_overhead`
 installs it into `.bench/litellm`). Each arm runs `--concurrency` clients for `--seconds`, each sending
 its next request as soon as the previous one is answered, non-streaming (`fake-model`, answered at
-once) and streaming (8 chunks, 5 ms apart). Arms are run one after another, in the order above.
+once) and streaming (8 chunks, 5 ms apart). Each arm's time is split over `--rounds` segments (4),
+the arms taking turns in an order reversed every round, each segment after a second of warm-up at
+full concurrency: run one after the other, a later arm ran ~30% faster whatever its code.
 
 Per arm and mode: requests/s, p50/p99 latency (to the last byte), errors, and the "added" p50/p99
 (arm minus direct). The machine is shared and small, so the proxy, the upstream and the client compete
@@ -15,8 +17,8 @@ for the same cores: read the ratios beside each other, with the load average pri
 With `--baseline-tree DIR` (another checkout, e.g. main's), a second llm-api runs from it beside this
 one, on its own database, and its arms (`base llm-api`, `base llm-api+conv`) follow this one's.
 
-Run: `.venv/bin/python -m bench.closed_loop [--seconds 20] [--concurrency 64] [--without-litellm]
-[--baseline-tree DIR]`.
+Run: `.venv/bin/python -m bench.closed_loop [--seconds 20] [--concurrency 64] [--rounds 4]
+[--without-litellm] [--baseline-tree DIR]`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from bench.chat_overhead import ONE_USER_LIMITS, Arm, start_litellm, start_llm_a
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 STREAM_CHUNKS = 8
+WARMUP_SECONDS = 1.0
 
 
 @dataclass
@@ -88,21 +91,39 @@ async def client_loop(
 
 
 async def run_arm(
-    arm: Arm, stream: bool, concurrency: int, seconds: float, conversations: list[str]
-) -> Result:
+    arm: Arm, stream: bool, concurrency: int, seconds: float, conversations: list[str], into: Result
+) -> None:
+    """One segment of `arm`: a second at full concurrency (not counted), then `seconds` measured into
+    `into`, with fresh connections each time (as every arm gets)."""
     connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=2)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
-        warm = Result()
-        await client_loop(session, arm, stream, {}, time.perf_counter() + 1, warm)
-        result = Result()
-        started = time.perf_counter()
-        until = started + seconds
         extras = [{"conversation": conversations[n]} if conversations else {} for n in range(concurrency)]
-        await asyncio.gather(
-            *(client_loop(session, arm, stream, extras[n], until, result) for n in range(concurrency))
-        )
-        result.seconds = time.perf_counter() - started
-    return result
+
+        async def load(until: float, result: Result) -> None:
+            await asyncio.gather(
+                *(client_loop(session, arm, stream, extras[n], until, result) for n in range(concurrency))
+            )
+
+        await load(time.perf_counter() + WARMUP_SECONDS, Result())
+        started = time.perf_counter()
+        await load(started + seconds, into)
+        into.seconds += time.perf_counter() - started
+
+
+def run_rounds(
+    arms: list[tuple[Arm, list[str]]], stream: bool, concurrency: int, seconds: float, rounds: int
+) -> list[Result]:
+    """Every arm's `seconds` split over `rounds` segments, the arms taking turns in an order that
+    reverses every round: run one after another, an arm that came later ran faster whatever its code
+    (seen with two identical llm-api checkouts swapped), so drift and order must hit every arm alike."""
+    results = [Result() for _ in arms]
+    order = list(range(len(arms)))
+    for _ in range(rounds):
+        for index in order:
+            arm, conversations = arms[index]
+            asyncio.run(run_arm(arm, stream, concurrency, seconds / rounds, conversations, results[index]))
+        order.reverse()
+    return results
 
 
 def conversations_for(arm: Arm, count: int) -> list[str]:
@@ -114,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=4, help="segments per arm, arms taking turns")
     parser.add_argument("--without-litellm", action="store_true")
     parser.add_argument("--baseline-tree", type=Path, help="another checkout, run beside this one")
     args = parser.parse_args()
@@ -138,7 +160,8 @@ def main() -> None:
             arms.append((start_litellm(stack, tmp, upstream), []))
         print(
             f"machine: {os.cpu_count()} cores; loadavg {Path('/proc/loadavg').read_text().strip()}; "
-            f"{args.concurrency} clients x {args.seconds:.0f} s per arm and mode"
+            f"{args.concurrency} clients x {args.seconds:.0f} s per arm and mode, in {args.rounds} rounds "
+            f"(arms taking turns, order reversed each round; {WARMUP_SECONDS:.0f} s warm-up per segment)"
         )
         if args.baseline_tree is not None:
             print(f"base *: llm-api from {args.baseline_tree}; the others from this checkout")
@@ -146,10 +169,9 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
         rates: dict[tuple[bool, str], float] = {}
         for stream in (False, True):
-            base: Result | None = None
-            for arm, conversations in arms:
-                result = asyncio.run(run_arm(arm, stream, args.concurrency, args.seconds, conversations))
-                base = base or result
+            results = run_rounds(arms, stream, args.concurrency, args.seconds, args.rounds)
+            base = results[0]
+            for (arm, _), result in zip(arms, results, strict=True):
                 rates[stream, arm.name] = result.rate
                 p50, p99 = pct(result.latencies, 0.5), pct(result.latencies, 0.99)
                 print(
