@@ -8,6 +8,7 @@ items is kept. The orders are forced with Postgres locks the test holds; nothing
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from apps.common.db import async_url
 from apps.response_api.services.conversations import new_conversation_id
@@ -23,6 +24,14 @@ from tests.harness.issuer import TestIssuer
 from tests.harness.response_api import Peers
 from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.response_api.test_conversation_withdraw import headers, message, waiting_backends
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the session's database, for the locks the tests hold and what they read."""
+    engine = create_async_engine(async_url(database_url))
+    yield engine
+    await engine.dispose()
 
 
 async def _user_id(http: httpx.AsyncClient, issuer: TestIssuer, engine: Any, user: str) -> str:
@@ -98,7 +107,7 @@ async def _create_and_withdrawal(
 @pytest.mark.parametrize("first", ["create", "withdrawal"])
 @pytest.mark.parametrize("with_items", [False, True], ids=["empty", "items"])
 async def test_a_create_and_a_withdrawal_of_its_id_both_in_flight_take_turns(
-    peers: Peers, issuer: TestIssuer, database_url: str, llm: AsyncOpenAI, first: str, with_items: bool
+    peers: Peers, issuer: TestIssuer, engine: AsyncEngine, llm: AsyncOpenAI, first: str, with_items: bool
 ) -> None:
     """A new conversation's create (`?create=true`, its first delivery: with the response's items,
     or empty as a stream's early create) and its withdrawal arrive together. The test holds the id
@@ -109,37 +118,33 @@ async def test_a_create_and_a_withdrawal_of_its_id_both_in_flight_take_turns(
     key = f"resp_turns_{first}_{with_items}"
     create_key = key if with_items else conversation  # an early create is keyed by the id itself
     items = [message(f"msg_turns_{first}_{with_items}", "user", "Q")] if with_items else []
-    engine = create_async_engine(async_url(database_url))
-    try:
-        created, withdrawn = await _create_and_withdrawal(
-            peers,
-            issuer,
-            engine,
-            conversation,
-            first=first,
-            items=items,
-            create_key=create_key,
-            withdraw_key=key,
+    created, withdrawn = await _create_and_withdrawal(
+        peers,
+        issuer,
+        engine,
+        conversation,
+        first=first,
+        items=items,
+        create_key=create_key,
+        withdraw_key=key,
+    )
+    assert withdrawn.status_code == 204, withdrawn.text
+    if first == "create":
+        # Made with its items in one step, then withdrawn with them.
+        assert created.status_code == 200, created.text
+        assert len(created.json()["data"]) == len(items)
+    else:
+        assert created.status_code == 409, created.text
+        assert created.json()["error"]["code"] == "append_withdrawn"
+    with pytest.raises(openai.NotFoundError):
+        await llm.conversations.retrieve(conversation)
+    async with engine.connect() as connection:
+        left = await connection.execute(
+            text("select count(*) from llm_api.conversations where public_id = :c"), {"c": conversation}
         )
-        assert withdrawn.status_code == 204, withdrawn.text
-        if first == "create":
-            # Made with its items in one step, then withdrawn with them.
-            assert created.status_code == 200, created.text
-            assert len(created.json()["data"]) == len(items)
-        else:
-            assert created.status_code == 409, created.text
-            assert created.json()["error"]["code"] == "append_withdrawn"
-        with pytest.raises(openai.NotFoundError):
-            await llm.conversations.retrieve(conversation)
-        async with engine.connect() as connection:
-            left = await connection.execute(
-                text("select count(*) from llm_api.conversations where public_id = :c"), {"c": conversation}
-            )
-            assert left.scalar_one() == 0
-        again = await http_retry(peers, issuer, conversation, create_key, items)
-        assert again.status_code == 409 and again.json()["error"]["code"] == "append_withdrawn", again.text
-    finally:
-        await engine.dispose()
+        assert left.scalar_one() == 0
+    again = await http_retry(peers, issuer, conversation, create_key, items)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "append_withdrawn", again.text
 
 
 async def http_retry(
@@ -155,7 +160,7 @@ async def http_retry(
 
 
 async def test_a_creates_append_in_flight_when_its_withdrawal_arrives_goes_with_the_conversation(
-    peers: Peers, issuer: TestIssuer, database_url: str, llm: AsyncOpenAI
+    peers: Peers, issuer: TestIssuer, engine: AsyncEngine, llm: AsyncOpenAI
 ) -> None:
     """The create has made the conversation and is appending its items (the conversation's row
     locked) when the withdrawal arrives: the withdrawal waits for it, then takes the conversation
@@ -163,49 +168,45 @@ async def test_a_creates_append_in_flight_when_its_withdrawal_arrives_goes_with_
     the same id."""
     conversation = new_conversation_id()
     key, item_id = "resp_turns_append", "msg_turns_append"
-    engine = create_async_engine(async_url(database_url))
-    try:
-        async with (
-            httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
-            engine.connect() as holder,
-            engine.connect() as observer,
-        ):
-            probe = new_conversation_id()
-            made = await http.post(
-                f"/internal/conversations/{probe}/items?create=true",
-                json={"items": []},
-                headers=headers(issuer, "alice", probe),
+    async with (
+        httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
+        engine.connect() as holder,
+        engine.connect() as observer,
+    ):
+        probe = new_conversation_id()
+        made = await http.post(
+            f"/internal/conversations/{probe}/items?create=true",
+            json={"items": []},
+            headers=headers(issuer, "alice", probe),
+        )
+        assert made.status_code == 200, made.text
+        await holder.execute(
+            text(
+                "insert into llm_api.conversation_items"
+                " (public_id, conversation_id, sequence, type, role, status, body)"
+                " select :item, id, 1, 'message', 'user', 'completed', '{}'"
+                " from llm_api.conversations where public_id = :probe"
+            ),
+            {"item": item_id, "probe": probe},
+        )
+        created = asyncio.create_task(
+            http.post(
+                f"/internal/conversations/{conversation}/items?create=true",
+                json={"items": [message(item_id, "user", "Q")]},
+                headers=headers(issuer, "alice", key),
             )
-            assert made.status_code == 200, made.text
-            await holder.execute(
-                text(
-                    "insert into llm_api.conversation_items"
-                    " (public_id, conversation_id, sequence, type, role, status, body)"
-                    " select :item, id, 1, 'message', 'user', 'completed', '{}'"
-                    " from llm_api.conversations where public_id = :probe"
-                ),
-                {"item": item_id, "probe": probe},
+        )
+        await waiting_backends(observer, 1)  # the append, its conversation made and locked
+        withdrawal = asyncio.create_task(
+            http.delete(
+                f"/internal/conversations/{conversation}",
+                params={"key": key},
+                headers=headers(issuer, "alice"),
             )
-            created = asyncio.create_task(
-                http.post(
-                    f"/internal/conversations/{conversation}/items?create=true",
-                    json={"items": [message(item_id, "user", "Q")]},
-                    headers=headers(issuer, "alice", key),
-                )
-            )
-            await waiting_backends(observer, 1)  # the append, its conversation made and locked
-            withdrawal = asyncio.create_task(
-                http.delete(
-                    f"/internal/conversations/{conversation}",
-                    params={"key": key},
-                    headers=headers(issuer, "alice"),
-                )
-            )
-            await waiting_backends(observer, 2)  # the withdrawal, behind the append's row lock
-            await holder.rollback()
-            appended, withdrawn = await created, await withdrawal
-    finally:
-        await engine.dispose()
+        )
+        await waiting_backends(observer, 2)  # the withdrawal, behind the append's row lock
+        await holder.rollback()
+        appended, withdrawn = await created, await withdrawal
     assert appended.status_code == 200, appended.text
     assert [item["id"] for item in appended.json()["data"]] == [item_id]
     assert withdrawn.status_code == 204, withdrawn.text
@@ -215,26 +216,22 @@ async def test_a_creates_append_in_flight_when_its_withdrawal_arrives_goes_with_
 
 @pytest.mark.parametrize("first", ["create", "withdrawal"])
 async def test_a_create_without_a_key_and_a_withdrawal_of_its_id_take_turns_too(
-    peers: Peers, issuer: TestIssuer, database_url: str, llm: AsyncOpenAI, first: str
+    peers: Peers, issuer: TestIssuer, engine: AsyncEngine, llm: AsyncOpenAI, first: str
 ) -> None:
     """A create sent without an `Idempotency-Key` (response-api always sends one; another internal
     caller may not) still holds the id against its withdrawal, and is refused once the id was
     withdrawn: the withdrawal's record says no delivery makes the conversation again."""
     conversation = new_conversation_id()
-    engine = create_async_engine(async_url(database_url))
-    try:
-        created, withdrawn = await _create_and_withdrawal(
-            peers,
-            issuer,
-            engine,
-            conversation,
-            first=first,
-            items=[message(f"msg_keyless_{first}", "user", "Q")],
-            create_key=None,
-            withdraw_key="resp_keyless",
-        )
-    finally:
-        await engine.dispose()
+    created, withdrawn = await _create_and_withdrawal(
+        peers,
+        issuer,
+        engine,
+        conversation,
+        first=first,
+        items=[message(f"msg_keyless_{first}", "user", "Q")],
+        create_key=None,
+        withdraw_key="resp_keyless",
+    )
     if first == "create":
         # Made with an item of no response's append: the withdrawal leaves it (409).
         assert created.status_code == 200, created.text
@@ -247,3 +244,26 @@ async def test_a_create_without_a_key_and_a_withdrawal_of_its_id_take_turns_too(
         )
         with pytest.raises(openai.NotFoundError):
             await llm.conversations.retrieve(conversation)
+
+
+async def test_a_create_of_an_id_another_user_holds_is_a_conflict_and_of_ones_own_an_append(
+    peers: Peers, issuer: TestIssuer, llm: AsyncOpenAI
+) -> None:
+    conversation = new_conversation_id()
+    async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
+
+        async def create(user: str, key: str, item_id: str) -> httpx.Response:
+            return await http.post(
+                f"/internal/conversations/{conversation}/items?create=true",
+                json={"items": [message(item_id, "user", "Q")]},
+                headers=headers(issuer, user, key),
+            )
+
+        made = await create("alice", "resp_own_1", "msg_own_1")
+        assert made.status_code == 200, made.text
+        taken = await create("mallory", "resp_taken", "msg_taken")
+        assert taken.status_code == 409 and taken.json()["error"]["code"] == "conflict", taken.text
+        again = await create("alice", "resp_own_2", "msg_own_2")
+        assert again.status_code == 200, again.text
+    listed = await llm.conversations.items.list(conversation)
+    assert sorted(str(item.id) for item in listed.data) == ["msg_own_1", "msg_own_2"]

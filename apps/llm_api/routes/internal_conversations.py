@@ -57,7 +57,7 @@ from apps.llm_api.chat_tables import ConversationRow, ItemRow
 from apps.llm_api.deps import ConversationsDep, ResponseWritesDep
 from apps.llm_api.services.conversations import ConversationStore, NewItem
 from apps.llm_api.services.items import items_to_messages, title_from
-from apps.llm_api.services.response_writes import AppendWithdrawn, ResponseWrites
+from apps.llm_api.services.response_writes import AppendWithdrawn, ConversationTaken, ResponseWrites
 from apps.llm_api.types import ConversationContext, ConversationImported, ConversationItem, ItemReplay, Page
 from apps.llm_api.wire.conversations import conversation_json, item_json, page_json
 from apps.llm_api.wire.response_items import (
@@ -126,9 +126,7 @@ async def append_items(
             if rows is not None:
                 return page_json([item_json(row) for row in rows], False)
         conversation = await store.get(principal.user_id, conversation_id)
-        if conversation is None:
-            if create:  # taken, and not by the caller
-                raise _taken(conversation_id)
+        if conversation is None:  # never made, or deleted since (even right after a create found it)
             raise _missing(conversation_id)
         if not items:
             if not create:
@@ -136,6 +134,8 @@ async def append_items(
             return page_json([], False)
         title = None if conversation.title else _title([item.body for item in items])
         rows = await writes.append_response(conversation, items, title=title, key=idempotency_key)
+    except ConversationTaken:
+        raise _taken(conversation_id) from None
     except AppendWithdrawn:
         what = f"The append '{idempotency_key}'" if idempotency_key else f"Conversation '{conversation_id}'"
         raise APIError(409, f"{what} was withdrawn; it stores nothing.", code="append_withdrawn") from None
@@ -174,7 +174,7 @@ async def import_conversation(body: ImportConversation, writes: ResponseWritesDe
     items = [stored_item(entry.item, entry.created_at) for entry in body.items]
     created = await writes.import_conversation(body.id, body.user_id, body.created_at, items)
     if created is None:
-        raise APIError(409, f"Conversation '{body.id}' belongs to another user.", code="conflict")
+        raise _taken(body.id)
     return {"id": body.id, "object": "conversation.import", "created": created}
 
 
@@ -182,7 +182,7 @@ async def _create(
     writes: ResponseWrites, user_id: str, conversation_id: str, key: str | None, items: list[NewItem]
 ) -> list[ItemRow] | None:
     """Make the caller's conversation `conversation_id` with `items` (`writes.create_with_items`):
-    their rows, or None when the id is taken already."""
+    their rows, or None when the caller has it already."""
     if not NEW_CONVERSATION_ID.fullmatch(conversation_id):
         raise APIError(400, f"'{conversation_id}' is not a conversation id.", param="conversation_id")
     title = _title([item.body for item in items])

@@ -31,6 +31,10 @@ class AppendWithdrawn(Exception):
     """The append's key was withdrawn (`withdraw_items`, `withdraw`): a late delivery stores nothing."""
 
 
+class ConversationTaken(Exception):
+    """The id names another user's conversation."""
+
+
 class ResponseWrites:
     # How long a withdrawn append is refused. A delivery can only still arrive while response-api's
     # append is in flight (its retry budget, at most minutes, plus a 30 s read timeout); a day is far
@@ -79,18 +83,19 @@ class ResponseWrites:
         self, user_id: str, public_id: str, items: list[NewItem], *, title: str | None, key: str | None
     ) -> list[ItemRow] | None:
         """Make the caller's conversation `public_id` holding `items`, appended under `key`, in one
-        transaction: their rows. None if the id is taken (the caller's: append to it; or another
-        user's). `AppendWithdrawn` if the append `key` or the whole conversation was withdrawn.
+        transaction: their rows. None if the caller has it already (append to it instead);
+        `ConversationTaken` if another user has it; `AppendWithdrawn` if the append `key` or the whole
+        conversation was withdrawn.
 
         One transaction, not a create and then an append: between the two a withdrawal of the id
         found the new conversation empty and took it, the append that followed then finding it gone
         (a 404), although the withdrawal must keep a conversation holding another append's items."""
         async with self._sessions() as session, session.begin():
             await self._serialise_create(session, user_id, public_id)
-            taken = await session.scalar(
-                select(ConversationRow.id).where(ConversationRow.public_id == public_id)
-            )
-            if taken is not None:
+            owner = await self._owner(session, public_id)
+            if owner is not None:
+                if owner != user_id:
+                    raise ConversationTaken(public_id)
                 return None
             row = ConversationRow(public_id=public_id, user_id=user_id, title=title, metadata_={})
             session.add(row)
@@ -158,28 +163,26 @@ class ResponseWrites:
         user_id: str,
         created_at: datetime,
         items: list[NewItem],
-        *,
-        key: str | None = None,
     ) -> bool | None:
         """Create a conversation with its id, owner, age and items; False if this user already has
-        it (a repeated import), None if the id belongs to someone else. With the `key` of the append
-        it is made for, `AppendWithdrawn` if that append was withdrawn (it is not made)."""
+        it (a repeated import), None if the id belongs to someone else."""
         async with self._sessions() as session, session.begin():
-            if key is not None:
-                await self._serialise_create(session, user_id, public_id)
-            existing = await session.scalar(
-                select(ConversationRow.user_id).where(ConversationRow.public_id == public_id)
-            )
-            if existing is not None:
-                return False if existing == user_id else None
+            owner = await self._owner(session, public_id)
+            if owner is not None:
+                return False if owner == user_id else None
             row = ConversationRow(public_id=public_id, user_id=user_id, metadata_={}, created_at=created_at)
             session.add(row)
             await session.flush()
-            if key is not None:  # after the insert: a withdrawal committed meanwhile is seen
-                await self._refuse_withdrawn(session, user_id, public_id, key)
             if items:
                 await insert_items(session, row, items)
         return True
+
+    @staticmethod
+    async def _owner(session: AsyncSession, public_id: str) -> str | None:
+        owner: str | None = await session.scalar(
+            select(ConversationRow.user_id).where(ConversationRow.public_id == public_id)
+        )
+        return owner
 
     @staticmethod
     async def _serialise_create(session: AsyncSession, user_id: str, public_id: str) -> None:
