@@ -267,3 +267,45 @@ async def test_a_create_of_an_id_another_user_holds_is_a_conflict_and_of_ones_ow
         assert again.status_code == 200, again.text
     listed = await llm.conversations.items.list(conversation)
     assert sorted(str(item.id) for item in listed.data) == ["msg_own_1", "msg_own_2"]
+
+
+async def test_a_create_racing_another_users_create_of_the_same_id_is_a_conflict(
+    peers: Peers, issuer: TestIssuer, engine: AsyncEngine, llm: AsyncOpenAI
+) -> None:
+    """Two users' creates of one id are not serialised by the id lock (it is per user): Alice's
+    finds no owner while Mallory's insert is uncommitted, then waits on the id's unique index. When
+    Mallory's commits, Alice's is refused as taken (the same answer as without the race) and stores
+    nothing. The test holds Mallory's create as an uncommitted row of its own."""
+    conversation = new_conversation_id()
+    async with (
+        httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
+        engine.connect() as holder,
+        engine.connect() as observer,
+    ):
+        mallory = await _user_id(http, issuer, engine, "mallory")
+        await holder.execute(
+            text(
+                "insert into llm_api.conversations (public_id, user_id, metadata)"
+                " values (:c, :u, '{}'::jsonb)"
+            ),
+            {"c": conversation, "u": mallory},
+        )
+        created = asyncio.create_task(
+            http.post(
+                f"/internal/conversations/{conversation}/items?create=true",
+                json={"items": [message("msg_race_alice", "user", "Q")]},
+                headers=headers(issuer, "alice", "resp_race_alice"),
+            )
+        )
+        await waiting_backends(observer, 1)  # Alice's insert, behind Mallory's uncommitted one
+        await holder.commit()
+        refused = await created
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "conflict", refused.text
+    assert "belongs to another user" in refused.json()["error"]["message"]  # as without the race
+    with pytest.raises(openai.NotFoundError):  # Mallory's, not Alice's
+        await llm.conversations.retrieve(conversation)
+    async with engine.connect() as connection:
+        stored = await connection.execute(
+            text("select count(*) from llm_api.conversation_items where public_id = 'msg_race_alice'")
+        )
+        assert stored.scalar_one() == 0

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apps.llm_api.chat_tables import ConversationRow, ItemRow, WithdrawnAppendRow
@@ -99,7 +100,12 @@ class ResponseWrites:
                 return None
             row = ConversationRow(public_id=public_id, user_id=user_id, title=title, metadata_={})
             session.add(row)
-            await session.flush()
+            try:
+                await session.flush()
+            except IntegrityError as exc:
+                # The id lock is per user: another user's create of the same id, committed after
+                # the owner lookup above, is seen only by the id's unique index.
+                raise ConversationTaken(public_id) from exc
             # After the insert, as in `import_conversation`; a keyless create still heeds a withdrawal
             # of the whole conversation, which promises that no delivery makes it again.
             await self._refuse_withdrawn(session, user_id, public_id, key or WHOLE_CONVERSATION)
