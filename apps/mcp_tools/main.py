@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import Route
 
 from apps.common.db import session_factory
+from apps.common.heap import freeze_startup_heap
 from apps.common.http import make_client
 from apps.common.safe_fetch import FetchPolicy, SafeFetcher
 from apps.common.service import open_database, service_app
@@ -47,6 +48,7 @@ def create_app(settings: McpToolsSettings | None = None) -> FastAPI:
             app.state.telemetry.instrument_httpx(http)
             app.state.tools = await build_services(settings, http, session_factory(engine))
             async with endpoint.run():
+                freeze_startup_heap()  # full collections stay off the tool calls
                 yield
 
     app = service_app(
