@@ -73,16 +73,19 @@ class Target:
                 ids.append((await response.json())["id"])
         self.conversations = itertools.cycle(ids)
 
-    async def commits(self) -> int:
-        """Transactions committed in llm-api's database so far (this query's own included)."""
+    async def commits(self) -> tuple[int, int]:
+        """Transactions committed in llm-api's database so far, reads included (this query's own
+        too), and the WAL flushes of its whole cluster: what group commit saves is the flushes."""
         connection = await asyncpg.connect(self.process.database_url)
         try:
-            count: int = await connection.fetchval(
-                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            row = await connection.fetchrow(
+                "SELECT xact_commit, (SELECT wal_sync FROM pg_stat_wal) AS wal_sync"
+                " FROM pg_stat_database WHERE datname = current_database()"
             )
         finally:
             await connection.close()
-        return count
+        assert row is not None
+        return int(row["xact_commit"]), int(row["wal_sync"])
 
 
 async def drive(session: aiohttp.ClientSession, target: Target, arm: str, count: int, clients: int) -> None:
@@ -116,7 +119,7 @@ async def measure(
     rounds: int,
     clients: int,
     profile_dir: Path | None,
-) -> tuple[dict[str, list[tuple[float, float]]], dict[str, int], dict[str, Path]]:
+) -> tuple[dict[str, list[tuple[float, float]]], dict[str, tuple[int, int]], dict[str, Path]]:
     # Idle connections are dropped before uvicorn's 5 s keep-alive ends (while the other arms run).
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
@@ -126,7 +129,7 @@ async def measure(
         for target, arm in runs:  # warm-up: connections, caches, lazy imports
             await drive(session, target, arm, 300, clients)
         figures: dict[str, list[tuple[float, float]]] = {f"{t.label}{arm}": [] for t, arm in runs}
-        commits: dict[str, int] = dict.fromkeys(figures, 0)
+        commits: dict[str, tuple[int, int]] = dict.fromkeys(figures, (0, 0))
         per_round = requests // rounds
         for number in range(rounds):
             for target, arm in runs[number % len(runs) :] + runs[: number % len(runs)]:
@@ -141,7 +144,12 @@ async def measure(
                 )
                 # pg_stat_database is updated when a backend goes idle: a moment after the last commit.
                 await asyncio.sleep(0.6)
-                commits[f"{target.label}{arm}"] += await target.commits() - before - 1
+                after = await target.commits()
+                sums = commits[f"{target.label}{arm}"]
+                commits[f"{target.label}{arm}"] = (
+                    sums[0] + after[0] - before[0] - 1,
+                    sums[1] + after[1] - before[1],
+                )
         profiles: dict[str, Path] = {}
         if profile_dir is not None:
             ours = targets[-1]
@@ -189,15 +197,19 @@ def main() -> None:
         loads.append(Path("/proc/loadavg").read_text().split()[0])
         print(f"\nmachine: {os.cpu_count()} cores, loadavg {' -> '.join(loads)}; env {extra}")
         print(f"{args.requests} requests per arm in {args.rounds} rounds, {args.clients} in flight")
-        print("\nCPU µs per request, median over rounds (min-max): llm-api | Postgres | commits per request")
+        print(
+            "\nCPU µs per request, median over rounds (min-max): llm-api | Postgres | "
+            "per request: transactions (reads included), WAL flushes"
+        )
         medians: dict[str, tuple[float, float]] = {}
+        measured = args.requests // args.rounds * args.rounds
         for name, values in figures.items():
             apps, dbs = [v[0] for v in values], [v[1] for v in values]
             medians[name] = (median(apps), median(dbs))
             print(
                 f"{name:>14} {medians[name][0]:6.0f} ({min(apps):.0f}-{max(apps):.0f}) | "
                 f"{medians[name][1]:5.0f} ({min(dbs):.0f}-{max(dbs):.0f}) | "
-                f"{commits[name] / (args.requests // args.rounds * args.rounds):.2f} commits/request"
+                f"{commits[name][0] / measured:.2f} transactions, {commits[name][1] / measured:.3f} flushes"
             )
         for target in targets:
             for kind, stream in itertools.product(("turn", "conv"), ("", "-s")):
