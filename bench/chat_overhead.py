@@ -192,7 +192,8 @@ def start_llm_api(
     return Arm("llm-api", llm_api.base + "/v1", "bench/", headers), llm_api.pid
 
 
-def start_litellm(stack: ExitStack, tmp: Path, upstream: str) -> Arm:
+def start_litellm(stack: ExitStack, tmp: Path, upstream: str, pids: dict[str, int] | None = None) -> Arm:
+    """LiteLLM's proxy in front of `upstream`; its pid goes into `pids["litellm"]` when a dict is given."""
     binary = ensure_litellm()
     config = tmp / "litellm.yaml"
     models = "".join(
@@ -210,6 +211,8 @@ def start_litellm(stack: ExitStack, tmp: Path, upstream: str) -> Arm:
         _process(command, {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"})
     )
     wait_ready(f"http://127.0.0.1:{port}/health/liveliness", process, 300)  # slow to import on a busy box
+    if pids is not None:
+        pids["litellm"] = process.pid
     return Arm("litellm", f"http://127.0.0.1:{port}/v1", "litellm-", {"Authorization": "Bearer sk-master"})
 
 

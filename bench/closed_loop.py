@@ -17,8 +17,13 @@ for the same cores: read the ratios beside each other, with the load average pri
 With `--baseline-tree DIR` (another checkout, e.g. main's), a second llm-api runs from it beside this
 one, on its own database, and its arms (`base llm-api`, `base llm-api+conv`) follow this one's.
 
+With `--pin`, each proxy (llm-api, LiteLLM) runs its segments alone on the last CPU, with the load
+generator, the upstream and Postgres on the others (`bench.pinning`); the direct arm is not pinned.
+Unpinned, three busy processes share two cores, and the stretches in which the scheduler puts the
+proxy beside one of them set the p99.
+
 Run: `.venv/bin/python -m bench.closed_loop [--seconds 20] [--concurrency 64] [--rounds 4]
-[--without-litellm] [--baseline-tree DIR]`.
+[--without-litellm] [--baseline-tree DIR] [--pin]`.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import asyncio
 import os
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,7 @@ import aiohttp
 import httpx
 
 from bench.chat_overhead import ONE_USER_LIMITS, Arm, start_litellm, start_llm_api, start_upstream
+from bench.pinning import check_cores, own_core, postmaster
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 STREAM_CHUNKS = 8
@@ -111,17 +117,29 @@ async def run_arm(
 
 
 def run_rounds(
-    arms: list[tuple[Arm, list[str]]], stream: bool, concurrency: int, seconds: float, rounds: int
+    arms: list[tuple[Arm, list[str]]],
+    stream: bool,
+    concurrency: int,
+    seconds: float,
+    rounds: int,
+    pinned_beside: list[int] | None = None,
 ) -> list[Result]:
     """Every arm's `seconds` split over `rounds` segments, the arms taking turns in an order that
     reverses every round: run one after another, an arm that came later ran faster whatever its code
-    (seen with two identical llm-api checkouts swapped), so drift and order must hit every arm alike."""
+    (seen with two identical llm-api checkouts swapped), so drift and order must hit every arm alike.
+    With `pinned_beside` (the other processes' pids), a proxy arm's segments run on a core of its own."""
     results = [Result() for _ in arms]
     order = list(range(len(arms)))
     for _ in range(rounds):
         for index in order:
             arm, conversations = arms[index]
-            asyncio.run(run_arm(arm, stream, concurrency, seconds / rounds, conversations, results[index]))
+            placement: AbstractContextManager[None] = nullcontext()
+            if pinned_beside is not None and "proxy" in arm.pids:
+                placement = own_core(arm.pids["proxy"], pinned_beside)
+            with placement:
+                asyncio.run(
+                    run_arm(arm, stream, concurrency, seconds / rounds, conversations, results[index])
+                )
         order.reverse()
     return results
 
@@ -138,26 +156,36 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="segments per arm, arms taking turns")
     parser.add_argument("--without-litellm", action="store_true")
     parser.add_argument("--baseline-tree", type=Path, help="another checkout, run beside this one")
+    parser.add_argument("--pin", action="store_true", help="each proxy on a core of its own")
     args = parser.parse_args()
+    if args.pin:
+        check_cores()
     with tempfile.TemporaryDirectory(prefix="jan-closed-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o755)  # pgserver runs as an unprivileged user when this runs as root
-        upstream = start_upstream(stack)
-        llm_api, _ = start_llm_api(stack, tmp, upstream, ONE_USER_LIMITS)
-        servers = [("", llm_api)]
+        started: dict[str, int] = {}
+        upstream = start_upstream(stack, started)
+        llm_api, pid = start_llm_api(stack, tmp, upstream, ONE_USER_LIMITS)
+        servers = [("", llm_api, pid)]
+        beside = [os.getpid(), started["upstream"], postmaster(tmp / "pg")]
         if args.baseline_tree is not None:
             (tmp / "base").mkdir(mode=0o755)
             # PYTHONSAFEPATH: `python -m` would otherwise import this checkout (the cwd) first.
             env = {**ONE_USER_LIMITS, "PYTHONPATH": str(args.baseline_tree.resolve()), "PYTHONSAFEPATH": "1"}
-            servers.append(("base ", start_llm_api(stack, tmp / "base", upstream, env)[0]))
+            servers.append(("base ", *start_llm_api(stack, tmp / "base", upstream, env)))
+            beside.append(postmaster(tmp / "base" / "pg"))
         arms: list[tuple[Arm, list[str]]] = [(Arm("direct", upstream, "", {}), [])]
-        for label, server in servers:
-            arms.append((Arm(f"{label}llm-api", server.url, server.prefix, server.headers), []))
-        for label, server in servers:
-            conv = Arm(f"{label}llm-api+conv", server.url, server.prefix, server.headers)
+        for label, server, pid in servers:
+            arms.append(
+                (Arm(f"{label}llm-api", server.url, server.prefix, server.headers, pids={"proxy": pid}), [])
+            )
+        for label, server, pid in servers:
+            conv = Arm(f"{label}llm-api+conv", server.url, server.prefix, server.headers, pids={"proxy": pid})
             arms.append((conv, conversations_for(server, args.concurrency)))
         if not args.without_litellm:
-            arms.append((start_litellm(stack, tmp, upstream), []))
+            litellm = start_litellm(stack, tmp, upstream, started)
+            litellm.pids = {"proxy": started["litellm"]}
+            arms.append((litellm, []))
         print(
             f"machine: {os.cpu_count()} cores; loadavg {Path('/proc/loadavg').read_text().strip()}; "
             f"{args.concurrency} clients x {args.seconds:.0f} s per arm and mode, in {args.rounds} rounds "
@@ -165,11 +193,18 @@ def main() -> None:
         )
         if args.baseline_tree is not None:
             print(f"base *: llm-api from {args.baseline_tree}; the others from this checkout")
+        if args.pin:
+            print(
+                f"pinned: each proxy alone on CPU {max(os.sched_getaffinity(0))}, the load generator, "
+                "the upstream and Postgres on the others; the direct arm unpinned"
+            )
         print("| mode | arm | req/s | / direct | p50 ms | p99 ms | +p50 | +p99 | errors | loadavg |")
         print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
         rates: dict[tuple[bool, str], float] = {}
         for stream in (False, True):
-            results = run_rounds(arms, stream, args.concurrency, args.seconds, args.rounds)
+            results = run_rounds(
+                arms, stream, args.concurrency, args.seconds, args.rounds, beside if args.pin else None
+            )
             base = results[0]
             for (arm, _), result in zip(arms, results, strict=True):
                 rates[stream, arm.name] = result.rate
@@ -183,7 +218,7 @@ def main() -> None:
                 )
         for stream in (False, True):
             mode = "stream" if stream else "plain"
-            for label, _ in servers:
+            for label, _, _ in servers:
                 ratio = rates[stream, f"{label}llm-api+conv"] / rates[stream, f"{label}llm-api"]
                 print(
                     f"{mode}: {label}llm-api+conv / {label}llm-api throughput = {ratio:.2f} (target >= 0.8)"

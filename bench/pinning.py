@@ -1,0 +1,81 @@
+"""A core of its own for the proxy under test, as it has in a deployment.
+
+On a small machine the load generator, the fake upstream, Postgres and the proxy are all busy at
+once, and the scheduler sometimes puts the proxy on a core with one of them: for those stretches
+(hundreds of milliseconds) its throughput halves and every request in flight waits twice as long.
+In a closed loop that sets the p99, which then measures where the scheduler put the processes more
+than the proxy. `own_core` pins the proxy (every thread of it and of its children) to the last CPU
+and everything else the bench started to the others, for the time of one measurement.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    return children
+
+
+def process_tree(roots: Iterable[int]) -> set[int]:
+    """`roots` and every process descended from them."""
+    children = _children()
+    found: set[int] = set()
+    pending = list(roots)
+    while pending:
+        pid = pending.pop()
+        if pid not in found:
+            found.add(pid)
+            pending.extend(children.get(pid, ()))
+    return found
+
+
+def postmaster(data_dir: Path) -> int:
+    """The pid of the Postgres cluster in `data_dir` (its backends are its children)."""
+    return int((data_dir / "postmaster.pid").read_text().split()[0])
+
+
+def pin(pids: Iterable[int], cpus: set[int]) -> None:
+    """Every thread of every process in `pids` onto `cpus`; a process or thread gone meanwhile is skipped."""
+    for pid in pids:
+        try:
+            threads = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for thread in threads:
+            try:
+                os.sched_setaffinity(thread, cpus)
+            except (ProcessLookupError, FileNotFoundError):
+                continue
+
+
+def check_cores() -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("pinning needs at least two CPUs: one for the proxy, one for the rest")
+
+
+@contextmanager
+def own_core(proxy: int, others: Iterable[int]) -> Iterator[None]:
+    """While inside: `proxy`'s process tree alone on the last CPU, the trees of `others` on the rest.
+    Afterwards both go back to every CPU this process had."""
+    cpus = os.sched_getaffinity(0)
+    alone = {max(cpus)}
+    proxies, rest = process_tree([proxy]), process_tree(others)
+    pin(rest - proxies, cpus - alone)
+    pin(proxies, alone)
+    try:
+        yield
+    finally:
+        pin(proxies | process_tree(others), cpus)
