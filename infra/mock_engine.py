@@ -186,12 +186,17 @@ def run(
     def in_own_thread() -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
+        monitor = _RecordingMonitor(_Answers(region, kube_version))
         try:
-            outcome.append(_run(program, stack, config, region, kube_version))
+            outcome.append(_run(monitor, program, stack, config))
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
         finally:
+            # Pulumi stops waiting at the first failed call, so a failed run can end with monitor calls
+            # still queued or running on this loop's executor, each able to take a loop of its own. Only
+            # once the executor is shut down (its threads joined) is no call left to take one.
             loop.run_until_complete(loop.shutdown_default_executor())
+            monitor.close_loops()
             loop.close()
 
     worker = threading.Thread(target=in_own_thread, name="pulumi-mock-engine")
@@ -203,16 +208,13 @@ def run(
 
 
 def _run(
-    program: Callable[[], object], stack: str, config: Mapping[str, Any], region: str, kube_version: str
+    monitor: _RecordingMonitor, program: Callable[[], object], stack: str, config: Mapping[str, Any]
 ) -> list[Record]:
-    monitor = _RecordingMonitor(_Answers(region, kube_version))
     pulumi.runtime.set_all_config({key: _config_string(value) for key, value in config.items()})
     mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-    # `pulumi.runtime.test` runs a function under the mocks and waits for every registration to finish.
-    try:
-        pulumi.runtime.test(lambda: _discard(program()))()  # type: ignore[no-untyped-call]
-    finally:
-        monitor.close_loops()
+    # `pulumi.runtime.test` runs a function under the mocks and waits for every registration to finish
+    # (when the run succeeds: see `run` for a failed one).
+    pulumi.runtime.test(lambda: _discard(program()))()  # type: ignore[no-untyped-call]
     return sorted(monitor.records, key=lambda record: record.urn)
 
 
