@@ -18,9 +18,8 @@ With `--baseline-tree DIR` (another checkout, e.g. main's), a second llm-api run
 one, on its own database, and its arms (`base llm-api`, `base llm-api+conv`) follow this one's.
 
 With `--pin`, each proxy (llm-api, LiteLLM) runs its segments alone on the last CPU, with the load
-generator, the upstream and Postgres on the others (`bench.pinning`); the direct arm is not pinned.
-Unpinned, three busy processes share two cores, and the stretches in which the scheduler puts the
-proxy beside one of them set the p99.
+generator, the upstream and Postgres on the others (`bench.pinning`), as a proxy has a core of its
+own in a deployment; the direct arm is not pinned.
 
 Run: `.venv/bin/python -m bench.closed_loop [--seconds 20] [--concurrency 64] [--rounds 4]
 [--without-litellm] [--baseline-tree DIR] [--pin]`.
