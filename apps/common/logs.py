@@ -127,6 +127,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    # Nor the caller's file, line or function, which every record otherwise finds by walking the stack
+    # (the logging HOWTO's "Optimization" switch): an access-log record took 10.5 µs with it, 8.2 without.
+    logging._srcfile = None
     # uvicorn's own access log duplicates ours.
     logging.getLogger("uvicorn.access").propagate = False
     logging.getLogger("uvicorn.access").disabled = True
