@@ -27,6 +27,7 @@ from tests.harness.response_api import INTERNAL_TOKEN, MODEL, Peers, ServerFacto
 from tests.harness.upstream import FakeUpstream
 from tests.harness.waiting import CLIENT_TIMEOUT
 from tests.response_api.scripts import answer
+from tests.response_api.test_conversation_withdraw import waiting_backends
 from tests.response_api.test_conversations import POLLS, chat_view, items_of, summary
 
 PACKAGE = "apps.response_api"
@@ -173,6 +174,44 @@ async def test_repeating_an_import_changes_nothing(peers: Peers, llm: AsyncOpenA
     assert first.json()["created"] is True and again.json()["created"] is False
     assert stolen.status_code == 409
     assert [summary(item) for item in await items_of(llm, conversation_id)] == [("message", "user", "hi")]
+
+
+async def test_an_import_racing_another_import_of_it_is_a_repeat(peers: Peers, database_url: str) -> None:
+    """Two imports of one conversation at once (response-api's copy running twice): the later
+    waits on the id's unique index behind the earlier's uncommitted insert, then answers as a
+    repeated import does, not with a failed insert. The test holds the earlier as a row of its own."""
+    conversation_id = f"conv_twice{secrets.token_hex(6)}"
+    payload = {
+        "id": conversation_id,
+        "user_id": "alice",
+        "created_at": "2025-01-01T00:00:00+00:00",
+        "items": [],
+    }
+    engine = create_engine(database_url, schema="llm_api", pool_size=2)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
+            engine.connect() as holder,
+            engine.connect() as observer,
+        ):
+            await holder.execute(
+                text("INSERT INTO conversations (public_id, user_id, metadata) VALUES (:c, 'alice', '{}')"),
+                {"c": conversation_id},
+            )
+            imported = asyncio.create_task(
+                http.post(
+                    "/internal/conversations/import",
+                    json=payload,
+                    headers={"X-Internal-Token": INTERNAL_TOKEN},
+                )
+            )
+            await waiting_backends(observer, 1)  # the import's insert, behind the held one
+            await holder.commit()
+            repeated = await imported
+    finally:
+        await engine.dispose()
+    assert repeated.status_code == 200, repeated.text
+    assert repeated.json()["created"] is False
 
 
 async def test_migration_keeps_the_rows_and_drops_the_link(database_url: str) -> None:

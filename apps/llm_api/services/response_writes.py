@@ -13,10 +13,10 @@ no row to lock yet.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from apps.llm_api.chat_tables import ConversationRow, ItemRow, WithdrawnAppendRow
@@ -93,21 +93,13 @@ class ResponseWrites:
         (a 404), although the withdrawal must keep a conversation holding another append's items."""
         async with self._sessions() as session, session.begin():
             await self._serialise_create(session, user_id, public_id)
-            owner = await self._owner(session, public_id)
-            if owner is not None:
-                if owner != user_id:
+            row = await self._insert_new(session, public_id=public_id, user_id=user_id, title=title)
+            if row is None:
+                if await self._owner(session, public_id) not in (user_id, None):
                     raise ConversationTaken(public_id)
-                return None
-            row = ConversationRow(public_id=public_id, user_id=user_id, title=title, metadata_={})
-            session.add(row)
-            try:
-                await session.flush()
-            except IntegrityError as exc:
-                # The id lock is per user: another user's create of the same id, committed after
-                # the owner lookup above, is seen only by the id's unique index.
-                raise ConversationTaken(public_id) from exc
-            # After the insert, as in `import_conversation`; a keyless create still heeds a withdrawal
-            # of the whole conversation, which promises that no delivery makes it again.
+                return None  # the caller's (or gone since: the append then finds it missing)
+            # After the insert; a keyless create still heeds a withdrawal of the whole conversation,
+            # which promises that no delivery makes it again.
             await self._refuse_withdrawn(session, user_id, public_id, key or WHOLE_CONVERSATION)
             return await insert_items(session, row, items, append_key=key) if items else []
 
@@ -173,15 +165,26 @@ class ResponseWrites:
         """Create a conversation with its id, owner, age and items; False if this user already has
         it (a repeated import), None if the id belongs to someone else."""
         async with self._sessions() as session, session.begin():
-            owner = await self._owner(session, public_id)
-            if owner is not None:
-                return False if owner == user_id else None
-            row = ConversationRow(public_id=public_id, user_id=user_id, metadata_={}, created_at=created_at)
-            session.add(row)
-            await session.flush()
+            row = await self._insert_new(session, public_id=public_id, user_id=user_id, created_at=created_at)
+            if row is None:
+                return False if await self._owner(session, public_id) == user_id else None
             if items:
                 await insert_items(session, row, items)
         return True
+
+    @staticmethod
+    async def _insert_new(session: AsyncSession, **values: Any) -> ConversationRow | None:
+        """Insert a conversation, or nothing (None) if its public id is taken: by a committed one, or
+        by one whose insert commits while this waits on the id's unique index. Two users' creates of
+        one id are ordered by that index only (the id lock is per user), and the later one then sees
+        the earlier's owner rather than failing on the index."""
+        inserted: ConversationRow | None = await session.scalar(
+            insert(ConversationRow)
+            .values(metadata_={}, **values)
+            .on_conflict_do_nothing(index_elements=[ConversationRow.public_id])
+            .returning(ConversationRow)
+        )
+        return inserted
 
     @staticmethod
     async def _owner(session: AsyncSession, public_id: str) -> str | None:
