@@ -8,7 +8,8 @@ items is kept. The orders are forced with Postgres locks the test holds; nothing
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from apps.common.db import async_url
 from apps.response_api.services.conversations import new_conversation_id
@@ -34,14 +35,49 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def _user_id(http: httpx.AsyncClient, issuer: TestIssuer, engine: Any, user: str) -> str:
+@asynccontextmanager
+async def connections(
+    peers: Peers, engine: AsyncEngine
+) -> AsyncIterator[tuple[httpx.AsyncClient, AsyncConnection, AsyncConnection]]:
+    """A client of llm-api's internal routes, a connection holding what the test holds, and one
+    watching who waits for it."""
+    async with (
+        httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
+        engine.connect() as holder,
+        engine.connect() as observer,
+    ):
+        yield http, holder, observer
+
+
+def post_create(
+    http: httpx.AsyncClient,
+    issuer: TestIssuer,
+    conversation: str,
+    user: str,
+    key: str | None,
+    items: list[dict[str, Any]],
+) -> Coroutine[Any, Any, httpx.Response]:
+    """`user`'s create of `conversation` holding `items`, appended under `key` (`?create=true`)."""
+    return http.post(
+        f"/internal/conversations/{conversation}/items?create=true",
+        json={"items": items},
+        headers=headers(issuer, user, key),
+    )
+
+
+def post_withdrawal(
+    http: httpx.AsyncClient, issuer: TestIssuer, conversation: str, key: str
+) -> Coroutine[Any, Any, httpx.Response]:
+    """Alice's withdrawal of `conversation`, made for the append `key`."""
+    return http.delete(
+        f"/internal/conversations/{conversation}", params={"key": key}, headers=headers(issuer, "alice")
+    )
+
+
+async def _user_id(http: httpx.AsyncClient, issuer: TestIssuer, engine: AsyncEngine, user: str) -> str:
     """The id llm-api files `user`'s conversations under (read from one it makes)."""
     probe = new_conversation_id()
-    made = await http.post(
-        f"/internal/conversations/{probe}/items?create=true",
-        json={"items": []},
-        headers=headers(issuer, user, probe),
-    )
+    made = await post_create(http, issuer, probe, user, probe, [])
     assert made.status_code == 200, made.text
     async with engine.connect() as connection:
         found = await connection.execute(
@@ -53,7 +89,7 @@ async def _user_id(http: httpx.AsyncClient, issuer: TestIssuer, engine: Any, use
 async def _create_and_withdrawal(
     peers: Peers,
     issuer: TestIssuer,
-    engine: Any,
+    engine: AsyncEngine,
     conversation: str,
     *,
     first: str,
@@ -65,11 +101,7 @@ async def _create_and_withdrawal(
     withdrawal (under `withdraw_key`), both queued on the id's lock (`_serialise_create`), which
     the test holds meanwhile, in the order `first` names; then the test lets go. The create's answer
     and the withdrawal's."""
-    async with (
-        httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
-        engine.connect() as holder,
-        engine.connect() as observer,
-    ):
+    async with connections(peers, engine) as (http, holder, observer):
         user_id = await _user_id(http, issuer, engine, "alice")
         await holder.execute(
             text("select pg_advisory_xact_lock(hashtext(:u || '/' || :c))"),
@@ -77,22 +109,10 @@ async def _create_and_withdrawal(
         )
 
         def create() -> asyncio.Task[httpx.Response]:
-            return asyncio.create_task(
-                http.post(
-                    f"/internal/conversations/{conversation}/items?create=true",
-                    json={"items": items},
-                    headers=headers(issuer, "alice", create_key),
-                )
-            )
+            return asyncio.create_task(post_create(http, issuer, conversation, "alice", create_key, items))
 
         def withdraw() -> asyncio.Task[httpx.Response]:
-            return asyncio.create_task(
-                http.delete(
-                    f"/internal/conversations/{conversation}",
-                    params={"key": withdraw_key},
-                    headers=headers(issuer, "alice"),
-                )
-            )
+            return asyncio.create_task(post_withdrawal(http, issuer, conversation, withdraw_key))
 
         # Postgres grants a lock to its waiters in the order they queued.
         ahead = create() if first == "create" else withdraw()
@@ -152,11 +172,7 @@ async def http_retry(
 ) -> httpx.Response:
     """A later delivery of the same create."""
     async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
-        return await http.post(
-            f"/internal/conversations/{conversation}/items?create=true",
-            json={"items": items},
-            headers=headers(issuer, "alice", key),
-        )
+        return await post_create(http, issuer, conversation, "alice", key, items)
 
 
 async def test_a_creates_append_in_flight_when_its_withdrawal_arrives_goes_with_the_conversation(
@@ -168,17 +184,9 @@ async def test_a_creates_append_in_flight_when_its_withdrawal_arrives_goes_with_
     the same id."""
     conversation = new_conversation_id()
     key, item_id = "resp_turns_append", "msg_turns_append"
-    async with (
-        httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
-        engine.connect() as holder,
-        engine.connect() as observer,
-    ):
+    async with connections(peers, engine) as (http, holder, observer):
         probe = new_conversation_id()
-        made = await http.post(
-            f"/internal/conversations/{probe}/items?create=true",
-            json={"items": []},
-            headers=headers(issuer, "alice", probe),
-        )
+        made = await post_create(http, issuer, probe, "alice", probe, [])
         assert made.status_code == 200, made.text
         await holder.execute(
             text(
@@ -190,20 +198,10 @@ async def test_a_creates_append_in_flight_when_its_withdrawal_arrives_goes_with_
             {"item": item_id, "probe": probe},
         )
         created = asyncio.create_task(
-            http.post(
-                f"/internal/conversations/{conversation}/items?create=true",
-                json={"items": [message(item_id, "user", "Q")]},
-                headers=headers(issuer, "alice", key),
-            )
+            post_create(http, issuer, conversation, "alice", key, [message(item_id, "user", "Q")])
         )
         await waiting_backends(observer, 1)  # the append, its conversation made and locked
-        withdrawal = asyncio.create_task(
-            http.delete(
-                f"/internal/conversations/{conversation}",
-                params={"key": key},
-                headers=headers(issuer, "alice"),
-            )
-        )
+        withdrawal = asyncio.create_task(post_withdrawal(http, issuer, conversation, key))
         await waiting_backends(observer, 2)  # the withdrawal, behind the append's row lock
         await holder.rollback()
         appended, withdrawn = await created, await withdrawal
@@ -253,11 +251,7 @@ async def test_a_create_of_an_id_another_user_holds_is_a_conflict_and_of_ones_ow
     async with httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http:
 
         async def create(user: str, key: str, item_id: str) -> httpx.Response:
-            return await http.post(
-                f"/internal/conversations/{conversation}/items?create=true",
-                json={"items": [message(item_id, "user", "Q")]},
-                headers=headers(issuer, user, key),
-            )
+            return await post_create(http, issuer, conversation, user, key, [message(item_id, "user", "Q")])
 
         made = await create("alice", "resp_own_1", "msg_own_1")
         assert made.status_code == 200, made.text
@@ -273,15 +267,11 @@ async def test_a_create_racing_another_users_create_of_the_same_id_is_a_conflict
     peers: Peers, issuer: TestIssuer, engine: AsyncEngine, llm: AsyncOpenAI
 ) -> None:
     """Two users' creates of one id are not serialised by the id lock (it is per user): Alice's
-    finds no owner while Mallory's insert is uncommitted, then waits on the id's unique index. When
-    Mallory's commits, Alice's is refused as taken (the same answer as without the race) and stores
-    nothing. The test holds Mallory's create as an uncommitted row of its own."""
+    insert waits on the id's unique index behind Mallory's uncommitted one. When Mallory's commits,
+    Alice's is refused as taken (the same answer as without the race) and stores nothing. The test
+    holds Mallory's create as an uncommitted row of its own."""
     conversation = new_conversation_id()
-    async with (
-        httpx.AsyncClient(base_url=peers.llm_api_url, timeout=CLIENT_TIMEOUT) as http,
-        engine.connect() as holder,
-        engine.connect() as observer,
-    ):
+    async with connections(peers, engine) as (http, holder, observer):
         mallory = await _user_id(http, issuer, engine, "mallory")
         await holder.execute(
             text(
@@ -291,10 +281,13 @@ async def test_a_create_racing_another_users_create_of_the_same_id_is_a_conflict
             {"c": conversation, "u": mallory},
         )
         created = asyncio.create_task(
-            http.post(
-                f"/internal/conversations/{conversation}/items?create=true",
-                json={"items": [message("msg_race_alice", "user", "Q")]},
-                headers=headers(issuer, "alice", "resp_race_alice"),
+            post_create(
+                http,
+                issuer,
+                conversation,
+                "alice",
+                "resp_race_alice",
+                [message("msg_race_alice", "user", "Q")],
             )
         )
         await waiting_backends(observer, 1)  # Alice's insert, behind Mallory's uncommitted one
