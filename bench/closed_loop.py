@@ -43,7 +43,8 @@ import aiohttp
 import httpx
 
 from bench.chat_overhead import ONE_USER_LIMITS, Arm, start_litellm, start_llm_api, start_upstream
-from bench.pinning import check_cores, own_core, postmaster
+from bench.cpu import postmaster
+from bench.pinning import check_cores, own_core
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 STREAM_CHUNKS = 8

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from subprocess import DEVNULL
@@ -33,6 +33,37 @@ def cpu_ns(pid: int) -> int:
         except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
             continue
     return total
+
+
+def _children() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    return children
+
+
+def process_tree(roots: Iterable[int]) -> set[int]:
+    """`roots` and every process descended from them."""
+    children = _children()
+    found: set[int] = set()
+    pending = list(roots)
+    while pending:
+        pid = pending.pop()
+        if pid not in found:
+            found.add(pid)
+            pending.extend(children.get(pid, ()))
+    return found
+
+
+def postmaster(data_dir: Path) -> int:
+    """The pid of the Postgres cluster in `data_dir` (its backends are its children)."""
+    return int((data_dir / "postmaster.pid").read_text().split()[0])
 
 
 def voluntary_switches(pid: int) -> int:

@@ -16,36 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def _children() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        children.setdefault(parent, []).append(int(entry.name))
-    return children
-
-
-def process_tree(roots: Iterable[int]) -> set[int]:
-    """`roots` and every process descended from them."""
-    children = _children()
-    found: set[int] = set()
-    pending = list(roots)
-    while pending:
-        pid = pending.pop()
-        if pid not in found:
-            found.add(pid)
-            pending.extend(children.get(pid, ()))
-    return found
-
-
-def postmaster(data_dir: Path) -> int:
-    """The pid of the Postgres cluster in `data_dir` (its backends are its children)."""
-    return int((data_dir / "postmaster.pid").read_text().split()[0])
+from bench.cpu import process_tree
 
 
 def pin(pids: Iterable[int], cpus: set[int]) -> None:

@@ -32,7 +32,7 @@ import aiohttp
 import asyncpg
 
 from bench.chat_overhead import ONE_USER_LIMITS, LlmApiProcess, launch_checkouts, start_upstream
-from bench.cpu import cpu_ns, sampling, show_profile
+from bench.cpu import cpu_ns, postmaster, process_tree, sampling, show_profile
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 ARMS = ("plain", "plain-s", "turn", "turn-s", "conv", "conv-s")
@@ -41,18 +41,14 @@ CONVERSATIONS = 64
 
 def postgres_ns(data_dir: Path) -> int:
     """Run time of a Postgres cluster so far: the postmaster, its living children, the exited ones."""
-    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-    total = cpu_ns(postmaster)
-    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    main = postmaster(data_dir)
+    total = cpu_ns(main)
+    fields = Path(f"/proc/{main}/stat").read_text().rsplit(")", 1)[1].split()
     total += (int(fields[13]) + int(fields[14])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in process_tree([main]) - {main}:
         try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[1]) == postmaster:
-                total += cpu_ns(int(entry.name))
-        except (FileNotFoundError, ProcessLookupError):
+            total += cpu_ns(pid)
+        except (FileNotFoundError, ProcessLookupError):  # ended meanwhile
             continue
     return total
 
