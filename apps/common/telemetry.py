@@ -226,7 +226,7 @@ class TelemetrySwitch:
             await self.instrumented(scope, receive, send)
             return
         app = self.app
-        if self.lean is not None and _NATIVE_TELEMETRY not in scope and MAX_BODY_SIZE_SCOPE_KEY not in scope:
+        if self.lean is not None and _NATIVE_TELEMETRY not in scope and _BODY_LIMIT not in scope:
             app = self.lean
         token = otel_context.attach(self._context(scope))
         try:
@@ -277,8 +277,9 @@ def _lean_stack(app: FastAPI, provider: _SwitchingTracerProvider) -> None:
 
 # Set in the scope by FastAPI when its own (native) telemetry is on, here or in an app mounting this one.
 _NATIVE_TELEMETRY = "fastapi.telemetry"
-# Set in the scope by Starlette when a body limit applies to the request.
-MAX_BODY_SIZE_SCOPE_KEY = "starlette.max_body_size"
+# Set in the scope by Starlette when a body limit applies to the request; written out, since the
+# Starlette releases that FastAPI 0.115 allows have no body limits, nor the module that names it.
+_BODY_LIMIT = "starlette.max_body_size"
 
 
 def _quiet_layers(error_layer: ASGIApp) -> ASGIApp | None:
