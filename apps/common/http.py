@@ -13,10 +13,10 @@ Three HTTP client stacks run in the apps, each where something outside our taste
   chunk read, aiohttp ~0.14 ms and ~0.10 ms (its HTTP parser is C); on the 2-core CI VM, httpx with
   its OpenTelemetry instrumentation 2.1 ms per request, aiohttp 0.32 ms. No instrumentation wraps
   these sessions: callers propagate trace context by hand (`traceparent`, `propagate.inject`).
-  One call skips even aiohttp: llm-api's non-streamed completion from a plain `http://` provider goes
-  through `apps/llm_api/providers/plain_http.PlainPool` (an asyncio protocol over httptools' parser,
-  ~25 µs of CPU per round trip against aiohttp's ~170), with the same timeouts and pool bounds; its
-  failures are built-in exceptions `transport_failure` already classifies.
+  One call skips even aiohttp: llm-api's chat completion (streamed or not) from a plain `http://`
+  provider goes through `apps/llm_api/providers/plain_http.PlainPool` (an asyncio protocol over
+  httptools' parser, ~25 µs of CPU per round trip against aiohttp's ~170), with the same timeouts
+  and pool bounds; its failures are built-in exceptions `transport_failure` already classifies.
 - **httpx2** is what the MCP SDK (2.x) speaks: `streamable_http_client` takes an `httpx2.AsyncClient`,
   so response-api's MCP sessions to mcp-tools and mcp-tools' calls to configured MCP providers use it.
   It is a dependency, not a choice; nothing else should.

@@ -84,7 +84,7 @@ async def chat_services(
         keepalive=settings.upstream_keepalive_seconds,
         decompress=False,  # relayed as the model sent them
     )
-    # Non-streamed completions over plain http:// (see providers/plain_http.py), same bounds: its own
+    # Completions over plain http:// (see providers/plain_http.py), same bounds: its own
     # `upstream_max_connections` beside the session's (settings.py says so).
     plain = PlainPool(
         connect_timeout=settings.upstream_connect_timeout,

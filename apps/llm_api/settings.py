@@ -55,9 +55,9 @@ class LlmApiSettings(ServiceSettings):
     upstream_connect_timeout: float = Field(5.0, gt=0)
     # The longest silence allowed between two bytes from the upstream (a model may think for minutes).
     upstream_read_timeout: float = Field(300.0, gt=0)
-    # Connections to model providers, per pool, and there are two: the aiohttp session (streams,
-    # https://) and PlainPool (non-streamed completions over http://). An http:// provider taking
-    # both kinds of request may so see up to twice this many; size its own limit for that.
+    # Connections to model providers, per pool, and there are two: the aiohttp session (https://)
+    # and PlainPool (http://). A provider is reached through one of them only, so it sees at most
+    # this many.
     upstream_max_connections: int = Field(512, ge=1)
     upstream_keepalive_seconds: float = Field(4.0, ge=0)
     history_max_items: int = Field(50, ge=0)

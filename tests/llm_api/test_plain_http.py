@@ -1,4 +1,5 @@
-"""The plain HTTP/1.1 pool for non-streamed completions (apps/llm_api/providers/plain_http.py).
+"""The plain HTTP/1.1 pool (apps/llm_api/providers/plain_http.py), answers read whole; streamed
+answers are in test_plain_stream.py.
 
 Against a raw loopback server that answers byte for byte as a test scripts it, so each way an HTTP
 server may frame or end an answer is exercised: keep-alive, chunked, closed-delimited, a connection
@@ -10,86 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import pytest
 
 from apps.common.errors import APIError
 from apps.common.http import make_session, transport_failure
-from apps.llm_api.providers.plain_http import PlainPool, PlainResponse, _Connection, plain_target
-from apps.llm_api.providers.registry import ModelRoute, Provider
+from apps.llm_api.providers.plain_http import plain_target
 from apps.llm_api.providers.upstream import Upstream, open_chat
 from tests.harness.waiting import eventually_async
-
-BODY = b'{"id":"chatcmpl-1","object":"chat.completion"}'
-OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY)
-
-Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
-
-
-@dataclass
-class Server:
-    url: str
-    connections: int = 0
-    closed: int = 0  # connections the client closed (or the server did)
-    requests: list[bytes] = field(default_factory=list)
-
-
-async def _read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length")
-    )
-    return head + await reader.readexactly(length)
-
-
-@asynccontextmanager
-async def server(answer: Answer) -> AsyncIterator[Server]:
-    """`answer(reader, writer, number)` answers request `number` (from 0); False closes the connection."""
-    state = Server(url="")
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        state.connections += 1
-        try:
-            while True:
-                try:
-                    request = await _read_request(reader)
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                state.requests.append(request)
-                if not await answer(reader, writer, len(state.requests) - 1):
-                    return
-        finally:
-            state.closed += 1
-            writer.close()
-
-    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    state.url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    async with listener:
-        yield state
-
-
-def pool(**overrides: float) -> PlainPool:
-    settings = {"connect_timeout": 5.0, "read_timeout": 5.0, "keepalive": 4.0, "max_connections": 8}
-    return PlainPool(**{**settings, **overrides})  # type: ignore[arg-type]
-
-
-async def post(plain: PlainPool, url: str) -> tuple[int, bytes]:
-    response = await plain.post(url, b'{"model":"m"}', {"content-type": "application/json"})
-    try:
-        return response.status, await response.read()
-    finally:
-        response.close()
-
-
-async def ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
-    writer.write(OK)
-    return True
+from tests.llm_api.raw_upstream import BODY, OK, idle, ok, pool, post, route, server
 
 
 async def test_connections_are_kept_alive_and_requests_are_well_formed() -> None:
@@ -146,7 +76,7 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
     plain = pool()
     async with server(once) as upstream:
         assert await post(plain, upstream.url) == (200, BODY)
-        [pooled] = _idle(plain)
+        [pooled] = idle(plain)
         await eventually_async(lambda: pooled.closed, "the server's close reached the pooled connection")
         assert await post(plain, upstream.url) == (200, BODY)
         assert upstream.connections == 2
@@ -157,7 +87,7 @@ async def test_idle_connections_expire_after_keepalive() -> None:
     plain = pool(keepalive=0.05)
     async with server(ok) as upstream:
         await post(plain, upstream.url)
-        [pooled] = _idle(plain)
+        [pooled] = idle(plain)
         await eventually_async(
             lambda: time.monotonic() - pooled.idle_since >= plain.keepalive,
             "the connection outlived keepalive",
@@ -171,9 +101,9 @@ async def test_idle_connections_are_closed_without_further_requests() -> None:
     plain = pool(keepalive=0.05)
     async with server(ok) as upstream:
         await asyncio.gather(post(plain, upstream.url), post(plain, upstream.url))
-        assert upstream.connections == 2 and len(_idle(plain)) == 2
+        assert upstream.connections == 2 and len(idle(plain)) == 2
         await eventually_async(lambda: upstream.closed == 2, "the server saw both idle connections closed")
-        assert _idle(plain) == []
+        assert idle(plain) == []
         assert await post(plain, upstream.url) == (200, BODY)
     await plain.aclose()
 
@@ -193,8 +123,8 @@ async def test_a_close_before_the_head_raises_from_post_and_open_chat_retries_it
         assert await post(plain, upstream.url) == (200, BODY)
 
     async with server(first_dropped) as upstream, make_session(read_timeout=5.0) as session:
-        route = _route(upstream.url.removesuffix("/chat/completions"))
-        response = await open_chat(Upstream(session, plain), route, b"{}", stream=False)
+        chat_route = route(upstream.url.removesuffix("/chat/completions"))
+        response = await open_chat(Upstream(session, plain), chat_route, b"{}", stream=False)
         try:
             assert not response.ended()
             assert (response.status, await response.read()) == (200, BODY)
@@ -314,21 +244,6 @@ async def test_a_wait_for_a_free_connection_is_bounded_by_the_connect_timeout() 
     await plain.aclose()
 
 
-async def test_streams_go_through_aiohttp() -> None:
-    class Refusing(PlainPool):
-        async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> PlainResponse:
-            raise AssertionError("a stream went through the plain pool")
-
-    async with server(ok) as upstream, make_session(read_timeout=5.0) as session:
-        plain = Refusing(connect_timeout=5.0, read_timeout=5.0, keepalive=4.0, max_connections=8)
-        route = _route(upstream.url.removesuffix("/chat/completions"))
-        response = await open_chat(Upstream(session, plain), route, b"{}", stream=True)
-        try:
-            assert [chunk async for chunk in response.chunks()] == [BODY]
-        finally:
-            response.close()
-
-
 def test_only_plain_http_urls_are_served() -> None:
     assert plain_target("https://api.openai.com/v1/chat/completions") is None
     assert plain_target("http://user:pw@host/v1/chat/completions") is None
@@ -337,26 +252,6 @@ def test_only_plain_http_urls_are_served() -> None:
     assert target.head.startswith(b"POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: vllm:8000\r\n")
     default = plain_target("http://[::1]/chat/completions")
     assert default is not None and b"host: [::1]\r\n" in default.head
-
-
-def _idle(plain: PlainPool) -> list[_Connection]:
-    """The pool's idle connections, whatever their host."""
-    return [connection for idle in plain._idle.values() for connection in idle]
-
-
-def _route(base_url: str) -> ModelRoute:
-    provider = Provider(
-        id="prov_raw",
-        name="raw",
-        kind="openai_compatible",
-        vendor="raw",
-        base_url=base_url,
-        api_key=None,
-        active=True,
-        source="environment",
-        rank=0,
-    )
-    return ModelRoute(public_id="raw/m", upstream_id="m", provider=provider, created=0)
 
 
 @pytest.mark.parametrize(
@@ -374,9 +269,9 @@ async def test_an_unparsable_head_is_a_502_without_a_second_request(head: bytes)
 
     plain = pool()
     async with server(bad) as upstream, make_session(read_timeout=5.0) as session:
-        route = _route(upstream.url.removesuffix("/chat/completions"))
+        chat_route = route(upstream.url.removesuffix("/chat/completions"))
         with pytest.raises(APIError) as caught:
-            await open_chat(Upstream(session, plain), route, b"{}", stream=False)
+            await open_chat(Upstream(session, plain), chat_route, b"{}", stream=False)
         assert len(upstream.requests) == 1  # the model was not asked twice
         assert caught.value.status_code == 502 and caught.value.code == "upstream_unavailable"
         assert "ClientResponseError" in caught.value.message  # as through aiohttp
@@ -402,8 +297,6 @@ async def test_a_url_the_pool_cannot_read_is_aiohttps_502() -> None:
     async with make_session(read_timeout=5.0) as session:
         plain = pool()
         with pytest.raises(APIError) as caught:
-            await open_chat(
-                Upstream(session, plain), _route("http://127.0.0.1:99999/v1"), b"{}", stream=False
-            )
+            await open_chat(Upstream(session, plain), route("http://127.0.0.1:99999/v1"), b"{}", stream=False)
         assert caught.value.status_code == 502 and caught.value.code == "upstream_unavailable"
         await plain.aclose()

@@ -1,36 +1,39 @@
-"""A keep-alive HTTP/1.1 pool for the one call whose answer is read whole: a non-streamed chat completion
-to a provider over plain `http://` (a model server in the cluster, as vLLM usually is).
+"""A keep-alive HTTP/1.1 pool for chat completions to a provider over plain `http://` (a model server
+in the cluster, as vLLM usually is), streamed or not.
 
 Why not aiohttp, which carries every other call to a model: per round trip aiohttp's request and
 response machinery (its timers, header multidicts, payload registry, a task for the body write, the
 response object) cost ~170 µs of CPU on the 2-core bench VM, against ~25 µs for the same bytes
 through an asyncio protocol and httptools' parser (one process, uvloop, a canned loopback server):
 on a plain completion that was about a quarter of llm-api's own CPU, all of it on the latency path
-(`bench/chat_cpu.py`: 783 against 1178 µs per plain request beside the aiohttp build). Streams
-(their chunks, backpressure and cut-offs) and `https://` providers (TLS) stay on aiohttp.
+(`bench/chat_cpu.py`: 783 against 1178 µs per plain request beside the aiohttp build). A stream
+also paid aiohttp's stream reader per chunk. `https://` providers (TLS) stay on aiohttp.
 
 What it keeps from the aiohttp session it sits beside: the connect timeout (which also bounds a
 wait for a free connection at the limit), the limit on a silence while reading (`read_timeout`,
 reset by every byte), idle connections dropped after `keepalive` seconds, at most `max_connections`
-in use, no cookies, bodies as they came (no decompression). A connection that breaks before the
-response's head is complete raises `ConnectionResetError` from `post` (the caller's one retry is
-safe then, as with aiohttp's `ServerDisconnectedError`); one that breaks or stalls later raises from
-`read`. An unparsable head raises aiohttp's `ClientResponseError` from `post`, as aiohttp does
-(a bad answer: not retried). Redirects are not followed (aiohttp would turn a redirected POST into
-a GET without its body, which no model server answers).
+in use, no cookies, bodies as they came (no decompression), and a streamed body's backpressure
+(plain_wire.py). A connection that breaks before the response's head is complete raises
+`ConnectionResetError` from `post` (the caller's one retry is safe then, as with aiohttp's
+`ServerDisconnectedError`); one that breaks or stalls later raises from `read` or `chunks`. An
+unparsable head raises aiohttp's `ClientResponseError` from `post`, as aiohttp does (a bad answer:
+not retried). Redirects are not followed (aiohttp would turn a redirected POST into a GET without
+its body, which no model server answers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 import httptools
 import yarl
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from apps.llm_api.providers.plain_wire import Connection
 
 _USER_AGENT = aiohttp.http.SERVER_SOFTWARE.encode()  # as the aiohttp session says
 
@@ -58,149 +61,15 @@ def plain_target(url: str) -> _Target | None:
     return _Target(parsed.raw_host, port, head + b"\r\naccept: */*\r\n", parsed)
 
 
-class _Connection(asyncio.Protocol):
-    """One connection, one request at a time; its response collected by httptools' callbacks."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float | None) -> None:
-        self.loop = loop
-        self.read_timeout = read_timeout
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.idle_since = 0.0
-        # The silence watch: armed at a request's write, kept across the requests of the connection and
-        # re-armed when it fires for the time left (not one timer made and cancelled per request).
-        self.timer: asyncio.TimerHandle | None = None
-        self._reset(None)
-
-    def _reset(self, waiter: asyncio.Future[None] | None) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter = waiter  # set when the head is complete, then again at the end of the body
-        self.status = 0
-        self.head_done = False
-        self.complete = False
-        self.until_eof = True  # no length and not chunked: the body ends with the connection
-        self.body: list[bytes] = []
-        self.error: BaseException | None = None
-        self.last_read = self.loop.time()
-
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.last_read = self.loop.time()
-        if self.waiter is None or self.complete:  # bytes nobody asked for: the connection is spoiled
-            self._fail(ConnectionResetError("unexpected bytes from the model server"))
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            # A bad head is a bad answer, not a lost connection: `post` raises it as aiohttp does (no
-            # retry, the model may have done the work). A bad body is a payload cut short, as there.
-            self._fail(aiohttp.ClientPayloadError(f"invalid HTTP response: {exc}") if self.head_done else exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.complete:
-            if self.head_done and self.until_eof:
-                self.on_message_complete()
-            else:
-                self._fail(ConnectionResetError(f"the model server closed the connection ({exc or 'EOF'})"))
-        self._stop_timer()
-
-    # httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        lowered = name.lower()
-        if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
-            self.until_eof = False
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        if self.status < 200:  # an interim answer (100 Continue): the real one follows
-            self.until_eof = True
-            return
-        self.head_done = True
-        self._wake()
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        if not self.head_done:
-            return
-        self.complete = True
-        if not self.parser.should_keep_alive() and self.transport is not None:
-            self.closed = True
-            self.transport.close()
-            self._stop_timer()
-        self._wake()
-
-    # the request's side
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _fail(self, error: BaseException) -> None:
-        self.error = error
-        self.closed = True
-        self._stop_timer()
-        if self.transport is not None:
-            self.transport.close()
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
-
-    def _stop_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def _check_silence(self) -> None:
-        assert self.read_timeout is not None
-        if self.waiter is None or self.complete:  # between requests: no answer is awaited
-            self.timer = None
-            return
-        remaining = self.last_read + self.read_timeout - self.loop.time()
-        if remaining > 0:
-            self.timer = self.loop.call_later(remaining, self._check_silence)
-        else:
-            self.timer = None
-            self._fail(TimeoutError("the model server sent nothing in time"))
-
-    async def send(self, data: bytes) -> None:
-        """Write the request; return once the response's head is in (the body may still come)."""
-        self._reset(self.loop.create_future())
-        assert self.transport is not None and self.waiter is not None
-        if self.read_timeout is not None and self.timer is None:
-            self.timer = self.loop.call_later(self.read_timeout, self._check_silence)
-        self.transport.write(data)
-        await self.waiter
-
-    async def read(self) -> bytes:
-        if not self.complete:
-            if self.error is not None:
-                raise self.error
-            self.waiter = self.loop.create_future()
-            await self.waiter
-        body = self.body
-        return body[0] if len(body) == 1 else b"".join(body)
-
-    def abort(self) -> None:
-        self.closed = True
-        self._stop_timer()
-        if self.transport is not None:
-            self.transport.abort()
-
-
 class PlainResponse:
-    """The answer to `PlainPool.post`: its status now, its body from `read`; `close` hands the
-    connection back to the pool (or drops it when the body was not read to its end)."""
+    """The answer to `PlainPool.post`: its status now, its body from `read` (or, streamed, from
+    `chunks`); `close` hands the connection back to the pool (or drops it when the body was not read
+    to its end)."""
 
-    def __init__(self, pool: PlainPool, key: tuple[str, int], connection: _Connection) -> None:
+    def __init__(self, pool: PlainPool, key: tuple[str, int], connection: Connection) -> None:
         self._pool = pool
         self._key = key
-        self._connection: _Connection | None = connection
+        self._connection: Connection | None = connection
         self.status = connection.status
         self.ended = False  # the whole body has been read
 
@@ -210,6 +79,16 @@ class PlainResponse:
         self.ended = True
         return body
 
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives: each piece is everything that came since the previous one."""
+        connection = self._connection
+        assert connection is not None, "read after close"
+        while piece := await connection.take():
+            # The last piece usually comes with the end of the body: `ended` is already true then.
+            self.ended = connection.complete
+            yield piece
+        self.ended = True
+
     def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
@@ -217,7 +96,7 @@ class PlainResponse:
 
 
 class PlainPool:
-    """Keep-alive connections per host and port, for `post`s whose answers are read whole."""
+    """Keep-alive connections per host and port, one request at a time on each."""
 
     def __init__(
         self, *, connect_timeout: float, read_timeout: float | None, keepalive: float, max_connections: int
@@ -226,7 +105,7 @@ class PlainPool:
         self.read_timeout = read_timeout
         self.keepalive = keepalive
         self._slots = asyncio.Semaphore(max_connections)
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+        self._idle: dict[tuple[str, int], list[Connection]] = {}
         self._targets: dict[str, _Target | None] = {}
         self._pruning: asyncio.TimerHandle | None = None
         self._closed = False
@@ -244,7 +123,9 @@ class PlainPool:
             self._targets[url] = target
         return target
 
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> PlainResponse:
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], *, stream: bool = False
+    ) -> PlainResponse:
         target = self._target(url)
         if target is None:
             raise ValueError(f"not a plain HTTP URL: {url}")
@@ -266,7 +147,7 @@ class PlainPool:
         try:
             connection = await self._connection(key)
             try:
-                await connection.send(data)
+                await connection.send(data, streaming=stream)
             except httptools.HttpParserError as exc:
                 connection.abort()
                 info = aiohttp.RequestInfo(target.url, "POST", CIMultiDictProxy(CIMultiDict()))
@@ -281,7 +162,7 @@ class PlainPool:
             raise
         return PlainResponse(self, key, connection)
 
-    async def _connection(self, key: tuple[str, int]) -> _Connection:
+    async def _connection(self, key: tuple[str, int]) -> Connection:
         if self._closed:
             raise RuntimeError("the pool is closed")
         idle = self._idle.get(key)
@@ -295,7 +176,7 @@ class PlainPool:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, protocol = await loop.create_connection(
-                    lambda: _Connection(loop, self.read_timeout), key[0], key[1]
+                    lambda: Connection(loop, self.read_timeout), key[0], key[1]
                 )
         except TimeoutError:
             raise
@@ -303,12 +184,14 @@ class PlainPool:
             raise ConnectionRefusedError(f"cannot connect to {key[0]}:{key[1]}: {exc}") from exc
         return protocol
 
-    def _release(self, key: tuple[str, int], connection: _Connection) -> None:
+    def _release(self, key: tuple[str, int], connection: Connection) -> None:
         self._slots.release()
         if connection.closed or not connection.complete or self._closed or self.keepalive <= 0:
             connection.abort()
             return
         connection.waiter = None
+        if connection.paused:  # a streamed body ended while its reader was behind
+            connection.resume()
         now = connection.idle_since = time.monotonic()
         idle = self._idle.setdefault(key, [])
         while idle and now - idle[0].idle_since >= self.keepalive:  # the oldest first

@@ -2,8 +2,8 @@
 
 Why aiohttp here when the rest of the platform uses httpx: this is the token path (measured, see
 `apps.common.http`, which also classifies its errors). LiteLLM made the same switch for the same
-reason. A non-streamed completion from a plain `http://` provider goes through `PlainPool`
-instead (`plain_http.py`: a fraction of aiohttp's CPU per round trip, read whole). Trace context is
+reason. A completion from a plain `http://` provider, streamed or not, goes through `PlainPool`
+instead (`plain_http.py`: a fraction of aiohttp's CPU per round trip). Trace context is
 propagated by hand (`traceparent`), since no instrumentation wraps these clients, and our request
 id goes along as `X-Request-Id`.
 
@@ -46,7 +46,7 @@ class StreamBroken(Exception):
 
 @dataclass(frozen=True)
 class Upstream:
-    """The clients to model providers: aiohttp for all, `plain` for answers read whole over http://."""
+    """The clients to model providers: `plain` for http://, aiohttp for the rest (TLS)."""
 
     session: aiohttp.ClientSession
     plain: PlainPool
@@ -74,9 +74,10 @@ class UpstreamResponse:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, in whatever pieces the network delivers."""
-        assert isinstance(self._response, aiohttp.ClientResponse), "a streamed answer comes through aiohttp"
+        response = self._response
+        pieces = response.chunks() if isinstance(response, PlainResponse) else response.content.iter_any()
         try:
-            async for chunk in self._response.content.iter_any():
+            async for chunk in pieces:
                 yield chunk
         except Exception as exc:
             failure = transport_failure(exc)
@@ -108,12 +109,12 @@ async def open_chat(upstream: Upstream, route: ModelRoute, body: bytes, *, strea
     if request_id:  # lets a provider's logs be matched with ours
         headers["x-request-id"] = request_id
     url = route.provider.chat_url
-    plain = not stream and upstream.plain.serves(url)
+    plain = upstream.plain.serves(url)
     for attempt in (1, 2):
         try:
             response: aiohttp.ClientResponse | PlainResponse
             if plain:
-                response = await upstream.plain.post(url, body, headers)
+                response = await upstream.plain.post(url, body, headers, stream=stream)
             else:
                 response = await upstream.session.post(url, data=body, headers=headers)
         except Exception as exc:
