@@ -1,20 +1,25 @@
-"""The relay's byte-level pieces: finding `data: [DONE]` across chunk boundaries, rebuilding a reply."""
+"""The relay: finding `data: [DONE]` across chunk boundaries, rebuilding a reply, how a stream's body
+ends, and what a hang-up stops (or not)."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+from contextlib import AsyncExitStack
 
 import aiohttp
 import orjson
 import pytest
 from starlette.types import Message
 
+from apps.llm_api.providers.plain_http import PlainPool
 from apps.llm_api.providers.stream_usage import UsageWatch
 from apps.llm_api.providers.upstream import UpstreamResponse
 from apps.llm_api.services.persistence import accumulate_stream
-from apps.llm_api.services.relay import DoneSplicer, StreamRelayResponse
+from apps.llm_api.services.relay import Commit, DoneSplicer, RelayOutcome, StreamRelayResponse
 from tests.harness.upstream import FakeUpstream, Reply
 from tests.harness.waiting import eventually_async
+from tests.llm_api.raw_upstream import STREAM_HEAD, server
 
 EVENT = b'data: {"conversation":{}}\n\n'
 STREAM = (
@@ -137,3 +142,162 @@ async def test_a_stored_turns_done_goes_out_at_once_while_the_model_has_not_clos
         {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True},
         {"type": "http.response.body", "body": b"", "more_body": False},
     ]
+
+
+async def _open(base_url: str, through: str, stack: AsyncExitStack) -> UpstreamResponse:
+    """A streamed answer, through the plain pool (as llm-api reaches an http:// provider) or through
+    aiohttp (as an https:// one)."""
+    body = b'{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"stream":true}'
+    if through == "plain":
+        plain = PlainPool(connect_timeout=5, read_timeout=5, keepalive=4, max_connections=4)
+        stack.push_async_callback(plain.aclose)
+        return UpstreamResponse(await plain.post(f"{base_url}/chat/completions", body, {}, stream=True))
+    session = await stack.enter_async_context(aiohttp.ClientSession())
+    return UpstreamResponse(await session.post(f"{base_url}/chat/completions", data=body))
+
+
+def _relay(
+    answer: UpstreamResponse, outcomes: list[RelayOutcome | None], commit: Commit | None = None
+) -> StreamRelayResponse:
+    return StreamRelayResponse(
+        answer,
+        usage=UsageWatch(lambda: 2),
+        conversation_event=None,
+        keep_bytes=True,
+        on_done=lambda chunks, outcome: outcomes.append(outcome),
+        commit=commit,
+    )
+
+
+async def _stays() -> Message:
+    await asyncio.Event().wait()
+    raise AssertionError
+
+
+@pytest.mark.parametrize("through", ["plain", "aiohttp"])
+@pytest.mark.parametrize("together", [True, False], ids=["end-with-done", "end-later"])
+async def test_an_unstored_streams_done_ends_the_body_when_the_models_answer_has_ended(
+    through: str, together: bool
+) -> None:
+    """`[DONE]` read with the end of the model's body ends ours in the same message (one write to the
+    client); read before it, `[DONE]` goes out at once and the end follows."""
+    done, end = b"e\r\ndata: [DONE]\n\n\r\n", b"0\r\n\r\n"
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+        writer.write(STREAM_HEAD + b"9\r\ndata: 1\n\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        if together:
+            writer.write(done + end)
+        else:
+            writer.write(done)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(end)
+        return True
+
+    messages: list[Message] = []
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    outcomes: list[RelayOutcome | None] = []
+    async with server(answer) as raw, AsyncExitStack() as stack:
+        answer_ = await _open(raw.url.removesuffix("/chat/completions"), through, stack)
+        await _relay(answer_, outcomes)({"type": "http"}, _stays, send)
+    # (The usage chunk llm-api adds, the model having sent none, goes right before `[DONE]`.)
+    bodies = [(message["body"][-14:], message["more_body"]) for message in messages[1:]]
+    if together:
+        assert bodies == [(b"data: 1\n\n", True), (b"data: [DONE]\n\n", False)]
+    else:
+        assert bodies == [(b"data: 1\n\n", True), (b"data: [DONE]\n\n", True), (b"", False)]
+    assert outcomes == [None]
+
+
+async def test_a_client_hanging_up_during_the_commit_does_not_stop_it(upstream: FakeUpstream) -> None:
+    upstream.enqueue(Reply(content=["Hel", "lo"]))
+    hang_up = asyncio.Event()
+    stored: list[int] = []
+
+    async def commit(chunks: list[bytes]) -> None:
+        hang_up.set()
+        await asyncio.sleep(0.05)  # the watch sees the hang-up while the turn is being stored
+        stored.append(len(chunks))
+
+    async def receive() -> Message:
+        await hang_up.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        await asyncio.sleep(0)  # as a socket write may: a point where a cancellation lands
+
+    outcomes: list[RelayOutcome | None] = []
+    async with AsyncExitStack() as stack:
+        relay = _relay(await _open(upstream.base_url, "plain", stack), outcomes, commit)
+        await relay({"type": "http"}, receive, send)  # returns: the hang-up is not an error
+    assert stored and relay.stored and outcomes == [None]  # the turn is whole and stored
+
+
+async def test_a_hang_up_stops_a_silent_stream_and_another_cancellation_goes_through(
+    upstream: FakeUpstream,
+) -> None:
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def hung_up() -> Message:
+        return {"type": "http.disconnect"}
+
+    outcomes: list[RelayOutcome | None] = []
+    async with AsyncExitStack() as stack:
+        upstream.enqueue(Reply(content=["one ", "two"], stall_after_chunks=1))
+        answer = await _open(upstream.base_url, "plain", stack)
+        await _relay(answer, outcomes)({"type": "http"}, hung_up, send)
+        assert outcomes == ["client_disconnected"]
+
+        upstream.enqueue(Reply(content=["one ", "two"], stall_after_chunks=1))
+        answer = await _open(upstream.base_url, "plain", stack)
+        sent.clear()
+        relaying = asyncio.create_task(_relay(answer, outcomes)({"type": "http"}, _stays, send))
+        await eventually_async(lambda: len(sent) == 2, "the head and the first chunk went out")
+        relaying.cancel()  # a server shutting down, say: not the client's hang-up
+        with pytest.raises(asyncio.CancelledError):
+            await relaying
+        assert outcomes == ["client_disconnected", "client_disconnected"]
+
+
+async def test_a_finished_stream_leaves_nothing_to_the_garbage_collector(upstream: FakeUpstream) -> None:
+    """As uvicorn's does, `receive` answers `http.disconnect` once the response is complete: the
+    hang-up watch then ends by itself, and nothing of the stream is left in a reference cycle (a
+    cancelled watch was: its `CancelledError`'s traceback held it)."""
+    complete = asyncio.Event()
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            complete.set()
+
+    async def receive() -> Message:
+        await complete.wait()
+        return {"type": "http.disconnect"}
+
+    upstream.enqueue(Reply(content=["Hel", "lo"]))
+    outcomes: list[RelayOutcome | None] = []
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        async with AsyncExitStack() as stack:
+            relay = _relay(await _open(upstream.base_url, "plain", stack), outcomes)
+            await relay({"type": "http"}, receive, send)
+            for _ in range(3):
+                await asyncio.sleep(0)  # the watch wakes up and ends
+        del relay
+        gc.collect()
+        ours = StreamRelayResponse.__module__
+        cyclic = [type(o).__name__ for o in gc.garbage if type(o).__module__ == ours]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert outcomes == [None] and cyclic == []
