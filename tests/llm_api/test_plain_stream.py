@@ -143,3 +143,43 @@ async def test_a_stream_left_before_its_end_drops_the_connection() -> None:
         assert idle(plain) == []
         await eventually_async(lambda: upstream.closed == 1, "the server saw the connection closed")
     await plain.aclose()
+
+
+async def test_an_error_answer_to_a_stream_request_is_read_whole() -> None:
+    """A model refusing a stream answers with a JSON error, not a stream: read whole, however it
+    arrives, so the client gets the model's whole message."""
+    error = b'{"error":{"message":"too many requests, slow down"}}'
+
+    async def refusing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+        writer.write(b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: %d\r\n\r\n" % len(error))
+        for start in range(0, len(error), 10):  # pieces that come after the read began
+            await writer.drain()
+            await asyncio.sleep(0.01)
+            writer.write(error[start : start + 10])
+        return True
+
+    plain = pool()
+    async with server(refusing) as upstream:
+        response = await plain.post(upstream.url, b"{}", {}, stream=True)
+        assert (response.status, await response.read()) == (429, error)
+        response.close()
+        assert len(idle(plain)) == 1  # read to its end: the connection is kept
+    await plain.aclose()
+
+
+async def test_a_stream_ended_by_closing_the_connection_is_complete() -> None:
+    async def until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: 1\n\n")
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        writer.write(b"data: [DONE]\n\n")
+        return False
+
+    plain = pool()
+    async with server(until_eof) as upstream:
+        response = await plain.post(upstream.url, b"{}", {}, stream=True)
+        assert b"".join([piece async for piece in response.chunks()]) == b"data: 1\n\ndata: [DONE]\n\n"
+        assert response.ended
+        response.close()
+        assert idle(plain) == []  # closed by the server: not reused
+    await plain.aclose()

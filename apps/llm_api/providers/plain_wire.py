@@ -151,8 +151,8 @@ class Connection(asyncio.Protocol):
         await self.waiter
 
     async def read(self) -> bytes:
-        """The whole body (of an answer that is not streamed)."""
-        if not self.complete:
+        """The whole body (of a streamed answer too: an error status's, say)."""
+        while not self.complete:
             if self.error is not None:
                 raise self.error
             self.waiter = self.loop.create_future()
