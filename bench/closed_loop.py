@@ -11,8 +11,10 @@ the arms taking turns in an order reversed every round, each segment after a sec
 full concurrency: run one after the other, a later arm ran ~30% faster whatever its code.
 
 Per arm and mode: requests/s, p50/p99 latency (to the last byte), errors, and the "added" p50/p99
-(arm minus direct). The machine is shared and small, so the proxy, the upstream and the client compete
-for the same cores: read the ratios beside each other, with the load average printed.
+(arm minus direct); then each segment's own p99, in the order they ran, since the machine's speed
+drifts over minutes and the pooled p99 takes the slowest segments' tails. The machine is shared and
+small, so the proxy, the upstream and the client compete for the same cores: read the ratios beside
+each other, with the load average printed.
 
 With `--baseline-tree DIR` (another checkout, e.g. main's), a second llm-api runs from it beside this
 one, on its own database, and its arms (`base llm-api`, `base llm-api+conv`) follow this one's.
@@ -56,6 +58,11 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)  # by status or exception
     seconds: float = 0.0
+    segments: list[int] = field(default_factory=list)  # where each segment's latencies end
+
+    def segment_p99s(self) -> list[float]:
+        starts = [0, *self.segments[:-1]]
+        return [pct(self.latencies[a:b], 0.99) for a, b in zip(starts, self.segments, strict=True)]
 
     @property
     def rate(self) -> float:
@@ -116,6 +123,7 @@ async def run_arm(
         started = time.perf_counter()
         await load(started + seconds, into)
         into.seconds += time.perf_counter() - started
+        into.segments.append(len(into.latencies))
 
 
 def run_rounds(
@@ -233,6 +241,9 @@ def main() -> None:
                     f"| {sum(result.errors.values())} {result.errors or ''} | {os.getloadavg()[0]:.1f} |",
                     flush=True,
                 )
+            for (arm, _), result in zip(arms, results, strict=True):
+                p99s = " ".join(f"{value:.1f}" for value in result.segment_p99s())
+                print(f"  {'stream' if stream else 'plain'} {arm.name}: p99 per segment {p99s} ms")
         for stream in (False, True):
             mode = "stream" if stream else "plain"
             for label, _, _ in servers:
