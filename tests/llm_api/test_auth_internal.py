@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import httpx
@@ -95,11 +96,14 @@ async def test_remote_resolver_of_other_services_accepts_and_refuses(llm: str, i
             f"{llm}/v1/auth/api-keys", json={"name": "svc"}, headers=user_headers(issuer, subject)
         )
         created = created_response.json()
-        resolver = RemoteAPIKeyResolver(
-            url=f"{llm}/internal/api-keys/validate", client=client, internal_token=INTERNAL_TOKEN
-        )
-        principal = await resolver.resolve(created["key"])
-        assert principal is not None
-        assert principal.subject == subject and principal.api_key_id == created["id"]
-        assert principal.auth_method == "api_key" and principal.roles == frozenset({"user"})
-        assert await resolver.resolve("sk_live_unknown") is None
+        # Closed before the client, as the apps do: a valid key started the revocation poller.
+        async with contextlib.aclosing(
+            RemoteAPIKeyResolver(
+                url=f"{llm}/internal/api-keys/validate", client=client, internal_token=INTERNAL_TOKEN
+            )
+        ) as resolver:
+            principal = await resolver.resolve(created["key"])
+            assert principal is not None
+            assert principal.subject == subject and principal.api_key_id == created["id"]
+            assert principal.auth_method == "api_key" and principal.roles == frozenset({"user"})
+            assert await resolver.resolve("sk_live_unknown") is None

@@ -7,6 +7,7 @@ every app) accepts it through llm-api's internal endpoint.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,12 +58,15 @@ async def test_guest_session_api_key_and_service_key_check(local: LocalEnvironme
 
         auth = local.auth()
         assert auth.internal_token is not None
-        resolver = RemoteAPIKeyResolver(
-            url=auth.api_key_validation_url,
-            client=http,
-            internal_token=auth.internal_token.get_secret_value(),
-        )
-        principal = await resolver.resolve(secret)
+        # Closed before the client, as the apps do: a valid key started the revocation poller.
+        async with contextlib.aclosing(
+            RemoteAPIKeyResolver(
+                url=auth.api_key_validation_url,
+                client=http,
+                internal_token=auth.internal_token.get_secret_value(),
+            )
+        ) as resolver:
+            principal = await resolver.resolve(secret)
         assert principal is not None and principal.subject == login["user"]["subject"]
         assert principal.issuer == local.base_url and principal.api_key_id == created.json()["id"]
 
