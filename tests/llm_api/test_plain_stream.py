@@ -145,23 +145,32 @@ async def test_a_stream_left_before_its_end_drops_the_connection() -> None:
     await plain.aclose()
 
 
-async def test_an_error_answer_to_a_stream_request_is_read_whole() -> None:
+@pytest.mark.parametrize(
+    ("error", "piece"),
+    [
+        (b'{"error":{"message":"too many requests, slow down"}}', 10),
+        # Past the stream buffer's limit: read whole, it is not held back (nor waited on for ever).
+        (b'{"error":{"message":"%s"}}' % (b"x" * (4 * STREAM_BUFFER_LIMIT)), 65536),
+    ],
+    ids=["small", "past-the-buffer-limit"],
+)
+async def test_an_error_answer_to_a_stream_request_is_read_whole(error: bytes, piece: int) -> None:
     """A model refusing a stream answers with a JSON error, not a stream: read whole, however it
     arrives, so the client gets the model's whole message."""
-    error = b'{"error":{"message":"too many requests, slow down"}}'
 
     async def refusing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
         writer.write(b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: %d\r\n\r\n" % len(error))
-        for start in range(0, len(error), 10):  # pieces that come after the read began
+        for start in range(0, len(error), piece):  # pieces that come after the read began
             await writer.drain()
             await asyncio.sleep(0.01)
-            writer.write(error[start : start + 10])
+            writer.write(error[start : start + piece])
         return True
 
     plain = pool()
     async with server(refusing) as upstream:
         response = await plain.post(upstream.url, b"{}", {}, stream=True)
-        assert (response.status, await response.read()) == (429, error)
+        async with asyncio.timeout(10):
+            assert (response.status, await response.read()) == (429, error)
         response.close()
         assert len(idle(plain)) == 1  # read to its end: the connection is kept
     await plain.aclose()

@@ -190,8 +190,6 @@ class PlainPool:
             connection.abort()
             return
         connection.waiter = None
-        if connection.paused:  # a streamed body ended while its reader was behind
-            connection.resume()
         now = connection.idle_since = time.monotonic()
         idle = self._idle.setdefault(key, [])
         while idle and now - idle[0].idle_since >= self.keepalive:  # the oldest first

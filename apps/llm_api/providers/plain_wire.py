@@ -104,6 +104,8 @@ class Connection(asyncio.Protocol):
             self.closed = True
             self.transport.close()
             self._stop_timer()
+        else:  # nothing more of this answer to hold back: the next one reads as usual
+            self._resume()
         self._wake()
 
     # the request's side
@@ -151,12 +153,12 @@ class Connection(asyncio.Protocol):
         await self.waiter
 
     async def read(self) -> bytes:
-        """The whole body (of a streamed answer too: an error status's, say)."""
+        """The whole body (of a streamed answer too: an error status's, say, which is then read
+        whole without backpressure)."""
+        self.streaming = False
+        self._resume()
         while not self.complete:
-            if self.error is not None:
-                raise self.error
-            self.waiter = self.loop.create_future()
-            await self.waiter
+            await self._more()
         body = self.body
         return body[0] if len(body) == 1 else b"".join(body)
 
@@ -166,20 +168,24 @@ class Connection(asyncio.Protocol):
         while not self.body:
             if self.complete:
                 return b""
-            if self.error is not None:
-                raise self.error
-            self.waiter = self.loop.create_future()
-            await self.waiter
+            await self._more()
         body, self.body, self.buffered = self.body, [], 0
-        if self.paused:
-            self.resume()
+        self._resume()
         return body[0] if len(body) == 1 else b"".join(body)
 
-    def resume(self) -> None:
-        """Read from the socket again (after a streamed answer's reader caught up, or when the
-        connection goes back to the pool)."""
+    async def _more(self) -> None:
+        """Wait for the parser's next news: a piece of a streamed body, the end, or a failure."""
+        if self.error is not None:
+            raise self.error
+        self.waiter = self.loop.create_future()
+        await self.waiter
+
+    def _resume(self) -> None:
+        """Read from the socket again, if a streamed body's reader had fallen behind."""
+        if not self.paused:
+            return
         self.paused = False
-        self.last_read = self.loop.time()
+        self.last_read = self.loop.time()  # the model's silence counts from now
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
 
