@@ -17,6 +17,12 @@ OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r
 
 STREAM_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
+
+def chunk(data: bytes) -> bytes:
+    """`data` as one piece of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
 
 

@@ -12,11 +12,7 @@ from apps.common.http import make_session
 from apps.llm_api.providers.plain_wire import STREAM_BUFFER_LIMIT
 from apps.llm_api.providers.upstream import StreamBroken, Upstream, open_chat
 from tests.harness.waiting import eventually_async
-from tests.llm_api.raw_upstream import BODY, STREAM_HEAD, idle, ok, pool, post, route, server
-
-
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
+from tests.llm_api.raw_upstream import BODY, STREAM_HEAD, chunk, idle, ok, pool, post, route, server
 
 
 async def test_pieces_are_handed_over_as_they_arrive_and_the_connection_is_kept() -> None:

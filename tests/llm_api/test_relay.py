@@ -5,21 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from contextlib import AsyncExitStack
+from typing import Any
 
 import aiohttp
+import httpx
 import orjson
 import pytest
-from starlette.types import Message
+from starlette.types import Message, Receive, Scope, Send
 
 from apps.llm_api.providers.plain_http import PlainPool
 from apps.llm_api.providers.stream_usage import UsageWatch
 from apps.llm_api.providers.upstream import UpstreamResponse
 from apps.llm_api.services.persistence import accumulate_stream
-from apps.llm_api.services.relay import Commit, DoneSplicer, RelayOutcome, StreamRelayResponse
+from apps.llm_api.services.relay import (
+    WATCH_TASK,
+    Commit,
+    DoneSplicer,
+    RelayOutcome,
+    StreamRelayResponse,
+)
+from tests.harness.server import ServerThread
 from tests.harness.upstream import FakeUpstream, Reply
-from tests.harness.waiting import eventually_async
-from tests.llm_api.raw_upstream import STREAM_HEAD, server
+from tests.harness.waiting import CLIENT_TIMEOUT, eventually, eventually_async
+from tests.llm_api.raw_upstream import STREAM_HEAD, chunk, server
 
 EVENT = b'data: {"conversation":{}}\n\n'
 STREAM = (
@@ -181,10 +191,10 @@ async def test_an_unstored_streams_done_ends_the_body_when_the_models_answer_has
 ) -> None:
     """`[DONE]` read with the end of the model's body ends ours in the same message (one write to the
     client); read before it, `[DONE]` goes out at once and the end follows."""
-    done, end = b"e\r\ndata: [DONE]\n\n\r\n", b"0\r\n\r\n"
+    done, end = chunk(b"data: [DONE]\n\n"), b"0\r\n\r\n"
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int) -> bool:
-        writer.write(STREAM_HEAD + b"9\r\ndata: 1\n\n\r\n")
+        writer.write(STREAM_HEAD + chunk(b"data: 1\n\n"))
         await writer.drain()
         await asyncio.sleep(0.01)
         if together:
@@ -267,32 +277,32 @@ async def test_a_hang_up_stops_a_silent_stream_and_another_cancellation_goes_thr
         assert outcomes == ["client_disconnected", "client_disconnected"]
 
 
-async def test_a_finished_stream_leaves_nothing_to_the_garbage_collector(upstream: FakeUpstream) -> None:
-    """As uvicorn's does, `receive` answers `http.disconnect` once the response is complete: the
+def test_a_finished_stream_leaves_nothing_to_the_garbage_collector(upstream: FakeUpstream) -> None:
+    """Served by uvicorn, whose `receive` answers `http.disconnect` once the response is complete: the
     hang-up watch then ends by itself, and nothing of the stream is left in a reference cycle (a
     cancelled watch was: its `CancelledError`'s traceback held it)."""
-    complete = asyncio.Event()
+    outcomes: list[RelayOutcome | None] = []
+    watches: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()  # held, they would not be garbage
 
-    async def send(message: Message) -> None:
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
-            complete.set()
-
-    async def receive() -> Message:
-        await complete.wait()
-        return {"type": "http.disconnect"}
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        async with AsyncExitStack() as stack:
+            await _relay(await _open(upstream.base_url, "plain", stack), outcomes)(scope, receive, send)
+        watches.update(task for task in asyncio.all_tasks() if task.get_name() == WATCH_TASK)
 
     upstream.enqueue(Reply(content=["Hel", "lo"]))
-    outcomes: list[RelayOutcome | None] = []
+    server = ServerThread(app)
+    server.start()
     gc.collect()
     gc.disable()
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
-        async with AsyncExitStack() as stack:
-            relay = _relay(await _open(upstream.base_url, "plain", stack), outcomes)
-            await relay({"type": "http"}, receive, send)
-            for _ in range(3):
-                await asyncio.sleep(0)  # the watch wakes up and ends
-        del relay
+        answer = httpx.post(server.url, content=b"{}", timeout=CLIENT_TIMEOUT)
+        eventually(lambda: bool(outcomes) and all(watch.done() for watch in watches))  # the watch ended
         gc.collect()
         ours = StreamRelayResponse.__module__
         cyclic = [type(o).__name__ for o in gc.garbage if type(o).__module__ == ours]
@@ -300,4 +310,5 @@ async def test_a_finished_stream_leaves_nothing_to_the_garbage_collector(upstrea
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
-    assert outcomes == [None] and cyclic == []
+        server.stop()
+    assert answer.text.endswith("data: [DONE]\n\n") and outcomes == [None] and cyclic == []

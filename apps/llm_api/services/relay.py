@@ -36,6 +36,7 @@ from apps.llm_api.providers.upstream import StreamBroken, UpstreamResponse
 log = logging.getLogger(__name__)
 
 DONE_LINE = b"\ndata: [DONE]"
+WATCH_TASK = "relay-hang-up-watch"  # the name of each stream's hang-up watch (`_HangUpWatch`)
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -135,15 +136,14 @@ class StreamRelayResponse(Response):
         self.done_sent = False
         self.stored = False  # `commit` succeeded: the turn is in the conversation
         self.finished = False  # the body's last message went out (with `[DONE]`)
-        self.watch: _HangUpWatch | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
         outcome: RelayOutcome | None = "client_disconnected"
-        watch = self.watch = _HangUpWatch(receive)
+        watch = _HangUpWatch(receive)
         try:
             headers = [*SSE_HEADERS, *((k, v) for k, v in self.raw_headers if k != b"content-length")]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            outcome = await self._relay(send)
+            outcome = await self._relay(send, watch)
             if not self.finished:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:
@@ -156,7 +156,7 @@ class StreamRelayResponse(Response):
             self.upstream.close()
             self.on_done(self.chunks, None if self.done_sent or self.stored else outcome)
 
-    async def _relay(self, send: Send) -> RelayOutcome | None:
+    async def _relay(self, send: Send, watch: _HangUpWatch) -> RelayOutcome | None:
         tail = b""
         try:
             async for chunk in self.upstream.chunks():
@@ -174,7 +174,7 @@ class StreamRelayResponse(Response):
                     self.done_sent = self.done_sent or done
                     self.finished = last
                 if self.splicer.hold_done and self.splicer.done:
-                    failed = await self._acknowledge(send)
+                    failed = await self._acknowledge(send, watch)
                     if failed:
                         return failed
         except StreamBroken as broken:
@@ -187,14 +187,13 @@ class StreamRelayResponse(Response):
             )
         return None
 
-    async def _acknowledge(self, send: Send) -> RelayOutcome | None:
+    async def _acknowledge(self, send: Send, watch: _HangUpWatch) -> RelayOutcome | None:
         """The model is done: store the turn, then send `[DONE]` (or an error event instead)."""
         assert self.commit is not None and self.chunks is not None
         self.splicer.hold_done = False  # whatever follows goes straight through
-        assert self.watch is not None
         try:
             # The client may hang up now; the completion is whole, so it is stored all the same.
-            with self.watch.shielded():
+            with watch.shielded():
                 await self.commit(self.chunks)
         except Exception as exc:
             error = exc if isinstance(exc, APIError) else None
@@ -240,9 +239,9 @@ class _HangUpWatch:
         self._relay = task
         self._shielded = False
         self._stopped = False
-        self.hung_up = False
+        self._hung_up = False
         self._cancelled = False
-        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive), name=WATCH_TASK)
 
     async def _watch(self, receive: Receive) -> None:
         try:
@@ -252,7 +251,7 @@ class _HangUpWatch:
             log.exception("watching a streaming client failed")
         if self._stopped:
             return
-        self.hung_up = True
+        self._hung_up = True
         if not self._shielded:
             self._cancel()
 
@@ -267,7 +266,7 @@ class _HangUpWatch:
             yield
         finally:
             self._shielded = False
-            if self.hung_up and not self._cancelled and not self._stopped:
+            if self._hung_up and not self._cancelled and not self._stopped:
                 self._cancel()
 
     def absorb_cancellation(self) -> bool:
